@@ -1,0 +1,92 @@
+//! The MQTT layer of tenwatch: an embedded rumqttd router behind the **device edge**.
+//!
+//! # Layout
+//! - [`router`]: starts rumqttd on a loopback listener that accepts only the internal
+//!   credential; the gateway and the edge are its only clients.
+//! - [`edge`]: the device-facing listener (TCP, optional TLS). It applies handshake and CONNECT
+//!   deadlines, authenticates each device through [`DeviceAuthority`], answers refusals with a
+//!   proper CONNACK, enforces the per-device topic ACL on every PUBLISH and SUBSCRIBE, caps
+//!   payload size and press rate, and reports presence through [`DeviceAuthority::presence`].
+//! - [`acl`]: the topic rules of DESIGN.md as pure functions.
+//!
+//! The gateway implements [`DeviceAuthority`]; this crate knows nothing of its storage.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+
+/// A device's identity as granted by the registry after a successful login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGrant {
+    /// The cluster whose `tw/c/{cluster}/#` topics the device may subscribe to.
+    pub cluster: String,
+}
+
+/// Why a login was refused; mapped onto MQTT 3.1.1 CONNACK return codes by the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// Unknown device or wrong password (CONNACK 4: bad user name or password). The two are
+    /// never told apart to the client.
+    BadCredentials,
+    /// The device exists but is disabled (CONNACK 5: not authorized).
+    NotAuthorized,
+    /// The registry could not be asked (CONNACK 3: server unavailable).
+    Unavailable,
+}
+
+/// Why a device's connection ended, as reported in [`PresenceEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DisconnectReason {
+    /// The device sent DISCONNECT.
+    Clean,
+    /// Nothing arrived within 1.5 × the device's keep-alive.
+    KeepAliveTimeout,
+    /// The socket closed or failed without DISCONNECT.
+    ConnectionLost,
+    /// A new connection with the same device id took over.
+    Replaced,
+    /// The edge closed it for breaking a rule (forged topic, oversize payload, protocol error).
+    Violation(String),
+    /// The router side of the link closed.
+    RouterClosed,
+    /// The edge is shutting down.
+    Shutdown,
+}
+
+/// What the edge tells the gateway about a device's connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceEvent {
+    Connected {
+        device: String,
+        /// Increases with every accepted connection in this process; a `Disconnected` whose
+        /// session is not the device's latest one is stale and must not mark it offline.
+        session: u64,
+        peer: SocketAddr,
+    },
+    Disconnected {
+        device: String,
+        session: u64,
+        reason: DisconnectReason,
+    },
+    /// A login was refused (reported so supervision can show "refused login").
+    Refused {
+        device: String,
+        peer: SocketAddr,
+        refusal: AuthRefusal,
+    },
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The registry as the edge sees it. Implemented by the gateway.
+pub trait DeviceAuthority: Send + Sync + 'static {
+    /// Checks a device's password. Called once per CONNECT, off the accept loop.
+    fn authenticate<'a>(
+        &'a self,
+        device: &'a str,
+        password: &'a [u8],
+    ) -> BoxFuture<'a, Result<DeviceGrant, AuthRefusal>>;
+
+    /// Receives a presence event. Must not block; the gateway queues it.
+    fn presence(&self, event: PresenceEvent);
+}
