@@ -8,8 +8,19 @@
 //!   proper CONNACK, enforces the per-device topic ACL on every PUBLISH and SUBSCRIBE, caps
 //!   payload size and press rate, and reports presence through [`DeviceAuthority::presence`].
 //! - [`acl`]: the topic rules of DESIGN.md as pure functions.
+//! - [`codec`]: the MQTT 3.1.1 framing the edge needs (frame boundaries, CONNECT, PUBLISH,
+//!   SUBSCRIBE, SUBACK), parsed from borrowed bytes so frames are forwarded untouched.
+//! - [`error`]: [`BrokerError`], why the router or the edge could not start.
 //!
 //! The gateway implements [`DeviceAuthority`]; this crate knows nothing of its storage.
+
+pub mod acl;
+pub mod codec;
+pub mod error;
+pub mod router;
+
+pub use error::BrokerError;
+pub use router::{start_router, RouterHandle, RouterSettings};
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,0 +1,808 @@
+//! A small MQTT 3.1.1 framing codec: just what the edge needs to find frame boundaries, read
+//! CONNECT / PUBLISH / SUBSCRIBE / SUBACK, and write the few packets it answers itself.
+//!
+//! Written here rather than borrowed from rumqttc/rumqttd because the edge must forward
+//! frames byte for byte (no decode/re-encode of payloads) and must parse only the parts the
+//! ACL needs; every parser works on borrowed slices and returns an error, never panics, on
+//! truncated or garbage input.
+
+use bytes::{Bytes, BytesMut};
+
+/// MQTT control packet types (the high nibble of the first byte).
+pub mod packet {
+    pub const CONNECT: u8 = 1;
+    pub const CONNACK: u8 = 2;
+    pub const PUBLISH: u8 = 3;
+    pub const PUBACK: u8 = 4;
+    pub const PUBREC: u8 = 5;
+    pub const PUBREL: u8 = 6;
+    pub const PUBCOMP: u8 = 7;
+    pub const SUBSCRIBE: u8 = 8;
+    pub const SUBACK: u8 = 9;
+    pub const UNSUBSCRIBE: u8 = 10;
+    pub const UNSUBACK: u8 = 11;
+    pub const PINGREQ: u8 = 12;
+    pub const PINGRESP: u8 = 13;
+    pub const DISCONNECT: u8 = 14;
+}
+
+/// CONNACK return codes of MQTT 3.1.1.
+pub mod connack {
+    pub const ACCEPTED: u8 = 0;
+    pub const UNACCEPTABLE_PROTOCOL: u8 = 1;
+    pub const IDENTIFIER_REJECTED: u8 = 2;
+    pub const SERVER_UNAVAILABLE: u8 = 3;
+    pub const BAD_CREDENTIALS: u8 = 4;
+    pub const NOT_AUTHORIZED: u8 = 5;
+}
+
+/// SUBACK return code for a refused filter.
+pub const SUBACK_FAILURE: u8 = 0x80;
+
+/// The largest value the 4-byte remaining length can carry.
+pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
+
+/// The PINGREQ packet, forwarded or sent by the edge to keep the router link alive.
+pub const PINGREQ: [u8; 2] = [packet::PINGREQ << 4, 0];
+/// The DISCONNECT packet.
+pub const DISCONNECT: [u8; 2] = [packet::DISCONNECT << 4, 0];
+
+/// Why bytes could not be read as MQTT 3.1.1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("remaining length longer than 4 bytes")]
+    MalformedRemainingLength,
+    #[error("frame of type {packet_type} is {len} bytes, over the {max} byte cap")]
+    FrameTooLarge {
+        packet_type: u8,
+        len: usize,
+        max: usize,
+    },
+    #[error("packet truncated while reading {0}")]
+    Truncated(&'static str),
+    #[error("string is not valid UTF-8 or contains NUL")]
+    InvalidString,
+    #[error("protocol {name:?} level {level} is not MQTT 3.1.1")]
+    UnsupportedProtocol { name: String, level: u8 },
+    #[error("invalid flags: {0}")]
+    InvalidFlags(&'static str),
+    #[error("expected packet type {expected}, found {found}")]
+    UnexpectedPacket { expected: u8, found: u8 },
+    #[error("malformed packet: {0}")]
+    Malformed(&'static str),
+}
+
+/// One complete frame cut from a read buffer: the whole packet, fixed header included, so it
+/// can be forwarded untouched.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// The whole packet as received.
+    pub bytes: Bytes,
+    /// Length of the fixed header (1 type byte + 1..=4 length bytes).
+    header_len: usize,
+}
+
+impl Frame {
+    /// The packet type (high nibble of the first byte).
+    pub fn packet_type(&self) -> u8 {
+        self.bytes[0] >> 4
+    }
+
+    /// The low nibble of the first byte (PUBLISH: dup, qos, retain).
+    pub fn flags(&self) -> u8 {
+        self.bytes[0] & 0x0f
+    }
+
+    /// The variable header and payload.
+    pub fn body(&self) -> &[u8] {
+        &self.bytes[self.header_len..]
+    }
+}
+
+/// Reads a fixed header at the start of `buf`: `Ok(None)` if more bytes are needed,
+/// `Ok(Some((header_len, remaining_len)))` otherwise.
+pub fn parse_fixed_header(buf: &[u8]) -> Result<Option<(usize, usize)>, CodecError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let mut remaining: usize = 0;
+    for i in 0..4 {
+        let Some(&byte) = buf.get(1 + i) else {
+            return Ok(None);
+        };
+        remaining |= usize::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Ok(Some((2 + i, remaining)));
+        }
+    }
+    Err(CodecError::MalformedRemainingLength)
+}
+
+/// Cuts the next complete frame off `buf`, if one is there. A frame whose announced size is
+/// over `max_frame` is refused from its header alone, before its body is read, so a
+/// device cannot make the edge buffer more than the cap.
+pub fn next_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>, CodecError> {
+    let Some((header_len, remaining)) = parse_fixed_header(buf)? else {
+        return Ok(None);
+    };
+    let len = header_len + remaining;
+    if len > max_frame {
+        return Err(CodecError::FrameTooLarge {
+            packet_type: buf[0] >> 4,
+            len,
+            max: max_frame,
+        });
+    }
+    if buf.len() < len {
+        return Ok(None);
+    }
+    Ok(Some(Frame {
+        bytes: buf.split_to(len).freeze(),
+        header_len,
+    }))
+}
+
+/// Appends a remaining-length field.
+fn put_remaining_length(out: &mut Vec<u8>, mut len: usize) {
+    loop {
+        let mut byte = (len % 128) as u8;
+        len /= 128;
+        if len > 0 {
+            byte |= 0x80;
+        }
+        out.push(byte);
+        if len == 0 {
+            break;
+        }
+    }
+}
+
+/// Builds a packet from its first byte and body.
+fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + 5);
+    out.push(first);
+    put_remaining_length(&mut out, body.len());
+    out.extend_from_slice(body);
+    out
+}
+
+/// A cursor over a packet body; every read checks bounds.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    fn u8(&mut self, what: &'static str) -> Result<u8, CodecError> {
+        let b = *self.buf.get(self.pos).ok_or(CodecError::Truncated(what))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn u16(&mut self, what: &'static str) -> Result<u16, CodecError> {
+        let hi = self.u8(what)?;
+        let lo = self.u8(what)?;
+        Ok(u16::from_be_bytes([hi, lo]))
+    }
+
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], CodecError> {
+        let len = usize::from(self.u16(what)?);
+        let end = self
+            .pos
+            .checked_add(len)
+            .ok_or(CodecError::Truncated(what))?;
+        let out = self
+            .buf
+            .get(self.pos..end)
+            .ok_or(CodecError::Truncated(what))?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn string(&mut self, what: &'static str) -> Result<&'a str, CodecError> {
+        let raw = self.bytes(what)?;
+        let s = std::str::from_utf8(raw).map_err(|_| CodecError::InvalidString)?;
+        if s.contains('\0') {
+            return Err(CodecError::InvalidString);
+        }
+        Ok(s)
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let out = &self.buf[self.pos.min(self.buf.len())..];
+        self.pos = self.buf.len();
+        out
+    }
+
+    fn is_done(&self) -> bool {
+        self.pos >= self.buf.len()
+    }
+}
+
+/// A CONNECT's last will (read only so it can be dropped: the edge reports presence instead).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Will {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub qos: u8,
+    pub retain: bool,
+}
+
+/// A parsed MQTT 3.1.1 CONNECT.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Connect {
+    pub clean_session: bool,
+    pub keep_alive: u16,
+    pub client_id: String,
+    pub will: Option<Will>,
+    pub username: Option<String>,
+    pub password: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Connect {
+    // The password is a device secret: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connect")
+            .field("clean_session", &self.clean_session)
+            .field("keep_alive", &self.keep_alive)
+            .field("client_id", &self.client_id)
+            .field("will", &self.will.as_ref().map(|w| &w.topic))
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Parses a CONNECT body. The protocol name and level are checked first, so a client speaking
+/// another version gets [`CodecError::UnsupportedProtocol`] (answer: CONNACK 1) even when the
+/// rest of its packet has another layout (MQTT 5 properties).
+pub fn parse_connect(body: &[u8]) -> Result<Connect, CodecError> {
+    let mut r = Reader::new(body);
+    let name = r.string("protocol name")?;
+    let level = r.u8("protocol level")?;
+    if name != "MQTT" || level != 4 {
+        return Err(CodecError::UnsupportedProtocol {
+            name: name.to_owned(),
+            level,
+        });
+    }
+    let flags = r.u8("connect flags")?;
+    if flags & 0x01 != 0 {
+        return Err(CodecError::InvalidFlags("reserved connect flag set"));
+    }
+    let clean_session = flags & 0x02 != 0;
+    let will_flag = flags & 0x04 != 0;
+    let will_qos = (flags >> 3) & 0x03;
+    let will_retain = flags & 0x20 != 0;
+    let has_password = flags & 0x40 != 0;
+    let has_username = flags & 0x80 != 0;
+    if will_qos == 3 {
+        return Err(CodecError::InvalidFlags("will qos 3"));
+    }
+    if !will_flag && (will_qos != 0 || will_retain) {
+        return Err(CodecError::InvalidFlags("will qos/retain without will"));
+    }
+    if has_password && !has_username {
+        return Err(CodecError::InvalidFlags("password without user name"));
+    }
+    let keep_alive = r.u16("keep alive")?;
+    let client_id = r.string("client id")?.to_owned();
+    let will = if will_flag {
+        let topic = r.string("will topic")?.to_owned();
+        let payload = r.bytes("will payload")?.to_vec();
+        Some(Will {
+            topic,
+            payload,
+            qos: will_qos,
+            retain: will_retain,
+        })
+    } else {
+        None
+    };
+    let username = if has_username {
+        Some(r.string("user name")?.to_owned())
+    } else {
+        None
+    };
+    let password = if has_password {
+        Some(r.bytes("password")?.to_vec())
+    } else {
+        None
+    };
+    if !r.is_done() {
+        return Err(CodecError::Malformed("trailing bytes after CONNECT"));
+    }
+    Ok(Connect {
+        clean_session,
+        keep_alive,
+        client_id,
+        will,
+        username,
+        password,
+    })
+}
+
+/// Appends a length-prefixed field, refusing what does not fit in 16 bits.
+fn put_bytes(out: &mut Vec<u8>, data: &[u8]) -> Result<(), CodecError> {
+    let len =
+        u16::try_from(data.len()).map_err(|_| CodecError::Malformed("field over 65535 bytes"))?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// Encodes a CONNECT (MQTT 3.1.1).
+pub fn encode_connect(c: &Connect) -> Result<Vec<u8>, CodecError> {
+    let mut body = Vec::with_capacity(64);
+    put_bytes(&mut body, b"MQTT")?;
+    body.push(4);
+    let mut flags = 0u8;
+    if c.clean_session {
+        flags |= 0x02;
+    }
+    if let Some(w) = &c.will {
+        flags |= 0x04 | ((w.qos & 0x03) << 3);
+        if w.retain {
+            flags |= 0x20;
+        }
+    }
+    if c.password.is_some() {
+        if c.username.is_none() {
+            return Err(CodecError::InvalidFlags("password without user name"));
+        }
+        flags |= 0x40;
+    }
+    if c.username.is_some() {
+        flags |= 0x80;
+    }
+    body.push(flags);
+    body.extend_from_slice(&c.keep_alive.to_be_bytes());
+    put_bytes(&mut body, c.client_id.as_bytes())?;
+    if let Some(w) = &c.will {
+        put_bytes(&mut body, w.topic.as_bytes())?;
+        put_bytes(&mut body, &w.payload)?;
+    }
+    if let Some(u) = &c.username {
+        put_bytes(&mut body, u.as_bytes())?;
+    }
+    if let Some(p) = &c.password {
+        put_bytes(&mut body, p)?;
+    }
+    Ok(frame(packet::CONNECT << 4, &body))
+}
+
+/// Encodes a CONNACK.
+pub fn encode_connack(session_present: bool, code: u8) -> [u8; 4] {
+    [packet::CONNACK << 4, 2, u8::from(session_present), code]
+}
+
+/// Parses a CONNACK body into (session present, return code).
+pub fn parse_connack(body: &[u8]) -> Result<(bool, u8), CodecError> {
+    match body {
+        [flags, code] => Ok((flags & 0x01 != 0, *code)),
+        _ => Err(CodecError::Malformed("CONNACK body is not 2 bytes")),
+    }
+}
+
+/// A PUBLISH seen through its frame: topic and payload borrow the received bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishView<'a> {
+    pub topic: &'a str,
+    pub qos: u8,
+    pub retain: bool,
+    pub dup: bool,
+    /// Present for QoS 1 and 2.
+    pub packet_id: Option<u16>,
+    pub payload: &'a [u8],
+}
+
+/// Parses a PUBLISH from its first-byte flags and body, without copying the payload.
+pub fn parse_publish(flags: u8, body: &[u8]) -> Result<PublishView<'_>, CodecError> {
+    let qos = (flags >> 1) & 0x03;
+    if qos == 3 {
+        return Err(CodecError::InvalidFlags("publish qos 3"));
+    }
+    let mut r = Reader::new(body);
+    let topic = r.string("topic")?;
+    let packet_id = if qos > 0 {
+        let id = r.u16("packet id")?;
+        if id == 0 {
+            return Err(CodecError::Malformed("packet id 0"));
+        }
+        Some(id)
+    } else {
+        None
+    };
+    Ok(PublishView {
+        topic,
+        qos,
+        retain: flags & 0x01 != 0,
+        dup: flags & 0x08 != 0,
+        packet_id,
+        payload: r.rest(),
+    })
+}
+
+/// Encodes a PUBLISH (used by tests and by tools; the edge forwards received frames as is).
+pub fn encode_publish(
+    topic: &str,
+    qos: u8,
+    retain: bool,
+    packet_id: Option<u16>,
+    payload: &[u8],
+) -> Result<Vec<u8>, CodecError> {
+    let mut body = Vec::with_capacity(topic.len() + payload.len() + 4);
+    put_bytes(&mut body, topic.as_bytes())?;
+    if qos > 0 {
+        let id = packet_id.ok_or(CodecError::Malformed("qos > 0 needs a packet id"))?;
+        body.extend_from_slice(&id.to_be_bytes());
+    }
+    body.extend_from_slice(payload);
+    let first = (packet::PUBLISH << 4) | ((qos & 0x03) << 1) | u8::from(retain);
+    Ok(frame(first, &body))
+}
+
+/// A parsed SUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    pub packet_id: u16,
+    /// (filter, requested QoS) in packet order.
+    pub filters: Vec<(String, u8)>,
+}
+
+/// Parses a SUBSCRIBE from its first-byte flags and body.
+pub fn parse_subscribe(flags: u8, body: &[u8]) -> Result<Subscribe, CodecError> {
+    if flags != 0x02 {
+        return Err(CodecError::InvalidFlags("SUBSCRIBE flags must be 0010"));
+    }
+    let mut r = Reader::new(body);
+    let packet_id = r.u16("packet id")?;
+    let mut filters = Vec::new();
+    while !r.is_done() {
+        let filter = r.string("filter")?.to_owned();
+        let qos = r.u8("requested qos")?;
+        if qos > 2 {
+            return Err(CodecError::InvalidFlags("requested qos over 2"));
+        }
+        filters.push((filter, qos));
+    }
+    if filters.is_empty() {
+        return Err(CodecError::Malformed("SUBSCRIBE without filters"));
+    }
+    Ok(Subscribe { packet_id, filters })
+}
+
+/// Encodes a SUBSCRIBE.
+pub fn encode_subscribe(packet_id: u16, filters: &[(&str, u8)]) -> Result<Vec<u8>, CodecError> {
+    if filters.is_empty() {
+        return Err(CodecError::Malformed("SUBSCRIBE without filters"));
+    }
+    let mut body = Vec::with_capacity(2 + filters.iter().map(|(f, _)| f.len() + 3).sum::<usize>());
+    body.extend_from_slice(&packet_id.to_be_bytes());
+    for (filter, qos) in filters {
+        put_bytes(&mut body, filter.as_bytes())?;
+        body.push(*qos);
+    }
+    Ok(frame((packet::SUBSCRIBE << 4) | 0x02, &body))
+}
+
+/// Parses a SUBACK body into (packet id, return codes).
+pub fn parse_suback(body: &[u8]) -> Result<(u16, Vec<u8>), CodecError> {
+    let mut r = Reader::new(body);
+    let packet_id = r.u16("packet id")?;
+    let codes = r.rest().to_vec();
+    if codes.is_empty() {
+        return Err(CodecError::Malformed("SUBACK without return codes"));
+    }
+    Ok((packet_id, codes))
+}
+
+/// Encodes a SUBACK.
+pub fn encode_suback(packet_id: u16, codes: &[u8]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(2 + codes.len());
+    body.extend_from_slice(&packet_id.to_be_bytes());
+    body.extend_from_slice(codes);
+    frame(packet::SUBACK << 4, &body)
+}
+
+/// Encodes a PUBACK.
+pub fn encode_puback(packet_id: u16) -> [u8; 4] {
+    let [hi, lo] = packet_id.to_be_bytes();
+    [packet::PUBACK << 4, 2, hi, lo]
+}
+
+/// Reads the packet id that starts a body (PUBACK, SUBACK, UNSUBSCRIBE, ...).
+pub fn packet_id(body: &[u8]) -> Result<u16, CodecError> {
+    Reader::new(body).u16("packet id")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one_frame(bytes: &[u8]) -> Frame {
+        let mut buf = BytesMut::from(bytes);
+        let f = next_frame(&mut buf, 1 << 20)
+            .expect("valid")
+            .expect("complete");
+        assert!(buf.is_empty());
+        f
+    }
+
+    fn sample_connect() -> Connect {
+        Connect {
+            clean_session: true,
+            keep_alive: 30,
+            client_id: "dev1".into(),
+            will: Some(Will {
+                topic: "tw/d/dev1/up/lwt".into(),
+                payload: b"gone".to_vec(),
+                qos: 1,
+                retain: true,
+            }),
+            username: Some("dev1".into()),
+            password: Some(b"secret".to_vec()),
+        }
+    }
+
+    #[test]
+    fn remaining_length_round_trip() {
+        for len in [
+            0usize,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            2_097_151,
+            2_097_152,
+            MAX_REMAINING_LENGTH,
+        ] {
+            let mut out = vec![0x30];
+            put_remaining_length(&mut out, len);
+            assert_eq!(
+                parse_fixed_header(&out),
+                Ok(Some((out.len(), len))),
+                "{len}"
+            );
+        }
+    }
+
+    #[test]
+    fn fixed_header_needs_more_or_fails() {
+        assert_eq!(parse_fixed_header(&[]), Ok(None));
+        assert_eq!(parse_fixed_header(&[0x30]), Ok(None));
+        assert_eq!(parse_fixed_header(&[0x30, 0x80, 0x80]), Ok(None));
+        assert_eq!(
+            parse_fixed_header(&[0x30, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(CodecError::MalformedRemainingLength)
+        );
+    }
+
+    #[test]
+    fn next_frame_splits_and_waits() {
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&PINGREQ);
+        buf.extend_from_slice(&encode_puback(7)[..3]);
+        let f = next_frame(&mut buf, 100).expect("ok").expect("frame");
+        assert_eq!(f.packet_type(), packet::PINGREQ);
+        assert!(next_frame(&mut buf, 100).expect("ok").is_none());
+        buf.extend_from_slice(&[7]);
+        let f = next_frame(&mut buf, 100).expect("ok").expect("frame");
+        assert_eq!(packet_id(f.body()), Ok(7));
+    }
+
+    #[test]
+    fn next_frame_refuses_oversize_from_header() {
+        let mut buf = BytesMut::from(&[0x30u8, 0xff, 0x7f][..]);
+        assert_eq!(
+            next_frame(&mut buf, 1000).err(),
+            Some(CodecError::FrameTooLarge {
+                packet_type: packet::PUBLISH,
+                len: 3 + 16_383,
+                max: 1000
+            })
+        );
+    }
+
+    #[test]
+    fn connect_round_trip() {
+        let c = sample_connect();
+        let f = one_frame(&encode_connect(&c).expect("encode"));
+        assert_eq!(f.packet_type(), packet::CONNECT);
+        assert_eq!(parse_connect(f.body()), Ok(c.clone()));
+
+        let bare = Connect {
+            will: None,
+            username: None,
+            password: None,
+            client_id: String::new(),
+            ..c
+        };
+        let f = one_frame(&encode_connect(&bare).expect("encode"));
+        assert_eq!(parse_connect(f.body()), Ok(bare));
+    }
+
+    #[test]
+    fn connect_debug_redacts_password() {
+        let s = format!("{:?}", sample_connect());
+        assert!(!s.contains("secret"));
+        assert!(s.contains("redacted"));
+    }
+
+    #[test]
+    fn connect_other_protocol_levels() {
+        let mut bytes = encode_connect(&sample_connect()).expect("encode");
+        // Byte 8 is the protocol level (after type, length, name length and "MQTT").
+        bytes[8] = 5;
+        let f = one_frame(&bytes);
+        assert!(matches!(
+            parse_connect(f.body()),
+            Err(CodecError::UnsupportedProtocol { level: 5, .. })
+        ));
+        // MQTT 3.1 ("MQIsdp", level 3).
+        let body = [
+            0, 6, b'M', b'Q', b'I', b's', b'd', b'p', 3, 2, 0, 60, 0, 1, b'x',
+        ];
+        assert!(matches!(
+            parse_connect(&body),
+            Err(CodecError::UnsupportedProtocol { level: 3, .. })
+        ));
+    }
+
+    #[test]
+    fn connect_bad_flags() {
+        let base = [0, 4, b'M', b'Q', b'T', b'T', 4];
+        for flags in [0x01u8, 0x08, 0x20, 0x40, 0x1c] {
+            let mut body = base.to_vec();
+            body.extend_from_slice(&[flags, 0, 60, 0, 1, b'x']);
+            assert!(
+                matches!(parse_connect(&body), Err(CodecError::InvalidFlags(_))),
+                "{flags:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn connect_truncated_everywhere_is_an_error() {
+        let bytes = encode_connect(&sample_connect()).expect("encode");
+        let f = one_frame(&bytes);
+        let body = f.body();
+        for cut in 0..body.len() {
+            assert!(parse_connect(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut long = body.to_vec();
+        long.push(0);
+        assert!(parse_connect(&long).is_err());
+    }
+
+    #[test]
+    fn connect_rejects_bad_utf8_and_nul() {
+        let mut c = sample_connect();
+        c.will = None;
+        c.client_id = "ab".into();
+        let mut bytes = encode_connect(&c).expect("encode");
+        let pos = bytes
+            .windows(2)
+            .position(|w| w == b"ab")
+            .expect("client id in frame");
+        bytes[pos] = 0xff;
+        assert_eq!(
+            parse_connect(one_frame(&bytes).body()),
+            Err(CodecError::InvalidString)
+        );
+        bytes[pos] = 0;
+        assert_eq!(
+            parse_connect(one_frame(&bytes).body()),
+            Err(CodecError::InvalidString)
+        );
+    }
+
+    #[test]
+    fn connack_round_trip() {
+        let f = one_frame(&encode_connack(true, connack::BAD_CREDENTIALS));
+        assert_eq!(f.packet_type(), packet::CONNACK);
+        assert_eq!(parse_connack(f.body()), Ok((true, 4)));
+        assert!(parse_connack(&[0]).is_err());
+        assert!(parse_connack(&[0, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn publish_views_without_copy() {
+        let bytes =
+            encode_publish("tw/d/dev1/up/press", 1, true, Some(9), b"{\"seq\":1}").expect("encode");
+        let f = one_frame(&bytes);
+        let p = parse_publish(f.flags(), f.body()).expect("parse");
+        assert_eq!(p.topic, "tw/d/dev1/up/press");
+        assert_eq!(p.qos, 1);
+        assert!(p.retain);
+        assert!(!p.dup);
+        assert_eq!(p.packet_id, Some(9));
+        assert_eq!(p.payload, b"{\"seq\":1}");
+        // The payload is a slice of the received frame, not a copy.
+        let range = f.bytes.as_ptr_range();
+        assert!(range.contains(&p.payload.as_ptr()));
+
+        let q0 = encode_publish("t", 0, false, None, b"").expect("encode");
+        let f = one_frame(&q0);
+        let p = parse_publish(f.flags(), f.body()).expect("parse");
+        assert_eq!((p.qos, p.packet_id, p.payload), (0, None, &b""[..]));
+    }
+
+    #[test]
+    fn publish_errors() {
+        assert!(parse_publish(0x06, &[0, 1, b't', 0, 1]).is_err()); // qos 3
+        assert!(parse_publish(0x02, &[0, 1, b't', 0, 0]).is_err()); // packet id 0
+        assert!(parse_publish(0x02, &[0, 1, b't', 0]).is_err()); // truncated id
+        assert!(parse_publish(0x00, &[0, 5, b't']).is_err()); // truncated topic
+        assert!(parse_publish(0x00, &[]).is_err());
+    }
+
+    #[test]
+    fn subscribe_round_trip_and_errors() {
+        let bytes = encode_subscribe(3, &[("tw/c/cl1/#", 1), ("#", 0)]).expect("encode");
+        let f = one_frame(&bytes);
+        assert_eq!(f.packet_type(), packet::SUBSCRIBE);
+        let s = parse_subscribe(f.flags(), f.body()).expect("parse");
+        assert_eq!(s.packet_id, 3);
+        assert_eq!(
+            s.filters,
+            vec![("tw/c/cl1/#".to_owned(), 1), ("#".to_owned(), 0)]
+        );
+        for cut in 0..f.body().len() {
+            // Every prefix is either a (shorter) valid packet ending on a filter boundary or an
+            // error; none panics.
+            let _ = parse_subscribe(f.flags(), &f.body()[..cut]);
+        }
+        assert!(parse_subscribe(0x02, &[0, 1]).is_err());
+        assert!(parse_subscribe(0x00, f.body()).is_err());
+        assert!(parse_subscribe(0x02, &[0, 1, 0, 1, b'a', 3]).is_err());
+        assert!(encode_subscribe(1, &[]).is_err());
+    }
+
+    #[test]
+    fn suback_round_trip() {
+        let f = one_frame(&encode_suback(5, &[0, SUBACK_FAILURE, 1]));
+        assert_eq!(parse_suback(f.body()), Ok((5, vec![0, 0x80, 1])));
+        assert!(parse_suback(&[0, 5]).is_err());
+        assert!(parse_suback(&[0]).is_err());
+    }
+
+    #[test]
+    fn puback_encoding() {
+        let f = one_frame(&encode_puback(0x1234));
+        assert_eq!(f.packet_type(), packet::PUBACK);
+        assert_eq!(packet_id(f.body()), Ok(0x1234));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // A cheap deterministic generator keeps the test dependency-free and reproducible.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let mut buf = BytesMut::from(&bytes[..]);
+            while let Ok(Some(f)) = next_frame(&mut buf, 64) {
+                let _ = parse_connect(f.body());
+                let _ = parse_publish(f.flags(), f.body());
+                let _ = parse_subscribe(f.flags(), f.body());
+                let _ = parse_suback(f.body());
+                let _ = parse_connack(f.body());
+                let _ = packet_id(f.body());
+            }
+            let _ = parse_connect(&bytes);
+            let _ = parse_publish(bytes.first().copied().unwrap_or(0), &bytes);
+        }
+    }
+}
