@@ -1,0 +1,685 @@
+//! The load benchmark: presses at a target aggregate rate from random idle devices and measures
+//! press → every neighbour of the cluster sounded, and press → ack, with HdrHistograms.
+//!
+//! Linking works through the alert id: neighbours record when they first received each alert
+//! id; the presser's first ack carries the alert id for its (device, seq), whose first send is t0.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::creds::{Clusters, Credential};
+use crate::device::{Device, DeviceConfig, DeviceCtx, DeviceEvent, EventSink};
+use crate::fleet::{Fleet, RampConfig};
+use crate::proto::{AlertId, AlertState, PressKind};
+use crate::report::{
+    new_histogram, per_second, record, Duplicates, FindMax, Latency, LoadResult, Machine,
+    ProcStats, Report,
+};
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("no device came online at {broker} within {timeout:?}: check the broker address and the credentials")]
+    NoneOnline { broker: String, timeout: Duration },
+    #[error("invalid benchmark setting: {0}")]
+    Invalid(String),
+}
+
+/// Settings for `bench`.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    pub device: DeviceConfig,
+    pub ramp: RampConfig,
+    /// Target presses per second across all devices.
+    pub rate: f64,
+    pub warmup: Duration,
+    pub duration: Duration,
+    /// After the measured time, wait at most this long for outstanding acks and fan-out.
+    pub grace: Duration,
+    pub find_max: Option<FindMaxConfig>,
+    pub server_pid: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct FindMaxConfig {
+    pub rates: Vec<f64>,
+    pub step_duration: Duration,
+    pub step_warmup: Duration,
+    pub p99_limit: Duration,
+}
+
+impl Default for FindMaxConfig {
+    fn default() -> Self {
+        FindMaxConfig {
+            rates: vec![250.0, 500.0, 1000.0, 2000.0, 4000.0],
+            step_duration: Duration::from_secs(5),
+            step_warmup: Duration::from_secs(1),
+            p99_limit: Duration::from_millis(50),
+        }
+    }
+}
+
+impl BenchConfig {
+    fn validate(&self) -> Result<(), BenchError> {
+        let bad = |m: &str| Err(BenchError::Invalid(m.to_owned()));
+        if !(self.rate.is_finite() && self.rate > 0.0) && self.find_max.is_none() {
+            return bad("--rate must be a positive number of presses per second");
+        }
+        if self.duration.is_zero() && self.find_max.is_none() {
+            return bad("--duration must be more than 0 s");
+        }
+        if let Some(fm) = &self.find_max {
+            if fm.rates.is_empty() || fm.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+                return bad("--steps must list positive rates");
+            }
+            if fm.step_duration.is_zero() {
+                return bad("--step-duration must be more than 0 s");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What is known about one press.
+struct PressRec {
+    /// First send of the press (attempt 1).
+    t0: Instant,
+    /// Sent while the measured window was open.
+    measured: bool,
+    attempts: u32,
+    ack_at: Option<Instant>,
+    alert: Option<AlertId>,
+}
+
+#[derive(Default)]
+struct AlertRec {
+    /// First receipt per device index.
+    receipts: HashMap<u32, Instant>,
+    /// (device, state) pairs seen, to spot duplicate deliveries.
+    states_seen: HashSet<(u32, AlertState)>,
+}
+
+#[derive(Default)]
+struct RecState {
+    presses: HashMap<(u32, u64), PressRec>,
+    alerts: HashMap<AlertId, AlertRec>,
+    acks_seen: HashSet<(u32, u64, AlertState)>,
+    duplicates: Duplicates,
+}
+
+/// The benchmark's event sink: timestamps everything, computes the figures at the end.
+pub struct Recorder {
+    clusters: Clusters,
+    state: Mutex<RecState>,
+    /// Per device: a press was scheduled and has not been acked yet.
+    busy: Vec<AtomicBool>,
+    /// Presses sent now count towards the figures.
+    measuring: AtomicBool,
+    /// Measured presses sent and not yet acked (lets the grace period end early).
+    outstanding: AtomicU64,
+}
+
+impl Recorder {
+    pub fn new(creds: &[Credential]) -> Self {
+        Recorder {
+            clusters: Clusters::new(creds),
+            state: Mutex::new(RecState::default()),
+            busy: (0..creds.len()).map(|_| AtomicBool::new(false)).collect(),
+            measuring: AtomicBool::new(false),
+            outstanding: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, RecState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets everything measured so far (between find-max steps). Busy flags stay: a press
+    /// still outstanding from the last step keeps its device out of the next one until acked.
+    pub fn reset(&self) {
+        *self.lock() = RecState::default();
+        self.outstanding.store(0, Ordering::Release);
+    }
+
+    pub fn set_measuring(&self, on: bool) {
+        self.measuring.store(on, Ordering::Release);
+    }
+
+    /// Marks `device` busy if it was idle; false if it already has a press outstanding.
+    pub fn try_claim(&self, device: usize) -> bool {
+        self.busy.get(device).is_some_and(|b| {
+            b.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+        })
+    }
+
+    pub fn release(&self, device: usize) {
+        if let Some(b) = self.busy.get(device) {
+            b.store(false, Ordering::Release);
+        }
+    }
+
+    pub fn outstanding(&self) -> u64 {
+        self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// Computes the figures for the presses sent while measuring.
+    pub fn result(&self, measured: Duration) -> LoadResult {
+        let st = self.lock();
+        let mut nb = new_histogram();
+        let mut each = new_histogram();
+        let mut ack = new_histogram();
+        let mut r = LoadResult {
+            duration_s: measured.as_secs_f64(),
+            duplicates: st.duplicates.clone(),
+            ..LoadResult::default()
+        };
+        for (&(dev, _seq), p) in st.presses.iter().filter(|(_, p)| p.measured) {
+            r.presses_sent += 1;
+            if p.attempts > 1 {
+                r.presses_retried += 1;
+            }
+            let (Some(ack_at), Some(alert)) = (p.ack_at, p.alert.as_ref()) else {
+                r.presses_lost += 1;
+                continue;
+            };
+            r.presses_acked += 1;
+            record(&mut ack, ack_at.saturating_duration_since(p.t0));
+            let neighbours = self.clusters.neighbours(dev as usize);
+            if neighbours.is_empty() {
+                r.presses_without_neighbours += 1;
+                continue;
+            }
+            let receipts = st.alerts.get(alert).map(|a| &a.receipts);
+            let mut last = Some(p.t0);
+            for n in neighbours {
+                match receipts.and_then(|rc| rc.get(n)) {
+                    Some(&at) => {
+                        record(&mut each, at.saturating_duration_since(p.t0));
+                        last = last.map(|l| l.max(at));
+                    }
+                    None => last = None,
+                }
+            }
+            match last {
+                Some(at) => record(&mut nb, at.saturating_duration_since(p.t0)),
+                None => r.neighbours_incomplete += 1,
+            }
+        }
+        r.sustained_presses_per_s = per_second(r.presses_acked, measured);
+        r.latency_neighbours_us = Latency::from_histogram(&nb);
+        r.latency_each_neighbour_us = Latency::from_histogram(&each);
+        r.latency_ack_us = Latency::from_histogram(&ack);
+        r
+    }
+}
+
+impl EventSink for Recorder {
+    fn event(&self, device: &DeviceCtx, at: Instant, event: DeviceEvent) {
+        let idx = device.index as u32;
+        match event {
+            DeviceEvent::PressSent { seq, attempt, .. } => {
+                let mut st = self.lock();
+                if attempt <= 1 {
+                    let measured = self.measuring.load(Ordering::Acquire);
+                    if measured {
+                        self.outstanding.fetch_add(1, Ordering::AcqRel);
+                    }
+                    st.presses.insert(
+                        (idx, seq),
+                        PressRec {
+                            t0: at,
+                            measured,
+                            attempts: 1,
+                            ack_at: None,
+                            alert: None,
+                        },
+                    );
+                } else if let Some(p) = st.presses.get_mut(&(idx, seq)) {
+                    p.attempts = attempt;
+                }
+            }
+            DeviceEvent::Acked { ack, first, .. } => {
+                if first {
+                    self.release(device.index);
+                }
+                let mut st = self.lock();
+                if !st.acks_seen.insert((idx, ack.seq, ack.state)) {
+                    st.duplicates.acks_repeated += 1;
+                }
+                let mut newly_acked_measured = false;
+                let mut conflicting = false;
+                if let Some(p) = st.presses.get_mut(&(idx, ack.seq)) {
+                    match &p.alert {
+                        None => {
+                            p.ack_at = Some(at);
+                            p.alert = Some(ack.alert.clone());
+                            newly_acked_measured = p.measured;
+                        }
+                        Some(a) if *a != ack.alert => conflicting = true,
+                        Some(_) => {}
+                    }
+                }
+                if conflicting {
+                    st.duplicates.alerts += 1;
+                }
+                if newly_acked_measured {
+                    self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            DeviceEvent::Alert { alert, .. } => {
+                let mut st = self.lock();
+                let rec = st.alerts.entry(alert.alert).or_default();
+                rec.receipts.entry(idx).or_insert(at);
+                let dup = !rec.states_seen.insert((idx, alert.state));
+                if dup {
+                    st.duplicates.neighbour_deliveries += 1;
+                }
+            }
+            DeviceEvent::Malformed { error } => {
+                tracing::warn!(device = %device.cred.device, "{error}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Presses at `rate` for `warmup + duration`, then waits up to `grace` for stragglers.
+/// Returns the figures for the presses sent after the warm-up.
+pub async fn run_load(
+    devices: &[Device],
+    recorder: &Recorder,
+    rate: f64,
+    warmup: Duration,
+    duration: Duration,
+    grace: Duration,
+    shutdown: &CancellationToken,
+) -> LoadResult {
+    recorder.reset();
+    recorder.set_measuring(false);
+    let mut rng = StdRng::from_entropy();
+    let start = Instant::now();
+    let measure_start = start + warmup;
+    let end = measure_start + duration;
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    let mut issued: u64 = 0;
+    let mut skipped: u64 = 0;
+    let mut measuring = false;
+    let mut stopped_at = end;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => { stopped_at = Instant::now(); break; }
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        if !measuring && now >= measure_start {
+            measuring = true;
+            recorder.set_measuring(true);
+        }
+        // Catch up to the schedule: a late tick issues the presses it missed.
+        let target = (rate * (now - start).as_secs_f64()) as u64;
+        while issued < target {
+            issued += 1;
+            if !press_random_idle(devices, recorder, &mut rng) && measuring {
+                skipped += 1;
+            }
+        }
+    }
+    recorder.set_measuring(false);
+    let measured = stopped_at.saturating_duration_since(measure_start);
+
+    // Grace: wait for outstanding acks, then a moment for the last fan-out to land.
+    let grace_end = Instant::now() + grace;
+    let mut check = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = check.tick() => {}
+        }
+        if recorder.outstanding() == 0 || Instant::now() >= grace_end {
+            break;
+        }
+    }
+    let settle = grace_end
+        .saturating_duration_since(Instant::now())
+        .min(Duration::from_millis(500));
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(settle) => {}
+    }
+
+    let mut r = recorder.result(measured);
+    r.rate_target = rate;
+    r.warmup_s = warmup.as_secs_f64();
+    r.presses_skipped_busy = skipped;
+    r
+}
+
+/// Presses on a random online device with nothing outstanding; false if none was found.
+fn press_random_idle(devices: &[Device], recorder: &Recorder, rng: &mut StdRng) -> bool {
+    let n = devices.len();
+    if n == 0 {
+        return false;
+    }
+    let try_one = |d: &Device| {
+        if !d.is_online() || d.pending_presses() > 0 || !recorder.try_claim(d.ctx().index) {
+            return false;
+        }
+        if d.press(PressKind::Help).is_ok() {
+            true
+        } else {
+            recorder.release(d.ctx().index);
+            false
+        }
+    };
+    for _ in 0..16 {
+        if try_one(&devices[rng.gen_range(0..n)]) {
+            return true;
+        }
+    }
+    // Mostly busy: scan once from a random point so a free device is still found.
+    let offset = rng.gen_range(0..n);
+    (0..n).any(|i| try_one(&devices[(offset + i) % n]))
+}
+
+fn step_passes(r: &LoadResult, limit: Duration) -> bool {
+    let limit_us = limit.as_micros() as u64;
+    let expected = r.rate_target * r.duration_s;
+    r.presses_lost == 0
+        && r.presses_acked > 0
+        && r.neighbours_incomplete == 0
+        && r.latency_neighbours_us.p99.is_some_and(|p| p < limit_us)
+        && r.presses_sent as f64 >= 0.95 * expected
+}
+
+/// Connects the devices, runs the load (or the find-max steps) and builds the report.
+pub async fn bench(
+    creds: Vec<Credential>,
+    cfg: BenchConfig,
+    shutdown: CancellationToken,
+) -> Result<Report, BenchError> {
+    cfg.validate()?;
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let machine = Machine::probe();
+    let broker = format!("{}:{}", cfg.device.host, cfg.device.port);
+    let recorder = Arc::new(Recorder::new(&creds));
+    let clusters = recorder.clusters.count();
+    let total = creds.len();
+
+    let (fleet, outcome) = Fleet::connect(
+        creds,
+        cfg.device.clone(),
+        recorder.clone(),
+        &cfg.ramp,
+        shutdown.clone(),
+    )
+    .await;
+    if outcome.online == 0 {
+        fleet.shutdown(Duration::from_secs(2)).await;
+        return Err(BenchError::NoneOnline {
+            broker,
+            timeout: cfg.ramp.timeout,
+        });
+    }
+    if !outcome.complete() {
+        println!(
+            "warning: only {}/{} devices online; their neighbours' fan-out will count as incomplete",
+            outcome.online, outcome.total
+        );
+    }
+
+    let (load, find_max) = match &cfg.find_max {
+        None => {
+            println!(
+                "pressing at {:.0}/s: {:.0} s warm-up, {:.0} s measured",
+                cfg.rate,
+                cfg.warmup.as_secs_f64(),
+                cfg.duration.as_secs_f64()
+            );
+            let r = run_load(
+                &fleet.devices,
+                &recorder,
+                cfg.rate,
+                cfg.warmup,
+                cfg.duration,
+                cfg.grace,
+                &shutdown,
+            )
+            .await;
+            (r, None)
+        }
+        Some(fm) => {
+            let mut steps = Vec::new();
+            let mut best: Option<usize> = None;
+            for &rate in &fm.rates {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                let r = run_load(
+                    &fleet.devices,
+                    &recorder,
+                    rate,
+                    fm.step_warmup,
+                    fm.step_duration,
+                    cfg.grace,
+                    &shutdown,
+                )
+                .await;
+                let ok = step_passes(&r, fm.p99_limit);
+                println!(
+                    "step {rate:.0}/s: {} — sent {}, acked {}, lost {}, neighbours {}",
+                    if ok { "pass" } else { "FAIL" },
+                    r.presses_sent,
+                    r.presses_acked,
+                    r.presses_lost,
+                    r.latency_neighbours_us.human()
+                );
+                steps.push(r);
+                if !ok {
+                    break;
+                }
+                best = Some(steps.len() - 1);
+            }
+            let headline = best
+                .or(steps.len().checked_sub(1))
+                .and_then(|i| steps.get(i).cloned())
+                .unwrap_or_default();
+            let fm_report = FindMax {
+                p99_limit_ms: fm.p99_limit.as_secs_f64() * 1000.0,
+                step_duration_s: fm.step_duration.as_secs_f64(),
+                max_rate_ok: best.and_then(|i| steps.get(i)).map(|s| s.rate_target),
+                steps,
+            };
+            (headline, Some(fm_report))
+        }
+    };
+
+    let online = fleet.online();
+    let sim = ProcStats::read(std::process::id(), online);
+    let server = cfg.server_pid.map(|pid| ProcStats::read(pid, online));
+    let report = Report {
+        scenario: if find_max.is_some() {
+            "bench-find-max".into()
+        } else {
+            "bench".into()
+        },
+        started_at,
+        machine,
+        broker,
+        devices: total,
+        devices_online: online,
+        clusters,
+        connect_time_s: outcome.elapsed.as_secs_f64(),
+        disconnects: fleet.counters.disconnects.load(Ordering::Acquire),
+        malformed_messages: fleet.counters.malformed.load(Ordering::Acquire),
+        load,
+        find_max,
+        sim,
+        server,
+    };
+    fleet.shutdown(Duration::from_secs(5)).await;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Ack, ClusterAlert, Topics};
+
+    fn creds(n: usize, per_cluster: usize) -> Vec<Credential> {
+        let text = serde_json::to_string(
+            &(0..n)
+                .map(|i| {
+                    serde_json::json!({
+                        "device": format!("d{i}"),
+                        "password": "p",
+                        "cluster": format!("c{}", i / per_cluster),
+                        "household": format!("h{i}"),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )
+        .expect("serialises");
+        crate::creds::parse(&text, "test").expect("parses")
+    }
+
+    fn ctxs(creds: &[Credential]) -> Vec<DeviceCtx> {
+        creds
+            .iter()
+            .enumerate()
+            .map(|(index, c)| DeviceCtx {
+                index,
+                cred: c.clone(),
+                topics: Topics::new(&c.device, &c.cluster),
+            })
+            .collect()
+    }
+
+    fn ack(seq: u64, alert: &str, state: AlertState) -> DeviceEvent {
+        DeviceEvent::Acked {
+            ack: Ack {
+                seq,
+                alert: AlertId(alert.into()),
+                state,
+                responders: 0,
+            },
+            first: state == AlertState::Raised,
+            pressed_at: None,
+        }
+    }
+
+    fn alert(id: &str, state: AlertState) -> DeviceEvent {
+        DeviceEvent::Alert {
+            alert: ClusterAlert {
+                alert: AlertId(id.into()),
+                from_label: String::new(),
+                kind: PressKind::Help,
+                state,
+                from_device: None,
+            },
+            own: false,
+            first: true,
+        }
+    }
+
+    fn sent(seq: u64, attempt: u32) -> DeviceEvent {
+        DeviceEvent::PressSent {
+            seq,
+            kind: PressKind::Help,
+            attempt,
+        }
+    }
+
+    #[test]
+    fn links_press_ack_and_neighbour_receipts() {
+        let creds = creds(6, 3); // clusters {0,1,2} and {3,4,5}
+        let c = ctxs(&creds);
+        let rec = Recorder::new(&creds);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+
+        // Warm-up press: not measured.
+        rec.event(&c[3], ms(0), sent(1, 1));
+        rec.set_measuring(true);
+        // Press 1 from device 0: neighbours 1 and 2 hear it at 5 and 9 ms, ack at 12 ms.
+        rec.event(&c[0], ms(0), sent(100, 1));
+        rec.event(&c[1], ms(5), alert("A1", AlertState::Raised));
+        rec.event(&c[0], ms(6), alert("A1", AlertState::Raised)); // presser's own copy
+        rec.event(&c[2], ms(9), alert("A1", AlertState::Raised));
+        rec.event(&c[2], ms(10), alert("A1", AlertState::Raised)); // duplicate delivery
+        rec.event(&c[0], ms(12), ack(100, "A1", AlertState::Raised));
+        rec.event(&c[0], ms(13), ack(100, "A1", AlertState::Raised)); // repeated ack
+                                                                      // Press 2 from device 4: acked, retried, but neighbour 5 never hears it.
+        rec.event(&c[4], ms(20), sent(7, 1));
+        rec.event(&c[4], ms(2020), sent(7, 2));
+        rec.event(&c[3], ms(2021), alert("A2", AlertState::Raised));
+        rec.event(&c[4], ms(2030), ack(7, "A2", AlertState::Raised));
+        rec.event(&c[4], ms(2031), ack(7, "A3", AlertState::Notified)); // second alert id!
+                                                                        // Press 3 from device 1: never acked.
+        rec.event(&c[1], ms(30), sent(55, 1));
+        assert_eq!(rec.outstanding(), 1);
+
+        let r = rec.result(Duration::from_secs(2));
+        assert_eq!(r.presses_sent, 3);
+        assert_eq!(r.presses_acked, 2);
+        assert_eq!(r.presses_lost, 1);
+        assert_eq!(r.presses_retried, 1);
+        assert_eq!(r.neighbours_incomplete, 1);
+        assert_eq!(r.duplicates.neighbour_deliveries, 1);
+        assert_eq!(r.duplicates.acks_repeated, 1);
+        assert_eq!(r.duplicates.alerts, 1);
+        assert!((r.sustained_presses_per_s - 1.0).abs() < 1e-9);
+        let nb = r.latency_neighbours_us;
+        assert_eq!(nb.count, 1);
+        assert!(nb.max.expect("one sample").abs_diff(9_000) <= 9, "{nb:?}");
+        assert_eq!(r.latency_each_neighbour_us.count, 3); // 5 ms, 9 ms, and 3's 2001 ms
+        let a = r.latency_ack_us;
+        assert_eq!(a.count, 2);
+        assert!(a.p50.expect("sample").abs_diff(12_000) <= 12, "{a:?}");
+        assert!(a.max.expect("sample").abs_diff(2_010_000) <= 2_010, "{a:?}");
+    }
+
+    #[test]
+    fn claims_are_exclusive_until_acked() {
+        let creds = creds(3, 3);
+        let c = ctxs(&creds);
+        let rec = Recorder::new(&creds);
+        assert!(rec.try_claim(1));
+        assert!(!rec.try_claim(1));
+        rec.event(&c[1], Instant::now(), ack(1, "A", AlertState::Raised));
+        assert!(rec.try_claim(1));
+        assert!(!rec.try_claim(99));
+    }
+
+    #[test]
+    fn find_max_step_verdict() {
+        let mut r = LoadResult {
+            rate_target: 100.0,
+            duration_s: 5.0,
+            presses_sent: 500,
+            presses_acked: 500,
+            ..LoadResult::default()
+        };
+        r.latency_neighbours_us.p99 = Some(49_000);
+        assert!(step_passes(&r, Duration::from_millis(50)));
+        r.latency_neighbours_us.p99 = Some(51_000);
+        assert!(!step_passes(&r, Duration::from_millis(50)));
+        r.latency_neighbours_us.p99 = Some(1_000);
+        r.presses_lost = 1;
+        assert!(!step_passes(&r, Duration::from_millis(50)));
+        r.presses_lost = 0;
+        r.presses_sent = 400; // could not keep up with the schedule
+        assert!(!step_passes(&r, Duration::from_millis(50)));
+    }
+}

@@ -1,0 +1,705 @@
+//! One simulated household unit (panic button + in-home unit) on its own MQTT connection.
+//!
+//! Each device runs two tasks: the *poll* task owns the rumqttc `EventLoop` (reconnects with
+//! backoff, resubscribes on every CONNACK, parses what arrives, sounds for neighbours' alerts
+//! with non-blocking `try_publish`), and the *driver* task owns the button (presses repeated with
+//! the same `seq` until acknowledged, heartbeats). Neither awaits a publish inside the poll task,
+//! which would deadlock rumqttc (#1025). What happens is reported to an [`EventSink`].
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rand::Rng;
+use rumqttc::{
+    AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
+    SubscribeReasonCode,
+};
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::creds::Credential;
+use crate::proto::{
+    unix_ms, Ack, AlertId, Answer, ClusterAlert, Delivered, Heartbeat, Inbound, Press, PressKind,
+    Respond, Topics,
+};
+
+/// How often an unacknowledged press is repeated: `initial`, `initial`, then doubling up to `max`.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before the next attempt after `attempts` sends (1-based): 2, 2, 4, 8, 10, 10 … s.
+    pub fn delay_after(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(2).min(16);
+        self.initial.saturating_mul(1u32 << doublings).min(self.max)
+    }
+}
+
+/// Settings shared by every simulated device.
+#[derive(Clone, Debug)]
+pub struct DeviceConfig {
+    pub host: String,
+    pub port: u16,
+    /// MQTT keep-alive; the broker drops a silent device after 1.5 × this.
+    pub keep_alive: Duration,
+    /// Heartbeat period; `None` sends none (the press command).
+    pub heartbeat: Option<Duration>,
+    /// Chance that a unit answers "coming" to a neighbour's alert.
+    pub respond_probability: f64,
+    /// A person takes a moment to press "I'm coming": random delay in this range.
+    pub respond_delay: (Duration, Duration),
+    pub retry: RetryPolicy,
+    /// Reconnect backoff bounds (rumqttc itself reconnects at once, #703).
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// TCP + CONNACK timeout in seconds.
+    pub connect_timeout_s: u64,
+}
+
+impl DeviceConfig {
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        DeviceConfig {
+            host: host.into(),
+            port,
+            keep_alive: Duration::from_secs(60),
+            heartbeat: Some(Duration::from_secs(60)),
+            respond_probability: 0.0,
+            respond_delay: (Duration::ZERO, Duration::ZERO),
+            retry: RetryPolicy::default(),
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(10),
+            connect_timeout_s: 10,
+        }
+    }
+}
+
+/// Who a device is; handed to the sink with every event.
+#[derive(Debug)]
+pub struct DeviceCtx {
+    /// Index in the simulated credential list (stable for a whole run).
+    pub index: usize,
+    pub cred: Credential,
+    pub topics: Topics,
+}
+
+/// Something that happened on one device.
+#[derive(Clone, Debug)]
+pub enum DeviceEvent {
+    /// Connected and both subscriptions granted: the unit can press and sound.
+    Online,
+    /// The connection failed or dropped; it will be retried after a backoff.
+    Offline { error: String, was_online: bool },
+    /// The broker refused one of the subscriptions (ACL).
+    SubscribeRefused,
+    /// A press (or a repeat of it) was handed to the MQTT client. `at` of attempt 1 is t0.
+    PressSent {
+        seq: u64,
+        kind: PressKind,
+        attempt: u32,
+    },
+    /// `down/ack` arrived. `first` = it settled a pending press (whose first send was
+    /// `pressed_at`); later acks report state changes or answer repeats.
+    Acked {
+        ack: Ack,
+        first: bool,
+        pressed_at: Option<Instant>,
+    },
+    /// A cluster alert arrived. `own` = it is this household's alert; `first` = first time
+    /// this unit saw that alert id (later ones are state changes or duplicates).
+    Alert {
+        alert: ClusterAlert,
+        own: bool,
+        first: bool,
+    },
+    /// This unit sent `up/delivered` for a neighbour's alert.
+    Delivered { alert: AlertId },
+    /// This unit answered a neighbour's alert.
+    Responded { alert: AlertId, answer: Answer },
+    /// A payload that did not parse; refused.
+    Malformed { error: String },
+}
+
+/// Receives every device's events. Called from device tasks: must not block.
+pub trait EventSink: Send + Sync + 'static {
+    fn event(&self, device: &DeviceCtx, at: Instant, event: DeviceEvent);
+}
+
+#[derive(Debug)]
+enum Command {
+    Press(PressKind),
+}
+
+/// Why a press request was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum PressError {
+    #[error("device command queue is full")]
+    Busy,
+    #[error("device has stopped")]
+    Stopped,
+}
+
+/// Handle to a running device.
+#[derive(Clone)]
+pub struct Device {
+    ctx: Arc<DeviceCtx>,
+    cmd: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl Device {
+    pub fn ctx(&self) -> &DeviceCtx {
+        &self.ctx
+    }
+
+    /// Presses the button once; the device repeats it until acknowledged.
+    pub fn press(&self, kind: PressKind) -> Result<(), PressError> {
+        self.cmd
+            .try_send(Command::Press(kind))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PressError::Busy,
+                mpsc::error::TrySendError::Closed(_) => PressError::Stopped,
+            })
+    }
+
+    /// Connected and subscribed.
+    pub fn is_online(&self) -> bool {
+        self.shared.online.load(Ordering::Acquire)
+    }
+
+    /// Presses not yet acknowledged (including ones still queued).
+    pub fn pending_presses(&self) -> usize {
+        self.shared.pending_count.load(Ordering::Acquire)
+    }
+}
+
+/// State the two tasks of one device share.
+struct Shared {
+    /// Set on SUBACK, cleared on any connection error: presses are only sent while set.
+    online: AtomicBool,
+    /// Mirrors `state.pending.len()` (plus queued commands) for lock-free reads by schedulers.
+    pending_count: AtomicUsize,
+    /// Poll task → driver: "just came online, resend pending presses now".
+    wake: Notify,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: BTreeMap<u64, Pending>,
+    /// Alert ids this household raised (recent ones), to tell its own cluster alert apart.
+    own_alerts: VecDeque<AlertId>,
+    /// Alert ids this unit already sounded for (bounded), so it sounds and answers once.
+    seen: HashSet<AlertId>,
+    seen_order: VecDeque<AlertId>,
+}
+
+const OWN_ALERTS_KEPT: usize = 32;
+const SEEN_ALERTS_KEPT: usize = 1024;
+
+struct Pending {
+    kind: PressKind,
+    /// Unix ms of the press, repeated unchanged in every attempt.
+    ts: u64,
+    attempts: u32,
+    first_sent: Option<Instant>,
+    /// When to send next; `None` = as soon as the device is online.
+    due: Option<Instant>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take the device down with it: the state stays usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    fn remember_own(&mut self, alert: &AlertId) {
+        if !self.own_alerts.contains(alert) {
+            if self.own_alerts.len() == OWN_ALERTS_KEPT {
+                self.own_alerts.pop_front();
+            }
+            self.own_alerts.push_back(alert.clone());
+        }
+    }
+
+    fn first_sighting(&mut self, alert: &AlertId) -> bool {
+        if self.seen.contains(alert) {
+            return false;
+        }
+        if self.seen_order.len() == SEEN_ALERTS_KEPT {
+            if let Some(old) = self.seen_order.pop_front() {
+                self.seen.remove(&old);
+            }
+        }
+        self.seen.insert(alert.clone());
+        self.seen_order.push_back(alert.clone());
+        true
+    }
+}
+
+/// Starts one device's tasks on `tracker`. They end on `shutdown`.
+pub fn spawn(
+    ctx: Arc<DeviceCtx>,
+    cfg: Arc<DeviceConfig>,
+    sink: Arc<dyn EventSink>,
+    shutdown: CancellationToken,
+    tracker: &TaskTracker,
+) -> Device {
+    let id = ctx.cred.device.as_str();
+    let mut opts = MqttOptions::new(id, cfg.host.clone(), cfg.port);
+    opts.set_credentials(id, ctx.cred.password.expose())
+        .set_keep_alive(cfg.keep_alive)
+        .set_clean_session(true);
+    let (client, mut eventloop) = AsyncClient::new(opts, 32);
+    eventloop
+        .network_options
+        .set_connection_timeout(cfg.connect_timeout_s);
+
+    let shared = Arc::new(Shared {
+        online: AtomicBool::new(false),
+        pending_count: AtomicUsize::new(0),
+        wake: Notify::new(),
+        state: Mutex::new(State::default()),
+    });
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+
+    tracker.spawn(poll_task(
+        ctx.clone(),
+        cfg.clone(),
+        sink.clone(),
+        shared.clone(),
+        client.clone(),
+        eventloop,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    tracker.spawn(driver_task(
+        ctx.clone(),
+        cfg,
+        sink,
+        shared.clone(),
+        client,
+        cmd_rx,
+        shutdown,
+    ));
+    Device {
+        ctx,
+        cmd: cmd_tx,
+        shared,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn poll_task(
+    ctx: Arc<DeviceCtx>,
+    cfg: Arc<DeviceConfig>,
+    sink: Arc<dyn EventSink>,
+    shared: Arc<Shared>,
+    client: AsyncClient,
+    mut eventloop: EventLoop,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let mut backoff = cfg.reconnect_min;
+    loop {
+        let polled = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            ev = eventloop.poll() => ev,
+        };
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = cfg.reconnect_min;
+                // Clean session: the broker forgot our subscriptions; ask again every time.
+                let filters = [
+                    SubscribeFilter::new(ctx.topics.down_filter.clone(), QoS::AtLeastOnce),
+                    SubscribeFilter::new(ctx.topics.cluster_filter.clone(), QoS::AtLeastOnce),
+                ];
+                if let Err(e) = client.try_subscribe_many(filters) {
+                    tracing::warn!(device = %ctx.cred.device, "cannot queue subscribe: {e}");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                let granted = suback
+                    .return_codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
+                if granted {
+                    shared.online.store(true, Ordering::Release);
+                    shared.wake.notify_one();
+                    sink.event(&ctx, Instant::now(), DeviceEvent::Online);
+                } else {
+                    sink.event(&ctx, Instant::now(), DeviceEvent::SubscribeRefused);
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let at = Instant::now();
+                on_publish(
+                    &ctx, &cfg, &sink, &shared, &client, &tracker, &shutdown, at, &p.topic,
+                    &p.payload,
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let was_online = shared.online.swap(false, Ordering::AcqRel);
+                sink.event(
+                    &ctx,
+                    Instant::now(),
+                    DeviceEvent::Offline {
+                        error: e.to_string(),
+                        was_online,
+                    },
+                );
+                // Jitter so that thousands of devices dropped together do not return together.
+                let wait = backoff.mul_f64(rand::thread_rng().gen_range(0.5..1.5));
+                backoff = (backoff * 2).min(cfg.reconnect_max);
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    // Say goodbye politely so the edge records a clean disconnect, but never hang on it.
+    if shared.online.swap(false, Ordering::AcqRel) && client.try_disconnect().is_ok() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn on_publish(
+    ctx: &Arc<DeviceCtx>,
+    cfg: &DeviceConfig,
+    sink: &Arc<dyn EventSink>,
+    shared: &Shared,
+    client: &AsyncClient,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    at: Instant,
+    topic: &str,
+    payload: &[u8],
+) {
+    match ctx.topics.parse_inbound(topic, payload) {
+        Err(e) => sink.event(
+            ctx,
+            at,
+            DeviceEvent::Malformed {
+                error: e.to_string(),
+            },
+        ),
+        Ok(Inbound::Other(topic)) => {
+            tracing::debug!(device = %ctx.cred.device, %topic, "ignoring message on unknown topic");
+        }
+        Ok(Inbound::Ack(ack)) => {
+            let (first, pressed_at) = {
+                let mut st = shared.lock();
+                st.remember_own(&ack.alert);
+                match st.pending.remove(&ack.seq) {
+                    Some(p) => {
+                        shared.pending_count.fetch_sub(1, Ordering::AcqRel);
+                        (true, p.first_sent)
+                    }
+                    None => (false, None),
+                }
+            };
+            sink.event(
+                ctx,
+                at,
+                DeviceEvent::Acked {
+                    ack,
+                    first,
+                    pressed_at,
+                },
+            );
+        }
+        Ok(Inbound::ClusterAlert(alert)) => {
+            let (own, first) = {
+                let mut st = shared.lock();
+                let own = st.own_alerts.contains(&alert.alert)
+                    || alert.from_device.as_deref() == Some(ctx.cred.device.as_str())
+                    // The ack may lag the cluster alert; a pending press from a household with
+                    // the same label is the best guess that this is our own alert.
+                    || (!st.pending.is_empty()
+                        && ctx.cred.label.as_deref() == Some(alert.from_label.as_str()));
+                (own, st.first_sighting(&alert.alert))
+            };
+            let sound = !own && first && !alert.state.is_closed();
+            let alert_id = alert.alert.clone();
+            sink.event(ctx, at, DeviceEvent::Alert { alert, own, first });
+            if sound {
+                let delivered = Delivered {
+                    alert: alert_id.clone(),
+                };
+                match serde_json::to_vec(&delivered) {
+                    Ok(body) => match client.try_publish(
+                        ctx.topics.delivered.clone(),
+                        QoS::AtLeastOnce,
+                        false,
+                        body,
+                    ) {
+                        Ok(()) => sink.event(
+                            ctx,
+                            Instant::now(),
+                            DeviceEvent::Delivered {
+                                alert: alert_id.clone(),
+                            },
+                        ),
+                        Err(e) => {
+                            tracing::warn!(device = %ctx.cred.device, "cannot queue delivered: {e}")
+                        }
+                    },
+                    Err(e) => tracing::error!("cannot serialise delivered: {e}"),
+                }
+                if cfg.respond_probability > 0.0
+                    && rand::thread_rng().gen_bool(cfg.respond_probability.clamp(0.0, 1.0))
+                {
+                    respond(ctx, cfg, sink, client, tracker, shutdown, alert_id);
+                }
+            }
+        }
+    }
+}
+
+/// Answers "coming", after a human-like delay if one is configured (in its own short task,
+/// since the poll task must not wait).
+fn respond(
+    ctx: &Arc<DeviceCtx>,
+    cfg: &DeviceConfig,
+    sink: &Arc<dyn EventSink>,
+    client: &AsyncClient,
+    tracker: &TaskTracker,
+    shutdown: &CancellationToken,
+    alert: AlertId,
+) {
+    let answer = Answer::Coming;
+    let body = match serde_json::to_vec(&Respond {
+        alert: alert.clone(),
+        answer,
+    }) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("cannot serialise respond: {e}");
+            return;
+        }
+    };
+    let (lo, hi) = cfg.respond_delay;
+    if hi.is_zero() {
+        match client.try_publish(ctx.topics.respond.clone(), QoS::AtLeastOnce, false, body) {
+            Ok(()) => sink.event(
+                ctx,
+                Instant::now(),
+                DeviceEvent::Responded { alert, answer },
+            ),
+            Err(e) => tracing::warn!(device = %ctx.cred.device, "cannot queue respond: {e}"),
+        }
+        return;
+    }
+    let delay = if hi > lo {
+        rand::thread_rng().gen_range(lo..hi)
+    } else {
+        lo
+    };
+    let (ctx, sink, client, shutdown) =
+        (ctx.clone(), sink.clone(), client.clone(), shutdown.clone());
+    tracker.spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let topic = ctx.topics.respond.clone();
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            r = client.publish(topic, QoS::AtLeastOnce, false, body) => match r {
+                Ok(()) => sink.event(&ctx, Instant::now(), DeviceEvent::Responded { alert, answer }),
+                Err(e) => tracing::warn!(device = %ctx.cred.device, "cannot publish respond: {e}"),
+            }
+        }
+    });
+}
+
+/// Far enough in the future to mean "no timer", small enough not to overflow `Instant`.
+const IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Retry a publish the client could not queue (its request channel was full) after this.
+const QUEUE_FULL_RETRY: Duration = Duration::from_millis(200);
+
+async fn driver_task(
+    ctx: Arc<DeviceCtx>,
+    cfg: Arc<DeviceConfig>,
+    sink: Arc<dyn EventSink>,
+    shared: Arc<Shared>,
+    client: AsyncClient,
+    mut cmd_rx: mpsc::Receiver<Command>,
+    shutdown: CancellationToken,
+) {
+    // Nothing is persisted: starting from the wall clock keeps seqs increasing across restarts.
+    let mut next_seq = unix_ms();
+    let mut hb_seq = unix_ms();
+    let mut battery: u8 = rand::thread_rng().gen_range(60..=100);
+    // Spread the first heartbeats over a whole period so they don't arrive in one burst.
+    let mut next_hb = cfg
+        .heartbeat
+        .map(|p| Instant::now() + p.mul_f64(rand::thread_rng().gen_range(0.0..1.0)));
+
+    loop {
+        let now = Instant::now();
+        let next_press = if shared.online.load(Ordering::Acquire) {
+            shared.lock().pending.values().filter_map(|p| p.due).min()
+        } else {
+            None
+        };
+        let wake_at = [next_press, next_hb]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(now + IDLE);
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            cmd = cmd_rx.recv() => match cmd {
+                None => return,
+                Some(Command::Press(kind)) => {
+                    shared.pending_count.fetch_add(1, Ordering::AcqRel);
+                    shared.lock().pending.insert(next_seq, Pending {
+                        kind,
+                        ts: unix_ms(),
+                        attempts: 0,
+                        first_sent: None,
+                        due: Some(Instant::now()),
+                    });
+                    next_seq += 1;
+                }
+            },
+            _ = shared.wake.notified() => {
+                // Back online: anything still pending goes out now (the broker or gateway may
+                // have restarted, and a clean session dropped our in-flight publishes).
+                let now = Instant::now();
+                for p in shared.lock().pending.values_mut() {
+                    p.due = Some(now);
+                }
+            }
+            _ = tokio::time::sleep_until(wake_at) => {}
+        }
+
+        if !shared.online.load(Ordering::Acquire) {
+            continue;
+        }
+        let now = Instant::now();
+        if let (Some(due), Some(period)) = (next_hb, cfg.heartbeat) {
+            if due <= now {
+                next_hb = Some(now + period);
+                if rand::thread_rng().gen_bool(0.02) {
+                    battery = battery.saturating_sub(1).max(5);
+                }
+                hb_seq += 1;
+                let hb = Heartbeat {
+                    seq: hb_seq,
+                    battery,
+                    tamper: false,
+                    rssi: Some(-60),
+                };
+                if let Ok(body) = serde_json::to_vec(&hb) {
+                    if let Err(e) = client.try_publish(
+                        ctx.topics.heartbeat.clone(),
+                        QoS::AtLeastOnce,
+                        false,
+                        body,
+                    ) {
+                        tracing::debug!(device = %ctx.cred.device, "heartbeat not queued: {e}");
+                    }
+                }
+            }
+        }
+        send_due_presses(&ctx, &cfg, &sink, &shared, &client, now);
+    }
+}
+
+fn send_due_presses(
+    ctx: &DeviceCtx,
+    cfg: &DeviceConfig,
+    sink: &Arc<dyn EventSink>,
+    shared: &Shared,
+    client: &AsyncClient,
+    now: Instant,
+) {
+    let mut sent = Vec::new();
+    {
+        let mut st = shared.lock();
+        for (&seq, p) in st.pending.iter_mut() {
+            if p.due.is_none_or(|d| d > now) {
+                continue;
+            }
+            let press = Press {
+                seq,
+                kind: p.kind,
+                ts: p.ts,
+            };
+            let Ok(body) = serde_json::to_vec(&press) else {
+                continue;
+            };
+            let at = Instant::now();
+            match client.try_publish(ctx.topics.press.clone(), QoS::AtLeastOnce, false, body) {
+                Ok(()) => {
+                    p.attempts += 1;
+                    p.first_sent.get_or_insert(at);
+                    p.due = Some(now + cfg.retry.delay_after(p.attempts));
+                    sent.push((at, seq, p.kind, p.attempts));
+                }
+                Err(_) => p.due = Some(now + QUEUE_FULL_RETRY),
+            }
+        }
+    }
+    for (at, seq, kind, attempt) in sent {
+        sink.event(ctx, at, DeviceEvent::PressSent { seq, kind, attempt });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_backs_off_from_two_to_ten_seconds() {
+        let r = RetryPolicy::default();
+        let secs: Vec<u64> = (1..=7).map(|a| r.delay_after(a).as_secs()).collect();
+        assert_eq!(secs, vec![2, 2, 4, 8, 10, 10, 10]);
+        assert_eq!(r.delay_after(u32::MAX).as_secs(), 10);
+    }
+
+    #[test]
+    fn seen_alerts_are_bounded() {
+        let mut st = State::default();
+        for i in 0..(SEEN_ALERTS_KEPT + 10) {
+            assert!(st.first_sighting(&AlertId(i.to_string())));
+        }
+        assert_eq!(st.seen.len(), SEEN_ALERTS_KEPT);
+        assert!(!st.first_sighting(&AlertId((SEEN_ALERTS_KEPT + 9).to_string())));
+        for i in 0..(OWN_ALERTS_KEPT + 5) {
+            st.remember_own(&AlertId(i.to_string()));
+        }
+        assert_eq!(st.own_alerts.len(), OWN_ALERTS_KEPT);
+    }
+}
