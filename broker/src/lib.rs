@@ -16,9 +16,14 @@
 
 pub mod acl;
 pub mod codec;
+pub mod edge;
 pub mod error;
 pub mod router;
 
+pub use edge::{
+    load_tls_acceptor, run_edge, Edge, EdgeConfig, EdgeStats, EdgeStatsSnapshot, RateLimit,
+    TlsFiles,
+};
 pub use error::BrokerError;
 pub use router::{start_router, RouterHandle, RouterSettings};
 

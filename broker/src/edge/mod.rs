@@ -1,0 +1,325 @@
+//! The device edge: the device-facing MQTT listeners (TCP, and TLS) in front of the router.
+//!
+//! Every device socket gets its own task, so the accept loop never waits on a TLS handshake or
+//! a CONNECT. The task authenticates the device through [`DeviceAuthority`], then proxies it
+//! over a loopback TCP connection to the router, logged in with the internal credential,
+//! checking every frame on the way: topic ACL, payload cap, rate limits, keep-alive. The why
+//! of the proxy (rather than rumqttd's in-process links) is in the crate's README.
+
+mod limit;
+mod session;
+mod stats;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+
+pub use limit::{RateLimit, TokenBucket};
+pub use stats::{EdgeStats, EdgeStatsSnapshot};
+
+use crate::{BrokerError, DeviceAuthority, RouterHandle};
+use stats::bump;
+
+/// How long [`Edge::serve`] waits for its sessions to close after the shutdown signal.
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(5);
+
+/// How long to back off after a failed `accept` (typically out of file descriptors), so the
+/// loop does not spin while the condition lasts.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Certificate chain and private key, PEM files, for the TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+/// The edge's limits and deadlines. [`EdgeConfig::default`] holds the production values.
+#[derive(Debug, Clone)]
+pub struct EdgeConfig {
+    /// Time a new socket has to send its CONNECT (and the registry to answer, and the router
+    /// to accept the link). Idle sockets are closed after it.
+    pub connect_timeout: Duration,
+    /// Time a TLS client has to finish the handshake.
+    pub tls_handshake_timeout: Duration,
+    /// Largest PUBLISH payload a device may send; a bigger one closes the connection.
+    pub max_payload: usize,
+    /// Limit on `tw/d/{device}/up/press`. Devices repeat a press until acknowledged, so a
+    /// dropped press is retried, not lost.
+    pub press_limit: RateLimit,
+    /// Limit on every other uplink publish.
+    pub publish_limit: RateLimit,
+    /// Device sockets held at once; more are closed at accept.
+    pub max_connections: usize,
+    /// TLS certificate and key, if a TLS listener is to be served.
+    pub tls: Option<TlsFiles>,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            tls_handshake_timeout: Duration::from_secs(5),
+            max_payload: 2048,
+            press_limit: RateLimit {
+                burst: 5,
+                refill_every: Duration::from_secs(2),
+            },
+            publish_limit: RateLimit {
+                burst: 30,
+                refill_every: Duration::from_millis(100),
+            },
+            max_connections: 12_000,
+            tls: None,
+        }
+    }
+}
+
+impl EdgeConfig {
+    /// Refuses settings that would make the edge refuse everyone or never time out.
+    pub fn validate(&self) -> Result<(), BrokerError> {
+        let bad = |what: &str| Err(BrokerError::EdgeConfig(what.to_owned()));
+        if self.connect_timeout.is_zero() || self.tls_handshake_timeout.is_zero() {
+            return bad("connect_timeout and tls_handshake_timeout must be positive");
+        }
+        if self.max_payload == 0 || self.max_payload > 256 * 1024 {
+            return bad("max_payload must be between 1 byte and 256 KiB");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        for (name, limit) in [
+            ("press_limit", self.press_limit),
+            ("publish_limit", self.publish_limit),
+        ] {
+            if limit.burst == 0 && !limit.refill_every.is_zero() {
+                return Err(BrokerError::EdgeConfig(format!(
+                    "{name}.burst must be at least 1 (or refill_every zero for no limit)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the TLS acceptor if `tls` is set.
+    pub fn tls_acceptor(&self) -> Result<Option<TlsAcceptor>, BrokerError> {
+        self.tls
+            .as_ref()
+            .map(|files| load_tls_acceptor(&files.cert_path, &files.key_path))
+            .transpose()
+    }
+}
+
+/// Builds a TLS acceptor (rustls with the ring provider) from PEM files.
+pub fn load_tls_acceptor(cert_path: &Path, key_path: &Path) -> Result<TlsAcceptor, BrokerError> {
+    let err = |path: &Path, detail: String| BrokerError::Tls {
+        path: path.to_owned(),
+        detail,
+    };
+    let cert_pem = std::fs::read(cert_path).map_err(|e| err(cert_path, e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(cert_path, format!("unreadable PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(err(cert_path, "no CERTIFICATE block found".into()));
+    }
+    let key_pem = std::fs::read(key_path).map_err(|e| err(key_path, e.to_string()))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| err(key_path, format!("unreadable PEM: {e}")))?
+        .ok_or_else(|| err(key_path, "no PRIVATE KEY block found".into()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(cert_path, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| err(key_path, format!("certificate and key do not fit: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// State shared by the edge's listeners and sessions.
+struct Shared {
+    config: EdgeConfig,
+    router: RouterHandle,
+    authority: Arc<dyn DeviceAuthority>,
+    stats: Arc<EdgeStats>,
+    /// The live session of each device, so a reconnect can end the old one first. Locked
+    /// only for map operations, never across an await.
+    sessions: Mutex<HashMap<String, session::SessionHandle>>,
+    /// Session ids, increasing for the life of the process (see `PresenceEvent::Connected`).
+    next_session: AtomicU64,
+    /// One permit per device socket, shared by all listeners: `max_connections` in total.
+    permits: Arc<Semaphore>,
+}
+
+impl Shared {
+    fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, session::SessionHandle>> {
+        // A panic elsewhere while holding the lock leaves the map usable: every operation on
+        // it is a single insert/remove.
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A device edge: one set of limits, sessions and counters, served on one or more listeners
+/// (for example plain TCP and TLS). Cheap to clone.
+#[derive(Clone)]
+pub struct Edge {
+    shared: Arc<Shared>,
+}
+
+impl Edge {
+    /// Builds an edge in front of `router`. Fails if `config` is unusable.
+    pub fn new(
+        config: EdgeConfig,
+        router: RouterHandle,
+        authority: Arc<dyn DeviceAuthority>,
+        stats: Arc<EdgeStats>,
+    ) -> Result<Self, BrokerError> {
+        config.validate()?;
+        let permits = Arc::new(Semaphore::new(config.max_connections));
+        Ok(Self {
+            shared: Arc::new(Shared {
+                config,
+                router,
+                authority,
+                stats,
+                sessions: Mutex::new(HashMap::new()),
+                next_session: AtomicU64::new(1),
+                permits,
+            }),
+        })
+    }
+
+    /// The edge's counters.
+    pub fn stats(&self) -> &Arc<EdgeStats> {
+        &self.shared.stats
+    }
+
+    /// Devices with a live session on this edge.
+    pub fn online_devices(&self) -> usize {
+        self.shared.sessions().len()
+    }
+
+    /// Accepts device connections on `listener` (TLS when `tls` is given) until `shutdown`
+    /// completes, then stops accepting, ends this listener's sessions with
+    /// `DisconnectReason::Shutdown` and waits (up to 5 s) for them to report.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), BrokerError> {
+        let local = listener.local_addr().ok();
+        tracing::info!(addr = ?local, tls = tls.is_some(), "device edge listening");
+        // Sessions watch this to learn about shutdown; each holds a `drain` sender so that
+        // `recv` below returns once the last one is gone (mini-redis's pattern).
+        let (stop_tx, _) = watch::channel(false);
+        let (drain_tx, mut drain_rx) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((socket, peer)) => self.admit(socket, peer, tls.clone(), stop_tx.subscribe(), drain_tx.clone()),
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed; backing off");
+                        tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        let _ = stop_tx.send(true);
+        drop(drain_tx);
+        if tokio::time::timeout(SHUTDOWN_DRAIN, drain_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!(addr = ?local, "sessions still closing after the shutdown grace");
+        }
+        tracing::info!(addr = ?local, "device edge stopped");
+        Ok(())
+    }
+
+    /// Hands an accepted socket to its own task, or closes it at once when full.
+    fn admit(
+        &self,
+        socket: TcpStream,
+        peer: SocketAddr,
+        tls: Option<TlsAcceptor>,
+        stop: watch::Receiver<bool>,
+        drain: mpsc::Sender<()>,
+    ) {
+        let shared = &self.shared;
+        bump(&shared.stats.connections_accepted);
+        let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
+            bump(&shared.stats.over_capacity);
+            tracing::warn!(%peer, max = shared.config.max_connections, "edge full; closing new socket");
+            return;
+        };
+        // Small MQTT frames: never wait for Nagle.
+        let _ = socket.set_nodelay(true);
+        tokio::spawn(handle_socket(
+            shared.clone(),
+            socket,
+            peer,
+            tls,
+            stop,
+            permit,
+            drain,
+        ));
+    }
+}
+
+/// One device socket, from TLS handshake to the end of its session.
+async fn handle_socket(
+    shared: Arc<Shared>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+    _drain: mpsc::Sender<()>,
+) {
+    let Some(acceptor) = tls else {
+        session::run(shared, socket, peer, stop).await;
+        return;
+    };
+    // rumqttd's own TLS accept loop awaits this with no deadline (one silent peer blocks
+    // everyone); here it is bounded and off the accept loop.
+    match tokio::time::timeout(shared.config.tls_handshake_timeout, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => session::run(shared, stream, peer, stop).await,
+        Ok(Err(error)) => {
+            bump(&shared.stats.tls_handshake_failures);
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+        }
+        Err(_) => {
+            bump(&shared.stats.tls_handshake_failures);
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
+    }
+}
+
+/// Runs one edge listener until `shutdown`; the one-listener form of [`Edge::serve`].
+pub async fn run_edge(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    config: EdgeConfig,
+    router: RouterHandle,
+    authority: Arc<dyn DeviceAuthority>,
+    stats: Arc<EdgeStats>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), BrokerError> {
+    Edge::new(config, router, authority, stats)?
+        .serve(listener, tls, shutdown)
+        .await
+}
