@@ -1,1 +1,25 @@
-//! placeholder
+//! The tenwatch gateway: ingest, alert lifecycle, fan-out, storage and the HTTP/WebSocket API.
+//!
+//! # Layout
+//! - [`domain`]: ids, presses, states; everything from outside is parsed here first.
+//! - [`store`]: the [`store::Store`] trait and its SQLite backend (WAL, migrations embedded).
+//! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]).
+//! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.
+//! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
+//! - [`http`]: the HTTP API and its error type.
+//! - [`seed`]: the demo neighbourhood and the CSV import of households.
+//! - [`app`]: [`app::Application`] wires the parts into tasks with one shutdown signal.
+//!
+//! The `tenwatch` binary (`src/main.rs`) only parses the command line and calls into here.
+
+pub mod app;
+pub mod devices;
+pub mod domain;
+pub mod feed;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+pub mod seed;
+pub mod store;
+
+pub use app::{Application, Config, Listeners};

@@ -1,1 +1,457 @@
-fn main() {}
+//! The `tenwatch` binary: parses the command line, sets up logging and calls the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use tenwatch_gateway::domain::{ClusterId, DeviceId, HouseholdId, ZoneCode};
+use tenwatch_gateway::seed::{self, write_credentials};
+use tenwatch_gateway::store::{self, NewCluster, NewHousehold, Store};
+use tenwatch_gateway::{Application, Config, Listeners};
+use tokio::net::TcpListener;
+
+#[derive(Parser)]
+#[command(
+    name = "tenwatch",
+    version,
+    about = "十户联防 — neighbourhood-watch alert network"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the broker and the gateway.
+    Serve(ServeArgs),
+    /// Seed a demo neighbourhood if empty, serve it, and simulate residents pressing.
+    Demo(DemoArgs),
+    /// Manage the registry.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Args, Clone)]
+struct StoreArgs {
+    /// Directory for the SQLite database and demo files.
+    #[arg(long, env = "TENWATCH_DATA_DIR", default_value = "./tenwatch-data")]
+    data_dir: PathBuf,
+    /// Database URL (`sqlite:PATH`); overrides the file in --data-dir.
+    #[arg(long, env = "TENWATCH_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl StoreArgs {
+    fn url(&self) -> anyhow::Result<String> {
+        if let Some(url) = &self.database_url {
+            return Ok(url.clone());
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating the data directory {}", self.data_dir.display()))?;
+        Ok(store::sqlite_url_in(&self.data_dir))
+    }
+
+    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        let url = self.url()?;
+        store::open(&url)
+            .await
+            .with_context(|| format!("opening the store {url}"))
+    }
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Where devices connect (MQTT over TCP).
+    #[arg(long, env = "TENWATCH_MQTT_LISTEN", default_value = "0.0.0.0:1883")]
+    mqtt_listen: SocketAddr,
+    /// Where devices connect with TLS (needs --tls-cert and --tls-key).
+    #[arg(long, env = "TENWATCH_MQTT_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
+    mqtt_tls_listen: Option<SocketAddr>,
+    #[arg(long, env = "TENWATCH_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    #[arg(long, env = "TENWATCH_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// The HTTP API, station feed and (later) web pages.
+    #[arg(long, env = "TENWATCH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Seconds after a press during which its presser may cancel it.
+    #[arg(long, env = "TENWATCH_CANCEL_WINDOW", default_value_t = 30)]
+    cancel_window: u64,
+    /// Seconds a device has to send CONNECT after opening its connection.
+    #[arg(long, env = "TENWATCH_CONNECT_TIMEOUT", default_value_t = 5)]
+    connect_timeout: u64,
+    /// Largest payload a device may publish, in bytes.
+    #[arg(long, env = "TENWATCH_MAX_PAYLOAD", default_value_t = 2048)]
+    max_payload: usize,
+}
+
+#[derive(Args, Clone)]
+struct DemoArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Clusters of ten households to create on first start.
+    #[arg(long, default_value_t = 12)]
+    clusters: usize,
+    #[arg(long, env = "TENWATCH_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
+    mqtt_listen: SocketAddr,
+    #[arg(long, env = "TENWATCH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    http_listen: SocketAddr,
+    /// Mean seconds between simulated presses across the neighbourhood.
+    #[arg(long, default_value_t = 20.0)]
+    press_every: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    duration: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create a demo zone with N clusters of ten households and write device credentials.
+    SeedDemo {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long, default_value_t = 10)]
+        clusters: usize,
+        /// Where to write the devices' credentials (JSON).
+        #[arg(long)]
+        credentials_out: PathBuf,
+    },
+    /// Add a zone (8-digit code: district, street, community, area).
+    AddZone {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Add a cluster of neighbouring households.
+    AddCluster {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        zone: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Add a household.
+    AddHousehold {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        cluster: String,
+        /// What neighbours' units show, e.g. "和平路12号".
+        #[arg(long)]
+        label: String,
+        #[arg(long)]
+        address: String,
+        #[arg(long, allow_hyphen_values = true)]
+        lat: f64,
+        #[arg(long, allow_hyphen_values = true)]
+        lon: f64,
+        /// Notes for responders (elderly living alone, medical needs).
+        #[arg(long, default_value = "")]
+        notes: String,
+        #[arg(long, default_value = "")]
+        contacts: String,
+        /// Make this household the cluster leader (十户长).
+        #[arg(long)]
+        leader: bool,
+    },
+    /// Add a device to a household; prints its password once.
+    AddDevice {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        household: String,
+    },
+    /// Import households from CSV (id,cluster,label,address,lat,lon,notes,contacts), one device each.
+    ImportHouseholds {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        credentials_out: PathBuf,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=warn,rumqttc=warn,sqlx=warn".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Demo(args) => demo(args).await,
+        Command::Admin(cmd) => admin(cmd).await,
+    }
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {what} on {addr}: is another tenwatch running? choose another address")
+    })
+}
+
+async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+    tracing::info!("Ctrl-C: shutting down");
+}
+
+async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
+    let mut config = Config::new(args.store.url()?);
+    config.cancel_window = Duration::from_secs(args.cancel_window);
+    config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
+    config.edge.max_payload = args.max_payload;
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.edge.tls = Some(tenwatch_broker::TlsFiles {
+            cert_path: cert.clone(),
+            key_path: key.clone(),
+        });
+    }
+    let listeners = Listeners {
+        mqtt: bind(args.mqtt_listen, "MQTT devices").await?,
+        mqtt_tls: match args.mqtt_tls_listen {
+            Some(addr) => Some(bind(addr, "MQTT devices over TLS").await?),
+            None => None,
+        },
+        http: bind(args.http_listen, "HTTP").await?,
+    };
+    Application::build(config, listeners).await
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let app = build_app(&args).await?;
+    println!(
+        "tenwatch serving: devices mqtt://{}{}, station http://{}/ (feed ws://{}/api/feed)",
+        app.mqtt_addr(),
+        app.mqtt_tls_addr()
+            .map(|a| format!(" and mqtts://{a}"))
+            .unwrap_or_default(),
+        app.http_addr(),
+        app.http_addr()
+    );
+    app.run(ctrl_c()).await
+}
+
+async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let store = args.store.open().await?;
+    let credentials_path = args.store.data_dir.join("demo-credentials.json");
+    if store.counts().await?.households == 0 {
+        let credentials = seed::seed_demo(store.as_ref(), args.clusters).await?;
+        write_credentials(&credentials_path, &credentials)?;
+        println!(
+            "seeded the demo neighbourhood: {} clusters, {} households; credentials in {}",
+            args.clusters,
+            credentials.len(),
+            credentials_path.display()
+        );
+    } else if !credentials_path.exists() {
+        bail!(
+            "{} already holds households but no demo-credentials.json: \
+             run the demo with an empty --data-dir",
+            args.store.data_dir.display()
+        );
+    }
+    drop(store);
+    let serve = ServeArgs {
+        store: args.store.clone(),
+        mqtt_listen: args.mqtt_listen,
+        mqtt_tls_listen: None,
+        tls_cert: None,
+        tls_key: None,
+        http_listen: args.http_listen,
+        cancel_window: 30,
+        connect_timeout: 5,
+        max_payload: 2048,
+    };
+    let app = build_app(&serve).await?;
+    let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
+    println!("tenwatch demo");
+    println!("  station feed   ws://{http}/api/feed");
+    println!("  open alerts    http://{http}/api/alerts");
+    println!("  health         http://{http}/healthz");
+    println!(
+        "  devices        mqtt://{mqtt} (credentials: {})",
+        credentials_path.display()
+    );
+    println!("  press Ctrl-C to stop");
+    let duration = args.duration.map(Duration::from_secs);
+    let shutdown = async move {
+        match duration {
+            Some(d) => {
+                tokio::select! { _ = tokio::time::sleep(d) => {}, _ = ctrl_c() => {} }
+            }
+            None => ctrl_c().await,
+        }
+    };
+    let server = tokio::spawn(app.run(shutdown));
+    let neighbourhood = tokio::spawn(demo_neighbourhood(
+        credentials_path,
+        mqtt,
+        args.press_every,
+        duration,
+    ));
+    let result = server.await?;
+    neighbourhood.abort();
+    result
+}
+
+async fn demo_neighbourhood(
+    credentials: PathBuf,
+    broker: SocketAddr,
+    press_every: f64,
+    duration: Option<Duration>,
+) -> anyhow::Result<()> {
+    let _ = (credentials, broker, press_every, duration);
+    Ok(())
+}
+
+async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
+    match cmd {
+        AdminCommand::SeedDemo {
+            store,
+            clusters,
+            credentials_out,
+        } => {
+            let s = store.open().await?;
+            let credentials = seed::seed_demo(s.as_ref(), clusters).await?;
+            write_credentials(&credentials_out, &credentials)
+                .with_context(|| format!("writing {}", credentials_out.display()))?;
+            println!(
+                "created zone {} with {clusters} clusters and {} devices; credentials in {}",
+                seed::DEMO_ZONE,
+                credentials.len(),
+                credentials_out.display()
+            );
+        }
+        AdminCommand::AddZone { store, code, name } => {
+            let zone = ZoneCode::parse(&code)?;
+            store.open().await?.add_zone(&zone, &name).await?;
+            println!("added zone {zone}");
+        }
+        AdminCommand::AddCluster {
+            store,
+            id,
+            zone,
+            name,
+        } => {
+            let cluster = NewCluster {
+                id: ClusterId::parse(&id)?,
+                zone: ZoneCode::parse(&zone)?,
+                name,
+                leader_household: None,
+            };
+            store.open().await?.add_cluster(&cluster).await?;
+            println!("added cluster {id}");
+        }
+        AdminCommand::AddHousehold {
+            store,
+            id,
+            cluster,
+            label,
+            address,
+            lat,
+            lon,
+            notes,
+            contacts,
+            leader,
+        } => {
+            let household = NewHousehold {
+                id: HouseholdId::parse(&id)?,
+                cluster: ClusterId::parse(&cluster)?,
+                label,
+                address,
+                lat,
+                lon,
+                notes,
+                contacts,
+            };
+            let s = store.open().await?;
+            s.add_household(&household).await?;
+            if leader {
+                s.set_cluster_leader(&household.cluster, &household.id)
+                    .await?;
+            }
+            println!("added household {id}");
+        }
+        AdminCommand::AddDevice {
+            store,
+            id,
+            household,
+        } => {
+            let device = DeviceId::parse(&id)?;
+            let secret = tenwatch_gateway::devices::new_secret();
+            let hash = tenwatch_gateway::devices::hash_secret(secret.as_bytes());
+            store
+                .open()
+                .await?
+                .add_device(&device, &HouseholdId::parse(&household)?, &hash)
+                .await?;
+            println!("added device {device}; its password (shown once): {secret}");
+        }
+        AdminCommand::ImportHouseholds {
+            store,
+            file,
+            credentials_out,
+        } => {
+            let data =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let households = match seed::parse_households_csv(&data) {
+                Ok(rows) => rows,
+                Err(errors) => {
+                    for e in &errors {
+                        eprintln!("{}: {e}", file.display());
+                    }
+                    bail!("{} bad rows: nothing imported", errors.len());
+                }
+            };
+            let s = store.open().await?;
+            let credentials = seed::import_households(s.as_ref(), households).await?;
+            write_credentials(&credentials_out, &credentials)
+                .with_context(|| format!("writing {}", credentials_out.display()))?;
+            println!(
+                "imported {} households with one device each; credentials in {}",
+                credentials.len(),
+                credentials_out.display()
+            );
+        }
+    }
+    Ok(())
+}

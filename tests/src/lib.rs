@@ -1,1 +1,457 @@
-//! placeholder
+//! The harness of tenwatch's end-to-end tests: a real gateway (embedded rumqttd, device edge,
+//! SQLite file in a temporary directory) on ports picked by the OS, and test devices that
+//! speak MQTT with rumqttc exactly as an in-home unit would.
+//!
+//! Waiting is done on events (a message, a connection state) with a deadline, never by sleeping.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use rumqttc::{AsyncClient, ConnectionError, Event, MqttOptions, Packet, QoS, SubscribeReasonCode};
+use serde_json::Value;
+use tenwatch_gateway::seed::{self, Credential};
+use tenwatch_gateway::{Application, Config, Listeners};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// How long any single expected thing may take before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,tenwatch_gateway=info".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// A running gateway and the temporary directory holding its database.
+pub struct TestApp {
+    pub mqtt: SocketAddr,
+    pub http: SocketAddr,
+    pub dir: Arc<tempfile::TempDir>,
+    pub credentials: Vec<Credential>,
+    pub config: Config,
+    pub metrics: Arc<tenwatch_gateway::metrics::Metrics>,
+    pub edge_stats: Arc<tenwatch_broker::EdgeStats>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Seeds a fresh database with `clusters` demo clusters of ten and starts a gateway on it.
+pub async fn spawn_app(clusters: usize) -> anyhow::Result<TestApp> {
+    spawn_app_with(clusters, |_| {}).await
+}
+
+pub async fn spawn_app_with(
+    clusters: usize,
+    tune: impl FnOnce(&mut Config),
+) -> anyhow::Result<TestApp> {
+    init_tracing();
+    let dir = Arc::new(tempfile::tempdir()?);
+    let url = tenwatch_gateway::store::sqlite_url_in(dir.path());
+    let store = tenwatch_gateway::store::open(&url).await?;
+    let credentials = seed::seed_demo(store.as_ref(), clusters).await?;
+    drop(store);
+    let mut config = Config::new(url);
+    tune(&mut config);
+    start(dir, credentials, config, "127.0.0.1:0".parse()?).await
+}
+
+async fn start(
+    dir: Arc<tempfile::TempDir>,
+    credentials: Vec<Credential>,
+    config: Config,
+    mqtt: SocketAddr,
+) -> anyhow::Result<TestApp> {
+    let listeners = Listeners {
+        mqtt: TcpListener::bind(mqtt).await?,
+        mqtt_tls: None,
+        http: TcpListener::bind("127.0.0.1:0").await?,
+    };
+    let app = Application::build(config.clone(), listeners).await?;
+    let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
+    let (metrics, edge_stats) = (app.metrics(), app.edge_stats());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    Ok(TestApp {
+        mqtt,
+        http,
+        dir,
+        credentials,
+        config,
+        metrics,
+        edge_stats,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl TestApp {
+    /// Stops the gateway and waits until it has shut down.
+    pub async fn stop(&mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await??;
+        }
+        Ok(())
+    }
+
+    /// Stops the gateway and starts a new one on the same database and device port.
+    pub async fn restart(mut self) -> anyhow::Result<TestApp> {
+        self.stop().await?;
+        start(
+            self.dir.clone(),
+            self.credentials.clone(),
+            self.config.clone(),
+            self.mqtt,
+        )
+        .await
+    }
+
+    /// Stops the gateway, runs `between` (e.g. waiting for units to notice), and starts a new
+    /// gateway on the same database and device port.
+    pub async fn restart_after(
+        mut self,
+        between: impl std::future::Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<TestApp> {
+        self.stop().await?;
+        between.await?;
+        self.restart().await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = reqwest::get(self.url(path)).await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    /// The credentials of cluster `c` (0-based), ten devices.
+    pub fn cluster(&self, c: usize) -> &[Credential] {
+        &self.credentials[c * 10..c * 10 + 10]
+    }
+
+    /// Waits until the gateway's counters satisfy `check` (they move after messages are handled).
+    pub async fn wait_for_metrics(
+        &self,
+        what: &str,
+        check: impl Fn(&tenwatch_gateway::metrics::MetricsSnapshot) -> bool,
+    ) -> anyhow::Result<()> {
+        wait_until(what, || check(&self.metrics.snapshot())).await
+    }
+
+    pub async fn wait_for_edge(
+        &self,
+        what: &str,
+        check: impl Fn(&tenwatch_broker::EdgeStatsSnapshot) -> bool,
+    ) -> anyhow::Result<()> {
+        wait_until(what, || check(&self.edge_stats.snapshot())).await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Re-checks a condition that changes as a side effect of messages handled elsewhere (a
+/// counter), until it holds or [`DEADLINE`] passes.
+pub async fn wait_until(what: &str, check: impl Fn() -> bool) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+/// Something a test device saw.
+#[derive(Debug)]
+pub enum Seen {
+    Message {
+        topic: String,
+        body: Value,
+    },
+    /// Raw payload that was not JSON.
+    Raw {
+        topic: String,
+        payload: Vec<u8>,
+    },
+    Connected,
+    SubAck(Vec<SubscribeReasonCode>),
+    /// The connection ended with this error.
+    Disconnected(String),
+}
+
+/// An in-home unit speaking MQTT through rumqttc.
+pub struct TestDevice {
+    pub id: String,
+    pub cluster: String,
+    pub client: AsyncClient,
+    seen: mpsc::UnboundedReceiver<Seen>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for TestDevice {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Options of a test device's connection.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceOptions {
+    /// Reconnect after a lost connection (as real units do) or stop.
+    pub reconnect: bool,
+    /// Subscribe to `down/#` and the cluster topic on every CONNACK.
+    pub subscribe: bool,
+    pub keep_alive: Duration,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        Self {
+            reconnect: true,
+            subscribe: true,
+            keep_alive: Duration::from_secs(30),
+        }
+    }
+}
+
+impl TestDevice {
+    /// Connects with the device's own credentials and waits until it is subscribed.
+    pub async fn connect(broker: SocketAddr, cred: &Credential) -> anyhow::Result<TestDevice> {
+        let mut device = Self::start(broker, cred, &cred.password, DeviceOptions::default());
+        device.expect_connected().await?;
+        match device.next_seen().await? {
+            Seen::SubAck(codes)
+                if codes
+                    .iter()
+                    .all(|c| matches!(c, SubscribeReasonCode::Success(_))) =>
+            {
+                Ok(device)
+            }
+            other => bail!(
+                "{} expected its subscriptions granted, saw {other:?}",
+                cred.device
+            ),
+        }
+    }
+
+    /// Starts the connection without waiting for anything.
+    pub fn start(
+        broker: SocketAddr,
+        cred: &Credential,
+        password: &str,
+        opts: DeviceOptions,
+    ) -> TestDevice {
+        let mut options = MqttOptions::new(&cred.device, broker.ip().to_string(), broker.port());
+        options
+            .set_credentials(&cred.device, password)
+            .set_keep_alive(opts.keep_alive)
+            .set_clean_session(true);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (tx, seen) = mpsc::unbounded_channel();
+        let (sub_client, device, cluster) =
+            (client.clone(), cred.device.clone(), cred.cluster.clone());
+        let task = tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(20);
+            loop {
+                let seen = match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        backoff = Duration::from_millis(20);
+                        if opts.subscribe {
+                            let filters =
+                                [format!("tw/d/{device}/down/#"), format!("tw/c/{cluster}/#")];
+                            // try_: awaiting the client inside the poll loop can deadlock.
+                            let _ = sub_client.try_subscribe_many(
+                                filters
+                                    .into_iter()
+                                    .map(|f| rumqttc::SubscribeFilter::new(f, QoS::AtLeastOnce)),
+                            );
+                        }
+                        Seen::Connected
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => Seen::SubAck(ack.return_codes),
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        match serde_json::from_slice::<Value>(&p.payload) {
+                            Ok(body) => Seen::Message {
+                                topic: p.topic,
+                                body,
+                            },
+                            Err(_) => Seen::Raw {
+                                topic: p.topic,
+                                payload: p.payload.to_vec(),
+                            },
+                        }
+                    }
+                    Ok(_) => continue,
+                    Err(e) => {
+                        let stop =
+                            !opts.reconnect || matches!(e, ConnectionError::ConnectionRefused(_));
+                        let _ = tx.send(Seen::Disconnected(format!("{e:?}")));
+                        if stop {
+                            return;
+                        }
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        continue;
+                    }
+                };
+                if tx.send(seen).is_err() {
+                    return;
+                }
+            }
+        });
+        TestDevice {
+            id: cred.device.clone(),
+            cluster: cred.cluster.clone(),
+            client,
+            seen,
+            task,
+        }
+    }
+
+    pub async fn next_seen(&mut self) -> anyhow::Result<Seen> {
+        tokio::time::timeout(DEADLINE, self.seen.recv())
+            .await
+            .map_err(|_| anyhow!("{}: nothing arrived within {DEADLINE:?}", self.id))?
+            .ok_or_else(|| anyhow!("{}: connection task ended", self.id))
+    }
+
+    pub async fn expect_connected(&mut self) -> anyhow::Result<()> {
+        loop {
+            match self.next_seen().await? {
+                Seen::Connected => return Ok(()),
+                Seen::Disconnected(e) => bail!("{} could not connect: {e}", self.id),
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for the connection to end; returns the error text.
+    pub async fn expect_disconnected(&mut self) -> anyhow::Result<String> {
+        loop {
+            if let Seen::Disconnected(e) = self.next_seen().await? {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// Waits for the next JSON message on a topic ending with `suffix`, skipping others.
+    pub async fn expect_message(&mut self, suffix: &str) -> anyhow::Result<Value> {
+        loop {
+            match self.next_seen().await? {
+                Seen::Message { topic, body } if topic.ends_with(suffix) => return Ok(body),
+                Seen::Disconnected(e) => bail!("{} lost its connection: {e}", self.id),
+                _ => {}
+            }
+        }
+    }
+
+    /// Messages already received, without waiting.
+    pub fn drain(&mut self) -> Vec<Seen> {
+        let mut out = Vec::new();
+        while let Ok(seen) = self.seen.try_recv() {
+            out.push(seen);
+        }
+        out
+    }
+
+    pub async fn publish(&self, kind: &str, body: Value) -> anyhow::Result<()> {
+        self.publish_raw(
+            &format!("tw/d/{}/up/{kind}", self.id),
+            body.to_string().into_bytes(),
+        )
+        .await
+    }
+
+    pub async fn publish_raw(&self, topic: &str, payload: Vec<u8>) -> anyhow::Result<()> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .context("queueing a publish")
+    }
+
+    pub async fn press(&self, seq: u64, kind: &str) -> anyhow::Result<()> {
+        self.publish(
+            "press",
+            serde_json::json!({ "seq": seq, "kind": kind, "ts": chrono_ms() }),
+        )
+        .await
+    }
+
+    /// Presses and waits for the `down/ack` of that seq; returns the ack.
+    pub async fn press_and_wait_ack(&mut self, seq: u64, kind: &str) -> anyhow::Result<Value> {
+        self.press(seq, kind).await?;
+        self.expect_ack(seq).await
+    }
+
+    pub async fn expect_ack(&mut self, seq: u64) -> anyhow::Result<Value> {
+        loop {
+            let ack = self.expect_message("/down/ack").await?;
+            if ack["seq"] == seq {
+                return Ok(ack);
+            }
+        }
+    }
+}
+
+fn chrono_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Connects every device of the given credentials, in parallel.
+pub async fn connect_all(
+    broker: SocketAddr,
+    creds: &[Credential],
+) -> anyhow::Result<Vec<TestDevice>> {
+    let tasks: Vec<_> = creds
+        .iter()
+        .cloned()
+        .map(|c| tokio::spawn(async move { TestDevice::connect(broker, &c).await }))
+        .collect();
+    let mut devices = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        devices.push(t.await??);
+    }
+    Ok(devices)
+}
+
+/// Whether a test that needs an outside program may skip without it: never on CI.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{tool} is required on CI but is not installed (scripts/test.sh installs it)");
+    }
+    eprintln!("SKIPPED: {tool} is not installed; run scripts/test.sh to install it");
+    false
+}

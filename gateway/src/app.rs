@@ -1,0 +1,275 @@
+//! Putting the parts together: store, embedded router, device edge, gateway MQTT link, press
+//! workers and HTTP API, each a task; [`Application::run`] ends them all on one shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rumqttc::{AsyncClient, MqttOptions};
+use tenwatch_broker::{Edge, EdgeConfig, EdgeStats, RouterHandle, RouterSettings, TlsFiles};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::devices::{run_presence, RegistryAuthority};
+use crate::feed::Feed;
+use crate::http::{self, AppState};
+use crate::ingest::{run_uplink, spawn_workers, Ingest};
+use crate::metrics::Metrics;
+use crate::store::{self, Store};
+
+/// Everything `tenwatch serve` can be told.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `sqlite:PATH` of the store.
+    pub database_url: String,
+    /// How long after a press its presser may cancel the alert.
+    pub cancel_window: Duration,
+    /// Device edge limits and deadlines.
+    pub edge: EdgeConfig,
+}
+
+impl Config {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        Self {
+            database_url: database_url.into(),
+            cancel_window: Duration::from_secs(30),
+            edge: EdgeConfig::default(),
+        }
+    }
+}
+
+/// Already-bound sockets (tests bind port 0 and read the ports back).
+pub struct Listeners {
+    pub mqtt: TcpListener,
+    pub mqtt_tls: Option<TcpListener>,
+    pub http: TcpListener,
+}
+
+pub struct Application {
+    store: Arc<dyn Store>,
+    router: RouterHandle,
+    config: Config,
+    listeners: Listeners,
+    feed: Feed,
+    metrics: Arc<Metrics>,
+    edge_stats: Arc<EdgeStats>,
+    mqtt_addr: SocketAddr,
+    mqtt_tls_addr: Option<SocketAddr>,
+    http_addr: SocketAddr,
+}
+
+impl Application {
+    /// Opens the store (migrating it) and starts the embedded router. Nothing is served yet.
+    pub async fn build(config: Config, listeners: Listeners) -> anyhow::Result<Self> {
+        let store = store::open(&config.database_url)
+            .await
+            .with_context(|| format!("opening the store at {}", config.database_url))?;
+        store
+            .reset_presence("gateway restarted", crate::domain::now_ms())
+            .await
+            .context("resetting device presence")?;
+        let router = tenwatch_broker::start_router(RouterSettings::default())
+            .context("starting the embedded MQTT router")?;
+        let mqtt_addr = listeners.mqtt.local_addr()?;
+        let mqtt_tls_addr = listeners
+            .mqtt_tls
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
+        let http_addr = listeners.http.local_addr()?;
+        Ok(Self {
+            store,
+            router,
+            config,
+            listeners,
+            feed: Feed::new(),
+            metrics: Arc::default(),
+            edge_stats: Arc::default(),
+            mqtt_addr,
+            mqtt_tls_addr,
+            http_addr,
+        })
+    }
+
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.mqtt_addr
+    }
+    pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
+        self.mqtt_tls_addr
+    }
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+    pub fn edge_stats(&self) -> Arc<EdgeStats> {
+        self.edge_stats.clone()
+    }
+
+    /// Serves until `shutdown` completes or a task fails; says which one ended.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            store,
+            router,
+            config,
+            listeners,
+            feed,
+            metrics,
+            edge_stats,
+            ..
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+
+        // The gateway's own MQTT link to the router, subscribed before devices are let in.
+        let mut options = MqttOptions::new(
+            format!("tenwatch-gateway-{}", std::process::id()),
+            router.addr().ip().to_string(),
+            router.addr().port(),
+        );
+        options
+            .set_credentials(router.username(), router.password())
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(true)
+            .set_inflight(100)
+            .set_max_packet_size(64 * 1024, 64 * 1024);
+        let (client, eventloop) = AsyncClient::new(options, 65_536);
+        let ingest = Ingest {
+            store: store.clone(),
+            client: client.clone(),
+            feed: feed.clone(),
+            metrics: metrics.clone(),
+            cancel_window: config.cancel_window,
+        };
+        let (ready_tx, mut ready_rx) = watch::channel(false);
+        // `background` runs until aborted; `serving` (edge, HTTP) drains on the stop signal.
+        let mut background: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        let mut serving: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        let shards = spawn_workers(&ingest);
+        background.spawn(async move {
+            (
+                "mqtt-uplink",
+                run_uplink(eventloop, client, shards, ready_tx).await,
+            )
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx.wait_for(|r| *r))
+            .await
+            .context("the gateway could not subscribe to the embedded router within 10 s")??;
+
+        let owed = ingest.recover().await?;
+        if owed > 0 {
+            tracing::warn!(owed, "sent the fan-out owed from before the restart");
+        }
+
+        let (authority, presence_rx) = RegistryAuthority::new(store.clone(), metrics.clone());
+        let authority: Arc<dyn tenwatch_broker::DeviceAuthority> = Arc::new(authority);
+        {
+            let store = store.clone();
+            let feed = feed.clone();
+            background
+                .spawn(async move { ("presence", run_presence(presence_rx, store, feed).await) });
+        }
+        // One edge for both listeners, so a device moving between TCP and TLS is one session.
+        let edge = Edge::new(
+            config.edge.clone(),
+            router.clone(),
+            authority,
+            edge_stats.clone(),
+        )
+        .context("device edge configuration")?;
+        let tls = edge_tls(&config)?;
+        {
+            let (edge, stop, listener) = (edge.clone(), stopped(), listeners.mqtt);
+            serving.spawn(async move {
+                let result = edge.serve(listener, None, stop).await;
+                ("mqtt-edge", result.map_err(anyhow::Error::from))
+            });
+        }
+        if let (Some(listener), Some(tls)) = (listeners.mqtt_tls, tls) {
+            let (edge, stop) = (edge.clone(), stopped());
+            serving.spawn(async move {
+                let result = edge.serve(listener, Some(tls), stop).await;
+                ("mqtt-edge-tls", result.map_err(anyhow::Error::from))
+            });
+        }
+
+        let state = AppState {
+            store,
+            feed,
+            metrics,
+            edge_stats,
+            mqtt_ready: ready_rx,
+            started: Instant::now(),
+        };
+        {
+            let stop = stopped();
+            let app = http::router(state);
+            let listener = listeners.http;
+            serving.spawn(async move {
+                let result = axum::serve(listener, app)
+                    .with_graceful_shutdown(stop)
+                    .await
+                    .map_err(anyhow::Error::from);
+                ("http", result)
+            });
+        }
+
+        tokio::pin!(shutdown);
+        let outcome = tokio::select! {
+            _ = &mut shutdown => Ok(()),
+            Some(ended) = background.join_next() => task_ended(ended),
+            Some(ended) = serving.join_next() => task_ended(ended),
+        };
+        let _ = stop_tx.send(true);
+        // Let the edge and the HTTP server close their connections cleanly, then stop the rest.
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while serving.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("edge and HTTP did not drain within 5 s");
+        }
+        serving.shutdown().await;
+        background.shutdown().await;
+        outcome
+    }
+}
+
+/// Loads the device TLS certificate named in the edge config, if any.
+fn edge_tls(config: &Config) -> anyhow::Result<Option<tokio_rustls::TlsAcceptor>> {
+    match &config.edge.tls {
+        Some(TlsFiles {
+            cert_path,
+            key_path,
+        }) => Ok(Some(
+            tenwatch_broker::load_tls_acceptor(cert_path, key_path)
+                .context("loading the device TLS certificate")?,
+        )),
+        None => Ok(None),
+    }
+}
+
+fn task_ended(
+    ended: Result<(&'static str, anyhow::Result<()>), tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match ended {
+        Ok((name, Ok(()))) => Err(anyhow::anyhow!("task {name} ended unexpectedly")),
+        Ok((name, Err(e))) => Err(e.context(format!("task {name} failed"))),
+        Err(e) => Err(anyhow::anyhow!("a task panicked: {e}")),
+    }
+}

@@ -1,0 +1,186 @@
+//! The registry as the device edge sees it: device logins against hashed secrets, and
+//! presence events written to the store and the station feed.
+//!
+//! Device secrets are 128-bit random tokens made by tenwatch itself, so a fast hash (SHA-256)
+//! is enough to make a stolen database useless; a slow password KDF would only make a
+//! reconnect storm of thousands of devices take minutes. Comparison is constant-time.
+
+use std::sync::Arc;
+
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tenwatch_broker::{
+    AuthRefusal, BoxFuture, DeviceAuthority, DeviceGrant, DisconnectReason, PresenceEvent,
+};
+use tokio::sync::mpsc;
+
+use crate::domain::{now_ms, DeviceId};
+use crate::feed::{Feed, FeedEvent};
+use crate::metrics::{inc, Metrics};
+use crate::store::Store;
+
+/// Presence events queued before the edge's reports are dropped (and counted).
+const PRESENCE_QUEUE: usize = 65_536;
+
+/// A new device secret: 16 random bytes as 32 hex characters.
+pub fn new_secret() -> String {
+    let mut bytes = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+pub fn hash_secret(secret: &[u8]) -> String {
+    hex::encode(Sha256::digest(secret))
+}
+
+fn secret_matches(secret: &[u8], stored_hash: &str) -> bool {
+    let Ok(stored) = hex::decode(stored_hash) else {
+        return false;
+    };
+    let digest: [u8; 32] = Sha256::digest(secret).into();
+    digest[..].ct_eq(&stored[..]).into()
+}
+
+pub struct RegistryAuthority {
+    store: Arc<dyn Store>,
+    presence: mpsc::Sender<PresenceEvent>,
+    metrics: Arc<Metrics>,
+}
+
+impl RegistryAuthority {
+    /// Returns the authority and the receiving end of its presence queue, for [`run_presence`].
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, mpsc::Receiver<PresenceEvent>) {
+        let (presence, rx) = mpsc::channel(PRESENCE_QUEUE);
+        (
+            Self {
+                store,
+                presence,
+                metrics,
+            },
+            rx,
+        )
+    }
+}
+
+impl DeviceAuthority for RegistryAuthority {
+    fn authenticate<'a>(
+        &'a self,
+        device: &'a str,
+        password: &'a [u8],
+    ) -> BoxFuture<'a, Result<DeviceGrant, AuthRefusal>> {
+        Box::pin(async move {
+            let Ok(id) = DeviceId::parse(device) else {
+                return Err(AuthRefusal::BadCredentials);
+            };
+            let credential = match self.store.device_credential(&id).await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    // Hash anyway so that an unknown device takes as long as a wrong password.
+                    let _ = secret_matches(password, "");
+                    return Err(AuthRefusal::BadCredentials);
+                }
+                Err(e) => {
+                    tracing::error!(%device, error = %e, "registry unavailable for a login");
+                    return Err(AuthRefusal::Unavailable);
+                }
+            };
+            if !secret_matches(password, &credential.secret_hash) {
+                return Err(AuthRefusal::BadCredentials);
+            }
+            if !credential.enabled {
+                return Err(AuthRefusal::NotAuthorized);
+            }
+            Ok(DeviceGrant {
+                cluster: credential.cluster.to_string(),
+            })
+        })
+    }
+
+    fn presence(&self, event: PresenceEvent) {
+        match self.presence.try_send(event) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                inc(&self.metrics.presence_dropped);
+                tracing::error!(?event, "presence queue full: an edge report was dropped");
+            }
+            // The gateway is shutting down; the next start marks devices from scratch.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+pub fn reason_text(reason: &DisconnectReason) -> String {
+    match reason {
+        DisconnectReason::Clean => "clean disconnect".into(),
+        DisconnectReason::KeepAliveTimeout => "keep-alive lost".into(),
+        DisconnectReason::ConnectionLost => "connection lost".into(),
+        DisconnectReason::Replaced => "replaced by a new connection".into(),
+        DisconnectReason::Violation(why) => format!("closed by the edge: {why}"),
+        DisconnectReason::RouterClosed => "broker closed the link".into(),
+        DisconnectReason::Shutdown => "gateway shutting down".into(),
+    }
+}
+
+/// Writes the edge's presence reports to the store and the station feed, in order.
+pub async fn run_presence(
+    mut rx: mpsc::Receiver<PresenceEvent>,
+    store: Arc<dyn Store>,
+    feed: Feed,
+) -> anyhow::Result<()> {
+    while let Some(event) = rx.recv().await {
+        let (device, session, online, reason) = match &event {
+            PresenceEvent::Connected {
+                device, session, ..
+            } => (device, *session, true, None),
+            PresenceEvent::Disconnected {
+                device,
+                session,
+                reason,
+            } => (device, *session, false, Some(reason_text(reason))),
+            PresenceEvent::Refused {
+                device,
+                peer,
+                refusal,
+            } => {
+                tracing::warn!(%device, %peer, ?refusal, "device login refused");
+                continue;
+            }
+        };
+        let Ok(id) = DeviceId::parse(device) else {
+            continue;
+        };
+        let now = now_ms();
+        if let Err(e) = store
+            .record_presence(&id, session, online, reason.as_deref(), now)
+            .await
+        {
+            tracing::error!(%device, error = %e, "presence not stored");
+        }
+        feed.publish(&FeedEvent::Device {
+            device,
+            online,
+            reason: reason.as_deref(),
+            at_ms: now,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_verify_against_their_hash_only() {
+        let secret = new_secret();
+        assert_eq!(secret.len(), 32);
+        let hash = hash_secret(secret.as_bytes());
+        assert!(secret_matches(secret.as_bytes(), &hash));
+        assert!(!secret_matches(b"wrong", &hash));
+        assert!(!secret_matches(secret.as_bytes(), "not hex"));
+    }
+}

@@ -1,0 +1,464 @@
+//! Domain types: identifiers, presses and alert states, parsed at the edge of the gateway.
+//!
+//! Everything that arrives from a device or a browser becomes one of these types before any
+//! logic runs; a value that does not parse is refused with a reason (`ParseError`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Why an identifier, topic or payload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("invalid {what}: {value:?} ({why})")]
+    Invalid {
+        what: &'static str,
+        value: String,
+        why: &'static str,
+    },
+    #[error("malformed payload on {topic}: {why}")]
+    Payload { topic: String, why: String },
+    #[error("topic {0:?} is not a tenwatch uplink topic")]
+    Topic(String),
+}
+
+fn invalid(what: &'static str, value: &str, why: &'static str) -> ParseError {
+    ParseError::Invalid {
+        what,
+        value: value.chars().take(80).collect(),
+        why,
+    }
+}
+
+/// Ids used in MQTT topics (devices, clusters, households): `[A-Za-z0-9][A-Za-z0-9_-]{0,63}`,
+/// so that they can never carry a wildcard, a level separator or a `$` prefix.
+fn check_topic_id(what: &'static str, s: &str) -> Result<(), ParseError> {
+    let mut chars = s.chars();
+    match chars.next() {
+        None => return Err(invalid(what, s, "empty")),
+        Some(c) if !c.is_ascii_alphanumeric() => {
+            return Err(invalid(what, s, "must start with a letter or digit"))
+        }
+        _ => {}
+    }
+    if s.len() > 64 {
+        return Err(invalid(what, s, "longer than 64 characters"));
+    }
+    if !chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(invalid(
+            what,
+            s,
+            "only letters, digits, '-' and '_' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+macro_rules! topic_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, ParseError> {
+                check_topic_id($what, s)?;
+                Ok(Self(s.to_owned()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseError;
+            fn from_str(s: &str) -> Result<Self, ParseError> {
+                Self::parse(s)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                Self::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+topic_id!(
+    /// A device: client id = MQTT username = this id.
+    DeviceId,
+    "device id"
+);
+topic_id!(
+    /// A cluster of about ten neighbouring households.
+    ClusterId,
+    "cluster id"
+);
+topic_id!(
+    /// A household (one address, one or more devices).
+    HouseholdId,
+    "household id"
+);
+
+/// The 8-digit code of district, street, community and responsibility area (2 digits each).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ZoneCode(String);
+
+impl ZoneCode {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid("zone code", s, "must be exactly 8 digits"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ZoneCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An alert, shown to people as `A{n}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AlertId(pub i64);
+
+impl AlertId {
+    /// Accepts `A42` and `42`.
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let digits = s.strip_prefix('A').unwrap_or(s);
+        match digits.parse::<i64>() {
+            Ok(n) if n > 0 => Ok(AlertId(n)),
+            _ => Err(invalid("alert id", s, "expected A followed by a number")),
+        }
+    }
+}
+
+impl fmt::Display for AlertId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "A{}", self.0)
+    }
+}
+
+impl Serialize for AlertId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for AlertId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        AlertId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the resident pressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PressKind {
+    #[default]
+    Help,
+    Medical,
+    Fire,
+    Intrusion,
+    Cancel,
+}
+
+impl PressKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PressKind::Help => "help",
+            PressKind::Medical => "medical",
+            PressKind::Fire => "fire",
+            PressKind::Intrusion => "intrusion",
+            PressKind::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        Ok(match s {
+            "help" => PressKind::Help,
+            "medical" => PressKind::Medical,
+            "fire" => PressKind::Fire,
+            "intrusion" => PressKind::Intrusion,
+            "cancel" => PressKind::Cancel,
+            _ => {
+                return Err(invalid(
+                    "press kind",
+                    s,
+                    "expected help, medical, fire, intrusion or cancel",
+                ))
+            }
+        })
+    }
+}
+
+/// Where an alert is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Raised,
+    Notified,
+    Acknowledged,
+    OnScene,
+    Resolved,
+    Cancelled,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Raised => "raised",
+            AlertState::Notified => "notified",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::OnScene => "on_scene",
+            AlertState::Resolved => "resolved",
+            AlertState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        Ok(match s {
+            "raised" => AlertState::Raised,
+            "notified" => AlertState::Notified,
+            "acknowledged" => AlertState::Acknowledged,
+            "on_scene" => AlertState::OnScene,
+            "resolved" => AlertState::Resolved,
+            "cancelled" => AlertState::Cancelled,
+            _ => return Err(invalid("alert state", s, "unknown state")),
+        })
+    }
+
+    /// Open alerts still need someone; closed ones are history.
+    pub fn is_open(self) -> bool {
+        !matches!(self, AlertState::Resolved | AlertState::Cancelled)
+    }
+}
+
+/// `tw/d/{device}/up/press`: `{seq, kind, ts}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Press {
+    pub seq: u64,
+    pub kind: PressKind,
+    /// The device's clock (unix ms), informational only: devices' clocks drift.
+    pub device_ts_ms: Option<i64>,
+}
+
+/// `tw/d/{device}/up/heartbeat`: `{seq, battery, tamper, rssi?}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub seq: u64,
+    pub battery: Option<u8>,
+    pub tamper: bool,
+    pub rssi: Option<i16>,
+    pub firmware: Option<String>,
+}
+
+/// A neighbour's answer from the in-home unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Coming,
+    Declined,
+}
+
+/// One parsed message from a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Uplink {
+    Press(Press),
+    Respond { alert: AlertId, answer: Answer },
+    Delivered { alert: AlertId },
+    Heartbeat(Heartbeat),
+}
+
+/// Largest uplink payload the gateway reads; the edge refuses larger ones before they get here.
+pub const MAX_UPLINK_PAYLOAD: usize = 2048;
+
+impl Uplink {
+    /// Parses `tw/d/{device}/up/{what}` and its JSON payload.
+    pub fn parse(topic: &str, payload: &[u8]) -> Result<(DeviceId, Uplink), ParseError> {
+        let mut parts = topic.split('/');
+        let (Some("tw"), Some("d"), Some(device), Some("up"), Some(what), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return Err(ParseError::Topic(topic.chars().take(120).collect()));
+        };
+        let device = DeviceId::parse(device)?;
+        let bad = |why: String| ParseError::Payload {
+            topic: topic.to_owned(),
+            why,
+        };
+        if payload.len() > MAX_UPLINK_PAYLOAD {
+            return Err(bad(format!("{} bytes is over the limit", payload.len())));
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(payload).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let obj = json
+            .as_object()
+            .ok_or_else(|| bad("expected a JSON object".into()))?;
+        let seq = || {
+            obj.get("seq")
+                .and_then(|v| v.as_u64())
+                .ok_or_else(|| bad("`seq` must be a non-negative integer".into()))
+        };
+        let alert = || {
+            obj.get("alert")
+                .and_then(|v| v.as_str())
+                .ok_or_else(|| bad("`alert` must be a string".into()))
+                .and_then(|s| AlertId::parse(s).map_err(|e| bad(e.to_string())))
+        };
+        let uplink = match what {
+            "press" => {
+                let kind = match obj.get("kind") {
+                    None | Some(serde_json::Value::Null) => PressKind::Help,
+                    Some(serde_json::Value::String(s)) => {
+                        PressKind::parse(s).map_err(|e| bad(e.to_string()))?
+                    }
+                    Some(_) => return Err(bad("`kind` must be a string".into())),
+                };
+                Uplink::Press(Press {
+                    seq: seq()?,
+                    kind,
+                    device_ts_ms: obj.get("ts").and_then(|v| v.as_i64()),
+                })
+            }
+            "respond" => {
+                let answer = match obj.get("answer").and_then(|v| v.as_str()) {
+                    Some("coming") => Answer::Coming,
+                    Some("declined") => Answer::Declined,
+                    _ => return Err(bad("`answer` must be \"coming\" or \"declined\"".into())),
+                };
+                Uplink::Respond {
+                    alert: alert()?,
+                    answer,
+                }
+            }
+            "delivered" => Uplink::Delivered { alert: alert()? },
+            "heartbeat" => {
+                let battery = match obj.get("battery") {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(v) => Some(
+                        v.as_u64()
+                            .filter(|b| *b <= 100)
+                            .ok_or_else(|| bad("`battery` must be 0..=100".into()))?
+                            as u8,
+                    ),
+                };
+                Uplink::Heartbeat(Heartbeat {
+                    seq: seq()?,
+                    battery,
+                    tamper: obj.get("tamper").and_then(|v| v.as_bool()).unwrap_or(false),
+                    rssi: obj
+                        .get("rssi")
+                        .and_then(|v| v.as_i64())
+                        .and_then(|v| i16::try_from(v).ok()),
+                    firmware: obj
+                        .get("fw")
+                        .and_then(|v| v.as_str())
+                        .map(|s| s.chars().take(32).collect()),
+                })
+            }
+            _ => return Err(ParseError::Topic(topic.chars().take(120).collect())),
+        };
+        Ok((device, uplink))
+    }
+}
+
+/// Milliseconds since the unix epoch, the one time format stored and sent.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_refuse_wildcards_and_separators() {
+        assert!(DeviceId::parse("tw-11010501-01-03").is_ok());
+        for bad in ["", "#", "a/b", "a+b", "$SYS", "-x", "a b", &"x".repeat(65)] {
+            assert!(DeviceId::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn zone_code_is_eight_digits() {
+        assert!(ZoneCode::parse("11010501").is_ok());
+        assert!(ZoneCode::parse("1101050").is_err());
+        assert!(ZoneCode::parse("1101050a").is_err());
+    }
+
+    #[test]
+    fn alert_id_round_trips() {
+        let id = AlertId::parse("A42").unwrap();
+        assert_eq!(id.to_string(), "A42");
+        assert_eq!(AlertId::parse("42").unwrap(), id);
+        assert!(AlertId::parse("A-1").is_err());
+        assert!(AlertId::parse("x").is_err());
+    }
+
+    #[test]
+    fn press_parses_with_default_kind() {
+        let (dev, up) = Uplink::parse("tw/d/dev1/up/press", br#"{"seq":7,"ts":1}"#).unwrap();
+        assert_eq!(dev.as_str(), "dev1");
+        assert_eq!(
+            up,
+            Uplink::Press(Press {
+                seq: 7,
+                kind: PressKind::Help,
+                device_ts_ms: Some(1)
+            })
+        );
+    }
+
+    #[test]
+    fn bad_payloads_are_refused_with_a_reason() {
+        let cases: [(&str, &[u8], &str); 5] = [
+            ("tw/d/dev1/up/press", b"not json", "not JSON"),
+            ("tw/d/dev1/up/press", br#"{"kind":"help"}"#, "seq"),
+            (
+                "tw/d/dev1/up/press",
+                br#"{"seq":1,"kind":"party"}"#,
+                "press kind",
+            ),
+            (
+                "tw/d/dev1/up/respond",
+                br#"{"alert":"A1","answer":"maybe"}"#,
+                "answer",
+            ),
+            (
+                "tw/d/dev1/up/heartbeat",
+                br#"{"seq":1,"battery":300}"#,
+                "battery",
+            ),
+        ];
+        for (topic, payload, needle) in cases {
+            let err = Uplink::parse(topic, payload).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+        }
+        assert!(matches!(
+            Uplink::parse("tw/d/dev1/down/ack", b"{}"),
+            Err(ParseError::Topic(_))
+        ));
+    }
+}

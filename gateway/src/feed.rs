@@ -1,0 +1,65 @@
+//! The station feed: every alert and device event, serialised once and broadcast to every
+//! station WebSocket client.
+//!
+//! A client that falls behind by more than the channel's capacity is told to resynchronise
+//! (`{"type":"resync"}`) and refetches `GET /api/alerts`, so nothing is lost in silence.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::store::AlertSummary;
+
+/// Events kept for slow clients before they must resynchronise.
+const FEED_CAPACITY: usize = 4096;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FeedEvent<'a> {
+    /// An alert changed: `event` names what happened (raised, notified, cancelled, coming, …).
+    Alert {
+        event: &'a str,
+        at_ms: i64,
+        alert: &'a AlertSummary,
+    },
+    /// A device came online or went offline.
+    Device {
+        device: &'a str,
+        online: bool,
+        reason: Option<&'a str>,
+        at_ms: i64,
+    },
+}
+
+#[derive(Clone)]
+pub struct Feed {
+    tx: broadcast::Sender<Arc<str>>,
+}
+
+impl Default for Feed {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Feed {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        Self { tx }
+    }
+
+    pub fn publish(&self, event: &FeedEvent<'_>) {
+        match serde_json::to_string(event) {
+            // No receiver is fine: no station is watching right now.
+            Ok(json) => {
+                let _ = self.tx.send(json.into());
+            }
+            Err(e) => tracing::error!(error = %e, "feed event does not serialise"),
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+        self.tx.subscribe()
+    }
+}

@@ -1,0 +1,346 @@
+//! The press path: uplink from the broker, durable store, then fan-out and feedback.
+//!
+//! The gateway reaches the broker with rumqttc (QoS 1) like any other client, so the same code
+//! runs against an external broker. One task polls the MQTT event loop and hands each uplink to
+//! one of [`SHARDS`] workers chosen by device, which keeps each device's messages in order (a
+//! press, then its cancel) while different devices proceed side by side.
+//!
+//! Order for a press: store (durable) → cluster alert to the neighbours and station feed →
+//! `down/ack` to the presser → record the fan-out (`raised → notified`). A gateway that stops
+//! between the store and the fan-out owes it; [`Ingest::recover`] pays it at start-up, and a
+//! device repeating its press gets it paid too.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use crate::domain::{now_ms, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
+use crate::feed::{Feed, FeedEvent};
+use crate::metrics::{inc, Metrics};
+use crate::store::{AlertSummary, CancelOutcome, PressOutcome, Store};
+
+/// Workers that process uplinks; a device always lands on the same one.
+pub const SHARDS: usize = 8;
+/// Uplinks queued per worker before the MQTT poller waits.
+const SHARD_QUEUE: usize = 4096;
+/// The uplink subscription of every gateway.
+pub const UPLINK_FILTER: &str = "tw/d/+/up/#";
+
+/// `tw/c/{cluster}/alert`: what the neighbours' units show. No personal data.
+#[derive(Debug, Serialize)]
+struct ClusterAlert<'a> {
+    alert: AlertId,
+    from_label: &'a str,
+    kind: &'a str,
+    state: AlertState,
+    ts: i64,
+}
+
+/// `tw/d/{device}/down/ack`: feedback to the presser.
+#[derive(Debug, Serialize)]
+struct Ack {
+    seq: u64,
+    alert: AlertId,
+    state: AlertState,
+    responders: u32,
+}
+
+/// Handles parsed uplinks. Cheap to clone: every field is shared.
+#[derive(Clone)]
+pub struct Ingest {
+    pub store: Arc<dyn Store>,
+    pub client: AsyncClient,
+    pub feed: Feed,
+    pub metrics: Arc<Metrics>,
+    /// How long after raising an alert its presser may still cancel it.
+    pub cancel_window: Duration,
+}
+
+impl Ingest {
+    /// Pays the fan-out owed by alerts stored before a stop.
+    pub async fn recover(&self) -> anyhow::Result<usize> {
+        let owed = self.store.alerts_owing_fanout().await?;
+        for alert in &owed {
+            tracing::warn!(alert = %alert.id, "fan-out owed from before a restart: sending it now");
+            self.fan_out(alert, "raised").await;
+            self.ack(&alert.device, alert.seq, alert).await;
+            self.mark_notified(alert).await;
+        }
+        Ok(owed.len())
+    }
+
+    pub async fn handle(&self, publish: Publish) {
+        inc(&self.metrics.uplink_received);
+        let (device, uplink) = match Uplink::parse(&publish.topic, &publish.payload) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                inc(&self.metrics.uplink_malformed);
+                tracing::warn!(topic = %publish.topic, error = %e, "uplink refused");
+                return;
+            }
+        };
+        match uplink {
+            Uplink::Press(press) if press.kind == PressKind::Cancel => {
+                self.cancel(&device, &press).await
+            }
+            Uplink::Press(press) => self.press(&device, &press).await,
+            Uplink::Delivered { alert } => {
+                inc(&self.metrics.deliveries);
+                self.device_event(&device, alert, "delivered", "").await;
+            }
+            Uplink::Respond { alert, answer } => {
+                inc(&self.metrics.responses);
+                let action = match answer {
+                    Answer::Coming => "coming",
+                    Answer::Declined => "declined",
+                };
+                if let Some(updated) = self.device_event(&device, alert, action, "").await {
+                    // The presser's unit shows how many are coming.
+                    self.ack(&updated.device, updated.seq, &updated).await;
+                }
+            }
+            Uplink::Heartbeat(hb) => {
+                inc(&self.metrics.heartbeats);
+                if let Err(e) = self.store.record_heartbeat(&device, &hb, now_ms()).await {
+                    inc(&self.metrics.store_errors);
+                    tracing::error!(%device, error = %e, "heartbeat not stored");
+                }
+            }
+        }
+    }
+
+    async fn press(&self, device: &DeviceId, press: &Press) {
+        let outcome = match self.store.record_press(device, press, now_ms()).await {
+            Ok(o) => o,
+            Err(e) => {
+                // No ack: the device repeats the press and we try again then.
+                inc(&self.metrics.store_errors);
+                tracing::error!(%device, seq = press.seq, error = %e, "press not stored");
+                return;
+            }
+        };
+        match outcome {
+            PressOutcome::Raised(alert) => {
+                inc(&self.metrics.alerts_raised);
+                tracing::info!(alert = %alert.id, %device, seq = press.seq, kind = %alert.kind,
+                    cluster = %alert.cluster, "alert raised");
+                self.fan_out(&alert, "raised").await;
+                self.ack(device, press.seq, &alert).await;
+                self.mark_notified(&alert).await;
+            }
+            PressOutcome::Duplicate(alert) => {
+                inc(&self.metrics.presses_duplicate);
+                tracing::debug!(alert = %alert.id, %device, seq = press.seq, "repeated press");
+                if alert.notified_at_ms.is_none() && alert.state.is_open() {
+                    self.fan_out(&alert, "raised").await;
+                    self.mark_notified(&alert).await;
+                }
+                self.ack(device, press.seq, &alert).await;
+            }
+            PressOutcome::UnknownDevice => {
+                inc(&self.metrics.presses_unknown_device);
+                tracing::warn!(%device, "press from a device not in the registry");
+            }
+        }
+    }
+
+    async fn cancel(&self, device: &DeviceId, press: &Press) {
+        let window_ms = self.cancel_window.as_millis() as i64;
+        let outcome = match self
+            .store
+            .cancel_press(device, press, window_ms, now_ms())
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                inc(&self.metrics.store_errors);
+                tracing::error!(%device, error = %e, "cancel not stored");
+                return;
+            }
+        };
+        match outcome {
+            CancelOutcome::Cancelled(alert) => {
+                inc(&self.metrics.alerts_cancelled);
+                tracing::info!(alert = %alert.id, %device, "alert cancelled by the presser");
+                self.fan_out(&alert, "cancelled").await;
+                self.ack(device, press.seq, &alert).await;
+            }
+            CancelOutcome::Duplicate(alert) => {
+                inc(&self.metrics.presses_duplicate);
+                self.ack(device, press.seq, &alert).await;
+            }
+            CancelOutcome::TooLate(alert) => {
+                inc(&self.metrics.cancels_refused);
+                tracing::info!(alert = %alert.id, %device, "cancel after the window: alert stays open");
+                self.feed.publish(&FeedEvent::Alert {
+                    event: "cancel_refused",
+                    at_ms: now_ms(),
+                    alert: &alert,
+                });
+                self.ack(device, press.seq, &alert).await;
+            }
+            CancelOutcome::NothingOpen | CancelOutcome::UnknownDevice => {
+                inc(&self.metrics.cancels_refused);
+                tracing::info!(%device, "cancel with no open alert");
+            }
+        }
+    }
+
+    /// Records a unit's delivery or answer on the alert, if the unit is in the alert's cluster.
+    async fn device_event(
+        &self,
+        device: &DeviceId,
+        alert: AlertId,
+        action: &str,
+        detail: &str,
+    ) -> Option<AlertSummary> {
+        let actor = format!("device:{device}");
+        match self
+            .store
+            .add_event(alert, &actor, action, detail, now_ms())
+            .await
+        {
+            Ok(updated) => {
+                self.feed.publish(&FeedEvent::Alert {
+                    event: action,
+                    at_ms: now_ms(),
+                    alert: &updated,
+                });
+                Some(updated)
+            }
+            Err(e) => {
+                tracing::warn!(%device, %alert, error = %e, "unit event not recorded");
+                None
+            }
+        }
+    }
+
+    async fn fan_out(&self, alert: &AlertSummary, event: &str) {
+        let body = ClusterAlert {
+            alert: alert.id,
+            from_label: &alert.label,
+            kind: &alert.kind,
+            state: alert.state,
+            ts: now_ms(),
+        };
+        self.publish(format!("tw/c/{}/alert", alert.cluster), &body)
+            .await;
+        self.feed.publish(&FeedEvent::Alert {
+            event,
+            at_ms: now_ms(),
+            alert,
+        });
+    }
+
+    async fn ack(&self, device: &DeviceId, seq: u64, alert: &AlertSummary) {
+        let body = Ack {
+            seq,
+            alert: alert.id,
+            state: alert.state,
+            responders: alert.responders,
+        };
+        self.publish(format!("tw/d/{device}/down/ack"), &body).await;
+    }
+
+    async fn mark_notified(&self, alert: &AlertSummary) {
+        match self.store.mark_notified(alert.id, now_ms()).await {
+            Ok(updated) if updated.state != alert.state => self.feed.publish(&FeedEvent::Alert {
+                event: "notified",
+                at_ms: now_ms(),
+                alert: &updated,
+            }),
+            Ok(_) => {}
+            Err(e) => {
+                inc(&self.metrics.store_errors);
+                tracing::error!(alert = %alert.id, error = %e, "fan-out not recorded");
+            }
+        }
+    }
+
+    async fn publish(&self, topic: String, body: &impl Serialize) {
+        let payload = match serde_json::to_vec(body) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "payload does not serialise");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            inc(&self.metrics.publish_errors);
+            tracing::error!(error = %e, "publish not queued");
+        }
+    }
+}
+
+fn shard_of(topic: &str) -> usize {
+    // The device id is the third level; hashing the whole topic would split a device's
+    // presses from its cancels.
+    let device = topic.split('/').nth(2).unwrap_or(topic);
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    device.hash(&mut h);
+    (h.finish() as usize) % SHARDS
+}
+
+/// Starts the workers; returns their queues.
+pub fn spawn_workers(ingest: &Ingest) -> Vec<mpsc::Sender<Publish>> {
+    (0..SHARDS)
+        .map(|_| {
+            let (tx, mut rx) = mpsc::channel::<Publish>(SHARD_QUEUE);
+            let ingest = ingest.clone();
+            tokio::spawn(async move {
+                while let Some(publish) = rx.recv().await {
+                    ingest.handle(publish).await;
+                }
+            });
+            tx
+        })
+        .collect()
+}
+
+/// Polls the gateway's MQTT connection until shutdown: (re)subscribes on every CONNACK,
+/// hands uplinks to the workers, backs off after errors. `ready` turns true once the uplink
+/// subscription is acknowledged, false while disconnected.
+pub async fn run_uplink(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    shards: Vec<mpsc::Sender<Publish>>,
+    ready: watch::Sender<bool>,
+) -> anyhow::Result<()> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                // try_subscribe: awaiting the client here, inside the poll loop, can deadlock.
+                if let Err(e) = client.try_subscribe(UPLINK_FILTER, QoS::AtLeastOnce) {
+                    tracing::error!(error = %e, "uplink subscription not queued");
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                tracing::info!("gateway subscribed to {UPLINK_FILTER}");
+                ready.send_replace(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let shard = shard_of(&publish.topic);
+                if shards[shard].send(publish).await.is_err() {
+                    anyhow::bail!("uplink workers stopped");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                ready.send_replace(false);
+                tracing::warn!(error = %e, retry_in = ?backoff, "gateway MQTT link down");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Counters of what the gateway did and refused, shown on `/healthz` and `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+macro_rules! counters {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+        #[derive(Debug, Default)]
+        pub struct Metrics {
+            $($(#[$doc])* pub $name: AtomicU64,)*
+        }
+
+        #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+        pub struct MetricsSnapshot {
+            $(pub $name: u64,)*
+        }
+
+        impl Metrics {
+            pub fn snapshot(&self) -> MetricsSnapshot {
+                MetricsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
+            }
+
+            /// Prometheus text exposition.
+            pub fn render(&self, prefix: &str, out: &mut String) {
+                use std::fmt::Write;
+                $(let _ = writeln!(out, "{prefix}_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));)*
+            }
+        }
+    };
+}
+
+counters! {
+    /// Uplink messages received from the broker.
+    uplink_received,
+    /// Uplinks refused: bad topic or malformed payload.
+    uplink_malformed,
+    /// Presses that raised a new alert.
+    alerts_raised,
+    /// Presses repeated with a seq already stored (answered with the same alert).
+    presses_duplicate,
+    /// Presses from devices not in the registry.
+    presses_unknown_device,
+    /// Alerts cancelled inside the window.
+    alerts_cancelled,
+    /// Cancel presses that came too late or found nothing open.
+    cancels_refused,
+    /// Neighbour units that reported the alert sounded.
+    deliveries,
+    /// "Coming" / "declined" answers from units.
+    responses,
+    /// Heartbeats stored.
+    heartbeats,
+    /// Store operations that failed (the device will repeat its press).
+    store_errors,
+    /// Publishes to the broker that could not be queued.
+    publish_errors,
+    /// Presence events dropped because the presence queue was full.
+    presence_dropped,
+}
+
+pub fn inc(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}

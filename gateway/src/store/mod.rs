@@ -1,0 +1,241 @@
+//! Storage behind a trait: the registry (zones, clusters, households, devices) and the alerts.
+//!
+//! The HTTP and fan-out code see only [`Store`] and the plain types here, never sqlx. Each
+//! backend lives in its own module with its own `migrations/` folder; [`open`] picks one from
+//! the database URL once at start-up.
+
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::domain::{
+    AlertId, AlertState, ClusterId, DeviceId, Heartbeat, HouseholdId, Press, ZoneCode,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A row with the same key exists (maps to 409 in the API).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// A referenced row is missing (maps to 404/422).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The value breaks a rule of the schema (maps to 422).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database failed; details are logged, not shown to clients.
+    #[error("database error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct NewCluster {
+    pub id: ClusterId,
+    pub zone: ZoneCode,
+    pub name: String,
+    pub leader_household: Option<HouseholdId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewHousehold {
+    pub id: HouseholdId,
+    pub cluster: ClusterId,
+    pub label: String,
+    pub address: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub notes: String,
+    pub contacts: String,
+}
+
+/// What the edge needs to let a device in.
+#[derive(Debug, Clone)]
+pub struct DeviceCredential {
+    pub secret_hash: String,
+    pub enabled: bool,
+    pub cluster: ClusterId,
+}
+
+/// An alert as listed on the station feed and in `GET /api/alerts`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertSummary {
+    pub id: AlertId,
+    pub device: DeviceId,
+    pub seq: u64,
+    pub household: HouseholdId,
+    /// What neighbours' units show ("和平路12号").
+    pub label: String,
+    pub address: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub cluster: ClusterId,
+    pub zone: ZoneCode,
+    pub kind: String,
+    pub state: AlertState,
+    pub raised_at_ms: i64,
+    pub notified_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+    /// How many have answered "coming".
+    pub responders: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TimelineEvent {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub detail: String,
+}
+
+/// One alert with what a responder needs to know and its whole timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertDetail {
+    #[serde(flatten)]
+    pub alert: AlertSummary,
+    pub notes: String,
+    pub contacts: String,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+/// The result of storing a press.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PressOutcome {
+    /// A new alert, durable now.
+    Raised(AlertSummary),
+    /// The same (device, seq) was seen before: the alert it made (or cancelled).
+    Duplicate(AlertSummary),
+    /// No such device in the registry.
+    UnknownDevice,
+}
+
+/// The result of a `cancel` press.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    Cancelled(AlertSummary),
+    /// The same cancel (device, seq) was seen before.
+    Duplicate(AlertSummary),
+    /// The device's latest open alert is older than the cancel window: it stays open.
+    TooLate(AlertSummary),
+    /// The device has no open alert to cancel.
+    NothingOpen,
+    UnknownDevice,
+}
+
+/// Which alerts to list.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter {
+    pub open_only: bool,
+    pub zone: Option<ZoneCode>,
+    pub limit: u32,
+}
+
+/// Registry sizes, for `/healthz` and the demo's start-up line.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct RegistryCounts {
+    pub zones: u64,
+    pub clusters: u64,
+    pub households: u64,
+    pub devices: u64,
+    pub devices_online: u64,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- registry ---
+    async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()>;
+    async fn add_cluster(&self, cluster: &NewCluster) -> StoreResult<()>;
+    async fn add_household(&self, household: &NewHousehold) -> StoreResult<()>;
+    async fn add_device(
+        &self,
+        device: &DeviceId,
+        household: &HouseholdId,
+        secret_hash: &str,
+    ) -> StoreResult<()>;
+    /// Adds many households with one device each in one transaction (seeding and CSV import).
+    async fn add_households_with_devices(
+        &self,
+        rows: &[(NewHousehold, DeviceId, String)],
+    ) -> StoreResult<()>;
+    async fn set_cluster_leader(
+        &self,
+        cluster: &ClusterId,
+        household: &HouseholdId,
+    ) -> StoreResult<()>;
+    async fn device_credential(&self, device: &DeviceId) -> StoreResult<Option<DeviceCredential>>;
+    async fn counts(&self) -> StoreResult<RegistryCounts>;
+
+    // --- press path ---
+    /// Stores a non-cancel press durably: a new alert, or the one this (device, seq) made.
+    async fn record_press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        now_ms: i64,
+    ) -> StoreResult<PressOutcome>;
+    /// Records that the alert's fan-out went out (raised → notified).
+    async fn mark_notified(&self, alert: AlertId, now_ms: i64) -> StoreResult<AlertSummary>;
+    /// A `cancel` press: cancels the device's latest open alert if raised within the window.
+    async fn cancel_press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<CancelOutcome>;
+    /// Adds a timeline event; returns the alert as it is now.
+    async fn add_event(
+        &self,
+        alert: AlertId,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> StoreResult<AlertSummary>;
+    /// Open alerts whose fan-out is owed (the gateway stopped between store and fan-out).
+    async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>>;
+    async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertSummary>>;
+    async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>>;
+    async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>>;
+
+    // --- devices ---
+    async fn record_presence(
+        &self,
+        device: &DeviceId,
+        session: u64,
+        online: bool,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Marks every device offline (at start-up: no session survives a restart).
+    async fn reset_presence(&self, reason: &str, now_ms: i64) -> StoreResult<()>;
+    async fn record_heartbeat(
+        &self,
+        device: &DeviceId,
+        heartbeat: &Heartbeat,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+
+    /// A cheap round trip, for `/healthz`.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Opens the store named by `url` (`sqlite:PATH`), creating and migrating it.
+pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL {url:?}: expected sqlite:PATH"
+        )))
+    }
+}
+
+/// The SQLite URL of the database file inside a data directory.
+pub fn sqlite_url_in(data_dir: &std::path::Path) -> String {
+    format!("sqlite:{}", data_dir.join("tenwatch.db").display())
+}

@@ -1,0 +1,802 @@
+//! The SQLite backend of [`Store`]: one file in WAL mode, `synchronous = FULL` so that a
+//! committed press survives a power cut, migrations embedded from `migrations/sqlite`.
+//!
+//! Writes go through a pool of exactly one connection: SQLite allows one writer at a time, and
+//! queueing on the pool is fair and async, whereas a second writer would spin in SQLite's busy
+//! handler and add milliseconds to a press. Reads use their own pool and never wait on writes.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::*;
+
+pub struct SqliteStore {
+    /// The single writer connection.
+    writer: SqlitePool,
+    /// Readers for the API and the edge's logins.
+    reader: SqlitePool,
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_owned())
+        }
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::NotFound("a referenced zone, cluster or household".into())
+        }
+        sqlx::Error::Database(db) if db.is_check_violation() => {
+            StoreError::Invalid(db.message().to_owned())
+        }
+        _ => StoreError::Backend(Box::new(e)),
+    }
+}
+
+/// The columns of [`AlertSummary`]; `concat!` keeps every query a `&'static str`.
+macro_rules! alert_select {
+    () => {
+        "SELECT a.id, a.device, a.seq, a.household, h.label, h.address, h.lat, h.lon, \
+         a.cluster, a.zone, a.kind, a.state, a.raised_at_ms, a.notified_at_ms, a.updated_at_ms, \
+         (SELECT COUNT(DISTINCT e.actor) FROM alert_events e \
+          WHERE e.alert = a.id AND e.action = 'coming') AS responders \
+         FROM alerts a JOIN households h ON h.id = a.household "
+    };
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("stored {what} does not parse: {e}").into())
+}
+
+fn alert_from_row(row: &SqliteRow) -> StoreResult<AlertSummary> {
+    let get_str = |col: &str| row.try_get::<String, _>(col).map_err(backend);
+    Ok(AlertSummary {
+        id: AlertId(row.try_get("id").map_err(backend)?),
+        device: DeviceId::parse(&get_str("device")?).map_err(|e| corrupt("device", e))?,
+        seq: row.try_get::<i64, _>("seq").map_err(backend)? as u64,
+        household: HouseholdId::parse(&get_str("household")?)
+            .map_err(|e| corrupt("household", e))?,
+        label: get_str("label")?,
+        address: get_str("address")?,
+        lat: row.try_get("lat").map_err(backend)?,
+        lon: row.try_get("lon").map_err(backend)?,
+        cluster: ClusterId::parse(&get_str("cluster")?).map_err(|e| corrupt("cluster", e))?,
+        zone: ZoneCode::parse(&get_str("zone")?).map_err(|e| corrupt("zone", e))?,
+        kind: get_str("kind")?,
+        state: AlertState::parse(&get_str("state")?).map_err(|e| corrupt("state", e))?,
+        raised_at_ms: row.try_get("raised_at_ms").map_err(backend)?,
+        notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
+        responders: row.try_get::<i64, _>("responders").map_err(backend)? as u32,
+    })
+}
+
+async fn alert_in(tx: &mut Transaction<'_, Sqlite>, id: i64) -> StoreResult<AlertSummary> {
+    let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = ?"))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(backend)?;
+    alert_from_row(&row)
+}
+
+async fn insert_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    alert: i64,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO alert_events (alert, at_ms, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(alert)
+    .bind(now_ms)
+    .bind(actor)
+    .bind(action)
+    .bind(detail)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// The alert an earlier press with this (device, seq) made or cancelled.
+async fn earlier_press(
+    tx: &mut Transaction<'_, Sqlite>,
+    device: &DeviceId,
+    seq: u64,
+) -> StoreResult<Option<AlertSummary>> {
+    let alert: Option<i64> =
+        sqlx::query_scalar("SELECT alert FROM presses WHERE device = ? AND seq = ?")
+            .bind(device.as_str())
+            .bind(seq as i64)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    match alert {
+        Some(id) => Ok(Some(alert_in(tx, id).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn insert_press(
+    tx: &mut Transaction<'_, Sqlite>,
+    device: &DeviceId,
+    press: &Press,
+    alert: i64,
+    now_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO presses (device, seq, kind, alert, at_ms) VALUES (?, ?, ?, ?, ?)")
+        .bind(device.as_str())
+        .bind(press.seq as i64)
+        .bind(press.kind.as_str())
+        .bind(alert)
+        .bind(now_ms)
+        .execute(&mut **tx)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
+fn device_actor(device: &DeviceId) -> String {
+    format!("device:{device}")
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("database URL {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(backend)?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(backend)?;
+        Ok(Self { writer, reader })
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer.begin().await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO zones (code, name) VALUES (?, ?)")
+            .bind(code.as_str())
+            .bind(name)
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("zone {code}")),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn add_cluster(&self, c: &NewCluster) -> StoreResult<()> {
+        sqlx::query("INSERT INTO clusters (id, zone, name, leader_household) VALUES (?, ?, ?, ?)")
+            .bind(c.id.as_str())
+            .bind(c.zone.as_str())
+            .bind(&c.name)
+            .bind(c.leader_household.as_ref().map(|h| h.as_str().to_owned()))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| match backend(e) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("cluster {}", c.id)),
+                StoreError::NotFound(_) => StoreError::NotFound(format!("zone {}", c.zone)),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn add_household(&self, h: &NewHousehold) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_household(&mut tx, h).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_device(
+        &self,
+        device: &DeviceId,
+        household: &HouseholdId,
+        secret_hash: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        insert_device(&mut tx, device, household, secret_hash).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn add_households_with_devices(
+        &self,
+        rows: &[(NewHousehold, DeviceId, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for (h, device, hash) in rows {
+            insert_household(&mut tx, h).await?;
+            insert_device(&mut tx, device, &h.id, hash).await?;
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn set_cluster_leader(
+        &self,
+        cluster: &ClusterId,
+        household: &HouseholdId,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE clusters SET leader_household = ? WHERE id = ? \
+             AND EXISTS (SELECT 1 FROM households WHERE id = ? AND cluster = ?)",
+        )
+        .bind(household.as_str())
+        .bind(cluster.as_str())
+        .bind(household.as_str())
+        .bind(cluster.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "household {household} in cluster {cluster}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn device_credential(&self, device: &DeviceId) -> StoreResult<Option<DeviceCredential>> {
+        let row = sqlx::query(
+            "SELECT d.secret_hash, d.enabled, h.cluster FROM devices d \
+             JOIN households h ON h.id = d.household WHERE d.id = ?",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let cluster: String = row.try_get("cluster").map_err(backend)?;
+        Ok(Some(DeviceCredential {
+            secret_hash: row.try_get("secret_hash").map_err(backend)?,
+            enabled: row.try_get::<i64, _>("enabled").map_err(backend)? != 0,
+            cluster: ClusterId::parse(&cluster).map_err(|e| corrupt("cluster", e))?,
+        }))
+    }
+
+    async fn counts(&self) -> StoreResult<RegistryCounts> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM zones) AS zones, (SELECT COUNT(*) FROM clusters) AS clusters, \
+             (SELECT COUNT(*) FROM households) AS households, (SELECT COUNT(*) FROM devices) AS devices, \
+             (SELECT COUNT(*) FROM devices WHERE online = 1) AS online",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let n = |c: &str| row.try_get::<i64, _>(c).map(|v| v as u64).map_err(backend);
+        Ok(RegistryCounts {
+            zones: n("zones")?,
+            clusters: n("clusters")?,
+            households: n("households")?,
+            devices: n("devices")?,
+            devices_online: n("online")?,
+        })
+    }
+
+    async fn record_press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        now_ms: i64,
+    ) -> StoreResult<PressOutcome> {
+        let mut tx = self.begin().await?;
+        if let Some(earlier) = earlier_press(&mut tx, device, press.seq).await? {
+            return Ok(PressOutcome::Duplicate(earlier));
+        }
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, raised_at_ms, \
+             device_ts_ms, updated_at_ms) \
+             SELECT d.id, ?, d.household, h.cluster, c.zone, ?, 'raised', ?, ?, ? \
+             FROM devices d JOIN households h ON h.id = d.household \
+             JOIN clusters c ON c.id = h.cluster WHERE d.id = ? RETURNING id",
+        )
+        .bind(press.seq as i64)
+        .bind(press.kind.as_str())
+        .bind(now_ms)
+        .bind(press.device_ts_ms)
+        .bind(now_ms)
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(id) = id else {
+            return Ok(PressOutcome::UnknownDevice);
+        };
+        insert_press(&mut tx, device, press, id, now_ms).await?;
+        insert_event(
+            &mut tx,
+            id,
+            &device_actor(device),
+            "raised",
+            press.kind.as_str(),
+            now_ms,
+        )
+        .await?;
+        let alert = alert_in(&mut tx, id).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(PressOutcome::Raised(alert))
+    }
+
+    async fn mark_notified(&self, alert: AlertId, now_ms: i64) -> StoreResult<AlertSummary> {
+        let mut tx = self.begin().await?;
+        let was_raised = sqlx::query(
+            "UPDATE alerts SET notified_at_ms = ?, updated_at_ms = ?, state = 'notified' \
+             WHERE id = ? AND notified_at_ms IS NULL AND state = 'raised'",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(alert.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
+        if was_raised {
+            insert_event(&mut tx, alert.0, "gateway", "notified", "", now_ms).await?;
+        } else {
+            // Cancelled (or further along) before the fan-out was recorded: only note the time.
+            sqlx::query(
+                "UPDATE alerts SET notified_at_ms = ? WHERE id = ? AND notified_at_ms IS NULL",
+            )
+            .bind(now_ms)
+            .bind(alert.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        let summary = alert_in(&mut tx, alert.0).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(summary)
+    }
+
+    async fn cancel_press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<CancelOutcome> {
+        let mut tx = self.begin().await?;
+        if let Some(earlier) = earlier_press(&mut tx, device, press.seq).await? {
+            return Ok(CancelOutcome::Duplicate(earlier));
+        }
+        let open: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT id, raised_at_ms FROM alerts WHERE device = ? \
+             AND state NOT IN ('resolved', 'cancelled') ORDER BY raised_at_ms DESC, id DESC LIMIT 1",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some((id, raised_at_ms)) = open else {
+            let known: Option<i64> = sqlx::query_scalar("SELECT 1 FROM devices WHERE id = ?")
+                .bind(device.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+            return Ok(if known.is_some() {
+                CancelOutcome::NothingOpen
+            } else {
+                CancelOutcome::UnknownDevice
+            });
+        };
+        insert_press(&mut tx, device, press, id, now_ms).await?;
+        let actor = device_actor(device);
+        let late = now_ms - raised_at_ms > window_ms;
+        if late {
+            let detail = format!(
+                "cancel pressed {} s after the alert, window is {} s",
+                (now_ms - raised_at_ms) / 1000,
+                window_ms / 1000
+            );
+            insert_event(&mut tx, id, &actor, "cancel_refused", &detail, now_ms).await?;
+        } else {
+            sqlx::query("UPDATE alerts SET state = 'cancelled', updated_at_ms = ? WHERE id = ?")
+                .bind(now_ms)
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            insert_event(&mut tx, id, &actor, "cancelled", "", now_ms).await?;
+        }
+        let alert = alert_in(&mut tx, id).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(if late {
+            CancelOutcome::TooLate(alert)
+        } else {
+            CancelOutcome::Cancelled(alert)
+        })
+    }
+
+    async fn add_event(
+        &self,
+        alert: AlertId,
+        actor: &str,
+        action: &str,
+        detail: &str,
+        now_ms: i64,
+    ) -> StoreResult<AlertSummary> {
+        let mut tx = self.begin().await?;
+        let touched = sqlx::query("UPDATE alerts SET updated_at_ms = ? WHERE id = ?")
+            .bind(now_ms)
+            .bind(alert.0)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?
+            .rows_affected();
+        if touched == 0 {
+            return Err(StoreError::NotFound(format!("alert {alert}")));
+        }
+        insert_event(&mut tx, alert.0, actor, action, detail, now_ms).await?;
+        let summary = alert_in(&mut tx, alert.0).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(summary)
+    }
+
+    async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>> {
+        let rows = sqlx::query(concat!(
+            alert_select!(),
+            "WHERE a.notified_at_ms IS NULL AND a.state NOT IN ('resolved', 'cancelled') ORDER BY a.id"
+        ))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn list_alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertSummary>> {
+        let rows = sqlx::query(concat!(
+            alert_select!(),
+            "WHERE (? = 0 OR a.state NOT IN ('resolved', 'cancelled')) AND (? IS NULL OR a.zone = ?) \
+             ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT ?"
+        ))
+        .bind(f.open_only as i64)
+        .bind(f.zone.as_ref().map(|z| z.as_str().to_owned()))
+        .bind(f.zone.as_ref().map(|z| z.as_str().to_owned()))
+        .bind(f.limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
+    async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {
+        let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = ?"))
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(backend)?;
+        row.as_ref().map(alert_from_row).transpose()
+    }
+
+    async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>> {
+        let Some(alert) = self.alert(id).await? else {
+            return Ok(None);
+        };
+        let (notes, contacts): (String, String) =
+            sqlx::query_as("SELECT notes, contacts FROM households WHERE id = ?")
+                .bind(alert.household.as_str())
+                .fetch_one(&self.reader)
+                .await
+                .map_err(backend)?;
+        let timeline = sqlx::query_as::<_, (i64, String, String, String)>(
+            "SELECT at_ms, actor, action, detail FROM alert_events WHERE alert = ? ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?
+        .into_iter()
+        .map(|(at_ms, actor, action, detail)| TimelineEvent {
+            at_ms,
+            actor,
+            action,
+            detail,
+        })
+        .collect();
+        Ok(Some(AlertDetail {
+            alert,
+            notes,
+            contacts,
+            timeline,
+        }))
+    }
+
+    async fn record_presence(
+        &self,
+        device: &DeviceId,
+        session: u64,
+        online: bool,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let query = if online {
+            sqlx::query(
+                "UPDATE devices SET online = 1, session = ?, disconnect_reason = ?, last_seen_ms = ? \
+                 WHERE id = ?",
+            )
+        } else {
+            // Only the device's latest session may mark it offline: an older one ending late
+            // (a reconnect replaced it) must not hide that the device is back.
+            sqlx::query(
+                "UPDATE devices SET online = 0, session = ?, disconnect_reason = ?, last_seen_ms = ? \
+                 WHERE id = ? AND (session IS NULL OR session <= ?)",
+            )
+        };
+        let query = query
+            .bind(session as i64)
+            .bind(reason)
+            .bind(now_ms)
+            .bind(device.as_str());
+        let query = if online {
+            query
+        } else {
+            query.bind(session as i64)
+        };
+        query.execute(&self.writer).await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn reset_presence(&self, reason: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE devices SET online = 0, session = NULL, disconnect_reason = ?, last_seen_ms = ? \
+             WHERE online = 1",
+        )
+        .bind(reason)
+        .bind(now_ms)
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn record_heartbeat(
+        &self,
+        device: &DeviceId,
+        hb: &Heartbeat,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE devices SET last_heartbeat_ms = ?, last_seen_ms = ?, battery = ?, tamper = ?, \
+             rssi = ?, firmware = COALESCE(?, firmware) WHERE id = ?",
+        )
+        .bind(now_ms)
+        .bind(now_ms)
+        .bind(hb.battery.map(i64::from))
+        .bind(hb.tamper as i64)
+        .bind(hb.rssi.map(i64::from))
+        .bind(hb.firmware.as_deref())
+        .bind(device.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+async fn insert_household(tx: &mut Transaction<'_, Sqlite>, h: &NewHousehold) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO households (id, cluster, label, address, lat, lon, notes, contacts) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(h.id.as_str())
+    .bind(h.cluster.as_str())
+    .bind(&h.label)
+    .bind(&h.address)
+    .bind(h.lat)
+    .bind(h.lon)
+    .bind(&h.notes)
+    .bind(&h.contacts)
+    .execute(&mut **tx)
+    .await
+    .map_err(|e| match backend(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("household {}", h.id)),
+        StoreError::NotFound(_) => StoreError::NotFound(format!("cluster {}", h.cluster)),
+        other => other,
+    })?;
+    Ok(())
+}
+
+async fn insert_device(
+    tx: &mut Transaction<'_, Sqlite>,
+    device: &DeviceId,
+    household: &HouseholdId,
+    secret_hash: &str,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO devices (id, household, secret_hash) VALUES (?, ?, ?)")
+        .bind(device.as_str())
+        .bind(household.as_str())
+        .bind(secret_hash)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| match backend(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("device {device}")),
+            StoreError::NotFound(_) => StoreError::NotFound(format!("household {household}")),
+            other => other,
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::PressKind;
+
+    async fn store_with_one_device() -> (tempfile::TempDir, SqliteStore, DeviceId) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&sqlite_url_in(dir.path()))
+            .await
+            .expect("open");
+        let zone = ZoneCode::parse("11010501").unwrap();
+        store.add_zone(&zone, "示范社区").await.unwrap();
+        let cluster = ClusterId::parse("c1").unwrap();
+        store
+            .add_cluster(&NewCluster {
+                id: cluster.clone(),
+                zone,
+                name: "一组".into(),
+                leader_household: None,
+            })
+            .await
+            .unwrap();
+        let household = HouseholdId::parse("h1").unwrap();
+        store
+            .add_household(&NewHousehold {
+                id: household.clone(),
+                cluster,
+                label: "和平路1号".into(),
+                address: "和平路1号".into(),
+                lat: 39.9,
+                lon: 116.4,
+                notes: String::new(),
+                contacts: String::new(),
+            })
+            .await
+            .unwrap();
+        let device = DeviceId::parse("d1").unwrap();
+        store.add_device(&device, &household, "00").await.unwrap();
+        (dir, store, device)
+    }
+
+    fn press(seq: u64, kind: PressKind) -> Press {
+        Press {
+            seq,
+            kind,
+            device_ts_ms: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_repeated_press_yields_one_alert() {
+        let (_dir, store, device) = store_with_one_device().await;
+        let first = store
+            .record_press(&device, &press(5, PressKind::Help), 1_000)
+            .await
+            .unwrap();
+        let PressOutcome::Raised(alert) = first else {
+            panic!("expected a new alert, got {first:?}")
+        };
+        let again = store
+            .record_press(&device, &press(5, PressKind::Help), 2_000)
+            .await
+            .unwrap();
+        assert_eq!(again, PressOutcome::Duplicate(alert.clone()));
+        let all = store
+            .list_alerts(&AlertFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            store.alerts_owing_fanout().await.unwrap(),
+            vec![alert.clone()]
+        );
+        let notified = store.mark_notified(alert.id, 1_010).await.unwrap();
+        assert_eq!(notified.state, AlertState::Notified);
+        assert!(store.alerts_owing_fanout().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn unknown_device_raises_nothing() {
+        let (_dir, store, _) = store_with_one_device().await;
+        let ghost = DeviceId::parse("ghost").unwrap();
+        let out = store
+            .record_press(&ghost, &press(1, PressKind::Help), 1)
+            .await
+            .unwrap();
+        assert_eq!(out, PressOutcome::UnknownDevice);
+    }
+
+    #[tokio::test]
+    async fn cancel_inside_the_window_only() {
+        let (_dir, store, device) = store_with_one_device().await;
+        store
+            .record_press(&device, &press(1, PressKind::Help), 0)
+            .await
+            .unwrap();
+        let late = store
+            .cancel_press(&device, &press(2, PressKind::Cancel), 30_000, 31_000)
+            .await
+            .unwrap();
+        assert!(matches!(late, CancelOutcome::TooLate(ref a) if a.state == AlertState::Raised));
+        store
+            .record_press(&device, &press(3, PressKind::Medical), 40_000)
+            .await
+            .unwrap();
+        let ok = store
+            .cancel_press(&device, &press(4, PressKind::Cancel), 30_000, 45_000)
+            .await
+            .unwrap();
+        let CancelOutcome::Cancelled(cancelled) = ok else {
+            panic!("expected cancelled, got {ok:?}")
+        };
+        assert_eq!(cancelled.kind, "medical");
+        let detail = store.alert_detail(cancelled.id).await.unwrap().unwrap();
+        let actions: Vec<_> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["raised", "cancelled"]);
+        let first = store.alert(AlertId(1)).await.unwrap().unwrap();
+        assert_eq!(first.state, AlertState::Raised);
+    }
+
+    #[tokio::test]
+    async fn stale_disconnect_does_not_hide_a_reconnect() {
+        let (_dir, store, device) = store_with_one_device().await;
+        store
+            .record_presence(&device, 1, true, None, 1)
+            .await
+            .unwrap();
+        store
+            .record_presence(&device, 2, true, None, 2)
+            .await
+            .unwrap();
+        store
+            .record_presence(&device, 1, false, Some("replaced"), 3)
+            .await
+            .unwrap();
+        assert_eq!(store.counts().await.unwrap().devices_online, 1);
+        store
+            .record_presence(&device, 2, false, Some("clean"), 4)
+            .await
+            .unwrap();
+        assert_eq!(store.counts().await.unwrap().devices_online, 0);
+    }
+}

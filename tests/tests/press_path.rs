@@ -1,0 +1,228 @@
+//! One press reaches nine neighbours, durably: the press path end to end, through the real
+//! device edge, the embedded rumqttd and a SQLite file.
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tenwatch_tests::*;
+use tokio_tungstenite::tungstenite::Message;
+
+type Feed =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn open_feed(app: &TestApp) -> anyhow::Result<Feed> {
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/feed", app.http)).await?;
+    let hello = next_feed(&mut ws).await?;
+    assert_eq!(hello["type"], "snapshot", "{hello}");
+    Ok(ws)
+}
+
+/// The next alert event on the feed, skipping device presence events.
+async fn next_alert_event(ws: &mut Feed) -> anyhow::Result<Value> {
+    loop {
+        let event = next_feed(ws).await?;
+        if event["type"] != "device" {
+            return Ok(event);
+        }
+    }
+}
+
+async fn next_feed(ws: &mut Feed) -> anyhow::Result<Value> {
+    loop {
+        let msg = tokio::time::timeout(DEADLINE, ws.next())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("feed closed"))??;
+        if let Message::Text(text) = msg {
+            return Ok(serde_json::from_str(&text)?);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_press_reaches_exactly_the_nine_neighbours_the_presser_and_the_station(
+) -> anyhow::Result<()> {
+    let app = spawn_app(2).await?;
+    let mut ours = connect_all(app.mqtt, app.cluster(0)).await?;
+    let mut others = connect_all(app.mqtt, app.cluster(1)).await?;
+    let mut feed = open_feed(&app).await?;
+
+    let ack = ours[0].press_and_wait_ack(41, "medical").await?;
+    let alert = ack["alert"]
+        .as_str()
+        .expect("ack names the alert")
+        .to_owned();
+    assert_eq!(ack["seq"], 41);
+
+    for neighbour in &mut ours[1..] {
+        let body = neighbour.expect_message("/alert").await?;
+        assert_eq!(body["alert"], alert.as_str(), "{}", neighbour.id);
+        assert_eq!(body["kind"], "medical");
+        assert_eq!(body["from_label"], app.cluster(0)[0].label.as_str());
+        assert_eq!(body["state"], "raised");
+        // No personal data goes to the neighbours.
+        assert!(body.get("contacts").is_none() && body.get("address").is_none());
+    }
+
+    let raised = next_alert_event(&mut feed).await?;
+    assert_eq!(raised["type"], "alert");
+    assert_eq!(raised["event"], "raised");
+    assert_eq!(raised["alert"]["id"], alert.as_str());
+    assert_eq!(
+        raised["alert"]["household"],
+        app.cluster(0)[0].household.as_str()
+    );
+
+    // The other cluster heard nothing: its own press is the first alert its units see.
+    let ack2 = others[0].press_and_wait_ack(1, "help").await?;
+    for unit in &mut others[1..] {
+        let first = unit.expect_message("/alert").await?;
+        assert_eq!(
+            first["alert"], ack2["alert"],
+            "{} heard another cluster",
+            unit.id
+        );
+    }
+
+    let (status, detail) = app.get_json(&format!("/api/alerts/{alert}")).await?;
+    assert_eq!(status, 200);
+    assert_eq!(detail["device"], app.cluster(0)[0].device.as_str());
+    let actions: Vec<&str> = detail["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions[0], "raised");
+    assert!(actions.contains(&"notified"), "{actions:?}");
+
+    let (_, list) = app.get_json("/api/alerts").await?;
+    assert_eq!(list["alerts"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_seq_yields_one_alert() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
+    let first = units[3].press_and_wait_ack(7, "help").await?;
+    let again = units[3].press_and_wait_ack(7, "help").await?;
+    assert_eq!(first["alert"], again["alert"]);
+    app.wait_for_metrics("the duplicate counted", |m| m.presses_duplicate == 1)
+        .await?;
+    let (_, list) = app.get_json("/api/alerts").await?;
+    assert_eq!(list["alerts"].as_array().map(Vec::len), Some(1));
+    // The neighbours sounded once.
+    let body = units[0].expect_message("/alert").await?;
+    assert_eq!(body["alert"], first["alert"]);
+    assert!(units[0]
+        .drain()
+        .iter()
+        .all(|s| !matches!(s, Seen::Message { topic, .. } if topic.ends_with("/alert"))));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_press_made_while_the_gateway_is_down_is_delivered_after_it_restarts(
+) -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
+    let app = app
+        .restart_after(async {
+            // Every unit notices the gateway going away...
+            for unit in units.iter_mut() {
+                unit.expect_disconnected().await?;
+            }
+            Ok(())
+        })
+        .await?;
+    // ...and presses while it is away; the unit repeats until acknowledged, like real units.
+    let presser = &mut units[0];
+    presser.press(100, "fire").await?;
+    let ack = loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), presser.expect_ack(100)).await
+        {
+            Ok(ack) => break ack?,
+            Err(_) => presser.press(100, "fire").await?,
+        }
+    };
+    assert_eq!(ack["seq"], 100);
+    for unit in &mut units[1..] {
+        let body = unit.expect_message("/alert").await?;
+        assert_eq!(body["alert"], ack["alert"]);
+        assert_eq!(body["kind"], "fire");
+    }
+    let (_, list) = app.get_json("/api/alerts").await?;
+    assert_eq!(list["alerts"].as_array().map(Vec::len), Some(1));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_out_owed_from_before_a_stop_is_sent_at_start() -> anyhow::Result<()> {
+    let mut app = spawn_app(1).await?;
+    app.stop().await?;
+    // The gateway stopped after storing a press and before fanning it out.
+    let store = tenwatch_gateway::store::open(&app.config.database_url).await?;
+    let device = tenwatch_gateway::domain::DeviceId::parse(&app.cluster(0)[2].device)?;
+    let press = tenwatch_gateway::domain::Press {
+        seq: 9,
+        kind: tenwatch_gateway::domain::PressKind::Intrusion,
+        device_ts_ms: None,
+    };
+    store.record_press(&device, &press, 1).await?;
+    drop(store);
+    let app = app.restart().await?;
+    // The owed alert goes out at start; units connecting afterwards get it by asking the
+    // station API, and the presser's repeat gets the same alert back.
+    let (_, list) = app.get_json("/api/alerts").await?;
+    let alerts = list["alerts"].as_array().cloned().unwrap_or_default();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["state"], "notified");
+    let mut presser = TestDevice::connect(app.mqtt, &app.cluster(0)[2]).await?;
+    let ack = presser.press_and_wait_ack(9, "intrusion").await?;
+    assert_eq!(ack["alert"], alerts[0]["id"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_inside_the_window_tells_the_neighbours() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
+    let ack = units[5].press_and_wait_ack(1, "help").await?;
+    let raised = units[6].expect_message("/alert").await?;
+    assert_eq!(raised["state"], "raised");
+    let cancel = units[5].press_and_wait_ack(2, "cancel").await?;
+    assert_eq!(cancel["alert"], ack["alert"]);
+    assert_eq!(cancel["state"], "cancelled");
+    let cancelled = units[6].expect_message("/alert").await?;
+    assert_eq!(cancelled["alert"], ack["alert"]);
+    assert_eq!(cancelled["state"], "cancelled");
+    let (_, detail) = app
+        .get_json(&format!(
+            "/api/alerts/{}",
+            ack["alert"].as_str().unwrap_or("")
+        ))
+        .await?;
+    assert_eq!(detail["state"], "cancelled");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_refuses_bad_requests_clearly() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let (status, body) = app.get_json("/api/alerts/A999").await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("alert A999 not found"))
+    );
+    let (status, body) = app.get_json("/api/alerts/not-an-id").await?;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap_or("").contains("alert id"));
+    let (status, _) = app.get_json("/api/alerts?state=sideways").await?;
+    assert_eq!(status, 400);
+    let (status, health) = app.get_json("/healthz").await?;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["registry"]["devices"], 10);
+    let _ = json!({});
+    Ok(())
+}
