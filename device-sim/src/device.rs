@@ -7,7 +7,7 @@
 //! which would deadlock rumqttc (#1025). What happens is reported to an [`EventSink`].
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -194,6 +194,9 @@ struct Shared {
     online: AtomicBool,
     /// Mirrors `state.pending.len()` (plus queued commands) for lock-free reads by schedulers.
     pending_count: AtomicUsize,
+    /// Bumped on every successful (re)subscription: a press last sent in an older session
+    /// may have been dropped with it and is resent at once.
+    session: AtomicU64,
     /// Poll task → driver: "just came online, resend pending presses now".
     wake: Notify,
     state: Mutex<State>,
@@ -218,6 +221,8 @@ struct Pending {
     ts: u64,
     attempts: u32,
     first_sent: Option<Instant>,
+    /// `Shared::session` when last sent.
+    sent_in_session: u64,
     /// When to send next; `None` = as soon as the device is online.
     due: Option<Instant>,
 }
@@ -275,6 +280,7 @@ pub fn spawn(
     let shared = Arc::new(Shared {
         online: AtomicBool::new(false),
         pending_count: AtomicUsize::new(0),
+        session: AtomicU64::new(0),
         wake: Notify::new(),
         state: Mutex::new(State::default()),
     });
@@ -342,6 +348,7 @@ async fn poll_task(
                     .iter()
                     .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
                 if granted {
+                    shared.session.fetch_add(1, Ordering::AcqRel);
                     shared.online.store(true, Ordering::Release);
                     shared.wake.notify_one();
                     sink.event(&ctx, Instant::now(), DeviceEvent::Online);
@@ -588,6 +595,7 @@ async fn driver_task(
                         ts: unix_ms(),
                         attempts: 0,
                         first_sent: None,
+                        sent_in_session: 0,
                         due: Some(Instant::now()),
                     });
                     next_seq += 1;
@@ -597,8 +605,11 @@ async fn driver_task(
                 // Back online: anything still pending goes out now (the broker or gateway may
                 // have restarted, and a clean session dropped our in-flight publishes).
                 let now = Instant::now();
+                let session = shared.session.load(Ordering::Acquire);
                 for p in shared.lock().pending.values_mut() {
-                    p.due = Some(now);
+                    if p.sent_in_session != session {
+                        p.due = Some(now);
+                    }
                 }
             }
             _ = tokio::time::sleep_until(wake_at) => {}
@@ -646,6 +657,7 @@ fn send_due_presses(
     now: Instant,
 ) {
     let mut sent = Vec::new();
+    let session = shared.session.load(Ordering::Acquire);
     {
         let mut st = shared.lock();
         for (&seq, p) in st.pending.iter_mut() {
@@ -665,6 +677,7 @@ fn send_due_presses(
                 Ok(()) => {
                     p.attempts += 1;
                     p.first_sent.get_or_insert(at);
+                    p.sent_in_session = session;
                     p.due = Some(now + cfg.retry.delay_after(p.attempts));
                     sent.push((at, seq, p.kind, p.attempts));
                 }
