@@ -21,8 +21,8 @@ pub mod error;
 pub mod router;
 
 pub use edge::{
-    load_tls_acceptor, run_edge, Edge, EdgeConfig, EdgeStats, EdgeStatsSnapshot, RateLimit,
-    TlsFiles,
+    load_tls_acceptor, max_devices_for_fd_limit, open_file_limit, run_edge, Edge, EdgeConfig,
+    EdgeStats, EdgeStatsSnapshot, RateLimit, TlsFiles,
 };
 pub use error::BrokerError;
 pub use router::{start_router, RouterHandle, RouterSettings};

@@ -58,7 +58,8 @@ pub struct EdgeConfig {
     pub press_limit: RateLimit,
     /// Limit on every other uplink publish.
     pub publish_limit: RateLimit,
-    /// Device sockets held at once; more are closed at accept.
+    /// Device sockets held at once; more are closed at accept. Each proxied device costs
+    /// [`FDS_PER_DEVICE`] file descriptors: see [`max_devices_for_fd_limit`].
     pub max_connections: usize,
     /// TLS certificate and key, if a TLS listener is to be served.
     pub tls: Option<TlsFiles>,
@@ -185,6 +186,7 @@ impl Edge {
         stats: Arc<EdgeStats>,
     ) -> Result<Self, BrokerError> {
         config.validate()?;
+        warn_if_fds_short(config.max_connections);
         let permits = Arc::new(Semaphore::new(config.max_connections));
         Ok(Self {
             shared: Arc::new(Shared {
@@ -309,6 +311,43 @@ async fn handle_socket(
     }
 }
 
+/// File descriptors one proxied device costs this process when the router runs in it too:
+/// the device's socket, the edge's end of the loopback link and the router's end.
+pub const FDS_PER_DEVICE: u64 = 3;
+
+/// Descriptors kept for everything else (gateway, database, HTTP clients).
+const FD_RESERVE: u64 = 512;
+
+/// The most devices an edge can hold under a process's open-file limit, with the router in the
+/// same process. Use it to size `max_connections`.
+pub fn max_devices_for_fd_limit(fd_limit: u64) -> u64 {
+    fd_limit.saturating_sub(FD_RESERVE) / FDS_PER_DEVICE
+}
+
+/// The soft open-file limit from `/proc/self/limits` (Linux), if readable.
+pub fn open_file_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// Past the open-file limit, accepts fail (the edge backs off) and router links fail (CONNACK
+/// 3), and rumqttd's own accept loop spins on the error: say so at start-up, not under load.
+fn warn_if_fds_short(max_connections: usize) {
+    if let Some(limit) = open_file_limit() {
+        let fit = max_devices_for_fd_limit(limit);
+        if max_connections as u64 > fit {
+            tracing::warn!(
+                max_connections,
+                open_file_limit = limit,
+                devices_that_fit = fit,
+                "edge max_connections exceeds what the open-file limit allows ({} fds per device)",
+                FDS_PER_DEVICE
+            );
+        }
+    }
+}
+
 /// Runs one edge listener until `shutdown`; the one-listener form of [`Edge::serve`].
 pub async fn run_edge(
     listener: TcpListener,
@@ -322,4 +361,51 @@ pub async fn run_edge(
     Edge::new(config, router, authority, stats)?
         .serve(listener, tls, shutdown)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_budget() {
+        assert_eq!(max_devices_for_fd_limit(20_000), 6_496);
+        assert_eq!(max_devices_for_fd_limit(100), 0);
+        assert!(open_file_limit().is_some_and(|l| l > 0));
+    }
+
+    #[test]
+    fn config_validation() {
+        assert!(EdgeConfig::default().validate().is_ok());
+        let bad = EdgeConfig {
+            max_payload: 0,
+            ..EdgeConfig::default()
+        };
+        assert!(matches!(bad.validate(), Err(BrokerError::EdgeConfig(_))));
+        let bad = EdgeConfig {
+            press_limit: RateLimit {
+                burst: 0,
+                refill_every: Duration::from_secs(1),
+            },
+            ..EdgeConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn tls_files_errors_name_the_file() {
+        let config = EdgeConfig {
+            tls: Some(TlsFiles {
+                cert_path: "/nonexistent/cert.pem".into(),
+                key_path: "/nonexistent/key.pem".into(),
+            }),
+            ..EdgeConfig::default()
+        };
+        match config.tls_acceptor() {
+            Err(BrokerError::Tls { path, .. }) => {
+                assert_eq!(path, Path::new("/nonexistent/cert.pem"))
+            }
+            other => panic!("expected a TLS error, got {:?}", other.map(|a| a.is_some())),
+        }
+    }
 }
