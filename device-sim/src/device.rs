@@ -276,6 +276,9 @@ pub fn spawn(
     eventloop
         .network_options
         .set_connection_timeout(cfg.connect_timeout_s);
+    // rumqttc leaves Nagle on by default; with delayed ACKs that adds up to 40 ms per small
+    // publish on loopback, which would be measured as server latency.
+    eventloop.network_options.set_tcp_nodelay(true);
 
     let shared = Arc::new(Shared {
         online: AtomicBool::new(false),
