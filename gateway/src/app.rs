@@ -13,12 +13,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::clock::Clock;
 use crate::devices::{run_presence, RegistryAuthority};
+use crate::escalation;
 use crate::feed::Feed;
 use crate::http::{self, AppState};
 use crate::ingest::{run_uplink, spawn_workers, Ingest};
 use crate::metrics::Metrics;
-use crate::store::{self, Store};
+use crate::store::{self, RingPlan, Store};
 
 /// Everything `tenwatch serve` can be told.
 #[derive(Debug, Clone)]
@@ -29,6 +31,9 @@ pub struct Config {
     pub cancel_window: Duration,
     /// Device edge limits and deadlines.
     pub edge: EdgeConfig,
+    /// When escalation rings fire and how far ring 1 reaches.
+    pub plan: RingPlan,
+    pub clock: Clock,
 }
 
 impl Config {
@@ -37,6 +42,8 @@ impl Config {
             database_url: database_url.into(),
             cancel_window: Duration::from_secs(30),
             edge: EdgeConfig::default(),
+            plan: RingPlan::default(),
+            clock: Clock::system(),
         }
     }
 }
@@ -68,7 +75,7 @@ impl Application {
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
         store
-            .reset_presence("gateway restarted", crate::domain::now_ms())
+            .reset_presence("gateway restarted", config.clock.now_ms())
             .await
             .context("resetting device presence")?;
         let router = tenwatch_broker::start_router(RouterSettings::default())
@@ -155,6 +162,9 @@ impl Application {
             feed: feed.clone(),
             metrics: metrics.clone(),
             cancel_window: config.cancel_window,
+            plan: config.plan,
+            clock: config.clock.clone(),
+            ring_wake: Arc::default(),
         };
         let (ready_tx, mut ready_rx) = watch::channel(false);
         // `background` runs until aborted; `serving` (edge, HTTP) drains on the stop signal.
@@ -172,6 +182,10 @@ impl Application {
             .context("the gateway could not subscribe to the embedded router within 10 s")??;
 
         let owed = ingest.recover().await?;
+        {
+            let (ingest, wake) = (ingest.clone(), ingest.ring_wake.clone());
+            background.spawn(async move { ("escalation", escalation::run(ingest, wake).await) });
+        }
         if owed > 0 {
             tracing::warn!(owed, "sent the fan-out owed from before the restart");
         }

@@ -18,10 +18,14 @@ use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
-use crate::domain::{now_ms, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
+use crate::clock::Clock;
+use crate::domain::{AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
 use crate::feed::{Feed, FeedEvent};
+use crate::lifecycle::{Action, RecipientState};
 use crate::metrics::{inc, Metrics};
-use crate::store::{AlertSummary, CancelOutcome, PressOutcome, Store};
+use crate::store::{
+    AlertSummary, Applied, CancelOutcome, PressOutcome, RecipientKind, RingPlan, Store, StoreResult,
+};
 
 /// Workers that process uplinks; a device always lands on the same one.
 pub const SHARDS: usize = 8;
@@ -37,6 +41,8 @@ struct ClusterAlert<'a> {
     from_label: &'a str,
     kind: &'a str,
     state: AlertState,
+    /// How many are coming: units show "2 coming" so neighbours know help is on its way.
+    responders: u32,
     ts: i64,
 }
 
@@ -58,6 +64,11 @@ pub struct Ingest {
     pub metrics: Arc<Metrics>,
     /// How long after raising an alert its presser may still cancel it.
     pub cancel_window: Duration,
+    /// When rings fire and how far ring 1 reaches.
+    pub plan: RingPlan,
+    pub clock: Clock,
+    /// Wakes the escalator when a new deadline is stored.
+    pub ring_wake: Arc<tokio::sync::Notify>,
 }
 
 impl Ingest {
@@ -90,22 +101,20 @@ impl Ingest {
             Uplink::Press(press) => self.press(&device, &press).await,
             Uplink::Delivered { alert } => {
                 inc(&self.metrics.deliveries);
-                self.device_event(&device, alert, "delivered", "").await;
+                self.unit_answer(&device, alert, RecipientState::Delivered)
+                    .await;
             }
             Uplink::Respond { alert, answer } => {
                 inc(&self.metrics.responses);
-                let action = match answer {
-                    Answer::Coming => "coming",
-                    Answer::Declined => "declined",
+                let wanted = match answer {
+                    Answer::Coming => RecipientState::Coming,
+                    Answer::Declined => RecipientState::Declined,
                 };
-                if let Some(updated) = self.device_event(&device, alert, action, "").await {
-                    // The presser's unit shows how many are coming.
-                    self.ack(&updated.device, updated.seq, &updated).await;
-                }
+                self.unit_answer(&device, alert, wanted).await;
             }
             Uplink::Heartbeat(hb) => {
                 inc(&self.metrics.heartbeats);
-                if let Err(e) = self.store.record_heartbeat(&device, &hb, now_ms()).await {
+                if let Err(e) = self.store.record_heartbeat(&device, &hb, self.now()).await {
                     inc(&self.metrics.store_errors);
                     tracing::error!(%device, error = %e, "heartbeat not stored");
                 }
@@ -114,7 +123,11 @@ impl Ingest {
     }
 
     async fn press(&self, device: &DeviceId, press: &Press) {
-        let outcome = match self.store.record_press(device, press, now_ms()).await {
+        let outcome = match self
+            .store
+            .record_press(device, press, &self.plan, self.now())
+            .await
+        {
             Ok(o) => o,
             Err(e) => {
                 // No ack: the device repeats the press and we try again then.
@@ -131,6 +144,7 @@ impl Ingest {
                 self.fan_out(&alert, "raised").await;
                 self.ack(device, press.seq, &alert).await;
                 self.mark_notified(&alert).await;
+                self.ring_wake.notify_one();
             }
             PressOutcome::Duplicate(alert) => {
                 inc(&self.metrics.presses_duplicate);
@@ -152,7 +166,7 @@ impl Ingest {
         let window_ms = self.cancel_window.as_millis() as i64;
         let outcome = match self
             .store
-            .cancel_press(device, press, window_ms, now_ms())
+            .cancel_press(device, press, window_ms, self.now())
             .await
         {
             Ok(o) => o,
@@ -178,7 +192,7 @@ impl Ingest {
                 tracing::info!(alert = %alert.id, %device, "cancel after the window: alert stays open");
                 self.feed.publish(&FeedEvent::Alert {
                     event: "cancel_refused",
-                    at_ms: now_ms(),
+                    at_ms: self.now(),
                     alert: &alert,
                 });
                 self.ack(device, press.seq, &alert).await;
@@ -190,50 +204,97 @@ impl Ingest {
         }
     }
 
-    /// Records a unit's delivery or answer on the alert, if the unit is in the alert's cluster.
-    async fn device_event(
-        &self,
-        device: &DeviceId,
-        alert: AlertId,
-        action: &str,
-        detail: &str,
-    ) -> Option<AlertSummary> {
+    /// A unit reports it sounded, or its resident answers.
+    async fn unit_answer(&self, device: &DeviceId, alert: AlertId, wanted: RecipientState) {
         let actor = format!("device:{device}");
-        match self
-            .store
-            .add_event(alert, &actor, action, detail, now_ms())
+        let target = Some((RecipientKind::Unit, device.as_str()));
+        if let Err(e) = self
+            .apply_action(alert, &actor, Action::Recipient(wanted), target, "")
             .await
         {
-            Ok(updated) => {
-                self.feed.publish(&FeedEvent::Alert {
-                    event: action,
-                    at_ms: now_ms(),
-                    alert: &updated,
-                });
-                Some(updated)
-            }
-            Err(e) => {
-                tracing::warn!(%device, %alert, error = %e, "unit event not recorded");
-                None
-            }
+            tracing::warn!(%device, %alert, error = %e, "unit answer not recorded");
         }
     }
 
+    /// Applies an action from a unit, a volunteer or the station, then tells everyone
+    /// concerned: the station feed, the presser's unit (state and how many are coming) and,
+    /// when the alert's state changed, the units that were alerted.
+    pub async fn apply_action(
+        &self,
+        alert: AlertId,
+        actor: &str,
+        action: Action,
+        target: Option<(RecipientKind, &str)>,
+        detail: &str,
+    ) -> StoreResult<Applied> {
+        let applied = self
+            .store
+            .apply(alert, actor, action, target, detail, self.now())
+            .await?;
+        let news = applied.state_changed
+            || applied.recipient_changed
+            || matches!(action, Action::Note | Action::Resolve(_));
+        if !news {
+            return Ok(applied);
+        }
+        let a = &applied.alert;
+        let event = match action {
+            Action::Recipient(s) => s.as_str(),
+            Action::Acknowledge => "acknowledged",
+            Action::Dispatch => "dispatched",
+            Action::Resolve(_) => "resolved",
+            Action::Note => "note",
+        };
+        self.feed.publish(&FeedEvent::Alert {
+            event,
+            at_ms: self.now(),
+            alert: a,
+        });
+        let responders_moved = matches!(
+            action,
+            Action::Recipient(
+                RecipientState::Coming | RecipientState::Declined | RecipientState::OnScene
+            )
+        );
+        if applied.state_changed || responders_moved {
+            self.ack(&a.device, a.seq, a).await;
+            match self.store.alert_clusters(a.id).await {
+                Ok(clusters) => {
+                    for cluster in clusters {
+                        self.publish_cluster_alert(cluster.as_str(), a).await;
+                    }
+                }
+                Err(e) => tracing::error!(alert = %a.id, error = %e, "alerted clusters unknown"),
+            }
+        }
+        Ok(applied)
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     async fn fan_out(&self, alert: &AlertSummary, event: &str) {
+        self.publish_cluster_alert(alert.cluster.as_str(), alert)
+            .await;
+        self.feed.publish(&FeedEvent::Alert {
+            event,
+            at_ms: self.now(),
+            alert,
+        });
+    }
+
+    /// `tw/c/{cluster}/alert` with the alert's current state.
+    pub async fn publish_cluster_alert(&self, cluster: &str, alert: &AlertSummary) {
         let body = ClusterAlert {
             alert: alert.id,
             from_label: &alert.label,
             kind: &alert.kind,
             state: alert.state,
-            ts: now_ms(),
+            responders: alert.responders,
+            ts: self.now(),
         };
-        self.publish(format!("tw/c/{}/alert", alert.cluster), &body)
-            .await;
-        self.feed.publish(&FeedEvent::Alert {
-            event,
-            at_ms: now_ms(),
-            alert,
-        });
+        self.publish(format!("tw/c/{cluster}/alert"), &body).await;
     }
 
     async fn ack(&self, device: &DeviceId, seq: u64, alert: &AlertSummary) {
@@ -247,10 +308,10 @@ impl Ingest {
     }
 
     async fn mark_notified(&self, alert: &AlertSummary) {
-        match self.store.mark_notified(alert.id, now_ms()).await {
+        match self.store.mark_notified(alert.id, self.now()).await {
             Ok(updated) if updated.state != alert.state => self.feed.publish(&FeedEvent::Alert {
                 event: "notified",
-                at_ms: now_ms(),
+                at_ms: self.now(),
                 alert: &updated,
             }),
             Ok(_) => {}

@@ -2,9 +2,12 @@
 //!
 //! # Layout
 //! - [`domain`]: ids, presses, states; everything from outside is parsed here first.
+//! - [`lifecycle`]: the alert and recipient state machines.
+//! - [`clock`]: wall time advanced by tokio's clock, so deadlines follow paused time in tests.
 //! - [`store`]: the [`store::Store`] trait and its SQLite backend (WAL, migrations embedded).
 //! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]).
 //! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.
+//! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
 //! - [`http`]: the HTTP API and its error type.
 //! - [`seed`]: the demo neighbourhood and the CSV import of households.
@@ -13,11 +16,14 @@
 //! The `tenwatch` binary (`src/main.rs`) only parses the command line and calls into here.
 
 pub mod app;
+pub mod clock;
 pub mod devices;
 pub mod domain;
+pub mod escalation;
 pub mod feed;
 pub mod http;
 pub mod ingest;
+pub mod lifecycle;
 pub mod metrics;
 pub mod seed;
 pub mod store;

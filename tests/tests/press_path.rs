@@ -168,7 +168,9 @@ async fn fan_out_owed_from_before_a_stop_is_sent_at_start() -> anyhow::Result<()
         kind: tenwatch_gateway::domain::PressKind::Intrusion,
         device_ts_ms: None,
     };
-    store.record_press(&device, &press, 1).await?;
+    store
+        .record_press(&device, &press, &Default::default(), 1)
+        .await?;
     drop(store);
     let app = app.restart().await?;
     // The owed alert goes out at start; units connecting afterwards get it by asking the

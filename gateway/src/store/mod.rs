@@ -14,6 +14,13 @@ use serde::Serialize;
 use crate::domain::{
     AlertId, AlertState, ClusterId, DeviceId, Heartbeat, HouseholdId, Press, ZoneCode,
 };
+use crate::lifecycle::{Action, RecipientState};
+
+impl From<crate::lifecycle::Refusal> for StoreError {
+    fn from(r: crate::lifecycle::Refusal) -> Self {
+        StoreError::Refused(r.0)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +33,9 @@ pub enum StoreError {
     /// The value breaks a rule of the schema (maps to 422).
     #[error("invalid: {0}")]
     Invalid(String),
+    /// The alert's state does not allow the action (maps to 409 with this reason).
+    #[error("{0}")]
+    Refused(String),
     /// The database failed; details are logged, not shown to clients.
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -80,8 +90,106 @@ pub struct AlertSummary {
     pub raised_at_ms: i64,
     pub notified_at_ms: Option<i64>,
     pub updated_at_ms: i64,
-    /// How many have answered "coming".
+    /// Recipients coming or on scene.
     pub responders: u32,
+    /// The escalation ring reached: 0 at once, 1 and 2 after silence.
+    pub ring: u8,
+    /// Ring 2 fired: the station sees the alert as critical.
+    pub critical: bool,
+    /// When the next ring fires if nobody is coming.
+    pub next_ring_at_ms: Option<i64>,
+    pub category: Option<String>,
+    pub resolution_note: Option<String>,
+    pub acknowledged_at_ms: Option<i64>,
+    pub first_delivered_at_ms: Option<i64>,
+    pub first_coming_at_ms: Option<i64>,
+    pub first_on_scene_at_ms: Option<i64>,
+    pub closed_at_ms: Option<i64>,
+}
+
+/// Who receives an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientKind {
+    /// A household's in-home unit (`who` is the device id).
+    Unit,
+    /// A patrol volunteer (`who` is the account name).
+    Volunteer,
+    /// The police station of the zone (`who` is the zone code).
+    Station,
+}
+
+impl RecipientKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientKind::Unit => "unit",
+            RecipientKind::Volunteer => "volunteer",
+            RecipientKind::Station => "station",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unit" => Some(RecipientKind::Unit),
+            "volunteer" => Some(RecipientKind::Volunteer),
+            "station" => Some(RecipientKind::Station),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Recipient {
+    pub kind: RecipientKind,
+    pub who: String,
+    pub label: String,
+    pub ring: u8,
+    pub state: RecipientState,
+    pub distance_m: Option<f64>,
+    pub notified_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// Escalation settings the store needs to schedule and fire rings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RingPlan {
+    /// Ring 1 fires this long after the press if nobody is coming.
+    pub ring1_after_ms: i64,
+    /// Ring 2 fires this long after the press if nobody is coming.
+    pub ring2_after_ms: i64,
+    /// Ring 1 reaches households and volunteers within this distance of the presser.
+    pub radius_m: f64,
+}
+
+impl Default for RingPlan {
+    fn default() -> Self {
+        Self {
+            ring1_after_ms: 30_000,
+            ring2_after_ms: 90_000,
+            radius_m: 800.0,
+        }
+    }
+}
+
+/// What firing a ring did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RingFired {
+    pub alert: AlertSummary,
+    pub ring: u8,
+    /// Clusters whose units are told now (publish the cluster alert to each).
+    pub clusters: Vec<ClusterId>,
+    /// Recipients added by this ring, nearest first.
+    pub added: Vec<Recipient>,
+}
+
+/// The result of an action on an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    pub alert: AlertSummary,
+    /// The alert's state changed.
+    pub state_changed: bool,
+    /// The recipient's state changed (or the recipient was added).
+    pub recipient_changed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -99,6 +207,10 @@ pub struct AlertDetail {
     pub alert: AlertSummary,
     pub notes: String,
     pub contacts: String,
+    pub cluster_name: String,
+    /// The cluster leader's household label (十户长), if one is set.
+    pub leader: Option<String>,
+    pub recipients: Vec<Recipient>,
     pub timeline: Vec<TimelineEvent>,
 }
 
@@ -170,11 +282,14 @@ pub trait Store: Send + Sync + 'static {
     async fn counts(&self) -> StoreResult<RegistryCounts>;
 
     // --- press path ---
-    /// Stores a non-cancel press durably: a new alert, or the one this (device, seq) made.
+    /// Stores a non-cancel press durably: a new alert with its ring-0 recipients (the
+    /// cluster's other units and the station) and its ring-1 deadline, or the alert this
+    /// (device, seq) made before.
     async fn record_press(
         &self,
         device: &DeviceId,
         press: &Press,
+        plan: &RingPlan,
         now_ms: i64,
     ) -> StoreResult<PressOutcome>;
     /// Records that the alert's fan-out went out (raised → notified).
@@ -196,6 +311,32 @@ pub trait Store: Send + Sync + 'static {
         detail: &str,
         now_ms: i64,
     ) -> StoreResult<AlertSummary>;
+    /// Applies an action by `actor` (`device:…`, `operator:…`, `volunteer:…`) to an alert and
+    /// to the `target` recipient, if any; refuses what the lifecycle does not allow.
+    async fn apply(
+        &self,
+        alert: AlertId,
+        actor: &str,
+        action: Action,
+        target: Option<(RecipientKind, &str)>,
+        detail: &str,
+        now_ms: i64,
+    ) -> StoreResult<Applied>;
+    async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>>;
+    /// The clusters whose units were alerted (home cluster first, then ring 1's).
+    async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>>;
+    /// The earliest stored ring deadline of an open alert.
+    async fn next_ring_deadline(&self) -> StoreResult<Option<i64>>;
+    /// Open alerts whose next ring is due at `now_ms`.
+    async fn due_rings(&self, now_ms: i64) -> StoreResult<Vec<AlertId>>;
+    /// Fires the alert's next ring if it is still due; `None` if it is not (someone is
+    /// coming, it closed, or another gateway fired it first). Exactly once per ring.
+    async fn fire_ring(
+        &self,
+        alert: AlertId,
+        plan: &RingPlan,
+        now_ms: i64,
+    ) -> StoreResult<Option<RingFired>>;
     /// Open alerts whose fan-out is owed (the gateway stopped between store and fan-out).
     async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>>;
     async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertSummary>>;

@@ -16,6 +16,7 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::*;
+use crate::lifecycle::{alert_next, recipient_next};
 
 pub struct SqliteStore {
     /// The single writer connection.
@@ -44,8 +45,11 @@ macro_rules! alert_select {
     () => {
         "SELECT a.id, a.device, a.seq, a.household, h.label, h.address, h.lat, h.lon, \
          a.cluster, a.zone, a.kind, a.state, a.raised_at_ms, a.notified_at_ms, a.updated_at_ms, \
-         (SELECT COUNT(DISTINCT e.actor) FROM alert_events e \
-          WHERE e.alert = a.id AND e.action = 'coming') AS responders \
+         a.ring, a.critical, a.next_ring_at_ms, a.category, a.resolution_note, \
+         a.acknowledged_at_ms, a.first_delivered_at_ms, a.first_coming_at_ms, \
+         a.first_on_scene_at_ms, a.closed_at_ms, \
+         (SELECT COUNT(*) FROM recipients r WHERE r.alert = a.id \
+          AND r.state IN ('coming', 'on_scene')) AS responders \
          FROM alerts a JOIN households h ON h.id = a.household "
     };
 }
@@ -74,7 +78,67 @@ fn alert_from_row(row: &SqliteRow) -> StoreResult<AlertSummary> {
         notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
         updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
         responders: row.try_get::<i64, _>("responders").map_err(backend)? as u32,
+        ring: row.try_get::<i64, _>("ring").map_err(backend)? as u8,
+        critical: row.try_get::<i64, _>("critical").map_err(backend)? != 0,
+        next_ring_at_ms: row.try_get("next_ring_at_ms").map_err(backend)?,
+        category: row.try_get("category").map_err(backend)?,
+        resolution_note: row.try_get("resolution_note").map_err(backend)?,
+        acknowledged_at_ms: row.try_get("acknowledged_at_ms").map_err(backend)?,
+        first_delivered_at_ms: row.try_get("first_delivered_at_ms").map_err(backend)?,
+        first_coming_at_ms: row.try_get("first_coming_at_ms").map_err(backend)?,
+        first_on_scene_at_ms: row.try_get("first_on_scene_at_ms").map_err(backend)?,
+        closed_at_ms: row.try_get("closed_at_ms").map_err(backend)?,
     })
+}
+
+fn recipient_from_row(row: &SqliteRow) -> StoreResult<Recipient> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    let state: String = row.try_get("state").map_err(backend)?;
+    Ok(Recipient {
+        kind: RecipientKind::parse(&kind).ok_or_else(|| corrupt("recipient kind", &kind))?,
+        who: row.try_get("who").map_err(backend)?,
+        label: row.try_get("label").map_err(backend)?,
+        ring: row.try_get::<i64, _>("ring").map_err(backend)? as u8,
+        state: RecipientState::parse(&state).map_err(|e| corrupt("recipient state", e))?,
+        distance_m: row.try_get("distance_m").map_err(backend)?,
+        notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
+        updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
+    })
+}
+
+/// Great-circle distance in metres.
+pub fn haversine_m(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    const R: f64 = 6_371_000.0;
+    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
+    let dp = (lat2 - lat1).to_radians();
+    let dl = (lon2 - lon1).to_radians();
+    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+    2.0 * R * a.sqrt().asin()
+}
+
+async fn insert_recipient(
+    tx: &mut Transaction<'_, Sqlite>,
+    alert: i64,
+    r: &Recipient,
+) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT OR IGNORE INTO recipients \
+         (alert, kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(alert)
+    .bind(r.kind.as_str())
+    .bind(&r.who)
+    .bind(&r.label)
+    .bind(r.ring as i64)
+    .bind(r.state.as_str())
+    .bind(r.distance_m)
+    .bind(r.notified_at_ms)
+    .bind(r.updated_at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(done.rows_affected() == 1)
 }
 
 async fn alert_in(tx: &mut Transaction<'_, Sqlite>, id: i64) -> StoreResult<AlertSummary> {
@@ -306,6 +370,7 @@ impl Store for SqliteStore {
         &self,
         device: &DeviceId,
         press: &Press,
+        plan: &RingPlan,
         now_ms: i64,
     ) -> StoreResult<PressOutcome> {
         let mut tx = self.begin().await?;
@@ -314,8 +379,8 @@ impl Store for SqliteStore {
         }
         let id: Option<i64> = sqlx::query_scalar(
             "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, raised_at_ms, \
-             device_ts_ms, updated_at_ms) \
-             SELECT d.id, ?, d.household, h.cluster, c.zone, ?, 'raised', ?, ?, ? \
+             device_ts_ms, updated_at_ms, next_ring_at_ms) \
+             SELECT d.id, ?, d.household, h.cluster, c.zone, ?, 'raised', ?, ?, ?, ? \
              FROM devices d JOIN households h ON h.id = d.household \
              JOIN clusters c ON c.id = h.cluster WHERE d.id = ? RETURNING id",
         )
@@ -324,6 +389,7 @@ impl Store for SqliteStore {
         .bind(now_ms)
         .bind(press.device_ts_ms)
         .bind(now_ms)
+        .bind(now_ms + plan.ring1_after_ms)
         .bind(device.as_str())
         .fetch_optional(&mut *tx)
         .await
@@ -332,6 +398,22 @@ impl Store for SqliteStore {
             return Ok(PressOutcome::UnknownDevice);
         };
         insert_press(&mut tx, device, press, id, now_ms).await?;
+        // Ring 0: every unit of the cluster's other households, and the zone's station.
+        sqlx::query(
+            "INSERT INTO recipients \
+             (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
+             SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+             FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
+             JOIN devices d ON d.household = h.id WHERE a.id = ? \
+             UNION ALL \
+             SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+             FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = ?",
+        )
+        .bind(id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         insert_event(
             &mut tx,
             id,
@@ -420,12 +502,16 @@ impl Store for SqliteStore {
             );
             insert_event(&mut tx, id, &actor, "cancel_refused", &detail, now_ms).await?;
         } else {
-            sqlx::query("UPDATE alerts SET state = 'cancelled', updated_at_ms = ? WHERE id = ?")
-                .bind(now_ms)
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+            sqlx::query(
+                "UPDATE alerts SET state = 'cancelled', updated_at_ms = ?, closed_at_ms = ?, \
+                 next_ring_at_ms = NULL WHERE id = ?",
+            )
+            .bind(now_ms)
+            .bind(now_ms)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
             insert_event(&mut tx, id, &actor, "cancelled", "", now_ms).await?;
         }
         let alert = alert_in(&mut tx, id).await?;
@@ -460,6 +546,237 @@ impl Store for SqliteStore {
         let summary = alert_in(&mut tx, alert.0).await?;
         tx.commit().await.map_err(backend)?;
         Ok(summary)
+    }
+
+    async fn apply(
+        &self,
+        alert: AlertId,
+        actor: &str,
+        action: Action,
+        target: Option<(RecipientKind, &str)>,
+        detail: &str,
+        now_ms: i64,
+    ) -> StoreResult<Applied> {
+        let mut tx = self.begin().await?;
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT state, ring FROM alerts WHERE id = ?")
+                .bind(alert.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some((state, ring)) = row else {
+            return Err(StoreError::NotFound(format!("alert {alert}")));
+        };
+        let current = AlertState::parse(&state).map_err(|e| corrupt("state", e))?;
+        let next = alert_next(current, action)?;
+        let recipient_changed = match (target, action) {
+            (Some((kind, who)), Action::Recipient(wanted)) => {
+                move_recipient(&mut tx, alert.0, kind, who, wanted, ring, now_ms).await?
+            }
+            (Some((kind, who)), Action::Dispatch) => {
+                move_recipient(
+                    &mut tx,
+                    alert.0,
+                    kind,
+                    who,
+                    RecipientState::Notified,
+                    ring,
+                    now_ms,
+                )
+                .await?
+            }
+            _ => false,
+        };
+        let state_changed = next != current;
+        let first = |col: &'static str| matches!(action, Action::Recipient(s) if s.as_str() == col);
+        sqlx::query(
+            "UPDATE alerts SET state = ?, updated_at_ms = ?, \
+             acknowledged_at_ms = CASE WHEN ? AND acknowledged_at_ms IS NULL THEN ? ELSE acknowledged_at_ms END, \
+             first_delivered_at_ms = CASE WHEN ? AND first_delivered_at_ms IS NULL THEN ? ELSE first_delivered_at_ms END, \
+             first_coming_at_ms = CASE WHEN ? AND first_coming_at_ms IS NULL THEN ? ELSE first_coming_at_ms END, \
+             first_on_scene_at_ms = CASE WHEN ? AND first_on_scene_at_ms IS NULL THEN ? ELSE first_on_scene_at_ms END, \
+             next_ring_at_ms = CASE WHEN ? THEN NULL ELSE next_ring_at_ms END, \
+             category = COALESCE(?, category), resolution_note = COALESCE(?, resolution_note), \
+             closed_at_ms = CASE WHEN ? THEN ? ELSE closed_at_ms END \
+             WHERE id = ?",
+        )
+        .bind(next.as_str())
+        .bind(now_ms)
+        .bind(next == AlertState::Acknowledged && state_changed)
+        .bind(now_ms)
+        .bind(recipient_changed && first("delivered"))
+        .bind(now_ms)
+        .bind(recipient_changed && first("coming"))
+        .bind(now_ms)
+        .bind(recipient_changed && first("on_scene"))
+        .bind(now_ms)
+        // Someone coming, someone there, or the alert closed: the climb stops.
+        .bind(
+            (recipient_changed && (first("coming") || first("on_scene"))) || !next.is_open(),
+        )
+        .bind(match action {
+            Action::Resolve(c) => Some(c.as_str()),
+            _ => None,
+        })
+        .bind(match action {
+            Action::Resolve(_) => Some(detail),
+            _ => None,
+        })
+        .bind(!next.is_open() && state_changed)
+        .bind(now_ms)
+        .bind(alert.0)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let event = match action {
+            Action::Recipient(s) => s.as_str(),
+            Action::Acknowledge => "acknowledged",
+            Action::Dispatch => "dispatched",
+            Action::Resolve(_) => "resolved",
+            Action::Note => "note",
+        };
+        let event_detail = match (action, target) {
+            (Action::Resolve(c), _) => format!("{} {}: {detail}", c.as_str(), c.chinese()),
+            (Action::Dispatch, Some((_, who))) => format!("{who} {detail}").trim().to_owned(),
+            _ => detail.to_owned(),
+        };
+        let quiet = matches!(action, Action::Recipient(_)) && !recipient_changed && !state_changed;
+        if !quiet {
+            insert_event(&mut tx, alert.0, actor, event, &event_detail, now_ms).await?;
+        }
+        let summary = alert_in(&mut tx, alert.0).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Applied {
+            alert: summary,
+            state_changed,
+            recipient_changed,
+        })
+    }
+
+    async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>> {
+        let rows = sqlx::query(
+            "SELECT kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms \
+             FROM recipients WHERE alert = ? ORDER BY ring, distance_m, kind, who",
+        )
+        .bind(alert.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(recipient_from_row).collect()
+    }
+
+    async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>> {
+        let clusters: Vec<String> = sqlx::query_scalar(
+            "SELECT cluster FROM alerts WHERE id = ?1 UNION ALL \
+             SELECT DISTINCT h.cluster FROM recipients r JOIN devices d ON d.id = r.who \
+             JOIN households h ON h.id = d.household \
+             WHERE r.alert = ?1 AND r.kind = 'unit' AND r.ring > 0",
+        )
+        .bind(alert.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        clusters
+            .iter()
+            .map(|c| ClusterId::parse(c).map_err(|e| corrupt("cluster", e)))
+            .collect()
+    }
+
+    async fn next_ring_deadline(&self) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_ring_at_ms) FROM alerts WHERE next_ring_at_ms IS NOT NULL \
+             AND state NOT IN ('resolved', 'cancelled')",
+        )
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)
+    }
+
+    async fn due_rings(&self, now_ms: i64) -> StoreResult<Vec<AlertId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE next_ring_at_ms IS NOT NULL AND next_ring_at_ms <= ? \
+             AND state NOT IN ('resolved', 'cancelled') ORDER BY next_ring_at_ms, id",
+        )
+        .bind(now_ms)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        Ok(ids.into_iter().map(AlertId).collect())
+    }
+
+    async fn fire_ring(
+        &self,
+        alert: AlertId,
+        plan: &RingPlan,
+        now_ms: i64,
+    ) -> StoreResult<Option<RingFired>> {
+        let mut tx = self.begin().await?;
+        let current = alert_in(&mut tx, alert.0).await?;
+        let due = current
+            .next_ring_at_ms
+            .is_some_and(|at| at <= now_ms && current.state.is_open());
+        if !due || current.ring >= 2 {
+            return Ok(None);
+        }
+        let ring = current.ring + 1;
+        let raised = current.raised_at_ms;
+        let next_ring_at = (ring == 1).then_some(raised + plan.ring2_after_ms);
+        // Compare-and-set on the ring: of two gateways sharing the database, one fires it.
+        let won = sqlx::query(
+            "UPDATE alerts SET ring = ?, next_ring_at_ms = ?, critical = ?, updated_at_ms = ? \
+             WHERE id = ? AND ring = ?",
+        )
+        .bind(ring as i64)
+        .bind(next_ring_at)
+        .bind((ring >= 2) as i64)
+        .bind(now_ms)
+        .bind(alert.0)
+        .bind(current.ring as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?
+        .rows_affected()
+            == 1;
+        if !won {
+            return Ok(None);
+        }
+        let mut added = Vec::new();
+        let mut clusters = Vec::new();
+        if ring == 1 {
+            for r in nearby_units(&mut tx, &current, plan.radius_m, now_ms).await? {
+                let (recipient, cluster) = r;
+                if insert_recipient(&mut tx, alert.0, &recipient).await? {
+                    if !clusters.contains(&cluster) {
+                        clusters.push(cluster);
+                    }
+                    added.push(recipient);
+                }
+            }
+        }
+        let detail = if ring == 1 {
+            format!(
+                "nobody coming after {} s: {} units in {} nearby clusters within {} m",
+                plan.ring1_after_ms / 1000,
+                added.len(),
+                clusters.len(),
+                plan.radius_m
+            )
+        } else {
+            format!(
+                "nobody coming after {} s: alert is critical",
+                plan.ring2_after_ms / 1000
+            )
+        };
+        let action = if ring == 1 { "ring1" } else { "ring2" };
+        insert_event(&mut tx, alert.0, "gateway", action, &detail, now_ms).await?;
+        let summary = alert_in(&mut tx, alert.0).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(RingFired {
+            alert: summary,
+            ring,
+            clusters,
+            added,
+        }))
     }
 
     async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>> {
@@ -508,6 +825,15 @@ impl Store for SqliteStore {
                 .fetch_one(&self.reader)
                 .await
                 .map_err(backend)?;
+        let (cluster_name, leader): (String, Option<String>) = sqlx::query_as(
+            "SELECT c.name, h.label FROM clusters c \
+             LEFT JOIN households h ON h.id = c.leader_household WHERE c.id = ?",
+        )
+        .bind(alert.cluster.as_str())
+        .fetch_one(&self.reader)
+        .await
+        .map_err(backend)?;
+        let recipients = self.recipients(id).await?;
         let timeline = sqlx::query_as::<_, (i64, String, String, String)>(
             "SELECT at_ms, actor, action, detail FROM alert_events WHERE alert = ? ORDER BY id",
         )
@@ -527,6 +853,9 @@ impl Store for SqliteStore {
             alert,
             notes,
             contacts,
+            cluster_name,
+            leader,
+            recipients,
             timeline,
         }))
     }
@@ -609,6 +938,135 @@ impl Store for SqliteStore {
             .map_err(backend)?;
         Ok(())
     }
+}
+
+/// Moves (or adds) one recipient; returns whether anything changed.
+async fn move_recipient(
+    tx: &mut Transaction<'_, Sqlite>,
+    alert: i64,
+    kind: RecipientKind,
+    who: &str,
+    wanted: RecipientState,
+    ring: i64,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let current: Option<String> =
+        sqlx::query_scalar("SELECT state FROM recipients WHERE alert = ? AND kind = ? AND who = ?")
+            .bind(alert)
+            .bind(kind.as_str())
+            .bind(who)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(backend)?;
+    let next = match current {
+        Some(state) => {
+            let state = RecipientState::parse(&state).map_err(|e| corrupt("recipient", e))?;
+            if wanted == RecipientState::Notified && state != RecipientState::Declined {
+                // A dispatch to someone already on it changes nothing.
+                return Err(StoreError::Refused(format!(
+                    "{who} is already {}",
+                    state.as_str()
+                )));
+            }
+            match recipient_next(state, wanted)? {
+                Some(next) => next,
+                None if wanted == RecipientState::Notified => wanted,
+                None => return Ok(false),
+            }
+        }
+        // Units are recipients only when their ring reached them; a volunteer or the station
+        // may join an alert they saw on the map or were dispatched to.
+        None if kind == RecipientKind::Unit => {
+            return Err(StoreError::NotFound(format!(
+                "unit {who} among the recipients of this alert"
+            )))
+        }
+        None => {
+            insert_recipient(
+                tx,
+                alert,
+                &Recipient {
+                    kind,
+                    who: who.to_owned(),
+                    label: who.to_owned(),
+                    ring: ring as u8,
+                    state: wanted,
+                    distance_m: None,
+                    notified_at_ms: now_ms,
+                    updated_at_ms: now_ms,
+                },
+            )
+            .await?;
+            return Ok(true);
+        }
+    };
+    sqlx::query(
+        "UPDATE recipients SET state = ?, updated_at_ms = ? WHERE alert = ? AND kind = ? AND who = ?",
+    )
+    .bind(next.as_str())
+    .bind(now_ms)
+    .bind(alert)
+    .bind(kind.as_str())
+    .bind(who)
+    .execute(&mut **tx)
+    .await
+    .map_err(backend)?;
+    Ok(true)
+}
+
+/// Units of other clusters' households within `radius_m` of the alert's household, nearest
+/// first, with their cluster.
+async fn nearby_units(
+    tx: &mut Transaction<'_, Sqlite>,
+    alert: &AlertSummary,
+    radius_m: f64,
+    now_ms: i64,
+) -> StoreResult<Vec<(Recipient, ClusterId)>> {
+    // A bounding box in the index, then the exact distance here (SQLite has no trigonometry
+    // in every build).
+    let dlat = radius_m / 110_540.0;
+    let dlon = radius_m / (111_320.0 * alert.lat.to_radians().cos().max(0.01));
+    let rows: Vec<(String, String, String, f64, f64)> = sqlx::query_as(
+        "SELECT d.id, h.cluster, h.label, h.lat, h.lon FROM households h \
+         JOIN devices d ON d.household = h.id \
+         WHERE h.lat BETWEEN ? AND ? AND h.lon BETWEEN ? AND ? AND h.cluster <> ?",
+    )
+    .bind(alert.lat - dlat)
+    .bind(alert.lat + dlat)
+    .bind(alert.lon - dlon)
+    .bind(alert.lon + dlon)
+    .bind(alert.cluster.as_str())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let mut near: Vec<(Recipient, ClusterId)> = rows
+        .into_iter()
+        .filter_map(|(device, cluster, label, lat, lon)| {
+            let d = haversine_m(alert.lat, alert.lon, lat, lon);
+            let cluster = ClusterId::parse(&cluster).ok()?;
+            (d <= radius_m).then(|| {
+                (
+                    Recipient {
+                        kind: RecipientKind::Unit,
+                        who: device,
+                        label,
+                        ring: 1,
+                        state: RecipientState::Notified,
+                        distance_m: Some(d.round()),
+                        notified_at_ms: now_ms,
+                        updated_at_ms: now_ms,
+                    },
+                    cluster,
+                )
+            })
+        })
+        .collect();
+    near.sort_by(|a, b| {
+        a.0.distance_m
+            .partial_cmp(&b.0.distance_m)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    Ok(near)
 }
 
 async fn insert_household(tx: &mut Transaction<'_, Sqlite>, h: &NewHousehold) -> StoreResult<()> {
@@ -707,14 +1165,24 @@ mod tests {
     async fn a_repeated_press_yields_one_alert() {
         let (_dir, store, device) = store_with_one_device().await;
         let first = store
-            .record_press(&device, &press(5, PressKind::Help), 1_000)
+            .record_press(
+                &device,
+                &press(5, PressKind::Help),
+                &RingPlan::default(),
+                1_000,
+            )
             .await
             .unwrap();
         let PressOutcome::Raised(alert) = first else {
             panic!("expected a new alert, got {first:?}")
         };
         let again = store
-            .record_press(&device, &press(5, PressKind::Help), 2_000)
+            .record_press(
+                &device,
+                &press(5, PressKind::Help),
+                &RingPlan::default(),
+                2_000,
+            )
             .await
             .unwrap();
         assert_eq!(again, PressOutcome::Duplicate(alert.clone()));
@@ -740,7 +1208,7 @@ mod tests {
         let (_dir, store, _) = store_with_one_device().await;
         let ghost = DeviceId::parse("ghost").unwrap();
         let out = store
-            .record_press(&ghost, &press(1, PressKind::Help), 1)
+            .record_press(&ghost, &press(1, PressKind::Help), &RingPlan::default(), 1)
             .await
             .unwrap();
         assert_eq!(out, PressOutcome::UnknownDevice);
@@ -750,7 +1218,7 @@ mod tests {
     async fn cancel_inside_the_window_only() {
         let (_dir, store, device) = store_with_one_device().await;
         store
-            .record_press(&device, &press(1, PressKind::Help), 0)
+            .record_press(&device, &press(1, PressKind::Help), &RingPlan::default(), 0)
             .await
             .unwrap();
         let late = store
@@ -759,7 +1227,12 @@ mod tests {
             .unwrap();
         assert!(matches!(late, CancelOutcome::TooLate(ref a) if a.state == AlertState::Raised));
         store
-            .record_press(&device, &press(3, PressKind::Medical), 40_000)
+            .record_press(
+                &device,
+                &press(3, PressKind::Medical),
+                &RingPlan::default(),
+                40_000,
+            )
             .await
             .unwrap();
         let ok = store

@@ -1,0 +1,864 @@
+//! Accounts of people: station operators (monitors and admins, with the zones they may see) and
+//! patrol volunteers (with their zone); their passwords, sign-in sessions and the login limiter.
+//!
+//! [`Accounts`] is the service the HTTP layer ([`crate::auth`]) and the CLI call; storage sits
+//! behind [`AccountStore`]. Passwords are hashed with Argon2id on the blocking pool, a bounded
+//! number at a time (each hash takes ~19 MiB and tens of milliseconds of one core). A login
+//! with an unknown name verifies against a dummy hash, so that the answer and its timing say
+//! nothing about which of name and password was wrong.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::domain::ZoneCode;
+pub use crate::store::accounts::{AccountRecord, AccountStore, NewAccount, OnDutyVolunteer};
+use crate::store::StoreError;
+
+/// Why an account could not be made or a sign-in could not be checked.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// A name, password, role or zone list breaks a rule; the message says which.
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Argon2 failed or the blocking pool is gone: an internal error.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+/// Operators work at the station console; volunteers patrol with the phone app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountKind {
+    Operator,
+    Volunteer,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Operator => "operator",
+            AccountKind::Volunteer => "volunteer",
+        }
+    }
+}
+
+impl FromStr for AccountKind {
+    type Err = AccountError;
+    fn from_str(s: &str) -> Result<Self, AccountError> {
+        match s {
+            "operator" => Ok(AccountKind::Operator),
+            "volunteer" => Ok(AccountKind::Volunteer),
+            _ => Err(AccountError::Invalid(format!(
+                "account kind must be \"operator\" or \"volunteer\", not {s:?}"
+            ))),
+        }
+    }
+}
+
+/// An operator's role. Monitors watch and handle alerts; admins also manage the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Monitor,
+    Admin,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Monitor => "monitor",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+/// So that clap can take `--role monitor|admin` directly.
+impl FromStr for Role {
+    type Err = AccountError;
+    fn from_str(s: &str) -> Result<Self, AccountError> {
+        match s {
+            "monitor" => Ok(Role::Monitor),
+            "admin" => Ok(Role::Admin),
+            _ => Err(AccountError::Invalid(format!(
+                "role must be \"monitor\" or \"admin\", not {s:?}"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A login name: 1–64 characters, no control characters, no whitespace at either end.
+/// Names are unique regardless of ASCII case.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct AccountName(String);
+
+impl AccountName {
+    pub const MAX_CHARS: usize = 64;
+
+    pub fn parse(s: &str) -> Result<Self, AccountError> {
+        let bad = |why: &str| {
+            AccountError::Invalid(format!(
+                "account name {:?} {why}",
+                s.chars().take(80).collect::<String>()
+            ))
+        };
+        let count = s.chars().count();
+        if count == 0 {
+            return Err(bad("is empty"));
+        }
+        if count > Self::MAX_CHARS {
+            return Err(bad("is longer than 64 characters"));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(bad("contains a control character"));
+        }
+        if s.trim() != s {
+            return Err(bad("starts or ends with whitespace"));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Shortest password accepted for a new account, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted, in characters: more is no safer and only costs hashing time.
+pub const MAX_PASSWORD_CHARS: usize = 256;
+
+/// The password policy for new passwords.
+pub fn check_password_policy(password: &str) -> Result<(), AccountError> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_CHARS {
+        return Err(AccountError::Invalid(format!(
+            "the password is too short: {n} characters, at least {MIN_PASSWORD_CHARS} are needed"
+        )));
+    }
+    if n > MAX_PASSWORD_CHARS {
+        return Err(AccountError::Invalid(format!(
+            "the password is too long: {n} characters, at most {MAX_PASSWORD_CHARS} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Who made a request: an account with an open session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Principal {
+    #[serde(skip)]
+    pub account_id: i64,
+    pub name: String,
+    pub display_name: String,
+    pub kind: AccountKind,
+    /// `None` for volunteers.
+    pub role: Option<Role>,
+    /// The zones this account may see; a volunteer has exactly one.
+    pub zones: Vec<ZoneCode>,
+}
+
+impl Principal {
+    pub fn may_see(&self, zone: &ZoneCode) -> bool {
+        self.zones.contains(zone)
+    }
+    pub fn is_operator(&self) -> bool {
+        self.kind == AccountKind::Operator
+    }
+    pub fn is_admin(&self) -> bool {
+        self.role == Some(Role::Admin)
+    }
+    /// How this account appears as the actor of a timeline event.
+    pub fn actor(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.name)
+    }
+}
+
+// --- passwords ---
+
+/// Hashes a password with Argon2id (the crate's default parameters) on the blocking pool.
+pub async fn hash_password(password: String) -> Result<String, AccountError> {
+    tokio::task::spawn_blocking(move || {
+        let mut salt = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let salt =
+            SaltString::encode_b64(&salt).map_err(|e| AccountError::Hashing(e.to_string()))?;
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| AccountError::Hashing(e.to_string()))
+    })
+    .await
+    .map_err(|e| AccountError::Hashing(e.to_string()))?
+}
+
+/// Checks a password against a stored PHC string on the blocking pool. The parameters come
+/// from the string, so hashes made with older parameters keep working.
+pub async fn verify_password(password: String, phc: String) -> Result<bool, AccountError> {
+    tokio::task::spawn_blocking(move || {
+        let parsed = PasswordHash::new(&phc).map_err(|e| AccountError::Hashing(e.to_string()))?;
+        Ok(Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok())
+    })
+    .await
+    .map_err(|e| AccountError::Hashing(e.to_string()))?
+}
+
+/// Verified when the name is unknown, so that an unknown name costs what a wrong password
+/// costs. Made with `Argon2::default()`; a test checks that its parameters still are the
+/// default ones. Its password is irrelevant: the result of this verification is ignored.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$cLhnxXH+g3KTzhwdQqsL6A$BdqjiFzx6Sd2/VQ4DOmbC6chZb3+NDhlxDV7+W1ZbO4";
+
+// --- sessions ---
+
+/// A session token: 32 random bytes as 64 hex characters. Only its SHA-256 is stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionToken(String);
+
+impl SessionToken {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        Self(hex::encode(bytes))
+    }
+
+    /// Accepts only what [`generate`](Self::generate) makes, so junk never reaches the store.
+    pub fn parse(s: &str) -> Option<Self> {
+        (s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// What the store keeps: hex SHA-256 of the token.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+/// Tokens are secrets: never in logs.
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SessionToken(<redacted>)")
+    }
+}
+
+/// A session just opened by [`Accounts::login`].
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token: SessionToken,
+    pub principal: Principal,
+    pub expires_at_ms: i64,
+}
+
+/// Where session times come from: the system clock, or a hand-moved one in tests.
+#[derive(Debug, Clone, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Manual(Arc<AtomicI64>),
+}
+
+impl Clock {
+    pub fn manual(start_ms: i64) -> Self {
+        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
+    }
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System => crate::domain::now_ms(),
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+    /// Moves a manual clock forward; the system clock moves by itself.
+    pub fn advance(&self, by: Duration) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
+        }
+    }
+}
+
+// --- login limiter ---
+
+/// Login rate limits: token buckets per login name and per peer address.
+#[derive(Debug, Clone)]
+pub struct LimiterConfig {
+    /// Attempts a name may make at once before being slowed down.
+    pub name_burst: u32,
+    /// Then one more attempt per this interval.
+    pub name_every: Duration,
+    /// Attempts one peer may make at once (a station's operators may share one address).
+    pub peer_burst: u32,
+    pub peer_every: Duration,
+    /// Buckets kept per map; beyond it the oldest is forgotten, so a spray of names or
+    /// addresses cannot grow memory without bound.
+    pub max_entries: usize,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        Self {
+            name_burst: 5,
+            name_every: Duration::from_secs(10),
+            peer_burst: 20,
+            peer_every: Duration::from_secs(3),
+            max_entries: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    updated: Instant,
+}
+
+/// One map of token buckets. Guarded by a std `Mutex`: it is never held across an `.await`.
+struct Buckets<K> {
+    burst: f64,
+    every: Duration,
+    max_entries: usize,
+    map: HashMap<K, Bucket>,
+}
+
+impl<K: Hash + Eq + Clone> Buckets<K> {
+    fn new(burst: u32, every: Duration, max_entries: usize) -> Self {
+        Self {
+            burst: f64::from(burst.max(1)),
+            every: every.max(Duration::from_millis(1)),
+            max_entries: max_entries.max(1),
+            map: HashMap::new(),
+        }
+    }
+
+    fn refilled(&self, b: Bucket, now: Instant) -> f64 {
+        let gained = now.saturating_duration_since(b.updated).as_secs_f64() / self.every.as_secs_f64();
+        (b.tokens + gained).min(self.burst)
+    }
+
+    /// How long until `key` may try again; zero if it may now.
+    fn wait(&self, key: &K, now: Instant) -> Duration {
+        let Some(b) = self.map.get(key) else {
+            return Duration::ZERO;
+        };
+        let tokens = self.refilled(*b, now);
+        if tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            self.every.mul_f64(1.0 - tokens)
+        }
+    }
+
+    fn take(&mut self, key: &K, now: Instant) {
+        let tokens = match self.map.get(key) {
+            Some(b) => self.refilled(*b, now),
+            None => {
+                self.make_room(now);
+                self.burst
+            }
+        };
+        self.map.insert(
+            key.clone(),
+            Bucket {
+                tokens: (tokens - 1.0).max(0.0),
+                updated: now,
+            },
+        );
+    }
+
+    fn make_room(&mut self, now: Instant) {
+        if self.map.len() < self.max_entries {
+            return;
+        }
+        // A full bucket is the same as no bucket: drop those first.
+        let burst = self.burst;
+        let every = self.every;
+        self.map.retain(|_, b| {
+            let gained = now.saturating_duration_since(b.updated).as_secs_f64() / every.as_secs_f64();
+            b.tokens + gained < burst
+        });
+        while self.map.len() >= self.max_entries {
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, b)| b.updated)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.map.remove(&k),
+                None => break,
+            };
+        }
+    }
+
+    fn forget(&mut self, key: &K) {
+        self.map.remove(key);
+    }
+}
+
+/// Limits login attempts per name (guessing one account's password) and per peer address
+/// (spraying many names, and burning CPU on Argon2).
+pub struct LoginLimiter {
+    names: Mutex<Buckets<String>>,
+    peers: Mutex<Buckets<IpAddr>>,
+}
+
+/// The key of a login name: names are unique regardless of case, so are their buckets.
+fn name_key(name: &str) -> String {
+    name.chars()
+        .take(AccountName::MAX_CHARS)
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// The key of a peer: IPv6 hosts usually hold a whole /64, so one bucket per /64.
+fn peer_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut seg = v6.segments();
+                seg[4..].fill(0);
+                IpAddr::V6(seg.into())
+            }
+        },
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves buckets that are still usable.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LoginLimiter {
+    pub fn new(config: &LimiterConfig) -> Self {
+        Self {
+            names: Mutex::new(Buckets::new(
+                config.name_burst,
+                config.name_every,
+                config.max_entries,
+            )),
+            peers: Mutex::new(Buckets::new(
+                config.peer_burst,
+                config.peer_every,
+                config.max_entries,
+            )),
+        }
+    }
+
+    /// Takes one attempt for `name` and `peer` (when known), or says how long to wait; a
+    /// refused attempt takes nothing.
+    pub fn try_attempt(&self, name: &str, peer: Option<IpAddr>) -> Result<(), Duration> {
+        let now = Instant::now();
+        let name = name_key(name);
+        let peer = peer.map(peer_key);
+        let mut names = lock(&self.names);
+        let mut peers = lock(&self.peers);
+        let wait = names
+            .wait(&name, now)
+            .max(peer.map_or(Duration::ZERO, |p| peers.wait(&p, now)));
+        if !wait.is_zero() {
+            return Err(wait);
+        }
+        names.take(&name, now);
+        if let Some(p) = peer {
+            peers.take(&p, now);
+        }
+        Ok(())
+    }
+
+    /// A correct password clears the name's bucket, so its owner is never slowed down by
+    /// their own earlier typos. The peer's bucket stays: it bounds hashing work per address.
+    pub fn succeeded(&self, name: &str) {
+        lock(&self.names).forget(&name_key(name));
+    }
+}
+
+// --- the service ---
+
+/// Settings of [`Accounts`].
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// How long a session lasts without being used; each use extends it by as much.
+    pub session_lifetime: Duration,
+    pub limits: LimiterConfig,
+    /// Adds `Secure` to the session cookie; set it when the console is served over HTTPS.
+    pub secure_cookie: bool,
+    pub clock: Clock,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        Self {
+            session_lifetime: Duration::from_secs(12 * 3600),
+            limits: LimiterConfig::default(),
+            secure_cookie: false,
+            clock: Clock::System,
+        }
+    }
+}
+
+/// Why a login was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// Unknown name, wrong password or disabled account: deliberately one case.
+    #[error("wrong name or password")]
+    WrongCredentials,
+    #[error("too many login attempts: retry in {} s", .retry_after.as_secs())]
+    Limited { retry_after: Duration },
+    #[error(transparent)]
+    Internal(#[from] AccountError),
+}
+
+/// Accounts and sessions: login, logout, and who a session token belongs to. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn AccountStore>,
+    limiter: LoginLimiter,
+    /// Bounds concurrent Argon2 work: each verification holds ~19 MiB on a blocking thread.
+    hashing: Semaphore,
+    config: AccountsConfig,
+}
+
+impl Accounts {
+    pub fn new(store: Arc<dyn AccountStore>, config: AccountsConfig) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                limiter: LoginLimiter::new(&config.limits),
+                hashing: Semaphore::new(cores),
+                config,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &dyn AccountStore {
+        self.inner.store.as_ref()
+    }
+
+    pub fn config(&self) -> &AccountsConfig {
+        &self.inner.config
+    }
+
+    fn lifetime_ms(&self) -> i64 {
+        self.inner.config.session_lifetime.as_millis() as i64
+    }
+
+    /// Checks name and password and opens a session. `peer` is the client's address, for the
+    /// per-address limit (`None` when unknown: only the per-name limit applies).
+    pub async fn login(
+        &self,
+        name: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Result<Session, LoginError> {
+        self.inner
+            .limiter
+            .try_attempt(name, peer)
+            .map_err(|retry_after| LoginError::Limited { retry_after })?;
+        let record = match AccountName::parse(name) {
+            Ok(name) => self.store().account_by_name(&name).await.map_err(AccountError::from)?,
+            Err(_) => None,
+        };
+        let phc = record
+            .as_ref()
+            .map_or(DUMMY_HASH, |r| r.password_hash.as_str())
+            .to_owned();
+        let password_ok = {
+            let _permit = self
+                .inner
+                .hashing
+                .acquire()
+                .await
+                .map_err(|e| AccountError::Hashing(e.to_string()))?;
+            // An over-long password is verified too (truncated), so that it costs the same.
+            let candidate: String = password.chars().take(MAX_PASSWORD_CHARS + 1).collect();
+            verify_password(candidate, phc).await?
+        };
+        let record = match record {
+            Some(r) if password_ok && !r.disabled => r,
+            _ => return Err(LoginError::WrongCredentials),
+        };
+        self.inner.limiter.succeeded(name);
+        let token = SessionToken::generate();
+        let now = self.inner.config.clock.now_ms();
+        let expires_at_ms = now + self.lifetime_ms();
+        self.store()
+            .create_session(&token.hash(), record.principal.account_id, now, expires_at_ms)
+            .await
+            .map_err(AccountError::from)?;
+        Ok(Session {
+            token,
+            principal: record.principal,
+            expires_at_ms,
+        })
+    }
+
+    /// The account a session token belongs to, if the session is open; using it extends it.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Principal>, StoreError> {
+        let Some(token) = SessionToken::parse(token) else {
+            return Ok(None);
+        };
+        self.store()
+            .session_principal(
+                &token.hash(),
+                self.inner.config.clock.now_ms(),
+                self.lifetime_ms(),
+            )
+            .await
+    }
+
+    /// Ends a session; an unknown or malformed token is not an error.
+    pub async fn logout(&self, token: &str) -> Result<(), StoreError> {
+        match SessionToken::parse(token) {
+            Some(token) => self.store().delete_session(&token.hash()).await,
+            None => Ok(()),
+        }
+    }
+}
+
+// --- creating accounts (CLI) ---
+
+fn check_zones(zones: &[ZoneCode]) -> Result<Vec<ZoneCode>, AccountError> {
+    let mut zones = zones.to_vec();
+    zones.sort();
+    zones.dedup();
+    Ok(zones)
+}
+
+/// Creates a station operator who may see `zones` (at least one). Returns the new account.
+pub async fn create_operator(
+    store: &dyn AccountStore,
+    name: &str,
+    password: &str,
+    role: Role,
+    zones: &[ZoneCode],
+    display_name: &str,
+) -> Result<Principal, AccountError> {
+    let name = AccountName::parse(name)?;
+    check_password_policy(password)?;
+    let zones = check_zones(zones)?;
+    if zones.is_empty() {
+        return Err(AccountError::Invalid(
+            "an operator needs at least one zone (--zone CODE, repeatable)".into(),
+        ));
+    }
+    let password_hash = hash_password(password.to_owned()).await?;
+    let account = NewAccount {
+        name,
+        kind: AccountKind::Operator,
+        role: Some(role),
+        display_name: display_name.to_owned(),
+        phone: String::new(),
+        password_hash,
+        zones,
+    };
+    create(store, account).await
+}
+
+/// Creates a patrol volunteer of one zone. Returns the new account.
+pub async fn create_volunteer(
+    store: &dyn AccountStore,
+    name: &str,
+    password: &str,
+    zone: &ZoneCode,
+    display_name: &str,
+    phone: &str,
+) -> Result<Principal, AccountError> {
+    let name = AccountName::parse(name)?;
+    check_password_policy(password)?;
+    let password_hash = hash_password(password.to_owned()).await?;
+    let account = NewAccount {
+        name,
+        kind: AccountKind::Volunteer,
+        role: None,
+        display_name: display_name.to_owned(),
+        phone: phone.trim().to_owned(),
+        password_hash,
+        zones: vec![zone.clone()],
+    };
+    create(store, account).await
+}
+
+async fn create(store: &dyn AccountStore, account: NewAccount) -> Result<Principal, AccountError> {
+    let now = crate::domain::now_ms();
+    let account_id = store.create_account(&account, now).await?;
+    Ok(Principal {
+        account_id,
+        name: account.name.as_str().to_owned(),
+        display_name: account.display_name,
+        kind: account.kind,
+        role: account.role,
+        zones: account.zones,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        assert!(AccountName::parse("wang.jing").is_ok());
+        assert!(AccountName::parse("王警官").is_ok());
+        assert!(AccountName::parse(&"名".repeat(64)).is_ok());
+        for bad in ["", " wang", "wang ", "wa\nng", "\t", &"x".repeat(65)] {
+            assert!(AccountName::parse(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
+
+    #[test]
+    fn password_policy_says_what_is_wrong() {
+        let e = check_password_policy("short").unwrap_err().to_string();
+        assert!(e.contains("at least 8"), "{e}");
+        assert!(check_password_policy("长城长城长城长城").is_ok());
+        assert!(check_password_policy(&"x".repeat(257)).is_err());
+    }
+
+    #[test]
+    fn may_see_only_own_zones() {
+        let z1 = ZoneCode::parse("11010501").unwrap();
+        let z2 = ZoneCode::parse("11010502").unwrap();
+        let p = Principal {
+            account_id: 1,
+            name: "m".into(),
+            display_name: String::new(),
+            kind: AccountKind::Operator,
+            role: Some(Role::Monitor),
+            zones: vec![z1.clone()],
+        };
+        assert!(p.may_see(&z1));
+        assert!(!p.may_see(&z2));
+        assert!(!p.is_admin());
+        assert_eq!(p.actor(), "operator:m");
+    }
+
+    #[test]
+    fn tokens_are_random_hex_and_only_hashes_are_kept() {
+        let a = SessionToken::generate();
+        let b = SessionToken::generate();
+        assert_ne!(a, b);
+        assert_eq!(SessionToken::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.hash().len(), 64);
+        assert_ne!(a.hash(), a.as_str());
+        assert!(SessionToken::parse("nope").is_none());
+        assert!(SessionToken::parse(&"G".repeat(64)).is_none());
+        assert_eq!(format!("{a:?}"), "SessionToken(<redacted>)");
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        let h = hash_password("correct horse".into()).await.unwrap();
+        assert!(h.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse".into(), h.clone()).await.unwrap());
+        assert!(!verify_password("wrong horse".into(), h).await.unwrap());
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_costs() {
+        let dummy = PasswordHash::new(DUMMY_HASH).unwrap();
+        let params = argon2::Params::try_from(&dummy).unwrap();
+        let default = argon2::Params::default();
+        assert_eq!(dummy.algorithm, argon2::Algorithm::default().ident());
+        assert_eq!(
+            (params.m_cost(), params.t_cost(), params.p_cost()),
+            (default.m_cost(), default.t_cost(), default.p_cost())
+        );
+    }
+
+    fn limiter() -> LoginLimiter {
+        LoginLimiter::new(&LimiterConfig {
+            name_burst: 5,
+            name_every: Duration::from_secs(10),
+            peer_burst: 8,
+            peer_every: Duration::from_secs(1),
+            max_entries: 3,
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn five_attempts_then_one_per_ten_seconds() {
+        let l = limiter();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..5 {
+            l.try_attempt("wang", Some(ip)).unwrap();
+        }
+        let wait = l.try_attempt("Wang", Some(ip)).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(10));
+        tokio::time::advance(Duration::from_secs(4)).await;
+        assert_eq!(
+            l.try_attempt("wang", None).unwrap_err(),
+            Duration::from_secs(6)
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        l.try_attempt("wang", None).unwrap();
+        assert!(l.try_attempt("wang", None).is_err());
+        // Another name from the same address is not slowed down by wang's bucket...
+        l.try_attempt("li", Some(ip)).unwrap();
+        // ... and a correct password clears wang's.
+        l.succeeded("wang");
+        l.try_attempt("wang", None).unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_address_spraying_names_is_limited() {
+        let l = limiter();
+        let ip: IpAddr = "2001:db8::1".parse().unwrap();
+        let same_64: IpAddr = "2001:db8::ffff:2".parse().unwrap();
+        for i in 0..8 {
+            l.try_attempt(&format!("n{i}"), Some(if i % 2 == 0 { ip } else { same_64 }))
+                .unwrap();
+        }
+        assert!(l.try_attempt("fresh", Some(ip)).is_err());
+        // The refused attempt took nothing from "fresh"'s bucket.
+        l.try_attempt("fresh", Some("192.0.2.9".parse().unwrap()))
+            .unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bucket_maps_stay_bounded() {
+        let l = limiter();
+        for i in 0..100 {
+            l.try_attempt(&format!("n{i}"), None).unwrap();
+            tokio::time::advance(Duration::from_millis(1)).await;
+        }
+        assert!(lock(&l.names).map.len() <= 3);
+        // The newest survive.
+        assert!(lock(&l.names).map.contains_key("n99"));
+    }
+}

@@ -1,0 +1,292 @@
+//! Signing in over HTTP: `POST/GET/DELETE /api/session` and the [`Authenticated`] extractor
+//! that every other API handler takes.
+//!
+//! A session token is accepted as `Authorization: Bearer <token>` (scripts, the volunteer app)
+//! or as the `tenwatch_session` cookie (the station console, and WebSockets, which browsers
+//! open without custom headers). The cookie is `HttpOnly` and `SameSite=Strict`, so pages of
+//! other sites can neither read it nor make the browser send it.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts::{Accounts, LoginError, Principal};
+use crate::store::StoreError;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "tenwatch_session";
+
+/// Refusals of the auth layer, each with a JSON body `{"error": ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// No session, or an expired or unknown one.
+    #[error("sign in required")]
+    SignInRequired,
+    #[error("wrong name or password")]
+    WrongCredentials,
+    #[error("too many login attempts: try again in {0} s")]
+    Limited(u64),
+    #[error("{0}")]
+    BadRequest(String),
+    /// Signed in, but this account may not do this (e.g. a volunteer on a station route).
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        AuthError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": self.to_string() }));
+        match self {
+            AuthError::SignInRequired | AuthError::WrongCredentials => (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
+                body,
+            )
+                .into_response(),
+            AuthError::Limited(secs) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, HeaderValue::from(secs))],
+                body,
+            )
+                .into_response(),
+            AuthError::BadRequest(_) => (StatusCode::BAD_REQUEST, body).into_response(),
+            AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, body).into_response(),
+            AuthError::Internal(detail) => {
+                tracing::error!(error = %detail, "authentication failed");
+                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
+            }
+        }
+    }
+}
+
+/// The token a request carries: the bearer token if there is an `Authorization` header,
+/// else the session cookie.
+pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let auth = auth.to_str().ok()?;
+        let (scheme, token) = auth.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim());
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// A signed-in account. Take it as a handler argument to require a session:
+/// a request without a valid one is answered 401 `{"error":"sign in required"}`.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Principal);
+
+impl<S> FromRequestParts<S> for Authenticated
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
+        let token = session_token(&parts.headers).ok_or(AuthError::SignInRequired)?;
+        let accounts = Accounts::from_ref(state);
+        match accounts.authenticate(token).await? {
+            Some(principal) => Ok(Authenticated(principal)),
+            None => Err(AuthError::SignInRequired),
+        }
+    }
+}
+
+/// A signed-in operator (station monitor or admin); a volunteer gets 403.
+#[derive(Debug, Clone)]
+pub struct Operator(pub Principal);
+
+impl<S> FromRequestParts<S> for Operator
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = AuthError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
+        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
+        if principal.is_operator() {
+            Ok(Operator(principal))
+        } else {
+            Err(AuthError::Forbidden("for station operators only"))
+        }
+    }
+}
+
+/// `POST`, `GET` and `DELETE /api/session`. Merge into the API router; the state must provide
+/// [`Accounts`] through `FromRef`.
+pub fn session_routes<S>() -> Router<S>
+where
+    Accounts: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    Router::new().route(
+        "/api/session",
+        post(login::<S>).get(whoami).delete(logout::<S>),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    name: String,
+    password: String,
+}
+
+/// The address a request came from, when the server was started with connect info.
+fn peer_ip(parts_ext: &axum::http::Extensions) -> Option<IpAddr> {
+    parts_ext
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip())
+}
+
+fn cookie(value: &str, max_age_zero: bool, secure: bool) -> HeaderValue {
+    let mut c = format!("{SESSION_COOKIE}={value}; HttpOnly; SameSite=Strict; Path=/");
+    if max_age_zero {
+        c.push_str("; Max-Age=0");
+    }
+    if secure {
+        c.push_str("; Secure");
+    }
+    // Tokens are hex, so the value is always a valid header value.
+    HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+async fn login<S>(State(state): State<S>, req: axum::extract::Request) -> Result<Response, AuthError>
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    let accounts = Accounts::from_ref(&state);
+    let peer = peer_ip(req.extensions());
+    // Read as bytes and parse here: a missing content type or broken JSON is one clear 400.
+    let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
+        .await
+        .map_err(|_| AuthError::BadRequest("the request body is too large or unreadable".into()))?;
+    let body = parse_login(&body)?;
+    let session = match accounts.login(&body.name, &body.password, peer).await {
+        Ok(session) => session,
+        Err(LoginError::WrongCredentials) => {
+            tracing::info!(name = %body.name.chars().take(64).collect::<String>(), peer = ?peer, "login refused");
+            return Err(AuthError::WrongCredentials);
+        }
+        Err(LoginError::Limited { retry_after }) => {
+            tracing::warn!(name = %body.name.chars().take(64).collect::<String>(), peer = ?peer, "login rate limited");
+            // Whole seconds, rounded up: Retry-After has no fractions.
+            let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+            return Err(AuthError::Limited(secs));
+        }
+        Err(LoginError::Internal(e)) => return Err(AuthError::Internal(e.to_string())),
+    };
+    tracing::info!(name = %session.principal.name, peer = ?peer, "signed in");
+    let secure = accounts.config().secure_cookie;
+    Ok((
+        [(header::SET_COOKIE, cookie(session.token.as_str(), false, secure))],
+        Json(json!({
+            "token": session.token.as_str(),
+            "account": session.principal,
+            "expires_at_ms": session.expires_at_ms,
+        })),
+    )
+        .into_response())
+}
+
+fn parse_login(body: &Bytes) -> Result<LoginBody, AuthError> {
+    serde_json::from_slice(body).map_err(|e| {
+        AuthError::BadRequest(format!(
+            "expected a JSON object {{\"name\": \"...\", \"password\": \"...\"}}: {e}"
+        ))
+    })
+}
+
+async fn whoami(Authenticated(principal): Authenticated) -> Response {
+    Json(json!({ "account": principal })).into_response()
+}
+
+async fn logout<S>(State(state): State<S>, headers: HeaderMap) -> Result<Response, AuthError>
+where
+    Accounts: FromRef<S>,
+    S: Send + Sync,
+{
+    let accounts = Accounts::from_ref(&state);
+    if let Some(token) = session_token(&headers) {
+        accounts.logout(token).await?;
+    }
+    let secure = accounts.config().secure_cookie;
+    Ok((
+        StatusCode::NO_CONTENT,
+        [(header::SET_COOKIE, cookie("", true, secure))],
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn token_from_bearer_or_cookie() {
+        assert_eq!(
+            session_token(&headers(&[("authorization", "Bearer abc")])),
+            Some("abc")
+        );
+        assert_eq!(
+            session_token(&headers(&[("authorization", "bearer  abc ")])),
+            Some("abc")
+        );
+        assert_eq!(
+            session_token(&headers(&[("authorization", "Basic abc")])),
+            None
+        );
+        assert_eq!(
+            session_token(&headers(&[
+                ("cookie", "theme=dark"),
+                ("cookie", "a=1; tenwatch_session=xyz; b=2")
+            ])),
+            Some("xyz")
+        );
+        assert_eq!(session_token(&headers(&[("cookie", "tenwatch_sessionx=1")])), None);
+        assert_eq!(session_token(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn login_body_errors_are_clear() {
+        let e = parse_login(&Bytes::from_static(b"{nope")).err().unwrap();
+        assert!(e.to_string().contains("expected a JSON object"));
+        assert!(parse_login(&Bytes::from_static(br#"{"name":"a"}"#)).is_err());
+        assert!(parse_login(&Bytes::from_static(br#"{"name":"a","password":"b"}"#)).is_ok());
+    }
+}

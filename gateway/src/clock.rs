@@ -1,0 +1,57 @@
+//! The gateway's clock: wall time (unix ms) anchored once at start and advanced by tokio's
+//! monotonic clock.
+//!
+//! Anchoring makes every stored time and every deadline follow `tokio::time`, so escalation can
+//! be tested with paused time, and a wall-clock step (NTP) never fires a ring early or twice.
+//! [`Clock::manual`] is a clock that moves only when told, for tests of deadlines against a
+//! real database.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone)]
+pub enum Clock {
+    System { base_ms: i64, base: Instant },
+    Manual(Arc<AtomicI64>),
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl Clock {
+    pub fn system() -> Self {
+        Clock::System {
+            base_ms: chrono::Utc::now().timestamp_millis(),
+            base: Instant::now(),
+        }
+    }
+
+    pub fn manual(start_ms: i64) -> Self {
+        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Clock::System { base_ms, base } => *base_ms + base.elapsed().as_millis() as i64,
+            Clock::Manual(t) => t.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Moves a manual clock forward; a system clock ignores it.
+    pub fn advance_ms(&self, ms: i64) {
+        if let Clock::Manual(t) = self {
+            t.fetch_add(ms, Ordering::SeqCst);
+        }
+    }
+
+    /// The tokio instant at which this clock will read `at_ms` (now, if that is past).
+    pub fn instant_at(&self, at_ms: i64) -> Instant {
+        let wait = (at_ms - self.now_ms()).max(0) as u64;
+        Instant::now() + std::time::Duration::from_millis(wait)
+    }
+}

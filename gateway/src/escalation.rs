@@ -1,0 +1,68 @@
+//! Escalation rings: when nobody is coming, the alert reaches further.
+//!
+//! Ring 0 goes out with the press (the nine neighbours and the station). The store keeps each
+//! alert's next ring deadline; this task fires rings that are due: ring 1 after
+//! `ring1_after` (units of nearby clusters, on-duty volunteers within the radius, nearest
+//! first), ring 2 after `ring2_after` (every on-duty volunteer of the zone; critical on the
+//! station feed). Any "coming" clears the deadline. Deadlines live in the store, so after a
+//! restart every overdue ring fires, and the store's compare-and-set on the ring number makes
+//! each ring fire once even when several gateways share the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::feed::FeedEvent;
+use crate::ingest::Ingest;
+use crate::store::RingFired;
+
+/// Even with no deadline in sight, look again this often: another gateway sharing the
+/// database may have stored one.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Fires every ring due now; returns what fired.
+pub async fn tick(ingest: &Ingest) -> anyhow::Result<Vec<RingFired>> {
+    let now = ingest.now();
+    let mut fired = Vec::new();
+    for alert in ingest.store.due_rings(now).await? {
+        // Both rings may be overdue (a gateway that was down past both deadlines): fire each
+        // in order, once.
+        while let Some(ring) = ingest.store.fire_ring(alert, &ingest.plan, now).await? {
+            tracing::warn!(alert = %alert, ring = ring.ring, added = ring.added.len(),
+                clusters = ring.clusters.len(), "nobody coming: escalated");
+            for cluster in &ring.clusters {
+                ingest
+                    .publish_cluster_alert(cluster.as_str(), &ring.alert)
+                    .await;
+            }
+            ingest.feed.publish(&FeedEvent::Alert {
+                event: if ring.ring == 1 { "ring1" } else { "ring2" },
+                at_ms: now,
+                alert: &ring.alert,
+            });
+            fired.push(ring);
+        }
+    }
+    Ok(fired)
+}
+
+/// Fires rings as they fall due until the task is stopped.
+pub async fn run(ingest: Ingest, wake: Arc<Notify>) -> anyhow::Result<()> {
+    loop {
+        if let Err(e) = tick(&ingest).await {
+            tracing::error!(error = %e, "escalation check failed; retrying");
+        }
+        let next = match ingest.store.next_ring_deadline().await {
+            Ok(Some(at)) => ingest
+                .clock
+                .instant_at(at)
+                .min(tokio::time::Instant::now() + POLL),
+            Ok(None) | Err(_) => tokio::time::Instant::now() + POLL,
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = wake.notified() => {}
+        }
+    }
+}
