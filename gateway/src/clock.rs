@@ -14,7 +14,14 @@ use tokio::time::Instant;
 #[derive(Debug, Clone)]
 pub enum Clock {
     System { base_ms: i64, base: Instant },
-    Manual(Arc<AtomicI64>),
+    Manual(Arc<Manual>),
+}
+
+/// A clock that moves only when told, and says when it moved.
+#[derive(Debug, Default)]
+pub struct Manual {
+    ms: AtomicI64,
+    moved: tokio::sync::Notify,
 }
 
 impl Default for Clock {
@@ -32,20 +39,33 @@ impl Clock {
     }
 
     pub fn manual(start_ms: i64) -> Self {
-        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
+        Clock::Manual(Arc::new(Manual {
+            ms: AtomicI64::new(start_ms),
+            moved: tokio::sync::Notify::new(),
+        }))
     }
 
     pub fn now_ms(&self) -> i64 {
         match self {
             Clock::System { base_ms, base } => *base_ms + base.elapsed().as_millis() as i64,
-            Clock::Manual(t) => t.load(Ordering::SeqCst),
+            Clock::Manual(m) => m.ms.load(Ordering::SeqCst),
         }
     }
 
     /// Moves a manual clock forward; a system clock ignores it.
     pub fn advance_ms(&self, ms: i64) {
-        if let Clock::Manual(t) = self {
-            t.fetch_add(ms, Ordering::SeqCst);
+        if let Clock::Manual(m) = self {
+            m.ms.fetch_add(ms, Ordering::SeqCst);
+            m.moved.notify_waiters();
+        }
+    }
+
+    /// Completes when a manual clock is moved; never for the system clock, whose deadlines
+    /// are met by sleeping.
+    pub async fn moved(&self) {
+        match self {
+            Clock::System { .. } => std::future::pending().await,
+            Clock::Manual(m) => m.moved.notified().await,
         }
     }
 

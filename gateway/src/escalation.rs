@@ -63,6 +63,7 @@ pub async fn run(ingest: Ingest, wake: Arc<Notify>) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = wake.notified() => {}
+            _ = ingest.clock.moved() => {}
         }
     }
 }

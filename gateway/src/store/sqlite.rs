@@ -240,8 +240,14 @@ impl SqliteStore {
         Ok(Self { writer, reader })
     }
 
+    /// A write transaction. IMMEDIATE takes the write lock up front: a deferred one that
+    /// reads first and writes later fails at once with SQLITE_BUSY when another process (a
+    /// second gateway on the same file) wrote in between, instead of waiting its turn.
     async fn begin(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.writer.begin().await.map_err(backend)
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(backend)
     }
 }
 

@@ -1,0 +1,210 @@
+//! Escalation timing against a real SQLite file, on a clock that moves only when the test
+//! moves it: rings fire at their configured moments, a "coming" stops the climb, and after a
+//! restart (or with two gateways on one database) every overdue ring fires exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, EventLoop, MqttOptions};
+use tenwatch_gateway::clock::Clock;
+use tenwatch_gateway::domain::{AlertId, AlertState, DeviceId, Press, PressKind};
+use tenwatch_gateway::escalation::tick;
+use tenwatch_gateway::feed::Feed;
+use tenwatch_gateway::ingest::Ingest;
+use tenwatch_gateway::lifecycle::{Action, RecipientState};
+use tenwatch_gateway::seed::{seed_demo, Credential};
+use tenwatch_gateway::store::{self, PressOutcome, RecipientKind, RingPlan, Store};
+
+const T0: i64 = 1_800_000_000_000;
+
+struct Gateway {
+    ingest: Ingest,
+    /// Held so that publishes queue instead of failing; nothing is listening in these tests.
+    _eventloop: EventLoop,
+}
+
+async fn gateway(url: &str, clock: &Clock) -> Gateway {
+    let store = store::open(url).await.expect("store");
+    let (client, eventloop) =
+        AsyncClient::new(MqttOptions::new("escalation-test", "127.0.0.1", 9), 10_000);
+    Gateway {
+        ingest: Ingest {
+            store,
+            client,
+            feed: Feed::new(),
+            metrics: Arc::default(),
+            cancel_window: Duration::from_secs(30),
+            plan: RingPlan::default(),
+            clock: clock.clone(),
+            ring_wake: Arc::default(),
+        },
+        _eventloop: eventloop,
+    }
+}
+
+/// A database with the demo neighbourhood; returns its URL and credentials.
+async fn neighbourhood(dir: &tempfile::TempDir) -> (String, Vec<Credential>) {
+    let url = store::sqlite_url_in(dir.path());
+    let store = store::open(&url).await.expect("store");
+    let creds = seed_demo(store.as_ref(), 6).await.expect("seed");
+    (url, creds)
+}
+
+async fn press(store: &dyn Store, device: &str, now: i64) -> AlertId {
+    let press = Press {
+        seq: 1,
+        kind: PressKind::Help,
+        device_ts_ms: None,
+    };
+    let device = DeviceId::parse(device).expect("device id");
+    match store
+        .record_press(&device, &press, &RingPlan::default(), now)
+        .await
+        .expect("press stored")
+    {
+        PressOutcome::Raised(a) => a.id,
+        other => panic!("expected a new alert, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn rings_fire_at_their_moments_and_reach_further() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, creds) = neighbourhood(&dir).await;
+    let clock = Clock::manual(T0);
+    let gw = gateway(&url, &clock).await;
+    let store = gw.ingest.store.clone();
+    // A household in the middle of the street, so nearby clusters lie on both sides.
+    let presser = &creds[25];
+    let alert = press(store.as_ref(), &presser.device, T0).await;
+
+    let ring0 = store.recipients(alert).await.unwrap();
+    assert_eq!(
+        ring0
+            .iter()
+            .filter(|r| r.kind == RecipientKind::Unit)
+            .count(),
+        9
+    );
+    assert_eq!(
+        ring0
+            .iter()
+            .filter(|r| r.kind == RecipientKind::Station)
+            .count(),
+        1
+    );
+
+    clock.advance_ms(29_999);
+    assert!(
+        tick(&gw.ingest).await.unwrap().is_empty(),
+        "ring 1 fired early"
+    );
+    clock.advance_ms(1);
+    let fired = tick(&gw.ingest).await.unwrap();
+    assert_eq!(fired.len(), 1);
+    let ring1 = &fired[0];
+    assert_eq!(ring1.ring, 1);
+    assert!(!ring1.clusters.is_empty());
+    assert!(!ring1.clusters.contains(&ring1.alert.cluster));
+    let distances: Vec<f64> = ring1.added.iter().filter_map(|r| r.distance_m).collect();
+    assert_eq!(distances.len(), ring1.added.len());
+    assert!(distances.windows(2).all(|w| w[0] <= w[1]), "nearest first");
+    assert!(distances.iter().all(|d| *d <= 800.0));
+    assert!(!ring1.alert.critical);
+
+    clock.advance_ms(59_999);
+    assert!(
+        tick(&gw.ingest).await.unwrap().is_empty(),
+        "ring 2 fired early"
+    );
+    clock.advance_ms(1);
+    let fired = tick(&gw.ingest).await.unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].ring, 2);
+    assert!(fired[0].alert.critical);
+    assert_eq!(fired[0].alert.next_ring_at_ms, None);
+
+    clock.advance_ms(3_600_000);
+    assert!(tick(&gw.ingest).await.unwrap().is_empty(), "no ring 3");
+    let detail = store.alert_detail(alert).await.unwrap().unwrap();
+    let rings: Vec<(i64, &str)> = detail
+        .timeline
+        .iter()
+        .filter(|e| e.action.starts_with("ring"))
+        .map(|e| (e.at_ms - T0, e.action.as_str()))
+        .collect();
+    assert_eq!(rings, [(30_000, "ring1"), (90_000, "ring2")]);
+}
+
+#[tokio::test]
+async fn anyone_coming_stops_the_climb() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, creds) = neighbourhood(&dir).await;
+    let clock = Clock::manual(T0);
+    let gw = gateway(&url, &clock).await;
+    let alert = press(gw.ingest.store.as_ref(), &creds[0].device, T0).await;
+    clock.advance_ms(12_000);
+    let neighbour = &creds[3].device;
+    let applied = gw
+        .ingest
+        .apply_action(
+            alert,
+            &format!("device:{neighbour}"),
+            Action::Recipient(RecipientState::Coming),
+            Some((RecipientKind::Unit, neighbour)),
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.alert.state, AlertState::Acknowledged);
+    assert_eq!(applied.alert.responders, 1);
+    assert_eq!(applied.alert.first_coming_at_ms, Some(T0 + 12_000));
+    clock.advance_ms(600_000);
+    assert!(tick(&gw.ingest).await.unwrap().is_empty());
+    assert_eq!(gw.ingest.store.alert(alert).await.unwrap().unwrap().ring, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, creds) = neighbourhood(&dir).await;
+    let clock = Clock::manual(T0);
+    let alerts = {
+        let first = gateway(&url, &clock).await;
+        let a = press(first.ingest.store.as_ref(), &creds[11].device, T0).await;
+        let b = press(first.ingest.store.as_ref(), &creds[42].device, T0 + 50_000).await;
+        [a, b]
+        // The gateway stops here, before any ring.
+    };
+    clock.advance_ms(200_000);
+    // Two gateways come up on the same database file and check at the same moment.
+    let (one, two) = (gateway(&url, &clock).await, gateway(&url, &clock).await);
+    let (a, b) = tokio::join!(tick(&one.ingest), tick(&two.ingest));
+    let mut fired: Vec<(AlertId, u8)> = a
+        .unwrap()
+        .into_iter()
+        .chain(b.unwrap())
+        .map(|f| (f.alert.id, f.ring))
+        .collect();
+    fired.sort();
+    assert_eq!(
+        fired,
+        [
+            (alerts[0], 1),
+            (alerts[0], 2),
+            (alerts[1], 1),
+            (alerts[1], 2)
+        ]
+    );
+    assert!(tick(&one.ingest).await.unwrap().is_empty());
+    assert!(tick(&two.ingest).await.unwrap().is_empty());
+    for alert in alerts {
+        let detail = one.ingest.store.alert_detail(alert).await.unwrap().unwrap();
+        let rings = detail
+            .timeline
+            .iter()
+            .filter(|e| e.action.starts_with("ring"))
+            .count();
+        assert_eq!(rings, 2, "{alert}: {:?}", detail.timeline);
+    }
+}
