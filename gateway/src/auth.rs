@@ -81,9 +81,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
     if let Some(auth) = headers.get(header::AUTHORIZATION) {
         let auth = auth.to_str().ok()?;
         let (scheme, token) = auth.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim());
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
     }
     headers
         .get_all(header::COOKIE)
@@ -177,7 +175,10 @@ fn cookie(value: &str, max_age_zero: bool, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn login<S>(State(state): State<S>, req: axum::extract::Request) -> Result<Response, AuthError>
+async fn login<S>(
+    State(state): State<S>,
+    req: axum::extract::Request,
+) -> Result<Response, AuthError>
 where
     Accounts: FromRef<S>,
     S: Send + Sync,
@@ -206,7 +207,10 @@ where
     tracing::info!(name = %session.principal.name, peer = ?peer, "signed in");
     let secure = accounts.config().secure_cookie;
     Ok((
-        [(header::SET_COOKIE, cookie(session.token.as_str(), false, secure))],
+        [(
+            header::SET_COOKIE,
+            cookie(session.token.as_str(), false, secure),
+        )],
         Json(json!({
             "token": session.token.as_str(),
             "account": session.principal,
@@ -278,7 +282,10 @@ mod tests {
             ])),
             Some("xyz")
         );
-        assert_eq!(session_token(&headers(&[("cookie", "tenwatch_sessionx=1")])), None);
+        assert_eq!(
+            session_token(&headers(&[("cookie", "tenwatch_sessionx=1")])),
+            None
+        );
         assert_eq!(session_token(&HeaderMap::new()), None);
     }
 

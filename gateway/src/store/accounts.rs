@@ -210,10 +210,10 @@ impl AccountStore for SqliteStore {
             principal_columns!(),
             ", a.password_hash, a.disabled FROM accounts a WHERE a.name = ?"
         ))
-            .bind(name.as_str())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?;
+        .bind(name.as_str())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?;
         row.map(|row| {
             Ok(AccountRecord {
                 principal: principal_from_row(&row)?,
@@ -269,11 +269,11 @@ impl AccountStore for SqliteStore {
             ", s.last_seen_ms FROM sessions s JOIN accounts a ON a.id = s.account \
              WHERE s.token_hash = ? AND s.expires_at_ms > ? AND a.disabled = 0"
         ))
-            .bind(token_hash)
-            .bind(now_ms)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(backend)?
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(backend)?
         else {
             return Ok(None);
         };
@@ -463,11 +463,27 @@ mod tests {
         let hour = 3_600_000;
         s.create_session("h1", id, 0, hour).await.unwrap();
         assert!(s.session_principal("h1", 10, hour).await.unwrap().is_some());
-        assert!(s.session_principal("nope", 10, hour).await.unwrap().is_none());
+        assert!(s
+            .session_principal("nope", 10, hour)
+            .await
+            .unwrap()
+            .is_none());
         // Used at 50 min: now good until 1 h 50 min.
-        assert!(s.session_principal("h1", 50 * 60_000, hour).await.unwrap().is_some());
-        assert!(s.session_principal("h1", 100 * 60_000, hour).await.unwrap().is_some());
-        assert!(s.session_principal("h1", 161 * 60_000, hour).await.unwrap().is_none());
+        assert!(s
+            .session_principal("h1", 50 * 60_000, hour)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(s
+            .session_principal("h1", 100 * 60_000, hour)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(s
+            .session_principal("h1", 161 * 60_000, hour)
+            .await
+            .unwrap()
+            .is_none());
         // A new login sweeps expired sessions.
         s.create_session("h2", id, 200 * 60_000, 260 * 60_000)
             .await
@@ -522,12 +538,18 @@ mod tests {
         let on = s.on_duty_volunteers(&z1).await.unwrap();
         assert_eq!(on.len(), 2);
         assert_eq!(on[0].name, "va");
-        assert_eq!((on[0].lat, on[0].lon, on[0].position_at_ms), (Some(39.9), Some(116.4), Some(20)));
+        assert_eq!(
+            (on[0].lat, on[0].lon, on[0].position_at_ms),
+            (Some(39.9), Some(116.4), Some(20))
+        );
         assert_eq!(on[1].name, "vb");
         assert_eq!(on[1].lat, None);
         s.set_on_duty(a, false, 30).await.unwrap();
         s.set_on_duty(a, true, 40).await.unwrap();
         let on = s.on_duty_volunteers(&z1).await.unwrap();
-        assert_eq!(on[0].position_at_ms, None, "going off duty forgets the position");
+        assert_eq!(
+            on[0].position_at_ms, None,
+            "going off duty forgets the position"
+        );
     }
 }
