@@ -102,15 +102,16 @@ struct PressRec {
 struct AlertRec {
     /// First receipt per device index.
     receipts: HashMap<u32, Instant>,
-    /// (device, state) pairs seen, to spot duplicate deliveries.
-    states_seen: HashSet<(u32, AlertState)>,
+    /// (device, state, responders) seen, to spot duplicate deliveries (a change of state or
+    /// of the responder count is an update, not a duplicate).
+    states_seen: HashSet<(u32, AlertState, u32)>,
 }
 
 #[derive(Default)]
 struct RecState {
     presses: HashMap<(u32, u64), PressRec>,
     alerts: HashMap<AlertId, AlertRec>,
-    acks_seen: HashSet<(u32, u64, AlertState)>,
+    acks_seen: HashSet<(u32, u64, AlertState, u32)>,
     duplicates: Duplicates,
 }
 
@@ -251,7 +252,10 @@ impl EventSink for Recorder {
                     self.release(device.index);
                 }
                 let mut st = self.lock();
-                if !st.acks_seen.insert((idx, ack.seq, ack.state)) {
+                if !st
+                    .acks_seen
+                    .insert((idx, ack.seq, ack.state, ack.responders))
+                {
                     st.duplicates.acks_repeated += 1;
                 }
                 let mut newly_acked_measured = false;
@@ -278,7 +282,7 @@ impl EventSink for Recorder {
                 let mut st = self.lock();
                 let rec = st.alerts.entry(alert.alert).or_default();
                 rec.receipts.entry(idx).or_insert(at);
-                let dup = !rec.states_seen.insert((idx, alert.state));
+                let dup = !rec.states_seen.insert((idx, alert.state, alert.responders));
                 if dup {
                     st.duplicates.neighbour_deliveries += 1;
                 }
@@ -586,6 +590,7 @@ mod tests {
                 from_label: String::new(),
                 kind: PressKind::Help,
                 state,
+                responders: 0,
                 from_device: None,
             },
             own: false,
@@ -618,6 +623,11 @@ mod tests {
         rec.event(&c[0], ms(6), alert("A1", AlertState::Raised)); // presser's own copy
         rec.event(&c[2], ms(9), alert("A1", AlertState::Raised));
         rec.event(&c[2], ms(10), alert("A1", AlertState::Raised)); // duplicate delivery
+        let mut update = alert("A1", AlertState::Raised);
+        if let DeviceEvent::Alert { alert, .. } = &mut update {
+            alert.responders = 1; // an update, not a duplicate
+        }
+        rec.event(&c[2], ms(11), update);
         rec.event(&c[0], ms(12), ack(100, "A1", AlertState::Raised));
         rec.event(&c[0], ms(13), ack(100, "A1", AlertState::Raised)); // repeated ack
                                                                       // Press 2 from device 4: acked, retried, but neighbour 5 never hears it.

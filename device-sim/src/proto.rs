@@ -261,6 +261,9 @@ pub struct ClusterAlert {
     #[serde(default)]
     pub kind: PressKind,
     pub state: AlertState,
+    /// How many neighbours are coming (the gateway re-sends the alert when it changes).
+    #[serde(default)]
+    pub responders: u32,
     /// Not in the contract; used to recognise the unit's own alert if a gateway sends it.
     #[serde(default)]
     pub from_device: Option<String>,
@@ -465,7 +468,7 @@ mod tests {
         let got = t
             .parse_inbound(
                 &t.cluster_alert,
-                r#"{"alert":"A12","from_label":"和平路12号","kind":"fire","state":"raised","zone":"11010501"}"#
+                r#"{"alert":"A12","from_label":"和平路12号","kind":"fire","state":"raised","responders":2,"ts":1700000000000,"zone":"11010501"}"#
                     .as_bytes(),
             )
             .expect("parses");
@@ -475,6 +478,7 @@ mod tests {
                 assert_eq!(a.from_label, "和平路12号");
                 assert_eq!(a.kind, PressKind::Fire);
                 assert_eq!(a.state, AlertState::Raised);
+                assert_eq!(a.responders, 2);
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -149,9 +149,9 @@ impl ProcStats {
 pub struct Duplicates {
     /// One (device, seq) acknowledged with two different alert ids: the gateway's dedup failed.
     pub alerts: u64,
-    /// A neighbour received the same alert in the same state more than once.
+    /// A neighbour received the same alert with the same state and responder count again.
     pub neighbour_deliveries: u64,
-    /// Acks repeated for the same (seq, state), e.g. answering a repeated press. Expected
+    /// Acks repeated for the same (seq, state, responders), e.g. answering a repeated press. Expected
     /// after retries; listed to show how often it happened.
     pub acks_repeated: u64,
 }

@@ -154,6 +154,8 @@ pub fn exponential(rng: &mut impl Rng, mean: Duration) -> Duration {
     mean.mul_f64((-(1.0 - u).ln()).min(20.0))
 }
 
+/// Any unit without a pending press: a resident may press while the unit is offline; it sends
+/// the press once it is back (that is how a press survives a broker or gateway restart).
 fn pick_idle(devices: &[Device], rng: &mut StdRng) -> Option<usize> {
     let n = devices.len();
     if n == 0 {
@@ -162,7 +164,7 @@ fn pick_idle(devices: &[Device], rng: &mut StdRng) -> Option<usize> {
     let offset = rng.gen_range(0..n);
     (0..n)
         .map(|i| (offset + i) % n)
-        .find(|&i| devices[i].is_online() && devices[i].pending_presses() == 0)
+        .find(|&i| devices[i].pending_presses() == 0)
 }
 
 /// Runs the neighbourhood until `duration` or `shutdown`.
@@ -208,11 +210,18 @@ pub async fn run(creds: Vec<Credential>, cfg: RunConfig, shutdown: CancellationT
                 match pick_idle(&fleet.devices, &mut rng) {
                     Some(i) => {
                         let kind = random_kind(&mut rng);
-                        if let Err(e) = fleet.devices[i].press(kind) {
+                        let d = &fleet.devices[i];
+                        if !d.is_online() {
+                            println!(
+                                "[{}] 🔴 unit {} pressed {kind} while offline: it will send when back online",
+                                d.ctx().cred.cluster, d.ctx().cred.device
+                            );
+                        }
+                        if let Err(e) = d.press(kind) {
                             tracing::warn!("press not taken: {e}");
                         }
                     }
-                    None => println!("(no idle online unit to press)"),
+                    None => println!("(every unit has a press pending)"),
                 }
             }
         }
