@@ -12,7 +12,6 @@ use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -283,31 +282,8 @@ pub struct Session {
     pub expires_at_ms: i64,
 }
 
-/// Where session times come from: the system clock, or a hand-moved one in tests.
-#[derive(Debug, Clone, Default)]
-pub enum Clock {
-    #[default]
-    System,
-    Manual(Arc<AtomicI64>),
-}
-
-impl Clock {
-    pub fn manual(start_ms: i64) -> Self {
-        Clock::Manual(Arc::new(AtomicI64::new(start_ms)))
-    }
-    pub fn now_ms(&self) -> i64 {
-        match self {
-            Clock::System => crate::domain::now_ms(),
-            Clock::Manual(t) => t.load(Ordering::SeqCst),
-        }
-    }
-    /// Moves a manual clock forward; the system clock moves by itself.
-    pub fn advance(&self, by: Duration) {
-        if let Clock::Manual(t) = self {
-            t.fetch_add(by.as_millis() as i64, Ordering::SeqCst);
-        }
-    }
-}
+/// Session times follow the gateway's clock (a manual one in tests).
+pub use crate::clock::Clock;
 
 // --- login limiter ---
 
@@ -526,7 +502,7 @@ impl Default for AccountsConfig {
             session_lifetime: Duration::from_secs(12 * 3600),
             limits: LimiterConfig::default(),
             secure_cookie: false,
-            clock: Clock::System,
+            clock: Clock::system(),
         }
     }
 }

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::accounts::{Accounts, AccountsConfig};
 use crate::clock::Clock;
 use crate::devices::{run_presence, RegistryAuthority};
 use crate::escalation;
@@ -33,6 +34,8 @@ pub struct Config {
     pub edge: EdgeConfig,
     /// When escalation rings fire and how far ring 1 reaches.
     pub plan: RingPlan,
+    /// Session lifetime and login limits.
+    pub accounts: AccountsConfig,
     pub clock: Clock,
 }
 
@@ -43,6 +46,7 @@ impl Config {
             cancel_window: Duration::from_secs(30),
             edge: EdgeConfig::default(),
             plan: RingPlan::default(),
+            accounts: AccountsConfig::default(),
             clock: Clock::system(),
         }
     }
@@ -155,7 +159,12 @@ impl Application {
             .set_clean_session(true)
             .set_inflight(100)
             .set_max_packet_size(64 * 1024, 64 * 1024);
-        let (client, eventloop) = AsyncClient::new(options, 65_536);
+        let (client, mut eventloop) = AsyncClient::new(options, 65_536);
+        // Small publishes back to back (cluster alert, then ack): without NODELAY the second
+        // waits on the peer's delayed ACK, ~40 ms.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
         let ingest = Ingest {
             store: store.clone(),
             client: client.clone(),
@@ -222,7 +231,16 @@ impl Application {
             });
         }
 
+        let accounts = Accounts::new(
+            store.clone(),
+            AccountsConfig {
+                clock: config.clock.clone(),
+                ..config.accounts.clone()
+            },
+        );
         let state = AppState {
+            ingest: ingest.clone(),
+            accounts,
             store,
             feed,
             metrics,
@@ -235,6 +253,7 @@ impl Application {
             let app = http::router(state);
             let listener = listeners.http;
             serving.spawn(async move {
+                let app = app.into_make_service_with_connect_info::<SocketAddr>();
                 let result = axum::serve(listener, app)
                     .with_graceful_shutdown(stop)
                     .await

@@ -60,6 +60,10 @@ impl Clock {
         }
     }
 
+    pub fn advance(&self, by: std::time::Duration) {
+        self.advance_ms(by.as_millis() as i64);
+    }
+
     /// Completes when a manual clock is moved; never for the system clock, whose deadlines
     /// are met by sleeping.
     pub async fn moved(&self) {

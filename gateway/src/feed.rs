@@ -32,9 +32,17 @@ pub enum FeedEvent<'a> {
     },
 }
 
+/// One serialised event and who may receive it.
+#[derive(Debug, Clone)]
+pub struct FeedItem {
+    /// The alert's zone; `None` for device events, which go to operators.
+    pub zone: Option<Arc<str>>,
+    pub json: Arc<str>,
+}
+
 #[derive(Clone)]
 pub struct Feed {
-    tx: broadcast::Sender<Arc<str>>,
+    tx: broadcast::Sender<FeedItem>,
 }
 
 impl Default for Feed {
@@ -50,16 +58,23 @@ impl Feed {
     }
 
     pub fn publish(&self, event: &FeedEvent<'_>) {
+        let zone = match event {
+            FeedEvent::Alert { alert, .. } => Some(alert.zone.as_str().into()),
+            FeedEvent::Device { .. } => None,
+        };
         match serde_json::to_string(event) {
             // No receiver is fine: no station is watching right now.
             Ok(json) => {
-                let _ = self.tx.send(json.into());
+                let _ = self.tx.send(FeedItem {
+                    zone,
+                    json: json.into(),
+                });
             }
             Err(e) => tracing::error!(error = %e, "feed event does not serialise"),
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<str>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<FeedItem> {
         self.tx.subscribe()
     }
 }

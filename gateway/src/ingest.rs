@@ -31,8 +31,16 @@ use crate::store::{
 pub const SHARDS: usize = 8;
 /// Uplinks queued per worker before the MQTT poller waits.
 const SHARD_QUEUE: usize = 4096;
-/// The uplink subscription of every gateway.
-pub const UPLINK_FILTER: &str = "tw/d/+/up/#";
+/// The uplink subscriptions of every gateway. Presses and answers come at QoS 1 (devices
+/// repeat presses until acknowledged anyway); delivery receipts and heartbeats, nine and
+/// thousands of times more numerous, at QoS 0: rumqttd holds at most 100 unacknowledged QoS 1
+/// messages per client, which would cap the uplink.
+pub const UPLINK_FILTERS: [(&str, QoS); 4] = [
+    ("tw/d/+/up/press", QoS::AtLeastOnce),
+    ("tw/d/+/up/respond", QoS::AtLeastOnce),
+    ("tw/d/+/up/delivered", QoS::AtMostOnce),
+    ("tw/d/+/up/heartbeat", QoS::AtMostOnce),
+];
 
 /// `tw/c/{cluster}/alert`: what the neighbours' units show. No personal data.
 #[derive(Debug, Serialize)]
@@ -381,12 +389,15 @@ pub async fn run_uplink(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
                 // try_subscribe: awaiting the client here, inside the poll loop, can deadlock.
-                if let Err(e) = client.try_subscribe(UPLINK_FILTER, QoS::AtLeastOnce) {
+                let filters = UPLINK_FILTERS
+                    .iter()
+                    .map(|(f, qos)| rumqttc::SubscribeFilter::new((*f).to_owned(), *qos));
+                if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "uplink subscription not queued");
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) => {
-                tracing::info!("gateway subscribed to {UPLINK_FILTER}");
+                tracing::info!("gateway subscribed to the uplink");
                 ready.send_replace(true);
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {

@@ -9,13 +9,17 @@
 //! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.
 //! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
+//! - [`accounts`], [`auth`]: operators and volunteers, argon2 passwords, sessions (cookie or
+//!   bearer), the login limiter, and the extractors that require a session.
 //! - [`http`]: the HTTP API and its error type.
 //! - [`seed`]: the demo neighbourhood and the CSV import of households.
 //! - [`app`]: [`app::Application`] wires the parts into tasks with one shutdown signal.
 //!
 //! The `tenwatch` binary (`src/main.rs`) only parses the command line and calls into here.
 
+pub mod accounts;
 pub mod app;
+pub mod auth;
 pub mod clock;
 pub mod devices;
 pub mod domain;

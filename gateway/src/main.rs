@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
+use tenwatch_gateway::accounts::{self, Role};
 use tenwatch_gateway::domain::{ClusterId, DeviceId, HouseholdId, ZoneCode};
 use tenwatch_gateway::seed::{self, write_credentials};
 use tenwatch_gateway::store::{self, NewCluster, NewHousehold, Store};
@@ -177,6 +178,43 @@ enum AdminCommand {
         #[arg(long)]
         household: String,
     },
+    /// Create a station operator (monitor or admin) who sees the given zones.
+    CreateOperator {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        name: String,
+        /// The password; prefer --password-env so it stays out of the shell history.
+        #[arg(long, conflicts_with = "password_env")]
+        password: Option<String>,
+        /// Read the password from this environment variable.
+        #[arg(long)]
+        password_env: Option<String>,
+        #[arg(long, value_parser = ["monitor", "admin"], default_value = "monitor")]
+        role: String,
+        /// A zone the operator may see (repeatable).
+        #[arg(long = "zone", required = true)]
+        zones: Vec<String>,
+        #[arg(long, default_value = "")]
+        display_name: String,
+    },
+    /// Create a patrol volunteer of one zone.
+    CreateVolunteer {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        name: String,
+        #[arg(long, conflicts_with = "password_env")]
+        password: Option<String>,
+        #[arg(long)]
+        password_env: Option<String>,
+        #[arg(long)]
+        zone: String,
+        #[arg(long, default_value = "")]
+        display_name: String,
+        #[arg(long, default_value = "")]
+        phone: String,
+    },
     /// Import households from CSV (id,cluster,label,address,lat,lon,notes,contacts), one device each.
     ImportHouseholds {
         #[command(flatten)]
@@ -186,6 +224,15 @@ enum AdminCommand {
         #[arg(long)]
         credentials_out: PathBuf,
     },
+}
+
+fn password_from(password: Option<String>, env: Option<String>) -> anyhow::Result<String> {
+    match (password, env) {
+        (Some(p), _) => Ok(p),
+        (None, Some(var)) => std::env::var(&var)
+            .with_context(|| format!("the environment variable {var} holds no password")),
+        (None, None) => bail!("give --password or --password-env VAR"),
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -360,6 +407,60 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 credentials.len(),
                 credentials_out.display()
             );
+        }
+        AdminCommand::CreateOperator {
+            store,
+            name,
+            password,
+            password_env,
+            role,
+            zones,
+            display_name,
+        } => {
+            let password = password_from(password, password_env)?;
+            let zones = zones
+                .iter()
+                .map(|z| ZoneCode::parse(z))
+                .collect::<Result<Vec<_>, _>>()?;
+            let role = role.parse::<Role>()?;
+            let s = store.open().await?;
+            let who = accounts::create_operator(
+                s.as_ref(),
+                &name,
+                &password,
+                role,
+                &zones,
+                &display_name,
+            )
+            .await?;
+            println!(
+                "created operator {} ({role}) for zones {:?}",
+                who.name,
+                zones.iter().map(|z| z.as_str()).collect::<Vec<_>>()
+            );
+        }
+        AdminCommand::CreateVolunteer {
+            store,
+            name,
+            password,
+            password_env,
+            zone,
+            display_name,
+            phone,
+        } => {
+            let password = password_from(password, password_env)?;
+            let zone = ZoneCode::parse(&zone)?;
+            let s = store.open().await?;
+            let who = accounts::create_volunteer(
+                s.as_ref(),
+                &name,
+                &password,
+                &zone,
+                &display_name,
+                &phone,
+            )
+            .await?;
+            println!("created volunteer {} in zone {zone}", who.name);
         }
         AdminCommand::AddZone { store, code, name } => {
             let zone = ZoneCode::parse(&code)?;

@@ -29,8 +29,15 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// The station operator every test app has, for the demo zone.
+pub const OPERATOR: &str = "station";
+/// The password of the test accounts.
+pub const PASSWORD: &str = "correct horse battery";
+
 /// A running gateway and the temporary directory holding its database.
 pub struct TestApp {
+    /// The operator's session token.
+    pub token: String,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
     pub dir: Arc<tempfile::TempDir>,
@@ -56,6 +63,16 @@ pub async fn spawn_app_with(
     let url = tenwatch_gateway::store::sqlite_url_in(dir.path());
     let store = tenwatch_gateway::store::open(&url).await?;
     let credentials = seed::seed_demo(store.as_ref(), clusters).await?;
+    let zone = tenwatch_gateway::domain::ZoneCode::parse(seed::DEMO_ZONE)?;
+    tenwatch_gateway::accounts::create_operator(
+        store.as_ref(),
+        OPERATOR,
+        PASSWORD,
+        tenwatch_gateway::accounts::Role::Monitor,
+        &[zone],
+        "值班民警",
+    )
+    .await?;
     drop(store);
     let mut config = Config::new(url);
     tune(&mut config);
@@ -80,7 +97,9 @@ async fn start(
     let task = tokio::spawn(app.run(async move {
         let _ = stopped.await;
     }));
+    let token = login(http, OPERATOR, PASSWORD).await?;
     Ok(TestApp {
+        token,
         mqtt,
         http,
         dir,
@@ -132,10 +151,69 @@ impl TestApp {
         format!("http://{}{path}", self.http)
     }
 
+    /// GET as the station operator.
     pub async fn get_json(&self, path: &str) -> anyhow::Result<(u16, Value)> {
-        let response = reqwest::get(self.url(path)).await?;
+        self.get_as(&self.token, path).await
+    }
+
+    pub async fn get_as(&self, token: &str, path: &str) -> anyhow::Result<(u16, Value)> {
+        let response = reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await?;
         let status = response.status().as_u16();
         Ok((status, response.json().await?))
+    }
+
+    /// POST JSON as the station operator.
+    pub async fn post_json(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        self.post_as(&self.token, path, body).await
+    }
+
+    pub async fn post_as(
+        &self,
+        token: &str,
+        path: &str,
+        body: Value,
+    ) -> anyhow::Result<(u16, Value)> {
+        let response = reqwest::Client::new()
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    /// Creates an account directly in the store (as `tenwatch admin` would) and signs it in.
+    pub async fn volunteer(&self, name: &str, zone: &str) -> anyhow::Result<String> {
+        let store = tenwatch_gateway::store::open(&self.config.database_url).await?;
+        tenwatch_gateway::accounts::create_volunteer(
+            store.as_ref(),
+            name,
+            PASSWORD,
+            &tenwatch_gateway::domain::ZoneCode::parse(zone)?,
+            name,
+            "",
+        )
+        .await?;
+        login(self.http, name, PASSWORD).await
+    }
+
+    pub async fn operator(&self, name: &str, zone: &str) -> anyhow::Result<String> {
+        let store = tenwatch_gateway::store::open(&self.config.database_url).await?;
+        tenwatch_gateway::accounts::create_operator(
+            store.as_ref(),
+            name,
+            PASSWORD,
+            tenwatch_gateway::accounts::Role::Monitor,
+            &[tenwatch_gateway::domain::ZoneCode::parse(zone)?],
+            name,
+        )
+        .await?;
+        login(self.http, name, PASSWORD).await
     }
 
     /// The credentials of cluster `c` (0-based), ten devices.
@@ -167,6 +245,24 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// Signs in through `POST /api/session`; returns the session token.
+pub async fn login(http: SocketAddr, name: &str, password: &str) -> anyhow::Result<String> {
+    let response = reqwest::Client::new()
+        .post(format!("http://{http}/api/session"))
+        .json(&serde_json::json!({ "name": name, "password": password }))
+        .send()
+        .await?;
+    let status = response.status();
+    let body: Value = response.json().await?;
+    if !status.is_success() {
+        bail!("login of {name} failed: {status} {body}");
+    }
+    body["token"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("no token in {body}"))
 }
 
 /// Re-checks a condition that changes as a side effect of messages handled elsewhere (a

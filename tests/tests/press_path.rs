@@ -10,8 +10,12 @@ type Feed =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn open_feed(app: &TestApp) -> anyhow::Result<Feed> {
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/api/feed", app.http)).await?;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/api/feed", app.http).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", app.token).parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
     let hello = next_feed(&mut ws).await?;
     assert_eq!(hello["type"], "snapshot", "{hello}");
     Ok(ws)

@@ -4,7 +4,10 @@
 //! backend lives in its own module with its own `migrations/` folder; [`open`] picks one from
 //! the database URL once at start-up.
 
+pub mod accounts;
 pub mod sqlite;
+
+pub use accounts::AccountStore;
 
 use std::sync::Arc;
 
@@ -242,7 +245,8 @@ pub enum CancelOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
     pub open_only: bool,
-    pub zone: Option<ZoneCode>,
+    /// Only alerts of these zones (an account sees its own zones only).
+    pub zones: Vec<ZoneCode>,
     pub limit: u32,
 }
 
@@ -257,7 +261,7 @@ pub struct RegistryCounts {
 }
 
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: AccountStore + Send + Sync + 'static {
     // --- registry ---
     async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()>;
     async fn add_cluster(&self, cluster: &NewCluster) -> StoreResult<()>;

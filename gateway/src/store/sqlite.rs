@@ -20,9 +20,9 @@ use crate::lifecycle::{alert_next, recipient_next};
 
 pub struct SqliteStore {
     /// The single writer connection.
-    writer: SqlitePool,
+    pub(super) writer: SqlitePool,
     /// Readers for the API and the edge's logins.
-    reader: SqlitePool,
+    pub(super) reader: SqlitePool,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -759,17 +759,31 @@ impl Store for SqliteStore {
                 }
             }
         }
+        // Ring 1: on-duty volunteers known to be within the radius; ring 2: all on duty in
+        // the zone. Nearest first; someone already notified is not notified again.
+        let within = (ring == 1).then_some(plan.radius_m);
+        for recipient in on_duty_volunteers(&mut tx, &current, within, ring, now_ms).await? {
+            if insert_recipient(&mut tx, alert.0, &recipient).await? {
+                added.push(recipient);
+            }
+        }
+        let volunteers = added
+            .iter()
+            .filter(|r| r.kind == RecipientKind::Volunteer)
+            .count();
         let detail = if ring == 1 {
             format!(
-                "nobody coming after {} s: {} units in {} nearby clusters within {} m",
+                "nobody coming after {} s: {} units in {} nearby clusters and {volunteers} \
+                 volunteers within {} m",
                 plan.ring1_after_ms / 1000,
-                added.len(),
+                added.len() - volunteers,
                 clusters.len(),
                 plan.radius_m
             )
         } else {
             format!(
-                "nobody coming after {} s: alert is critical",
+                "nobody coming after {} s: alert is critical; {volunteers} more on-duty \
+                 volunteers of the zone",
                 plan.ring2_after_ms / 1000
             )
         };
@@ -799,12 +813,12 @@ impl Store for SqliteStore {
     async fn list_alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertSummary>> {
         let rows = sqlx::query(concat!(
             alert_select!(),
-            "WHERE (? = 0 OR a.state NOT IN ('resolved', 'cancelled')) AND (? IS NULL OR a.zone = ?) \
+            "WHERE (? = 0 OR a.state NOT IN ('resolved', 'cancelled')) \
+             AND a.zone IN (SELECT value FROM json_each(?)) \
              ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT ?"
         ))
         .bind(f.open_only as i64)
-        .bind(f.zone.as_ref().map(|z| z.as_str().to_owned()))
-        .bind(f.zone.as_ref().map(|z| z.as_str().to_owned()))
+        .bind(serde_json::to_string(&f.zones).map_err(|e| StoreError::Backend(Box::new(e)))?)
         .bind(f.limit as i64)
         .fetch_all(&self.reader)
         .await
@@ -1075,6 +1089,67 @@ async fn nearby_units(
     Ok(near)
 }
 
+/// A volunteer's position older than this counts as unknown.
+const POSITION_STALE_MS: i64 = 10 * 60 * 1000;
+
+/// On-duty volunteers of the alert's zone as ring recipients, nearest first; with `within`,
+/// only those whose fresh position lies inside it.
+async fn on_duty_volunteers(
+    tx: &mut Transaction<'_, Sqlite>,
+    alert: &AlertSummary,
+    within: Option<f64>,
+    ring: u8,
+    now_ms: i64,
+) -> StoreResult<Vec<Recipient>> {
+    /// name, display name, lat, lon, position time
+    type Row = (String, String, Option<f64>, Option<f64>, Option<i64>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT a.name, a.display_name, v.lat, v.lon, v.position_at_ms FROM volunteers v \
+         JOIN accounts a ON a.id = v.account JOIN account_zones z ON z.account = a.id \
+         WHERE v.on_duty = 1 AND a.disabled = 0 AND z.zone = ?",
+    )
+    .bind(alert.zone.as_str())
+    .fetch_all(&mut **tx)
+    .await
+    .map_err(backend)?;
+    let mut out: Vec<Recipient> = rows
+        .into_iter()
+        .filter_map(|(name, display, lat, lon, at)| {
+            let fresh = at.is_some_and(|at| now_ms - at <= POSITION_STALE_MS);
+            let distance = match (lat, lon) {
+                (Some(lat), Some(lon)) if fresh => {
+                    Some(haversine_m(alert.lat, alert.lon, lat, lon).round())
+                }
+                _ => None,
+            };
+            if let Some(radius) = within {
+                if !distance.is_some_and(|d| d <= radius) {
+                    return None;
+                }
+            }
+            Some(Recipient {
+                kind: RecipientKind::Volunteer,
+                label: if display.is_empty() {
+                    name.clone()
+                } else {
+                    display
+                },
+                who: name,
+                ring,
+                state: RecipientState::Notified,
+                distance_m: distance,
+                notified_at_ms: now_ms,
+                updated_at_ms: now_ms,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        let key = |r: &Recipient| r.distance_m.unwrap_or(f64::INFINITY);
+        key(a).total_cmp(&key(b))
+    });
+    Ok(out)
+}
+
 async fn insert_household(tx: &mut Transaction<'_, Sqlite>, h: &NewHousehold) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO households (id, cluster, label, address, lat, lon, notes, contacts) \
@@ -1195,6 +1270,7 @@ mod tests {
         let all = store
             .list_alerts(&AlertFilter {
                 limit: 10,
+                zones: vec![ZoneCode::parse("11010501").unwrap()],
                 ..Default::default()
             })
             .await
