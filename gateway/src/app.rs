@@ -37,6 +37,8 @@ pub struct Config {
     /// Session lifetime and login limits.
     pub accounts: AccountsConfig,
     pub clock: Clock,
+    /// The station console: where its built pages are, map tiles, time zone.
+    pub console: crate::web::ConsoleConfig,
 }
 
 impl Config {
@@ -48,6 +50,7 @@ impl Config {
             plan: RingPlan::default(),
             accounts: AccountsConfig::default(),
             clock: Clock::system(),
+            console: crate::web::ConsoleConfig::default(),
         }
     }
 }
@@ -70,6 +73,10 @@ pub struct Application {
     mqtt_addr: SocketAddr,
     mqtt_tls_addr: Option<SocketAddr>,
     http_addr: SocketAddr,
+    /// The alert service, built here so callers (the demo, tests) can act through it.
+    ingest: Ingest,
+    /// The gateway's MQTT connection to the router, polled once `run` starts.
+    eventloop: rumqttc::EventLoop,
 }
 
 impl Application {
@@ -90,18 +97,48 @@ impl Application {
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()?;
+        // The gateway's own MQTT link to the router, subscribed before devices are let in.
+        let mut options = MqttOptions::new(
+            format!("tenwatch-gateway-{}", std::process::id()),
+            router.addr().ip().to_string(),
+            router.addr().port(),
+        );
+        options
+            .set_credentials(router.username(), router.password())
+            .set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(true)
+            .set_inflight(100)
+            .set_max_packet_size(64 * 1024, 64 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 65_536);
+        // Small publishes back to back (cluster alert, then ack): without NODELAY the second
+        // waits on the peer's delayed ACK, ~40 ms.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+        let ingest = Ingest {
+            store: store.clone(),
+            client,
+            feed: Feed::new(),
+            metrics: Arc::default(),
+            cancel_window: config.cancel_window,
+            plan: config.plan,
+            clock: config.clock.clone(),
+            ring_wake: Arc::default(),
+        };
         let http_addr = listeners.http.local_addr()?;
         Ok(Self {
             store,
             router,
             config,
             listeners,
-            feed: Feed::new(),
-            metrics: Arc::default(),
+            feed: ingest.feed.clone(),
+            metrics: ingest.metrics.clone(),
             edge_stats: Arc::default(),
             mqtt_addr,
             mqtt_tls_addr,
             http_addr,
+            ingest,
+            eventloop,
         })
     }
 
@@ -123,6 +160,10 @@ impl Application {
     pub fn edge_stats(&self) -> Arc<EdgeStats> {
         self.edge_stats.clone()
     }
+    /// The alert service: apply actions, watch the feed.
+    pub fn ingest(&self) -> Ingest {
+        self.ingest.clone()
+    }
 
     /// Serves until `shutdown` completes or a task fails; says which one ended.
     pub async fn run(
@@ -137,6 +178,8 @@ impl Application {
             feed,
             metrics,
             edge_stats,
+            ingest,
+            eventloop,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -147,34 +190,7 @@ impl Application {
             }
         };
 
-        // The gateway's own MQTT link to the router, subscribed before devices are let in.
-        let mut options = MqttOptions::new(
-            format!("tenwatch-gateway-{}", std::process::id()),
-            router.addr().ip().to_string(),
-            router.addr().port(),
-        );
-        options
-            .set_credentials(router.username(), router.password())
-            .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true)
-            .set_inflight(100)
-            .set_max_packet_size(64 * 1024, 64 * 1024);
-        let (client, mut eventloop) = AsyncClient::new(options, 65_536);
-        // Small publishes back to back (cluster alert, then ack): without NODELAY the second
-        // waits on the peer's delayed ACK, ~40 ms.
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
-        let ingest = Ingest {
-            store: store.clone(),
-            client: client.clone(),
-            feed: feed.clone(),
-            metrics: metrics.clone(),
-            cancel_window: config.cancel_window,
-            plan: config.plan,
-            clock: config.clock.clone(),
-            ring_wake: Arc::default(),
-        };
+        let client = ingest.client.clone();
         let (ready_tx, mut ready_rx) = watch::channel(false);
         // `background` runs until aborted; `serving` (edge, HTTP) drains on the stop signal.
         let mut background: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
@@ -247,6 +263,7 @@ impl Application {
             edge_stats,
             mqtt_ready: ready_rx,
             started: Instant::now(),
+            console: Arc::new(config.console.clone()),
         };
         {
             let stop = stopped();

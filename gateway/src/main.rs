@@ -14,6 +14,8 @@ use tenwatch_gateway::store::{self, NewCluster, NewHousehold, Store};
 use tenwatch_gateway::{Application, Config, Listeners};
 use tokio::net::TcpListener;
 
+mod demo;
+
 #[derive(Parser)]
 #[command(
     name = "tenwatch",
@@ -237,10 +239,17 @@ fn password_from(password: Option<String>, env: Option<String>) -> anyhow::Resul
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // rumqttd logs every closed socket as an error (our own readiness probe among them): off
+    // unless asked for with RUST_LOG. The demo tells its story on stdout; logs stay quiet.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn,rumqttd=off",
+        _ => "info,rumqttd=off,rumqttc=warn,sqlx=warn",
+    };
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rumqttd=warn,rumqttc=warn,sqlx=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -317,12 +326,25 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     app.run(ctrl_c()).await
 }
 
+/// The demo's station operator, printed at start so a person can sign in to the console.
+const DEMO_OPERATOR: (&str, &str) = ("demo", "tenwatch-demo");
+
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let store = args.store.open().await?;
     let credentials_path = args.store.data_dir.join("demo-credentials.json");
     if store.counts().await?.households == 0 {
         let credentials = seed::seed_demo(store.as_ref(), args.clusters).await?;
         write_credentials(&credentials_path, &credentials)?;
+        let zone = ZoneCode::parse(seed::DEMO_ZONE)?;
+        accounts::create_operator(
+            store.as_ref(),
+            DEMO_OPERATOR.0,
+            DEMO_OPERATOR.1,
+            Role::Admin,
+            &[zone],
+            "值班员 (demo)",
+        )
+        .await?;
         println!(
             "seeded the demo neighbourhood: {} clusters, {} households; credentials in {}",
             args.clusters,
@@ -350,44 +372,49 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let app = build_app(&serve).await?;
     let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
-    println!("tenwatch demo");
-    println!("  station feed   ws://{http}/api/feed");
-    println!("  open alerts    http://{http}/api/alerts");
-    println!("  health         http://{http}/healthz");
+    let ingest = app.ingest();
+    println!("tenwatch demo — 十户联防演示");
     println!(
-        "  devices        mqtt://{mqtt} (credentials: {})",
+        "  station console  http://{http}/   (sign in: {} / {})",
+        DEMO_OPERATOR.0, DEMO_OPERATOR.1
+    );
+    println!("  station feed     ws://{http}/api/feed");
+    println!("  health           http://{http}/healthz");
+    println!(
+        "  devices          mqtt://{mqtt} (credentials: {})",
         credentials_path.display()
     );
     println!("  press Ctrl-C to stop");
-    let duration = args.duration.map(Duration::from_secs);
-    let shutdown = async move {
-        match duration {
-            Some(d) => {
-                tokio::select! { _ = tokio::time::sleep(d) => {}, _ = ctrl_c() => {} }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let shutdown = {
+        let stop = stop.clone();
+        let duration = args.duration.map(Duration::from_secs);
+        async move {
+            match duration {
+                Some(d) => tokio::select! { _ = tokio::time::sleep(d) => {}, _ = ctrl_c() => {} },
+                None => ctrl_c().await,
             }
-            None => ctrl_c().await,
+            stop.cancel();
         }
     };
     let server = tokio::spawn(app.run(shutdown));
-    let neighbourhood = tokio::spawn(demo_neighbourhood(
-        credentials_path,
-        mqtt,
-        args.press_every,
-        duration,
-    ));
+    let station = tokio::spawn(demo::station(ingest, stop.clone()));
+    let creds = tenwatch_sim::creds::load(&credentials_path)?;
+    let mut device = tenwatch_sim::device::DeviceConfig::new(mqtt.ip().to_string(), mqtt.port());
+    device.respond_probability = 0.25;
+    device.respond_delay = (Duration::from_secs(3), Duration::from_secs(20));
+    let run = tenwatch_sim::run::RunConfig {
+        device,
+        ramp: Default::default(),
+        press_every: Some(Duration::from_secs_f64(args.press_every.max(1.0))),
+        duration: None,
+    };
+    let neighbourhood = tokio::spawn(tenwatch_sim::run::run(creds, run, stop.clone()));
     let result = server.await?;
-    neighbourhood.abort();
+    stop.cancel();
+    let _ = neighbourhood.await;
+    station.abort();
     result
-}
-
-async fn demo_neighbourhood(
-    credentials: PathBuf,
-    broker: SocketAddr,
-    press_every: f64,
-    duration: Option<Duration>,
-) -> anyhow::Result<()> {
-    let _ = (credentials, broker, press_every, duration);
-    Ok(())
 }
 
 async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {

@@ -270,7 +270,7 @@ pub(super) async fn run<S>(
     }
 
     stats.connected.fetch_add(1, Ordering::Relaxed);
-    tracing::info!(%device, session, %peer, cluster = %grant.cluster, "device connected");
+    tracing::debug!(%device, session, %peer, cluster = %grant.cluster, "device connected");
     shared.authority.presence(PresenceEvent::Connected {
         device: device.clone(),
         session,
@@ -387,7 +387,7 @@ pub(super) async fn run<S>(
     drop(dev_w);
     drop(dev_r);
     stats.connected.fetch_sub(1, Ordering::Relaxed);
-    tracing::info!(%device, session, ?reason, "device disconnected");
+    tracing::debug!(%device, session, ?reason, "device disconnected");
 
     let handed_over = handover.is_some_and(|done| done.send(()).is_ok());
     if !handed_over {
