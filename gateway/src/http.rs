@@ -42,6 +42,8 @@ pub struct AppState {
     /// Applies actions and tells units, the presser and the feed.
     pub ingest: Ingest,
     pub accounts: Accounts,
+    /// The station console's settings and built pages.
+    pub console: Arc<crate::web::ConsoleConfig>,
 }
 
 impl FromRef<AppState> for Accounts {
@@ -127,7 +129,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/volunteer/position", post(set_position))
         .route("/api/feed", get(feed))
         .merge(session_routes())
-        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .merge(crate::console::routes())
+        // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
+        .fallback(crate::web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

@@ -12,6 +12,7 @@
 //! - [`accounts`], [`auth`]: operators and volunteers, argon2 passwords, sessions (cookie or
 //!   bearer), the login limiter, and the extractors that require a session.
 //! - [`http`]: the HTTP API and its error type.
+//! - [`console`], [`web`]: the station console's map API, settings and built pages.
 //! - [`seed`]: the demo neighbourhood and the CSV import of households.
 //! - [`app`]: [`app::Application`] wires the parts into tasks with one shutdown signal.
 //!
@@ -21,6 +22,7 @@ pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod clock;
+pub mod console;
 pub mod devices;
 pub mod domain;
 pub mod escalation;
@@ -31,5 +33,6 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod seed;
 pub mod store;
+pub mod web;
 
 pub use app::{Application, Config, Listeners};

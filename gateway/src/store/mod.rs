@@ -5,9 +5,11 @@
 //! the database URL once at start-up.
 
 pub mod accounts;
+pub mod map;
 pub mod sqlite;
 
 pub use accounts::AccountStore;
+pub use map::MapStore;
 
 use std::sync::Arc;
 
@@ -261,7 +263,7 @@ pub struct RegistryCounts {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + Send + Sync + 'static {
+pub trait Store: AccountStore + MapStore + Send + Sync + 'static {
     // --- registry ---
     async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()>;
     async fn add_cluster(&self, cluster: &NewCluster) -> StoreResult<()>;

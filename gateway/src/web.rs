@@ -1,0 +1,245 @@
+//! Serving the station console: the assets Vite builds into `web/dist`, read from a directory
+//! at request time, and the console's settings (tile URL, station time zone).
+//!
+//! The assets are not embedded, so `cargo build` never depends on npm: a gateway whose web
+//! directory holds no `index.html` answers the console's address with a page that says how
+//! to build it, and the API works as before.
+
+use std::path::{Path, PathBuf};
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use tower::ServiceExt;
+use tower_http::services::ServeDir;
+
+use crate::http::{ApiError, AppState};
+
+/// Where `npm run build` puts the console in a source checkout; the default `--web-dir`.
+pub const SOURCE_WEB_DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/dist");
+
+/// The console's settings, validated at start-up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsoleConfig {
+    /// The built console (`web/dist`).
+    pub web_dir: PathBuf,
+    /// A Leaflet tile URL template (`https://…/{z}/{x}/{y}.png`); empty: no tiles, the map
+    /// draws only the neighbourhood's own layer (offline stations).
+    pub tile_url: String,
+    /// Attribution the tile provider requires, shown on the map.
+    pub tile_attribution: String,
+    /// The station's IANA time zone; every time on the console is shown in it.
+    pub time_zone: String,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            web_dir: PathBuf::from(SOURCE_WEB_DIST),
+            tile_url: String::new(),
+            tile_attribution: String::new(),
+            time_zone: "Asia/Shanghai".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConsoleConfigError {
+    #[error(
+        "--tile-url must be an http(s) URL with {{z}}, {{x}} and {{y}} in it \
+         (e.g. https://tile.example.org/{{z}}/{{x}}/{{y}}.png), or empty for no tiles; got {0:?}"
+    )]
+    TileUrl(String),
+    #[error("--time-zone must be an IANA time zone name such as Asia/Shanghai or UTC; got {0:?}")]
+    TimeZone(String),
+}
+
+/// The console's command-line flags; flatten into `serve` and `demo`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsoleArgs {
+    /// Directory of the built station console [default: web/dist of the source checkout].
+    #[arg(long, env = "TENWATCH_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
+    /// Map tile URL template with {z}, {x}, {y}; empty: no tiles (the map draws households,
+    /// clusters and streets itself).
+    #[arg(long, env = "TENWATCH_TILE_URL", default_value = "")]
+    pub tile_url: String,
+    /// Attribution text the tile provider requires.
+    #[arg(long, env = "TENWATCH_TILE_ATTRIBUTION", default_value = "")]
+    pub tile_attribution: String,
+    /// The station's time zone (IANA name); the console shows every time in it.
+    #[arg(long, env = "TENWATCH_TIME_ZONE", default_value = "Asia/Shanghai")]
+    pub time_zone: String,
+}
+
+impl ConsoleArgs {
+    pub fn into_config(self) -> Result<ConsoleConfig, ConsoleConfigError> {
+        let tile_url = self.tile_url.trim().to_owned();
+        if !tile_url.is_empty()
+            && !((tile_url.starts_with("https://") || tile_url.starts_with("http://"))
+                && ["{z}", "{x}", "{y}"].iter().all(|p| tile_url.contains(p)))
+        {
+            return Err(ConsoleConfigError::TileUrl(tile_url));
+        }
+        let time_zone = self.time_zone.trim().to_owned();
+        if !valid_time_zone_name(&time_zone) {
+            return Err(ConsoleConfigError::TimeZone(time_zone));
+        }
+        Ok(ConsoleConfig {
+            web_dir: self
+                .web_dir
+                .unwrap_or_else(|| PathBuf::from(SOURCE_WEB_DIST)),
+            tile_url,
+            tile_attribution: self.tile_attribution.trim().to_owned(),
+            time_zone,
+        })
+    }
+}
+
+/// The shape of an IANA name ("Area/Location", "UTC"). Whether the zone exists is checked by
+/// the browser's time-zone database, which the console uses for every time it shows; an
+/// unknown one is reported on the page, which then falls back to Asia/Shanghai.
+fn valid_time_zone_name(tz: &str) -> bool {
+    !tz.is_empty()
+        && tz.len() <= 64
+        && tz.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+-".contains(c))
+        })
+}
+
+/// Whether the console was built into `dir`.
+pub fn is_built(dir: &Path) -> bool {
+    dir.join("index.html").is_file()
+}
+
+/// The router's fallback: unknown `/api/…` routes are JSON 404s; everything else is a file of
+/// the built console (`/` is its `index.html`).
+pub async fn fallback(State(s): State<AppState>, req: Request) -> Response {
+    let path = req.uri().path();
+    if path == "/api" || path.starts_with("/api/") {
+        return ApiError::NotFound("no such route".into()).into_response();
+    }
+    let dir = &s.console.web_dir;
+    if !is_built(dir) {
+        return not_built(dir);
+    }
+    // Vite names assets by content hash, so they never change; the page itself always may.
+    let cache = if path.starts_with("/assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    let csp = content_security_policy(&s.console.tile_url);
+    match ServeDir::new(dir).oneshot(req).await {
+        Ok(response) => {
+            let mut response = response.into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+            headers.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            );
+            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+            headers.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            );
+            if let Ok(csp) = HeaderValue::from_str(&csp) {
+                headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+            }
+            response
+        }
+        // ServeDir's error type is Infallible.
+        Err(never) => match never {},
+    }
+}
+
+/// Scripts only from the gateway itself; images also from the tile server, if one is set.
+fn content_security_policy(tile_url: &str) -> String {
+    let tiles = tile_origin(tile_url)
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+         img-src 'self' data:{tiles}; connect-src 'self'; frame-ancestors 'none'; \
+         base-uri 'none'; form-action 'self'"
+    )
+}
+
+/// `https://{s}.tile.example.org/{z}/…` → `https://*.tile.example.org`.
+fn tile_origin(tile_url: &str) -> Option<String> {
+    let (scheme, rest) = tile_url.split_once("://")?;
+    let host = rest.split('/').next()?.replace("{s}", "*");
+    (!host.is_empty()).then(|| format!("{scheme}://{host}"))
+}
+
+fn not_built(dir: &Path) -> Response {
+    let page = format!(
+        "<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\">\
+         <title>tenwatch: console not built</title>\
+         <body style=\"font:16px system-ui,sans-serif;max-width:40em;margin:4em auto\">\
+         <h1>站务台尚未构建 / console not built</h1>\
+         <p>The gateway is running and its API works, but the station console was not built \
+         into <code>{}</code>.</p><p>Run <code>npm ci &amp;&amp; npm run build</code> in \
+         <code>web/</code>, then reload this page (or start tenwatch with \
+         <code>--web-dir</code> pointing at a built console).</p></body></html>",
+        html_escape(&dir.display().to_string())
+    );
+    (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response()
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(tile_url: &str, time_zone: &str) -> ConsoleArgs {
+        ConsoleArgs {
+            web_dir: None,
+            tile_url: tile_url.into(),
+            tile_attribution: String::new(),
+            time_zone: time_zone.into(),
+        }
+    }
+
+    #[test]
+    fn settings_are_checked_at_start_up() {
+        assert!(args("", "Asia/Shanghai").into_config().is_ok());
+        assert!(args("https://t.example/{z}/{x}/{y}.png", "UTC")
+            .into_config()
+            .is_ok());
+        assert_eq!(
+            args("t.example/{z}/{x}/{y}", "UTC").into_config(),
+            Err(ConsoleConfigError::TileUrl("t.example/{z}/{x}/{y}".into()))
+        );
+        assert!(args("https://t.example/tiles.png", "UTC")
+            .into_config()
+            .is_err());
+        assert!(args("", "Asia/../etc").into_config().is_err());
+        assert!(args("", "").into_config().is_err());
+        assert!(args("", "America/Argentina/Buenos_Aires")
+            .into_config()
+            .is_ok());
+    }
+
+    #[test]
+    fn tile_server_is_allowed_for_images_only() {
+        assert_eq!(
+            tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png").as_deref(),
+            Some("https://*.tile.example.org")
+        );
+        assert_eq!(tile_origin(""), None);
+        let csp = content_security_policy("http://10.0.0.5:8081/{z}/{x}/{y}.png");
+        assert!(csp.contains("img-src 'self' data: http://10.0.0.5:8081;"));
+        assert!(csp.contains("script-src 'self';"));
+    }
+}
