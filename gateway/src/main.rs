@@ -92,6 +92,8 @@ struct ServeArgs {
     /// Largest payload a device may publish, in bytes.
     #[arg(long, env = "TENWATCH_MAX_PAYLOAD", default_value_t = 2048)]
     max_payload: usize,
+    #[command(flatten)]
+    console: tenwatch_gateway::web::ConsoleArgs,
 }
 
 #[derive(Args, Clone)]
@@ -111,6 +113,8 @@ struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     duration: Option<u64>,
+    #[command(flatten)]
+    console: tenwatch_gateway::web::ConsoleArgs,
 }
 
 #[derive(Subcommand)]
@@ -295,6 +299,7 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.cancel_window = Duration::from_secs(args.cancel_window);
     config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.edge.max_payload = args.max_payload;
+    config.console = args.console.clone().into_config()?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.edge.tls = Some(tenwatch_broker::TlsFiles {
             cert_path: cert.clone(),
@@ -369,6 +374,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         cancel_window: 30,
         connect_timeout: 5,
         max_payload: 2048,
+        console: args.console.clone(),
     };
     let app = build_app(&serve).await?;
     let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
