@@ -1,0 +1,226 @@
+// The gateway's HTTP API as the console uses it: types of what it returns and one fetch
+// wrapper that turns every failure into an ApiError with the server's own message.
+
+export type AlertState =
+  | "raised"
+  | "notified"
+  | "acknowledged"
+  | "on_scene"
+  | "resolved"
+  | "cancelled";
+
+export interface AlertSummary {
+  id: number;
+  device: string;
+  seq: number;
+  household: string;
+  label: string;
+  address: string;
+  lat: number;
+  lon: number;
+  cluster: string;
+  zone: string;
+  kind: string;
+  state: AlertState;
+  raised_at_ms: number;
+  notified_at_ms: number | null;
+  updated_at_ms: number;
+  responders: number;
+  ring: number;
+  critical: boolean;
+  next_ring_at_ms: number | null;
+  category: string | null;
+  resolution_note: string | null;
+  acknowledged_at_ms: number | null;
+  first_delivered_at_ms: number | null;
+  first_coming_at_ms: number | null;
+  first_on_scene_at_ms: number | null;
+  closed_at_ms: number | null;
+}
+
+export type RecipientState =
+  | "notified"
+  | "delivered"
+  | "seen"
+  | "coming"
+  | "declined"
+  | "on_scene";
+
+export interface Recipient {
+  kind: "unit" | "volunteer" | "station";
+  who: string;
+  label: string;
+  ring: number;
+  state: RecipientState;
+  distance_m: number | null;
+  notified_at_ms: number;
+  updated_at_ms: number;
+}
+
+export interface TimelineEvent {
+  at_ms: number;
+  actor: string;
+  action: string;
+  detail: string;
+}
+
+export interface AlertDetail extends AlertSummary {
+  notes: string;
+  contacts: string;
+  cluster_name: string;
+  leader: string | null;
+  recipients: Recipient[];
+  timeline: TimelineEvent[];
+}
+
+export interface Account {
+  name: string;
+  display_name: string;
+  kind: "operator" | "volunteer";
+  role: string | null;
+  zones: string[];
+}
+
+export interface ConsoleConfig {
+  tile_url: string;
+  tile_attribution: string;
+  time_zone: string;
+  version: string;
+}
+
+export interface MapZone {
+  code: string;
+  name: string;
+}
+export interface MapCluster {
+  id: string;
+  zone: string;
+  name: string;
+  leader_household: string | null;
+  leader_label: string | null;
+}
+export interface MapHousehold {
+  id: string;
+  cluster: string;
+  label: string;
+  address: string;
+  lat: number;
+  lon: number;
+}
+export interface MapDevice {
+  id: string;
+  household: string;
+  enabled: boolean;
+  online: boolean;
+  battery: number | null;
+  tamper: boolean | null;
+  last_heartbeat_ms: number | null;
+  last_seen_ms: number | null;
+  disconnect_reason: string | null;
+}
+export interface ZoneMap {
+  zones: MapZone[];
+  clusters: MapCluster[];
+  households: MapHousehold[];
+  devices: MapDevice[];
+}
+
+export interface Volunteer {
+  zone: string;
+  volunteer: {
+    name: string;
+    display_name: string;
+    lat: number | null;
+    lon: number | null;
+    position_at_ms: number | null;
+  };
+}
+
+export const CATEGORIES = [
+  "consult",
+  "help",
+  "dispute",
+  "crime",
+  "complaint",
+  "false_alarm",
+] as const;
+export type Category = (typeof CATEGORIES)[number];
+
+/** A failed request: the HTTP status (0: no answer) and the server's message. */
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    /** Seconds to wait, from `Retry-After` (429). */
+    readonly retryAfter: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+/** Called when any request answers 401: the session ended. */
+let onSignedOut: () => void = () => {};
+export function whenSignedOut(f: () => void): void {
+  onSignedOut = f;
+}
+
+async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      credentials: "same-origin",
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? null : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "network");
+  }
+  if (res.status === 204) return undefined as T;
+  const text = await res.text();
+  let json: unknown = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!res.ok) {
+    const message =
+      json && typeof json === "object" && "error" in json && typeof json.error === "string"
+        ? json.error
+        : `HTTP ${res.status}`;
+    const retry = Number(res.headers.get("retry-after"));
+    if (res.status === 401 && path !== "/api/session") onSignedOut();
+    throw new ApiError(res.status, message, Number.isFinite(retry) && retry > 0 ? retry : null);
+  }
+  return json as T;
+}
+
+export const api = {
+  config: () => request<ConsoleConfig>("GET", "/api/console/config"),
+  session: () => request<{ account: Account }>("GET", "/api/session"),
+  signIn: (name: string, password: string) =>
+    request<{ account: Account }>("POST", "/api/session", { name, password }),
+  signOut: () => request<void>("DELETE", "/api/session"),
+  map: () => request<ZoneMap>("GET", "/api/map"),
+  alerts: () => request<{ alerts: AlertSummary[] }>("GET", "/api/alerts?state=open&limit=500"),
+  alert: (id: number) => request<AlertDetail>("GET", `/api/alerts/${id}`),
+  volunteers: () => request<{ volunteers: Volunteer[] }>("GET", "/api/volunteers"),
+  acknowledge: (id: number) =>
+    request<AlertSummary>("POST", `/api/alerts/${id}/acknowledge`),
+  dispatch: (id: number, volunteer: string, note: string) =>
+    request<AlertSummary>("POST", `/api/alerts/${id}/dispatch`, { volunteer, note }),
+  note: (id: number, text: string) =>
+    request<AlertSummary>("POST", `/api/alerts/${id}/notes`, { text }),
+  resolve: (id: number, category: Category, note: string) =>
+    request<AlertSummary>("POST", `/api/alerts/${id}/resolve`, { category, note }),
+};
+
+export function isOpen(state: AlertState): boolean {
+  return state !== "resolved" && state !== "cancelled";
+}
+
+/** Nobody has taken it yet (the station, or a responder coming): the alarm sounds for these. */
+export function needsAcknowledgement(a: AlertSummary): boolean {
+  return a.state === "raised" || a.state === "notified";
+}

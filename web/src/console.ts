@@ -1,0 +1,456 @@
+// The console page: header (zones, clock, feed state, sound, language, sign-out), the banner
+// shown while the live feed is down, the map, the alert queue and the alert panel. It keeps
+// the open alerts, applies feed events to them and redraws what changed.
+
+import type { Account, AlertDetail, AlertSummary, ConsoleConfig, MapDevice, Volunteer, ZoneMap } from "./api";
+import { api, ApiError, isOpen, needsAcknowledgement } from "./api";
+import { Alarm } from "./alarm";
+import { DetailPanel } from "./detail";
+import { h } from "./dom";
+import { Feed, type FeedStatus } from "./feed";
+import { clock, stationTimeZone } from "./format";
+import { currentLang, setLang, t } from "./i18n";
+import { ConsoleMap } from "./map";
+import { renderQueue, tick } from "./queue";
+
+/** Closed alerts kept in the queue's "just closed" list. */
+const KEEP_CLOSED = 8;
+/** Details (recipients) fetched for queue entries at most, newest first. */
+const MAX_DETAILS = 40;
+
+export class ConsolePage {
+  private open = new Map<number, AlertSummary>();
+  private closed: AlertSummary[] = [];
+  private details = new Map<number, AlertDetail>();
+  private detailLoads = new Map<number, number>();
+  private selected: number | null = null;
+  private volunteers: Volunteer[] = [];
+  private mapData: ZoneMap | null = null;
+  private feedStatus: FeedStatus = { kind: "connecting" };
+  private redrawQueued = false;
+  private timers: number[] = [];
+  private detailShown = false;
+
+  private readonly alarm = new Alarm(() => this.queueRedraw());
+  private readonly feed: Feed;
+  private map!: ConsoleMap;
+  private detail!: DetailPanel;
+  private els!: {
+    header: HTMLElement;
+    banner: HTMLElement;
+    queue: HTMLElement;
+    detail: HTMLElement;
+    mapEl: HTMLElement;
+    status: HTMLElement;
+  };
+
+  constructor(
+    private readonly root: HTMLElement,
+    private account: Account,
+    private readonly config: ConsoleConfig,
+    private readonly tzWarning: string | null,
+    private readonly signedOut: () => void,
+  ) {
+    this.feed = new Feed({
+      message: (m) => this.onFeed(m),
+      status: (s) => {
+        this.feedStatus = s;
+        this.queueRedraw();
+      },
+      reconnected: () => void this.catchUp(),
+      stillSignedIn: async () => {
+        try {
+          await api.session();
+          return true;
+        } catch (e) {
+          // Down is not signed out: keep retrying until the server answers.
+          return !(e instanceof ApiError && e.status === 401);
+        }
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    this.layout();
+    this.feed.start();
+    await Promise.all([this.loadMap(), this.loadAlerts(), this.loadVolunteers()]);
+    this.timers.push(window.setInterval(() => this.everySecond(), 1000));
+    // Volunteers' positions and device batteries change without feed events: poll gently.
+    this.timers.push(window.setInterval(() => void this.loadVolunteers(), 15_000));
+    this.timers.push(window.setInterval(() => void this.loadMap(), 60_000));
+  }
+
+  stop(): void {
+    this.feed.stop();
+    this.alarm.ring(false);
+    this.timers.forEach((id) => window.clearInterval(id));
+    this.timers = [];
+  }
+
+  private layout(): void {
+    const mapEl = h("div", { id: "map", class: "map", role: "region", "aria-label": "map" });
+    this.els = {
+      header: h("header", { class: "top" }),
+      banner: h("div", { class: "feed-banner", role: "alert", hidden: true }),
+      queue: h("aside", { class: "queue", "aria-label": t.queueTitle }),
+      detail: h("section", { class: "detail", hidden: true, "aria-label": "alert" }),
+      mapEl,
+      status: h("div", { class: "map-status" }),
+    };
+    this.root.replaceChildren(
+      h(
+        "div",
+        { class: "console" },
+        this.els.header,
+        this.els.banner,
+        h(
+          "main",
+          { class: "body" },
+          h("div", { class: "map-wrap" }, mapEl, this.els.status, this.legend()),
+          this.els.queue,
+          this.els.detail,
+        ),
+      ),
+    );
+    this.map = new ConsoleMap(mapEl, this.config.tile_url, this.config.tile_attribution, {
+      select: (id) => this.select(id),
+    });
+    this.detail = new DetailPanel(this.els.detail, {
+      close: () => this.select(null),
+      acknowledge: async (id) => this.applied(await api.acknowledge(id)),
+      dispatch: async (id, v, note) => this.applied(await api.dispatch(id, v, note)),
+      note: async (id, text) => this.applied(await api.note(id, text)),
+      resolve: async (id, c, note) => this.applied(await api.resolve(id, c, note)),
+    });
+    this.redraw();
+  }
+
+  private legend(): HTMLElement {
+    const item = (cls: string, text: string) =>
+      h("li", {}, h("span", { class: `swatch ${cls}`, "aria-hidden": "true" }), text);
+    return h(
+      "details",
+      { class: "legend", open: true },
+      h("summary", {}, t.mapLegend),
+      h(
+        "ul",
+        {},
+        item("sw-online", t.legendOnline),
+        item("sw-offline", t.legendOffline),
+        item("sw-low", t.legendLowBattery),
+        item("sw-leader", t.legendLeader),
+        item("sw-volunteer", t.legendVolunteer),
+        item("sw-alert", t.legendAlert),
+      ),
+    );
+  }
+
+  // --- data ---
+
+  private async loadMap(): Promise<void> {
+    try {
+      this.mapData = await api.map();
+      this.map.setData(this.mapData);
+      this.queueRedraw();
+    } catch (e) {
+      this.report(e);
+    }
+  }
+
+  private async loadAlerts(): Promise<void> {
+    try {
+      const { alerts } = await api.alerts();
+      this.replaceOpen(alerts);
+    } catch (e) {
+      this.report(e);
+    }
+  }
+
+  private async loadVolunteers(): Promise<void> {
+    try {
+      this.volunteers = (await api.volunteers()).volunteers;
+      this.map.setVolunteers(this.volunteers);
+      this.queueRedraw();
+    } catch (e) {
+      this.report(e);
+    }
+  }
+
+  /** After the feed comes back: the snapshot carried the open alerts; refetch the rest. */
+  private async catchUp(): Promise<void> {
+    await Promise.all([this.loadAlerts(), this.loadMap(), this.loadVolunteers()]);
+    if (this.selected !== null) void this.loadDetail(this.selected);
+  }
+
+  private report(e: unknown): void {
+    if (e instanceof ApiError && e.status === 403) {
+      // A volunteer's session: the console is not for them.
+      this.stop();
+      this.signedOut();
+    }
+    // Network errors show as the feed banner; the next poll or reconnect repairs the state.
+  }
+
+  /** The authoritative list of open alerts (a snapshot or GET /api/alerts). */
+  private replaceOpen(alerts: AlertSummary[]): void {
+    const seen = new Set<number>();
+    for (const a of alerts) {
+      seen.add(a.id);
+      this.upsert(a);
+    }
+    for (const [id, a] of this.open) {
+      // Closed while we were not listening: move it to "just closed" and fetch its ending.
+      if (!seen.has(id)) {
+        this.open.delete(id);
+        this.remember(a);
+        void this.loadDetail(id, true);
+      }
+    }
+    this.queueRedraw();
+  }
+
+  private upsert(a: AlertSummary): void {
+    const known = this.open.get(a.id);
+    if (known && known.updated_at_ms > a.updated_at_ms) return;
+    if (isOpen(a.state)) {
+      this.open.set(a.id, a);
+      const d = this.details.get(a.id);
+      if (!d || d.updated_at_ms < a.updated_at_ms) this.scheduleDetail(a.id);
+    } else {
+      this.open.delete(a.id);
+      this.remember(a);
+      if (this.selected === a.id) this.scheduleDetail(a.id);
+    }
+  }
+
+  private remember(a: AlertSummary): void {
+    this.closed = [a, ...this.closed.filter((c) => c.id !== a.id)].slice(0, KEEP_CLOSED);
+  }
+
+  private applied(a: AlertSummary): void {
+    this.upsert(a);
+    this.scheduleDetail(a.id);
+    this.queueRedraw();
+  }
+
+  /** Fetches an alert's detail soon; bursts of events for one alert make one request. */
+  private scheduleDetail(id: number): void {
+    if (this.detailLoads.has(id)) return;
+    const timer = window.setTimeout(() => {
+      this.detailLoads.delete(id);
+      void this.loadDetail(id);
+    }, 150);
+    this.detailLoads.set(id, timer);
+  }
+
+  private async loadDetail(id: number, closedOnly = false): Promise<void> {
+    const wanted = id === this.selected || this.open.has(id) || closedOnly;
+    if (!wanted) return;
+    if (this.details.size > MAX_DETAILS) {
+      for (const key of this.details.keys()) {
+        if (!this.open.has(key) && key !== this.selected) this.details.delete(key);
+      }
+    }
+    try {
+      const d = await api.alert(id);
+      this.details.set(id, d);
+      if (closedOnly || !isOpen(d.state)) {
+        if (!isOpen(d.state)) {
+          this.open.delete(id);
+          this.remember(d);
+        }
+      } else if ((this.open.get(id)?.updated_at_ms ?? 0) <= d.updated_at_ms) {
+        this.open.set(id, d);
+      }
+      this.queueRedraw();
+    } catch (e) {
+      if (e instanceof ApiError && e.status === 404) {
+        this.open.delete(id);
+        this.details.delete(id);
+        if (this.selected === id) this.selected = null;
+        this.queueRedraw();
+      }
+    }
+  }
+
+  // --- feed ---
+
+  private onFeed(msg: unknown): void {
+    if (!msg || typeof msg !== "object" || !("type" in msg)) return;
+    const m = msg as Record<string, unknown>;
+    switch (m.type) {
+      case "snapshot":
+        if (Array.isArray(m.alerts)) this.replaceOpen(m.alerts as AlertSummary[]);
+        break;
+      case "resync":
+        void this.loadAlerts();
+        break;
+      case "alert":
+        if (m.alert && typeof m.alert === "object") {
+          this.upsert(m.alert as AlertSummary);
+          this.queueRedraw();
+        }
+        break;
+      case "device":
+      case "device_health":
+        if (typeof m.device === "string") {
+          const patch: Partial<MapDevice> = {};
+          if (typeof m.online === "boolean") patch.online = m.online;
+          if (typeof m.battery === "number") patch.battery = m.battery;
+          if (typeof m.reason === "string" || m.reason === null) patch.disconnect_reason = m.reason as string | null;
+          this.map.updateDevice(m.device, patch);
+          this.queueRedraw();
+        }
+        break;
+      default:
+        break;
+    }
+  }
+
+  // --- view ---
+
+  private select(id: number | null): void {
+    this.selected = id;
+    if (id !== null) {
+      const a = this.open.get(id) ?? this.closed.find((c) => c.id === id);
+      if (a) this.map.focus(a.lat, a.lon);
+      void this.loadDetail(id);
+      void this.loadVolunteers();
+    }
+    this.redraw();
+  }
+
+  private queueRedraw(): void {
+    if (this.redrawQueued) return;
+    this.redrawQueued = true;
+    requestAnimationFrame(() => {
+      this.redrawQueued = false;
+      this.redraw();
+    });
+    // Hidden tabs get no animation frames: still keep the alarm and title current.
+    if (document.hidden) window.setTimeout(() => this.redrawQueued && this.redraw(), 250);
+  }
+
+  private redraw(): void {
+    this.redrawQueued = false;
+    const open = [...this.open.values()];
+    const waiting = open.filter(needsAcknowledgement).length;
+    this.alarm.ring(waiting > 0);
+    document.title = waiting > 0 ? `(${waiting}) ${t.appTitle}` : t.appTitle;
+    document.body.dataset.alarm = waiting > 0 ? (this.alarm.state === "on" ? "ringing" : "silent") : "idle";
+    document.body.dataset.sound = this.alarm.state;
+    document.body.dataset.feed = this.feedStatus.kind;
+
+    this.header(waiting);
+    this.banner();
+    renderQueue(this.els.queue, open, this.closed, this.details, this.selected, (id) => this.select(id));
+    this.map.setAlerts(open, this.selected);
+    const health = this.map.health();
+    this.els.status.textContent = [
+      `${health.households} ${t.households}`,
+      health.offline ? t.devicesOffline(health.offline) : "",
+      health.low ? t.lowBattery(health.low) : "",
+    ]
+      .filter(Boolean)
+      .join(" · ");
+
+    const selected =
+      this.selected === null
+        ? undefined
+        : (this.open.get(this.selected) ?? this.closed.find((c) => c.id === this.selected) ?? this.details.get(this.selected));
+    if (selected) {
+      this.detail.show(selected, this.details.get(selected.id), this.volunteers);
+    } else {
+      this.detail.hide();
+    }
+    if (Boolean(selected) !== this.detailShown) {
+      // The map's column changed width: Leaflet must measure it again.
+      this.detailShown = Boolean(selected);
+      requestAnimationFrame(() => this.map.invalidate());
+    }
+  }
+
+  private header(waiting: number): void {
+    const zones = this.mapData?.zones.map((z) => z.name || z.code).join("、") ?? this.account.zones.join(", ");
+    const sound = this.alarm.state;
+    const soundButton = h(
+      "button",
+      {
+        type: "button",
+        class: `sound sound-${sound}${sound !== "on" && waiting > 0 ? " warn" : ""}`,
+        "aria-pressed": sound === "on" ? "true" : "false",
+        onclick: () => (sound === "on" ? this.alarm.mute() : void this.alarm.arm()),
+      },
+      sound === "on" ? t.soundOn : sound === "muted" ? t.soundMuted : t.soundOff,
+    );
+    const feed = this.feedStatus.kind;
+    this.els.header.replaceChildren(
+      h("h1", {}, t.appTitle),
+      h("span", { class: "zones", title: this.account.zones.join(", ") }, zones),
+      h("span", { class: "spacer" }),
+      h("span", { class: "clock", "data-clock": "1", title: stationTimeZone() }, `${clock(Date.now())} `, h("small", {}, stationTimeZone())),
+      h(
+        "span",
+        { class: `feed-pill feed-${feed}`, role: "status" },
+        feed === "live" ? t.feedLive : feed === "connecting" ? t.feedConnecting : t.feedDownNow,
+      ),
+      soundButton,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "lang-switch",
+          "aria-label": t.langSwitchLabel,
+          onclick: () => this.switchLanguage(),
+        },
+        t.langSwitch,
+      ),
+      h("span", { class: "who" }, this.account.display_name || this.account.name),
+      h("button", { type: "button", class: "sign-out", onclick: () => void this.signOut() }, t.signOut),
+    );
+    if (this.tzWarning) this.els.header.append(h("span", { class: "tz-warn", role: "note" }, this.tzWarning));
+  }
+
+  private banner(): void {
+    const s = this.feedStatus;
+    const b = this.els.banner;
+    const waiting = [...this.open.values()].some(needsAcknowledgement);
+    if (s.kind === "down") {
+      b.hidden = false;
+      b.className = "feed-banner down";
+      b.textContent = t.feedDown(s.attempt, Math.max(1, Math.round(s.retryInMs / 1000)));
+    } else if (waiting && this.alarm.state !== "on") {
+      b.hidden = false;
+      b.className = "feed-banner sound-warn";
+      b.replaceChildren(
+        h("span", {}, t.soundOffWarn, " "),
+        h("button", { type: "button", onclick: () => void this.alarm.arm() }, t.soundOff),
+      );
+    } else {
+      b.hidden = true;
+      b.className = "feed-banner";
+      b.textContent = "";
+    }
+  }
+
+  private everySecond(): void {
+    tick(this.root);
+    const c = this.root.querySelector<HTMLElement>("[data-clock]");
+    if (c?.firstChild) c.firstChild.textContent = `${clock(Date.now())} `;
+  }
+
+  private switchLanguage(): void {
+    setLang(currentLang() === "en" ? "zh" : "en");
+    this.detail.reset();
+    const legend = this.root.querySelector(".legend");
+    legend?.replaceWith(this.legend());
+    this.map.relabel(this.mapData, [...this.open.values()], this.selected);
+    this.redraw();
+  }
+
+  private async signOut(): Promise<void> {
+    await api.signOut().catch(() => undefined);
+    this.stop();
+    this.signedOut();
+  }
+}

@@ -1,0 +1,316 @@
+// Every word the console shows, in Simplified Chinese (the default) and English. The choice
+// is kept in localStorage so a station's screen stays in the language it was set to.
+
+export type Lang = "zh" | "en";
+
+const zh = {
+  appTitle: "十户联防 · 站务台",
+  signInTitle: "站务台登录",
+  signInHint: "请使用派出所 / 警务室的值班账户登录。",
+  name: "账户",
+  password: "密码",
+  signIn: "登录",
+  signingIn: "正在登录…",
+  wrongCredentials: "账户或密码错误。",
+  limited: (s: number) => `登录尝试过多，请在 ${s} 秒后重试。`,
+  network: "无法连接到服务器，请检查网络后重试。",
+  notOperator: "此账户不是站务账户，不能使用站务台。",
+  signOut: "退出",
+  langSwitch: "English",
+  langSwitchLabel: "Switch to English",
+  soundOff: "声音未开启 · 点击开启",
+  soundOn: "警报声已开启",
+  soundMuted: "警报声已静音",
+  soundOffWarn: "有未确认警情，但警报声未开启！",
+  feedLive: "实时",
+  feedConnecting: "连接中…",
+  feedDown: (n: number, s: number) =>
+    `实时连接中断，正在重连（第 ${n} 次，${s} 秒后）。期间的警情会在恢复后补上。`,
+  feedDownNow: "实时连接中断，正在重连…",
+  queueTitle: "警情队列",
+  queueEmpty: "当前没有未结束的警情。",
+  recentlyClosed: "刚刚结束",
+  critical: "紧急",
+  ring: (n: number) => `第 ${n} 圈`,
+  responders: (n: number) => `${n} 人赶来`,
+  nobodyComing: "暂无人响应",
+  ack: "确认",
+  delivered: "送达",
+  coming: "赶来",
+  onScene: "到场",
+  elapsed: "已过",
+  mapLegend: "图例",
+  legendOnline: "设备在线",
+  legendOffline: "设备离线",
+  legendLowBattery: "电量低",
+  legendLeader: "十户长",
+  legendVolunteer: "在岗联防队员",
+  legendAlert: "警情",
+  households: "户",
+  devicesOffline: (n: number) => `${n} 台离线`,
+  lowBattery: (n: number) => `${n} 台电量低`,
+  detailClose: "关闭",
+  household: "住户",
+  address: "地址",
+  notes: "给救援者的提示",
+  noNotes: "无",
+  contacts: "联系人",
+  cluster: "十户联防组",
+  leader: "十户长",
+  noLeader: "未设",
+  firstResponse: "首次响应用时",
+  recipients: "接警对象",
+  timeline: "时间线",
+  actions: "处置",
+  acknowledge: "确认接警",
+  dispatch: "派遣",
+  dispatchNone: "当前没有在岗联防队员",
+  chooseVolunteer: "选择联防队员",
+  addNote: "添加记录",
+  notePlaceholder: "记录内容…",
+  resolve: "结案",
+  category: "类别",
+  chooseCategory: "选择类别",
+  resolutionNote: "结案说明（可选）",
+  closedAs: (c: string) => `已结案：${c}`,
+  cancelledByPresser: "已被求助人取消",
+  loading: "加载中…",
+  failed: "操作失败：",
+  tzWarn: (tz: string) => `服务器设置的时区 ${tz} 无效，已改用 Asia/Shanghai。`,
+  mapNoTiles: "离线地图（未配置底图）",
+  you: "本站",
+  distance: (m: number) => `${Math.round(m)} 米`,
+  kinds: {
+    help: "求助",
+    medical: "急救",
+    fire: "火警",
+    intrusion: "入室警报",
+    cancel: "取消",
+  } as Record<string, string>,
+  states: {
+    raised: "新警情",
+    notified: "已通知",
+    acknowledged: "已确认",
+    on_scene: "已到场",
+    resolved: "已结案",
+    cancelled: "已取消",
+  } as Record<string, string>,
+  recipientStates: {
+    notified: "已通知",
+    delivered: "已送达",
+    seen: "已查看",
+    coming: "正在赶来",
+    declined: "无法前往",
+    on_scene: "已到场",
+  } as Record<string, string>,
+  recipientKinds: {
+    unit: "邻居户机",
+    volunteer: "联防队员",
+    station: "派出所",
+  } as Record<string, string>,
+  events: {
+    raised: "发起求助",
+    notified: "已通知邻居与派出所",
+    cancelled: "求助人取消",
+    cancel_refused: "取消被拒（超过时限）",
+    acknowledged: "确认接警",
+    dispatched: "派遣",
+    resolved: "结案",
+    note: "记录",
+    delivered: "户机已响铃",
+    seen: "已查看",
+    coming: "正在赶来",
+    declined: "无法前往",
+    on_scene: "已到场",
+    ring1: "扩大通知（第 1 圈）",
+    ring2: "全区通知（第 2 圈），升为紧急",
+  } as Record<string, string>,
+  actors: {
+    gateway: "系统",
+    device: "户机",
+    operator: "站务",
+    volunteer: "联防队员",
+  } as Record<string, string>,
+  categories: {
+    consult: "咨询",
+    help: "求助",
+    dispute: "纠纷",
+    crime: "涉案",
+    complaint: "投诉",
+    false_alarm: "误报",
+  } as Record<string, string>,
+};
+
+type Strings = typeof zh;
+
+const en: Strings = {
+  appTitle: "tenwatch · Station console",
+  signInTitle: "Station console sign-in",
+  signInHint: "Sign in with the station's duty account.",
+  name: "Account",
+  password: "Password",
+  signIn: "Sign in",
+  signingIn: "Signing in…",
+  wrongCredentials: "Wrong account name or password.",
+  limited: (s) => `Too many sign-in attempts: try again in ${s} s.`,
+  network: "Cannot reach the server: check the network and try again.",
+  notOperator: "This account is not a station account and cannot use the console.",
+  signOut: "Sign out",
+  langSwitch: "中文",
+  langSwitchLabel: "切换到中文",
+  soundOff: "Sound is OFF · click to turn on",
+  soundOn: "Alarm sound on",
+  soundMuted: "Alarm sound muted",
+  soundOffWarn: "Unacknowledged alerts, but the alarm sound is off!",
+  feedLive: "Live",
+  feedConnecting: "Connecting…",
+  feedDown: (n, s) =>
+    `Live feed lost: reconnecting (attempt ${n}, in ${s} s). Alerts raised meanwhile will appear when it is back.`,
+  feedDownNow: "Live feed lost: reconnecting…",
+  queueTitle: "Alert queue",
+  queueEmpty: "No open alerts.",
+  recentlyClosed: "Just closed",
+  critical: "CRITICAL",
+  ring: (n) => `ring ${n}`,
+  responders: (n) => `${n} coming`,
+  nobodyComing: "nobody coming yet",
+  ack: "ack",
+  delivered: "delivered",
+  coming: "coming",
+  onScene: "on scene",
+  elapsed: "elapsed",
+  mapLegend: "Legend",
+  legendOnline: "device online",
+  legendOffline: "device offline",
+  legendLowBattery: "low battery",
+  legendLeader: "cluster leader",
+  legendVolunteer: "volunteer on duty",
+  legendAlert: "alert",
+  households: "households",
+  devicesOffline: (n) => `${n} offline`,
+  lowBattery: (n) => `${n} low battery`,
+  detailClose: "Close",
+  household: "Household",
+  address: "Address",
+  notes: "Notes for responders",
+  noNotes: "none",
+  contacts: "Contacts",
+  cluster: "Cluster",
+  leader: "Leader",
+  noLeader: "not set",
+  firstResponse: "First response after",
+  recipients: "Recipients",
+  timeline: "Timeline",
+  actions: "Actions",
+  acknowledge: "Acknowledge",
+  dispatch: "Dispatch",
+  dispatchNone: "No volunteer on duty",
+  chooseVolunteer: "Choose a volunteer",
+  addNote: "Add note",
+  notePlaceholder: "Note…",
+  resolve: "Resolve",
+  category: "Category",
+  chooseCategory: "Choose a category",
+  resolutionNote: "Resolution note (optional)",
+  closedAs: (c) => `Resolved: ${c}`,
+  cancelledByPresser: "Cancelled by the presser",
+  loading: "Loading…",
+  failed: "Failed: ",
+  tzWarn: (tz) => `The server's time zone ${tz} is unknown; showing Asia/Shanghai.`,
+  mapNoTiles: "Offline map (no tiles configured)",
+  you: "station",
+  distance: (m) => `${Math.round(m)} m`,
+  kinds: {
+    help: "Help",
+    medical: "Medical",
+    fire: "Fire",
+    intrusion: "Intrusion",
+    cancel: "Cancel",
+  },
+  states: {
+    raised: "New",
+    notified: "Notified",
+    acknowledged: "Acknowledged",
+    on_scene: "On scene",
+    resolved: "Resolved",
+    cancelled: "Cancelled",
+  },
+  recipientStates: {
+    notified: "notified",
+    delivered: "delivered",
+    seen: "seen",
+    coming: "coming",
+    declined: "can't go",
+    on_scene: "on scene",
+  },
+  recipientKinds: {
+    unit: "neighbour unit",
+    volunteer: "volunteer",
+    station: "station",
+  },
+  events: {
+    raised: "pressed for help",
+    notified: "neighbours and station notified",
+    cancelled: "cancelled by the presser",
+    cancel_refused: "cancel refused (too late)",
+    acknowledged: "acknowledged",
+    dispatched: "dispatched",
+    resolved: "resolved",
+    note: "note",
+    delivered: "unit sounded",
+    seen: "seen",
+    coming: "coming",
+    declined: "can't go",
+    on_scene: "on scene",
+    ring1: "widened (ring 1)",
+    ring2: "whole zone (ring 2), now critical",
+  },
+  actors: {
+    gateway: "system",
+    device: "unit",
+    operator: "station",
+    volunteer: "volunteer",
+  },
+  categories: {
+    consult: "Consultation",
+    help: "Help",
+    dispute: "Dispute",
+    crime: "Crime",
+    complaint: "Complaint",
+    false_alarm: "False alarm",
+  },
+};
+
+const KEY = "tenwatch.lang";
+
+function stored(): Lang {
+  try {
+    return localStorage.getItem(KEY) === "en" ? "en" : "zh";
+  } catch {
+    return "zh";
+  }
+}
+
+let lang: Lang = stored();
+export let t: Strings = lang === "en" ? en : zh;
+
+export function currentLang(): Lang {
+  return lang;
+}
+
+export function setLang(next: Lang): void {
+  lang = next;
+  t = next === "en" ? en : zh;
+  try {
+    localStorage.setItem(KEY, next);
+  } catch {
+    // Private mode: the choice lasts until the page is closed.
+  }
+  document.documentElement.lang = next === "en" ? "en" : "zh-CN";
+  document.title = t.appTitle;
+}
+
+/** A value from one of the label tables, or the raw value if it has no label. */
+export function label(table: Record<string, string>, key: string): string {
+  return table[key] ?? key;
+}

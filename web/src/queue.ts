@@ -1,0 +1,134 @@
+// The alert queue beside the map: open alerts, most critical and newest first, each with its
+// elapsed time, ring, who is coming and the first-response times; then the ones that just
+// closed. Each entry is a button that opens the alert.
+
+import type { AlertDetail, AlertSummary } from "./api";
+import { needsAcknowledgement } from "./api";
+import { h } from "./dom";
+import { after, clock, elapsed } from "./format";
+import { label, t } from "./i18n";
+
+/** Critical first, then those nobody has taken, then newest. */
+export function queueOrder(a: AlertSummary, b: AlertSummary): number {
+  return (
+    Number(b.critical) - Number(a.critical) ||
+    Number(needsAcknowledgement(b)) - Number(needsAcknowledgement(a)) ||
+    b.raised_at_ms - a.raised_at_ms ||
+    b.id - a.id
+  );
+}
+
+/** Names of the recipients coming or on scene, from the alert's detail if loaded. */
+function comingNames(detail: AlertDetail | undefined): string[] {
+  if (!detail) return [];
+  return detail.recipients
+    .filter((r) => r.state === "coming" || r.state === "on_scene")
+    .map((r) => `${r.label || r.who}${r.state === "on_scene" ? ` (${t.onScene})` : ""}`);
+}
+
+function entry(
+  a: AlertSummary,
+  detail: AlertDetail | undefined,
+  selected: boolean,
+  open: (id: number) => void,
+): HTMLElement {
+  const unacked = needsAcknowledgement(a);
+  const names = comingNames(detail);
+  const closed = a.state === "resolved" || a.state === "cancelled";
+  return h(
+    "li",
+    {
+      class: `alert-item${unacked ? " unacked" : ""}${a.critical ? " critical" : ""}${selected ? " selected" : ""}`,
+      "data-alert-id": a.id,
+      "data-state": a.state,
+    },
+    h(
+      "button",
+      {
+        type: "button",
+        class: "alert-open",
+        "aria-pressed": selected ? "true" : "false",
+        onclick: () => open(a.id),
+      },
+      h(
+        "div",
+        { class: "row1" },
+        h("span", { class: `kind kind-${a.kind}` }, label(t.kinds, a.kind)),
+        h("span", { class: "label" }, a.label),
+        closed
+          ? h("span", { class: "since" }, clock(a.closed_at_ms ?? a.updated_at_ms))
+          : h(
+              "span",
+              { class: "since", "data-since": a.raised_at_ms, title: t.elapsed },
+              elapsed(Date.now() - a.raised_at_ms),
+            ),
+      ),
+      h(
+        "div",
+        { class: "row2" },
+        h("span", { class: `state state-${a.state}` }, label(t.states, a.state)),
+        a.critical ? h("span", { class: "badge critical" }, t.critical) : null,
+        h("span", { class: "badge ring" }, t.ring(a.ring)),
+        h("span", { class: "raised-at" }, clock(a.raised_at_ms)),
+        a.category ? h("span", { class: "badge" }, label(t.categories, a.category)) : null,
+      ),
+      h(
+        "div",
+        { class: "row3 coming" },
+        a.responders > 0 ? t.responders(a.responders) : t.nobodyComing,
+        names.length > 0 ? `: ${names.join("、")}` : "",
+      ),
+      h(
+        "dl",
+        { class: "times" },
+        h("dt", {}, t.ack),
+        h("dd", {}, after(a.raised_at_ms, a.acknowledged_at_ms)),
+        h("dt", {}, t.delivered),
+        h("dd", {}, after(a.raised_at_ms, a.first_delivered_at_ms)),
+        h("dt", {}, t.coming),
+        h("dd", {}, after(a.raised_at_ms, a.first_coming_at_ms)),
+        h("dt", {}, t.onScene),
+        h("dd", {}, after(a.raised_at_ms, a.first_on_scene_at_ms)),
+      ),
+    ),
+  );
+}
+
+export function renderQueue(
+  el: HTMLElement,
+  open: AlertSummary[],
+  closed: AlertSummary[],
+  details: Map<number, AlertDetail>,
+  selected: number | null,
+  select: (id: number) => void,
+): void {
+  const sorted = [...open].sort(queueOrder);
+  const parts: (HTMLElement | null)[] = [
+    h("h2", { class: "queue-title" }, t.queueTitle, h("span", { class: "count" }, sorted.length)),
+    sorted.length === 0
+      ? h("p", { class: "queue-empty" }, t.queueEmpty)
+      : h(
+          "ol",
+          { class: "alert-list open" },
+          sorted.map((a) => entry(a, details.get(a.id), a.id === selected, select)),
+        ),
+    closed.length > 0 ? h("h3", { class: "closed-title" }, t.recentlyClosed) : null,
+    closed.length > 0
+      ? h(
+          "ol",
+          { class: "alert-list closed" },
+          closed.map((a) => entry(a, details.get(a.id), a.id === selected, select)),
+        )
+      : null,
+  ];
+  el.replaceChildren(...parts.filter((p): p is HTMLElement => p !== null));
+}
+
+/** Moves every elapsed-time counter on the page forward; called once a second. */
+export function tick(root: ParentNode): void {
+  const now = Date.now();
+  root.querySelectorAll<HTMLElement>("[data-since]").forEach((el) => {
+    const since = Number(el.dataset.since);
+    if (Number.isFinite(since)) el.textContent = elapsed(now - since);
+  });
+}

@@ -1,0 +1,206 @@
+// The station console in a real browser (Debian's Chromium, headless, driven by
+// playwright-core) against a real tenwatch gateway, with Mosquitto's clients as the devices.
+// The tests run in order and share one gateway: each picks up where the last one left off,
+// as a monitor's day does. Screenshots of the console go to docs/screenshots/.
+
+import assert from "node:assert/strict";
+import { mkdir } from "node:fs/promises";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { chromium } from "playwright-core";
+
+import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, listenForAcks, press, seed, until } from "./harness.mjs";
+
+const SHOTS = path.join(ROOT, "docs/screenshots");
+const VIEWPORT = { width: 1440, height: 860 };
+
+/** @type {Awaited<ReturnType<typeof seed>>} */
+let world;
+/** @type {Gateway} */
+let gw;
+/** @type {import("playwright-core").Browser} */
+let browser;
+/** @type {import("playwright-core").Page} */
+let page;
+let seq = 1000;
+
+async function signIn(p, name, password = PASSWORD) {
+  await p.goto(gw.base + "/");
+  await p.locator("#name").fill(name);
+  await p.locator("#password").fill(password);
+  await p.getByRole("button", { name: /登录|Sign in/ }).click();
+}
+
+/** The device of household `n` (1-based) of cluster `c` (1-based) of the demo zone. */
+function device(c, n) {
+  const cred = world.credentials.find((x) => x.household === `11010501-${String(c).padStart(3, "0")}-${String(n).padStart(2, "0")}`);
+  assert.ok(cred, `no device for cluster ${c} household ${n}`);
+  return cred;
+}
+
+describe("station console", { timeout: 180_000 }, () => {
+  before(async () => {
+    world = await seed();
+    gw = new Gateway(world.dir);
+    await gw.ports();
+    await gw.start();
+    // A volunteer on duty with a position, so the map and the dispatch list have one.
+    const vol = await gw.signIn("patrol1");
+    await gw.api(vol, "POST", "/api/volunteer/duty", { on_duty: true });
+    const near = device(1, 6);
+    await gw.api(vol, "POST", "/api/volunteer/position", { lat: near.lat - 0.0006, lon: near.lon + 0.0004 });
+    await mkdir(SHOTS, { recursive: true });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    const context = await browser.newContext({ viewport: VIEWPORT, locale: "zh-CN", timezoneId: "Europe/London" });
+    page = await context.newPage();
+    page.on("pageerror", (e) => console.error("page error:", e));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await gw?.stop();
+    if (process.env.KEEP_DATA) console.log("data kept in", world?.dir);
+    else await world?.cleanup();
+  });
+
+  test("signs in, saying clearly when the password is wrong", async () => {
+    await signIn(page, "station", "not the password");
+    await until("the wrong-password message", async () => /错误/.test(await page.locator(".login-error").innerText()));
+
+    await signIn(page, "station");
+    await page.locator("header.top h1").filter({ hasText: "十户联防" }).waitFor();
+    await page.locator(".queue-empty").waitFor();
+    // 2 clusters of 10 households, each drawn, with its cluster outline.
+    await until("20 households on the map", async () => (await page.locator("path.hh").count()) === 20);
+    assert.equal(await page.locator("path.cluster-outline").count(), 2);
+    assert.equal(await page.locator(".vol-pin").count(), 1, "the on-duty volunteer is on the map");
+    // Sound starts off (autoplay rules) and says so; one click arms it.
+    assert.equal(await page.locator("body").getAttribute("data-sound"), "off");
+    await page.locator("button.sound").click();
+    await until("sound armed", async () => (await page.locator("body").getAttribute("data-sound")) === "on");
+    // Times are the station's (Asia/Shanghai), not the browser's (London).
+    assert.match(await page.locator(".clock small").innerText(), /Asia\/Shanghai/);
+    await page.screenshot({ path: path.join(SHOTS, "console-idle.png") });
+  });
+
+  test("a press appears on the map and in the queue within one second", async () => {
+    const presser = device(1, 3);
+    const started = Date.now();
+    await press(gw, presser, ++seq, "medical");
+    const item = page.locator(`.alert-list.open .alert-item`).filter({ hasText: presser.label });
+    await item.waitFor({ timeout: 1_000 });
+    await page.locator(`.alert-pin[data-household="${presser.household}"]`).waitFor({ timeout: 1_000 });
+    const took = Date.now() - started;
+    assert.ok(took < 1_000, `took ${took} ms`);
+    assert.match(await item.innerText(), /急救/);
+    // Unacknowledged: it flashes, and the alarm rings.
+    assert.match(await item.getAttribute("class"), /unacked/);
+    await until("the alarm", async () => (await page.locator("body").getAttribute("data-alarm")) === "ringing");
+    // A second, older alert elsewhere, so the queue shows its order.
+    await press(gw, device(2, 8), ++seq, "help");
+    await until("two alerts", async () => (await page.locator(".alert-list.open .alert-item").count()) === 2);
+    await page.waitForTimeout(1_200); // let the elapsed counters tick once for the picture
+    await page.screenshot({ path: path.join(SHOTS, "console-alert.png") });
+  });
+
+  test("acknowledge and resolve from the page; the presser's unit hears each state", async () => {
+    const presser = device(1, 3);
+    const unit = await listenForAcks(gw, presser);
+    try {
+      await page.locator(".alert-item").filter({ hasText: presser.label }).locator("button").click();
+      const panel = page.locator("section.detail");
+      await panel.locator(".address").filter({ hasText: presser.label }).waitFor();
+      assert.match(await panel.locator(".contacts").innerText(), /138/);
+      assert.ok((await panel.locator("tr.recipient").count()) >= 10, "nine neighbours and the station");
+      await page.screenshot({ path: path.join(SHOTS, "console-detail.png") });
+
+      await panel.locator("button.ack-button").click();
+      const acked = await unit.next((a) => a.state === "acknowledged");
+      assert.equal(acked.seq, seq - 1);
+      await until("acknowledged on the page", async () => (await panel.getAttribute("data-state")) === "acknowledged");
+
+      // Dispatch the on-duty volunteer: they join the recipients.
+      await panel.locator("select.volunteer-select").selectOption("patrol1");
+      await panel.locator("button.dispatch-button").click();
+      await panel.locator('tr.recipient[data-recipient="patrol1"]').waitFor();
+
+      await panel.locator("textarea.note-text").fill("已电话联系住户");
+      await panel.locator("button.note-button").click();
+      await panel.locator(".timeline").filter({ hasText: "已电话联系住户" }).waitFor();
+
+      await panel.locator("select.category-select").selectOption("help");
+      await panel.locator("button.resolve-button").click();
+      await unit.next((a) => a.state === "resolved");
+      await until("resolved on the page", async () => (await panel.getAttribute("data-state")) === "resolved");
+      await page.locator(".alert-list.closed .alert-item").filter({ hasText: presser.label }).waitFor();
+      assert.match(await panel.locator(".resolved-as").innerText(), /求助/);
+    } finally {
+      unit.stop();
+    }
+  });
+
+  test("the feed drops and comes back, and the page catches up", async () => {
+    await gw.stop();
+    await page.locator(".feed-banner.down").waitFor({ timeout: 5_000 });
+    assert.equal(await page.locator("body").getAttribute("data-feed"), "down");
+    await gw.start();
+    // Pressed while the page is still waiting to reconnect: it must not be lost.
+    const presser = device(2, 5);
+    await press(gw, presser, ++seq, "intrusion");
+    await page.locator(".alert-list.open .alert-item").filter({ hasText: presser.label }).waitFor({ timeout: 15_000 });
+    await page.locator(".feed-banner.down").waitFor({ state: "hidden", timeout: 15_000 });
+    assert.equal(await page.locator("body").getAttribute("data-feed"), "live");
+    await page.locator(`.alert-pin[data-household="${presser.household}"]`).waitFor();
+  });
+
+  test("an operator of another zone does not see the alert", async () => {
+    const context = await browser.newContext({ viewport: VIEWPORT });
+    const other = await context.newPage();
+    try {
+      await signIn(other, "station2");
+      await other.locator(".queue-empty").waitFor();
+      await until("that zone's one household", async () => (await other.locator("path.hh").count()) === 1);
+      // The first operator still has open alerts; the second sees none of them, live or listed.
+      assert.ok((await page.locator(".alert-list.open .alert-item").count()) >= 1);
+      await press(gw, device(1, 9), ++seq, "fire");
+      await page.locator(".alert-list.open .alert-item").filter({ hasText: device(1, 9).label }).waitFor();
+      assert.equal(await other.locator(".alert-item").count(), 0);
+      assert.equal(await other.locator(".alert-pin").count(), 0);
+      const listed = await other.evaluate(async () => (await (await fetch("/api/alerts")).json()).alerts.length);
+      assert.equal(listed, 0);
+    } finally {
+      await context.close();
+    }
+  });
+
+  test("the English switch works and is remembered", async () => {
+    await page.locator("header.top button.lang-switch").click();
+    await page.locator("header.top h1").filter({ hasText: "Station console" }).waitFor();
+    assert.match(await page.locator(".queue-title").innerText(), /Alert queue/);
+    await page.reload();
+    await page.locator("header.top h1").filter({ hasText: "Station console" }).waitFor();
+    assert.match(await page.locator(".alert-list.open").innerText(), /Intrusion|Fire/);
+    await page.locator("header.top button.lang-switch").click();
+    await page.locator("header.top h1").filter({ hasText: "十户联防" }).waitFor();
+  });
+
+  test("too many wrong passwords show how long to wait", async () => {
+    const context = await browser.newContext({ viewport: VIEWPORT });
+    const p = await context.newPage();
+    try {
+      await p.goto(gw.base + "/");
+      for (let i = 0; i < 8; i++) {
+        await p.locator("#name").fill("intruder");
+        await p.locator("#password").fill(`guess ${i}`);
+        await p.locator("form.login button[type=submit]").click();
+        await until("an answer", async () => (await p.locator(".login-error").innerText()).length > 0);
+        if (/秒后重试/.test(await p.locator(".login-error").innerText())) break;
+      }
+      assert.match(await p.locator(".login-error").innerText(), /请在 \d+ 秒后重试/);
+      assert.ok(await p.locator("form.login button[type=submit]").isDisabled());
+    } finally {
+      await context.close();
+    }
+  });
+});
