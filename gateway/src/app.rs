@@ -39,6 +39,8 @@ pub struct Config {
     pub clock: Clock,
     /// The station console: where its built pages are, map tiles, time zone.
     pub console: crate::web::ConsoleConfig,
+    /// Heartbeat interval and grace, settle time, battery and coverage thresholds.
+    pub supervision: crate::supervision::SupervisionPolicy,
 }
 
 impl Config {
@@ -51,6 +53,7 @@ impl Config {
             accounts: AccountsConfig::default(),
             clock: Clock::system(),
             console: crate::web::ConsoleConfig::default(),
+            supervision: crate::supervision::SupervisionPolicy::default(),
         }
     }
 }
@@ -82,6 +85,7 @@ pub struct Application {
 impl Application {
     /// Opens the store (migrating it) and starts the embedded router. Nothing is served yet.
     pub async fn build(config: Config, listeners: Listeners) -> anyhow::Result<Self> {
+        crate::supervision::validate(&config.supervision).context("device supervision settings")?;
         let store = store::open(&config.database_url)
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
@@ -124,6 +128,7 @@ impl Application {
             plan: config.plan,
             clock: config.clock.clone(),
             ring_wake: Arc::default(),
+            supervision: config.supervision,
         };
         let http_addr = listeners.http.local_addr()?;
         Ok(Self {
@@ -217,11 +222,23 @@ impl Application {
 
         let (authority, presence_rx) = RegistryAuthority::new(store.clone(), metrics.clone());
         let authority: Arc<dyn tenwatch_broker::DeviceAuthority> = Arc::new(authority);
+        let supervision = crate::supervision::Supervision {
+            store: store.clone(),
+            feed: feed.clone(),
+            clock: config.clock.clone(),
+            policy: config.supervision,
+        };
+        {
+            let supervision = supervision.clone();
+            background.spawn(async move { ("supervision", supervision.run().await) });
+        }
         {
             let store = store.clone();
             let feed = feed.clone();
-            background
-                .spawn(async move { ("presence", run_presence(presence_rx, store, feed).await) });
+            background.spawn(async move {
+                let presence = run_presence(presence_rx, store, feed, supervision);
+                ("presence", presence.await)
+            });
         }
         // One edge for both listeners, so a device moving between TCP and TLS is one session.
         let edge = Edge::new(

@@ -130,6 +130,7 @@ pub async fn run_presence(
     mut rx: mpsc::Receiver<PresenceEvent>,
     store: Arc<dyn Store>,
     feed: Feed,
+    supervision: crate::supervision::Supervision,
 ) -> anyhow::Result<()> {
     while let Some(event) = rx.recv().await {
         let (device, session, online, reason) = match &event {
@@ -147,6 +148,7 @@ pub async fn run_presence(
                 refusal,
             } => {
                 tracing::warn!(%device, %peer, ?refusal, "device login refused");
+                supervision.presence(&event).await;
                 continue;
             }
         };
@@ -160,6 +162,8 @@ pub async fn run_presence(
         {
             tracing::error!(%device, error = %e, "presence not stored");
         }
+        // After the session is stored: supervision checks it is the device's latest.
+        supervision.presence(&event).await;
         feed.publish(&FeedEvent::Device {
             device,
             online,

@@ -30,6 +30,17 @@ pub enum FeedEvent<'a> {
         reason: Option<&'a str>,
         at_ms: i64,
     },
+    /// A device report of supervision (offline, recovered) or health (battery, tamper):
+    /// one per problem opened or closed, so a flapping device is reported once.
+    DeviceHealth {
+        #[serde(flatten)]
+        report: &'a crate::store::supervision::DeviceReport,
+    },
+    /// A cluster's coverage fell below its threshold or came back.
+    Coverage {
+        #[serde(flatten)]
+        coverage: &'a crate::store::supervision::CoverageReport,
+    },
 }
 
 /// One serialised event and who may receive it.
@@ -37,6 +48,8 @@ pub enum FeedEvent<'a> {
 pub struct FeedItem {
     /// The alert's zone; `None` for device events, which go to operators.
     pub zone: Option<Arc<str>>,
+    /// Device health and coverage are station business, not for the zone's volunteers.
+    pub operators_only: bool,
     pub json: Arc<str>,
 }
 
@@ -61,12 +74,16 @@ impl Feed {
         let zone = match event {
             FeedEvent::Alert { alert, .. } => Some(alert.zone.as_str().into()),
             FeedEvent::Device { .. } => None,
+            FeedEvent::DeviceHealth { report } => Some(report.zone.as_str().into()),
+            FeedEvent::Coverage { coverage } => Some(coverage.zone.as_str().into()),
         };
+        let operators_only = !matches!(event, FeedEvent::Alert { .. });
         match serde_json::to_string(event) {
             // No receiver is fine: no station is watching right now.
             Ok(json) => {
                 let _ = self.tx.send(FeedItem {
                     zone,
+                    operators_only,
                     json: json.into(),
                 });
             }

@@ -130,6 +130,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/feed", get(feed))
         .merge(session_routes())
         .merge(crate::console::routes())
+        .merge(crate::supervision::routes())
         // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
         .fallback(crate::web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -491,6 +492,7 @@ async fn feed(
 /// Whether a feed item is for this account: alerts of its zones; device events for operators.
 fn for_whom(item: &FeedItem, who: &Principal) -> bool {
     match &item.zone {
+        Some(_) if item.operators_only && !who.is_operator() => false,
         Some(zone) => who.zones.iter().any(|z| z.as_str() == zone.as_ref()),
         None => who.is_operator(),
     }

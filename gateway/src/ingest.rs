@@ -77,6 +77,8 @@ pub struct Ingest {
     pub clock: Clock,
     /// Wakes the escalator when a new deadline is stored.
     pub ring_wake: Arc<tokio::sync::Notify>,
+    /// Heartbeat interval, grace and health thresholds, applied to every heartbeat.
+    pub supervision: crate::supervision::SupervisionPolicy,
 }
 
 impl Ingest {
@@ -122,7 +124,16 @@ impl Ingest {
             }
             Uplink::Heartbeat(hb) => {
                 inc(&self.metrics.heartbeats);
-                if let Err(e) = self.store.record_heartbeat(&device, &hb, self.now()).await {
+                // Evidence of life and the device's health, reported once per change.
+                let supervised = crate::supervision::apply_heartbeat(
+                    self.store.as_ref(),
+                    &self.feed,
+                    &self.supervision,
+                    &device,
+                    &hb,
+                    self.now(),
+                );
+                if let Err(e) = supervised.await {
                     inc(&self.metrics.store_errors);
                     tracing::error!(%device, error = %e, "heartbeat not stored");
                 }

@@ -8,6 +8,8 @@
 //! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]).
 //! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.
 //! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
+//! - [`supervision`]: device supervision (online, late, offline with the reason), health,
+//!   cluster coverage, the "needs attention" list and its station API.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
 //! - [`accounts`], [`auth`]: operators and volunteers, argon2 passwords, sessions (cookie or
 //!   bearer), the login limiter, and the extractors that require a session.
@@ -33,6 +35,7 @@ pub mod lifecycle;
 pub mod metrics;
 pub mod seed;
 pub mod store;
+pub mod supervision;
 pub mod web;
 
 pub use app::{Application, Config, Listeners};

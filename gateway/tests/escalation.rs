@@ -37,6 +37,7 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
             plan: RingPlan::default(),
             clock: clock.clone(),
             ring_wake: Arc::default(),
+            supervision: Default::default(),
         },
         _eventloop: eventloop,
     }

@@ -21,11 +21,14 @@ async fn open_feed(app: &TestApp) -> anyhow::Result<Feed> {
     Ok(ws)
 }
 
-/// The next alert event on the feed, skipping device presence events.
+/// The next alert event on the feed, skipping device presence, health and coverage events.
 async fn next_alert_event(ws: &mut Feed) -> anyhow::Result<Value> {
     loop {
         let event = next_feed(ws).await?;
-        if event["type"] != "device" {
+        if !matches!(
+            event["type"].as_str(),
+            Some("device" | "device_health" | "coverage")
+        ) {
             return Ok(event);
         }
     }

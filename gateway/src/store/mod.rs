@@ -7,9 +7,11 @@
 pub mod accounts;
 pub mod map;
 pub mod sqlite;
+pub mod supervision;
 
 pub use accounts::AccountStore;
 pub use map::MapStore;
+pub use supervision::SupervisionStore;
 
 use std::sync::Arc;
 
@@ -263,7 +265,7 @@ pub struct RegistryCounts {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + MapStore + Send + Sync + 'static {
+pub trait Store: AccountStore + MapStore + SupervisionStore + Send + Sync + 'static {
     // --- registry ---
     async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()>;
     async fn add_cluster(&self, cluster: &NewCluster) -> StoreResult<()>;

@@ -1,0 +1,377 @@
+//! Device supervision: knowing that a panic button is dead, within the configured time, and
+//! telling the right people once.
+//!
+//! Evidence is the edge's presence reports (connected; disconnected with a reason; login
+//! refused) and the devices' heartbeats, never rumqttd's last will (it names the wrong session
+//! when a client id reconnects). A device is `online` while its evidence is fresh, `late` once
+//! its heartbeat is overdue, and `offline` after the interval plus the grace of silence, even if
+//! its TCP session still looks alive. The store applies each piece of evidence atomically (see
+//! [`crate::store::supervision`]); this module maps edge reports onto it, runs the deadline task
+//! (like [`crate::escalation`], from stored times on [`Clock`], so tests move a manual clock),
+//! publishes the debounced reports on the station feed and serves the station API:
+//!
+//! - `GET /api/devices?state=&cluster=&limit=`: device health of the operator's zones;
+//! - `GET /api/devices/{id}`: one device with its history and problems;
+//! - `GET /api/clusters/health`: coverage per cluster (households reachable now);
+//! - `GET /api/problems?all=`: the "needs attention" list, with history and who to tell.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tenwatch_broker::{DisconnectReason, PresenceEvent};
+
+use crate::auth::Operator;
+use crate::clock::Clock;
+use crate::domain::{ClusterId, DeviceId, Heartbeat, ZoneCode};
+use crate::feed::{Feed, FeedEvent};
+use crate::http::{ApiError, AppState};
+use crate::store::supervision::{
+    DeviceFilter, DeviceState, PresenceEvidence, ProblemFilter, Report,
+};
+use crate::store::{Store, StoreResult};
+
+pub use crate::store::supervision::SupervisionPolicy;
+
+/// Even with no deadline in sight, look again this often: another gateway sharing the
+/// database may have stored evidence, and a deadline stored after the last look may be near.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Why a supervision setting cannot be used; says what to change.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PolicyError {
+    #[error("the heartbeat interval must be at least 100 ms (--heartbeat-interval)")]
+    Interval,
+    #[error("the heartbeat grace must be at least 100 ms (--heartbeat-grace)")]
+    Grace,
+    #[error("the low-battery threshold is a percentage, 0 to 100 (--battery-low)")]
+    Battery,
+    #[error("the coverage minimum is a percentage, 0 to 100 (--coverage-min)")]
+    Coverage,
+}
+
+/// Checks a policy at start-up.
+pub fn validate(policy: &SupervisionPolicy) -> Result<(), PolicyError> {
+    if policy.heartbeat_interval_ms < 100 {
+        return Err(PolicyError::Interval);
+    }
+    if policy.grace_ms < 100 {
+        return Err(PolicyError::Grace);
+    }
+    if policy.battery_low > 100 {
+        return Err(PolicyError::Battery);
+    }
+    if policy.coverage_min_percent > 100 {
+        return Err(PolicyError::Coverage);
+    }
+    Ok(())
+}
+
+/// The offline reason for a disconnect, or `None` when the disconnect says nothing about the
+/// device: a replaced session means the device is back already, and a gateway shutdown is
+/// ours, not the device's (the restart gives every device a fresh grace instead).
+pub fn offline_reason(reason: &DisconnectReason) -> Option<&'static str> {
+    match reason {
+        DisconnectReason::Clean => Some("clean_disconnect"),
+        DisconnectReason::KeepAliveTimeout => Some("keepalive_lost"),
+        DisconnectReason::ConnectionLost => Some("connection_lost"),
+        DisconnectReason::Violation(_) => Some("closed_by_edge"),
+        DisconnectReason::RouterClosed => Some("broker_closed"),
+        DisconnectReason::Replaced | DisconnectReason::Shutdown => None,
+    }
+}
+
+/// Puts reports on the station feed, each to its zone's operators.
+pub fn publish(feed: &Feed, reports: &[Report]) {
+    for report in reports {
+        match report {
+            Report::Device(report) => {
+                tracing::info!(device = %report.device, event = ?report.event,
+                    reason = report.reason.as_deref().unwrap_or(""), "device report");
+                feed.publish(&FeedEvent::DeviceHealth { report });
+            }
+            Report::Coverage(coverage) => {
+                tracing::warn!(cluster = %coverage.cluster, reachable = coverage.reachable,
+                    households = coverage.households, below = coverage.below, "cluster coverage");
+                feed.publish(&FeedEvent::Coverage { coverage });
+            }
+        }
+    }
+}
+
+/// Applies a heartbeat (from the uplink workers) and reports what changed.
+pub async fn apply_heartbeat(
+    store: &dyn Store,
+    feed: &Feed,
+    policy: &SupervisionPolicy,
+    device: &DeviceId,
+    heartbeat: &Heartbeat,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let reports = store
+        .supervise_heartbeat(device, heartbeat, policy, now_ms)
+        .await?;
+    publish(feed, &reports);
+    Ok(())
+}
+
+/// The supervisor: presence evidence and the deadline task. Cheap to clone.
+#[derive(Clone)]
+pub struct Supervision {
+    pub store: Arc<dyn Store>,
+    pub feed: Feed,
+    pub clock: Clock,
+    pub policy: SupervisionPolicy,
+}
+
+impl Supervision {
+    /// Applies an edge presence report; call it after the store recorded the session.
+    pub async fn presence(&self, event: &PresenceEvent) {
+        let (device, evidence) = match event {
+            PresenceEvent::Connected {
+                device, session, ..
+            } => (device, PresenceEvidence::Connected { session: *session }),
+            PresenceEvent::Disconnected {
+                device,
+                session,
+                reason,
+            } => match offline_reason(reason) {
+                Some(reason) => (
+                    device,
+                    PresenceEvidence::Disconnected {
+                        session: *session,
+                        reason,
+                    },
+                ),
+                None => return,
+            },
+            PresenceEvent::Refused { device, .. } => (device, PresenceEvidence::Refused),
+        };
+        // A refused login may name anything; only registered ids are supervised.
+        let Ok(id) = DeviceId::parse(device) else {
+            return;
+        };
+        match self
+            .store
+            .supervise_presence(&id, evidence, &self.policy, self.clock.now_ms())
+            .await
+        {
+            Ok(reports) => publish(&self.feed, &reports),
+            Err(e) => tracing::error!(%device, error = %e, "presence not supervised"),
+        }
+    }
+
+    /// Applies every deadline due now; returns the reports (also published).
+    pub async fn tick(&self) -> StoreResult<Vec<Report>> {
+        let reports = self
+            .store
+            .supervise_due(&self.policy, self.clock.now_ms())
+            .await?;
+        publish(&self.feed, &reports);
+        Ok(reports)
+    }
+
+    /// Gives devices that were online a fresh deadline, then applies deadlines as they fall
+    /// due until the task is stopped.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let restarted = self.store.supervise_restart(self.clock.now_ms()).await?;
+        if restarted > 0 {
+            tracing::info!(
+                devices = restarted,
+                "devices online before the restart have one interval and grace to come back"
+            );
+        }
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::error!(error = %e, "supervision check failed; retrying");
+            }
+            let next = match self.store.supervise_next_deadline(&self.policy).await {
+                Ok(Some(at)) => self
+                    .clock
+                    .instant_at(at)
+                    .min(tokio::time::Instant::now() + POLL),
+                Ok(None) | Err(_) => tokio::time::Instant::now() + POLL,
+            };
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = self.clock.moved() => {}
+            }
+        }
+    }
+}
+
+/// The station's supervision API; merged into [`crate::http::router`].
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/devices", get(list_devices))
+        .route("/api/devices/{id}", get(device_detail))
+        .route("/api/clusters/health", get(cluster_health))
+        .route("/api/problems", get(problems))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesQuery {
+    /// `online`, `late`, `offline` or `never_seen`.
+    state: Option<String>,
+    cluster: Option<String>,
+    zone: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The zones to show: the one asked for if the operator may see it, else all of theirs.
+fn zones_for(
+    who: &crate::accounts::Principal,
+    zone: Option<&str>,
+) -> Result<Vec<ZoneCode>, ApiError> {
+    match zone {
+        None => Ok(who.zones.clone()),
+        Some(z) => {
+            let z = ZoneCode::parse(z).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            Ok(if who.may_see(&z) { vec![z] } else { Vec::new() })
+        }
+    }
+}
+
+async fn list_devices(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    query: Result<Query<DevicesQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let state = q
+        .state
+        .as_deref()
+        .map(|st| {
+            DeviceState::parse(st).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "state must be online, late, offline or never_seen, not {st:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    let cluster = q
+        .cluster
+        .as_deref()
+        .map(ClusterId::parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let filter = DeviceFilter {
+        zones: zones_for(&who, q.zone.as_deref())?,
+        state,
+        cluster,
+        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+    };
+    let policy = s.ingest.supervision;
+    let devices = s
+        .store
+        .device_health_list(&filter, &policy, s.ingest.now())
+        .await?;
+    Ok(Json(json!({
+        "devices": devices,
+        "heartbeat_interval_ms": policy.heartbeat_interval_ms,
+        "grace_ms": policy.grace_ms,
+    }))
+    .into_response())
+}
+
+async fn device_detail(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = DeviceId::parse(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let policy = s.ingest.supervision;
+    match s.store.device_health(&id, &policy, s.ingest.now()).await? {
+        // A device of another zone is answered exactly like one that does not exist.
+        Some(detail) if who.may_see(&detail.health.zone) => Ok(Json(detail).into_response()),
+        _ => Err(ApiError::NotFound(format!("device {id} not found"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneQuery {
+    zone: Option<String>,
+}
+
+async fn cluster_health(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    query: Result<Query<ZoneQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let policy = s.ingest.supervision;
+    let clusters = s
+        .store
+        .cluster_health(&zones_for(&who, q.zone.as_deref())?, &policy)
+        .await?;
+    Ok(Json(json!({
+        "clusters": clusters,
+        "coverage_min_percent": policy.coverage_min_percent,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProblemsQuery {
+    /// Closed problems too.
+    all: Option<bool>,
+    zone: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn problems(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    query: Result<Query<ProblemsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let filter = ProblemFilter {
+        zones: zones_for(&who, q.zone.as_deref())?,
+        include_closed: q.all.unwrap_or(false),
+        limit: q.limit.unwrap_or(200).clamp(1, 1000),
+    };
+    let problems = s.store.problems(&filter, &s.ingest.supervision).await?;
+    Ok(Json(json!({ "problems": problems })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disconnects_that_say_nothing_about_the_device_are_ignored() {
+        assert_eq!(offline_reason(&DisconnectReason::Replaced), None);
+        assert_eq!(offline_reason(&DisconnectReason::Shutdown), None);
+        assert_eq!(
+            offline_reason(&DisconnectReason::KeepAliveTimeout),
+            Some("keepalive_lost")
+        );
+    }
+
+    #[test]
+    fn policies_are_checked() {
+        assert_eq!(validate(&SupervisionPolicy::default()), Ok(()));
+        let bad = SupervisionPolicy {
+            grace_ms: 0,
+            ..Default::default()
+        };
+        assert_eq!(validate(&bad), Err(PolicyError::Grace));
+    }
+
+    #[test]
+    fn seven_of_ten_is_enough() {
+        let p = SupervisionPolicy::default();
+        assert!(!p.below(7, 10));
+        assert!(p.below(6, 10));
+        assert!(!p.below(0, 0));
+    }
+}

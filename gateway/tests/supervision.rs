@@ -1,0 +1,518 @@
+//! Device supervision against a real SQLite file on a clock that moves only when the test
+//! moves it: late and offline at the configured moments, one report for a flapping device,
+//! one event per tamper and low battery, coverage that drops and recovers, stale disconnects
+//! and restarts that do not cry wolf.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tenwatch_broker::{AuthRefusal, DisconnectReason, PresenceEvent};
+use tenwatch_gateway::clock::Clock;
+use tenwatch_gateway::domain::{DeviceId, Heartbeat, ZoneCode};
+use tenwatch_gateway::feed::Feed;
+use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
+use tenwatch_gateway::store::supervision::{
+    DeviceFilter, DeviceReportKind, DeviceState, ProblemFilter, Report,
+};
+use tenwatch_gateway::store::{self, Store};
+use tenwatch_gateway::supervision::{apply_heartbeat, Supervision, SupervisionPolicy};
+use tokio::sync::broadcast;
+
+const T0: i64 = 1_800_000_000_000;
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    sup: Supervision,
+    creds: Vec<Credential>,
+    feed_rx: broadcast::Receiver<tenwatch_gateway::feed::FeedItem>,
+}
+
+fn policy() -> SupervisionPolicy {
+    SupervisionPolicy {
+        heartbeat_interval_ms: 60_000,
+        grace_ms: 30_000,
+        settle_ms: 120_000,
+        battery_low: 20,
+        coverage_min_percent: 70,
+    }
+}
+
+async fn rig(clusters: usize) -> Rig {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = store::sqlite_url_in(dir.path());
+    let store: Arc<dyn Store> = store::open(&url).await.expect("store");
+    let creds = seed_demo(store.as_ref(), clusters).await.expect("seed");
+    let feed = Feed::new();
+    let feed_rx = feed.subscribe();
+    Rig {
+        _dir: dir,
+        sup: Supervision {
+            store,
+            feed,
+            clock: Clock::manual(T0),
+            policy: policy(),
+        },
+        creds,
+        feed_rx,
+    }
+}
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:40000".parse().expect("address")
+}
+
+impl Rig {
+    fn device(&self, i: usize) -> String {
+        self.creds[i].device.clone()
+    }
+
+    /// What `devices::run_presence` does with an edge report: store the session, then supervise.
+    async fn presence(&self, event: PresenceEvent) {
+        let now = self.sup.clock.now_ms();
+        match &event {
+            PresenceEvent::Connected {
+                device, session, ..
+            } => {
+                let id = DeviceId::parse(device).expect("device id");
+                self.sup
+                    .store
+                    .record_presence(&id, *session, true, None, now)
+                    .await
+                    .expect("presence stored");
+            }
+            PresenceEvent::Disconnected {
+                device, session, ..
+            } => {
+                let id = DeviceId::parse(device).expect("device id");
+                self.sup
+                    .store
+                    .record_presence(&id, *session, false, Some("test"), now)
+                    .await
+                    .expect("presence stored");
+            }
+            PresenceEvent::Refused { .. } => {}
+        }
+        self.sup.presence(&event).await;
+    }
+
+    async fn connect(&self, device: &str, session: u64) {
+        self.presence(PresenceEvent::Connected {
+            device: device.into(),
+            session,
+            peer: peer(),
+        })
+        .await;
+    }
+
+    async fn disconnect(&self, device: &str, session: u64, reason: DisconnectReason) {
+        self.presence(PresenceEvent::Disconnected {
+            device: device.into(),
+            session,
+            reason,
+        })
+        .await;
+    }
+
+    async fn heartbeat(&self, device: &str, battery: u8, tamper: bool) {
+        let hb = Heartbeat {
+            seq: 1,
+            battery: Some(battery),
+            tamper,
+            rssi: Some(-60),
+            firmware: Some("1.2.0".into()),
+        };
+        apply_heartbeat(
+            self.sup.store.as_ref(),
+            &self.sup.feed,
+            &self.sup.policy,
+            &DeviceId::parse(device).expect("device id"),
+            &hb,
+            self.sup.clock.now_ms(),
+        )
+        .await
+        .expect("heartbeat applied");
+    }
+
+    async fn state(&self, device: &str) -> (DeviceState, Option<String>) {
+        let detail = self
+            .sup
+            .store
+            .device_health(
+                &DeviceId::parse(device).expect("device id"),
+                &self.sup.policy,
+                self.sup.clock.now_ms(),
+            )
+            .await
+            .expect("device health")
+            .expect("device exists");
+        (detail.health.state, detail.health.reason)
+    }
+
+    /// Station feed events of supervision published since the last call.
+    fn reports(&mut self) -> Vec<Value> {
+        let mut out = Vec::new();
+        while let Ok(item) = self.feed_rx.try_recv() {
+            let v: Value = serde_json::from_str(&item.json).expect("feed JSON");
+            if v["type"] == "device_health" || v["type"] == "coverage" {
+                assert!(item.zone.is_some(), "supervision events carry their zone");
+                out.push(v);
+            }
+        }
+        out
+    }
+
+    fn device_reports(&mut self, device: &str) -> Vec<Value> {
+        self.reports()
+            .into_iter()
+            .filter(|r| r["type"] == "device_health" && r["device"] == device)
+            .collect()
+    }
+}
+
+fn kinds(reports: &[Report]) -> Vec<DeviceReportKind> {
+    reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Device(d) => Some(d.event),
+            Report::Coverage(_) => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_silent_device_goes_late_then_offline_at_the_configured_moments() {
+    let mut rig = rig(1).await;
+    let d = rig.device(3);
+    assert_eq!(rig.state(&d).await.0, DeviceState::NeverSeen);
+    rig.connect(&d, 1).await;
+    rig.sup.clock.advance_ms(1_000);
+    rig.heartbeat(&d, 90, false).await;
+    assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
+    rig.reports();
+
+    // Due at +61 s: late from that moment, offline at +91 s, though its TCP session is open.
+    rig.sup.clock.advance_ms(59_999);
+    assert_eq!(rig.state(&d).await.0, DeviceState::Online);
+    rig.sup.clock.advance_ms(1);
+    assert_eq!(rig.state(&d).await.0, DeviceState::Late);
+    let late = rig
+        .sup
+        .store
+        .device_health_list(
+            &DeviceFilter {
+                zones: vec![ZoneCode::parse(DEMO_ZONE).unwrap()],
+                state: Some(DeviceState::Late),
+                cluster: None,
+                limit: 100,
+            },
+            &rig.sup.policy,
+            rig.sup.clock.now_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].device.as_str(), d);
+    assert!(late[0].connected, "the edge still holds its session");
+    assert!(rig.sup.tick().await.unwrap().is_empty(), "late is not news");
+
+    rig.sup.clock.advance_ms(29_999);
+    assert!(
+        rig.sup.tick().await.unwrap().is_empty(),
+        "offline too early"
+    );
+    assert_eq!(
+        rig.sup
+            .store
+            .supervise_next_deadline(&rig.sup.policy)
+            .await
+            .unwrap(),
+        Some(T0 + 91_000)
+    );
+    rig.sup.clock.advance_ms(1);
+    let reports = rig.sup.tick().await.unwrap();
+    assert_eq!(kinds(&reports), [DeviceReportKind::Offline]);
+    assert_eq!(
+        rig.state(&d).await,
+        (DeviceState::Offline, Some("heartbeat_missed".into()))
+    );
+    let feed = rig.device_reports(&d);
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    assert_eq!(feed[0]["event"], "offline");
+    assert_eq!(feed[0]["reason"], "heartbeat_missed");
+    assert_eq!(feed[0]["zone"], DEMO_ZONE);
+    assert!(rig.sup.tick().await.unwrap().is_empty(), "reported once");
+
+    // A heartbeat brings it back; the episode closes once it has stayed for the settle time.
+    rig.heartbeat(&d, 90, false).await;
+    assert_eq!(rig.state(&d).await.0, DeviceState::Online);
+    rig.sup.clock.advance_ms(119_999);
+    rig.heartbeat(&d, 90, false).await;
+    assert!(kinds(&rig.sup.tick().await.unwrap()).is_empty());
+    rig.sup.clock.advance_ms(1);
+    assert_eq!(
+        kinds(&rig.sup.tick().await.unwrap()),
+        [DeviceReportKind::Recovered]
+    );
+}
+
+#[tokio::test]
+async fn a_flapping_device_is_reported_once() {
+    let mut rig = rig(1).await;
+    let d = rig.device(0);
+    rig.connect(&d, 1).await;
+    rig.reports();
+    for session in 1..=5u64 {
+        rig.disconnect(&d, session, DisconnectReason::ConnectionLost)
+            .await;
+        rig.sup.clock.advance_ms(2_000);
+        rig.connect(&d, session + 1).await;
+        rig.sup.clock.advance_ms(2_000);
+        assert!(rig.sup.tick().await.unwrap().is_empty());
+    }
+    let feed = rig.device_reports(&d);
+    assert_eq!(feed.len(), 1, "one report for the whole episode: {feed:?}");
+    assert_eq!(feed[0]["event"], "offline");
+    assert_eq!(feed[0]["reason"], "connection_lost");
+
+    let problems = rig
+        .sup
+        .store
+        .problems(
+            &ProblemFilter {
+                zones: vec![ZoneCode::parse(DEMO_ZONE).unwrap()],
+                include_closed: false,
+                limit: 100,
+            },
+            &rig.sup.policy,
+        )
+        .await
+        .unwrap();
+    let p = problems
+        .iter()
+        .find(|p| p.device.as_ref().map(|d| d.as_str()) == Some(d.as_str()))
+        .expect("the device needs attention");
+    assert_eq!(p.kind, "offline");
+    assert_eq!(p.flaps, 5);
+    assert!(p.flapping);
+    // The history tells every flap; who to tell includes the household and the station.
+    assert_eq!(p.history.iter().filter(|h| h.kind == "offline").count(), 5);
+    assert!(p.notify.iter().any(|n| n.role == "household"));
+    assert!(p.notify.iter().any(|n| n.role == "station"));
+
+    // Settled: two minutes online, heartbeating, since it last came back.
+    for _ in 0..2 {
+        rig.sup.clock.advance_ms(60_000);
+        rig.heartbeat(&d, 80, false).await;
+    }
+    assert_eq!(
+        kinds(&rig.sup.tick().await.unwrap()),
+        [DeviceReportKind::Recovered]
+    );
+    assert_eq!(rig.state(&d).await.0, DeviceState::Online);
+}
+
+#[tokio::test]
+async fn tamper_and_low_battery_each_produce_one_event() {
+    let mut rig = rig(1).await;
+    let d = rig.device(1);
+    rig.connect(&d, 1).await;
+    rig.heartbeat(&d, 50, false).await;
+    rig.reports();
+
+    for _ in 0..3 {
+        rig.sup.clock.advance_ms(60_000);
+        rig.heartbeat(&d, 50, true).await;
+    }
+    let feed = rig.device_reports(&d);
+    assert_eq!(feed.len(), 1, "{feed:?}");
+    assert_eq!(feed[0]["event"], "tamper");
+
+    for level in [19, 19, 18, 21, 19] {
+        rig.sup.clock.advance_ms(60_000);
+        rig.heartbeat(&d, level, true).await;
+    }
+    let feed = rig.device_reports(&d);
+    assert_eq!(feed.len(), 1, "a wobbling level is one problem: {feed:?}");
+    assert_eq!(feed[0]["event"], "low_battery");
+    assert_eq!(feed[0]["battery"], 19);
+
+    rig.sup.clock.advance_ms(60_000);
+    rig.heartbeat(&d, 100, false).await;
+    let events: Vec<Value> = rig.device_reports(&d);
+    let names: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(names, ["battery_ok", "tamper_cleared"]);
+
+    let detail = rig
+        .sup
+        .store
+        .device_health(
+            &DeviceId::parse(&d).unwrap(),
+            &rig.sup.policy,
+            rig.sup.clock.now_ms(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let tamper: Vec<&str> = detail
+        .history
+        .iter()
+        .filter(|h| h.kind == "tamper")
+        .map(|h| h.value.as_str())
+        .collect();
+    assert_eq!(tamper, ["off", "on"], "newest first, each change once");
+    assert!(detail
+        .history
+        .iter()
+        .any(|h| h.kind == "firmware" && h.value == "1.2.0"));
+    assert_eq!(detail.problems_history.len(), 2);
+    assert!(detail
+        .problems_history
+        .iter()
+        .all(|p| p.closed_at_ms.is_some()));
+}
+
+#[tokio::test]
+async fn coverage_drops_below_seven_of_ten_and_recovers() {
+    let mut rig = rig(2).await;
+    let cluster = rig.creds[0].cluster.clone();
+    let ours: Vec<String> = (0..10).map(|i| rig.device(i)).collect();
+    for (i, d) in ours.iter().enumerate() {
+        rig.connect(d, i as u64 + 1).await;
+    }
+    let coverage: Vec<Value> = rig
+        .reports()
+        .into_iter()
+        .filter(|r| r["type"] == "coverage")
+        .collect();
+    // First seen at 1 of 10 (below), then up past 7 of 10.
+    assert_eq!(coverage.len(), 2, "{coverage:?}");
+    assert_eq!(coverage[1]["below"], false);
+    assert_eq!(coverage[1]["reachable"], 7);
+
+    for (i, d) in ours.iter().enumerate().take(4) {
+        rig.disconnect(d, i as u64 + 1, DisconnectReason::KeepAliveTimeout)
+            .await;
+    }
+    let coverage: Vec<Value> = rig
+        .reports()
+        .into_iter()
+        .filter(|r| r["type"] == "coverage")
+        .collect();
+    assert_eq!(coverage.len(), 1, "{coverage:?}");
+    assert_eq!(coverage[0]["cluster"], cluster.as_str());
+    assert_eq!(coverage[0]["below"], true);
+    assert_eq!(coverage[0]["reachable"], 6);
+    let zones = [ZoneCode::parse(DEMO_ZONE).unwrap()];
+    let health = rig
+        .sup
+        .store
+        .cluster_health(&zones, &rig.sup.policy)
+        .await
+        .unwrap();
+    let ours_health = health
+        .iter()
+        .find(|c| c.cluster.as_str() == cluster)
+        .unwrap();
+    assert_eq!((ours_health.reachable, ours_health.below), (6, true));
+    let problems = rig
+        .sup
+        .store
+        .problems(
+            &ProblemFilter {
+                zones: zones.to_vec(),
+                include_closed: false,
+                limit: 100,
+            },
+            &rig.sup.policy,
+        )
+        .await
+        .unwrap();
+    assert!(problems
+        .iter()
+        .any(|p| p.kind == "coverage" && p.cluster.as_str() == cluster));
+
+    // Back, and counted again once each has stayed for the settle time.
+    for (i, d) in ours.iter().enumerate().take(4) {
+        rig.connect(d, 100 + i as u64).await;
+    }
+    assert!(rig.reports().iter().all(|r| r["type"] != "coverage"));
+    rig.sup.clock.advance_ms(120_000);
+    for d in &ours {
+        rig.heartbeat(d, 80, false).await;
+    }
+    let reports = rig.sup.tick().await.unwrap();
+    assert_eq!(kinds(&reports).len(), 4);
+    let coverage: Vec<Value> = rig
+        .reports()
+        .into_iter()
+        .filter(|r| r["type"] == "coverage")
+        .collect();
+    assert_eq!(coverage.len(), 1, "{coverage:?}");
+    assert_eq!(coverage[0]["below"], false);
+    assert_eq!(coverage[0]["reachable"], 10);
+}
+
+#[tokio::test]
+async fn a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device_offline() {
+    let mut rig = rig(1).await;
+    let d = rig.device(2);
+    rig.connect(&d, 1).await;
+    // The device reconnects with the same client id: the old session ends after the new one
+    // began (the case where rumqttd's own last will goes wrong).
+    rig.connect(&d, 2).await;
+    rig.disconnect(&d, 1, DisconnectReason::Replaced).await;
+    rig.disconnect(&d, 1, DisconnectReason::ConnectionLost)
+        .await;
+    rig.presence(PresenceEvent::Refused {
+        device: d.clone(),
+        peer: peer(),
+        refusal: AuthRefusal::BadCredentials,
+    })
+    .await;
+    assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
+    assert!(rig.device_reports(&d).is_empty());
+
+    // A device that can only fail to log in is offline for that reason.
+    let other = rig.device(5);
+    rig.presence(PresenceEvent::Refused {
+        device: other.clone(),
+        peer: peer(),
+        refusal: AuthRefusal::BadCredentials,
+    })
+    .await;
+    assert_eq!(
+        rig.state(&other).await,
+        (DeviceState::Offline, Some("refused_login".into()))
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_restart_gives_online_devices_a_fresh_grace() {
+    let mut rig = rig(1).await;
+    let d = rig.device(4);
+    rig.connect(&d, 1).await;
+    rig.reports();
+    rig.sup.clock.advance_ms(80_000);
+    // The gateway restarts: no session survives, but the device is not declared dead.
+    rig.sup
+        .store
+        .reset_presence("gateway restarted", rig.sup.clock.now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        rig.sup
+            .store
+            .supervise_restart(rig.sup.clock.now_ms())
+            .await
+            .unwrap(),
+        1
+    );
+    rig.sup.clock.advance_ms(89_999);
+    assert!(rig.sup.tick().await.unwrap().is_empty());
+    rig.sup.clock.advance_ms(1);
+    assert_eq!(
+        kinds(&rig.sup.tick().await.unwrap()),
+        [DeviceReportKind::Offline]
+    );
+}
