@@ -89,7 +89,8 @@ impl Ingest {
             tracing::warn!(alert = %alert.id, "fan-out owed from before a restart: sending it now");
             self.fan_out(alert, "raised").await;
             self.ack(&alert.device, alert.seq, alert).await;
-            self.mark_notified(alert).await;
+            // Awaited here: devices are let in only once the debt is recorded as paid.
+            self.store.mark_notified(alert.id, self.now()).await?;
         }
         Ok(owed.len())
     }
@@ -111,8 +112,33 @@ impl Ingest {
             Uplink::Press(press) => self.press(&device, &press).await,
             Uplink::Delivered { alert } => {
                 inc(&self.metrics.deliveries);
-                self.unit_answer(&device, alert, RecipientState::Delivered)
-                    .await;
+                // Nine receipts per press: queue the write in order and let another task wait
+                // for its group commit, so the worker takes the next message at once.
+                let actor = format!("device:{device}");
+                let queued = self.store.apply_queued(
+                    alert,
+                    &actor,
+                    Action::Recipient(RecipientState::Delivered),
+                    Some((RecipientKind::Unit, device.as_str())),
+                    "",
+                    self.now(),
+                );
+                let ingest = self.clone();
+                tokio::spawn(async move {
+                    match queued.await {
+                        Ok(applied) if applied.recipient_changed => {
+                            ingest.feed.publish(&FeedEvent::Alert {
+                                event: "delivered",
+                                at_ms: ingest.now(),
+                                alert: &applied.alert,
+                            })
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(%device, %alert, error = %e, "delivery receipt not recorded")
+                        }
+                    }
+                });
             }
             Uplink::Respond { alert, answer } => {
                 inc(&self.metrics.responses);
@@ -326,19 +352,25 @@ impl Ingest {
         self.publish(format!("tw/d/{device}/down/ack"), &body).await;
     }
 
+    /// Records the fan-out: queued now (so it precedes the receipts it caused), committed
+    /// with the next batch while the worker moves on.
     async fn mark_notified(&self, alert: &AlertSummary) {
-        match self.store.mark_notified(alert.id, self.now()).await {
-            Ok(updated) if updated.state != alert.state => self.feed.publish(&FeedEvent::Alert {
-                event: "notified",
-                at_ms: self.now(),
-                alert: &updated,
-            }),
-            Ok(_) => {}
-            Err(e) => {
-                inc(&self.metrics.store_errors);
-                tracing::error!(alert = %alert.id, error = %e, "fan-out not recorded");
+        let queued = self.store.mark_notified_queued(alert.id, self.now());
+        let (ingest, before, id) = (self.clone(), alert.state, alert.id);
+        tokio::spawn(async move {
+            match queued.await {
+                Ok(updated) if updated.state != before => ingest.feed.publish(&FeedEvent::Alert {
+                    event: "notified",
+                    at_ms: ingest.now(),
+                    alert: &updated,
+                }),
+                Ok(_) => {}
+                Err(e) => {
+                    inc(&ingest.metrics.store_errors);
+                    tracing::error!(alert = %id, error = %e, "fan-out not recorded");
+                }
             }
-        }
+        });
     }
 
     async fn publish(&self, topic: String, body: &impl Serialize) {

@@ -301,7 +301,15 @@ pub trait Store: AccountStore + MapStore + SupervisionStore + Send + Sync + 'sta
         now_ms: i64,
     ) -> StoreResult<PressOutcome>;
     /// Records that the alert's fan-out went out (raised → notified).
-    async fn mark_notified(&self, alert: AlertId, now_ms: i64) -> StoreResult<AlertSummary>;
+    async fn mark_notified(&self, alert: AlertId, now_ms: i64) -> StoreResult<AlertSummary> {
+        self.mark_notified_queued(alert, now_ms).await
+    }
+    /// [`Store::mark_notified`], queued now; the future completes after its commit.
+    fn mark_notified_queued(
+        &self,
+        alert: AlertId,
+        now_ms: i64,
+    ) -> futures::future::BoxFuture<'static, StoreResult<AlertSummary>>;
     /// A `cancel` press: cancels the device's latest open alert if raised within the window.
     async fn cancel_press(
         &self,
@@ -330,6 +338,17 @@ pub trait Store: AccountStore + MapStore + SupervisionStore + Send + Sync + 'sta
         detail: &str,
         now_ms: i64,
     ) -> StoreResult<Applied>;
+    /// [`Store::apply`], queued now in the order of calls and completed by the returned
+    /// future: a caller can hand the wait to another task and keep a device's messages in order.
+    fn apply_queued(
+        &self,
+        alert: AlertId,
+        actor: &str,
+        action: Action,
+        target: Option<(RecipientKind, &str)>,
+        detail: &str,
+        now_ms: i64,
+    ) -> futures::future::BoxFuture<'static, StoreResult<Applied>>;
     async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>>;
     /// The clusters whose units were alerted (home cluster first, then ring 1's).
     async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>>;
