@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Runs every tenwatch test on a fresh machine: installs the outside parts the tests drive
-# (Mosquitto's command-line clients as the third-party MQTT device), then builds and tests
-# the whole workspace. With CI=true a test whose outside part is missing fails, never skips.
+# (Mosquitto's command-line clients as the third-party MQTT device, Debian's Chromium for the
+# console), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# The station console's browser tests: Debian's Chromium, and a CJK font for its pages.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+fc-list :lang=zh 2>/dev/null | grep -q . || need_apt+=(fonts-wqy-microhei)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_apt[*]}"
@@ -22,3 +25,5 @@ echo "== building"
 cargo build --workspace --all-targets --locked
 echo "== testing"
 cargo test --workspace --locked -- --test-threads 4
+echo "== station console"
+scripts/web-test.sh
