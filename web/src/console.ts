@@ -296,6 +296,9 @@ export class ConsolePage {
         if (typeof m.device === "string") {
           const patch: Partial<MapDevice> = {};
           if (typeof m.online === "boolean") patch.online = m.online;
+          // Supervision's reports: an offline episode began or ended.
+          if (m.event === "offline") patch.online = false;
+          if (m.event === "recovered") patch.online = true;
           if (typeof m.battery === "number") patch.battery = m.battery;
           if (typeof m.reason === "string" || m.reason === null) patch.disconnect_reason = m.reason as string | null;
           this.map.updateDevice(m.device, patch);
