@@ -114,26 +114,18 @@ impl Ingest {
                 inc(&self.metrics.deliveries);
                 // Nine receipts per press: queue the write in order and let another task wait
                 // for its group commit, so the worker takes the next message at once.
-                let actor = format!("device:{device}");
-                let queued = self.store.apply_queued(
-                    alert,
-                    &actor,
-                    Action::Recipient(RecipientState::Delivered),
-                    Some((RecipientKind::Unit, device.as_str())),
-                    "",
-                    self.now(),
-                );
+                let queued = self
+                    .store
+                    .record_delivery_queued(alert, &device, self.now());
                 let ingest = self.clone();
                 tokio::spawn(async move {
                     match queued.await {
-                        Ok(applied) if applied.recipient_changed => {
-                            ingest.feed.publish(&FeedEvent::Alert {
-                                event: "delivered",
-                                at_ms: ingest.now(),
-                                alert: &applied.alert,
-                            })
-                        }
-                        Ok(_) => {}
+                        Ok(Some(first)) => ingest.feed.publish(&FeedEvent::Alert {
+                            event: "delivered",
+                            at_ms: ingest.now(),
+                            alert: &first,
+                        }),
+                        Ok(None) => {}
                         Err(e) => {
                             tracing::warn!(%device, %alert, error = %e, "delivery receipt not recorded")
                         }

@@ -349,6 +349,16 @@ pub trait Store: AccountStore + MapStore + SupervisionStore + Send + Sync + 'sta
         detail: &str,
         now_ms: i64,
     ) -> futures::future::BoxFuture<'static, StoreResult<Applied>>;
+    /// A unit reports it sounded: its recipient moves to `delivered` with a timeline event.
+    /// Queued now; the future gives the alert when this was its first delivery (the station
+    /// sees when help started to arrive), `None` otherwise. The cheap path for nine receipts a
+    /// press.
+    fn record_delivery_queued(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+    ) -> futures::future::BoxFuture<'static, StoreResult<Option<AlertSummary>>>;
     async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>>;
     /// The clusters whose units were alerted (home cluster first, then ring 1's).
     async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>>;

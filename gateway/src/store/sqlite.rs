@@ -834,6 +834,58 @@ impl Store for SqliteStore {
         })
     }
 
+    fn record_delivery_queued(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+    ) -> BoxFuture<'static, StoreResult<Option<AlertSummary>>> {
+        let device = device.clone();
+        self.enqueue(move |tx| {
+            Box::pin(async move {
+                let moved = sqlx::query(
+                    "UPDATE recipients SET state = 'delivered', updated_at_ms = ? \
+                     WHERE alert = ? AND kind = 'unit' AND who = ? AND state = 'notified'",
+                )
+                .bind(now_ms)
+                .bind(alert.0)
+                .bind(device.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+                // Not a recipient, or already further along (a late receipt): nothing to say.
+                if moved == 0 {
+                    return Ok(None);
+                }
+                insert_event(
+                    &mut *tx,
+                    alert.0,
+                    &device_actor(&device),
+                    "delivered",
+                    "",
+                    now_ms,
+                )
+                .await?;
+                let first = sqlx::query(
+                    "UPDATE alerts SET first_delivered_at_ms = ? \
+                     WHERE id = ? AND first_delivered_at_ms IS NULL",
+                )
+                .bind(now_ms)
+                .bind(alert.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+                if first == 1 {
+                    Ok(Some(alert_in(&mut *tx, alert.0).await?))
+                } else {
+                    Ok(None)
+                }
+            })
+        })
+    }
+
     async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>> {
         let rows = sqlx::query(
             "SELECT kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms \
