@@ -94,12 +94,50 @@ struct ServeArgs {
     max_payload: usize,
     #[command(flatten)]
     console: tenwatch_gateway::web::ConsoleArgs,
+    #[command(flatten)]
+    rings: RingArgs,
+}
+
+/// When an alert nobody answers reaches further.
+#[derive(Args, Clone)]
+struct RingArgs {
+    /// Seconds without anyone coming before ring 1 (nearby clusters, volunteers within the radius).
+    #[arg(long, env = "TENWATCH_RING1_AFTER", default_value_t = 30)]
+    ring1_after: u64,
+    /// Seconds without anyone coming before ring 2 (every on-duty volunteer of the zone; critical).
+    #[arg(long, env = "TENWATCH_RING2_AFTER", default_value_t = 90)]
+    ring2_after: u64,
+    /// Metres from the pressing household that ring 1 reaches.
+    #[arg(long, env = "TENWATCH_RING1_RADIUS", default_value_t = 800.0)]
+    ring1_radius: f64,
+}
+
+impl RingArgs {
+    fn plan(&self) -> anyhow::Result<tenwatch_gateway::store::RingPlan> {
+        if self.ring1_after == 0 || self.ring2_after <= self.ring1_after {
+            bail!(
+                "--ring2-after ({}) must be later than --ring1-after ({}), and both above 0",
+                self.ring2_after,
+                self.ring1_after
+            );
+        }
+        if !(self.ring1_radius.is_finite() && self.ring1_radius > 0.0) {
+            bail!("--ring1-radius must be a positive number of metres");
+        }
+        Ok(tenwatch_gateway::store::RingPlan {
+            ring1_after_ms: self.ring1_after as i64 * 1000,
+            ring2_after_ms: self.ring2_after as i64 * 1000,
+            radius_m: self.ring1_radius,
+        })
+    }
 }
 
 #[derive(Args, Clone)]
 struct DemoArgs {
     #[command(flatten)]
     store: StoreArgs,
+    #[command(flatten)]
+    rings: RingArgs,
     /// Clusters of ten households to create on first start.
     #[arg(long, default_value_t = 12)]
     clusters: usize,
@@ -299,6 +337,7 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.cancel_window = Duration::from_secs(args.cancel_window);
     config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.edge.max_payload = args.max_payload;
+    config.plan = args.rings.plan()?;
     config.console = args.console.clone().into_config()?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.edge.tls = Some(tenwatch_broker::TlsFiles {
@@ -375,6 +414,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         connect_timeout: 5,
         max_payload: 2048,
         console: args.console.clone(),
+        rings: args.rings.clone(),
     };
     let app = build_app(&serve).await?;
     let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
