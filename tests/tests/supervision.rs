@@ -263,11 +263,16 @@ const GRACE: Duration = Duration::from_secs(1);
 
 /// Connects `n` heartbeating devices, silences `cut` of them at once, and returns the delay of
 /// each offline report after its missed heartbeat was due (ms), and after the cut.
-async fn silent_fleet(clusters: usize, cut: usize) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
+async fn silent_fleet(
+    clusters: usize,
+    cut: usize,
+    interval: Duration,
+    grace: Duration,
+) -> anyhow::Result<(Vec<i64>, Vec<i64>)> {
     let app = spawn_app_with(clusters, |c| {
         c.supervision = SupervisionPolicy {
-            heartbeat_interval_ms: INTERVAL.as_millis() as i64,
-            grace_ms: GRACE.as_millis() as i64,
+            heartbeat_interval_ms: interval.as_millis() as i64,
+            grace_ms: grace.as_millis() as i64,
             // A unit that missed a beat while the fleet connected is trusted again quickly,
             // so the cut starts from a fleet with no open episode.
             settle_ms: 1_000,
@@ -283,7 +288,7 @@ async fn silent_fleet(clusters: usize, cut: usize) -> anyhow::Result<(Vec<i64>, 
     for batch in app.credentials.chunks(100) {
         let mut devices: Vec<SimDevice> = batch
             .iter()
-            .map(|c| SimDevice::start(app.mqtt, c, Duration::from_secs(30), Some(INTERVAL)))
+            .map(|c| SimDevice::start(app.mqtt, c, Duration::from_secs(30), Some(interval)))
             .collect();
         for d in &mut devices {
             d.wait_connected().await?;
@@ -320,7 +325,7 @@ async fn silent_fleet(clusters: usize, cut: usize) -> anyhow::Result<(Vec<i64>, 
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     eprintln!("{ramp_flaps} devices missed a heartbeat while the fleet connected");
-    let settle_until = tokio::time::Instant::now() + INTERVAL + Duration::from_millis(200);
+    let settle_until = tokio::time::Instant::now() + interval + Duration::from_millis(200);
     tokio::time::sleep_until(settle_until).await;
     let cut_at = now_ms();
     for d in fleet.iter().step_by(n / cut).take(cut) {
@@ -333,7 +338,7 @@ async fn silent_fleet(clusters: usize, cut: usize) -> anyhow::Result<(Vec<i64>, 
         .map(|d| d.id.as_str())
         .collect();
 
-    let budget = INTERVAL + GRACE + Duration::from_secs(1);
+    let budget = interval + grace + Duration::from_secs(1);
     let deadline = tokio::time::Instant::now() + budget + Duration::from_secs(5);
     let offline = loop {
         let offline = devices(&app, "&state=offline").await?;
@@ -356,7 +361,7 @@ async fn silent_fleet(clusters: usize, cut: usize) -> anyhow::Result<(Vec<i64>, 
         assert_eq!(d["reason"], "heartbeat_missed", "{d}");
         let since = d["since_ms"].as_i64().context("since")?;
         let last = d["last_heartbeat_ms"].as_i64().context("last heartbeat")?;
-        after_due.push(since - (last + INTERVAL.as_millis() as i64));
+        after_due.push(since - (last + interval.as_millis() as i64));
         after_cut.push(since - cut_at);
     }
     assert_eq!(offline.len(), cut);
@@ -399,7 +404,7 @@ fn summary(what: &str, sorted: &[i64]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_of_a_thousand_silent_devices_are_all_reported_within_the_grace_plus_a_second(
 ) -> anyhow::Result<()> {
-    let (after_due, after_cut) = silent_fleet(100, 100).await?;
+    let (after_due, after_cut) = silent_fleet(100, 100, INTERVAL, GRACE).await?;
     eprintln!("grace {GRACE:?}, interval {INTERVAL:?}");
     eprintln!(
         "{}",
@@ -416,7 +421,8 @@ async fn a_hundred_of_a_thousand_silent_devices_are_all_reported_within_the_grac
 }
 
 /// The benchmark of `docs/bench/supervision.md`: `TENWATCH_BENCH_DEVICES` devices (default
-/// 1,000; at most ~4,500 in one process with 20,000 open files), a tenth silenced at once.
+/// 1,000; at most ~4,500 in one process with 20,000 open files), a tenth silenced at once;
+/// `TENWATCH_BENCH_INTERVAL_S` and `TENWATCH_BENCH_GRACE_S` (default 2 and 1).
 /// Run: `cargo test --release -p tenwatch-tests --test supervision -- --ignored --nocapture`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "benchmark: run in release by hand"]
@@ -425,9 +431,18 @@ async fn bench_detection_delay() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    let (after_due, after_cut) = silent_fleet(n / 10, n / 10).await?;
+    let secs = |var: &str, default: Duration| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs_f64)
+            .unwrap_or(default)
+    };
+    let interval = secs("TENWATCH_BENCH_INTERVAL_S", INTERVAL);
+    let grace = secs("TENWATCH_BENCH_GRACE_S", GRACE);
+    let (after_due, after_cut) = silent_fleet(n / 10, n / 10, interval, grace).await?;
     println!(
-        "devices {n}, silenced {}, interval {INTERVAL:?}, grace {GRACE:?}",
+        "devices {n}, silenced {}, interval {interval:?}, grace {grace:?}",
         n / 10
     );
     println!(
