@@ -96,6 +96,41 @@ struct ServeArgs {
     console: tenwatch_gateway::web::ConsoleArgs,
     #[command(flatten)]
     rings: RingArgs,
+    #[command(flatten)]
+    supervision: SupervisionArgs,
+}
+
+/// How dead devices are noticed.
+#[derive(Args, Clone)]
+struct SupervisionArgs {
+    /// Seconds between a device's heartbeats (set the devices to the same); silent longer is `late`.
+    #[arg(long, env = "TENWATCH_HEARTBEAT_INTERVAL", default_value_t = 60.0)]
+    heartbeat_interval: f64,
+    /// Further seconds of silence before a device is `offline` (heartbeat missed).
+    #[arg(long, env = "TENWATCH_HEARTBEAT_GRACE", default_value_t = 30.0)]
+    heartbeat_grace: f64,
+    /// Seconds a device back online must stay before its offline episode closes (flap debounce).
+    #[arg(long, env = "TENWATCH_FLAP_SETTLE", default_value_t = 120.0)]
+    flap_settle: f64,
+    /// Battery percentage under which a device is reported low.
+    #[arg(long, env = "TENWATCH_BATTERY_LOW", default_value_t = 20)]
+    battery_low: u8,
+    /// Percentage of a cluster's households that must be reachable.
+    #[arg(long, env = "TENWATCH_COVERAGE_MIN", default_value_t = 70)]
+    coverage_min: u8,
+}
+
+impl SupervisionArgs {
+    fn policy(&self) -> tenwatch_gateway::supervision::SupervisionPolicy {
+        let ms = |s: f64| (s * 1000.0) as i64;
+        tenwatch_gateway::supervision::SupervisionPolicy {
+            heartbeat_interval_ms: ms(self.heartbeat_interval),
+            grace_ms: ms(self.heartbeat_grace),
+            settle_ms: ms(self.flap_settle),
+            battery_low: self.battery_low,
+            coverage_min_percent: self.coverage_min,
+        }
+    }
 }
 
 /// When an alert nobody answers reaches further.
@@ -138,6 +173,8 @@ struct DemoArgs {
     store: StoreArgs,
     #[command(flatten)]
     rings: RingArgs,
+    #[command(flatten)]
+    supervision: SupervisionArgs,
     /// Clusters of ten households to create on first start.
     #[arg(long, default_value_t = 12)]
     clusters: usize,
@@ -338,6 +375,7 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.edge.max_payload = args.max_payload;
     config.plan = args.rings.plan()?;
+    config.supervision = args.supervision.policy();
     config.console = args.console.clone().into_config()?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.edge.tls = Some(tenwatch_broker::TlsFiles {
@@ -415,6 +453,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         max_payload: 2048,
         console: args.console.clone(),
         rings: args.rings.clone(),
+        supervision: args.supervision.clone(),
     };
     let app = build_app(&serve).await?;
     let (mqtt, http) = (app.mqtt_addr(), app.http_addr());

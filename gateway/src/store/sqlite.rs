@@ -365,7 +365,8 @@ impl SqliteStore {
         })
     }
 
-    async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    /// Runs `work` in the next group commit and waits for the commit.
+    pub(super) async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>

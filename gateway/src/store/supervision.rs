@@ -869,7 +869,13 @@ impl SupervisionStore for SqliteStore {
         // transaction, no read. Anything else takes the full path below.
         let battery = hb.battery.map(i64::from);
         let rssi = hb.rssi.map(i64::from);
-        let fast = sqlx::query(
+        // Thousands of devices beat every interval: the common case rides the group commit.
+        let (id, firmware) = (device.clone(), hb.firmware.clone());
+        let tamper = hb.tamper as i64;
+        let fast = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    sqlx::query(
             "UPDATE devices SET last_heartbeat_ms = ?, last_seen_ms = ?, evidence_ms = ?, rssi = ? \
              WHERE id = ? AND sup_state = 'online' AND (? IS NULL OR battery IS ?) \
              AND tamper IS ? AND (? IS NULL OR firmware IS ?) \
@@ -879,18 +885,21 @@ impl SupervisionStore for SqliteStore {
         .bind(now_ms)
         .bind(now_ms)
         .bind(rssi)
-        .bind(device.as_str())
+        .bind(id.as_str())
         .bind(battery)
         .bind(battery)
-        .bind(hb.tamper as i64)
-        .bind(hb.firmware.as_deref())
-        .bind(hb.firmware.as_deref())
+        .bind(tamper)
+        .bind(firmware.as_deref())
+        .bind(firmware.as_deref())
         .bind(rssi)
         .bind(rssi)
         .bind(i64::from(RSSI_STEP))
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await
-        .map_err(backend)?;
+        .map_err(backend)
+                })
+            })
+            .await?;
         if fast.rows_affected() == 1 {
             return Ok(Vec::new());
         }
