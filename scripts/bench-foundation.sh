@@ -11,7 +11,7 @@ out=docs/bench
 mkdir -p "$out"
 echo "== building release binaries"
 cargo build --release --locked -p tenwatch-gateway -p tenwatch-sim --bins
-bin=target/release
+bin="${CARGO_TARGET_DIR:-target}/release"
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
