@@ -18,9 +18,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::domain::{
-    AlertId, AlertState, ClusterId, DeviceId, Heartbeat, HouseholdId, Press, ZoneCode,
-};
+use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, ZoneCode};
 use crate::lifecycle::{Action, RecipientState};
 
 impl From<crate::lifecycle::Refusal> for StoreError {
@@ -318,15 +316,6 @@ pub trait Store: AccountStore + MapStore + SupervisionStore + Send + Sync + 'sta
         window_ms: i64,
         now_ms: i64,
     ) -> StoreResult<CancelOutcome>;
-    /// Adds a timeline event; returns the alert as it is now.
-    async fn add_event(
-        &self,
-        alert: AlertId,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        now_ms: i64,
-    ) -> StoreResult<AlertSummary>;
     /// Applies an action by `actor` (`device:…`, `operator:…`, `volunteer:…`) to an alert and
     /// to the `target` recipient, if any; refuses what the lifecycle does not allow.
     async fn apply(
@@ -391,12 +380,6 @@ pub trait Store: AccountStore + MapStore + SupervisionStore + Send + Sync + 'sta
     ) -> StoreResult<()>;
     /// Marks every device offline (at start-up: no session survives a restart).
     async fn reset_presence(&self, reason: &str, now_ms: i64) -> StoreResult<()>;
-    async fn record_heartbeat(
-        &self,
-        device: &DeviceId,
-        heartbeat: &Heartbeat,
-        now_ms: i64,
-    ) -> StoreResult<()>;
 
     /// A cheap round trip, for `/healthz`.
     async fn ping(&self) -> StoreResult<()>;

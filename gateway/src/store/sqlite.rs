@@ -681,36 +681,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn add_event(
-        &self,
-        alert: AlertId,
-        actor: &str,
-        action: &str,
-        detail: &str,
-        now_ms: i64,
-    ) -> StoreResult<AlertSummary> {
-        let (actor, action, detail) = (actor.to_owned(), action.to_owned(), detail.to_owned());
-        self.write(move |tx| {
-            Box::pin(async move {
-                let (actor, action, detail) = (actor.as_str(), action.as_str(), detail.as_str());
-                let touched = sqlx::query("UPDATE alerts SET updated_at_ms = ? WHERE id = ?")
-                    .bind(now_ms)
-                    .bind(alert.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?
-                    .rows_affected();
-                if touched == 0 {
-                    return Err(StoreError::NotFound(format!("alert {alert}")));
-                }
-                insert_event(&mut *tx, alert.0, actor, action, detail, now_ms).await?;
-                let summary = alert_in(&mut *tx, alert.0).await?;
-                Ok(summary)
-            })
-        })
-        .await
-    }
-
     async fn apply(
         &self,
         alert: AlertId,
@@ -1161,29 +1131,6 @@ impl Store for SqliteStore {
         )
         .bind(reason)
         .bind(now_ms)
-        .execute(&self.writer)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn record_heartbeat(
-        &self,
-        device: &DeviceId,
-        hb: &Heartbeat,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE devices SET last_heartbeat_ms = ?, last_seen_ms = ?, battery = ?, tamper = ?, \
-             rssi = ?, firmware = COALESCE(?, firmware) WHERE id = ?",
-        )
-        .bind(now_ms)
-        .bind(now_ms)
-        .bind(hb.battery.map(i64::from))
-        .bind(hb.tamper as i64)
-        .bind(hb.rssi.map(i64::from))
-        .bind(hb.firmware.as_deref())
-        .bind(device.as_str())
         .execute(&self.writer)
         .await
         .map_err(backend)?;
