@@ -70,6 +70,9 @@ pub struct DeviceConfig {
     pub reconnect_max: Duration,
     /// TCP + CONNACK timeout in seconds.
     pub connect_timeout_s: u64,
+    /// The benchmark's floor (no gateway): a press publishes the cluster alert itself, and the
+    /// presser's own copy of it stands in for the ack. See [`floor_alert_id`].
+    pub floor: bool,
 }
 
 impl DeviceConfig {
@@ -85,6 +88,7 @@ impl DeviceConfig {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(10),
             connect_timeout_s: 10,
+            floor: false,
         }
     }
 }
@@ -337,10 +341,17 @@ async fn poll_task(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = cfg.reconnect_min;
                 // Clean session: the broker forgot our subscriptions; ask again every time.
-                let filters = [
-                    SubscribeFilter::new(ctx.topics.down_filter.clone(), QoS::AtLeastOnce),
-                    SubscribeFilter::new(ctx.topics.cluster_filter.clone(), QoS::AtLeastOnce),
-                ];
+                // The floor has no gateway to answer on down/: the cluster topic is all.
+                let mut filters = vec![SubscribeFilter::new(
+                    ctx.topics.cluster_filter.clone(),
+                    QoS::AtLeastOnce,
+                )];
+                if !cfg.floor {
+                    filters.push(SubscribeFilter::new(
+                        ctx.topics.down_filter.clone(),
+                        QoS::AtLeastOnce,
+                    ));
+                }
                 if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::warn!(device = %ctx.cred.device, "cannot queue subscribe: {e}");
                 }
@@ -448,6 +459,9 @@ fn on_publish(
             );
         }
         Ok(Inbound::ClusterAlert(alert)) => {
+            if cfg.floor {
+                floor_own_copy(ctx, sink, shared, at, &alert);
+            }
             let (own, first) = {
                 let mut st = shared.lock();
                 let own = st.own_alerts.contains(&alert.alert)
@@ -458,7 +472,8 @@ fn on_publish(
                         && ctx.cred.label.as_deref() == Some(alert.from_label.as_str()));
                 (own, st.first_sighting(&alert.alert))
             };
-            let sound = !own && first && !alert.state.is_closed();
+            // The floor measures bare fan-out: units receive but publish nothing back.
+            let sound = !own && first && !alert.state.is_closed() && !cfg.floor;
             let alert_id = alert.alert.clone();
             sink.event(ctx, at, DeviceEvent::Alert { alert, own, first });
             if sound {
@@ -493,6 +508,58 @@ fn on_publish(
             }
         }
     }
+}
+
+/// The floor's alert id for one press: unique per (device, seq), so the presser recognises its
+/// own copy and neighbours link their receipts to the press exactly as with a gateway's id.
+pub fn floor_alert_id(ctx: &DeviceCtx, seq: u64) -> AlertId {
+    AlertId(format!("floor-{}-{seq}", ctx.cred.device))
+}
+
+/// Floor mode: the presser's own copy of its cluster alert settles the pending press, reported
+/// as an ack `{seq, alert, state: raised, responders: 0}` received at `at`.
+fn floor_own_copy(
+    ctx: &DeviceCtx,
+    sink: &Arc<dyn EventSink>,
+    shared: &Shared,
+    at: Instant,
+    alert: &ClusterAlert,
+) {
+    let prefix = format!("floor-{}-", ctx.cred.device);
+    let Some(seq) = alert
+        .alert
+        .0
+        .strip_prefix(&prefix)
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let (first, pressed_at) = {
+        let mut st = shared.lock();
+        st.remember_own(&alert.alert);
+        match st.pending.remove(&seq) {
+            Some(p) => {
+                shared.pending_count.fetch_sub(1, Ordering::AcqRel);
+                (true, p.first_sent)
+            }
+            None => (false, None),
+        }
+    };
+    let ack = Ack {
+        seq,
+        alert: alert.alert.clone(),
+        state: crate::proto::AlertState::Raised,
+        responders: 0,
+    };
+    sink.event(
+        ctx,
+        at,
+        DeviceEvent::Acked {
+            ack,
+            first,
+            pressed_at,
+        },
+    );
 }
 
 /// Answers "coming", after a human-like delay if one is configured (in its own short task,
@@ -667,16 +734,31 @@ fn send_due_presses(
             if p.due.is_none_or(|d| d > now) {
                 continue;
             }
-            let press = Press {
-                seq,
-                kind: p.kind,
-                ts: p.ts,
+            let (topic, body) = if cfg.floor {
+                (
+                    ctx.topics.cluster_alert.clone(),
+                    serde_json::to_vec(&serde_json::json!({
+                        "alert": floor_alert_id(ctx, seq).0,
+                        "from_label": ctx.cred.display_label(),
+                        "kind": p.kind,
+                        "state": "raised",
+                        "responders": 0,
+                        "ts": p.ts,
+                    })),
+                )
+            } else {
+                let press = Press {
+                    seq,
+                    kind: p.kind,
+                    ts: p.ts,
+                };
+                (ctx.topics.press.clone(), serde_json::to_vec(&press))
             };
-            let Ok(body) = serde_json::to_vec(&press) else {
+            let Ok(body) = body else {
                 continue;
             };
             let at = Instant::now();
-            match client.try_publish(ctx.topics.press.clone(), QoS::AtLeastOnce, false, body) {
+            match client.try_publish(topic, QoS::AtLeastOnce, false, body) {
                 Ok(()) => {
                     p.attempts += 1;
                     p.first_sent.get_or_insert(at);

@@ -9,11 +9,13 @@
 //!   repeated until acked, heartbeats, sounding and answering neighbours' alerts.
 //! - [`fleet`]: many devices, connected at a bounded rate.
 //! - [`run`], [`press`], [`bench`]: the three commands; [`report`]: the benchmark report.
+//! - [`plain_broker`]: a bare rumqttd (no auth, no gateway) for the benchmark's floor.
 
 pub mod bench;
 pub mod creds;
 pub mod device;
 pub mod fleet;
+pub mod plain_broker;
 pub mod press;
 pub mod proto;
 pub mod report;

@@ -127,9 +127,26 @@ enum Cmd {
         /// Also report VmRSS and open fds of this process (the server) at the end.
         #[arg(long)]
         server_pid: Option<u32>,
+        /// The floor: no gateway. A press is the presser publishing the cluster alert itself
+        /// (QoS 1); its own copy counts as the ack. Use against a broker with no auth.
+        #[arg(long)]
+        floor: bool,
+        /// Start a plain rumqttd (no auth, no gateway) in this process on --broker (loopback).
+        #[arg(long, requires = "floor")]
+        embedded_broker: bool,
         /// Where to write the JSON report.
         #[arg(long)]
         report: PathBuf,
+    },
+    /// A plain rumqttd (no auth, no ACL, no gateway) for the benchmark's floor; runs until
+    /// killed or --duration ends.
+    FloorBroker {
+        /// Loopback address to listen on.
+        #[arg(long, default_value = "127.0.0.1:1883")]
+        listen: std::net::SocketAddr,
+        /// Exit after this many seconds (default: until Ctrl-C).
+        #[arg(long)]
+        duration: Option<f64>,
     },
 }
 
@@ -268,11 +285,24 @@ async fn real_main(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit
             step_duration,
             p99_limit_ms,
             server_pid,
+            floor,
+            embedded_broker,
             report,
         } => {
             let (creds, ramp) = load_fleet(&common, &fleet)?;
             let mut device = device_config(&common, fleet.heartbeat)?;
             device.respond_probability = check_probability(respond_probability)?;
+            device.floor = floor;
+            if embedded_broker {
+                let addr: std::net::SocketAddr = common.broker.parse().with_context(|| {
+                    format!(
+                        "--embedded-broker needs --broker as IP:PORT, got {}",
+                        common.broker
+                    )
+                })?;
+                tenwatch_sim::plain_broker::start(addr)?;
+                println!("embedded rumqttd (no auth, no gateway) listening on {addr}");
+            }
             let cfg = BenchConfig {
                 device,
                 ramp,
@@ -298,6 +328,20 @@ async fn real_main(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit
                 .with_context(|| format!("cannot write report {}", report.display()))?;
             print!("{}", result.human());
             println!("report written to {}", report.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::FloorBroker { listen, duration } => {
+            tenwatch_sim::plain_broker::start(listen)?;
+            println!("rumqttd (no auth, no gateway) listening on {listen}");
+            match duration {
+                Some(d) => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => {}
+                        _ = tokio::time::sleep(secs(d, "--duration")?) => {}
+                    }
+                }
+                None => shutdown.cancelled().await,
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
