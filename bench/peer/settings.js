@@ -1,0 +1,34 @@
+// Node-RED settings for the peer baseline (docs/bench/compare.md). Started by
+// scripts/bench-compare.sh with a throw-away user directory; loopback only, no editor, no admin
+// API, no HTTP nodes: the flow is all it runs.
+//   PEER_USER_DIR      temp directory holding flows.json (copied from bench/peer/flows.json)
+//   PEER_CREDENTIALS   the devices' credentials JSON (tenwatch admin seed-demo); only the
+//                      device → cluster and label mapping is used: the peer checks no password
+//   PEER_MQTT_PORT     Mosquitto's port on 127.0.0.1 (read by flows.json as ${PEER_MQTT_PORT})
+//   PEER_HTTP_PORT     the (unused) HTTP listener, bound to 127.0.0.1
+const fs = require("fs");
+const path = require("path");
+
+const raw = JSON.parse(fs.readFileSync(process.env.PEER_CREDENTIALS, "utf8"));
+const list = Array.isArray(raw) ? raw : raw.devices;
+const devices = {};
+for (const d of list) {
+    devices[d.device] = { cluster: d.cluster, label: d.label || d.household };
+}
+
+module.exports = {
+    userDir: process.env.PEER_USER_DIR,
+    flowFile: path.join(process.env.PEER_USER_DIR, "flows.json"),
+    credentialSecret: false,
+    uiHost: "127.0.0.1",
+    uiPort: Number(process.env.PEER_HTTP_PORT || 1880),
+    httpAdminRoot: false,
+    httpNodeRoot: false,
+    disableEditor: true,
+    functionGlobalContext: { devices },
+    logging: { console: { level: "warn", metrics: false, audit: false } },
+    telemetry: { enabled: false },
+    diagnostics: { enabled: false },
+    runtimeState: { enabled: false },
+    externalModules: { autoInstall: false, palette: { allowInstall: false }, modules: { allowInstall: false } },
+};
