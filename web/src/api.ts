@@ -196,7 +196,25 @@ async function request<T>(method: string, path: string, body?: unknown): Promise
   return json as T;
 }
 
+/** A "needs attention" entry from device supervision (`GET /api/problems`). */
+export interface Problem {
+  id: number | null;
+  kind: string;
+  device: string | null;
+  label: string | null;
+  cluster: string;
+  cluster_name: string;
+  reason: string;
+  opened_at_ms: number | null;
+  flaps: number;
+  flapping: boolean;
+  reachable: number | null;
+  households: number | null;
+  notify: { channel: string; role: string; who: string; label: string; contacts: string }[];
+}
+
 export const api = {
+  problems: () => request<{ problems: Problem[] }>("GET", "/api/problems?limit=200"),
   config: () => request<ConsoleConfig>("GET", "/api/console/config"),
   session: () => request<{ account: Account }>("GET", "/api/session"),
   signIn: (name: string, password: string) =>

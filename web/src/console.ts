@@ -2,7 +2,16 @@
 // shown while the live feed is down, the map, the alert queue and the alert panel. It keeps
 // the open alerts, applies feed events to them and redraws what changed.
 
-import type { Account, AlertDetail, AlertSummary, ConsoleConfig, MapDevice, Volunteer, ZoneMap } from "./api";
+import type {
+  Account,
+  AlertDetail,
+  AlertSummary,
+  ConsoleConfig,
+  MapDevice,
+  Problem,
+  Volunteer,
+  ZoneMap,
+} from "./api";
 import { api, ApiError, isOpen, needsAcknowledgement } from "./api";
 import { Alarm } from "./alarm";
 import { DetailPanel } from "./detail";
@@ -25,6 +34,8 @@ export class ConsolePage {
   private detailLoads = new Map<number, number>();
   private selected: number | null = null;
   private volunteers: Volunteer[] = [];
+  private problems: Problem[] = [];
+  private problemsReload: number | null = null;
   private mapData: ZoneMap | null = null;
   private feedStatus: FeedStatus = { kind: "connecting" };
   private redrawQueued = false;
@@ -73,11 +84,31 @@ export class ConsolePage {
   async start(): Promise<void> {
     this.layout();
     this.feed.start();
-    await Promise.all([this.loadMap(), this.loadAlerts(), this.loadVolunteers()]);
+    await Promise.all([this.loadMap(), this.loadAlerts(), this.loadVolunteers(), this.loadProblems()]);
     this.timers.push(window.setInterval(() => this.everySecond(), 1000));
     // Volunteers' positions and device batteries change without feed events: poll gently.
     this.timers.push(window.setInterval(() => void this.loadVolunteers(), 15_000));
     this.timers.push(window.setInterval(() => void this.loadMap(), 60_000));
+    this.timers.push(window.setInterval(() => void this.loadProblems(), 30_000));
+  }
+
+  /** The supervision's "needs attention" list; a failure keeps the last one shown. */
+  private async loadProblems(): Promise<void> {
+    try {
+      this.problems = (await api.problems()).problems;
+      this.queueRedraw();
+    } catch {
+      // Shown again on the next poll or device event.
+    }
+  }
+
+  /** Device events come in bursts (a street loses power): reload the list once after them. */
+  private problemsChanged(): void {
+    if (this.problemsReload !== null) return;
+    this.problemsReload = window.setTimeout(() => {
+      this.problemsReload = null;
+      void this.loadProblems();
+    }, 500);
   }
 
   stop(): void {
@@ -85,6 +116,8 @@ export class ConsolePage {
     this.alarm.ring(false);
     this.timers.forEach((id) => window.clearInterval(id));
     this.timers = [];
+    if (this.problemsReload !== null) window.clearTimeout(this.problemsReload);
+    this.problemsReload = null;
   }
 
   private layout(): void {
@@ -304,6 +337,10 @@ export class ConsolePage {
           this.map.updateDevice(m.device, patch);
           this.queueRedraw();
         }
+        if (m.type === "device_health") this.problemsChanged();
+        break;
+      case "coverage":
+        this.problemsChanged();
         break;
       default:
         break;
@@ -346,7 +383,15 @@ export class ConsolePage {
 
     this.header(waiting);
     this.banner();
-    renderQueue(this.els.queue, open, this.closed, this.details, this.selected, (id) => this.select(id));
+    renderQueue(
+      this.els.queue,
+      open,
+      this.closed,
+      this.details,
+      this.selected,
+      (id) => this.select(id),
+      this.problems,
+    );
     this.map.setAlerts(open, this.selected);
     const health = this.map.health();
     this.els.status.textContent = [

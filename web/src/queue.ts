@@ -2,7 +2,7 @@
 // elapsed time, ring, who is coming and the first-response times; then the ones that just
 // closed. Each entry is a button that opens the alert.
 
-import type { AlertDetail, AlertSummary } from "./api";
+import type { AlertDetail, AlertSummary, Problem } from "./api";
 import { needsAcknowledgement } from "./api";
 import { h } from "./dom";
 import { after, clock, elapsed } from "./format";
@@ -94,6 +94,40 @@ function entry(
   );
 }
 
+/** The "needs attention" list: dead, weak or tampered units and thin clusters, and whom to tell. */
+function attention(problems: Problem[]): HTMLElement[] {
+  const item = (p: Problem) => {
+    const who = p.notify
+      .filter((n) => n.role !== "station")
+      .map((n) => `${n.role === "cluster_leader" ? t.roleLeader : t.roleHousehold} ${n.label} ${n.contacts}`.trim());
+    const what =
+      p.kind === "coverage" && p.reachable !== null && p.households !== null
+        ? `${p.reachable}/${p.households}`
+        : p.kind === "offline"
+          ? t.offlineReason(p.reason)
+          : p.reason;
+    return h(
+      "li",
+      { class: `problem problem-${p.kind}`, "data-device": p.device ?? "" },
+      h(
+        "div",
+        { class: "problem-head" },
+        h("span", { class: `tag tag-${p.kind}` }, t.problemKind(p.kind)),
+        h("strong", {}, p.label ?? p.cluster_name),
+        p.opened_at_ms !== null ? h("span", { class: "elapsed", "data-since": p.opened_at_ms }, "") : null,
+      ),
+      h("div", { class: "problem-what" }, what, p.flapping ? ` · ${t.flapping(p.flaps)}` : ""),
+      who.length > 0 ? h("div", { class: "problem-who" }, `${t.tellWho}: ${who.join("; ")}`) : null,
+    );
+  };
+  return [
+    h("h3", { class: "attention-title" }, t.attentionTitle, h("span", { class: "count" }, problems.length)),
+    problems.length === 0
+      ? h("p", { class: "attention-empty" }, t.attentionEmpty)
+      : h("ol", { class: "problem-list" }, problems.map(item)),
+  ];
+}
+
 export function renderQueue(
   el: HTMLElement,
   open: AlertSummary[],
@@ -101,6 +135,7 @@ export function renderQueue(
   details: Map<number, AlertDetail>,
   selected: number | null,
   select: (id: number) => void,
+  problems: Problem[] = [],
 ): void {
   const sorted = [...open].sort(queueOrder);
   const parts: (HTMLElement | null)[] = [
@@ -120,6 +155,7 @@ export function renderQueue(
           closed.map((a) => entry(a, details.get(a.id), a.id === selected, select)),
         )
       : null,
+    ...attention(problems),
   ];
   el.replaceChildren(...parts.filter((p): p is HTMLElement => p !== null));
 }

@@ -140,6 +140,18 @@ describe("station console", { timeout: 180_000 }, () => {
     }
   });
 
+  test("a unit that drops off is listed under needs attention, with whom to tell", async () => {
+    const unit = device(2, 4);
+    // The unit comes online (a real MQTT client) and then goes away.
+    const listener = await listenForAcks(gw, unit);
+    listener.stop();
+    const entry = page.locator(".problem-offline", { hasText: unit.label });
+    await until("the offline unit in the needs-attention list", async () => (await entry.count()) === 1);
+    const text = await entry.innerText();
+    assert.match(text, /离线/);
+    assert.match(text, /十户长/, "the cluster leader is named as someone to tell");
+  });
+
   test("the feed drops and comes back, and the page catches up", async () => {
     await gw.stop();
     await page.locator(".feed-banner.down").waitFor({ timeout: 5_000 });
