@@ -200,3 +200,27 @@ async fn find_max_steps_up_and_reports_each_step() {
     assert_eq!(report.load.rate_target, 20.0);
     stop.cancel();
 }
+
+/// The floor: no gateway, a plain rumqttd with no auth; the press is the cluster alert itself
+/// and the presser's own copy is its ack.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_fans_out_without_a_gateway() {
+    let creds = common::credentials(3, 10);
+    let port = common::free_port();
+    tenwatch_sim::plain_broker::start(([127, 0, 0, 1], port).into()).expect("plain broker");
+    let mut cfg = bench_config(port);
+    cfg.device.floor = true;
+    cfg.device.respond_probability = 0.0;
+    let report = tenwatch_sim::bench::bench(creds, cfg, CancellationToken::new())
+        .await
+        .expect("bench runs");
+    let l = &report.load;
+    assert_eq!(report.devices_online, 30);
+    assert!(l.presses_sent >= 40, "{l:?}");
+    assert_eq!(l.presses_lost, 0, "{l:?}");
+    assert_eq!(l.presses_acked, l.presses_sent);
+    assert_eq!(l.neighbours_incomplete, 0, "{l:?}");
+    assert_eq!(l.latency_each_neighbour_us.count, 9 * l.presses_acked);
+    assert_eq!(l.duplicates.alerts, 0);
+    assert_eq!(l.presses_retried, 0, "{l:?}");
+}
