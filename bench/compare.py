@@ -261,7 +261,7 @@ def chart(summary):
     first = S[keys[0]]
     m = first["machine"]
     cfg = summary["run"]
-    svg.text(20, 26, f"tenwatch vs the floor and the peer — {cfg.get('devices')} devices, one machine "
+    svg.text(20, 26, f"tenwatch, the floor and the peer: {cfg.get('devices'):,} devices on one machine "
              f"({m['cores']} cores shared by servers and simulator), {first['started_at'][:10]}", size=15, weight="bold")
     # Legend
     lx = 20

@@ -8,6 +8,20 @@
 //   PEER_HTTP_PORT     the (unused) HTTP listener, bound to 127.0.0.1
 const fs = require("fs");
 const path = require("path");
+const net = require("net");
+
+// TCP_NODELAY on Node-RED's MQTT connection, as on every other socket in the comparison
+// (Mosquitto: set_tcp_nodelay; tenwatch's rumqttd is patched; the sim sets it). mqtt.js opens
+// its socket with net.createConnection and leaves Nagle on, so an ack written right behind a
+// cluster alert would wait for the broker's delayed ACK. PEER_TCP_NODELAY=0 measures it as shipped.
+if (process.env.PEER_TCP_NODELAY !== "0") {
+    const createConnection = net.createConnection;
+    net.createConnection = function (...args) {
+        const socket = createConnection.apply(this, args);
+        socket.setNoDelay(true);
+        return socket;
+    };
+}
 
 const raw = JSON.parse(fs.readFileSync(process.env.PEER_CREDENTIALS, "utf8"));
 const list = Array.isArray(raw) ? raw : raw.devices;
