@@ -17,9 +17,12 @@ import sys
 SYSTEMS = [
     ("tenwatch", "tenwatch", "edge (auth, ACL) + rumqttd + gateway + SQLite, each press durable"),
     ("floor", "floor", "plain rumqttd, no auth, no gateway: the presser publishes the cluster alert"),
-    ("peer", "peer", "Mosquitto + Node-RED 4 flow: press in, cluster alert + ack out, nothing stored"),
+    ("peer", "peer", "Mosquitto + Node-RED 4 flow: press in, cluster alert + ack out, nothing stored; TCP_NODELAY"),
+    ("peer-shipped", "peer as shipped", "the same peer with Node-RED's MQTT socket as mqtt.js leaves it (Nagle on)"),
 ]
-COLOURS = {"tenwatch": "#1f6feb", "floor": "#8b949e", "peer": "#d9822b"}
+COLOURS = {"tenwatch": "#1f6feb", "floor": "#8b949e", "peer": "#d9822b", "peer-shipped": "#f2c28b"}
+LEGEND = {"tenwatch": "tenwatch (durable, dedup, ACL)", "floor": "floor (bare rumqttd publish)",
+          "peer": "peer (Mosquitto + Node-RED)", "peer-shipped": "peer as shipped (Nagle on)"}
 
 
 def load(path):
@@ -166,7 +169,7 @@ def markdown(summary):
         t = S["tenwatch"]
         lines.append("| ratio | p50 | p99 | highest passing step |")
         lines.append("|---|---:|---:|---:|")
-        for key in ("peer", "floor"):
+        for key in ("peer", "peer-shipped", "floor"):
             if key not in S:
                 continue
             o = S[key]
@@ -267,9 +270,8 @@ def chart(summary):
     lx = 20
     for k in keys:
         svg.rect(lx, 40, 12, 12, COLOURS[k])
-        svg.text(lx + 17, 50, {"tenwatch": "tenwatch (durable, deduplicated, ACL)", "floor": "floor (bare rumqttd publish)",
-                               "peer": "peer (Mosquitto + Node-RED)"}[k], size=11)
-        lx += 280
+        svg.text(lx + 17, 50, LEGEND[k], size=11)
+        lx += 250
 
     # Panel 1: steady latency percentiles, log scale.
     x0, y0, w, h = 70, 90, 330, 270
@@ -334,7 +336,7 @@ def chart(summary):
         bh = v / top * (h - 20)
         svg.rect(x0 + j * bw + 6, y0 + h - bh, bw - 12, bh, COLOURS[k])
         svg.text(x0 + j * bw + bw / 2, y0 + h - bh - 4, f"{v:g}/s" if v else "none", size=10, anchor="middle")
-        svg.text(x0 + j * bw + bw / 2, y0 + h + 16, k, size=10, anchor="middle")
+        svg.text(x0 + j * bw + bw / 2, y0 + h + 16, k.replace("-shipped", " (N)"), size=10, anchor="middle")
     svg.text(x0 + w / 2, y0 + h + 32, f"p99 < {limit:g} ms, nothing lost", size=10, anchor="middle", fill="#57606a")
     svg.text(20, H - 12, f"{m['cores']} cores ({cfg.get('cpu_model', '?')}), Linux {m['kernel']}, loopback; "
              f"tenwatch {cfg.get('git', '?')}, Mosquitto {cfg.get('mosquitto', '?')}, Node-RED {cfg.get('node_red', '?')}. "

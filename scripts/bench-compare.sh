@@ -4,19 +4,20 @@
 #   floor     a plain rumqttd (no auth, no gateway); the press is the presser publishing the
 #             cluster alert itself (`tenwatch-sim bench --floor`)
 #   peer      Mosquitto (Debian) + Node-RED 4 running bench/peer/flows.json: press in, cluster
-#             alert + ack out; no store, no dedup, no ACL, no auth
+#             alert + ack out; no store, no dedup, no ACL, no auth; TCP_NODELAY on every socket
+#   peer-shipped  the same with Node-RED's MQTT socket as mqtt.js ships it (Nagle on)
 # All three are driven by the same `tenwatch-sim bench` with the same devices and rates:
 # steady load, then find-max steps. Writes docs/bench/compare-*.json, compare.md and
-# compare.svg. Everything on 127.0.0.1; bounded (about 5 minutes); stops by itself.
+# compare.svg. Everything on 127.0.0.1; bounded (about 4 minutes); stops by itself.
 #   bash scripts/bench-compare.sh [DEVICES]            (default 1000)
 # Environment: RATE (200), DURATION (20), WARMUP (5), STEPS (250,500,1000,2000,4000),
-# STEP_DURATION (6), P99_LIMIT_MS (50), ONLY ("tenwatch floor peer"), OUT (docs/bench).
+# STEP_DURATION (6), P99_LIMIT_MS (50), ONLY ("tenwatch floor peer peer-shipped"), OUT (docs/bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
 rate=${RATE:-200}; duration=${DURATION:-20}; warmup=${WARMUP:-5}
 steps=${STEPS:-250,500,1000,2000,4000}; step_duration=${STEP_DURATION:-6}; p99_limit=${P99_LIMIT_MS:-50}
-only=${ONLY:-tenwatch floor peer}
+only=${ONLY:-tenwatch floor peer peer-shipped}
 out=${OUT:-docs/bench}
 mkdir -p "$out"
 
@@ -108,7 +109,8 @@ for sys in $only; do
       run_bench floor "$server" "" --broker "127.0.0.1:$mqtt" --floor
       kill "$server"; wait "$server" 2>/dev/null || true
       ;;
-    peer)
+    peer|peer-shipped)
+      nodelay=1; [ "$sys" = peer-shipped ] && nodelay=0
       mqtt=$(free_port); http=$(free_port)
       cat >"$work/mosquitto.conf" <<EOF
 listener $mqtt 127.0.0.1
@@ -125,7 +127,7 @@ EOF
       mosq=$!; pids+=("$mosq")
       wait_tcp "$mqtt"
       mkdir -p "$work/node-red"; cp bench/peer/flows.json "$work/node-red/"
-      PEER_USER_DIR="$work/node-red" PEER_CREDENTIALS="$creds" PEER_MQTT_PORT=$mqtt PEER_HTTP_PORT=$http \
+      PEER_USER_DIR="$work/node-red" PEER_CREDENTIALS="$creds" PEER_MQTT_PORT=$mqtt PEER_HTTP_PORT=$http PEER_TCP_NODELAY=$nodelay \
         node bench/peer/node_modules/node-red/red.js --settings bench/peer/settings.js >"$work/node-red.log" 2>&1 &
       nr=$!; pids+=("$nr")
       # Ready once Node-RED holds its MQTT connection (it subscribes right after connecting).
@@ -133,7 +135,7 @@ EOF
         ss -tnp 2>/dev/null | grep -q "127.0.0.1:$mqtt .*pid=$nr," && break; sleep 0.1
       done
       sleep 0.5
-      run_bench peer "$nr" "$mosq" --broker "127.0.0.1:$mqtt"
+      run_bench "$sys" "$nr" "$mosq" --broker "127.0.0.1:$mqtt"
       kill "$nr" "$mosq"; wait "$nr" "$mosq" 2>/dev/null || true
       ;;
     *) echo "unknown system $sys" >&2; exit 1 ;;
