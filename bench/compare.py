@@ -120,6 +120,8 @@ def summarise(d, cfg, runs):
                 "p99_limit_ms": fm.get("p99_limit_ms"),
                 "step_duration_s": fm.get("step_duration_s"),
                 "max_rate_ok": ok,
+                # Every step passed: the real maximum is above the last step tried.
+                "all_steps_passed": bool(steps) and ok == steps[-1]["rate_target"],
                 "sustained_at_max_ok": at[0]["sustained_presses_per_s"] if at else None,
                 "steps": steps,
             }
@@ -154,7 +156,8 @@ def markdown(summary):
         nb, ack = st["neighbours_ms"], st["ack_ms"]
         fm = S[key].get("find_max") or {}
         ok = fm.get("max_rate_ok")
-        best = "none" if ok is None else f"{ok:g}/s ({fm.get('sustained_at_max_ok') or 0:.0f}/s)"
+        ge = "≥ " if fm.get("all_steps_passed") else ""
+        best = "none" if ok is None else f"{ge}{ok:g}/s ({fm.get('sustained_at_max_ok') or 0:.0f}/s)"
         cpu = [r for r in S[key]["cpu"] if r["run"] == "steady"]
         cpu_s = "—"
         if cpu:
@@ -176,7 +179,8 @@ def markdown(summary):
             r50 = ratio(t["steady"]["neighbours_ms"]["p50"], o["steady"]["neighbours_ms"]["p50"])
             r99 = ratio(t["steady"]["neighbours_ms"]["p99"], o["steady"]["neighbours_ms"]["p99"])
             rr = ratio((t.get("find_max") or {}).get("max_rate_ok"), (o.get("find_max") or {}).get("max_rate_ok"))
-            lines.append(f"| tenwatch / {key} | {fmt_ratio(r50)} | {fmt_ratio(r99)} | {fmt_ratio(rr)} |")
+            le = "≤ " if rr is not None and (o.get("find_max") or {}).get("all_steps_passed") else ""
+            lines.append(f"| tenwatch / {key} | {fmt_ratio(r50)} | {fmt_ratio(r99)} | {le}{fmt_ratio(rr)} |")
         lines.append("\nLatency ratios above 1× mean tenwatch is slower; a rate ratio below 1× means it sustains less.\n")
     lines.append("Find-max steps (press → nine neighbours, ms; sustained = acked presses per second):\n")
     lines.append("| system | offered /s | sustained /s | p50 | p99 | max | lost | repeated | incomplete fan-out |")
@@ -335,7 +339,8 @@ def chart(summary):
         v = best[k]
         bh = v / top * (h - 20)
         svg.rect(x0 + j * bw + 6, y0 + h - bh, bw - 12, bh, COLOURS[k])
-        svg.text(x0 + j * bw + bw / 2, y0 + h - bh - 4, f"{v:g}/s" if v else "none", size=10, anchor="middle")
+        ge = "≥" if (S[k].get("find_max") or {}).get("all_steps_passed") else ""
+        svg.text(x0 + j * bw + bw / 2, y0 + h - bh - 4, f"{ge}{v:g}/s" if v else "none", size=10, anchor="middle")
         svg.text(x0 + j * bw + bw / 2, y0 + h + 16, k.replace("-shipped", " (N)"), size=10, anchor="middle")
     svg.text(x0 + w / 2, y0 + h + 32, f"p99 < {limit:g} ms, nothing lost", size=10, anchor="middle", fill="#57606a")
     svg.text(20, H - 12, f"{m['cores']} cores ({cfg.get('cpu_model', '?')}), Linux {m['kernel']}, loopback; "
