@@ -675,9 +675,11 @@ async fn open_router_link(
     let _ = stream.set_nodelay(true);
     let connect = Connect {
         clean_session: device.clean_session,
+        // Twice the device's: a silent device must be noticed by the edge (1.5 × keep-alive,
+        // reason KeepAliveTimeout), not by rumqttd racing it to the same deadline.
         keep_alive: match device.keep_alive {
             0 => ROUTER_KEEP_ALIVE_FOR_ZERO,
-            ka => ka,
+            ka => ka.saturating_mul(2),
         },
         client_id: device.client_id.clone(),
         // No will: rumqttd publishes the wrong one when a client id reconnects; the edge's
