@@ -32,6 +32,20 @@ type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Job =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
+/// What the writer task runs: a general job, or a unit's delivery receipt. Receipts are nine
+/// a press; consecutive ones in the queue are written together in three statements.
+enum Work {
+    Job(Job),
+    Delivery(Delivery),
+}
+
+struct Delivery {
+    alert: AlertId,
+    device: DeviceId,
+    now_ms: i64,
+    reply: oneshot::Sender<StoreResult<Option<AlertSummary>>>,
+}
+
 /// Jobs queued before callers wait to enqueue.
 const WRITE_QUEUE: usize = 65_536;
 /// Jobs committed together at most.
@@ -39,7 +53,7 @@ const MAX_BATCH: usize = 1024;
 
 pub struct SqliteStore {
     /// The writer task's queue.
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Work>,
     /// The single writer connection.
     pub(super) writer: SqlitePool,
     /// Readers for the API and the edge's logins.
@@ -236,7 +250,7 @@ fn writer_gone() -> StoreError {
 }
 
 /// The writer task: group commit of queued jobs until the store is dropped.
-async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
+async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         let mut finishes = Vec::with_capacity(jobs.len());
@@ -252,7 +266,7 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Job>) {
 
 async fn run_batch(
     pool: &SqlitePool,
-    jobs: impl Iterator<Item = Job>,
+    jobs: impl Iterator<Item = Work>,
     finishes: &mut Vec<Finish>,
 ) -> StoreResult<()> {
     let mut conn = pool.acquire().await.map_err(backend)?;
@@ -261,13 +275,30 @@ async fn run_batch(
             .execute(&mut *conn)
             .await
             .map_err(backend)?;
-        for job in jobs {
+        let mut jobs = jobs.peekable();
+        while let Some(work) = jobs.next() {
             sqlx::query("SAVEPOINT job")
                 .execute(&mut *conn)
                 .await
                 .map_err(backend)?;
-            let (ok, finish) = job(&mut conn).await;
-            finishes.push(finish);
+            let ok = match work {
+                Work::Job(job) => {
+                    let (ok, finish) = job(&mut conn).await;
+                    finishes.push(finish);
+                    ok
+                }
+                Work::Delivery(first) => {
+                    let mut group = vec![first];
+                    while let Some(Work::Delivery(_)) = jobs.peek() {
+                        if let Some(Work::Delivery(d)) = jobs.next() {
+                            group.push(d);
+                        }
+                    }
+                    let (ok, finish) = deliveries(&mut conn, group).await;
+                    finishes.push(finish);
+                    ok
+                }
+            };
             let end = if ok {
                 "RELEASE job"
             } else {
@@ -288,6 +319,100 @@ async fn run_batch(
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     result.map(|_| ())
+}
+
+/// Writes consecutive delivery receipts together: the units' recipients move to `delivered`
+/// (only from `notified`: a late receipt changes nothing), one timeline event each, and the
+/// alerts' first delivery time. Each receipt is answered with its alert when it was that
+/// alert's first delivery, for the station feed.
+async fn deliveries(conn: &mut SqliteConnection, group: Vec<Delivery>) -> (bool, Finish) {
+    let result = deliveries_in(conn, &group).await;
+    let ok = result.is_ok();
+    let finish: Finish = Box::new(move |commit_error| {
+        let error = match (commit_error, &result) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, Err(e)) => Some(e.to_string()),
+            (None, Ok(_)) => None,
+        };
+        let mut firsts = result.unwrap_or_default();
+        for d in group {
+            let answer = match &error {
+                Some(e) => Err(StoreError::Backend(
+                    format!("delivery not stored: {e}").into(),
+                )),
+                None => Ok(match firsts.get(&d.alert.0) {
+                    Some((device, _)) if *device == d.device => {
+                        firsts.remove(&d.alert.0).map(|(_, alert)| alert)
+                    }
+                    _ => None,
+                }),
+            };
+            let _ = d.reply.send(answer);
+        }
+    });
+    (ok, finish)
+}
+
+/// The first delivery of each alert in the group: alert id → (the device whose receipt it was,
+/// the alert as it is now).
+async fn deliveries_in(
+    conn: &mut SqliteConnection,
+    group: &[Delivery],
+) -> StoreResult<std::collections::HashMap<i64, (DeviceId, AlertSummary)>> {
+    // One time for the group: the earliest receipt's (they are at most one batch apart).
+    let now_ms = group.iter().map(|d| d.now_ms).min().unwrap_or(0);
+    let pairs: Vec<(i64, &str)> = group
+        .iter()
+        .map(|d| (d.alert.0, d.device.as_str()))
+        .collect();
+    let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    let moved: Vec<(i64, String)> = sqlx::query_as(
+        // Driven from the (small) JSON list into the primary key: a row-value IN over a
+        // subquery would scan every recipient ever stored.
+        "UPDATE recipients SET state = 'delivered', updated_at_ms = ?1 WHERE rowid IN \
+         (SELECT r.rowid FROM json_each(?2) j JOIN recipients r \
+          ON r.alert = json_extract(j.value, '$[0]') AND r.kind = 'unit' \
+          AND r.who = json_extract(j.value, '$[1]') WHERE r.state = 'notified') \
+         RETURNING alert, who",
+    )
+    .bind(now_ms)
+    .bind(&json)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if moved.is_empty() {
+        return Ok(Default::default());
+    }
+    let moved_json = serde_json::to_string(&moved).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
+         SELECT json_extract(value, '$[0]'), ?1, 'device:' || json_extract(value, '$[1]'), \
+         'delivered', '' FROM json_each(?2)",
+    )
+    .bind(now_ms)
+    .bind(&moved_json)
+    .execute(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let firsts: Vec<i64> = sqlx::query_scalar(
+        "UPDATE alerts SET first_delivered_at_ms = ?1 WHERE first_delivered_at_ms IS NULL \
+         AND id IN (SELECT json_extract(value, '$[0]') FROM json_each(?2)) RETURNING id",
+    )
+    .bind(now_ms)
+    .bind(&moved_json)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let mut out = std::collections::HashMap::new();
+    for id in firsts {
+        // The first receipt of this alert in queue order gets the news.
+        let Some((_, who)) = moved.iter().find(|(a, _)| *a == id) else {
+            continue;
+        };
+        let device = DeviceId::parse(who).map_err(|e| corrupt("device", e))?;
+        out.insert(id, (device, alert_in(&mut *conn, id).await?));
+    }
+    Ok(out)
 }
 
 fn device_actor(device: &DeviceId) -> String {
@@ -349,17 +474,27 @@ impl SqliteStore {
                 (ok, finish)
             })
         });
-        let queued = match self.jobs.try_send(job) {
+        self.submit(Work::Job(job), answer)
+    }
+
+    /// Puts work on the writer's queue now (keeping the caller's order) and returns the
+    /// future of its answer.
+    fn submit<T: Send + 'static>(
+        &self,
+        work: Work,
+        answer: oneshot::Receiver<StoreResult<T>>,
+    ) -> BoxFuture<'static, StoreResult<T>> {
+        let queued = match self.jobs.try_send(work) {
             Ok(()) => None,
             // A full queue: wait for room (order may then interleave with other callers).
-            Err(mpsc::error::TrySendError::Full(job)) => Some((self.jobs.clone(), job)),
+            Err(mpsc::error::TrySendError::Full(work)) => Some((self.jobs.clone(), work)),
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 return Box::pin(async { Err(writer_gone()) })
             }
         };
         Box::pin(async move {
-            if let Some((jobs, job)) = queued {
-                jobs.send(job).await.map_err(|_| writer_gone())?;
+            if let Some((jobs, work)) = queued {
+                jobs.send(work).await.map_err(|_| writer_gone())?;
             }
             answer.await.map_err(|_| writer_gone())?
         })
@@ -811,50 +946,14 @@ impl Store for SqliteStore {
         device: &DeviceId,
         now_ms: i64,
     ) -> BoxFuture<'static, StoreResult<Option<AlertSummary>>> {
-        let device = device.clone();
-        self.enqueue(move |tx| {
-            Box::pin(async move {
-                let moved = sqlx::query(
-                    "UPDATE recipients SET state = 'delivered', updated_at_ms = ? \
-                     WHERE alert = ? AND kind = 'unit' AND who = ? AND state = 'notified'",
-                )
-                .bind(now_ms)
-                .bind(alert.0)
-                .bind(device.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-                // Not a recipient, or already further along (a late receipt): nothing to say.
-                if moved == 0 {
-                    return Ok(None);
-                }
-                insert_event(
-                    &mut *tx,
-                    alert.0,
-                    &device_actor(&device),
-                    "delivered",
-                    "",
-                    now_ms,
-                )
-                .await?;
-                let first = sqlx::query(
-                    "UPDATE alerts SET first_delivered_at_ms = ? \
-                     WHERE id = ? AND first_delivered_at_ms IS NULL",
-                )
-                .bind(now_ms)
-                .bind(alert.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected();
-                if first == 1 {
-                    Ok(Some(alert_in(&mut *tx, alert.0).await?))
-                } else {
-                    Ok(None)
-                }
-            })
-        })
+        let (reply, answer) = oneshot::channel();
+        let delivery = Delivery {
+            alert,
+            device: device.clone(),
+            now_ms,
+            reply,
+        };
+        self.submit(Work::Delivery(delivery), answer)
     }
 
     async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>> {
@@ -1516,6 +1615,60 @@ mod tests {
         assert_eq!(actions, ["raised", "cancelled"]);
         let first = store.alert(AlertId(1)).await.unwrap().unwrap();
         assert_eq!(first.state, AlertState::Raised);
+    }
+
+    #[tokio::test]
+    async fn delivery_receipts_are_written_together_and_the_first_is_told() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(&sqlite_url_in(dir.path()))
+            .await
+            .expect("open");
+        let creds = crate::seed::seed_demo(&store, 1).await.unwrap();
+        let id = |i: usize| DeviceId::parse(&creds[i].device).unwrap();
+        let PressOutcome::Raised(alert) = store
+            .record_press(&id(0), &press(1, PressKind::Help), &RingPlan::default(), 1)
+            .await
+            .unwrap()
+        else {
+            panic!("expected a new alert")
+        };
+        // Nine receipts queued back to back, then a repeat of the first and one from the presser
+        // (not a recipient): all land in the same batch.
+        let mut queued: Vec<_> = (1..10)
+            .map(|i| store.record_delivery_queued(alert.id, &id(i), 5))
+            .collect();
+        queued.push(store.record_delivery_queued(alert.id, &id(1), 6));
+        queued.push(store.record_delivery_queued(alert.id, &id(0), 6));
+        let answers = futures::future::join_all(queued).await;
+        let told: Vec<usize> = answers
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| matches!(a, Ok(Some(_))))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(
+            told,
+            [0],
+            "only the first receipt reports the first delivery"
+        );
+        assert!(answers.iter().all(|a| a.is_ok()));
+        let detail = store.alert_detail(alert.id).await.unwrap().unwrap();
+        assert_eq!(detail.alert.first_delivered_at_ms, Some(5));
+        let delivered = detail
+            .timeline
+            .iter()
+            .filter(|e| e.action == "delivered")
+            .count();
+        assert_eq!(
+            delivered, 9,
+            "one event per unit, none for the repeat or the presser"
+        );
+        let units = detail
+            .recipients
+            .iter()
+            .filter(|r| r.kind == RecipientKind::Unit && r.state == RecipientState::Delivered)
+            .count();
+        assert_eq!(units, 9);
     }
 
     #[tokio::test]
