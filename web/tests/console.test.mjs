@@ -146,7 +146,8 @@ describe("station console", { timeout: 180_000 }, () => {
     const listener = await listenForAcks(gw, unit);
     listener.stop();
     const entry = page.locator(".problem-offline", { hasText: unit.label });
-    await until("the offline unit in the needs-attention list", async () => (await entry.count()) === 1);
+    // The list reloads on the device's feed event, and at the latest on the 30 s poll.
+    await until("the offline unit in the needs-attention list", async () => (await entry.count()) === 1, 40_000);
     const text = await entry.innerText();
     assert.match(text, /离线/);
     assert.match(text, /十户长/, "the cluster leader is named as someone to tell");
