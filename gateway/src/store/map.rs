@@ -16,7 +16,7 @@ pub struct MapZone {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct MapCluster {
     pub id: String,
     pub zone: String,
@@ -27,7 +27,7 @@ pub struct MapCluster {
     pub leader_label: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow)]
 pub struct MapHousehold {
     pub id: String,
     pub cluster: String,
@@ -99,7 +99,7 @@ impl MapStore for SqliteStore {
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(backend)?;
 
-        let clusters = sqlx::query(
+        let clusters: Vec<MapCluster> = sqlx::query_as(
             "SELECT c.id, c.zone, c.name, c.leader_household, h.label AS leader_label \
              FROM clusters c LEFT JOIN households h ON h.id = c.leader_household \
              WHERE c.zone IN (SELECT value FROM json_each(?)) ORDER BY c.id",
@@ -107,21 +107,9 @@ impl MapStore for SqliteStore {
         .bind(&codes)
         .fetch_all(&mut *conn)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| {
-            Ok(MapCluster {
-                id: r.try_get("id")?,
-                zone: r.try_get("zone")?,
-                name: r.try_get("name")?,
-                leader_household: r.try_get("leader_household")?,
-                leader_label: r.try_get("leader_label")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(backend)?;
 
-        let households = sqlx::query(
+        let households: Vec<MapHousehold> = sqlx::query_as(
             "SELECT h.id, h.cluster, h.label, h.address, h.lat, h.lon FROM households h \
              JOIN clusters c ON c.id = h.cluster \
              WHERE c.zone IN (SELECT value FROM json_each(?)) ORDER BY h.id",
@@ -129,19 +117,6 @@ impl MapStore for SqliteStore {
         .bind(&codes)
         .fetch_all(&mut *conn)
         .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| {
-            Ok(MapHousehold {
-                id: r.try_get("id")?,
-                cluster: r.try_get("cluster")?,
-                label: r.try_get("label")?,
-                address: r.try_get("address")?,
-                lat: r.try_get("lat")?,
-                lon: r.try_get("lon")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(backend)?;
 
         let devices = sqlx::query(
