@@ -24,6 +24,7 @@ fi
 echo "== building"
 cargo build --workspace --all-targets --locked
 echo "== testing"
-cargo test --workspace --locked -- --test-threads 4
+# Bounded, so that a hung test fails the run instead of holding it past CI's limit.
+timeout --kill-after=30 2400 cargo test --workspace --locked -- --test-threads 4
 echo "== station console"
 scripts/web-test.sh

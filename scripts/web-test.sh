@@ -27,4 +27,5 @@ echo "== building the station console"
 echo "== building tenwatch for the browser tests"
 cargo build --locked -p tenwatch-gateway --bin tenwatch
 echo "== browser tests"
-node --test web/tests/
+# Bounded: a child process a failed test left behind must not keep the runner alive.
+timeout --kill-after=10 900 node --test --test-force-exit web/tests/

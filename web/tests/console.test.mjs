@@ -10,7 +10,7 @@ import { after, before, describe, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, listenForAcks, press, seed, until } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, killAll, listenForAcks, press, seed, until } from "./harness.mjs";
 
 const SHOTS = path.join(ROOT, "docs/screenshots");
 const VIEWPORT = { width: 1440, height: 860 };
@@ -60,6 +60,7 @@ describe("station console", { timeout: 180_000 }, () => {
   after(async () => {
     await browser?.close();
     await gw?.stop();
+    killAll();
     if (process.env.KEEP_DATA) console.log("data kept in", world?.dir);
     else await world?.cleanup();
   });
@@ -136,18 +137,18 @@ describe("station console", { timeout: 180_000 }, () => {
       await page.locator(".alert-list.closed .alert-item").filter({ hasText: presser.label }).waitFor();
       assert.match(await panel.locator(".resolved-as").innerText(), /求助/);
     } finally {
-      unit.stop();
+      await unit.stop();
     }
   });
 
   test("a unit that drops off is listed under needs attention, with whom to tell", async () => {
     const unit = device(2, 4);
-    // The unit comes online (a real MQTT client) and then goes away.
+    // The unit comes online (a real MQTT client) and then loses power.
     const listener = await listenForAcks(gw, unit);
-    listener.stop();
+    await listener.stop();
     const entry = page.locator(".problem-offline", { hasText: unit.label });
-    // The list reloads on the device's feed event, and at the latest on the 30 s poll.
-    await until("the offline unit in the needs-attention list", async () => (await entry.count()) === 1, 40_000);
+    // The list reloads on the device's feed event (the 30 s poll is only the fallback).
+    await until("the offline unit in the needs-attention list", async () => (await entry.count()) === 1, 10_000);
     const text = await entry.innerText();
     assert.match(text, /离线/);
     assert.match(text, /十户长/, "the cluster leader is named as someone to tell");

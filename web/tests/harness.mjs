@@ -22,6 +22,21 @@ export const PASSWORD = "correct horse battery";
 
 const run = promisify(execFile);
 
+/** Every child process the tests started, so that none outlives a failed test. */
+const children = new Set();
+
+function track(proc) {
+  children.add(proc);
+  proc.once("exit", () => children.delete(proc));
+  return proc;
+}
+
+/** Kills whatever child a failed test left behind (call it from the last `after`). */
+export function killAll() {
+  for (const proc of children) proc.kill("SIGKILL");
+  children.clear();
+}
+
 /** A port nobody listens on now (bind 0, read it, close). */
 export async function freePort() {
   const server = net.createServer();
@@ -89,11 +104,11 @@ export class Gateway {
   }
 
   async start() {
-    const proc = spawn(
+    const proc = track(spawn(
       BIN,
       ["serve", "--data-dir", this.dir, "--mqtt-listen", `127.0.0.1:${this.mqtt}`, "--http-listen", `127.0.0.1:${this.http}`],
       { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info,rumqttd=warn" }, stdio: ["ignore", "pipe", "pipe"] },
-    );
+    ));
     proc.stdout.pipe(this.log, { end: false });
     proc.stderr.pipe(this.log, { end: false });
     this.proc = proc;
@@ -148,9 +163,11 @@ export async function press(gw, cred, seq, kind = "help") {
 
 /** The presser's unit, listening to its own `down/ack` (with -d, so we see the SUBACK). */
 export async function listenForAcks(gw, cred) {
-  const proc = spawn("stdbuf", ["-oL", "mosquitto_sub", ...mosquittoArgs(gw, cred), "-t", `tw/d/${cred.device}/down/ack`, "-d"], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const proc = track(
+    spawn("stdbuf", ["-oL", "mosquitto_sub", ...mosquittoArgs(gw, cred), "-t", `tw/d/${cred.device}/down/ack`, "-d"], {
+      stdio: ["ignore", "pipe", "pipe"],
+    }),
+  );
   const acks = [];
   const waiters = [];
   let subscribed;
@@ -188,8 +205,16 @@ export async function listenForAcks(gw, cred) {
         waiters.push(check);
       });
     },
-    stop() {
-      proc.kill("SIGTERM");
+    /**
+     * The unit loses power: killed outright, so its connection just ends. (mosquitto_sub does
+     * not always leave on SIGTERM: it was seen still connected minutes later.) Resolves once
+     * the process is gone.
+     */
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = once(proc, "exit");
+      proc.kill("SIGKILL");
+      await exited;
     },
   };
 }
