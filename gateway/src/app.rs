@@ -41,6 +41,8 @@ pub struct Config {
     pub console: crate::web::ConsoleConfig,
     /// Heartbeat interval and grace, settle time, battery and coverage thresholds.
     pub supervision: crate::supervision::SupervisionPolicy,
+    /// Web Push to volunteers: VAPID subject, TTL, timeouts, retries, concurrency.
+    pub push: crate::push::PushConfig,
 }
 
 impl Config {
@@ -54,6 +56,7 @@ impl Config {
             clock: Clock::system(),
             console: crate::web::ConsoleConfig::default(),
             supervision: crate::supervision::SupervisionPolicy::default(),
+            push: crate::push::PushConfig::default(),
         }
     }
 }
@@ -80,12 +83,15 @@ pub struct Application {
     ingest: Ingest,
     /// The gateway's MQTT connection to the router, polled once `run` starts.
     eventloop: rumqttc::EventLoop,
+    /// Sends the pushes the ingest queues, once `run` starts.
+    push_worker: crate::push::PushWorker,
 }
 
 impl Application {
     /// Opens the store (migrating it) and starts the embedded router. Nothing is served yet.
     pub async fn build(config: Config, listeners: Listeners) -> anyhow::Result<Self> {
         crate::supervision::validate(&config.supervision).context("device supervision settings")?;
+        crate::push::validate(&config.push).context("Web Push settings")?;
         let store = store::open(&config.database_url)
             .await
             .with_context(|| format!("opening the store at {}", config.database_url))?;
@@ -119,16 +125,26 @@ impl Application {
         let mut network = rumqttc::NetworkOptions::new();
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
+        let metrics: Arc<Metrics> = Arc::default();
+        let (pusher, push_worker) = crate::push::Pusher::new(
+            store.clone(),
+            config.push.clone(),
+            metrics.clone(),
+            config.clock.clone(),
+        )
+        .await
+        .context("setting up Web Push")?;
         let ingest = Ingest {
             store: store.clone(),
             client,
             feed: Feed::new(),
-            metrics: Arc::default(),
+            metrics,
             cancel_window: config.cancel_window,
             plan: config.plan,
             clock: config.clock.clone(),
             ring_wake: Arc::default(),
             supervision: config.supervision,
+            pusher,
         };
         let http_addr = listeners.http.local_addr()?;
         Ok(Self {
@@ -144,6 +160,7 @@ impl Application {
             http_addr,
             ingest,
             eventloop,
+            push_worker,
         })
     }
 
@@ -185,6 +202,7 @@ impl Application {
             edge_stats,
             ingest,
             eventloop,
+            push_worker,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -211,6 +229,7 @@ impl Application {
             .await
             .context("the gateway could not subscribe to the embedded router within 10 s")??;
 
+        background.spawn(async move { ("push", push_worker.run().await) });
         let owed = ingest.recover().await?;
         {
             let (ingest, wake) = (ingest.clone(), ingest.ring_wake.clone());

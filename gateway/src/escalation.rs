@@ -15,7 +15,8 @@ use tokio::sync::Notify;
 
 use crate::feed::FeedEvent;
 use crate::ingest::Ingest;
-use crate::store::RingFired;
+use crate::push::PushReason;
+use crate::store::{RecipientKind, RingFired};
 
 /// Even with no deadline in sight, look again this often: another gateway sharing the
 /// database may have stored one.
@@ -35,6 +36,14 @@ pub async fn tick(ingest: &Ingest) -> anyhow::Result<Vec<RingFired>> {
                 ingest
                     .publish_cluster_alert(cluster.as_str(), &ring.alert)
                     .await;
+            }
+            // Volunteers this ring reached, nearest first: each gets one push.
+            for r in &ring.added {
+                if r.kind == RecipientKind::Volunteer {
+                    ingest
+                        .pusher
+                        .notify(&ring.alert, &r.who, r.distance_m, PushReason::Alert);
+                }
             }
             ingest.feed.publish(&FeedEvent::Alert {
                 event: if ring.ring == 1 { "ring1" } else { "ring2" },

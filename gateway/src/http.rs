@@ -131,6 +131,7 @@ pub fn router(state: AppState) -> Router {
         .merge(session_routes())
         .merge(crate::console::routes())
         .merge(crate::supervision::routes())
+        .merge(crate::volunteer::routes())
         // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
         .fallback(crate::web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -300,14 +301,15 @@ async fn respond(
     let Json(body) = body?;
     let wanted = match RecipientState::parse(&body.answer) {
         Ok(
-            s @ (RecipientState::Seen
+            s @ (RecipientState::Delivered
+            | RecipientState::Seen
             | RecipientState::Coming
             | RecipientState::Declined
             | RecipientState::OnScene),
         ) => s,
         _ => {
             return Err(ApiError::BadRequest(format!(
-                "answer must be seen, coming, declined or on_scene, not {:?}",
+                "answer must be delivered, seen, coming, declined or on_scene, not {:?}",
                 body.answer
             )))
         }
@@ -420,7 +422,7 @@ async fn list_volunteers(
     Ok(Json(json!({ "volunteers": all })).into_response())
 }
 
-fn volunteer_only(who: &Principal) -> Result<(), ApiError> {
+pub(crate) fn volunteer_only(who: &Principal) -> Result<(), ApiError> {
     if who.kind == AccountKind::Volunteer {
         Ok(())
     } else {

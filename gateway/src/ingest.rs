@@ -23,6 +23,7 @@ use crate::domain::{AlertId, AlertState, Answer, DeviceId, Press, PressKind, Upl
 use crate::feed::{Feed, FeedEvent};
 use crate::lifecycle::{Action, RecipientState};
 use crate::metrics::{inc, Metrics};
+use crate::push::PushReason;
 use crate::store::{
     AlertSummary, Applied, CancelOutcome, PressOutcome, RecipientKind, RingPlan, Store, StoreResult,
 };
@@ -79,6 +80,8 @@ pub struct Ingest {
     pub ring_wake: Arc<tokio::sync::Notify>,
     /// Heartbeat interval, grace and health thresholds, applied to every heartbeat.
     pub supervision: crate::supervision::SupervisionPolicy,
+    /// Web Push to volunteers' phones; queues and returns at once.
+    pub pusher: crate::push::Pusher,
 }
 
 impl Ingest {
@@ -219,6 +222,7 @@ impl Ingest {
                 tracing::info!(alert = %alert.id, %device, "alert cancelled by the presser");
                 self.fan_out(&alert, "cancelled").await;
                 self.ack(device, press.seq, &alert).await;
+                self.push_closed(&alert);
             }
             CancelOutcome::Duplicate(alert) => {
                 inc(&self.metrics.presses_duplicate);
@@ -268,6 +272,16 @@ impl Ingest {
             .store
             .apply(alert, actor, action, target, detail, self.now())
             .await?;
+        if let (Action::Dispatch, Some((RecipientKind::Volunteer, who))) = (action, target) {
+            // Only a volunteer newly on the alert is pushed: never twice for one alert.
+            if applied.recipient_changed {
+                self.pusher
+                    .notify(&applied.alert, who, None, PushReason::Alert);
+            }
+        }
+        if applied.state_changed && applied.alert.state == AlertState::Resolved {
+            self.push_closed(&applied.alert);
+        }
         let news = applied.state_changed
             || applied.recipient_changed
             || matches!(action, Action::Note | Action::Resolve(_));
@@ -309,6 +323,30 @@ impl Ingest {
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// Replaces the notification of every volunteer pushed about `alert` (and not declined)
+    /// with "no need to come". Off the caller's path: it reads the recipients in a task.
+    fn push_closed(&self, alert: &AlertSummary) {
+        let (store, pusher, alert) = (self.store.clone(), self.pusher.clone(), alert.clone());
+        tokio::spawn(async move {
+            let recipients = match store.alert_detail(alert.id).await {
+                Ok(Some(detail)) => detail.recipients,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(alert = %alert.id, error = %e, "volunteers to tell the alert is over unknown");
+                    return;
+                }
+            };
+            for r in recipients {
+                if r.kind == RecipientKind::Volunteer
+                    && r.push.is_some()
+                    && r.state != RecipientState::Declined
+                {
+                    pusher.notify(&alert, &r.who, None, PushReason::Closed);
+                }
+            }
+        });
     }
 
     async fn fan_out(&self, alert: &AlertSummary, event: &str) {

@@ -10,10 +10,13 @@
 //! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
 //! - [`supervision`]: device supervision (online, late, offline with the reason), health,
 //!   cluster coverage, the "needs attention" list and its station API.
+//! - [`push`]: Web Push to volunteers' phones (VAPID, retries, per-origin limits), off the
+//!   press path.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
 //! - [`accounts`], [`auth`]: operators and volunteers, argon2 passwords, sessions (cookie or
 //!   bearer), the login limiter, and the extractors that require a session.
-//! - [`http`]: the HTTP API and its error type.
+//! - [`http`]: the HTTP API and its error type; [`volunteer`]: the volunteer app's push
+//!   subscriptions, profile and patrol check-ins.
 //! - [`console`], [`web`]: the station console's map API, settings and built pages.
 //! - [`seed`]: the demo neighbourhood and the CSV import of households.
 //! - [`app`]: [`app::Application`] wires the parts into tasks with one shutdown signal.
@@ -33,9 +36,11 @@ pub mod http;
 pub mod ingest;
 pub mod lifecycle;
 pub mod metrics;
+pub mod push;
 pub mod seed;
 pub mod store;
 pub mod supervision;
+pub mod volunteer;
 pub mod web;
 
 pub use app::{Application, Config, Listeners};

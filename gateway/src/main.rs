@@ -98,6 +98,49 @@ struct ServeArgs {
     rings: RingArgs,
     #[command(flatten)]
     supervision: SupervisionArgs,
+    #[command(flatten)]
+    push: PushArgs,
+}
+
+/// How volunteers' phones are pushed.
+#[derive(Args, Clone)]
+struct PushArgs {
+    /// Contact for the push services in the VAPID signature: mailto:someone@your.station or
+    /// an https:// page. Apple's service refuses placeholder addresses.
+    #[arg(
+        long,
+        env = "TENWATCH_VAPID_SUBJECT",
+        default_value = "mailto:admin@tenwatch.invalid"
+    )]
+    vapid_subject: String,
+    /// Seconds a push service may keep an alert for a phone that is off (TTL).
+    #[arg(long, env = "TENWATCH_PUSH_TTL", default_value_t = 900)]
+    push_ttl: u64,
+    /// Seconds one request to a push service may take.
+    #[arg(long, env = "TENWATCH_PUSH_TIMEOUT", default_value_t = 10.0)]
+    push_timeout: f64,
+    /// Requests in flight to one push service at once.
+    #[arg(long, env = "TENWATCH_PUSH_CONCURRENCY", default_value_t = 16)]
+    push_concurrency: usize,
+    /// Accept push endpoints on this machine (a local push-service emulator). Testing only.
+    #[arg(long, env = "TENWATCH_PUSH_ALLOW_LOOPBACK")]
+    push_allow_loopback: bool,
+}
+
+impl PushArgs {
+    fn config(&self) -> anyhow::Result<tenwatch_gateway::push::PushConfig> {
+        if !(self.push_timeout.is_finite() && self.push_timeout > 0.0) {
+            bail!("--push-timeout must be a positive number of seconds");
+        }
+        Ok(tenwatch_gateway::push::PushConfig {
+            subject: self.vapid_subject.clone(),
+            ttl: Duration::from_secs(self.push_ttl),
+            timeout: Duration::from_secs_f64(self.push_timeout),
+            per_origin: self.push_concurrency,
+            allow_loopback: self.push_allow_loopback,
+            ..Default::default()
+        })
+    }
 }
 
 /// How dead devices are noticed.
@@ -175,6 +218,8 @@ struct DemoArgs {
     rings: RingArgs,
     #[command(flatten)]
     supervision: SupervisionArgs,
+    #[command(flatten)]
+    push: PushArgs,
     /// Clusters of ten households to create on first start.
     #[arg(long, default_value_t = 12)]
     clusters: usize,
@@ -376,6 +421,7 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.edge.max_payload = args.max_payload;
     config.plan = args.rings.plan()?;
     config.supervision = args.supervision.policy();
+    config.push = args.push.config()?;
     config.console = args.console.clone().into_config()?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.edge.tls = Some(tenwatch_broker::TlsFiles {
@@ -410,6 +456,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 /// The demo's station operator, printed at start so a person can sign in to the console.
 const DEMO_OPERATOR: (&str, &str) = ("demo", "tenwatch-demo");
+/// The demo's patrol volunteer, for the phone app at /app/.
+const DEMO_VOLUNTEER: (&str, &str) = ("patrol", "tenwatch-demo");
 
 async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let store = args.store.open().await?;
@@ -423,8 +471,17 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             DEMO_OPERATOR.0,
             DEMO_OPERATOR.1,
             Role::Admin,
-            &[zone],
+            std::slice::from_ref(&zone),
             "值班员 (demo)",
+        )
+        .await?;
+        accounts::create_volunteer(
+            store.as_ref(),
+            DEMO_VOLUNTEER.0,
+            DEMO_VOLUNTEER.1,
+            &zone,
+            "联防队员 (demo)",
+            "",
         )
         .await?;
         println!(
@@ -454,6 +511,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         console: args.console.clone(),
         rings: args.rings.clone(),
         supervision: args.supervision.clone(),
+        push: args.push.clone(),
     };
     let app = build_app(&serve).await?;
     let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
@@ -462,6 +520,10 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  station console  http://{http}/   (sign in: {} / {})",
         DEMO_OPERATOR.0, DEMO_OPERATOR.1
+    );
+    println!(
+        "  volunteer app    http://{http}/app/   (sign in: {} / {})",
+        DEMO_VOLUNTEER.0, DEMO_VOLUNTEER.1
     );
     println!("  station feed     ws://{http}/api/feed");
     println!("  health           http://{http}/healthz");

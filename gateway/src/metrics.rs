@@ -57,6 +57,20 @@ counters! {
     publish_errors,
     /// Presence events dropped because the presence queue was full.
     presence_dropped,
+    /// Web Push requests made to push services (each try counts).
+    pushes_sent,
+    /// Pushes a push service accepted.
+    pushes_accepted,
+    /// Subscriptions the push service said are gone (404/410), removed.
+    pushes_expired,
+    /// Pushes given up on (refused, or still failing after every retry).
+    pushes_failed,
+    /// Retries after a 5xx, a 429 or a network failure.
+    push_retries,
+    /// Volunteers to push who had no subscription.
+    pushes_no_subscription,
+    /// Pushes dropped because the push queue was full.
+    pushes_dropped,
 }
 
 pub fn inc(counter: &AtomicU64) {

@@ -12,6 +12,8 @@ use tenwatch_gateway::escalation::tick;
 use tenwatch_gateway::feed::Feed;
 use tenwatch_gateway::ingest::Ingest;
 use tenwatch_gateway::lifecycle::{Action, RecipientState};
+use tenwatch_gateway::metrics::Metrics;
+use tenwatch_gateway::push::{PushConfig, Pusher};
 use tenwatch_gateway::seed::{seed_demo, Credential};
 use tenwatch_gateway::store::{self, PressOutcome, RecipientKind, RingPlan, Store};
 
@@ -27,12 +29,23 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
     let store = store::open(url).await.expect("store");
     let (client, eventloop) =
         AsyncClient::new(MqttOptions::new("escalation-test", "127.0.0.1", 9), 10_000);
+    let metrics: Arc<Metrics> = Arc::default();
+    // Pushes queue and are never sent here: the worker is not run.
+    let (pusher, _worker) = Pusher::new(
+        store.clone(),
+        PushConfig::default(),
+        metrics.clone(),
+        clock.clone(),
+    )
+    .await
+    .expect("pusher");
     Gateway {
         ingest: Ingest {
             store,
             client,
             feed: Feed::new(),
-            metrics: Arc::default(),
+            metrics,
+            pusher,
             cancel_window: Duration::from_secs(30),
             plan: RingPlan::default(),
             clock: clock.clone(),

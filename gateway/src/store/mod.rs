@@ -6,11 +6,13 @@
 
 pub mod accounts;
 pub mod map;
+pub mod push;
 pub mod sqlite;
 pub mod supervision;
 
 pub use accounts::AccountStore;
 pub use map::MapStore;
+pub use push::PushStore;
 pub use supervision::SupervisionStore;
 
 use std::sync::Arc;
@@ -153,6 +155,10 @@ pub struct Recipient {
     pub distance_m: Option<f64>,
     pub notified_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Volunteers: what became of the Web Push to their phones (`accepted`,
+    /// `no_subscription`, `expired`, `failed: …`), and when; `None` until a send ended.
+    pub push: Option<String>,
+    pub push_at_ms: Option<i64>,
 }
 
 /// Escalation settings the store needs to schedule and fire rings.
@@ -263,7 +269,9 @@ pub struct RegistryCounts {
 }
 
 #[async_trait]
-pub trait Store: AccountStore + MapStore + SupervisionStore + Send + Sync + 'static {
+pub trait Store:
+    AccountStore + MapStore + PushStore + SupervisionStore + Send + Sync + 'static
+{
     // --- registry ---
     async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()>;
     async fn add_cluster(&self, cluster: &NewCluster) -> StoreResult<()>;

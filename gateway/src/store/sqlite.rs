@@ -138,6 +138,8 @@ fn recipient_from_row(row: &SqliteRow) -> StoreResult<Recipient> {
         distance_m: row.try_get("distance_m").map_err(backend)?,
         notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
         updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
+        push: row.try_get("push").map_err(backend)?,
+        push_at_ms: row.try_get("push_at_ms").map_err(backend)?,
     })
 }
 
@@ -958,8 +960,8 @@ impl Store for SqliteStore {
 
     async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>> {
         let rows = sqlx::query(
-            "SELECT kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms \
-             FROM recipients WHERE alert = ? ORDER BY ring, distance_m, kind, who",
+            "SELECT kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms, \
+             push, push_at_ms FROM recipients WHERE alert = ? ORDER BY ring, distance_m, kind, who",
         )
         .bind(alert.0)
         .fetch_all(&self.reader)
@@ -1299,6 +1301,8 @@ async fn move_recipient(
                     distance_m: None,
                     notified_at_ms: now_ms,
                     updated_at_ms: now_ms,
+                    push: None,
+                    push_at_ms: None,
                 },
             )
             .await?;
@@ -1360,6 +1364,8 @@ async fn nearby_units(
                         distance_m: Some(d.round()),
                         notified_at_ms: now_ms,
                         updated_at_ms: now_ms,
+                        push: None,
+                        push_at_ms: None,
                     },
                     cluster,
                 )
@@ -1425,6 +1431,8 @@ async fn on_duty_volunteers(
                 distance_m: distance,
                 notified_at_ms: now_ms,
                 updated_at_ms: now_ms,
+                push: None,
+                push_at_ms: None,
             })
         })
         .collect();

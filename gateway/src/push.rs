@@ -1,0 +1,567 @@
+//! Web Push to patrol volunteers' phones: one encrypted (aes128gcm), VAPID-signed push per
+//! subscription, sent off the press path.
+//!
+//! Callers [`Pusher::notify`] and go on: the job waits in a bounded queue and each send runs
+//! in its own task, so a slow or silent push service never holds up the neighbours' units,
+//! the station or another volunteer. Each request has a timeout; at most
+//! [`PushConfig::per_origin`] requests are in flight to one push service; 5xx, 429 (honouring
+//! `Retry-After`) and network failures are retried with backoff; a subscription answered 404
+//! or 410 is removed. What became of each volunteer's push is stored on the recipient
+//! (`accepted`, `no_subscription`, `expired`, `failed: …`); that the phone really showed it
+//! comes back later from its service worker as the recipient state `delivered`.
+//!
+//! The VAPID key pair is made once and kept in the store (see [`crate::store::PushStore`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jwt_simple::prelude::{ECDSAP256PublicKeyLike, ES256KeyPair};
+use serde::Serialize;
+use tokio::sync::{mpsc, Semaphore};
+use web_push::{
+    ContentEncoding, SubscriptionInfo, Urgency, VapidSignatureBuilder, WebPushMessageBuilder,
+};
+
+use crate::clock::Clock;
+use crate::domain::{AlertId, AlertState};
+use crate::metrics::{inc, Metrics};
+use crate::store::push::{PushSubscriptionRecord, VapidKeyPair};
+use crate::store::{AlertSummary, Store, StoreResult};
+
+/// How pushes are sent.
+#[derive(Debug, Clone)]
+pub struct PushConfig {
+    /// The VAPID `sub` claim: a `mailto:` or `https:` contact for the push services.
+    pub subject: String,
+    /// How long a push service may hold a push for a phone that is off (`TTL`).
+    pub ttl: Duration,
+    /// Deadline of one request to a push service.
+    pub timeout: Duration,
+    /// Requests in flight to one push service (origin) at once.
+    pub per_origin: usize,
+    /// Tries per subscription, the first included.
+    pub attempts: u32,
+    /// The first retry's wait; doubled each time, and `Retry-After` wins when given.
+    pub backoff: Duration,
+    /// The longest wait between tries, whatever `Retry-After` says.
+    pub max_wait: Duration,
+    /// Accept subscriptions whose endpoint is on this machine (plain http too): for a local
+    /// push-service emulator in tests, never in production (the gateway would POST to any
+    /// local service a volunteer names).
+    pub allow_loopback: bool,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        Self {
+            subject: "mailto:admin@tenwatch.invalid".into(),
+            ttl: Duration::from_secs(900),
+            timeout: Duration::from_secs(10),
+            per_origin: 16,
+            attempts: 5,
+            backoff: Duration::from_secs(1),
+            max_wait: Duration::from_secs(120),
+            allow_loopback: false,
+        }
+    }
+}
+
+/// Refused push settings, said so that the operator knows what to change.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PushConfigError {
+    #[error(
+        "--vapid-subject must start with mailto: or https: (push services contact it); got {0:?}"
+    )]
+    Subject(String),
+    #[error("--push-concurrency must be at least 1")]
+    Concurrency,
+}
+
+pub fn validate(config: &PushConfig) -> Result<(), PushConfigError> {
+    if !(config.subject.starts_with("mailto:") || config.subject.starts_with("https://")) {
+        return Err(PushConfigError::Subject(config.subject.clone()));
+    }
+    if config.per_origin == 0 {
+        return Err(PushConfigError::Concurrency);
+    }
+    Ok(())
+}
+
+/// Why a volunteer is pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushReason {
+    /// Newly a recipient (a ring reached them, or the station dispatched them).
+    Alert,
+    /// The alert is over: the notification is replaced by "no need to come".
+    Closed,
+}
+
+struct Job {
+    alert: AlertSummary,
+    volunteer: String,
+    distance_m: Option<f64>,
+    reason: PushReason,
+}
+
+/// Queues pushes; cheap to clone.
+#[derive(Clone)]
+pub struct Pusher {
+    jobs: mpsc::Sender<Job>,
+    public_key: Arc<str>,
+    metrics: Arc<Metrics>,
+    allow_loopback: bool,
+}
+
+/// Takes the queued pushes and sends them; run it with [`PushWorker::run`].
+pub struct PushWorker {
+    jobs: mpsc::Receiver<Job>,
+    sender: Arc<Sender>,
+}
+
+/// Pushes waiting to start; past this a push is dropped (and counted) rather than let the
+/// press path wait.
+const QUEUE: usize = 10_000;
+
+/// A fresh P-256 key pair for VAPID.
+pub fn generate_vapid_key() -> VapidKeyPair {
+    let pair = ES256KeyPair::generate();
+    VapidKeyPair {
+        private_key: URL_SAFE_NO_PAD.encode(pair.to_bytes()),
+        public_key: URL_SAFE_NO_PAD.encode(pair.public_key().public_key().to_bytes_uncompressed()),
+    }
+}
+
+impl Pusher {
+    /// Loads the gateway's VAPID key (making it on first start) and builds the queue.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: PushConfig,
+        metrics: Arc<Metrics>,
+        clock: Clock,
+    ) -> anyhow::Result<(Pusher, PushWorker)> {
+        let key = store
+            .vapid_key_or_insert(&generate_vapid_key(), clock.now_ms())
+            .await?;
+        // A key that does not load would fail every push: say so at start instead.
+        VapidSignatureBuilder::from_base64_no_sub(&key.private_key)
+            .map_err(|e| anyhow::anyhow!("the stored VAPID key does not load: {e}"))?;
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout)
+            .build()?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let pusher = Pusher {
+            jobs: tx,
+            public_key: key.public_key.clone().into(),
+            metrics: metrics.clone(),
+            allow_loopback: config.allow_loopback,
+        };
+        let sender = Arc::new(Sender {
+            store,
+            client,
+            key,
+            config,
+            metrics,
+            clock,
+            origins: Mutex::default(),
+        });
+        Ok((pusher, PushWorker { jobs: rx, sender }))
+    }
+
+    /// The browsers' `applicationServerKey` (base64url).
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
+    /// Whether endpoints on this machine are accepted (see [`PushConfig::allow_loopback`]).
+    pub fn allows_loopback(&self) -> bool {
+        self.allow_loopback
+    }
+
+    /// Queues a push to `volunteer` about `alert`; never waits.
+    pub fn notify(
+        &self,
+        alert: &AlertSummary,
+        volunteer: &str,
+        distance_m: Option<f64>,
+        reason: PushReason,
+    ) {
+        let job = Job {
+            alert: alert.clone(),
+            volunteer: volunteer.to_owned(),
+            distance_m,
+            reason,
+        };
+        if let Err(e) = self.jobs.try_send(job) {
+            inc(&self.metrics.pushes_dropped);
+            tracing::error!(alert = %alert.id, volunteer, error = %e, "push queue full or closed: push dropped");
+        }
+    }
+}
+
+impl PushWorker {
+    /// Starts a task per job until the queue closes.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        while let Some(job) = self.jobs.recv().await {
+            let sender = self.sender.clone();
+            tokio::spawn(async move { sender.deliver(job).await });
+        }
+        Ok(())
+    }
+}
+
+struct Sender {
+    store: Arc<dyn Store>,
+    client: reqwest::Client,
+    key: VapidKeyPair,
+    config: PushConfig,
+    metrics: Arc<Metrics>,
+    clock: Clock,
+    /// One semaphore per push-service origin (`scheme://host:port`).
+    origins: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// How one try ended.
+#[derive(Debug)]
+enum Try {
+    Accepted,
+    /// 404 / 410: the browser unsubscribed or the subscription expired.
+    Gone(u16),
+    /// Worth another try, after the service's `Retry-After` if it gave one.
+    Again(String, Option<Duration>),
+    /// Will not get better by trying again (400, 401, 403, 413, a bad subscription).
+    Refused(String),
+}
+
+impl Sender {
+    async fn deliver(&self, job: Job) {
+        let outcome = match self.deliver_all(&job).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::error!(alert = %job.alert.id, volunteer = %job.volunteer, error = %e, "push not sent");
+                format!("failed: {e}")
+            }
+        };
+        if job.reason == PushReason::Closed {
+            return;
+        }
+        if let Err(e) = self
+            .store
+            .record_push_outcome(job.alert.id, &job.volunteer, &outcome, self.clock.now_ms())
+            .await
+        {
+            tracing::error!(alert = %job.alert.id, error = %e, "push outcome not stored");
+        }
+    }
+
+    /// Sends to every subscription of the volunteer at once; the outcome for the recipient.
+    async fn deliver_all(&self, job: &Job) -> StoreResult<String> {
+        let subscriptions = self.store.push_subscriptions_of(&job.volunteer).await?;
+        if subscriptions.is_empty() {
+            inc(&self.metrics.pushes_no_subscription);
+            return Ok("no_subscription".into());
+        }
+        let payload = payload(job);
+        let sends = subscriptions
+            .iter()
+            .map(|sub| self.send_with_retries(sub, &job.alert.id, &payload));
+        let results = futures::future::join_all(sends).await;
+        let outcome = if results.iter().any(|r| matches!(r, Try::Accepted)) {
+            "accepted".to_owned()
+        } else if results.iter().all(|r| matches!(r, Try::Gone(_))) {
+            "expired".to_owned()
+        } else {
+            let why = results.iter().find_map(|r| match r {
+                Try::Again(why, _) | Try::Refused(why) => Some(why.as_str()),
+                _ => None,
+            });
+            format!("failed: {}", why.unwrap_or("unknown"))
+        };
+        Ok(outcome)
+    }
+
+    async fn send_with_retries(
+        &self,
+        sub: &PushSubscriptionRecord,
+        alert: &AlertId,
+        payload: &[u8],
+    ) -> Try {
+        let mut wait = self.config.backoff;
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(sub, alert, payload).await;
+            let now = self.clock.now_ms();
+            match &result {
+                Try::Accepted => {
+                    inc(&self.metrics.pushes_accepted);
+                    let _ = self.store.push_sent(sub.id, None, now).await;
+                    return result;
+                }
+                Try::Gone(status) => {
+                    inc(&self.metrics.pushes_expired);
+                    tracing::info!(endpoint = %sub.endpoint, status, "push subscription gone: removed");
+                    if let Err(e) = self.store.forget_push_endpoint(&sub.endpoint).await {
+                        tracing::error!(error = %e, "expired push subscription not removed");
+                    }
+                    return result;
+                }
+                Try::Refused(why) => {
+                    inc(&self.metrics.pushes_failed);
+                    tracing::warn!(endpoint = %sub.endpoint, why, "push refused");
+                    let _ = self.store.push_sent(sub.id, Some(why), now).await;
+                    return result;
+                }
+                Try::Again(why, retry_after) => {
+                    if attempt >= self.config.attempts {
+                        inc(&self.metrics.pushes_failed);
+                        tracing::warn!(endpoint = %sub.endpoint, why, attempt, "push failed; giving up");
+                        let _ = self.store.push_sent(sub.id, Some(why), now).await;
+                        return result;
+                    }
+                    inc(&self.metrics.push_retries);
+                    let pause = retry_after.unwrap_or(wait).min(self.config.max_wait);
+                    tracing::info!(endpoint = %sub.endpoint, why, attempt, ?pause, "push will be retried");
+                    tokio::time::sleep(pause).await;
+                    wait = (wait * 2).min(self.config.max_wait);
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn origin_permits(&self, endpoint: &str) -> Arc<Semaphore> {
+        let origin = reqwest::Url::parse(endpoint)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
+        let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
+        origins
+            .entry(origin)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_origin)))
+            .clone()
+    }
+
+    async fn send_once(
+        &self,
+        sub: &PushSubscriptionRecord,
+        alert: &AlertId,
+        payload: &[u8],
+    ) -> Try {
+        let request = match self.build(sub, alert, payload) {
+            Ok(r) => r,
+            Err(why) => return Try::Refused(why),
+        };
+        let permits = self.origin_permits(&sub.endpoint);
+        let Ok(_permit) = permits.acquire().await else {
+            return Try::Refused("shutting down".into());
+        };
+        inc(&self.metrics.pushes_sent);
+        let response = match self.client.execute(request).await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => return Try::Again("push service timed out".into(), None),
+            Err(e) => return Try::Again(format!("push service unreachable: {e}"), None),
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        match status {
+            200..=299 => Try::Accepted,
+            404 | 410 => Try::Gone(status),
+            429 => Try::Again("429 too many requests".into(), retry_after),
+            500..=599 => Try::Again(format!("{status} from the push service"), retry_after),
+            _ => {
+                let body = response.text().await.unwrap_or_default();
+                let body: String = body.chars().take(200).collect();
+                Try::Refused(format!("{status} from the push service: {body}"))
+            }
+        }
+    }
+
+    /// The encrypted, signed request for one subscription.
+    fn build(
+        &self,
+        sub: &PushSubscriptionRecord,
+        alert: &AlertId,
+        payload: &[u8],
+    ) -> Result<reqwest::Request, String> {
+        let info = SubscriptionInfo::new(
+            sub.endpoint.as_str(),
+            sub.p256dh.as_str(),
+            sub.auth.as_str(),
+        );
+        let mut signature = VapidSignatureBuilder::from_base64(&self.key.private_key, &info)
+            .map_err(|e| format!("VAPID key: {e}"))?;
+        signature.add_claim("sub", self.config.subject.as_str());
+        let signature = signature
+            .build()
+            .map_err(|e| format!("VAPID signature: {e}"))?;
+        let mut message = WebPushMessageBuilder::new(&info);
+        message.set_payload(ContentEncoding::Aes128Gcm, payload);
+        message.set_ttl(self.config.ttl.as_secs().min(u64::from(u32::MAX)) as u32);
+        message.set_urgency(Urgency::High);
+        // One topic per alert: a push service holding an older push for the same alert for
+        // a phone that is off replaces it with this one.
+        message.set_topic(format!("tw-alert-{}", alert.0));
+        message.set_vapid_signature(signature);
+        let message = message
+            .build()
+            .map_err(|e| format!("subscription keys: {e}"))?;
+        let built = web_push::request_builder::build_request::<Vec<u8>>(message);
+        let url =
+            reqwest::Url::parse(&built.uri().to_string()).map_err(|e| format!("endpoint: {e}"))?;
+        let mut request = reqwest::Request::new(reqwest::Method::POST, url);
+        for (name, value) in built.headers() {
+            let name = reqwest::header::HeaderName::from_bytes(name.as_str().as_bytes())
+                .map_err(|e| e.to_string())?;
+            let value = reqwest::header::HeaderValue::from_bytes(value.as_bytes())
+                .map_err(|e| e.to_string())?;
+            request.headers_mut().insert(name, value);
+        }
+        *request.body_mut() = Some(built.into_body().into());
+        Ok(request)
+    }
+}
+
+/// `Retry-After` as seconds (an HTTP date is taken as "a minute").
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    match v.trim().parse::<u64>() {
+        Ok(secs) => Some(Duration::from_secs(secs)),
+        Err(_) if !v.trim().is_empty() => Some(Duration::from_secs(60)),
+        Err(_) => None,
+    }
+}
+
+/// What the phone's service worker gets (JSON, encrypted): enough to show the notification
+/// without asking the gateway, in Chinese and English.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct PushPayload<'a> {
+    pub alert: AlertId,
+    /// The notification's tag: later pushes for the alert replace it.
+    pub tag: String,
+    /// The alert page in the volunteer app.
+    pub url: String,
+    pub kind: &'a str,
+    pub state: AlertState,
+    pub ring: u8,
+    pub label: &'a str,
+    pub address: &'a str,
+    pub lat: f64,
+    pub lon: f64,
+    pub distance_m: Option<f64>,
+    pub responders: u32,
+    pub title: String,
+    pub body: String,
+    pub title_en: String,
+    pub body_en: String,
+    pub at_ms: i64,
+}
+
+fn kind_names(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "medical" => ("急病", "Medical"),
+        "fire" => ("火警", "Fire"),
+        "intrusion" => ("入室", "Intrusion"),
+        _ => ("求助", "Help"),
+    }
+}
+
+fn payload(job: &Job) -> Vec<u8> {
+    let a = &job.alert;
+    let (zh, en) = kind_names(&a.kind);
+    let closed = job.reason == PushReason::Closed;
+    let (title, title_en) = if closed {
+        (
+            format!("已解除 · {}", a.label),
+            format!("Over · {}", a.label),
+        )
+    } else {
+        (format!("{zh} · {}", a.label), format!("{en} · {}", a.label))
+    };
+    let (body, body_en) = if closed {
+        (
+            "警情已处理,无需前往。".to_owned(),
+            "This alert is closed: no need to come.".to_owned(),
+        )
+    } else {
+        let mut zh_parts = vec![a.address.clone()];
+        let mut en_parts = vec![a.address.clone()];
+        if let Some(d) = job.distance_m {
+            zh_parts.push(format!("距您 {} 米", d.round()));
+            en_parts.push(format!("{} m from you", d.round()));
+        }
+        zh_parts.push(if a.responders == 0 {
+            "还没有人赶去".to_owned()
+        } else {
+            format!("{} 人正在赶来", a.responders)
+        });
+        en_parts.push(if a.responders == 0 {
+            "nobody coming yet".to_owned()
+        } else {
+            format!("{} coming", a.responders)
+        });
+        (zh_parts.join(" · "), en_parts.join(" · "))
+    };
+    let p = PushPayload {
+        alert: a.id,
+        tag: format!("tw-alert-{}", a.id.0),
+        url: format!("/app/#/alert/{}", a.id),
+        kind: &a.kind,
+        state: a.state,
+        ring: a.ring,
+        label: &a.label,
+        address: &a.address,
+        lat: a.lat,
+        lon: a.lon,
+        distance_m: job.distance_m.map(f64::round),
+        responders: a.responders,
+        title,
+        body,
+        title_en,
+        body_en,
+        at_ms: a.updated_at_ms,
+    };
+    // Plain data: serialising cannot fail.
+    serde_json::to_vec(&p).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_load_and_give_their_public_key() {
+        let key = generate_vapid_key();
+        let loaded = VapidSignatureBuilder::from_base64_no_sub(&key.private_key).unwrap();
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(loaded.get_public_key()),
+            key.public_key
+        );
+        assert_eq!(URL_SAFE_NO_PAD.decode(&key.public_key).unwrap().len(), 65);
+        assert_ne!(generate_vapid_key().private_key, key.private_key);
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(parse_retry_after(""), None);
+    }
+
+    #[test]
+    fn subjects_must_be_contactable() {
+        assert!(validate(&PushConfig::default()).is_ok());
+        let bad = PushConfig {
+            subject: "station".into(),
+            ..PushConfig::default()
+        };
+        assert!(matches!(validate(&bad), Err(PushConfigError::Subject(_))));
+    }
+}

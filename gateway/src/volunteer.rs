@@ -1,0 +1,258 @@
+//! The volunteer app's own API: who am I, push subscriptions (with the gateway's VAPID key)
+//! and patrol check-ins (巡逻签到). Duty and position are in [`crate::http`]; answering an
+//! alert is `POST /api/alerts/{id}/respond` for everyone.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::Authenticated;
+use crate::http::{volunteer_only, ApiError, AppState};
+use crate::store::push::NewPushSubscription;
+
+/// Merged into [`crate::http::router`].
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/push/key", get(push_key))
+        .route(
+            "/api/push/subscriptions",
+            post(subscribe).delete(unsubscribe),
+        )
+        .route("/api/volunteer/me", get(me))
+        .route("/api/volunteer/checkin", post(checkin))
+        .route("/api/volunteer/checkins", get(checkins))
+}
+
+async fn push_key(State(s): State<AppState>, Authenticated(_): Authenticated) -> Response {
+    Json(json!({ "public_key": s.ingest.pusher.public_key() })).into_response()
+}
+
+/// `PushSubscription.toJSON()`.
+#[derive(Debug, Deserialize)]
+struct SubscriptionBody {
+    endpoint: String,
+    #[serde(default, rename = "expirationTime")]
+    _expiration_time: Option<serde_json::Value>,
+    keys: SubscriptionKeys,
+}
+
+#[derive(Debug, Deserialize)]
+struct SubscriptionKeys {
+    p256dh: String,
+    auth: String,
+}
+
+/// Longest endpoint URL accepted; push services' are a few hundred characters.
+const MAX_ENDPOINT: usize = 2048;
+
+/// Checks what a browser sent as its subscription, so a bad one is refused now rather than
+/// failing at the first alert.
+fn check_subscription(body: &SubscriptionBody, allow_loopback: bool) -> Result<(), ApiError> {
+    let bad = |why: &str| Err(ApiError::BadRequest(why.to_owned()));
+    if body.endpoint.len() > MAX_ENDPOINT {
+        return bad("endpoint is too long");
+    }
+    let Ok(url) = reqwest::Url::parse(&body.endpoint) else {
+        return bad("endpoint must be a URL");
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match url.scheme() {
+        "https" if !loopback || allow_loopback => {}
+        "http" if loopback && allow_loopback => {}
+        _ => return bad("endpoint must be an https URL of a push service"),
+    }
+    match URL_SAFE_NO_PAD.decode(body.keys.p256dh.trim_end_matches('=')) {
+        Ok(k) if k.len() == 65 && k[0] == 4 => {}
+        _ => return bad("keys.p256dh must be an uncompressed P-256 public key, base64url"),
+    }
+    match URL_SAFE_NO_PAD.decode(body.keys.auth.trim_end_matches('=')) {
+        Ok(k) if k.len() == 16 => {}
+        _ => return bad("keys.auth must be a 16-byte secret, base64url"),
+    }
+    Ok(())
+}
+
+async fn subscribe(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    headers: HeaderMap,
+    body: Result<Json<SubscriptionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    volunteer_only(&who)?;
+    let Json(body) = body?;
+    check_subscription(&body, s.ingest.pusher.allows_loopback())?;
+    let user_agent: String = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    let id = s
+        .store
+        .add_push_subscription(
+            who.account_id,
+            &NewPushSubscription {
+                endpoint: &body.endpoint,
+                p256dh: body.keys.p256dh.trim_end_matches('='),
+                auth: body.keys.auth.trim_end_matches('='),
+                user_agent: &user_agent,
+            },
+            s.ingest.now(),
+        )
+        .await?;
+    tracing::info!(volunteer = %who.name, id, "push subscription registered");
+    Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeBody {
+    endpoint: String,
+}
+
+async fn unsubscribe(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    body: Result<Json<UnsubscribeBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    volunteer_only(&who)?;
+    let Json(body) = body?;
+    let removed = s
+        .store
+        .remove_push_subscription(who.account_id, &body.endpoint)
+        .await?;
+    Ok(Json(json!({ "removed": removed })).into_response())
+}
+
+async fn me(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+) -> Result<Response, ApiError> {
+    volunteer_only(&who)?;
+    let p = s.store.volunteer_profile(who.account_id).await?;
+    let position = match (p.lat, p.lon) {
+        (Some(lat), Some(lon)) => json!({ "lat": lat, "lon": lon, "at_ms": p.position_at_ms }),
+        _ => serde_json::Value::Null,
+    };
+    Ok(Json(json!({
+        "name": who.name,
+        "display_name": who.display_name,
+        "zone": who.zones.first(),
+        "on_duty": p.on_duty,
+        "position": position,
+        "subscriptions": p.subscriptions,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckinBody {
+    lat: f64,
+    lon: f64,
+    #[serde(default)]
+    note: String,
+}
+
+/// Longest check-in note, in characters.
+const MAX_NOTE: usize = 500;
+
+async fn checkin(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    body: Result<Json<CheckinBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    volunteer_only(&who)?;
+    let Json(b) = body?;
+    if !(b.lat.is_finite() && b.lon.is_finite() && b.lat.abs() <= 90.0 && b.lon.abs() <= 180.0) {
+        return Err(ApiError::BadRequest(
+            "lat must be within ±90 and lon within ±180".into(),
+        ));
+    }
+    let note = b.note.trim();
+    if note.chars().count() > MAX_NOTE {
+        return Err(ApiError::BadRequest(format!(
+            "a check-in note is at most {MAX_NOTE} characters"
+        )));
+    }
+    let c = s
+        .store
+        .add_checkin(who.account_id, b.lat, b.lon, note, s.ingest.now())
+        .await?;
+    Ok((StatusCode::CREATED, Json(c)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct CheckinsQuery {
+    limit: Option<u32>,
+}
+
+async fn checkins(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    query: Result<Query<CheckinsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    volunteer_only(&who)?;
+    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let list = s
+        .store
+        .checkins(who.account_id, q.limit.unwrap_or(20).clamp(1, 200))
+        .await?;
+    Ok(Json(json!({ "checkins": list })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(endpoint: &str, p256dh: &str, auth: &str) -> SubscriptionBody {
+        SubscriptionBody {
+            endpoint: endpoint.into(),
+            _expiration_time: None,
+            keys: SubscriptionKeys {
+                p256dh: p256dh.into(),
+                auth: auth.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn subscriptions_are_checked() {
+        let key = URL_SAFE_NO_PAD.encode([4u8; 65]);
+        let auth = URL_SAFE_NO_PAD.encode([7u8; 16]);
+        let ok = body("https://push.example.org/send/abc", &key, &auth);
+        assert!(check_subscription(&ok, false).is_ok());
+        let local = body("http://127.0.0.1:9/push/1", &key, &auth);
+        assert!(
+            check_subscription(&local, false).is_err(),
+            "loopback only when allowed"
+        );
+        assert!(check_subscription(&local, true).is_ok());
+        let plain = body("http://push.example.org/x", &key, &auth);
+        assert!(
+            check_subscription(&plain, true).is_err(),
+            "plain http only on loopback"
+        );
+        assert!(check_subscription(&body("not a url", &key, &auth), false).is_err());
+        let short_key = URL_SAFE_NO_PAD.encode([4u8; 33]);
+        assert!(
+            check_subscription(&body("https://p.example/x", &short_key, &auth), false).is_err()
+        );
+        assert!(check_subscription(&body("https://p.example/x", &key, "AAAA"), false).is_err());
+        let long = format!("https://p.example/{}", "x".repeat(MAX_ENDPOINT));
+        assert!(check_subscription(&body(&long, &key, &auth), false).is_err());
+    }
+}
