@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every tenwatch test on a fresh machine: installs the outside parts the tests drive
 # (Mosquitto's command-line clients as the third-party MQTT device, Debian's Chromium for the
-# console), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
+# console, a Python venv for the push-service emulator), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   else
     echo "== missing ${need_apt[*]}: install them (as root: apt-get install -y ${need_apt[*]})" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
+fi
+
+# The push-service emulator the Web Push tests send to: pinned Python packages in a venv under
+# target/, remade only when tests/push-emulator/requirements.txt changes. The copy of that file
+# inside the venv marks a finished install; tests/src/push.rs looks for it.
+push_venv=target/push-emulator-venv
+push_req=tests/push-emulator/requirements.txt
+if ! cmp -s "$push_req" "$push_venv/installed-requirements.txt"; then
+  echo "== installing the push emulator's Python packages"
+  if python3 -m venv --clear "$push_venv" &&
+    "$push_venv/bin/pip" install -q --disable-pip-version-check -r "$push_req"; then
+    cp "$push_req" "$push_venv/installed-requirements.txt"
+  else
+    echo "== could not install the push emulator into $push_venv" >&2
     [ "${CI:-}" = true ] && exit 1
   fi
 fi

@@ -4,6 +4,8 @@
 //!
 //! Waiting is done on events (a message, a connection state) with a deadline, never by sleeping.
 
+pub mod push;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
