@@ -1,0 +1,441 @@
+//! Web Push to patrol volunteers, end to end: a real gateway, real MQTT units, and the
+//! independent push-service emulator (Python, `http_ece` + `py-vapid`) that verifies the
+//! VAPID signature and decrypts each push. What the emulator decrypted is what the
+//! volunteer's phone would show.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tenwatch_tests::push::{require_push_emulator, Behaviour, PushEmulator, Subscription};
+use tenwatch_tests::*;
+
+const ZONE: &str = "11010501";
+
+/// A volunteer on duty at (`lat`, `lon`) with the emulator's subscription `sub` registered.
+async fn volunteer_at(
+    app: &TestApp,
+    name: &str,
+    lat: f64,
+    lon: f64,
+    sub: &Subscription,
+) -> anyhow::Result<String> {
+    let token = app.volunteer(name, ZONE).await?;
+    let (status, body) = app
+        .post_as(&token, "/api/volunteer/duty", json!({ "on_duty": true }))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post_as(
+            &token,
+            "/api/volunteer/position",
+            json!({ "lat": lat, "lon": lon }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post_as(&token, "/api/push/subscriptions", sub.to_json())
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    Ok(token)
+}
+
+/// The recipient entry of volunteer `name` on alert `id`, as the station sees it.
+async fn recipient(app: &TestApp, id: &str, name: &str) -> anyhow::Result<Value> {
+    let (_, detail) = app.get_json(&format!("/api/alerts/{id}")).await?;
+    detail["recipients"]
+        .as_array()
+        .and_then(|all| {
+            all.iter()
+                .find(|r| r["kind"] == "volunteer" && r["who"] == name)
+        })
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{name} is not a recipient of {id}: {detail}"))
+}
+
+/// Waits (polling the API: the outcome is written by a background task) until volunteer
+/// `name`'s push outcome on alert `id` is known.
+async fn push_outcome(app: &TestApp, id: &str, name: &str) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(r) = recipient(app, id, name).await {
+            if let Some(outcome) = r["push"].as_str() {
+                return Ok(outcome.to_owned());
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no push outcome for {name} on {id}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn payload(message: &tenwatch_tests::push::Message) -> Value {
+    serde_json::from_str(message.payload.as_deref().expect("a push with a body"))
+        .expect("the payload is JSON")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_one_pushes_the_nearby_volunteer_what_they_should_see_and_never_twice(
+) -> anyhow::Result<()> {
+    if !require_push_emulator() {
+        return Ok(());
+    }
+    let emulator = PushEmulator::start().await?;
+    let app = spawn_app_with(1, |c| {
+        c.plan.ring1_after_ms = 300;
+        c.plan.ring2_after_ms = 900;
+        c.push.allow_loopback = true;
+    })
+    .await?;
+    let presser = app.cluster(0)[0].clone();
+    // Near: about 110 m north of the presser; far: outside ring 1's 800 m, reached by ring 2.
+    let near_sub = emulator.subscribe().await?;
+    let far_sub = emulator.subscribe().await?;
+    let near = volunteer_at(
+        &app,
+        "vol-near",
+        presser.lat + 0.001,
+        presser.lon,
+        &near_sub,
+    )
+    .await?;
+    volunteer_at(&app, "vol-far", presser.lat + 0.02, presser.lon, &far_sub).await?;
+    let (_, key) = app.get_as(&near, "/api/push/key").await?;
+    let public_key = key["public_key"].as_str().expect("a public key").to_owned();
+
+    let mut unit = TestDevice::connect(app.mqtt, &presser).await?;
+    let ack = unit.press_and_wait_ack(1, "medical").await?;
+    let id = ack["alert"].as_str().expect("alert id").to_owned();
+
+    // Ring 1 reaches the near volunteer: the push the phone decrypts says what and where.
+    let pushed = emulator
+        .wait_for_messages(&near_sub.id, 1, Duration::from_secs(15))
+        .await?;
+    let m = &pushed[0];
+    let p = payload(m);
+    assert_eq!(p["alert"], id.as_str());
+    assert_eq!(p["kind"], "medical");
+    assert_eq!(p["label"], presser.label.as_str());
+    assert_eq!(p["title"], format!("急病 · {}", presser.label));
+    assert_eq!(p["title_en"], format!("Medical · {}", presser.label));
+    let distance = p["distance_m"].as_f64().expect("a distance");
+    assert!(
+        (100.0..125.0).contains(&distance),
+        "about 111 m, got {distance}"
+    );
+    assert!(
+        p["body"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("距您 {distance} 米")),
+        "{p}"
+    );
+    assert_eq!(p["url"], format!("/app/#/alert/{id}"));
+    assert_eq!(p["ring"], 1);
+    // As a push service sees it: urgent, replaceable per alert, signed with the gateway's key.
+    assert_eq!(m.urgency.as_deref(), Some("high"));
+    let number = id.trim_start_matches('A');
+    assert_eq!(
+        m.topic.as_deref(),
+        Some(format!("tw-alert-{number}").as_str())
+    );
+    assert_eq!(m.ttl, 900);
+    assert!(
+        m.jwt_claims.sub.starts_with("mailto:"),
+        "{:?}",
+        m.jwt_claims
+    );
+    assert_eq!(m.vapid_public_key, public_key);
+    assert_eq!(push_outcome(&app, &id, "vol-near").await?, "accepted");
+
+    // Ring 2 reaches the far volunteer; the near one, already on the alert, is not pushed again.
+    let far = emulator
+        .wait_for_messages(&far_sub.id, 1, Duration::from_secs(15))
+        .await?;
+    assert_eq!(payload(&far[0])["ring"], 2);
+    assert_eq!(emulator.messages(&near_sub.id).await?.messages.len(), 1);
+
+    // The phone's service worker says it showed the notification: the station sees it.
+    let path = format!("/api/alerts/{id}/respond");
+    let (status, body) = app
+        .post_as(&near, &path, json!({ "answer": "delivered" }))
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        recipient(&app, &id, "vol-near").await?["state"],
+        "delivered"
+    );
+
+    // Resolved: both phones' notifications are replaced with "no need to come".
+    let (status, body) = app
+        .post_json(
+            &format!("/api/alerts/{id}/resolve"),
+            json!({ "category": "help", "note": "送医 / taken to hospital" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let closed = emulator
+        .wait_for_messages(&near_sub.id, 2, Duration::from_secs(15))
+        .await?;
+    let p = payload(&closed[1]);
+    assert_eq!(p["state"], "resolved");
+    assert_eq!(p["tag"], format!("tw-alert-{number}"));
+    assert!(
+        p["title"].as_str().unwrap_or("").starts_with("已解除"),
+        "{p}"
+    );
+    Ok(())
+}
+
+/// The station dispatches `name` to a fresh alert from the first household; returns its id.
+async fn dispatch_fresh_alert(app: &TestApp, name: &str, seq: u64) -> anyhow::Result<String> {
+    let mut unit = TestDevice::connect(app.mqtt, &app.cluster(0)[0]).await?;
+    let ack = unit.press_and_wait_ack(seq, "help").await?;
+    let id = ack["alert"].as_str().expect("alert id").to_owned();
+    let (status, body) = app
+        .post_json(
+            &format!("/api/alerts/{id}/dispatch"),
+            json!({ "volunteer": name }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_subscription_is_removed() -> anyhow::Result<()> {
+    if !require_push_emulator() {
+        return Ok(());
+    }
+    let emulator = PushEmulator::start().await?;
+    let app = spawn_app_with(1, |c| c.push.allow_loopback = true).await?;
+    let sub = emulator.subscribe().await?;
+    let p = &app.cluster(0)[0];
+    let token = volunteer_at(&app, "vol-gone", p.lat, p.lon, &sub).await?;
+    let (_, me) = app.get_as(&token, "/api/volunteer/me").await?;
+    assert_eq!(me["subscriptions"], 1);
+
+    // The phone unsubscribed: its push service answers 410 from now on.
+    emulator.behave(&sub.id, Behaviour::Gone).await?;
+    let id = dispatch_fresh_alert(&app, "vol-gone", 1).await?;
+    assert_eq!(push_outcome(&app, &id, "vol-gone").await?, "expired");
+    let (_, me) = app.get_as(&token, "/api/volunteer/me").await?;
+    assert_eq!(
+        me["subscriptions"], 0,
+        "the gone subscription is removed: {me}"
+    );
+    let seen = emulator.messages(&sub.id).await?;
+    assert_eq!(
+        seen.attempts.len(),
+        1,
+        "a 410 is not retried: {:?}",
+        seen.attempts
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_refused_with_429_is_sent_again_after_retry_after() -> anyhow::Result<()> {
+    if !require_push_emulator() {
+        return Ok(());
+    }
+    let emulator = PushEmulator::start().await?;
+    let app = spawn_app_with(1, |c| c.push.allow_loopback = true).await?;
+    let sub = emulator.subscribe().await?;
+    let p = &app.cluster(0)[0];
+    volunteer_at(&app, "vol-busy", p.lat, p.lon, &sub).await?;
+    emulator
+        .behave(
+            &sub.id,
+            Behaviour::RateLimit {
+                retry_after: 2,
+                count: 1,
+            },
+        )
+        .await?;
+    let id = dispatch_fresh_alert(&app, "vol-busy", 1).await?;
+    let pushed = emulator
+        .wait_for_messages(&sub.id, 1, Duration::from_secs(20))
+        .await?;
+    assert_eq!(payload(&pushed[0])["alert"], id.as_str());
+    let seen = emulator.messages(&sub.id).await?;
+    let statuses: Vec<Option<u16>> = seen.attempts.iter().map(|a| a.status).collect();
+    assert_eq!(statuses, [Some(429), Some(201)]);
+    let waited = seen.attempts[1].at_ms - seen.attempts[0].at_ms;
+    assert!(
+        waited >= 2_000,
+        "sent again after {waited} ms, before Retry-After: 2"
+    );
+    assert_eq!(push_outcome(&app, &id, "vol-busy").await?, "accepted");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_service_that_never_answers_holds_up_nobody() -> anyhow::Result<()> {
+    if !require_push_emulator() {
+        return Ok(());
+    }
+    let emulator = PushEmulator::start().await?;
+    let app = spawn_app_with(1, |c| {
+        c.push.allow_loopback = true;
+        // Long enough that everything below happens while the silent push still hangs.
+        c.push.timeout = Duration::from_secs(30);
+    })
+    .await?;
+    let (silent, fine) = (emulator.subscribe().await?, emulator.subscribe().await?);
+    let p = app.cluster(0)[0].clone();
+    volunteer_at(&app, "vol-silent", p.lat, p.lon, &silent).await?;
+    volunteer_at(&app, "vol-fine", p.lat, p.lon, &fine).await?;
+    emulator.behave(&silent.id, Behaviour::Hang).await?;
+
+    let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
+    let ack = units[0].press_and_wait_ack(1, "fire").await?;
+    let id = ack["alert"].as_str().expect("alert id").to_owned();
+    // The silent one first, so its push is on the wire before the other's.
+    for name in ["vol-silent", "vol-fine"] {
+        let (status, body) = app
+            .post_json(
+                &format!("/api/alerts/{id}/dispatch"),
+                json!({ "volunteer": name }),
+            )
+            .await?;
+        assert_eq!(status, 200, "{body}");
+    }
+    emulator
+        .wait_for_messages(&fine.id, 1, Duration::from_secs(10))
+        .await?;
+    let hung = emulator.messages(&silent.id).await?;
+    assert!(
+        hung.attempts.iter().any(|a| a.status.is_none()),
+        "the silent push service is still holding its push: {:?}",
+        hung.attempts
+    );
+    // Meanwhile the units went on as usual: a new press reaches the neighbours and is acked.
+    let ack = units[1].press_and_wait_ack(1, "help").await?;
+    assert_eq!(ack["state"], "raised");
+    let alert = units[2].expect_message("/alert").await?;
+    assert!(alert["alert"].is_string(), "{alert}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_subscriptions_are_refused_with_a_reason() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let volunteer = app.volunteer("vol-bad", ZONE).await?;
+    let key =
+        "BAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0A";
+    let auth = "AAECAwQFBgcICQoLDA0ODw";
+    let cases = [
+        (
+            json!({ "endpoint": "http://push.example.org/x", "keys": { "p256dh": key, "auth": auth } }),
+            400,
+            "https",
+        ),
+        (
+            json!({ "endpoint": "http://127.0.0.1:9/x", "keys": { "p256dh": key, "auth": auth } }),
+            400,
+            "https",
+        ),
+        (
+            json!({ "endpoint": "https://push.example.org/x", "keys": { "p256dh": "AAAA", "auth": auth } }),
+            400,
+            "p256dh",
+        ),
+        (
+            json!({ "endpoint": "https://push.example.org/x", "keys": { "p256dh": key, "auth": "AA" } }),
+            400,
+            "auth",
+        ),
+        (
+            json!({ "endpoint": "https://push.example.org/x" }),
+            422,
+            "keys",
+        ),
+        (json!("garbage"), 422, ""),
+    ];
+    for (body, want, says) in cases {
+        let (status, answer) = app
+            .post_as(&volunteer, "/api/push/subscriptions", body.clone())
+            .await?;
+        assert_eq!(status, want, "{body} -> {answer}");
+        let error = answer["error"].as_str().unwrap_or("");
+        assert!(
+            error.contains(says),
+            "{body}: {error:?} should mention {says:?}"
+        );
+    }
+    // A station account has no phone to push; no session, no subscription.
+    let (status, _) = app
+        .post_json(
+            "/api/push/subscriptions",
+            json!({ "endpoint": "https://push.example.org/x", "keys": { "p256dh": key, "auth": auth } }),
+        )
+        .await?;
+    assert_eq!(status, 403);
+    let response = reqwest::Client::new()
+        .post(app.url("/api/push/subscriptions"))
+        .json(&json!({}))
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 401);
+    // A good one is kept, and removed on request.
+    let good = json!({ "endpoint": "https://push.example.org/ok", "expirationTime": null,
+        "keys": { "p256dh": key, "auth": auth } });
+    let (status, body) = app
+        .post_as(&volunteer, "/api/push/subscriptions", good)
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    let response = reqwest::Client::new()
+        .delete(app.url("/api/push/subscriptions"))
+        .bearer_auth(&volunteer)
+        .json(&json!({ "endpoint": "https://push.example.org/ok" }))
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.json::<Value>().await?["removed"], true);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patrol_check_ins_are_kept_and_listed_newest_first() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let volunteer = app.volunteer("vol-patrol", ZONE).await?;
+    let p = &app.cluster(0)[0];
+    for (i, note) in ["北门 north gate", "菜市场 market"].iter().enumerate() {
+        let (status, body) = app
+            .post_as(
+                &volunteer,
+                "/api/volunteer/checkin",
+                json!({ "lat": p.lat + i as f64 * 0.001, "lon": p.lon, "note": note }),
+            )
+            .await?;
+        assert_eq!(status, 201, "{body}");
+        assert!(body["at_ms"].as_i64().is_some(), "{body}");
+    }
+    let (status, body) = app
+        .post_as(
+            &volunteer,
+            "/api/volunteer/checkin",
+            json!({ "lat": 91.0, "lon": 0.0 }),
+        )
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    let (_, list) = app.get_as(&volunteer, "/api/volunteer/checkins").await?;
+    let notes: Vec<&str> = list["checkins"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|c| c["note"].as_str())
+        .collect();
+    assert_eq!(notes, ["菜市场 market", "北门 north gate"]);
+    // Only volunteers patrol.
+    let (status, _) = app
+        .post_json(
+            "/api/volunteer/checkin",
+            json!({ "lat": p.lat, "lon": p.lon }),
+        )
+        .await?;
+    assert_eq!(status, 403);
+    Ok(())
+}
