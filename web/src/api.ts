@@ -164,7 +164,8 @@ export function whenSignedOut(f: () => void): void {
   onSignedOut = f;
 }
 
-async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** One API call; every failure becomes an [`ApiError`] (status 0: the server was not reached). */
+export async function request<T>(method: string, path: string, body?: unknown): Promise<T> {
   let res: Response;
   try {
     res = await fetch(path, {

@@ -29,3 +29,13 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 export function clear(el: Element): void {
   el.replaceChildren();
 }
+
+/** Replaces `el`'s children, skipping the empty ones as `h` does. */
+export function fill(el: Element, ...children: (Child | Child[])[]): void {
+  const nodes: (Node | string)[] = [];
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    nodes.push(typeof child === "number" ? String(child) : child);
+  }
+  el.replaceChildren(...nodes);
+}
