@@ -91,8 +91,10 @@ export async function seed() {
 
 /** `tenwatch serve` on fixed ports, so that a restart comes back where the page left it. */
 export class Gateway {
-  constructor(dir) {
+  /** `args`: more `tenwatch serve` flags (e.g. `--push-allow-loopback`). */
+  constructor(dir, args = []) {
     this.dir = dir;
+    this.args = args;
     this.proc = null;
     this.log = createWriteStream(path.join(dir, "gateway.log"), { flags: "a" });
   }
@@ -106,7 +108,7 @@ export class Gateway {
   async start() {
     const proc = track(spawn(
       BIN,
-      ["serve", "--data-dir", this.dir, "--mqtt-listen", `127.0.0.1:${this.mqtt}`, "--http-listen", `127.0.0.1:${this.http}`],
+      ["serve", "--data-dir", this.dir, "--mqtt-listen", `127.0.0.1:${this.mqtt}`, "--http-listen", `127.0.0.1:${this.http}`, ...this.args],
       { env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? "info,rumqttd=warn" }, stdio: ["ignore", "pipe", "pipe"] },
     ));
     proc.stdout.pipe(this.log, { end: false });

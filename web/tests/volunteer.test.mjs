@@ -1,0 +1,434 @@
+// The patrol volunteer app (/app/) in a real browser (Debian's Chromium, headless, driven by
+// playwright-core, on a phone-sized viewport) against a real tenwatch gateway, with
+// Mosquitto's clients as the devices. The tests run in order and share one gateway and one
+// phone: the volunteer signs in, goes on duty, enables notifications, gets an alert, answers
+// it, checks in on patrol and loses the network. Screenshots go to docs/screenshots/.
+//
+// What Chromium cannot do offline is stood in for, and nothing else: pushManager.subscribe()
+// (its push service is Google's) is stubbed to return a subscription whose endpoint is a
+// local recorder, and the push itself is delivered through the DevTools protocol into the
+// real service worker.
+
+import assert from "node:assert/strict";
+import { createECDH, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { mkdir } from "node:fs/promises";
+import http from "node:http";
+import path from "node:path";
+import { after, before, describe, test } from "node:test";
+
+import { chromium } from "playwright-core";
+
+import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, killAll, press, seed, until } from "./harness.mjs";
+
+const SHOTS = path.join(ROOT, "docs/screenshots");
+const PHONE = { width: 390, height: 844 };
+
+/** @type {Awaited<ReturnType<typeof seed>>} */
+let world;
+/** @type {Gateway} */
+let gw;
+/** @type {import("playwright-core").Browser} */
+let browser;
+/** @type {import("playwright-core").BrowserContext} */
+let context;
+/** @type {import("playwright-core").Page} */
+let page;
+/** The station's API headers. */
+let station;
+/** A stand-in push service: whatever the gateway sends to the stubbed subscription. */
+let pushService;
+const pushes = [];
+let seq = 5000;
+/** The alert the volunteer is sent to (test 3 on). */
+let alertId;
+
+/** The device of household `n` (1-based) of cluster `c` (1-based) of the demo zone. */
+function device(c, n) {
+  const cred = world.credentials.find((x) => x.household === `11010501-${String(c).padStart(3, "0")}-${String(n).padStart(2, "0")}`);
+  assert.ok(cred, `no device for cluster ${c} household ${n}`);
+  return cred;
+}
+
+async function signIn(name, password = PASSWORD) {
+  await page.goto(gw.base + "/app/");
+  await page.locator("#name").fill(name);
+  await page.locator("#password").fill(password);
+  await page.getByRole("button", { name: /登录|Sign in/ }).click();
+}
+
+/** What the station sees of the volunteer as a recipient of `id`. */
+async function stationSeesPatrol1(id) {
+  const d = await gw.api(station, "GET", `/api/alerts/${id}`);
+  return d.recipients.find((r) => r.kind === "volunteer" && r.who === "patrol1");
+}
+
+/** The notification tag of alert "A17": "tw-alert-17". */
+const tagOf = (id) => `tw-alert-${String(id).replace(/^A/, "")}`;
+
+/** A push payload as the gateway builds it (gateway/src/push.rs). */
+function payload(id, presser, extra = {}) {
+  return {
+    alert: id,
+    tag: tagOf(id),
+    url: `/app/#/alert/${id}`,
+    kind: "help",
+    state: "notified",
+    ring: 0,
+    label: presser.label,
+    address: presser.label,
+    lat: presser.lat,
+    lon: presser.lon,
+    distance_m: 80,
+    responders: 0,
+    title: `求助 · ${presser.label}`,
+    body: "距您 80 米 · 暂无人响应",
+    title_en: `Help · ${presser.label}`,
+    body_en: "80 m from you · nobody coming yet",
+    at_ms: Date.now(),
+    ...extra,
+  };
+}
+
+/** The notifications the service worker shows with `tag`, as the page sees them. */
+function notifications(tag) {
+  return page.evaluate(async (tag) => {
+    const reg = await navigator.serviceWorker.ready;
+    const list = await reg.getNotifications({ tag });
+    return list.map((n) => ({
+      title: n.title,
+      body: n.body,
+      tag: n.tag,
+      requireInteraction: n.requireInteraction,
+      actions: (n.actions ?? []).map((a) => ({ action: a.action, title: a.title })),
+      data: n.data,
+    }));
+  }, tag);
+}
+
+/** A push into the app's service worker through DevTools, as a push service would send it. */
+let cdp;
+const registrations = new Map();
+async function deliverPush(data) {
+  if (!cdp) {
+    cdp = await context.newCDPSession(page);
+    cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations: regs }) => {
+      for (const r of regs) registrations.set(r.registrationId, r);
+    });
+    await cdp.send("ServiceWorker.enable");
+  }
+  const reg = await until("the app's service worker registration", () =>
+    [...registrations.values()].find((r) => r.scopeURL === `${gw.base}/app/` && !r.isDeleted),
+  );
+  await cdp.send("ServiceWorker.deliverPushMessage", {
+    origin: gw.base,
+    registrationId: reg.registrationId,
+    data: JSON.stringify(data),
+  });
+}
+
+async function theServiceWorker() {
+  return context.serviceWorkers().find((w) => w.url().endsWith("/app/sw.js")) ??
+    context.waitForEvent("serviceworker", { predicate: (w) => w.url().endsWith("/app/sw.js") });
+}
+
+describe("volunteer app", { timeout: 240_000 }, () => {
+  before(async () => {
+    world = await seed();
+    // The stubbed subscription's endpoint is the local recorder below.
+    gw = new Gateway(world.dir, ["--push-allow-loopback"]);
+    await gw.ports();
+    await gw.start();
+    station = await gw.signIn("station");
+    pushService = http.createServer((req, res) => {
+      const chunks = [];
+      req.on("data", (c) => chunks.push(c));
+      req.on("end", () => {
+        pushes.push({ url: req.url, headers: req.headers, bytes: Buffer.concat(chunks).length });
+        res.writeHead(201).end();
+      });
+    });
+    pushService.listen(0, "127.0.0.1");
+    await once(pushService, "listening");
+    await mkdir(SHOTS, { recursive: true });
+
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    const near = device(1, 6);
+    context = await browser.newContext({
+      viewport: PHONE,
+      deviceScaleFactor: 2,
+      hasTouch: true,
+      locale: "zh-CN",
+      timezoneId: "Asia/Shanghai",
+      permissions: ["geolocation"],
+      geolocation: { latitude: near.lat - 0.0006, longitude: near.lon + 0.0004, accuracy: 12 },
+    });
+    // The push service stand-in: subscribe() answers at once with a subscription whose
+    // endpoint is the local recorder and whose keys are real P-256 / auth values.
+    const ecdh = createECDH("prime256v1");
+    ecdh.generateKeys();
+    const sub = {
+      endpoint: `http://127.0.0.1:${pushService.address().port}/push/patrol1-phone`,
+      p256dh: ecdh.getPublicKey().toString("base64url"),
+      auth: randomBytes(16).toString("base64url"),
+    };
+    await context.addInitScript((sub) => {
+      if (!("PushManager" in self)) return;
+      // Kept across reloads, as a browser keeps a subscription.
+      const KEY = "test.push-subscribed";
+      const make = (options) => ({
+        endpoint: sub.endpoint,
+        expirationTime: null,
+        options,
+        getKey: () => null,
+        toJSON: () => ({ endpoint: sub.endpoint, expirationTime: null, keys: { p256dh: sub.p256dh, auth: sub.auth } }),
+        unsubscribe: async () => {
+          localStorage.removeItem(KEY);
+          return true;
+        },
+      });
+      PushManager.prototype.subscribe = async function (options) {
+        self.__twSubscribeKey = Array.from(new Uint8Array(options.applicationServerKey));
+        localStorage.setItem(KEY, JSON.stringify(Array.from(new Uint8Array(options.applicationServerKey))));
+        return make(options);
+      };
+      PushManager.prototype.getSubscription = async function () {
+        const key = localStorage.getItem(KEY);
+        return key ? make({ userVisibleOnly: true, applicationServerKey: new Uint8Array(JSON.parse(key)).buffer }) : null;
+      };
+    }, sub);
+    page = await context.newPage();
+    page.on("pageerror", (e) => console.error("page error:", e));
+  });
+
+  after(async () => {
+    await browser?.close();
+    await gw?.stop();
+    pushService?.close();
+    killAll();
+    if (process.env.KEEP_DATA) console.log("data kept in", world?.dir);
+    else await world?.cleanup();
+  });
+
+  test("an operator is sent to the console; the volunteer signs in, goes on duty and the station sees where", async () => {
+    await signIn("station");
+    await page.getByText("这是站务账户").waitFor();
+    assert.equal(await page.getByRole("link", { name: "打开站务台" }).getAttribute("href"), "/");
+    await page.getByRole("button", { name: "改用队员账户登录" }).click();
+
+    await signIn("patrol1", "wrong password");
+    await until("the wrong-password message", async () => /错误/.test(await page.locator(".login-error").innerText()));
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-signin.png") });
+    await signIn("patrol1");
+    await page.locator(".app-top").getByText("联防队员 刘强").waitFor();
+    const duty = page.locator(".duty-card");
+    assert.equal(await duty.locator(".duty-state").innerText(), "未在岗");
+    assert.match(await duty.locator(".position").innerText(), /不共享位置/);
+
+    await page.getByRole("button", { name: "开始值守" }).click();
+    await until("on duty", async () => (await duty.locator(".duty-state").innerText()) === "在岗");
+    await until("the position sent", async () => /正在共享位置 · 已上报/.test(await duty.locator(".position").innerText()));
+    const near = device(1, 6);
+    const seen = await until("the station to see the volunteer's position", async () => {
+      const { volunteers } = await gw.api(station, "GET", "/api/volunteers");
+      return volunteers.find((v) => v.volunteer.name === "patrol1" && v.volunteer.lat !== null)?.volunteer;
+    });
+    assert.ok(Math.abs(seen.lat - (near.lat - 0.0006)) < 1e-6 && Math.abs(seen.lon - (near.lon + 0.0004)) < 1e-6, JSON.stringify(seen));
+    const vol = await gw.signIn("patrol1");
+    const me = await gw.api(vol, "GET", "/api/volunteer/me");
+    assert.equal(me.on_duty, true);
+    assert.ok(me.position && Math.abs(me.position.lat - seen.lat) < 1e-9, JSON.stringify(me));
+  });
+
+  test("enabling notifications subscribes with the gateway's key and registers the subscription", async () => {
+    const card = page.locator(".notif-card");
+    // Headless Chromium answers "denied" until allowed: the page says how to unblock.
+    await until("the blocked state", async () => (await card.getAttribute("data-push")) === "blocked");
+    assert.match(await card.innerText(), /网站设置中允许「通知」/);
+    // (Granting for an origin replaces what it had: keep the position allowed too.)
+    await context.grantPermissions(["notifications", "geolocation"], { origin: gw.base });
+    // Allowed in the settings: the page notices by itself and offers to enable.
+    await until("the off state", async () => (await card.getAttribute("data-push")) === "off");
+    await card.getByRole("button", { name: "开启通知" }).click();
+    await until("notifications on", async () => (await card.getAttribute("data-push")) === "on");
+    assert.equal(await card.locator(".notif-state").innerText(), "已开启");
+
+    const vol = await gw.signIn("patrol1");
+    const { public_key } = await gw.api(vol, "GET", "/api/push/key");
+    const used = await page.evaluate(() => self.__twSubscribeKey);
+    assert.deepEqual(Buffer.from(used), Buffer.from(public_key, "base64url"), "subscribed with the gateway's VAPID key");
+    assert.equal(used.length, 65, "an uncompressed P-256 point");
+    const me = await until("the subscription on the server", async () => {
+      const m = await gw.api(vol, "GET", "/api/volunteer/me");
+      return m.subscriptions === 1 && m;
+    });
+    assert.equal(me.subscriptions, 1);
+    await until("the count on the page", async () => /1 台设备已订阅/.test(await card.innerText()));
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-duty.png") });
+  });
+
+  test("a push shows one notification with the two answers, and the station sees it was delivered", async () => {
+    const presser = device(1, 3);
+    await press(gw, presser, ++seq, "help");
+    const alert = await until("the alert at the station", async () => {
+      const { alerts } = await gw.api(station, "GET", "/api/alerts");
+      return alerts.find((a) => a.household === presser.household);
+    });
+    alertId = alert.id;
+    await gw.api(station, "POST", `/api/alerts/${alertId}/dispatch`, { volunteer: "patrol1", note: "请前往查看" });
+    // The zone's open alerts reach the app by the feed.
+    const row = page.locator(`.alert-row[data-alert="${alertId}"]`);
+    await row.waitFor();
+    assert.match(await row.innerText(), new RegExp(presser.label));
+    assert.match(await row.innerText(), /求助/);
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-alerts.png") });
+
+    // The gateway itself pushed to the phone's subscription (encrypted, to the recorder).
+    const push = await until("the gateway's push to the subscription", () => pushes.find((p) => p.url === "/push/patrol1-phone"));
+    assert.equal(push.headers["content-encoding"], "aes128gcm");
+    assert.match(push.headers.authorization, /^vapid t=/);
+    await until("the station to see the push accepted", async () => (await stationSeesPatrol1(alertId))?.push === "accepted");
+
+    // What the push service hands the phone: the same payload, through DevTools.
+    const tag = tagOf(alertId);
+    await deliverPush(payload(alertId, presser));
+    const shown = await until("the notification", async () => {
+      const list = await notifications(tag);
+      return list.length === 1 && list;
+    });
+    assert.equal(shown[0].title, `求助 · ${presser.label}`);
+    assert.equal(shown[0].body, "距您 80 米 · 暂无人响应");
+    assert.equal(shown[0].requireInteraction, true);
+    assert.deepEqual(shown[0].actions, [
+      { action: "coming", title: "我来了" },
+      { action: "decline", title: "去不了" },
+    ]);
+    assert.equal(shown[0].data.alert, alertId);
+    assert.equal(shown[0].tag, tag);
+    assert.equal(shown[0].data.url, `/app/#/alert/${alertId}`);
+
+    // A later push for the same alert replaces it: still one.
+    await deliverPush(payload(alertId, presser, { state: "acknowledged", responders: 1, body: "距您 80 米 · 1 人正在赶来" }));
+    await until("the notification replaced", async () => {
+      const list = await notifications(tag);
+      return list.length === 1 && list[0].body === "距您 80 米 · 1 人正在赶来";
+    });
+
+    const r = await until("the station to see the phone got it", async () => {
+      const mine = await stationSeesPatrol1(alertId);
+      return mine?.state === "delivered" && mine;
+    });
+    assert.equal(r.state, "delivered");
+  });
+
+  test("the notification's 我来了 answers the alert from the service worker", async () => {
+    const sw = await theServiceWorker();
+    const tag = tagOf(alertId);
+    // The real notification's click handler, called as a function (a synthetic
+    // notificationclick cannot extend its lifetime with waitUntil).
+    const result = await sw.evaluate(async (tag) => {
+      const [n] = await self.registration.getNotifications({ tag });
+      return self.twHandleClick({ action: "coming", notification: n });
+    }, tag);
+    assert.deepEqual(result, { answer: "coming", status: 200 });
+    assert.equal((await notifications(tag)).length, 0, "the notification is closed");
+    const mine = await until("the station to see the volunteer coming", async () => {
+      const m = await stationSeesPatrol1(alertId);
+      return m?.state === "coming" && m;
+    });
+    assert.equal(mine.state, "coming");
+    const { state } = await gw.api(station, "GET", `/api/alerts/${alertId}`);
+    assert.equal(state, "acknowledged", "the first responder coming acknowledges the alert");
+  });
+
+  test("the alert page: what is known, who is coming, on scene; and in English", async () => {
+    const presser = device(1, 3);
+    await page.goto(`${gw.base}/app/#/alert/${alertId}`);
+    const pageEl = page.locator(`.alert-page[data-alert="${alertId}"]`);
+    await pageEl.locator(".alert-label").filter({ hasText: presser.label }).waitFor();
+    await until("my answer shown", async () => (await pageEl.locator(".my-state strong").innerText()) === "正在赶来");
+    assert.equal(await pageEl.locator("button.answer-coming").getAttribute("aria-pressed"), "true");
+    assert.match(await pageEl.locator(".alert-distance").innerText(), /距您 \d+ 米/);
+    assert.match(await pageEl.locator(".known-card").innerText(), /联系人/);
+    // The household and the volunteer on the map.
+    await pageEl.locator("path.pin-alert").waitFor();
+    await pageEl.locator("path.pin-me").waitFor();
+
+    // A neighbour's unit answers "I'm coming" by MQTT: the page shows who else is coming.
+    const neighbour = device(1, 4);
+    const { execFile } = await import("node:child_process");
+    await new Promise((resolve, reject) =>
+      execFile(
+        "mosquitto_pub",
+        ["-h", "127.0.0.1", "-p", String(gw.mqtt), "-i", neighbour.device, "-u", neighbour.device, "-P", neighbour.password, "-V", "mqttv311", "-q", "1",
+          "-t", `tw/d/${neighbour.device}/up/respond`, "-m", JSON.stringify({ alert: alertId, answer: "coming" })],
+        (e) => (e ? reject(e) : resolve()),
+      ),
+    );
+    await pageEl.locator(`.coming[data-who="${neighbour.device}"]`).waitFor();
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-alert.png") });
+
+    await pageEl.getByRole("button", { name: /已到场/ }).click();
+    await until("on scene on the page", async () => (await pageEl.locator(".my-state strong").innerText()) === "已到场");
+    const mine = await until("the station to see the volunteer on scene", async () => {
+      const m = await stationSeesPatrol1(alertId);
+      return m?.state === "on_scene" && m;
+    });
+    assert.equal(mine.state, "on_scene");
+    assert.equal((await gw.api(station, "GET", `/api/alerts/${alertId}`)).state, "on_scene");
+    assert.equal(await pageEl.locator("button.answer-coming").isDisabled(), true, "no going back from on scene");
+
+    // English, remembered across a reload, and spoken by the service worker too.
+    await page.getByRole("button", { name: "Switch to English" }).click();
+    await until("English", async () => (await pageEl.locator(".my-state").innerText()).startsWith("Your answer"));
+    await page.reload();
+    await until("still English", async () => (await page.locator(".my-state").innerText()) === "Your answer: on scene");
+    assert.equal(await page.locator("nav.tabs .tab").first().innerText(), "Duty");
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-alert-en.png") });
+    const tag = tagOf(alertId);
+    await deliverPush(payload(alertId, presser, { state: "on_scene", responders: 2 }));
+    const [n] = await until("the English notification", async () => {
+      const list = await notifications(tag);
+      return list.length === 1 && list;
+    });
+    assert.equal(n.title, `Help · ${presser.label}`);
+    assert.deepEqual(n.actions.map((a) => a.title), ["I'm coming", "Can't go"]);
+    await page.getByRole("button", { name: "切换到中文" }).click();
+    await until("Chinese again", async () => (await page.locator("nav.tabs .tab").first().innerText()) === "值守");
+  });
+
+  test("patrol check-in records the time and position and lists it", async () => {
+    await page.getByRole("link", { name: "巡逻签到" }).click();
+    await page.locator("#checkin-note").fill("东门 一切正常");
+    await page.getByRole("button", { name: "签到" }).click();
+    const status = page.locator(".checkin-status");
+    await until("checked in", async () => {
+      const text = await status.innerText();
+      if (/失败|需要位置/.test(text)) throw new Error(`the page says: ${text}`);
+      return /已签到/.test(text);
+    });
+    const first = page.locator(".checkin-list .checkin").first();
+    await until("the check-in listed", async () => /东门 一切正常/.test(await first.innerText()));
+    const vol = await gw.signIn("patrol1");
+    const { checkins } = await gw.api(vol, "GET", "/api/volunteer/checkins?limit=5");
+    assert.equal(checkins.length, 1);
+    assert.equal(checkins[0].note, "东门 一切正常");
+    const near = device(1, 6);
+    assert.ok(Math.abs(checkins[0].lat - (near.lat - 0.0006)) < 1e-6, JSON.stringify(checkins[0]));
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-patrol.png") });
+  });
+
+  test("a gateway out of reach is said plainly, and the app recovers when it is back", async () => {
+    await page.getByRole("link", { name: "值守" }).click();
+    await page.locator(".duty-card").waitFor();
+    const banner = page.locator(".offline-banner");
+    assert.equal(await banner.isHidden(), true);
+    await gw.stop();
+    await until("the offline banner", async () => /无法连接到服务器/.test(await banner.innerText()) && (await banner.isVisible()), 15_000);
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-offline.png") });
+    await gw.start();
+    await until("the banner gone", async () => await banner.isHidden(), 20_000);
+    assert.equal(await page.locator(".notif-card").getAttribute("data-push"), "on", "the subscription outlives a reload");
+    assert.equal(await page.locator(".duty-card .duty-state").innerText(), "在岗");
+  });
+});
