@@ -3,6 +3,10 @@
 //!
 //! Linking works through the alert id: neighbours record when they first received each alert
 //! id; the presser's first ack carries the alert id for its (device, seq), whose first send is t0.
+//!
+//! Scenarios: `steady` (one rate), `find-max` (rising rates until p99 breaks the limit), and in
+//! [`crate::burst`] and [`crate::storm`] a burst of presses from many households and a reconnect
+//! storm. All share the [`Recorder`] and the [`Report`].
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,8 +47,33 @@ pub struct BenchConfig {
     pub duration: Duration,
     /// After the measured time, wait at most this long for outstanding acks and fan-out.
     pub grace: Duration,
-    pub find_max: Option<FindMaxConfig>,
+    pub scenario: Scenario,
     pub server_pid: Option<u32>,
+}
+
+/// What the benchmark does once every device is online.
+#[derive(Clone, Debug)]
+pub enum Scenario {
+    /// Presses at `BenchConfig::rate` for the warm-up and the measured time.
+    Steady,
+    /// Steps the rate up until press → neighbours p99 exceeds the limit.
+    FindMax(FindMaxConfig),
+    /// A share of the households press once each within a window.
+    Burst(crate::burst::BurstConfig),
+    /// Every device drops its connection at once and reconnects; a few press meanwhile.
+    Storm(crate::storm::StormConfig),
+}
+
+impl Scenario {
+    /// The `scenario` field of the report.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Steady => "bench",
+            Scenario::FindMax(_) => "bench-find-max",
+            Scenario::Burst(_) => "bench-burst",
+            Scenario::Storm(_) => "bench-storm",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -69,19 +98,25 @@ impl Default for FindMaxConfig {
 impl BenchConfig {
     fn validate(&self) -> Result<(), BenchError> {
         let bad = |m: &str| Err(BenchError::Invalid(m.to_owned()));
-        if !(self.rate.is_finite() && self.rate > 0.0) && self.find_max.is_none() {
-            return bad("--rate must be a positive number of presses per second");
-        }
-        if self.duration.is_zero() && self.find_max.is_none() {
-            return bad("--duration must be more than 0 s");
-        }
-        if let Some(fm) = &self.find_max {
-            if fm.rates.is_empty() || fm.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
-                return bad("--steps must list positive rates");
+        match &self.scenario {
+            Scenario::Steady => {
+                if !(self.rate.is_finite() && self.rate > 0.0) {
+                    return bad("--rate must be a positive number of presses per second");
+                }
+                if self.duration.is_zero() {
+                    return bad("--duration must be more than 0 s");
+                }
             }
-            if fm.step_duration.is_zero() {
-                return bad("--step-duration must be more than 0 s");
+            Scenario::FindMax(fm) => {
+                if fm.rates.is_empty() || fm.rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+                    return bad("--steps must list positive rates");
+                }
+                if fm.step_duration.is_zero() {
+                    return bad("--step-duration must be more than 0 s");
+                }
             }
+            Scenario::Burst(b) => b.validate().map_err(BenchError::Invalid)?,
+            Scenario::Storm(st) => st.validate().map_err(BenchError::Invalid)?,
         }
         Ok(())
     }
@@ -115,16 +150,40 @@ struct RecState {
     duplicates: Duplicates,
 }
 
+/// When each device came back (online and subscribed) after the storm's drop.
+struct Reconnects {
+    /// Only `Online` events after this count.
+    since: Instant,
+    back: HashMap<u32, Instant>,
+}
+
+/// First and last moments of the measured presses (for the burst's drain time).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timeline {
+    pub first_sent: Option<Instant>,
+    pub last_sent: Option<Instant>,
+    /// The last first ack of a measured press.
+    pub last_ack: Option<Instant>,
+    /// The last first receipt of a measured press's alert by one of its neighbours.
+    pub last_neighbour: Option<Instant>,
+}
+
 /// The benchmark's event sink: timestamps everything, computes the figures at the end.
 pub struct Recorder {
-    clusters: Clusters,
+    pub(crate) clusters: Clusters,
     state: Mutex<RecState>,
+    /// Armed by the storm: who is back since when.
+    reconnects: Mutex<Option<Reconnects>>,
+    /// `reconnects.back.len()`, readable without the lock.
+    back: AtomicU64,
     /// Per device: a press was scheduled and has not been acked yet.
     busy: Vec<AtomicBool>,
     /// Presses sent now count towards the figures.
     measuring: AtomicBool,
     /// Measured presses sent and not yet acked (lets the grace period end early).
     outstanding: AtomicU64,
+    /// Measured presses acked (for scenarios whose presses may be sent late, after a reconnect).
+    acked: AtomicU64,
 }
 
 impl Recorder {
@@ -132,9 +191,12 @@ impl Recorder {
         Recorder {
             clusters: Clusters::new(creds),
             state: Mutex::new(RecState::default()),
+            reconnects: Mutex::new(None),
+            back: AtomicU64::new(0),
             busy: (0..creds.len()).map(|_| AtomicBool::new(false)).collect(),
             measuring: AtomicBool::new(false),
             outstanding: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
         }
     }
 
@@ -147,6 +209,7 @@ impl Recorder {
     pub fn reset(&self) {
         *self.lock() = RecState::default();
         self.outstanding.store(0, Ordering::Release);
+        self.acked.store(0, Ordering::Release);
     }
 
     pub fn set_measuring(&self, on: bool) {
@@ -169,6 +232,84 @@ impl Recorder {
 
     pub fn outstanding(&self) -> u64 {
         self.outstanding.load(Ordering::Acquire)
+    }
+
+    /// Measured presses acked so far.
+    pub fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
+    }
+
+    /// From now on, notes when each device comes back online (first time after `since`).
+    pub fn track_reconnects(&self, since: Instant) {
+        *self.reconnects.lock().unwrap_or_else(|e| e.into_inner()) = Some(Reconnects {
+            since,
+            back: HashMap::new(),
+        });
+        self.back.store(0, Ordering::Release);
+    }
+
+    /// Devices back online since [`Recorder::track_reconnects`].
+    pub fn devices_back(&self) -> u64 {
+        self.back.load(Ordering::Acquire)
+    }
+
+    /// Each device's time from the drop until it was back, by device index.
+    pub fn reconnect_times(&self) -> HashMap<u32, Duration> {
+        let guard = self.reconnects.lock().unwrap_or_else(|e| e.into_inner());
+        guard
+            .as_ref()
+            .map(|r| {
+                r.back
+                    .iter()
+                    .map(|(&d, &at)| (d, at.saturating_duration_since(r.since)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// When each measured press was first acked, by (device index, seq).
+    pub fn ack_times(&self) -> HashMap<(u32, u64), Instant> {
+        self.lock()
+            .presses
+            .iter()
+            .filter(|(_, p)| p.measured)
+            .filter_map(|(&k, p)| p.ack_at.map(|at| (k, at)))
+            .collect()
+    }
+
+    /// Distinct alert ids the measured presses were first acknowledged with.
+    pub fn distinct_alerts_acked(&self) -> u64 {
+        let st = self.lock();
+        let ids: HashSet<&AlertId> = st
+            .presses
+            .values()
+            .filter(|p| p.measured)
+            .filter_map(|p| p.alert.as_ref())
+            .collect();
+        ids.len() as u64
+    }
+
+    /// First and last moments of the measured presses, their acks and their fan-out.
+    pub fn timeline(&self) -> Timeline {
+        let st = self.lock();
+        let mut t = Timeline::default();
+        let later = |a: Option<Instant>, b: Instant| Some(a.map_or(b, |a| a.max(b)));
+        for (&(dev, _), p) in st.presses.iter().filter(|(_, p)| p.measured) {
+            t.first_sent = Some(t.first_sent.map_or(p.t0, |f| f.min(p.t0)));
+            t.last_sent = later(t.last_sent, p.t0);
+            if let Some(at) = p.ack_at {
+                t.last_ack = later(t.last_ack, at);
+            }
+            let Some(alert) = p.alert.as_ref().and_then(|a| st.alerts.get(a)) else {
+                continue;
+            };
+            for n in self.clusters.neighbours(dev as usize) {
+                if let Some(&at) = alert.receipts.get(n) {
+                    t.last_neighbour = later(t.last_neighbour, at);
+                }
+            }
+        }
+        t
     }
 
     /// Computes the figures for the presses sent while measuring.
@@ -226,6 +367,15 @@ impl EventSink for Recorder {
     fn event(&self, device: &DeviceCtx, at: Instant, event: DeviceEvent) {
         let idx = device.index as u32;
         match event {
+            DeviceEvent::Online => {
+                let mut guard = self.reconnects.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(r) = guard.as_mut() {
+                    if at >= r.since && !r.back.contains_key(&idx) {
+                        r.back.insert(idx, at);
+                        self.back.fetch_add(1, Ordering::AcqRel);
+                    }
+                }
+            }
             DeviceEvent::PressSent { seq, attempt, .. } => {
                 let mut st = self.lock();
                 if attempt <= 1 {
@@ -276,6 +426,7 @@ impl EventSink for Recorder {
                 }
                 if newly_acked_measured {
                     self.outstanding.fetch_sub(1, Ordering::AcqRel);
+                    self.acked.fetch_add(1, Ordering::AcqRel);
                 }
             }
             DeviceEvent::Alert { alert, .. } => {
@@ -342,16 +493,32 @@ pub async fn run_load(
     }
     recorder.set_measuring(false);
     let measured = stopped_at.saturating_duration_since(measure_start);
+    drain(recorder, grace, shutdown).await;
 
-    // Grace: wait for outstanding acks, then a moment for the last fan-out to land.
+    let mut r = recorder.result(measured);
+    r.rate_target = rate;
+    r.warmup_s = warmup.as_secs_f64();
+    r.presses_skipped_busy = skipped;
+    r
+}
+
+/// Waits up to `grace` for every measured press to be acked, then (within `grace`) half a second
+/// more for the last fan-out to land. The counter it watches moves in device tasks, so it is
+/// polled every 20 ms.
+pub async fn drain(recorder: &Recorder, grace: Duration, shutdown: &CancellationToken) {
+    drain_until(grace, shutdown, || recorder.outstanding() == 0).await
+}
+
+/// [`drain`] with its own test of "everything is in".
+pub async fn drain_until(grace: Duration, shutdown: &CancellationToken, done: impl Fn() -> bool) {
     let grace_end = Instant::now() + grace;
     let mut check = tokio::time::interval(Duration::from_millis(20));
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => break,
+            _ = shutdown.cancelled() => return,
             _ = check.tick() => {}
         }
-        if recorder.outstanding() == 0 || Instant::now() >= grace_end {
+        if done() || Instant::now() >= grace_end {
             break;
         }
     }
@@ -362,12 +529,6 @@ pub async fn run_load(
         _ = shutdown.cancelled() => {}
         _ = tokio::time::sleep(settle) => {}
     }
-
-    let mut r = recorder.result(measured);
-    r.rate_target = rate;
-    r.warmup_s = warmup.as_secs_f64();
-    r.presses_skipped_busy = skipped;
-    r
 }
 
 /// Presses on a random online device with nothing outstanding; false if none was found.
@@ -443,8 +604,22 @@ pub async fn bench(
         );
     }
 
-    let (load, find_max) = match &cfg.find_max {
-        None => {
+    let disconnects_before = fleet.counters.disconnects.load(Ordering::Acquire);
+    let (mut burst, mut storm) = (None, None);
+    let (load, find_max) = match &cfg.scenario {
+        Scenario::Burst(b) => {
+            let (load, report) =
+                crate::burst::run(&fleet.devices, &recorder, b, cfg.grace, &shutdown).await;
+            burst = Some(report);
+            (load, None)
+        }
+        Scenario::Storm(st) => {
+            let (load, report) =
+                crate::storm::run(&fleet, &recorder, st, cfg.grace, &shutdown).await;
+            storm = Some(report);
+            (load, None)
+        }
+        Scenario::Steady => {
             println!(
                 "pressing at {:.0}/s: {:.0} s warm-up, {:.0} s measured",
                 cfg.rate,
@@ -463,7 +638,7 @@ pub async fn bench(
             .await;
             (r, None)
         }
-        Some(fm) => {
+        Scenario::FindMax(fm) => {
             let mut steps = Vec::new();
             let mut best: Option<usize> = None;
             for &rate in &fm.rates {
@@ -513,11 +688,7 @@ pub async fn bench(
     let sim = ProcStats::read(std::process::id(), online);
     let server = cfg.server_pid.map(|pid| ProcStats::read(pid, online));
     let report = Report {
-        scenario: if find_max.is_some() {
-            "bench-find-max".into()
-        } else {
-            "bench".into()
-        },
+        scenario: cfg.scenario.name().into(),
         started_at,
         machine,
         broker,
@@ -526,9 +697,17 @@ pub async fn bench(
         clusters,
         connect_time_s: outcome.elapsed.as_secs_f64(),
         disconnects: fleet.counters.disconnects.load(Ordering::Acquire),
+        disconnects_unplanned: fleet
+            .counters
+            .disconnects
+            .load(Ordering::Acquire)
+            .saturating_sub(disconnects_before)
+            .saturating_sub(storm.as_ref().map_or(0, |s| s.devices_dropped as u64)),
         malformed_messages: fleet.counters.malformed.load(Ordering::Acquire),
         load,
         find_max,
+        burst,
+        storm,
         sim,
         server,
     };

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::FutureExt;
 use rand::Rng;
 use rumqttc::{
     AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter,
@@ -190,6 +191,13 @@ impl Device {
     pub fn pending_presses(&self) -> usize {
         self.shared.pending_count.load(Ordering::Acquire)
     }
+
+    /// Drops the connection at once, without DISCONNECT, as when the network or the broker goes
+    /// away under the unit: the broker sees the socket close. The device then reconnects with its
+    /// normal backoff, resubscribes and resends what it has pending (the storm scenario).
+    pub fn drop_connection(&self) {
+        self.shared.drop_now.notify_one();
+    }
 }
 
 /// State the two tasks of one device share.
@@ -203,6 +211,8 @@ struct Shared {
     session: AtomicU64,
     /// Poll task → driver: "just came online, resend pending presses now".
     wake: Notify,
+    /// Handle → poll task: drop the connection now (see [`Device::drop_connection`]).
+    drop_now: Notify,
     state: Mutex<State>,
 }
 
@@ -289,6 +299,7 @@ pub fn spawn(
         pending_count: AtomicUsize::new(0),
         session: AtomicU64::new(0),
         wake: Notify::new(),
+        drop_now: Notify::new(),
         state: Mutex::new(State::default()),
     });
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
@@ -319,6 +330,9 @@ pub fn spawn(
     }
 }
 
+/// The `Offline` error of a connection dropped on purpose by [`Device::drop_connection`].
+pub const DROPPED: &str = "connection dropped by the simulator";
+
 #[allow(clippy::too_many_arguments)]
 async fn poll_task(
     ctx: Arc<DeviceCtx>,
@@ -335,7 +349,13 @@ async fn poll_task(
         let polled = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            ev = eventloop.poll() => ev,
+            _ = shared.drop_now.notified() => {
+                // Closes the socket (no DISCONNECT) and keeps unacked publishes for the next
+                // session, exactly what rumqttc does itself when the network fails.
+                eventloop.clean();
+                Err(DROPPED.to_owned())
+            }
+            ev = eventloop.poll().map(|r| r.map_err(|e| e.to_string())) => ev,
         };
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -378,15 +398,12 @@ async fn poll_task(
                 );
             }
             Ok(_) => {}
-            Err(e) => {
+            Err(error) => {
                 let was_online = shared.online.swap(false, Ordering::AcqRel);
                 sink.event(
                     &ctx,
                     Instant::now(),
-                    DeviceEvent::Offline {
-                        error: e.to_string(),
-                        was_online,
-                    },
+                    DeviceEvent::Offline { error, was_online },
                 );
                 // Jitter so that thousands of devices dropped together do not return together.
                 let wait = backoff.mul_f64(rand::thread_rng().gen_range(0.5..1.5));

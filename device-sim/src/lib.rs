@@ -9,9 +9,12 @@
 //!   repeated until acked, heartbeats, sounding and answering neighbours' alerts.
 //! - [`fleet`]: many devices, connected at a bounded rate.
 //! - [`run`], [`press`], [`bench`]: the three commands; [`report`]: the benchmark report.
+//! - [`burst`], [`storm`]: the bench scenarios beyond a steady rate (many households press at
+//!   once; every connection drops and comes back).
 //! - [`plain_broker`]: a bare rumqttd (no auth, no gateway) for the benchmark's floor.
 
 pub mod bench;
+pub mod burst;
 pub mod creds;
 pub mod device;
 pub mod fleet;
@@ -20,6 +23,7 @@ pub mod press;
 pub mod proto;
 pub mod report;
 pub mod run;
+pub mod storm;
 
 /// Splits `HOST:PORT` (or `[v6]:PORT`) into its parts.
 pub fn parse_broker(addr: &str) -> Result<(String, u16), String> {

@@ -9,12 +9,14 @@ use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use tenwatch_sim::bench::{BenchConfig, FindMaxConfig};
+use tenwatch_sim::bench::{BenchConfig, FindMaxConfig, Scenario};
+use tenwatch_sim::burst::BurstConfig;
 use tenwatch_sim::creds::{self, Credential};
 use tenwatch_sim::device::DeviceConfig;
 use tenwatch_sim::fleet::RampConfig;
 use tenwatch_sim::proto::PressKind;
 use tenwatch_sim::run::RunConfig;
+use tenwatch_sim::storm::StormConfig;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -57,6 +59,19 @@ struct FleetArgs {
     heartbeat: u64,
 }
 
+/// What `bench` does once every device is online.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ScenarioName {
+    /// Presses at --rate for --warmup + --duration.
+    Steady,
+    /// Steps through --steps until press → neighbours p99 exceeds --p99-limit-ms.
+    FindMax,
+    /// --burst-fraction of the households press once each within --burst-window.
+    Burst,
+    /// Every device drops its connection at once and reconnects; --storm-press-fraction press.
+    Storm,
+}
+
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// A living neighbourhood: units connect, heartbeat, press now and then, sound and answer.
@@ -92,7 +107,8 @@ enum Cmd {
         #[arg(long, default_value_t = 0.0)]
         follow: f64,
     },
-    /// Load benchmark: presses at a target rate and measures fan-out and ack latency.
+    /// Load benchmark (--scenario steady, find-max, burst or storm): measures fan-out and ack
+    /// latency, losses and duplicates, and writes a JSON report.
     Bench {
         #[command(flatten)]
         common: Common,
@@ -113,7 +129,11 @@ enum Cmd {
         /// Probability that a neighbour answers "coming" (adds gateway load).
         #[arg(long, default_value_t = 0.0)]
         respond_probability: f64,
-        /// Step the rate up and report the highest whose press → neighbours p99 stays under --p99-limit-ms.
+        /// The scenario (default: steady).
+        #[arg(long, value_enum, default_value = "steady")]
+        scenario: ScenarioName,
+        /// Same as --scenario find-max: step the rate up and report the highest whose
+        /// press → neighbours p99 stays under --p99-limit-ms.
         #[arg(long)]
         find_max: bool,
         /// Rates tried by --find-max, comma-separated.
@@ -124,6 +144,18 @@ enum Cmd {
         step_duration: f64,
         #[arg(long, default_value_t = 50.0)]
         p99_limit_ms: f64,
+        /// Burst: share of the online households that press, once each.
+        #[arg(long, default_value_t = 0.3)]
+        burst_fraction: f64,
+        /// Burst: seconds over which their presses are spread (uniformly).
+        #[arg(long, default_value_t = 60.0)]
+        burst_window: f64,
+        /// Storm: share of the devices that press at the moment of the drop (at least one).
+        #[arg(long, default_value_t = 0.01)]
+        storm_press_fraction: f64,
+        /// Storm: stop waiting for every device to be back after this many seconds.
+        #[arg(long, default_value_t = 120.0)]
+        storm_timeout: f64,
         /// Also report VmRSS and open fds of this process (the server) at the end.
         #[arg(long)]
         server_pid: Option<u32>,
@@ -280,10 +312,15 @@ async fn real_main(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit
             warmup,
             grace,
             respond_probability,
+            scenario,
             find_max,
             steps,
             step_duration,
             p99_limit_ms,
+            burst_fraction,
+            burst_window,
+            storm_press_fraction,
+            storm_timeout,
             server_pid,
             floor,
             embedded_broker,
@@ -310,16 +347,26 @@ async fn real_main(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Exit
                 warmup: secs(warmup, "--warmup")?,
                 duration: secs(duration, "--duration")?,
                 grace: secs(grace, "--grace")?,
-                find_max: find_max
-                    .then(|| -> anyhow::Result<FindMaxConfig> {
-                        Ok(FindMaxConfig {
+                scenario: match (scenario, find_max) {
+                    (ScenarioName::Steady, false) => Scenario::Steady,
+                    (ScenarioName::Steady | ScenarioName::FindMax, _) => {
+                        Scenario::FindMax(FindMaxConfig {
                             rates: steps,
                             step_duration: secs(step_duration, "--step-duration")?,
                             step_warmup: Duration::from_secs(1),
                             p99_limit: secs(p99_limit_ms / 1000.0, "--p99-limit-ms")?,
                         })
-                    })
-                    .transpose()?,
+                    }
+                    (_, true) => bail!("--find-max and --scenario {scenario:?} exclude each other"),
+                    (ScenarioName::Burst, false) => Scenario::Burst(BurstConfig {
+                        fraction: burst_fraction,
+                        window: secs(burst_window, "--burst-window")?,
+                    }),
+                    (ScenarioName::Storm, false) => Scenario::Storm(StormConfig {
+                        press_fraction: storm_press_fraction,
+                        timeout: secs(storm_timeout, "--storm-timeout")?,
+                    }),
+                },
                 server_pid,
             };
             let result = tenwatch_sim::bench::bench(creds, cfg, shutdown).await?;

@@ -196,6 +196,51 @@ pub struct FindMax {
     pub max_rate_ok: Option<f64>,
 }
 
+/// The burst scenario: a share of the households press once each within a window. Its presses'
+/// counts and latencies are the report's load figures (`presses_lost` must be 0).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BurstReport {
+    /// Share of the online devices that press.
+    pub fraction: f64,
+    /// The presses' first sends are spread uniformly over this window.
+    pub window_s: f64,
+    pub presses_planned: u64,
+    /// First press sent → last press sent.
+    pub press_span_s: Option<f64>,
+    /// Last press first sent → last first ack: how long the system took to catch up.
+    pub drain_ack_s: Option<f64>,
+    /// Last press first sent → last neighbour receipt of any burst alert.
+    pub drain_neighbours_s: Option<f64>,
+    /// First press sent → last ack.
+    pub total_s: Option<f64>,
+}
+
+/// The storm scenario: every device drops its connection at once and reconnects with its normal
+/// backoff; a share of them press at the moment of the drop. Those presses' counts are the
+/// report's load figures (`presses_lost` and `duplicates.alerts` must be 0).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct StormReport {
+    /// Devices that were online and were dropped.
+    pub devices_dropped: usize,
+    /// Devices online and subscribed again within the timeout.
+    pub devices_back: usize,
+    pub all_back: bool,
+    /// Drop → the last device back and subscribed (when all came back).
+    pub all_back_s: Option<f64>,
+    /// Drop → each device back and subscribed (one sample per device that came back).
+    pub reconnect_us: Latency,
+    /// Connection attempts that failed (refused, timed out) while the fleet came back.
+    pub connect_failures: u64,
+    pub timeout_s: f64,
+    pub press_fraction: f64,
+    pub presses_planned: u64,
+    /// Button pressed at the drop → its first ack (offline time included).
+    pub press_to_ack_us: Latency,
+    /// Distinct alerts the storm's presses were acknowledged with; equals `presses_acked` when
+    /// each press became exactly one alert.
+    pub alerts_acked: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Report {
     pub scenario: String,
@@ -207,10 +252,14 @@ pub struct Report {
     pub clusters: usize,
     pub connect_time_s: f64,
     pub disconnects: u64,
+    /// Connections lost during the scenario that the simulator did not drop itself.
+    pub disconnects_unplanned: u64,
     pub malformed_messages: u64,
     #[serde(flatten)]
     pub load: LoadResult,
     pub find_max: Option<FindMax>,
+    pub burst: Option<BurstReport>,
+    pub storm: Option<StormReport>,
     /// This simulator's own process.
     pub sim: ProcStats,
     /// The server's process, when `--server-pid` was given.
@@ -281,6 +330,34 @@ impl Report {
                 Some(r) => s.push_str(&format!("  highest passing rate: {r:.0} presses/s\n")),
                 None => s.push_str("  no step passed\n"),
             }
+        }
+        let secs = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.3} s"));
+        if let Some(b) = &self.burst {
+            s.push_str(&format!(
+                "burst: {} presses ({:.0} % of devices) over {:.1} s; pressed over {}, drained (last ack) {} and (last neighbour) {} after the last press; first press → last ack {}\n",
+                b.presses_planned,
+                b.fraction * 100.0,
+                b.window_s,
+                secs(b.press_span_s),
+                secs(b.drain_ack_s),
+                secs(b.drain_neighbours_s),
+                secs(b.total_s),
+            ));
+        }
+        if let Some(st) = &self.storm {
+            s.push_str(&format!(
+                "storm: {} dropped, {} back{} (all back after {}), {} failed attempts\n  drop → back: {}\n  {} presses at the drop → ack: {}; {} alerts for {} acked presses\n",
+                st.devices_dropped,
+                st.devices_back,
+                if st.all_back { "" } else { " — NOT ALL" },
+                secs(st.all_back_s),
+                st.connect_failures,
+                st.reconnect_us.human(),
+                st.presses_planned,
+                st.press_to_ack_us.human(),
+                st.alerts_acked,
+                self.load.presses_acked,
+            ));
         }
         let proc_line = |name: &str, p: &ProcStats| {
             format!(
@@ -361,9 +438,12 @@ mod tests {
             clusters: 1,
             connect_time_s: 0.5,
             disconnects: 0,
+            disconnects_unplanned: 0,
             malformed_messages: 0,
             load: LoadResult::default(),
             find_max: None,
+            burst: None,
+            storm: None,
             sim: ProcStats::read(std::process::id(), 10),
             server: None,
         };

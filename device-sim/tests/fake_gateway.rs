@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{GatewayBehaviour, GatewayStats};
-use tenwatch_sim::bench::{BenchConfig, FindMaxConfig};
+use tenwatch_sim::bench::{BenchConfig, FindMaxConfig, Scenario};
 use tenwatch_sim::device::DeviceConfig;
 use tenwatch_sim::fleet::RampConfig;
 use tenwatch_sim::press::{press_once, PressFailure};
@@ -145,7 +145,7 @@ fn bench_config(port: u16) -> BenchConfig {
         warmup: Duration::from_millis(500),
         duration: Duration::from_secs(2),
         grace: Duration::from_secs(5),
-        find_max: None,
+        scenario: Scenario::Steady,
         server_pid: Some(std::process::id()),
     }
 }
@@ -183,7 +183,7 @@ async fn bench_measures_fan_out_and_acks() {
 async fn find_max_steps_up_and_reports_each_step() {
     let (port, creds, _stats, stop) = setup(3, 10, GatewayBehaviour::default()).await;
     let mut cfg = bench_config(port);
-    cfg.find_max = Some(FindMaxConfig {
+    cfg.scenario = Scenario::FindMax(FindMaxConfig {
         rates: vec![10.0, 20.0],
         step_duration: Duration::from_secs(1),
         step_warmup: Duration::from_millis(200),
@@ -223,4 +223,60 @@ async fn floor_fans_out_without_a_gateway() {
     assert_eq!(l.latency_each_neighbour_us.count, 9 * l.presses_acked);
     assert_eq!(l.duplicates.alerts, 0);
     assert_eq!(l.presses_retried, 0, "{l:?}");
+}
+
+/// The burst: a share of the devices press once each within the window; every press is acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn burst_presses_once_per_chosen_device_and_drains() {
+    let (port, creds, stats, stop) = setup(4, 10, GatewayBehaviour::default()).await;
+    let mut cfg = bench_config(port);
+    cfg.device.respond_probability = 0.0;
+    cfg.scenario = Scenario::Burst(tenwatch_sim::burst::BurstConfig {
+        fraction: 0.5,
+        window: Duration::from_secs(1),
+    });
+    let report = tenwatch_sim::bench::bench(creds, cfg, CancellationToken::new())
+        .await
+        .expect("bench runs");
+    let (l, b) = (&report.load, report.burst.as_ref().expect("burst section"));
+    assert_eq!(report.scenario, "bench-burst");
+    assert_eq!(b.presses_planned, 20);
+    assert_eq!(l.presses_sent, 20, "{l:?}");
+    assert_eq!(l.presses_acked, 20, "{l:?}");
+    assert_eq!(l.presses_lost, 0, "{l:?}");
+    assert_eq!(l.neighbours_incomplete, 0, "{l:?}");
+    assert_eq!(GatewayStats::get(&stats.presses), 20);
+    assert!(b.drain_ack_s.is_some() && b.total_s.is_some(), "{b:?}");
+    stop.cancel();
+}
+
+/// The storm: every connection drops at once, every device comes back and resubscribes, and
+/// the presses made at the drop are acked once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storm_brings_every_device_back_and_loses_no_press() {
+    let (port, creds, stats, stop) = setup(3, 10, GatewayBehaviour::default()).await;
+    let mut cfg = bench_config(port);
+    cfg.device.respond_probability = 0.0;
+    cfg.scenario = Scenario::Storm(tenwatch_sim::storm::StormConfig {
+        press_fraction: 0.1,
+        timeout: Duration::from_secs(20),
+    });
+    let report = tenwatch_sim::bench::bench(creds, cfg, CancellationToken::new())
+        .await
+        .expect("bench runs");
+    let (l, st) = (&report.load, report.storm.as_ref().expect("storm section"));
+    assert_eq!(report.scenario, "bench-storm");
+    assert_eq!(st.devices_dropped, 30);
+    assert_eq!(st.devices_back, 30, "{st:?}");
+    assert!(st.all_back && st.all_back_s.is_some(), "{st:?}");
+    assert_eq!(st.reconnect_us.count, 30);
+    assert_eq!(st.presses_planned, 3);
+    assert_eq!(l.presses_acked, 3, "{l:?}");
+    assert_eq!(l.presses_lost, 0, "{l:?}");
+    assert_eq!(l.duplicates.alerts, 0, "{l:?}");
+    assert_eq!(st.alerts_acked, 3);
+    assert_eq!(GatewayStats::get(&stats.presses), 3);
+    assert_eq!(report.devices_online, 30);
+    assert_eq!(report.disconnects, 30);
+    stop.cancel();
 }
