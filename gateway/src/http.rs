@@ -422,6 +422,17 @@ async fn list_volunteers(
     Ok(Json(json!({ "volunteers": all })).into_response())
 }
 
+/// A position a phone sent: a finite latitude and longitude on the globe.
+pub(crate) fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
+    if lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0 {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "lat must be within ±90 and lon within ±180".into(),
+        ))
+    }
+}
+
 pub(crate) fn volunteer_only(who: &Principal) -> Result<(), ApiError> {
     if who.kind == AccountKind::Volunteer {
         Ok(())
@@ -463,11 +474,7 @@ async fn set_position(
 ) -> Result<Response, ApiError> {
     volunteer_only(&who)?;
     let Json(p) = body?;
-    if !(p.lat.is_finite() && p.lon.is_finite() && p.lat.abs() <= 90.0 && p.lon.abs() <= 180.0) {
-        return Err(ApiError::BadRequest(
-            "lat must be within ±90 and lon within ±180".into(),
-        ));
-    }
+    check_position(p.lat, p.lon)?;
     if !s
         .store
         .update_position(who.account_id, p.lat, p.lon, s.ingest.now())

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::Authenticated;
-use crate::http::{volunteer_only, ApiError, AppState};
+use crate::http::{check_position, volunteer_only, ApiError, AppState};
 use crate::store::push::NewPushSubscription;
 
 /// Merged into [`crate::http::router`].
@@ -177,11 +177,7 @@ async fn checkin(
 ) -> Result<Response, ApiError> {
     volunteer_only(&who)?;
     let Json(b) = body?;
-    if !(b.lat.is_finite() && b.lon.is_finite() && b.lat.abs() <= 90.0 && b.lon.abs() <= 180.0) {
-        return Err(ApiError::BadRequest(
-            "lat must be within ±90 and lon within ±180".into(),
-        ));
-    }
+    check_position(b.lat, b.lon)?;
     let note = b.note.trim();
     if note.chars().count() > MAX_NOTE {
         return Err(ApiError::BadRequest(format!(

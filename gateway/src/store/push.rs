@@ -29,7 +29,7 @@ impl std::fmt::Debug for VapidKeyPair {
 }
 
 /// A browser's push subscription, as registered by a volunteer.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct PushSubscriptionRecord {
     pub id: i64,
     pub endpoint: String,
@@ -57,7 +57,7 @@ pub struct VolunteerProfile {
 }
 
 /// A patrol check-in (巡逻签到).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
 pub struct Checkin {
     pub id: i64,
     pub lat: f64,
@@ -205,7 +205,7 @@ impl PushStore for SqliteStore {
     }
 
     async fn push_subscriptions_of(&self, name: &str) -> StoreResult<Vec<PushSubscriptionRecord>> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT s.id, s.endpoint, s.p256dh, s.auth FROM push_subscriptions s \
              JOIN accounts a ON a.id = s.account \
              WHERE a.name = ? AND a.disabled = 0 ORDER BY s.id",
@@ -213,17 +213,7 @@ impl PushStore for SqliteStore {
         .bind(name)
         .fetch_all(&self.reader)
         .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(PushSubscriptionRecord {
-                    id: r.try_get("id").map_err(backend)?,
-                    endpoint: r.try_get("endpoint").map_err(backend)?,
-                    p256dh: r.try_get("p256dh").map_err(backend)?,
-                    auth: r.try_get("auth").map_err(backend)?,
-                })
-            })
-            .collect()
+        .map_err(backend)
     }
 
     async fn push_sent(
@@ -321,7 +311,7 @@ impl PushStore for SqliteStore {
     }
 
     async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = ? \
              ORDER BY at_ms DESC, id DESC LIMIT ?",
         )
@@ -329,17 +319,6 @@ impl PushStore for SqliteStore {
         .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkin {
-                    id: r.try_get("id").map_err(backend)?,
-                    lat: r.try_get("lat").map_err(backend)?,
-                    lon: r.try_get("lon").map_err(backend)?,
-                    note: r.try_get("note").map_err(backend)?,
-                    at_ms: r.try_get("at_ms").map_err(backend)?,
-                })
-            })
-            .collect()
+        .map_err(backend)
     }
 }
