@@ -1,5 +1,7 @@
-//! Serving the station console: the assets Vite builds into `web/dist`, read from a directory
-//! at request time, and the console's settings (tile URL, station time zone).
+//! Serving the web pages: the station console (`/`) and the patrol volunteers' app (`/app/`,
+//! with its service worker `/app/sw.js` and manifest), both built by Vite into `web/dist` and
+//! read from that directory at request time, and the console's settings (tile URL, station
+//! time zone).
 //!
 //! The assets are not embedded, so `cargo build` never depends on npm: a gateway whose web
 //! directory holds no `index.html` answers the console's address with a page that says how
@@ -126,12 +128,7 @@ pub async fn fallback(State(s): State<AppState>, req: Request) -> Response {
     if !is_built(dir) {
         return not_built(dir);
     }
-    // Vite names assets by content hash, so they never change; the page itself always may.
-    let cache = if path.starts_with("/assets/") {
-        "public, max-age=31536000, immutable"
-    } else {
-        "no-cache"
-    };
+    let cache = cache_control(path);
     let csp = content_security_policy(&s.console.tile_url);
     match ServeDir::new(dir).oneshot(req).await {
         Ok(response) => {
@@ -154,6 +151,18 @@ pub async fn fallback(State(s): State<AppState>, req: Request) -> Response {
         }
         // ServeDir's error type is Infallible.
         Err(never) => match never {},
+    }
+}
+
+/// Vite names assets by content hash, so they never change; everything else always may. That
+/// includes the volunteer app's service worker, whose name is fixed: a stale copy would keep
+/// phones on old code. (Current browsers check it past the HTTP cache anyway; a proxy or an
+/// older browser might not.) Its manifest and icons have fixed names too.
+fn cache_control(path: &str) -> &'static str {
+    if path.starts_with("/assets/") {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
     }
 }
 
@@ -229,6 +238,24 @@ mod tests {
         assert!(args("", "America/Argentina/Buenos_Aires")
             .into_config()
             .is_ok());
+    }
+
+    #[test]
+    fn only_hashed_assets_are_cached_for_long() {
+        assert_eq!(
+            cache_control("/assets/app-BBxsg5_9.js"),
+            "public, max-age=31536000, immutable"
+        );
+        for path in [
+            "/",
+            "/index.html",
+            "/app/",
+            "/app/sw.js",
+            "/app/manifest.webmanifest",
+            "/app/icons/icon-192.png",
+        ] {
+            assert_eq!(cache_control(path), "no-cache", "{path}");
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ async function twRespond(alertId, answer) {
 /** What the notification says and does, from a push payload (see the gateway's push module). */
 async function twNotification(data) {
   const lang = await twLang();
+  const closed = Boolean(data && (data.state === "resolved" || data.state === "cancelled"));
   const w = WORDS[lang];
   const id = twAlertId(data && data.alert);
   const title = (lang === "en" ? data && data.title_en : data && data.title) || (data && data.title) || w.fallbackTitle;
@@ -72,15 +73,15 @@ async function twNotification(data) {
     tag: (data && data.tag) || (id !== null ? `tw-alert-${id.slice(1)}` : "tw-alert"),
     // A new state of the same alert replaces the notification and rings again.
     renotify: true,
-    requireInteraction: true,
+    // An alert stays until answered; "no need to come" may go by itself.
+    requireInteraction: !closed,
     icon: "/app/icons/icon-192.png",
     badge: "/app/icons/maskable-192.png",
     lang: lang === "en" ? "en" : "zh-CN",
     timestamp: data && typeof data.at_ms === "number" ? data.at_ms : Date.now(),
     vibrate: [300, 100, 300, 100, 300],
-    data: { alert: id, url, state: data && data.state, lang },
+    data: { alert: id, url, state: data && data.state, closed, lang },
   };
-  const closed = data && (data.state === "resolved" || data.state === "cancelled");
   // Actions only where the browser shows them (not Safari/iOS), and not on a closed alert.
   if (id !== null && !closed && "actions" in Notification.prototype) {
     options.actions = [
@@ -96,7 +97,8 @@ async function twHandlePush(data) {
   const { title, options } = await twNotification(data);
   await self.registration.showNotification(title, options);
   const id = options.data.alert;
-  const delivered = id !== null ? await twRespond(id, "delivered") : null;
+  // The station sees the phone got it (not worth saying once the alert is over).
+  const delivered = id !== null && !options.data.closed ? await twRespond(id, "delivered") : null;
   return { shown: title, tag: options.tag, delivered };
 }
 
