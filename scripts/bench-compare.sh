@@ -7,17 +7,25 @@
 #             alert + ack out; no store, no dedup, no ACL, no auth; TCP_NODELAY on every socket
 #   peer-shipped  the same with Node-RED's MQTT socket as mqtt.js ships it (Nagle on)
 # All three are driven by the same `tenwatch-sim bench` with the same devices and rates:
-# steady load, then find-max steps. Writes docs/bench/compare-*.json, compare.md and
-# compare.svg. Everything on 127.0.0.1; bounded (about 4 minutes); stops by itself.
+# steady load, then find-max steps (and, with RUNS, the burst and the storm). Writes
+# docs/bench/compare-SYSTEM-RUN.json, compare.md and compare.svg (steady and max), and
+# scenarios.md (burst and storm). Everything on 127.0.0.1; bounded (steady + max about 4
+# minutes; burst + storm about 75 s per system); stops by itself.
 #   bash scripts/bench-compare.sh [DEVICES]            (default 1000)
+#   bash scripts/bench-scenarios.sh [DEVICES]          (the same with RUNS="burst storm")
 # Environment: RATE (200), DURATION (20), WARMUP (5), STEPS (250,500,1000,2000,4000),
-# STEP_DURATION (6), P99_LIMIT_MS (50), ONLY ("tenwatch floor peer peer-shipped"), OUT (docs/bench).
+# STEP_DURATION (6), P99_LIMIT_MS (50), ONLY ("tenwatch floor peer peer-shipped"), OUT (docs/bench),
+# RUNS ("steady max"; also "burst", "storm"), BURST_FRACTION (0.3), BURST_WINDOW (60),
+# STORM_PRESS_FRACTION (0.01), STORM_TIMEOUT (120).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
 rate=${RATE:-200}; duration=${DURATION:-20}; warmup=${WARMUP:-5}
 steps=${STEPS:-250,500,1000,2000,4000}; step_duration=${STEP_DURATION:-6}; p99_limit=${P99_LIMIT_MS:-50}
 only=${ONLY:-tenwatch floor peer peer-shipped}
+runs=${RUNS:-steady max}
+burst_fraction=${BURST_FRACTION:-0.3}; burst_window=${BURST_WINDOW:-60}
+storm_press_fraction=${STORM_PRESS_FRACTION:-0.01}; storm_timeout=${STORM_TIMEOUT:-120}
 out=${OUT:-docs/bench}
 mkdir -p "$out"
 
@@ -60,14 +68,21 @@ creds="$work/creds.json"
 env_json="$work/env.jsonl"
 note() { echo "$1" >>"$env_json"; }
 
-# run_bench SYSTEM SERVER_PID "EXTRA_PIDS" [SIM_ARGS...]: steady then find-max, recording the
-# CPU seconds every server process used during each run.
+# run_bench SYSTEM SERVER_PID "EXTRA_PIDS" [SIM_ARGS...]: each of $runs (steady, find-max,
+# burst, storm), recording the CPU seconds every server process used during each run.
 run_bench() {
   local sys=$1 server=$2 extra=$3; shift 3
   local all="$server $extra"
-  for kind in steady max; do
-    local args=(--rate "$rate" --duration "$duration" --warmup "$warmup")
-    [ "$kind" = max ] && args=(--find-max --steps "$steps" --step-duration "$step_duration" --p99-limit-ms "$p99_limit")
+  for kind in $runs; do
+    local args
+    case $kind in
+      steady) args=(--rate "$rate" --duration "$duration" --warmup "$warmup") ;;
+      max) args=(--find-max --steps "$steps" --step-duration "$step_duration" --p99-limit-ms "$p99_limit") ;;
+      # Repeats come after 2, 2, 4, 8 s: 30 s of grace leaves room for four.
+      burst) args=(--scenario burst --burst-fraction "$burst_fraction" --burst-window "$burst_window" --grace 30) ;;
+      storm) args=(--scenario storm --storm-press-fraction "$storm_press_fraction" --storm-timeout "$storm_timeout" --grace 30) ;;
+      *) echo "unknown run $kind (steady, max, burst, storm)" >&2; exit 1 ;;
+    esac
     declare -A before=()
     for p in $all; do before[$p]=$(cpu_ticks "$p"); done
     local t0; t0=$(date +%s.%N)
@@ -87,7 +102,7 @@ run_bench() {
 }
 
 start_ns=$(date +%s)
-note "{\"devices\":$n,\"rate\":$rate,\"duration_s\":$duration,\"warmup_s\":$warmup,\"steps\":\"$steps\",\"step_duration_s\":$step_duration,\"p99_limit_ms\":$p99_limit,\"git\":\"$(git rev-parse --short HEAD)\",\"mosquitto\":\"$(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}')\",\"node\":\"$(node --version)\",\"node_red\":\"$(node -p "require('./bench/peer/node_modules/node-red/package.json').version")\",\"cpu_model\":\"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\"}"
+note "{\"devices\":$n,\"runs\":\"$runs\",\"burst_fraction\":$burst_fraction,\"burst_window_s\":$burst_window,\"storm_press_fraction\":$storm_press_fraction,\"rate\":$rate,\"duration_s\":$duration,\"warmup_s\":$warmup,\"steps\":\"$steps\",\"step_duration_s\":$step_duration,\"p99_limit_ms\":$p99_limit,\"git\":\"$(git rev-parse --short HEAD)\",\"mosquitto\":\"$(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}')\",\"node\":\"$(node --version)\",\"node_red\":\"$(node -p "require('./bench/peer/node_modules/node-red/package.json').version")\",\"cpu_model\":\"$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)\"}"
 
 for sys in $only; do
   echo "== $sys: $n devices"
@@ -142,5 +157,12 @@ EOF
   esac
 done
 note "{\"total_wall_s\":$(( $(date +%s) - start_ns ))}"
-python3 bench/compare.py --env "$env_json" --dir "$out"
-cat "$out/compare.md"
+has_run() { case " $runs " in *" $1 "*) return 0 ;; esac; return 1; }
+if has_run steady && has_run max; then
+  python3 bench/compare.py --env "$env_json" --dir "$out"
+  cat "$out/compare.md"
+fi
+if has_run burst || has_run storm; then
+  python3 bench/scenarios.py --env "$env_json" --dir "$out"
+  cat "$out/scenarios.md"
+fi
