@@ -106,10 +106,10 @@ function notifications(tag) {
   }, tag);
 }
 
-/** A push into the app's service worker through DevTools, as a push service would send it. */
+/** One DevTools session on the phone's page, kept open (pushes need it). */
 let cdp;
 const registrations = new Map();
-async function deliverPush(data) {
+async function devtools() {
   if (!cdp) {
     cdp = await context.newCDPSession(page);
     cdp.on("ServiceWorker.workerRegistrationUpdated", ({ registrations: regs }) => {
@@ -117,6 +117,12 @@ async function deliverPush(data) {
     });
     await cdp.send("ServiceWorker.enable");
   }
+  return cdp;
+}
+
+/** A push into the app's service worker through DevTools, as a push service would send it. */
+async function deliverPush(data) {
+  const cdp = await devtools();
   const reg = await until("the app's service worker registration", () =>
     [...registrations.values()].find((r) => r.scopeURL === `${gw.base}/app/` && !r.isDeleted),
   );
@@ -238,6 +244,34 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     const me = await gw.api(vol, "GET", "/api/volunteer/me");
     assert.equal(me.on_duty, true);
     assert.ok(me.position && Math.abs(me.position.lat - seen.lat) < 1e-9, JSON.stringify(me));
+  });
+
+  test("Chromium finds the app installable: manifest, icons, service worker", async () => {
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    const session = await devtools();
+    const manifest = await session.send("Page.getAppManifest");
+    assert.equal(manifest.url, `${gw.base}/app/manifest.webmanifest`);
+    assert.deepEqual(manifest.errors, []);
+    // The one objection left is the test's own throwaway profile.
+    const { installabilityErrors } = await session.send("Page.getInstallabilityErrors");
+    assert.deepEqual(installabilityErrors.map((e) => e.errorId).filter((id) => id !== "in-incognito"), []);
+    const m = await (await fetch(manifest.url)).json();
+    assert.equal(m.display, "standalone");
+    assert.equal(m.start_url, "/app/");
+    assert.equal(m.scope, "/app/");
+    assert.equal(m.name, "十户联防 队员");
+    for (const icon of m.icons) {
+      const res = await fetch(gw.base + icon.src);
+      assert.equal(res.headers.get("content-type"), "image/png", icon.src);
+      const png = Buffer.from(await res.arrayBuffer());
+      const [w, h] = icon.sizes.split("x").map(Number);
+      assert.deepEqual([png.readUInt32BE(16), png.readUInt32BE(20)], [w, h], `${icon.src} is ${icon.sizes}`);
+    }
+    assert.deepEqual(m.icons.map((i) => `${i.sizes} ${i.purpose}`).sort(), ["192x192 any", "192x192 maskable", "512x512 any", "512x512 maskable"]);
+    const sw = await fetch(`${gw.base}/app/sw.js`);
+    assert.equal(sw.headers.get("cache-control"), "no-cache");
+    assert.match(sw.headers.get("content-type"), /javascript/);
+    assert.equal(await page.evaluate(() => navigator.serviceWorker.controller?.scriptURL), `${gw.base}/app/sw.js`);
   });
 
   test("enabling notifications subscribes with the gateway's key and registers the subscription", async () => {
@@ -428,7 +462,8 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     await page.screenshot({ path: path.join(SHOTS, "volunteer-offline.png") });
     await gw.start();
     await until("the banner gone", async () => await banner.isHidden(), 20_000);
-    assert.equal(await page.locator(".notif-card").getAttribute("data-push"), "on", "the subscription outlives a reload");
+    // The subscription outlived the reloads.
+    await until("notifications still on", async () => (await page.locator(".notif-card").getAttribute("data-push")) === "on");
     assert.equal(await page.locator(".duty-card .duty-state").innerText(), "在岗");
   });
 });

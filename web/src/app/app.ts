@@ -43,6 +43,8 @@ export class App {
     if (document.visibilityState === "visible") void this.recheckPush();
   };
   private meTimer: number | null = null;
+  /** Bumped by every change of the notification state, so that late answers lose. */
+  private pushSeq = 0;
 
   constructor(
     private readonly root: HTMLElement,
@@ -157,11 +159,22 @@ export class App {
   }
 
   async recheckPush(): Promise<void> {
-    this.push = await pushState().catch(() => "unsupported" as const);
+    // A check that started before a newer answer (another check, or the enable/disable flow)
+    // must not overwrite it.
+    const mine = ++this.pushSeq;
+    const state = await pushState().catch(() => "unsupported" as const);
+    if (mine !== this.pushSeq) return;
+    this.push = state;
     this.changed("push");
   }
 
+  /** The enable/disable flow has begun: checks already under way are out of date. */
+  pushChanging(): void {
+    this.pushSeq += 1;
+  }
+
   setPush(state: PushState): void {
+    this.pushSeq += 1;
     this.push = state;
     this.changed("push");
     void this.refreshMe();

@@ -24,6 +24,8 @@ export class HomePage implements Page {
     this.drawDuty();
     this.drawNotif();
     this.drawAlerts();
+    // Notifications may have been allowed or blocked in the settings since last shown.
+    if (!this.pushBusy) void this.app.recheckPush();
     // "sent 12 s ago" and the alerts' ages move on by themselves.
     this.ticker = window.setInterval(() => {
       this.drawDuty();
@@ -117,6 +119,7 @@ export class HomePage implements Page {
       "ios-install": t.notifHintIos,
     };
     const act = async (f: () => Promise<typeof state>) => {
+      this.app.pushChanging();
       this.pushBusy = true;
       this.pushError = "";
       this.drawNotif();
