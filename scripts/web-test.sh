@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the station console (web/) and runs its browser tests: Debian's Chromium, headless,
+# Builds the web pages (web/: the station console and the volunteer app) and runs their
+# browser tests: Debian's Chromium, headless,
 # driven by playwright-core against a real `tenwatch serve` built here, with Mosquitto's
 # command-line clients as the devices. Screenshots go to docs/screenshots/.
 # With CI=true a missing part (node, chromium, mosquitto clients) fails; it never skips.
@@ -18,7 +19,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 0
 fi
 
-echo "== building the station console"
+echo "== building the station console and the volunteer app"
 # `npm install`, not `npm ci`: the registry this project is built against serves only the
 # Linux builds of Rollup's and esbuild's native packages, so package-lock.json lists those
 # only and `npm ci` refuses it as "out of sync". `npm install` installs exactly the locked
