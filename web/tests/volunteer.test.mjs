@@ -10,7 +10,7 @@
 // real service worker.
 
 import assert from "node:assert/strict";
-import { createECDH, randomBytes } from "node:crypto";
+import { createDecipheriv, createECDH, hkdfSync, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdir } from "node:fs/promises";
 import http from "node:http";
@@ -42,6 +42,32 @@ const pushes = [];
 let seq = 5000;
 /** The alert the volunteer is sent to (test 3 on). */
 let alertId;
+/** The phone's push keys (the stubbed subscription's): private ECDH key and auth secret. */
+let phoneKeys;
+
+/**
+ * What the phone's browser does with a push body (RFC 8291 / 8188, aes128gcm, one record):
+ * the plaintext the gateway encrypted for this subscription.
+ */
+function decryptPush(body) {
+  const salt = body.subarray(0, 16);
+  const idlen = body[20];
+  const senderKey = body.subarray(21, 21 + idlen);
+  const record = body.subarray(21 + idlen);
+  const secret = phoneKeys.ecdh.computeSecret(senderKey);
+  const keyInfo = Buffer.concat([Buffer.from("WebPush: info\0"), phoneKeys.ecdh.getPublicKey(), senderKey]);
+  const ikm = Buffer.from(hkdfSync("sha256", secret, phoneKeys.auth, keyInfo, 32));
+  const cek = Buffer.from(hkdfSync("sha256", ikm, salt, Buffer.from("Content-Encoding: aes128gcm\0"), 16));
+  const nonce = Buffer.from(hkdfSync("sha256", ikm, salt, Buffer.from("Content-Encoding: nonce\0"), 12));
+  const decipher = createDecipheriv("aes-128-gcm", cek, nonce);
+  decipher.setAuthTag(record.subarray(record.length - 16));
+  const padded = Buffer.concat([decipher.update(record.subarray(0, record.length - 16)), decipher.final()]);
+  // The last record ends with the delimiter 2, then zero padding.
+  let end = padded.length - 1;
+  while (end >= 0 && padded[end] === 0) end--;
+  assert.equal(padded[end], 2, "the last record's delimiter");
+  return JSON.parse(padded.subarray(0, end).toString("utf8"));
+}
 
 /** The device of household `n` (1-based) of cluster `c` (1-based) of the demo zone. */
 function device(c, n) {
@@ -150,7 +176,7 @@ describe("volunteer app", { timeout: 240_000 }, () => {
       const chunks = [];
       req.on("data", (c) => chunks.push(c));
       req.on("end", () => {
-        pushes.push({ url: req.url, headers: req.headers, bytes: Buffer.concat(chunks).length });
+        pushes.push({ url: req.url, headers: req.headers, body: Buffer.concat(chunks) });
         res.writeHead(201).end();
       });
     });
@@ -173,10 +199,11 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     // endpoint is the local recorder and whose keys are real P-256 / auth values.
     const ecdh = createECDH("prime256v1");
     ecdh.generateKeys();
+    phoneKeys = { ecdh, auth: randomBytes(16) };
     const sub = {
       endpoint: `http://127.0.0.1:${pushService.address().port}/push/patrol1-phone`,
       p256dh: ecdh.getPublicKey().toString("base64url"),
-      auth: randomBytes(16).toString("base64url"),
+      auth: phoneKeys.auth.toString("base64url"),
     };
     await context.addInitScript((sub) => {
       if (!("PushManager" in self)) return;
@@ -323,15 +350,27 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     assert.match(push.headers.authorization, /^vapid t=/);
     await until("the station to see the push accepted", async () => (await stationSeesPatrol1(alertId))?.push === "accepted");
 
-    // What the push service hands the phone: the same payload, through DevTools.
+    // Decrypted as the phone's browser would, it is the alert, for this phone.
+    const sent = decryptPush(push.body);
+    assert.equal(sent.alert, alertId);
+    assert.equal(sent.url, `/app/#/alert/${alertId}`);
+    assert.equal(sent.label, presser.label);
+    assert.equal(sent.title, `求助 · ${presser.label}`);
+    assert.equal(sent.title_en, `Help · ${presser.label}`);
+    // (A dispatched volunteer's push carries no distance today; a ring's does.)
+    assert.ok(sent.distance_m === null || (sent.distance_m > 0 && sent.distance_m < 200), `distance ${sent.distance_m}`);
+
+    // What the push service hands the phone: that very payload, through DevTools.
     const tag = tagOf(alertId);
-    await deliverPush(payload(alertId, presser));
+    assert.equal(sent.tag, tag);
+    await deliverPush(sent);
     const shown = await until("the notification", async () => {
       const list = await notifications(tag);
       return list.length === 1 && list;
     });
     assert.equal(shown[0].title, `求助 · ${presser.label}`);
-    assert.equal(shown[0].body, "距您 80 米 · 暂无人响应");
+    assert.equal(shown[0].body, sent.body);
+    assert.match(shown[0].body, new RegExp(presser.label));
     assert.equal(shown[0].requireInteraction, true);
     assert.deepEqual(shown[0].actions, [
       { action: "coming", title: "我来了" },
@@ -465,5 +504,16 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     // The subscription outlived the reloads.
     await until("notifications still on", async () => (await page.locator(".notif-card").getAttribute("data-push")) === "on");
     assert.equal(await page.locator(".duty-card .duty-state").innerText(), "在岗");
+  });
+
+  test("signing out takes this phone's subscription off the server and ends the duty", async () => {
+    await page.getByRole("button", { name: "退出" }).click();
+    await page.locator("#name").waitFor();
+    const vol = await gw.signIn("patrol1");
+    const me = await gw.api(vol, "GET", "/api/volunteer/me");
+    assert.equal(me.subscriptions, 0);
+    assert.equal(me.on_duty, false);
+    const { volunteers } = await gw.api(station, "GET", "/api/volunteers");
+    assert.equal(volunteers.length, 0, "the station no longer counts on the volunteer");
   });
 });

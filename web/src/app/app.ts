@@ -182,8 +182,10 @@ export class App {
 
   async signOut(): Promise<void> {
     this.stop();
-    // This phone no longer belongs to this account's alerts.
+    // This phone no longer belongs to this account's alerts, and nobody is sharing a position
+    // from it: the station must not count on a volunteer who left.
     await disablePush().catch(() => undefined);
+    if (this.me?.on_duty) await volunteerApi.duty(false).catch(() => undefined);
     await volunteerApi.signOut().catch(() => undefined);
     this.signedOut();
   }
