@@ -412,6 +412,21 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     assert.equal(mine.state, "coming");
     const { state } = await gw.api(station, "GET", `/api/alerts/${alertId}`);
     assert.equal(state, "acknowledged", "the first responder coming acknowledges the alert");
+
+    // 去不了 on another alert: the station sees the volunteer cannot go.
+    const other = device(2, 5);
+    await press(gw, other, ++seq, "medical");
+    const second = await until("the second alert", async () => {
+      const { alerts } = await gw.api(station, "GET", "/api/alerts");
+      return alerts.find((a) => a.household === other.household);
+    });
+    await gw.api(station, "POST", `/api/alerts/${second.id}/dispatch`, { volunteer: "patrol1", note: "" });
+    const declined = await sw.evaluate(
+      (id) => self.twHandleClick({ action: "decline", notification: { data: { alert: id, url: `/app/#/alert/${id}` } } }),
+      second.id,
+    );
+    assert.deepEqual(declined, { answer: "declined", status: 200 });
+    assert.equal((await stationSeesPatrol1(second.id))?.state, "declined");
   });
 
   test("the alert page: what is known, who is coming, on scene; and in English", async () => {
@@ -499,7 +514,13 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     await gw.stop();
     await until("the offline banner", async () => /无法连接到服务器/.test(await banner.innerText()) && (await banner.isVisible()), 15_000);
     await page.screenshot({ path: path.join(SHOTS, "volunteer-offline.png") });
+    // Opened afresh without the gateway, the installed app still opens (the service worker
+    // keeps its files) and says what is wrong.
+    await page.reload();
+    await until("the app's own offline page", async () => /无法连接到服务器/.test(await page.locator(".boot-error").innerText()), 15_000);
     await gw.start();
+    // It tries again by itself.
+    await page.locator(".duty-card").waitFor({ timeout: 20_000 });
     await until("the banner gone", async () => await banner.isHidden(), 20_000);
     // The subscription outlived the reloads.
     await until("notifications still on", async () => (await page.locator(".notif-card").getAttribute("data-push")) === "on");
