@@ -2,10 +2,13 @@
 //!
 //! The HTTP and fan-out code see only [`Store`] and the plain types here, never sqlx. Each
 //! backend lives in its own module with its own `migrations/` folder; [`open`] picks one from
-//! the database URL once at start-up.
+//! the database URL once at start-up: `sqlite:PATH` ([`sqlite`], the embedded default) or
+//! `postgres://…` / `postgresql://…` ([`postgres`], for several gateways on one database;
+//! its module header says how the two backends differ).
 
 pub mod accounts;
 pub mod map;
+pub mod postgres;
 pub mod push;
 pub mod sqlite;
 pub mod supervision;
@@ -393,13 +396,19 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Opens the store named by `url` (`sqlite:PATH`), creating and migrating it.
+/// Opens the store named by `url` (`sqlite:PATH`, or `postgres://…` / `postgresql://…`),
+/// creating (SQLite) and migrating it.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgStore::open(url).await?))
     } else {
+        // Not echoed: a PostgreSQL URL may carry a password.
+        let scheme = url.split(':').next().unwrap_or_default();
         Err(StoreError::Invalid(format!(
-            "unsupported database URL {url:?}: expected sqlite:PATH"
+            "unsupported database URL scheme {scheme:?}: expected sqlite:PATH or \
+             postgres://USER@HOST:PORT/DATABASE"
         )))
     }
 }

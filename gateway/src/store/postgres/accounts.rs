@@ -1,0 +1,300 @@
+//! [`AccountStore`] on PostgreSQL: accounts, their zones, volunteers' duty and position, and
+//! sessions. Names are found regardless of case through the unique index on `lower(name)`.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+
+use super::{backend as store_backend, corrupt, PgStore};
+use crate::accounts::{AccountKind, AccountName, Principal, Role};
+use crate::domain::ZoneCode;
+use crate::store::accounts::{AccountRecord, AccountStore, NewAccount, OnDutyVolunteer};
+use crate::store::{StoreError, StoreResult};
+
+fn backend(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::NotFound("a referenced account or zone".into())
+        }
+        _ => store_backend(e),
+    }
+}
+
+/// The columns of [`Principal`], from `accounts a`; `concat!` keeps every query a `&'static str`.
+macro_rules! principal_columns {
+    () => {
+        "SELECT a.id, a.name, a.display_name, a.kind, a.role, \
+         (SELECT string_agg(z.zone, ',') FROM account_zones z WHERE z.account = a.id) AS zones"
+    };
+}
+
+fn principal_from_row(row: &PgRow) -> StoreResult<Principal> {
+    let kind: String = row.try_get("kind").map_err(backend)?;
+    let role: Option<String> = row.try_get("role").map_err(backend)?;
+    let zones: Option<String> = row.try_get("zones").map_err(backend)?;
+    let mut zones = zones
+        .as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|z| !z.is_empty())
+        .map(ZoneCode::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt("zone", e))?;
+    zones.sort();
+    Ok(Principal {
+        account_id: row.try_get("id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        kind: kind.parse().map_err(|e| corrupt("account kind", e))?,
+        role: role
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e| corrupt("role", e))?,
+        zones,
+    })
+}
+
+/// Below this, a session's expiry is not moved on use (one write per minute at most), unless
+/// the lifetime itself is short. The same step as on SQLite.
+const SLIDE_STEP_MS: i64 = 60_000;
+
+#[async_trait]
+impl AccountStore for PgStore {
+    async fn create_account(&self, a: &NewAccount, now_ms: i64) -> StoreResult<i64> {
+        match (a.kind, a.zones.len()) {
+            (AccountKind::Volunteer, 1) | (AccountKind::Operator, 1..) => {}
+            (AccountKind::Volunteer, n) => {
+                return Err(StoreError::Invalid(format!(
+                    "a volunteer belongs to exactly one zone, not {n}"
+                )))
+            }
+            (AccountKind::Operator, _) => {
+                return Err(StoreError::Invalid(
+                    "an operator needs at least one zone".into(),
+                ))
+            }
+        }
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (name, kind, role, display_name, phone, password_hash, \
+             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(a.name.as_str())
+        .bind(a.kind.as_str())
+        .bind(a.role.map(Role::as_str))
+        .bind(&a.display_name)
+        .bind(&a.phone)
+        .bind(&a.password_hash)
+        .bind(now_ms)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match backend(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("account {}", a.name)),
+            other => other,
+        })?;
+        for zone in &a.zones {
+            sqlx::query("INSERT INTO account_zones (account, zone) VALUES ($1, $2)")
+                .bind(id)
+                .bind(zone.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match backend(e) {
+                    StoreError::NotFound(_) => StoreError::NotFound(format!("zone {zone}")),
+                    StoreError::Conflict(_) => {
+                        StoreError::Invalid(format!("zone {zone} is listed twice"))
+                    }
+                    other => other,
+                })?;
+        }
+        if a.kind == AccountKind::Volunteer {
+            sqlx::query("INSERT INTO volunteers (account, on_duty) VALUES ($1, FALSE)")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn account_by_name(&self, name: &AccountName) -> StoreResult<Option<AccountRecord>> {
+        let row = sqlx::query(concat!(
+            principal_columns!(),
+            ", a.password_hash, a.disabled FROM accounts a WHERE lower(a.name) = lower($1)"
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.map(|row| {
+            Ok(AccountRecord {
+                principal: principal_from_row(&row)?,
+                password_hash: row.try_get("password_hash").map_err(backend)?,
+                disabled: row.try_get("disabled").map_err(backend)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_session(
+        &self,
+        token_hash: &str,
+        account: i64,
+        now_ms: i64,
+        expires_at_ms: i64,
+    ) -> StoreResult<()> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Expired sessions are swept here rather than by a background task: logins are rare,
+        // and the index on expires_at_ms makes this cheap.
+        sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
+            .bind(now_ms)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO sessions (token_hash, account, created_at_ms, expires_at_ms, \
+             last_seen_ms) VALUES ($1, $2, $3, $4, $3)",
+        )
+        .bind(token_hash)
+        .bind(account)
+        .bind(now_ms)
+        .bind(expires_at_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match backend(e) {
+            StoreError::NotFound(_) => StoreError::NotFound(format!("account {account}")),
+            other => other,
+        })?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn session_principal(
+        &self,
+        token_hash: &str,
+        now_ms: i64,
+        lifetime_ms: i64,
+    ) -> StoreResult<Option<Principal>> {
+        let Some(row) = sqlx::query(concat!(
+            principal_columns!(),
+            ", s.last_seen_ms FROM sessions s JOIN accounts a ON a.id = s.account \
+             WHERE s.token_hash = $1 AND s.expires_at_ms > $2 AND NOT a.disabled"
+        ))
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let principal = principal_from_row(&row)?;
+        let last_seen_ms: i64 = row.try_get("last_seen_ms").map_err(backend)?;
+        let step = SLIDE_STEP_MS.min(lifetime_ms / 10);
+        if now_ms - last_seen_ms >= step {
+            // Guarded on expiry again: a logout or expiry in between must not be undone.
+            sqlx::query(
+                "UPDATE sessions SET last_seen_ms = $1, \
+                 expires_at_ms = GREATEST(expires_at_ms, $2) \
+                 WHERE token_hash = $3 AND expires_at_ms > $1",
+            )
+            .bind(now_ms)
+            .bind(now_ms + lifetime_ms)
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        }
+        Ok(Some(principal))
+    }
+
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
+            .bind(token_hash)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn set_on_duty(&self, account: i64, on_duty: bool, now_ms: i64) -> StoreResult<()> {
+        let sql = if on_duty {
+            "UPDATE volunteers SET on_duty = TRUE, duty_changed_at_ms = $1 \
+             WHERE account = $2 AND NOT on_duty"
+        } else {
+            "UPDATE volunteers SET on_duty = FALSE, duty_changed_at_ms = $1, \
+             lat = NULL, lon = NULL, position_at_ms = NULL WHERE account = $2"
+        };
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(sql)
+            .bind(now_ms)
+            .bind(account)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM volunteers WHERE account = $1")
+            .bind(account)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        match known {
+            Some(_) => Ok(()),
+            None => Err(StoreError::NotFound(format!("volunteer {account}"))),
+        }
+    }
+
+    async fn update_position(
+        &self,
+        account: i64,
+        lat: f64,
+        lon: f64,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return Err(StoreError::Invalid(format!(
+                "position {lat}, {lon} is not a latitude and longitude"
+            )));
+        }
+        let updated = sqlx::query(
+            "UPDATE volunteers SET lat = $1, lon = $2, position_at_ms = $3 \
+             WHERE account = $4 AND on_duty",
+        )
+        .bind(lat)
+        .bind(lon)
+        .bind(now_ms)
+        .bind(account)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    async fn on_duty_volunteers(&self, zone: &ZoneCode) -> StoreResult<Vec<OnDutyVolunteer>> {
+        let rows = sqlx::query(
+            "SELECT a.id, a.name, a.display_name, v.lat, v.lon, v.position_at_ms \
+             FROM account_zones z \
+             JOIN volunteers v ON v.account = z.account \
+             JOIN accounts a ON a.id = z.account \
+             WHERE z.zone = $1 AND v.on_duty AND NOT a.disabled ORDER BY a.id",
+        )
+        .bind(zone.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                Ok(OnDutyVolunteer {
+                    account_id: row.try_get("id").map_err(backend)?,
+                    name: row.try_get("name").map_err(backend)?,
+                    display_name: row.try_get("display_name").map_err(backend)?,
+                    lat: row.try_get("lat").map_err(backend)?,
+                    lon: row.try_get("lon").map_err(backend)?,
+                    position_at_ms: row.try_get("position_at_ms").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+}

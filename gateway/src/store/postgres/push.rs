@@ -1,0 +1,235 @@
+//! [`PushStore`] on PostgreSQL: the VAPID key pair, volunteers' push subscriptions, what
+//! became of each push, and patrol check-ins.
+
+use async_trait::async_trait;
+use sqlx::Row;
+
+use super::{backend as store_backend, PgStore};
+use crate::domain::AlertId;
+use crate::store::push::{
+    Checkin, NewPushSubscription, PushStore, PushSubscriptionRecord, VapidKeyPair, VolunteerProfile,
+};
+use crate::store::{StoreError, StoreResult};
+
+fn backend(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::NotFound("the account".into())
+        }
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Backend(Box::new(e)),
+        _ => store_backend(e),
+    }
+}
+
+#[async_trait]
+impl PushStore for PgStore {
+    async fn vapid_key_or_insert(
+        &self,
+        candidate: &VapidKeyPair,
+        now_ms: i64,
+    ) -> StoreResult<VapidKeyPair> {
+        sqlx::query(
+            "INSERT INTO vapid_key (id, private_key, public_key, created_at_ms) \
+             VALUES (1, $1, $2, $3) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&candidate.private_key)
+        .bind(&candidate.public_key)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        let row = sqlx::query("SELECT private_key, public_key FROM vapid_key WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(VapidKeyPair {
+            private_key: row.try_get("private_key").map_err(backend)?,
+            public_key: row.try_get("public_key").map_err(backend)?,
+        })
+    }
+
+    async fn add_push_subscription(
+        &self,
+        account: i64,
+        sub: &NewPushSubscription<'_>,
+        now_ms: i64,
+    ) -> StoreResult<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO push_subscriptions \
+             (account, endpoint, p256dh, auth, user_agent, created_at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (endpoint) DO UPDATE SET account = excluded.account, \
+             p256dh = excluded.p256dh, auth = excluded.auth, user_agent = excluded.user_agent, \
+             created_at_ms = excluded.created_at_ms, last_error = NULL \
+             RETURNING id",
+        )
+        .bind(account)
+        .bind(sub.endpoint)
+        .bind(sub.p256dh)
+        .bind(sub.auth)
+        .bind(sub.user_agent)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(id)
+    }
+
+    async fn remove_push_subscription(&self, account: i64, endpoint: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM push_subscriptions WHERE account = $1 AND endpoint = $2")
+                .bind(account)
+                .bind(endpoint)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn forget_push_endpoint(&self, endpoint: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
+            .bind(endpoint)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn push_subscriptions_of(&self, name: &str) -> StoreResult<Vec<PushSubscriptionRecord>> {
+        let rows = sqlx::query(
+            "SELECT s.id, s.endpoint, s.p256dh, s.auth FROM push_subscriptions s \
+             JOIN accounts a ON a.id = s.account \
+             WHERE lower(a.name) = lower($1) AND NOT a.disabled ORDER BY s.id",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(PushSubscriptionRecord {
+                    id: r.try_get("id").map_err(backend)?,
+                    endpoint: r.try_get("endpoint").map_err(backend)?,
+                    p256dh: r.try_get("p256dh").map_err(backend)?,
+                    auth: r.try_get("auth").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn push_sent(
+        &self,
+        subscription: i64,
+        error: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let q = match error {
+            None => sqlx::query(
+                "UPDATE push_subscriptions SET last_ok_ms = $1, last_error = NULL WHERE id = $2",
+            )
+            .bind(now_ms),
+            Some(e) => {
+                sqlx::query("UPDATE push_subscriptions SET last_error = $1 WHERE id = $2").bind(e)
+            }
+        };
+        q.bind(subscription)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn record_push_outcome(
+        &self,
+        alert: AlertId,
+        volunteer: &str,
+        outcome: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE recipients SET push = $1, push_at_ms = $2 \
+             WHERE alert = $3 AND kind = 'volunteer' AND who = $4 \
+             AND (push IS NULL OR push <> 'accepted' OR $1 = 'accepted')",
+        )
+        .bind(outcome)
+        .bind(now_ms)
+        .bind(alert.0)
+        .bind(volunteer)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn volunteer_profile(&self, account: i64) -> StoreResult<VolunteerProfile> {
+        let row = sqlx::query(
+            "SELECT v.on_duty, v.lat, v.lon, v.position_at_ms, \
+             (SELECT count(*) FROM push_subscriptions s WHERE s.account = v.account) AS subs \
+             FROM volunteers v WHERE v.account = $1",
+        )
+        .bind(account)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("volunteer {account}")))?;
+        Ok(VolunteerProfile {
+            on_duty: row.try_get("on_duty").map_err(backend)?,
+            lat: row.try_get("lat").map_err(backend)?,
+            lon: row.try_get("lon").map_err(backend)?,
+            position_at_ms: row.try_get("position_at_ms").map_err(backend)?,
+            subscriptions: row.try_get("subs").map_err(backend)?,
+        })
+    }
+
+    async fn add_checkin(
+        &self,
+        account: i64,
+        lat: f64,
+        lon: f64,
+        note: &str,
+        now_ms: i64,
+    ) -> StoreResult<Checkin> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO checkins (account, lat, lon, note, at_ms) VALUES ($1, $2, $3, $4, $5) \
+             RETURNING id",
+        )
+        .bind(account)
+        .bind(lat)
+        .bind(lon)
+        .bind(note)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(Checkin {
+            id,
+            lat,
+            lon,
+            note: note.to_owned(),
+            at_ms: now_ms,
+        })
+    }
+
+    async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>> {
+        let rows = sqlx::query(
+            "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 \
+             ORDER BY at_ms DESC, id DESC LIMIT $2",
+        )
+        .bind(account)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Checkin {
+                    id: r.try_get("id").map_err(backend)?,
+                    lat: r.try_get("lat").map_err(backend)?,
+                    lon: r.try_get("lon").map_err(backend)?,
+                    note: r.try_get("note").map_err(backend)?,
+                    at_ms: r.try_get("at_ms").map_err(backend)?,
+                })
+            })
+            .collect()
+    }
+}
