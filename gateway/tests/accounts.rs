@@ -1,9 +1,12 @@
-//! Accounts and sessions through HTTP, against a real SQLite store in a fresh directory:
-//! signing in, the cookie and the bearer token, what a wrong login shows, the login limiter,
+//! Accounts and sessions through HTTP, against a real store in a fresh database, on SQLite and
+//! on PostgreSQL: signing in, the cookie and the bearer token, what a wrong login shows, the login limiter,
 //! expiry and logout.
 
 // A test binary: an unwrap that fails is a failed test (clippy.toml only covers #[test] fns).
 #![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,26 +25,39 @@ use tenwatch_gateway::accounts::{
 };
 use tenwatch_gateway::auth::{session_routes, Authenticated, Operator};
 use tenwatch_gateway::domain::ZoneCode;
-use tenwatch_gateway::store::sqlite::SqliteStore;
-use tenwatch_gateway::store::{sqlite_url_in, Store, StoreError};
+use tenwatch_gateway::store::{Store, StoreError};
 use tower::ServiceExt;
+
+use common::TestDb;
+
+store_tests!(
+    login_gives_a_session_usable_as_cookie_and_as_bearer,
+    wrong_password_and_unknown_name_cannot_be_told_apart,
+    repeated_wrong_logins_are_rate_limited,
+    garbage_is_a_clear_400,
+    sessions_slide_and_then_expire,
+    logout_ends_the_session,
+    volunteers_sign_in_to_their_zone_only,
+    creating_accounts_says_what_is_wrong,
+    one_address_trying_many_names_is_limited_over_real_http,
+);
 
 const PASSWORD: &str = "correct horse battery";
 
 struct TestApp {
-    _dir: tempfile::TempDir,
-    store: Arc<SqliteStore>,
+    store: Arc<dyn Store>,
     accounts: Accounts,
     clock: Clock,
     zone: ZoneCode,
     other_zone: ZoneCode,
+    /// Last, so that it (and its database) is dropped after the store.
+    _db: TestDb,
 }
 
 /// A zone the test operator "wang" may see, one it may not, and a router like the API's:
 /// the session routes plus protected routes standing in for the real ones.
-async fn spawn_app(limits: LimiterConfig) -> TestApp {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(&sqlite_url_in(dir.path())).await.unwrap());
+async fn spawn_app(db: TestDb, limits: LimiterConfig) -> TestApp {
+    let store = db.open().await;
     let zone = ZoneCode::parse("11010501").unwrap();
     let other_zone = ZoneCode::parse("11010502").unwrap();
     store.add_zone(&zone, "和平社区一区").await.unwrap();
@@ -66,12 +82,12 @@ async fn spawn_app(limits: LimiterConfig) -> TestApp {
         },
     );
     TestApp {
-        _dir: dir,
         store,
         accounts,
         clock,
         zone,
         other_zone,
+        _db: db,
     }
 }
 
@@ -161,9 +177,8 @@ fn strict_limits() -> LimiterConfig {
     LimiterConfig::default()
 }
 
-#[tokio::test]
-async fn login_gives_a_session_usable_as_cookie_and_as_bearer() {
-    let app = spawn_app(strict_limits()).await;
+async fn login_gives_a_session_usable_as_cookie_and_as_bearer(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     let (status, headers, body) = app.login("wang", PASSWORD).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let token = body["token"].as_str().unwrap().to_owned();
@@ -219,9 +234,8 @@ async fn login_gives_a_session_usable_as_cookie_and_as_bearer() {
     }
 }
 
-#[tokio::test]
-async fn wrong_password_and_unknown_name_cannot_be_told_apart() {
-    let app = spawn_app(strict_limits()).await;
+async fn wrong_password_and_unknown_name_cannot_be_told_apart(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     // Warm up (first blocking thread, first connections) so the timings compare like with like.
     app.login("wang", PASSWORD).await;
 
@@ -252,9 +266,8 @@ async fn wrong_password_and_unknown_name_cannot_be_told_apart() {
     assert_eq!(body, unknown_name.2);
 }
 
-#[tokio::test]
-async fn repeated_wrong_logins_are_rate_limited() {
-    let app = spawn_app(strict_limits()).await;
+async fn repeated_wrong_logins_are_rate_limited(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     for _ in 0..5 {
         assert_eq!(
             app.login("wang", "guess guess").await.0,
@@ -279,9 +292,8 @@ async fn repeated_wrong_logins_are_rate_limited() {
         .starts_with("too many login attempts"));
 }
 
-#[tokio::test]
-async fn garbage_is_a_clear_400() {
-    let app = spawn_app(strict_limits()).await;
+async fn garbage_is_a_clear_400(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     for body in ["{not json", "[]", r#"{"name":"wang"}"#, ""] {
         let (status, _, reply) = app
             .send(
@@ -311,9 +323,8 @@ async fn garbage_is_a_clear_400() {
     assert_eq!(status, StatusCode::OK);
 }
 
-#[tokio::test]
-async fn sessions_slide_and_then_expire() {
-    let app = spawn_app(strict_limits()).await;
+async fn sessions_slide_and_then_expire(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     let token = app.token().await;
     let page = format!("/api/zones/{}", app.zone);
     let hour = Duration::from_secs(3600);
@@ -330,9 +341,8 @@ async fn sessions_slide_and_then_expire() {
     assert_eq!(body, json!({ "error": "sign in required" }));
 }
 
-#[tokio::test]
-async fn logout_ends_the_session() {
-    let app = spawn_app(strict_limits()).await;
+async fn logout_ends_the_session(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     let token = app.token().await;
     let other = app.token().await;
     let (status, headers, _) = app
@@ -362,9 +372,8 @@ async fn logout_ends_the_session() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 }
 
-#[tokio::test]
-async fn volunteers_sign_in_to_their_zone_only() {
-    let app = spawn_app(strict_limits()).await;
+async fn volunteers_sign_in_to_their_zone_only(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     accounts::create_volunteer(
         app.store.as_ref(),
         "li.volunteer",
@@ -392,9 +401,8 @@ async fn volunteers_sign_in_to_their_zone_only() {
     );
 }
 
-#[tokio::test]
-async fn creating_accounts_says_what_is_wrong() {
-    let app = spawn_app(strict_limits()).await;
+async fn creating_accounts_says_what_is_wrong(db: TestDb) {
+    let app = spawn_app(db, strict_limits()).await;
     let store = app.store.as_ref();
     let zones = std::slice::from_ref(&app.zone);
     let e = accounts::create_operator(store, "zhao", "short", Role::Admin, zones, "")
@@ -421,13 +429,15 @@ async fn creating_accounts_says_what_is_wrong() {
 
 /// Served for real with connect info, as the gateway serves: the per-address limit sees the
 /// client's address and stops one address from trying many names.
-#[tokio::test]
-async fn one_address_trying_many_names_is_limited_over_real_http() {
-    let app = spawn_app(LimiterConfig {
-        peer_burst: 2,
-        peer_every: Duration::from_secs(60),
-        ..LimiterConfig::default()
-    })
+async fn one_address_trying_many_names_is_limited_over_real_http(db: TestDb) {
+    let app = spawn_app(
+        db,
+        LimiterConfig {
+            peer_burst: 2,
+            peer_every: Duration::from_secs(60),
+            ..LimiterConfig::default()
+        },
+    )
     .await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

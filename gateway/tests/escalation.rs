@@ -1,6 +1,13 @@
-//! Escalation timing against a real SQLite file, on a clock that moves only when the test
-//! moves it: rings fire at their configured moments, a "coming" stops the climb, and after a
-//! restart (or with two gateways on one database) every overdue ring fires exactly once.
+//! Escalation timing against a real store, on SQLite and on PostgreSQL, on a clock that moves
+//! only when the test moves it: rings fire at their configured moments, a "coming" stops the
+//! climb, and after a restart (or with two gateways on one database) every overdue ring fires
+//! exactly once.
+
+// A test binary: an unwrap that fails is a failed test (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +23,14 @@ use tenwatch_gateway::metrics::Metrics;
 use tenwatch_gateway::push::{PushConfig, Pusher};
 use tenwatch_gateway::seed::{seed_demo, Credential};
 use tenwatch_gateway::store::{self, PressOutcome, RecipientKind, RingPlan, Store};
+
+use common::TestDb;
+
+store_tests!(
+    rings_fire_at_their_moments_and_reach_further,
+    anyone_coming_stops_the_climb,
+    after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways,
+);
 
 const T0: i64 = 1_800_000_000_000;
 
@@ -56,12 +71,11 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
     }
 }
 
-/// A database with the demo neighbourhood; returns its URL and credentials.
-async fn neighbourhood(dir: &tempfile::TempDir) -> (String, Vec<Credential>) {
-    let url = store::sqlite_url_in(dir.path());
-    let store = store::open(&url).await.expect("store");
+/// The demo neighbourhood in the test's database; returns its URL and credentials.
+async fn neighbourhood(db: &TestDb) -> (String, Vec<Credential>) {
+    let store = db.open().await;
     let creds = seed_demo(store.as_ref(), 6).await.expect("seed");
-    (url, creds)
+    (db.url.clone(), creds)
 }
 
 async fn press(store: &dyn Store, device: &str, now: i64) -> AlertId {
@@ -81,10 +95,8 @@ async fn press(store: &dyn Store, device: &str, now: i64) -> AlertId {
     }
 }
 
-#[tokio::test]
-async fn rings_fire_at_their_moments_and_reach_further() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, creds) = neighbourhood(&dir).await;
+async fn rings_fire_at_their_moments_and_reach_further(db: TestDb) {
+    let (url, creds) = neighbourhood(&db).await;
     let clock = Clock::manual(T0);
     let gw = gateway(&url, &clock).await;
     let store = gw.ingest.store.clone();
@@ -150,10 +162,8 @@ async fn rings_fire_at_their_moments_and_reach_further() {
     assert_eq!(rings, [(30_000, "ring1"), (90_000, "ring2")]);
 }
 
-#[tokio::test]
-async fn anyone_coming_stops_the_climb() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, creds) = neighbourhood(&dir).await;
+async fn anyone_coming_stops_the_climb(db: TestDb) {
+    let (url, creds) = neighbourhood(&db).await;
     let clock = Clock::manual(T0);
     let gw = gateway(&url, &clock).await;
     let alert = press(gw.ingest.store.as_ref(), &creds[0].device, T0).await;
@@ -178,10 +188,8 @@ async fn anyone_coming_stops_the_climb() {
     assert_eq!(gw.ingest.store.alert(alert).await.unwrap().unwrap().ring, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, creds) = neighbourhood(&dir).await;
+async fn after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways(db: TestDb) {
+    let (url, creds) = neighbourhood(&db).await;
     let clock = Clock::manual(T0);
     let alerts = {
         let first = gateway(&url, &clock).await;
@@ -191,7 +199,7 @@ async fn after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways(
         // The gateway stops here, before any ring.
     };
     clock.advance_ms(200_000);
-    // Two gateways come up on the same database file and check at the same moment.
+    // Two gateways come up on the same database and check at the same moment.
     let (one, two) = (gateway(&url, &clock).await, gateway(&url, &clock).await);
     let (a, b) = tokio::join!(tick(&one.ingest), tick(&two.ingest));
     let mut fired: Vec<(AlertId, u8)> = a

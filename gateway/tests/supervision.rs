@@ -1,7 +1,13 @@
-//! Device supervision against a real SQLite file on a clock that moves only when the test
-//! moves it: late and offline at the configured moments, one report for a flapping device,
-//! one event per tamper and low battery, coverage that drops and recovers, stale disconnects
-//! and restarts that do not cry wolf.
+//! Device supervision against a real store, on SQLite and on PostgreSQL, on a clock that moves
+//! only when the test moves it: late and offline at the configured moments, one report for a
+//! flapping device, one event per tamper and low battery, coverage that drops and recovers,
+//! stale disconnects and restarts that do not cry wolf.
+
+// A test binary: an unwrap that fails is a failed test (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,17 +21,29 @@ use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
 use tenwatch_gateway::store::supervision::{
     DeviceFilter, DeviceReportKind, DeviceState, ProblemFilter, Report,
 };
-use tenwatch_gateway::store::{self, Store};
+use tenwatch_gateway::store::Store;
 use tenwatch_gateway::supervision::{apply_heartbeat, Supervision, SupervisionPolicy};
 use tokio::sync::broadcast;
+
+use common::TestDb;
+
+store_tests!(
+    a_silent_device_goes_late_then_offline_at_the_configured_moments,
+    a_flapping_device_is_reported_once,
+    tamper_and_low_battery_each_produce_one_event,
+    coverage_drops_below_seven_of_ten_and_recovers,
+    a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device_offline,
+    a_gateway_restart_gives_online_devices_a_fresh_grace,
+);
 
 const T0: i64 = 1_800_000_000_000;
 
 struct Rig {
-    _dir: tempfile::TempDir,
     sup: Supervision,
     creds: Vec<Credential>,
     feed_rx: broadcast::Receiver<tenwatch_gateway::feed::FeedItem>,
+    /// Last, so that it (and its database) is dropped after the store.
+    _db: TestDb,
 }
 
 fn policy() -> SupervisionPolicy {
@@ -38,15 +56,12 @@ fn policy() -> SupervisionPolicy {
     }
 }
 
-async fn rig(clusters: usize) -> Rig {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = store::sqlite_url_in(dir.path());
-    let store: Arc<dyn Store> = store::open(&url).await.expect("store");
+async fn rig(db: TestDb, clusters: usize) -> Rig {
+    let store: Arc<dyn Store> = db.open().await;
     let creds = seed_demo(store.as_ref(), clusters).await.expect("seed");
     let feed = Feed::new();
     let feed_rx = feed.subscribe();
     Rig {
-        _dir: dir,
         sup: Supervision {
             store,
             feed,
@@ -55,6 +70,7 @@ async fn rig(clusters: usize) -> Rig {
         },
         creds,
         feed_rx,
+        _db: db,
     }
 }
 
@@ -180,9 +196,8 @@ fn kinds(reports: &[Report]) -> Vec<DeviceReportKind> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_silent_device_goes_late_then_offline_at_the_configured_moments() {
-    let mut rig = rig(1).await;
+async fn a_silent_device_goes_late_then_offline_at_the_configured_moments(db: TestDb) {
+    let mut rig = rig(db, 1).await;
     let d = rig.device(3);
     assert_eq!(rig.state(&d).await.0, DeviceState::NeverSeen);
     rig.connect(&d, 1).await;
@@ -256,9 +271,8 @@ async fn a_silent_device_goes_late_then_offline_at_the_configured_moments() {
     );
 }
 
-#[tokio::test]
-async fn a_flapping_device_is_reported_once() {
-    let mut rig = rig(1).await;
+async fn a_flapping_device_is_reported_once(db: TestDb) {
+    let mut rig = rig(db, 1).await;
     let d = rig.device(0);
     rig.connect(&d, 1).await;
     rig.reports();
@@ -312,9 +326,8 @@ async fn a_flapping_device_is_reported_once() {
     assert_eq!(rig.state(&d).await.0, DeviceState::Online);
 }
 
-#[tokio::test]
-async fn tamper_and_low_battery_each_produce_one_event() {
-    let mut rig = rig(1).await;
+async fn tamper_and_low_battery_each_produce_one_event(db: TestDb) {
+    let mut rig = rig(db, 1).await;
     let d = rig.device(1);
     rig.connect(&d, 1).await;
     rig.heartbeat(&d, 50, false).await;
@@ -372,9 +385,8 @@ async fn tamper_and_low_battery_each_produce_one_event() {
         .all(|p| p.closed_at_ms.is_some()));
 }
 
-#[tokio::test]
-async fn coverage_drops_below_seven_of_ten_and_recovers() {
-    let mut rig = rig(2).await;
+async fn coverage_drops_below_seven_of_ten_and_recovers(db: TestDb) {
+    let mut rig = rig(db, 2).await;
     let cluster = rig.creds[0].cluster.clone();
     let ours: Vec<String> = (0..10).map(|i| rig.device(i)).collect();
     for (i, d) in ours.iter().enumerate() {
@@ -453,9 +465,10 @@ async fn coverage_drops_below_seven_of_ten_and_recovers() {
     assert_eq!(coverage[0]["reachable"], 10);
 }
 
-#[tokio::test]
-async fn a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device_offline() {
-    let mut rig = rig(1).await;
+async fn a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device_offline(
+    db: TestDb,
+) {
+    let mut rig = rig(db, 1).await;
     let d = rig.device(2);
     rig.connect(&d, 1).await;
     // The device reconnects with the same client id: the old session ends after the new one
@@ -487,9 +500,8 @@ async fn a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device
     );
 }
 
-#[tokio::test]
-async fn a_gateway_restart_gives_online_devices_a_fresh_grace() {
-    let mut rig = rig(1).await;
+async fn a_gateway_restart_gives_online_devices_a_fresh_grace(db: TestDb) {
+    let mut rig = rig(db, 1).await;
     let d = rig.device(4);
     rig.connect(&d, 1).await;
     rig.reports();
