@@ -128,21 +128,7 @@ export class App {
 
   async refreshMe(): Promise<void> {
     try {
-      this.me = await this.call(volunteerApi.me()).catch((e: unknown) => {
-        // A gateway older than the volunteer's own route: what the session says, duty unknown.
-        if (e instanceof ApiError && e.status === 404 && this.me === null) {
-          return {
-            name: this.account.name,
-            display_name: this.account.display_name,
-            zone: this.account.zones[0] ?? "",
-            on_duty: false,
-            position: null,
-            subscriptions: 0,
-          } satisfies Me;
-        }
-        if (e instanceof ApiError && e.status === 404 && this.me) return { ...this.me };
-        throw e;
-      });
+      this.me = await this.call(volunteerApi.me());
       if (!this.me.on_duty && this.geo.running) this.geo.stop();
       this.changed("me");
     } catch {
