@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
 use crate::clock::Clock;
-use crate::domain::{AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
+use crate::domain::{haversine_m, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
 use crate::feed::{Feed, FeedEvent};
 use crate::lifecycle::{Action, RecipientState};
 use crate::metrics::{inc, Metrics};
@@ -275,8 +275,9 @@ impl Ingest {
         if let (Action::Dispatch, Some((RecipientKind::Volunteer, who))) = (action, target) {
             // Only a volunteer newly on the alert is pushed: never twice for one alert.
             if applied.recipient_changed {
+                let distance = self.volunteer_distance(&applied.alert, who).await;
                 self.pusher
-                    .notify(&applied.alert, who, None, PushReason::Alert);
+                    .notify(&applied.alert, who, distance, PushReason::Alert);
             }
         }
         if applied.state_changed && applied.alert.state == AlertState::Resolved {
@@ -323,6 +324,13 @@ impl Ingest {
 
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// How far an on-duty volunteer's last position is from the alert, if known.
+    async fn volunteer_distance(&self, alert: &AlertSummary, name: &str) -> Option<f64> {
+        let volunteers = self.store.on_duty_volunteers(&alert.zone).await.ok()?;
+        let v = volunteers.into_iter().find(|v| v.name == name)?;
+        Some(haversine_m(alert.lat, alert.lon, v.lat?, v.lon?).round())
     }
 
     /// Replaces the notification of every volunteer pushed about `alert` (and not declined)

@@ -80,9 +80,13 @@ struct ServeArgs {
     tls_cert: Option<PathBuf>,
     #[arg(long, env = "TENWATCH_TLS_KEY")]
     tls_key: Option<PathBuf>,
-    /// The HTTP API, station feed and (later) web pages.
+    /// The HTTP API, station feed, station console and volunteer app.
     #[arg(long, env = "TENWATCH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     http_listen: SocketAddr,
+    /// Mark the session cookie `Secure`: set it when browsers reach the gateway over HTTPS
+    /// (a TLS proxy in front), as the volunteer app's push needs in production.
+    #[arg(long, env = "TENWATCH_SECURE_COOKIE")]
+    secure_cookie: bool,
     /// Seconds after a press during which its presser may cancel it.
     #[arg(long, env = "TENWATCH_CANCEL_WINDOW", default_value_t = 30)]
     cancel_window: u64,
@@ -422,6 +426,7 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.plan = args.rings.plan()?;
     config.supervision = args.supervision.policy();
     config.push = args.push.config()?;
+    config.accounts.secure_cookie = args.secure_cookie;
     config.console = args.console.clone().into_config()?;
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.edge.tls = Some(tenwatch_broker::TlsFiles {
@@ -505,6 +510,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         tls_cert: None,
         tls_key: None,
         http_listen: args.http_listen,
+        secure_cookie: false,
         cancel_window: 30,
         connect_timeout: 5,
         max_payload: 2048,

@@ -463,9 +463,10 @@ pub struct PushPayload<'a> {
 
 fn kind_names(kind: &str) -> (&'static str, &'static str) {
     match kind {
-        "medical" => ("急病", "Medical"),
+        // The same words as the station console and the volunteer app.
+        "medical" => ("急救", "Medical"),
         "fire" => ("火警", "Fire"),
-        "intrusion" => ("入室", "Intrusion"),
+        "intrusion" => ("入室警报", "Intrusion"),
         _ => ("求助", "Help"),
     }
 }
