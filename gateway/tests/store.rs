@@ -1,0 +1,971 @@
+//! The store's story, told the same way to each backend (SQLite, and PostgreSQL when a server
+//! is given): the registry and what it refuses, a press stored once however often it is
+//! repeated, cancels inside the window only, receipts, an alert's life from "coming" to
+//! resolved, accounts and sessions, Web Push subscriptions and check-ins, presence; and, with
+//! two stores on one database as two gateways would have, a ring fired once and a repeated
+//! press raised once even when both try at the same moment.
+
+// A test binary: an unwrap that fails is a failed test (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used)]
+
+#[macro_use]
+mod common;
+
+use std::sync::Arc;
+
+use tenwatch_gateway::accounts::{AccountKind, AccountName, Role};
+use tenwatch_gateway::domain::{
+    AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, PressKind, ZoneCode,
+};
+use tenwatch_gateway::lifecycle::{Action, Category, RecipientState};
+use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
+use tenwatch_gateway::store::accounts::NewAccount;
+use tenwatch_gateway::store::push::{NewPushSubscription, VapidKeyPair};
+use tenwatch_gateway::store::{
+    AlertFilter, CancelOutcome, NewCluster, NewHousehold, PressOutcome, RecipientKind, RingPlan,
+    Store, StoreError,
+};
+
+use common::TestDb;
+
+store_tests!(
+    the_registry_keeps_what_it_is_given_and_refuses_what_breaks_it,
+    a_repeated_press_is_one_alert_fanned_out_once,
+    cancel_inside_the_window_only,
+    receipts_move_units_and_the_first_is_told,
+    an_alert_from_coming_to_resolved,
+    accounts_sessions_and_duty,
+    push_subscriptions_outcomes_and_checkins,
+    a_stale_disconnect_does_not_hide_a_reconnect,
+    two_gateways_racing_fire_each_ring_once,
+    two_gateways_racing_raise_a_repeated_press_once,
+);
+
+const T0: i64 = 1_800_000_000_000;
+
+fn zone() -> ZoneCode {
+    ZoneCode::parse(DEMO_ZONE).unwrap()
+}
+
+fn device(creds: &[Credential], i: usize) -> DeviceId {
+    DeviceId::parse(&creds[i].device).unwrap()
+}
+
+fn press(seq: u64, kind: PressKind) -> Press {
+    Press {
+        seq,
+        kind,
+        device_ts_ms: None,
+    }
+}
+
+async fn raise(store: &dyn Store, device: &DeviceId, seq: u64, now: i64) -> AlertId {
+    match store
+        .record_press(
+            device,
+            &press(seq, PressKind::Help),
+            &RingPlan::default(),
+            now,
+        )
+        .await
+        .unwrap()
+    {
+        PressOutcome::Raised(a) => a.id,
+        other => panic!("expected a new alert, got {other:?}"),
+    }
+}
+
+fn household(id: &str, cluster: &ClusterId, lat: f64) -> NewHousehold {
+    NewHousehold {
+        id: HouseholdId::parse(id).unwrap(),
+        cluster: cluster.clone(),
+        label: format!("和平路{id}号"),
+        address: format!("北京市东城区和平路{id}号"),
+        lat,
+        lon: 116.4,
+        notes: String::new(),
+        contacts: String::new(),
+    }
+}
+
+async fn the_registry_keeps_what_it_is_given_and_refuses_what_breaks_it(db: TestDb) {
+    let store = db.open().await;
+    let zone = zone();
+    store.add_zone(&zone, "示范社区").await.unwrap();
+    assert!(matches!(
+        store.add_zone(&zone, "again").await,
+        Err(StoreError::Conflict(m)) if m.contains(DEMO_ZONE)
+    ));
+    let cluster = ClusterId::parse("c1").unwrap();
+    let new_cluster = |id: &ClusterId, zone: &ZoneCode| NewCluster {
+        id: id.clone(),
+        zone: zone.clone(),
+        name: "一组".into(),
+        leader_household: None,
+    };
+    store
+        .add_cluster(&new_cluster(&cluster, &zone))
+        .await
+        .unwrap();
+    let nowhere = ZoneCode::parse("99999999").unwrap();
+    let orphan = ClusterId::parse("c9").unwrap();
+    assert!(matches!(
+        store.add_cluster(&new_cluster(&orphan, &nowhere)).await,
+        Err(StoreError::NotFound(m)) if m.contains("99999999")
+    ));
+    let other = ClusterId::parse("c2").unwrap();
+    store
+        .add_cluster(&new_cluster(&other, &zone))
+        .await
+        .unwrap();
+
+    store
+        .add_household(&household("h1", &cluster, 39.9))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.add_household(&household("h1", &cluster, 39.9)).await,
+        Err(StoreError::Conflict(m)) if m.contains("h1")
+    ));
+    assert!(matches!(
+        store.add_household(&household("h9", &orphan, 39.9)).await,
+        Err(StoreError::NotFound(m)) if m.contains("c9")
+    ));
+    assert!(matches!(
+        store.add_household(&household("h8", &cluster, 91.0)).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let h1 = HouseholdId::parse("h1").unwrap();
+    let d1 = DeviceId::parse("d1").unwrap();
+    store.add_device(&d1, &h1, "ab12").await.unwrap();
+    assert!(matches!(
+        store.add_device(&d1, &h1, "ab12").await,
+        Err(StoreError::Conflict(m)) if m.contains("d1")
+    ));
+    let ghost_home = HouseholdId::parse("h404").unwrap();
+    assert!(matches!(
+        store.add_device(&DeviceId::parse("d2").unwrap(), &ghost_home, "00").await,
+        Err(StoreError::NotFound(m)) if m.contains("h404")
+    ));
+    // Many households in one transaction: one bad row keeps none of them.
+    let rows = vec![
+        (
+            household("h2", &other, 39.9),
+            DeviceId::parse("d2").unwrap(),
+            "01".to_owned(),
+        ),
+        (
+            household("h3", &other, 39.9),
+            DeviceId::parse("d1").unwrap(),
+            "02".to_owned(),
+        ),
+    ];
+    assert!(store.add_households_with_devices(&rows).await.is_err());
+    assert_eq!(store.counts().await.unwrap().households, 1);
+    let rows = vec![(
+        household("h2", &other, 39.9),
+        DeviceId::parse("d2").unwrap(),
+        "01".to_owned(),
+    )];
+    store.add_households_with_devices(&rows).await.unwrap();
+
+    store.set_cluster_leader(&cluster, &h1).await.unwrap();
+    assert!(matches!(
+        store.set_cluster_leader(&other, &h1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let credential = store.device_credential(&d1).await.unwrap().unwrap();
+    assert_eq!(credential.secret_hash, "ab12");
+    assert!(credential.enabled);
+    assert_eq!(credential.cluster, cluster);
+    assert!(store
+        .device_credential(&DeviceId::parse("d404").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.zones,
+            counts.clusters,
+            counts.households,
+            counts.devices,
+            counts.devices_online
+        ),
+        (1, 2, 2, 2, 0)
+    );
+    let map = store.zone_map(std::slice::from_ref(&zone)).await.unwrap();
+    assert_eq!(map.clusters.len(), 2);
+    assert_eq!(map.clusters[0].leader_label.as_deref(), Some("和平路h1号"));
+    assert_eq!(map.households.len(), 2);
+    assert_eq!(map.devices.len(), 2);
+    assert!(map.devices.iter().all(|d| d.enabled && !d.online));
+    assert!(store
+        .zone_map(&[nowhere])
+        .await
+        .unwrap()
+        .clusters
+        .is_empty());
+    store.ping().await.unwrap();
+}
+
+async fn a_repeated_press_is_one_alert_fanned_out_once(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 2).await.unwrap();
+    let presser = device(&creds, 3);
+    let first = store
+        .record_press(
+            &presser,
+            &press(5, PressKind::Medical),
+            &RingPlan::default(),
+            T0,
+        )
+        .await
+        .unwrap();
+    let PressOutcome::Raised(alert) = first else {
+        panic!("expected a new alert, got {first:?}")
+    };
+    assert_eq!(alert.state, AlertState::Raised);
+    assert_eq!(alert.kind, "medical");
+    assert_eq!(alert.seq, 5);
+    assert_eq!(alert.next_ring_at_ms, Some(T0 + 30_000));
+    assert_eq!(alert.label, creds[3].label);
+    let again = store
+        .record_press(
+            &presser,
+            &press(5, PressKind::Medical),
+            &RingPlan::default(),
+            T0 + 1_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, PressOutcome::Duplicate(alert.clone()));
+    let ghost = DeviceId::parse("ghost").unwrap();
+    assert_eq!(
+        store
+            .record_press(&ghost, &press(1, PressKind::Help), &RingPlan::default(), T0)
+            .await
+            .unwrap(),
+        PressOutcome::UnknownDevice
+    );
+
+    let recipients = store.recipients(alert.id).await.unwrap();
+    let units: Vec<&str> = recipients
+        .iter()
+        .filter(|r| r.kind == RecipientKind::Unit)
+        .map(|r| r.who.as_str())
+        .collect();
+    assert_eq!(units.len(), 9, "the cluster's other nine units");
+    assert!(!units.contains(&presser.as_str()));
+    assert!(units.windows(2).all(|w| w[0] < w[1]), "{units:?}");
+    assert_eq!(
+        recipients
+            .iter()
+            .filter(|r| r.kind == RecipientKind::Station && r.who == DEMO_ZONE)
+            .count(),
+        1
+    );
+    assert!(recipients
+        .iter()
+        .all(|r| r.ring == 0 && r.state == RecipientState::Notified));
+    assert_eq!(
+        store.alert_clusters(alert.id).await.unwrap(),
+        vec![alert.cluster.clone()]
+    );
+
+    assert_eq!(
+        store.alerts_owing_fanout().await.unwrap(),
+        vec![alert.clone()]
+    );
+    let notified = store.mark_notified(alert.id, T0 + 10).await.unwrap();
+    assert_eq!(notified.state, AlertState::Notified);
+    assert_eq!(notified.notified_at_ms, Some(T0 + 10));
+    assert!(store.alerts_owing_fanout().await.unwrap().is_empty());
+    // Recorded twice (a repeated press after a restart): nothing moves.
+    let twice = store.mark_notified(alert.id, T0 + 20).await.unwrap();
+    assert_eq!(twice.notified_at_ms, Some(T0 + 10));
+
+    let listed = |open_only, zones: Vec<ZoneCode>| {
+        let store = store.clone();
+        async move {
+            store
+                .list_alerts(&AlertFilter {
+                    open_only,
+                    zones,
+                    limit: 10,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(listed(true, vec![zone()]).await.len(), 1);
+    assert!(listed(true, vec![ZoneCode::parse("11010599").unwrap()])
+        .await
+        .is_empty());
+    let detail = store.alert_detail(alert.id).await.unwrap().unwrap();
+    let actions: Vec<_> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["raised", "notified"]);
+    assert_eq!(detail.timeline[0].actor, format!("device:{presser}"));
+    assert_eq!(detail.leader.as_deref(), Some(creds[0].label.as_str()));
+    assert_eq!(detail.recipients.len(), 10);
+    assert!(store
+        .alert(AlertId(alert.id.0 + 100))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.next_ring_deadline().await.unwrap(), Some(T0 + 30_000));
+}
+
+async fn cancel_inside_the_window_only(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let d = device(&creds, 0);
+    assert_eq!(
+        store
+            .cancel_press(&d, &press(1, PressKind::Cancel), 30_000, T0)
+            .await
+            .unwrap(),
+        CancelOutcome::NothingOpen
+    );
+    let first = raise(store.as_ref(), &d, 2, T0).await;
+    let late = store
+        .cancel_press(&d, &press(3, PressKind::Cancel), 30_000, T0 + 31_000)
+        .await
+        .unwrap();
+    assert!(matches!(late, CancelOutcome::TooLate(ref a) if a.state == AlertState::Raised));
+    let second = raise(store.as_ref(), &d, 4, T0 + 40_000).await;
+    let ok = store
+        .cancel_press(&d, &press(5, PressKind::Cancel), 30_000, T0 + 45_000)
+        .await
+        .unwrap();
+    let CancelOutcome::Cancelled(cancelled) = ok else {
+        panic!("expected cancelled, got {ok:?}")
+    };
+    assert_eq!(cancelled.id, second, "the latest open alert");
+    assert_eq!(cancelled.closed_at_ms, Some(T0 + 45_000));
+    assert_eq!(cancelled.next_ring_at_ms, None);
+    let repeated = store
+        .cancel_press(&d, &press(5, PressKind::Cancel), 30_000, T0 + 46_000)
+        .await
+        .unwrap();
+    assert!(matches!(repeated, CancelOutcome::Duplicate(ref a) if a.id == second));
+    let detail = store.alert_detail(second).await.unwrap().unwrap();
+    let actions: Vec<_> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["raised", "cancelled"]);
+    let first = store.alert(first).await.unwrap().unwrap();
+    assert_eq!(first.state, AlertState::Raised);
+    assert_eq!(
+        store
+            .cancel_press(
+                &DeviceId::parse("ghost").unwrap(),
+                &press(1, PressKind::Cancel),
+                30_000,
+                T0
+            )
+            .await
+            .unwrap(),
+        CancelOutcome::UnknownDevice
+    );
+    // A cancelled alert is done with: a "coming" is refused with the reason.
+    let refused = store
+        .apply(
+            second,
+            "device:x",
+            Action::Recipient(RecipientState::Coming),
+            Some((RecipientKind::Unit, &creds[1].device)),
+            "",
+            T0 + 50_000,
+        )
+        .await;
+    assert!(matches!(refused, Err(StoreError::Refused(m)) if m.contains("cancelled")));
+}
+
+async fn receipts_move_units_and_the_first_is_told(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let alert = raise(store.as_ref(), &device(&creds, 0), 1, T0).await;
+    // Nine receipts queued back to back, then a repeat of the first and one from the presser
+    // (not a recipient).
+    let mut queued: Vec<_> = (1..10)
+        .map(|i| store.record_delivery_queued(alert, &device(&creds, i), T0 + 5))
+        .collect();
+    queued.push(store.record_delivery_queued(alert, &device(&creds, 1), T0 + 6));
+    queued.push(store.record_delivery_queued(alert, &device(&creds, 0), T0 + 6));
+    let answers = futures::future::join_all(queued).await;
+    let told: Vec<usize> = answers
+        .iter()
+        .enumerate()
+        .filter(|(_, a)| matches!(a, Ok(Some(_))))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(
+        told,
+        [0],
+        "only the first receipt reports the first delivery"
+    );
+    assert!(answers.iter().all(|a| a.is_ok()));
+    let detail = store.alert_detail(alert).await.unwrap().unwrap();
+    assert_eq!(detail.alert.first_delivered_at_ms, Some(T0 + 5));
+    let delivered = detail
+        .timeline
+        .iter()
+        .filter(|e| e.action == "delivered")
+        .count();
+    assert_eq!(
+        delivered, 9,
+        "one event per unit, none for the repeat or the presser"
+    );
+    let units = detail
+        .recipients
+        .iter()
+        .filter(|r| r.kind == RecipientKind::Unit && r.state == RecipientState::Delivered)
+        .count();
+    assert_eq!(units, 9);
+}
+
+async fn an_alert_from_coming_to_resolved(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let alert = raise(store.as_ref(), &device(&creds, 0), 1, T0).await;
+    let neighbour = creds[4].device.as_str();
+    let unit = Some((RecipientKind::Unit, neighbour));
+    let actor = format!("device:{neighbour}");
+
+    let coming = store
+        .apply(
+            alert,
+            &actor,
+            Action::Recipient(RecipientState::Coming),
+            unit,
+            "",
+            T0 + 12_000,
+        )
+        .await
+        .unwrap();
+    assert!(coming.state_changed && coming.recipient_changed);
+    assert_eq!(coming.alert.state, AlertState::Acknowledged);
+    assert_eq!(coming.alert.responders, 1);
+    assert_eq!(coming.alert.acknowledged_at_ms, Some(T0 + 12_000));
+    assert_eq!(coming.alert.first_coming_at_ms, Some(T0 + 12_000));
+    assert_eq!(coming.alert.next_ring_at_ms, None, "the climb stops");
+    // The same answer again is no news: no change, no event.
+    let again = store
+        .apply(
+            alert,
+            &actor,
+            Action::Recipient(RecipientState::Coming),
+            unit,
+            "",
+            T0 + 13_000,
+        )
+        .await
+        .unwrap();
+    assert!(!again.state_changed && !again.recipient_changed);
+    // A unit that was never told cannot answer.
+    let stranger = store
+        .apply(
+            alert,
+            "device:x",
+            Action::Recipient(RecipientState::Coming),
+            Some((RecipientKind::Unit, "d-nowhere")),
+            "",
+            T0 + 13_000,
+        )
+        .await;
+    assert!(matches!(stranger, Err(StoreError::NotFound(_))));
+    // The station sends a volunteer, who is added as a recipient; twice is refused.
+    let sent = store
+        .apply(
+            alert,
+            "operator:wang",
+            Action::Dispatch,
+            Some((RecipientKind::Volunteer, "li")),
+            "请到现场",
+            T0 + 14_000,
+        )
+        .await
+        .unwrap();
+    assert!(sent.recipient_changed && !sent.state_changed);
+    let twice = store
+        .apply(
+            alert,
+            "operator:wang",
+            Action::Dispatch,
+            Some((RecipientKind::Volunteer, "li")),
+            "",
+            T0 + 14_500,
+        )
+        .await;
+    assert!(matches!(twice, Err(StoreError::Refused(m)) if m.contains("already")));
+    let there = store
+        .apply(
+            alert,
+            &actor,
+            Action::Recipient(RecipientState::OnScene),
+            unit,
+            "",
+            T0 + 20_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(there.alert.state, AlertState::OnScene);
+    assert_eq!(there.alert.first_on_scene_at_ms, Some(T0 + 20_000));
+    let resolved = store
+        .apply(
+            alert,
+            "operator:wang",
+            Action::Resolve(Category::Dispute),
+            None,
+            "邻里纠纷，已调解",
+            T0 + 60_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(resolved.alert.state, AlertState::Resolved);
+    assert_eq!(resolved.alert.category.as_deref(), Some("dispute"));
+    assert_eq!(
+        resolved.alert.resolution_note.as_deref(),
+        Some("邻里纠纷，已调解")
+    );
+    assert_eq!(resolved.alert.closed_at_ms, Some(T0 + 60_000));
+    let after = store
+        .apply(
+            alert,
+            "operator:wang",
+            Action::Resolve(Category::Help),
+            None,
+            "",
+            T0 + 61_000,
+        )
+        .await;
+    assert!(matches!(after, Err(StoreError::Refused(m)) if m.contains("already resolved")));
+    let note = store
+        .apply(
+            alert,
+            "operator:wang",
+            Action::Note,
+            None,
+            "回访完毕",
+            T0 + 62_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(note.alert.state, AlertState::Resolved);
+    assert!(matches!(
+        store
+            .apply(
+                AlertId(alert.0 + 100),
+                "operator:wang",
+                Action::Note,
+                None,
+                "",
+                T0
+            )
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let detail = store.alert_detail(alert).await.unwrap().unwrap();
+    let actions: Vec<_> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "raised",
+            "coming",
+            "dispatched",
+            "on_scene",
+            "resolved",
+            "note"
+        ]
+    );
+    assert_eq!(detail.timeline[2].detail, "li 请到现场");
+    assert!(detail.timeline[4].detail.starts_with("dispute"));
+    let listed = store
+        .list_alerts(&AlertFilter {
+            open_only: true,
+            zones: vec![zone()],
+            limit: 10,
+        })
+        .await
+        .unwrap();
+    assert!(listed.is_empty(), "resolved is not open");
+    assert_eq!(store.next_ring_deadline().await.unwrap(), None);
+}
+
+fn account(name: &str, kind: AccountKind, zones: &[&ZoneCode]) -> NewAccount {
+    NewAccount {
+        name: AccountName::parse(name).unwrap(),
+        kind,
+        role: (kind == AccountKind::Operator).then_some(Role::Monitor),
+        display_name: format!("{name} display"),
+        phone: String::new(),
+        password_hash: "$argon2id$fake".into(),
+        zones: zones.iter().map(|z| (*z).clone()).collect(),
+    }
+}
+
+async fn accounts_sessions_and_duty(db: TestDb) {
+    let s = db.open().await;
+    let z1 = zone();
+    let z2 = ZoneCode::parse("11010502").unwrap();
+    s.add_zone(&z1, "一区").await.unwrap();
+    s.add_zone(&z2, "二区").await.unwrap();
+
+    let wang = s
+        .create_account(&account("Wang", AccountKind::Operator, &[&z2, &z1]), 1)
+        .await
+        .unwrap();
+    let found = s
+        .account_by_name(&AccountName::parse("wANG").unwrap())
+        .await
+        .unwrap()
+        .expect("found regardless of case");
+    assert_eq!(found.principal.account_id, wang);
+    assert_eq!(found.principal.name, "Wang");
+    assert_eq!(found.principal.zones, vec![z1.clone(), z2.clone()]);
+    assert_eq!(found.principal.role, Some(Role::Monitor));
+    assert!(!found.disabled);
+    let taken = s
+        .create_account(&account("WANG", AccountKind::Volunteer, &[&z1]), 1)
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(ref m)) if m.contains("WANG")));
+    let nowhere = ZoneCode::parse("99999999").unwrap();
+    let unknown_zone = s
+        .create_account(&account("li", AccountKind::Operator, &[&nowhere]), 1)
+        .await;
+    assert!(matches!(unknown_zone, Err(StoreError::NotFound(ref m)) if m.contains("99999999")));
+    assert!(s
+        .account_by_name(&AccountName::parse("li").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    let twice = s
+        .create_account(&account("zhao", AccountKind::Operator, &[&z1, &z1]), 1)
+        .await;
+    assert!(matches!(twice, Err(StoreError::Invalid(_))), "{twice:?}");
+    let two_zones = s
+        .create_account(&account("v2", AccountKind::Volunteer, &[&z1, &z2]), 1)
+        .await;
+    assert!(matches!(two_zones, Err(StoreError::Invalid(_))));
+
+    // Sessions slide while used and then expire.
+    let hour = 3_600_000;
+    s.create_session("h1", wang, 0, hour).await.unwrap();
+    assert!(s.session_principal("h1", 10, hour).await.unwrap().is_some());
+    assert!(s
+        .session_principal("nope", 10, hour)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s
+        .session_principal("h1", 50 * 60_000, hour)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .session_principal("h1", 100 * 60_000, hour)
+        .await
+        .unwrap()
+        .is_some());
+    assert!(s
+        .session_principal("h1", 161 * 60_000, hour)
+        .await
+        .unwrap()
+        .is_none());
+    s.create_session("h2", wang, 200 * 60_000, 260 * 60_000)
+        .await
+        .unwrap();
+    s.delete_session("h2").await.unwrap();
+    assert!(s
+        .session_principal("h2", 200 * 60_000, hour)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(matches!(
+        s.create_session("h3", 404_404, 0, hour).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // Duty and position.
+    let a = s
+        .create_account(&account("va", AccountKind::Volunteer, &[&z1]), 0)
+        .await
+        .unwrap();
+    let b = s
+        .create_account(&account("vb", AccountKind::Volunteer, &[&z1]), 0)
+        .await
+        .unwrap();
+    let c = s
+        .create_account(&account("vc", AccountKind::Volunteer, &[&z2]), 0)
+        .await
+        .unwrap();
+    assert!(s.on_duty_volunteers(&z1).await.unwrap().is_empty());
+    assert!(!s.update_position(a, 39.9, 116.4, 5).await.unwrap());
+    for v in [a, b, c] {
+        s.set_on_duty(v, true, 10).await.unwrap();
+    }
+    assert!(matches!(
+        s.set_on_duty(wang, true, 10).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(s.update_position(a, 39.9, 116.4, 20).await.unwrap());
+    assert!(matches!(
+        s.update_position(a, 91.0, 0.0, 20).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let on = s.on_duty_volunteers(&z1).await.unwrap();
+    let names: Vec<&str> = on.iter().map(|v| v.name.as_str()).collect();
+    assert_eq!(names, ["va", "vb"]);
+    assert_eq!(
+        (on[0].lat, on[0].lon, on[0].position_at_ms),
+        (Some(39.9), Some(116.4), Some(20))
+    );
+    assert_eq!(on[1].lat, None);
+    s.set_on_duty(a, false, 30).await.unwrap();
+    s.set_on_duty(a, true, 40).await.unwrap();
+    let profile = s.volunteer_profile(a).await.unwrap();
+    assert!(profile.on_duty);
+    assert_eq!(profile.position_at_ms, None, "going off duty forgets it");
+}
+
+async fn push_subscriptions_outcomes_and_checkins(db: TestDb) {
+    let s = db.open().await;
+    let creds = seed_demo(s.as_ref(), 1).await.unwrap();
+    let z = zone();
+    let li = s
+        .create_account(&account("Li", AccountKind::Volunteer, &[&z]), 0)
+        .await
+        .unwrap();
+    let zhou = s
+        .create_account(&account("zhou", AccountKind::Volunteer, &[&z]), 0)
+        .await
+        .unwrap();
+
+    let first = VapidKeyPair {
+        private_key: "priv-1".into(),
+        public_key: "pub-1".into(),
+    };
+    let second = VapidKeyPair {
+        private_key: "priv-2".into(),
+        public_key: "pub-2".into(),
+    };
+    assert_eq!(s.vapid_key_or_insert(&first, 1).await.unwrap(), first);
+    assert_eq!(
+        s.vapid_key_or_insert(&second, 2).await.unwrap(),
+        first,
+        "the key the browsers subscribed with stays"
+    );
+
+    let sub = |endpoint| NewPushSubscription {
+        endpoint,
+        p256dh: "key",
+        auth: "secret",
+        user_agent: "test",
+    };
+    let phone = s
+        .add_push_subscription(li, &sub("https://push.test/a"), 10)
+        .await
+        .unwrap();
+    let tablet = s
+        .add_push_subscription(li, &sub("https://push.test/b"), 11)
+        .await
+        .unwrap();
+    let mine = s.push_subscriptions_of("li").await.unwrap();
+    assert_eq!(
+        mine.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [phone, tablet]
+    );
+    assert_eq!(mine[0].endpoint, "https://push.test/a");
+    // The shared tablet changes hands: the endpoint is now zhou's, with its id kept.
+    let moved = s
+        .add_push_subscription(zhou, &sub("https://push.test/b"), 12)
+        .await
+        .unwrap();
+    assert_eq!(moved, tablet);
+    assert_eq!(s.push_subscriptions_of("Li").await.unwrap().len(), 1);
+    assert_eq!(s.push_subscriptions_of("zhou").await.unwrap().len(), 1);
+    assert!(matches!(
+        s.add_push_subscription(404_404, &sub("https://push.test/c"), 13)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    s.push_sent(phone, None, 20).await.unwrap();
+    s.push_sent(phone, Some("timeout"), 21).await.unwrap();
+    assert!(!s
+        .remove_push_subscription(li, "https://push.test/b")
+        .await
+        .unwrap());
+    assert!(s
+        .remove_push_subscription(zhou, "https://push.test/b")
+        .await
+        .unwrap());
+    s.forget_push_endpoint("https://push.test/a").await.unwrap();
+    assert!(s.push_subscriptions_of("li").await.unwrap().is_empty());
+    assert_eq!(s.volunteer_profile(li).await.unwrap().subscriptions, 0);
+    assert!(matches!(
+        s.volunteer_profile(404_404).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // A volunteer recipient (dispatched) and what became of the push to them: an accepted
+    // push is not overwritten by a later failure on another phone.
+    let alert = raise(s.as_ref(), &device(&creds, 0), 1, T0).await;
+    s.apply(
+        alert,
+        "operator:wang",
+        Action::Dispatch,
+        Some((RecipientKind::Volunteer, "Li")),
+        "",
+        T0 + 1,
+    )
+    .await
+    .unwrap();
+    let push_of = |s: Arc<dyn Store>| async move {
+        s.recipients(alert)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.kind == RecipientKind::Volunteer)
+            .map(|r| (r.push, r.push_at_ms))
+            .unwrap()
+    };
+    assert_eq!(push_of(s.clone()).await, (None, None));
+    s.record_push_outcome(alert, "Li", "accepted", T0 + 2)
+        .await
+        .unwrap();
+    s.record_push_outcome(alert, "Li", "failed: 500", T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        push_of(s.clone()).await,
+        (Some("accepted".to_owned()), Some(T0 + 2))
+    );
+
+    // Check-ins, newest first.
+    for (i, note) in ["东门", "西门", "北门"].iter().enumerate() {
+        s.add_checkin(li, 39.95, 116.40, note, 100 + i as i64)
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        s.add_checkin(li, 95.0, 116.4, "", 200).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let latest = s.checkins(li, 2).await.unwrap();
+    let notes: Vec<&str> = latest.iter().map(|c| c.note.as_str()).collect();
+    assert_eq!(notes, ["北门", "西门"]);
+    assert_eq!(latest[0].at_ms, 102);
+    assert!(s.checkins(zhou, 10).await.unwrap().is_empty());
+}
+
+async fn a_stale_disconnect_does_not_hide_a_reconnect(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let d = device(&creds, 0);
+    store.record_presence(&d, 1, true, None, 1).await.unwrap();
+    store.record_presence(&d, 2, true, None, 2).await.unwrap();
+    store
+        .record_presence(&d, 1, false, Some("replaced"), 3)
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap().devices_online, 1);
+    store
+        .record_presence(&d, 2, false, Some("clean"), 4)
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap().devices_online, 0);
+    store.record_presence(&d, 3, true, None, 5).await.unwrap();
+    store
+        .record_presence(&device(&creds, 1), 4, true, None, 5)
+        .await
+        .unwrap();
+    assert_eq!(store.counts().await.unwrap().devices_online, 2);
+    store.reset_presence("gateway restart", 6).await.unwrap();
+    assert_eq!(store.counts().await.unwrap().devices_online, 0);
+    let map = store.zone_map(&[zone()]).await.unwrap();
+    let d0 = map.devices.iter().find(|m| m.id == d.as_str()).unwrap();
+    assert_eq!(d0.disconnect_reason.as_deref(), Some("gateway restart"));
+    assert_eq!(d0.last_seen_ms, Some(6));
+}
+
+/// Two stores on one database, as two gateways: both see the same overdue rings and try to
+/// fire each at the same moment; every ring fires once, with one timeline event.
+async fn two_gateways_racing_fire_each_ring_once(db: TestDb) {
+    let (one, two) = (db.open().await, db.open().await);
+    let creds = seed_demo(one.as_ref(), 6).await.unwrap();
+    let mut alerts = Vec::new();
+    for i in (0..60).step_by(6) {
+        alerts.push(raise(one.as_ref(), &device(&creds, i), 1, T0).await);
+    }
+    let plan = RingPlan::default();
+    let now = T0 + 200_000;
+    assert_eq!(two.due_rings(now).await.unwrap(), alerts);
+    let race = |store: Arc<dyn Store>| {
+        let alerts = alerts.clone();
+        tokio::spawn(async move {
+            let mut fired = Vec::new();
+            for alert in alerts {
+                while let Some(ring) = store.fire_ring(alert, &plan, now).await.unwrap() {
+                    fired.push((alert, ring.ring));
+                }
+            }
+            fired
+        })
+    };
+    let (a, b) = tokio::join!(race(one.clone()), race(two.clone()));
+    let mut fired: Vec<(AlertId, u8)> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    fired.sort();
+    let expected: Vec<(AlertId, u8)> = alerts.iter().flat_map(|a| [(*a, 1), (*a, 2)]).collect();
+    assert_eq!(fired, expected);
+    assert!(one.due_rings(now).await.unwrap().is_empty());
+    for alert in alerts {
+        let detail = two.alert_detail(alert).await.unwrap().unwrap();
+        let rings: Vec<&str> = detail
+            .timeline
+            .iter()
+            .filter(|e| e.action.starts_with("ring"))
+            .map(|e| e.action.as_str())
+            .collect();
+        assert_eq!(rings, ["ring1", "ring2"], "{alert}");
+        assert!(detail.alert.critical);
+    }
+}
+
+/// A device repeats its press to two gateways at once (a shared subscription hands the copies
+/// to both): one alert, and both answers name it.
+async fn two_gateways_racing_raise_a_repeated_press_once(db: TestDb) {
+    let (one, two) = (db.open().await, db.open().await);
+    let creds = seed_demo(one.as_ref(), 2).await.unwrap();
+    let press_on = |store: Arc<dyn Store>, i: usize| {
+        let d = device(&creds, i);
+        tokio::spawn(async move {
+            store
+                .record_press(&d, &press(7, PressKind::Help), &RingPlan::default(), T0)
+                .await
+                .unwrap()
+        })
+    };
+    for i in 0..20 {
+        let (a, b) = tokio::join!(press_on(one.clone(), i), press_on(two.clone(), i));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let id = |o: &PressOutcome| match o {
+            PressOutcome::Raised(a) | PressOutcome::Duplicate(a) => a.id,
+            PressOutcome::UnknownDevice => panic!("known device"),
+        };
+        assert_eq!(id(&a), id(&b));
+        let raised = [&a, &b]
+            .iter()
+            .filter(|o| matches!(o, PressOutcome::Raised(_)))
+            .count();
+        assert_eq!(raised, 1, "{a:?} / {b:?}");
+    }
+    let all = one
+        .list_alerts(&AlertFilter {
+            open_only: false,
+            zones: vec![zone()],
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 20);
+}
