@@ -126,18 +126,20 @@ impl Application {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         let metrics: Arc<Metrics> = Arc::default();
+        let feed = Feed::new();
         let (pusher, push_worker) = crate::push::Pusher::new(
             store.clone(),
             config.push.clone(),
             metrics.clone(),
             config.clock.clone(),
+            feed.clone(),
         )
         .await
         .context("setting up Web Push")?;
         let ingest = Ingest {
             store: store.clone(),
             client,
-            feed: Feed::new(),
+            feed,
             metrics,
             cancel_window: config.cancel_window,
             plan: config.plan,

@@ -41,6 +41,15 @@ pub enum FeedEvent<'a> {
         #[serde(flatten)]
         coverage: &'a crate::store::supervision::CoverageReport,
     },
+    /// What became of a volunteer's push (the station's recipient list shows it).
+    Push {
+        alert: crate::domain::AlertId,
+        #[serde(skip)]
+        zone: &'a str,
+        volunteer: &'a str,
+        outcome: &'a str,
+        at_ms: i64,
+    },
 }
 
 /// One serialised event and who may receive it.
@@ -76,6 +85,7 @@ impl Feed {
             FeedEvent::Device { .. } => None,
             FeedEvent::DeviceHealth { report } => Some(report.zone.as_str().into()),
             FeedEvent::Coverage { coverage } => Some(coverage.zone.as_str().into()),
+            FeedEvent::Push { zone, .. } => Some((*zone).into()),
         };
         let operators_only = !matches!(event, FeedEvent::Alert { .. });
         match serde_json::to_string(event) {

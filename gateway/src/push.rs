@@ -27,6 +27,7 @@ use web_push::{
 
 use crate::clock::Clock;
 use crate::domain::{AlertId, AlertState};
+use crate::feed::{Feed, FeedEvent};
 use crate::metrics::{inc, Metrics};
 use crate::store::push::{PushSubscriptionRecord, VapidKeyPair};
 use crate::store::{AlertSummary, Store, StoreResult};
@@ -141,6 +142,7 @@ impl Pusher {
         config: PushConfig,
         metrics: Arc<Metrics>,
         clock: Clock,
+        feed: Feed,
     ) -> anyhow::Result<(Pusher, PushWorker)> {
         let key = store
             .vapid_key_or_insert(&generate_vapid_key(), clock.now_ms())
@@ -166,6 +168,7 @@ impl Pusher {
             config,
             metrics,
             clock,
+            feed,
             origins: Mutex::default(),
         });
         Ok((pusher, PushWorker { jobs: rx, sender }))
@@ -220,6 +223,8 @@ struct Sender {
     config: PushConfig,
     metrics: Arc<Metrics>,
     clock: Clock,
+    /// Tells the station what became of each volunteer's push.
+    feed: Feed,
     /// One semaphore per push-service origin (`scheme://host:port`).
     origins: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
@@ -248,12 +253,20 @@ impl Sender {
         if job.reason == PushReason::Closed {
             return;
         }
-        if let Err(e) = self
+        let now = self.clock.now_ms();
+        match self
             .store
-            .record_push_outcome(job.alert.id, &job.volunteer, &outcome, self.clock.now_ms())
+            .record_push_outcome(job.alert.id, &job.volunteer, &outcome, now)
             .await
         {
-            tracing::error!(alert = %job.alert.id, error = %e, "push outcome not stored");
+            Ok(()) => self.feed.publish(&FeedEvent::Push {
+                alert: job.alert.id,
+                zone: job.alert.zone.as_str(),
+                volunteer: &job.volunteer,
+                outcome: &outcome,
+                at_ms: now,
+            }),
+            Err(e) => tracing::error!(alert = %job.alert.id, error = %e, "push outcome not stored"),
         }
     }
 

@@ -51,6 +51,7 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
         PushConfig::default(),
         metrics.clone(),
         clock.clone(),
+        Feed::new(),
     )
     .await
     .expect("pusher");

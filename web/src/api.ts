@@ -55,6 +55,9 @@ export interface Recipient {
   distance_m: number | null;
   notified_at_ms: number;
   updated_at_ms: number;
+  /** Volunteers: what became of the push to their phones (accepted, no_subscription, expired, failed: …). */
+  push?: string | null;
+  push_at_ms?: number | null;
 }
 
 export interface TimelineEvent {

@@ -342,6 +342,12 @@ export class ConsolePage {
       case "coverage":
         this.problemsChanged();
         break;
+      case "push":
+        // A volunteer's push was accepted or failed: the open alert's recipient list shows it.
+        if (m.alert !== undefined && this.details.has(m.alert as AlertSummary["id"])) {
+          this.scheduleDetail(m.alert as AlertSummary["id"]);
+        }
+        break;
       default:
         break;
     }

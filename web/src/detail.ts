@@ -122,6 +122,11 @@ function info(d: AlertDetail): HTMLElement {
                 h("td", {}, t.ring(r.ring)),
                 h("td", { class: `rstate rstate-${r.state}` }, label(t.recipientStates, r.state)),
                 h("td", { class: "dist" }, r.distance_m === null ? "" : t.distance(r.distance_m)),
+                h(
+                  "td",
+                  { class: `push push-${(r.push ?? "").split(":")[0]}`, title: r.push ?? "" },
+                  r.push ? label(t.pushOutcomes, r.push.split(":")[0] ?? r.push) : "",
+                ),
               ),
             ),
         ),

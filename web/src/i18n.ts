@@ -126,6 +126,13 @@ const zh = {
     volunteer: "联防队员",
     station: "派出所",
   } as Record<string, string>,
+  /** What became of a volunteer's Web Push (`failed: …` shows as failed). */
+  pushOutcomes: {
+    accepted: "推送已发出",
+    no_subscription: "未开启手机通知",
+    expired: "手机通知已失效",
+    failed: "推送失败",
+  } as Record<string, string>,
   events: {
     raised: "发起求助",
     notified: "已通知邻居与派出所",
@@ -283,6 +290,12 @@ const en: Strings = {
     unit: "neighbour unit",
     volunteer: "volunteer",
     station: "station",
+  },
+  pushOutcomes: {
+    accepted: "push sent",
+    no_subscription: "no phone notifications",
+    expired: "phone notifications expired",
+    failed: "push failed",
   },
   events: {
     raised: "pressed for help",

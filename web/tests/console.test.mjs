@@ -125,6 +125,8 @@ describe("station console", { timeout: 180_000 }, () => {
       await panel.locator("select.volunteer-select").selectOption("patrol1");
       await panel.locator("button.dispatch-button").click();
       await panel.locator('tr.recipient[data-recipient="patrol1"]').waitFor();
+      // patrol1 has not enabled phone notifications: the station sees that the push had nowhere to go.
+      await panel.locator('tr.recipient[data-recipient="patrol1"] td.push-no_subscription').filter({ hasText: "未开启手机通知" }).waitFor();
 
       await panel.locator("textarea.note-text").fill("已电话联系住户");
       await panel.locator("button.note-button").click();
