@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every tenwatch test on a fresh machine: installs the outside parts the tests drive
 # (Mosquitto's command-line clients as the third-party MQTT device, Debian's Chromium for the
-# console, a Python venv for the push-service emulator), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
+# console, a Python venv for the push-service emulator, PostgreSQL for the store tests' second
+# backend), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 # The station console's browser tests: Debian's Chromium, and a CJK font for its pages.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fc-list :lang=zh 2>/dev/null | grep -q . || need_apt+=(fonts-wqy-microhei)
+# The store tests run on PostgreSQL too: the server's binaries (the tests start their own).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_apt[*]}"
@@ -39,6 +42,19 @@ fi
 
 echo "== building"
 cargo build --workspace --all-targets --locked
+# A throwaway PostgreSQL server for the store tests' PostgreSQL variants, stopped and removed
+# on exit (unless TENWATCH_TEST_POSTGRES_URL already names one).
+if [ -z "${TENWATCH_TEST_POSTGRES_URL:-}" ]; then
+  pg_dir=$(mktemp -d "${TMPDIR:-/tmp}/tenwatch-pg.XXXXXX")
+  trap 'scripts/postgres-test-server.sh stop "$pg_dir"' EXIT
+  echo "== starting PostgreSQL for the store tests"
+  if pg_url=$(scripts/postgres-test-server.sh start "$pg_dir"); then
+    export TENWATCH_TEST_POSTGRES_URL=$pg_url
+  else
+    echo "== PostgreSQL did not start: the store tests' PostgreSQL variants will skip" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
+fi
 echo "== testing"
 # Bounded, so that a hung test fails the run instead of holding it past CI's limit.
 timeout --kill-after=30 2400 cargo test --workspace --locked -- --test-threads 4
