@@ -26,7 +26,7 @@ use crate::store::{self, RingPlan, Store};
 /// Everything `tenwatch serve` can be told.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// `sqlite:PATH` of the store.
+    /// The store: `sqlite:PATH`, or `postgres://USER@HOST:PORT/DATABASE` (see [`store::open`]).
     pub database_url: String,
     /// How long after a press its presser may cancel the alert.
     pub cancel_window: Duration,
@@ -92,9 +92,12 @@ impl Application {
     pub async fn build(config: Config, listeners: Listeners) -> anyhow::Result<Self> {
         crate::supervision::validate(&config.supervision).context("device supervision settings")?;
         crate::push::validate(&config.push).context("Web Push settings")?;
-        let store = store::open(&config.database_url)
-            .await
-            .with_context(|| format!("opening the store at {}", config.database_url))?;
+        let store = store::open(&config.database_url).await.with_context(|| {
+            format!(
+                "opening the store at {}",
+                store::redacted_url(&config.database_url)
+            )
+        })?;
         store
             .reset_presence("gateway restarted", config.clock.now_ms())
             .await

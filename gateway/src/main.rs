@@ -43,7 +43,8 @@ struct StoreArgs {
     /// Directory for the SQLite database and demo files.
     #[arg(long, env = "TENWATCH_DATA_DIR", default_value = "./tenwatch-data")]
     data_dir: PathBuf,
-    /// Database URL (`sqlite:PATH`); overrides the file in --data-dir.
+    /// Database URL (`sqlite:PATH`, or `postgres://USER:PASSWORD@HOST:PORT/DATABASE` for
+    /// several gateways on one database); overrides the file in --data-dir.
     #[arg(long, env = "TENWATCH_DATABASE_URL")]
     database_url: Option<String>,
 }

@@ -969,3 +969,20 @@ async fn two_gateways_racing_raise_a_repeated_press_once(db: TestDb) {
         .unwrap();
     assert_eq!(all.len(), 20);
 }
+
+#[test]
+fn a_database_url_in_a_message_shows_no_password() {
+    use tenwatch_gateway::store::redacted_url;
+    assert_eq!(
+        redacted_url("postgres://tw:s3cret@db.internal:5432/tenwatch"),
+        "postgres://tw:***@db.internal:5432/tenwatch"
+    );
+    assert_eq!(
+        redacted_url("postgresql://tw@127.0.0.1/tenwatch"),
+        "postgresql://tw@127.0.0.1/tenwatch"
+    );
+    assert_eq!(
+        redacted_url("sqlite:/var/lib/tenwatch/tenwatch.db"),
+        "sqlite:/var/lib/tenwatch/tenwatch.db"
+    );
+}

@@ -413,6 +413,18 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     }
 }
 
+/// `url` fit for a log line or an error message: a PostgreSQL URL's password is replaced by
+/// `***`.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The SQLite URL of the database file inside a data directory.
 pub fn sqlite_url_in(data_dir: &std::path::Path) -> String {
     format!("sqlite:{}", data_dir.join("tenwatch.db").display())
