@@ -18,7 +18,9 @@ import { DetailPanel } from "./detail";
 import { h } from "./dom";
 import { Feed, type FeedStatus } from "./feed";
 import { clock, stationTimeZone } from "./format";
-import { currentLang, setLang, t } from "./i18n";
+import * as i18n from "./i18n";
+import { t } from "./i18n";
+import { langButton } from "./lang";
 import { ConsoleMap } from "./map";
 import { renderQueue, tick } from "./queue";
 
@@ -449,16 +451,7 @@ export class ConsolePage {
         feed === "live" ? t.feedLive : feed === "connecting" ? t.feedConnecting : t.feedDownNow,
       ),
       soundButton,
-      h(
-        "button",
-        {
-          type: "button",
-          class: "lang-switch",
-          "aria-label": t.langSwitchLabel,
-          onclick: () => this.switchLanguage(),
-        },
-        t.langSwitch,
-      ),
+      langButton(i18n, () => this.relabel(), "lang-switch"),
       h("span", { class: "who" }, this.account.display_name || this.account.name),
       h("button", { type: "button", class: "sign-out", onclick: () => void this.signOut() }, t.signOut),
     );
@@ -493,8 +486,8 @@ export class ConsolePage {
     if (c?.firstChild) c.firstChild.textContent = `${clock(Date.now())} `;
   }
 
-  private switchLanguage(): void {
-    setLang(currentLang() === "en" ? "zh" : "en");
+  /** Shows everything anew in the language just switched to. */
+  private relabel(): void {
     this.detail.reset();
     const legend = this.root.querySelector(".legend");
     legend?.replaceWith(this.legend());

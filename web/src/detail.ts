@@ -6,8 +6,9 @@
 import type { AlertDetail, AlertSummary, Category, Volunteer } from "./api";
 import { ApiError, CATEGORIES, isOpen, needsAcknowledgement } from "./api";
 import { h } from "./dom";
-import { after, dateTime, elapsed } from "./format";
+import { dateTime, elapsed } from "./format";
 import { label, t } from "./i18n";
+import { responseTimes } from "./queue";
 
 export interface DetailActions {
   close(): void;
@@ -33,21 +34,6 @@ async function run(button: HTMLButtonElement, out: HTMLElement, f: () => Promise
   } finally {
     button.disabled = false;
   }
-}
-
-function times(a: AlertSummary): HTMLElement {
-  return h(
-    "dl",
-    { class: "response-times" },
-    h("dt", {}, t.ack),
-    h("dd", {}, after(a.raised_at_ms, a.acknowledged_at_ms)),
-    h("dt", {}, t.delivered),
-    h("dd", {}, after(a.raised_at_ms, a.first_delivered_at_ms)),
-    h("dt", {}, t.coming),
-    h("dd", {}, after(a.raised_at_ms, a.first_coming_at_ms)),
-    h("dt", {}, t.onScene),
-    h("dd", {}, after(a.raised_at_ms, a.first_on_scene_at_ms)),
-  );
 }
 
 /** "device:d-…-03" → "户机 和平里东街3号"; "operator:station" → "站务 station". */
@@ -100,7 +86,7 @@ function info(d: AlertDetail): HTMLElement {
         h("dd", { class: "leader" }, d.leader ?? t.noLeader),
       ),
     ),
-    h("section", {}, h("h3", {}, t.firstResponse), times(d)),
+    h("section", {}, h("h3", {}, t.firstResponse), responseTimes(d, "response-times")),
     h(
       "section",
       { class: "recipients" },

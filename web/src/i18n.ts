@@ -1,23 +1,20 @@
 // Every word the console shows, in Simplified Chinese (the default) and English. The choice
-// is kept in localStorage so a station's screen stays in the language it was set to.
+// is kept in localStorage so a station's screen stays in the language it was set to (./lang.ts);
+// the words the volunteer app says alike are in ./words.ts.
 
-export type Lang = "zh" | "en";
+import type { Lang } from "./lang";
+import { languages } from "./lang";
+import { enWords, zhWords } from "./words";
+
+export { label } from "./lang";
 
 const zh = {
+  ...zhWords,
   appTitle: "十户联防 · 站务台",
   signInTitle: "站务台登录",
   signInHint: "请使用派出所 / 警务室的值班账户登录。",
-  name: "账户",
-  password: "密码",
-  signIn: "登录",
-  signingIn: "正在登录…",
-  wrongCredentials: "账户或密码错误。",
-  limited: (s: number) => `登录尝试过多，请在 ${s} 秒后重试。`,
   network: "无法连接到服务器，请检查网络后重试。",
   notOperator: "此账户不是站务账户，不能使用站务台。",
-  signOut: "退出",
-  langSwitch: "English",
-  langSwitchLabel: "Switch to English",
   soundOff: "声音未开启 · 点击开启",
   soundOn: "警报声已开启",
   soundMuted: "警报声已静音",
@@ -93,18 +90,10 @@ const zh = {
   closedAs: (c: string) => `已结案：${c}`,
   cancelledByPresser: "已被求助人取消",
   loading: "加载中…",
-  failed: "操作失败：",
   tzWarn: (tz: string) => `服务器设置的时区 ${tz} 无效，已改用 Asia/Shanghai。`,
   mapNoTiles: "离线地图（未配置底图）",
   you: "本站",
   distance: (m: number) => `${Math.round(m)} 米`,
-  kinds: {
-    help: "求助",
-    medical: "急救",
-    fire: "火警",
-    intrusion: "入室警报",
-    cancel: "取消",
-  } as Record<string, string>,
   states: {
     raised: "新警情",
     notified: "已通知",
@@ -112,14 +101,6 @@ const zh = {
     on_scene: "已到场",
     resolved: "已结案",
     cancelled: "已取消",
-  } as Record<string, string>,
-  recipientStates: {
-    notified: "已通知",
-    delivered: "已送达",
-    seen: "已查看",
-    coming: "正在赶来",
-    declined: "无法前往",
-    on_scene: "已到场",
   } as Record<string, string>,
   recipientKinds: {
     unit: "邻居户机",
@@ -169,20 +150,12 @@ const zh = {
 type Strings = typeof zh;
 
 const en: Strings = {
+  ...enWords,
   appTitle: "tenwatch · Station console",
   signInTitle: "Station console sign-in",
   signInHint: "Sign in with the station's duty account.",
-  name: "Account",
-  password: "Password",
-  signIn: "Sign in",
-  signingIn: "Signing in…",
-  wrongCredentials: "Wrong account name or password.",
-  limited: (s) => `Too many sign-in attempts: try again in ${s} s.`,
   network: "Cannot reach the server: check the network and try again.",
   notOperator: "This account is not a station account and cannot use the console.",
-  signOut: "Sign out",
-  langSwitch: "中文",
-  langSwitchLabel: "切换到中文",
   soundOff: "Sound is OFF · click to turn on",
   soundOn: "Alarm sound on",
   soundMuted: "Alarm sound muted",
@@ -258,18 +231,10 @@ const en: Strings = {
   closedAs: (c) => `Resolved: ${c}`,
   cancelledByPresser: "Cancelled by the presser",
   loading: "Loading…",
-  failed: "Failed: ",
   tzWarn: (tz) => `The server's time zone ${tz} is unknown; showing Asia/Shanghai.`,
   mapNoTiles: "Offline map (no tiles configured)",
   you: "station",
   distance: (m) => `${Math.round(m)} m`,
-  kinds: {
-    help: "Help",
-    medical: "Medical",
-    fire: "Fire",
-    intrusion: "Intrusion",
-    cancel: "Cancel",
-  },
   states: {
     raised: "New",
     notified: "Notified",
@@ -277,14 +242,6 @@ const en: Strings = {
     on_scene: "On scene",
     resolved: "Resolved",
     cancelled: "Cancelled",
-  },
-  recipientStates: {
-    notified: "notified",
-    delivered: "delivered",
-    seen: "seen",
-    coming: "coming",
-    declined: "can't go",
-    on_scene: "on scene",
   },
   recipientKinds: {
     unit: "neighbour unit",
@@ -330,36 +287,10 @@ const en: Strings = {
   },
 };
 
-const KEY = "tenwatch.lang";
-
-function stored(): Lang {
-  try {
-    return localStorage.getItem(KEY) === "en" ? "en" : "zh";
-  } catch {
-    return "zh";
-  }
-}
-
-let lang: Lang = stored();
-export let t: Strings = lang === "en" ? en : zh;
-
-export function currentLang(): Lang {
-  return lang;
-}
+const langs = languages({ zh, en });
+export let t: Strings = langs.table();
+export const currentLang = langs.current;
 
 export function setLang(next: Lang): void {
-  lang = next;
-  t = next === "en" ? en : zh;
-  try {
-    localStorage.setItem(KEY, next);
-  } catch {
-    // Private mode: the choice lasts until the page is closed.
-  }
-  document.documentElement.lang = next === "en" ? "en" : "zh-CN";
-  document.title = t.appTitle;
-}
-
-/** A value from one of the label tables, or the raw value if it has no label. */
-export function label(table: Record<string, string>, key: string): string {
-  return table[key] ?? key;
+  t = langs.set(next);
 }

@@ -78,19 +78,24 @@ function entry(
         a.responders > 0 ? t.responders(a.responders) : t.nobodyComing,
         names.length > 0 ? `: ${names.join("、")}` : "",
       ),
-      h(
-        "dl",
-        { class: "times" },
-        h("dt", {}, t.ack),
-        h("dd", {}, after(a.raised_at_ms, a.acknowledged_at_ms)),
-        h("dt", {}, t.delivered),
-        h("dd", {}, after(a.raised_at_ms, a.first_delivered_at_ms)),
-        h("dt", {}, t.coming),
-        h("dd", {}, after(a.raised_at_ms, a.first_coming_at_ms)),
-        h("dt", {}, t.onScene),
-        h("dd", {}, after(a.raised_at_ms, a.first_on_scene_at_ms)),
-      ),
+      responseTimes(a, "times"),
     ),
+  );
+}
+
+/** How long after the press each first step came (or "—"): the queue's cards and the detail. */
+export function responseTimes(a: AlertSummary, className: string): HTMLElement {
+  return h(
+    "dl",
+    { class: className },
+    h("dt", {}, t.ack),
+    h("dd", {}, after(a.raised_at_ms, a.acknowledged_at_ms)),
+    h("dt", {}, t.delivered),
+    h("dd", {}, after(a.raised_at_ms, a.first_delivered_at_ms)),
+    h("dt", {}, t.coming),
+    h("dd", {}, after(a.raised_at_ms, a.first_coming_at_ms)),
+    h("dt", {}, t.onScene),
+    h("dd", {}, after(a.raised_at_ms, a.first_on_scene_at_ms)),
   );
 }
 

@@ -10,9 +10,11 @@ import type { Account, AlertSummary, ConsoleConfig, Me } from "./api";
 import { alertKey, ApiError, isOpen, volunteerApi } from "./api";
 import { h } from "../dom";
 import { Feed } from "../feed";
+import { langButton } from "../lang";
 import type { GeoStatus } from "./geo";
 import { PositionSharer } from "./geo";
-import { currentLang, setLang, t } from "./i18n";
+import * as i18n from "./i18n";
+import { t } from "./i18n";
 import type { PushState } from "./push";
 import { disablePush, pushState, serviceWorker } from "./push";
 import { AlertPage } from "./alert";
@@ -223,20 +225,10 @@ export class App {
           { class: "app-top" },
           h("img", { src: "/app/icons/icon-192.png", alt: "", width: 32, height: 32 }),
           h("div", { class: "who" }, h("strong", {}, t.brand), h("span", {}, this.account.display_name)),
-          h(
-            "button",
-            {
-              type: "button",
-              class: "link lang-switch",
-              "aria-label": t.langSwitchLabel,
-              onclick: () => {
-                setLang(currentLang() === "en" ? "zh" : "en");
-                this.shell();
-                this.route();
-              },
-            },
-            t.langSwitch,
-          ),
+          langButton(i18n, () => {
+            this.shell();
+            this.route();
+          }),
           h("button", { type: "button", class: "link sign-out", onclick: () => void this.signOut() }, t.signOut),
         ),
         this.banner,

@@ -1,29 +1,36 @@
 // Every word the volunteer app shows, Simplified Chinese first, English second. The choice is
 // kept in localStorage (shared with the console: one language per browser) and copied into
-// the Cache Storage entry the service worker reads, so notifications speak it too.
+// the Cache Storage entry the service worker reads, so notifications speak it too. The words
+// the console says alike are in ../words.ts.
 
-export type Lang = "zh" | "en";
+import type { Lang } from "../lang";
+import { languages } from "../lang";
+import { enWords, zhWords } from "../words";
+
+export { label } from "../lang";
+
+/** The answer buttons say both languages, whichever is in use. */
+const answerButtons = {
+  coming: "我来了",
+  comingSub: "I'm coming",
+  decline: "去不了",
+  declineSub: "Can't go",
+  onScene: "已到场",
+  onSceneSub: "On scene",
+};
 
 const zh = {
+  ...zhWords,
   appTitle: "十户联防 · 队员",
   brand: "十户联防",
   brandSub: "巡逻队员",
   signInTitle: "队员登录",
   signInHint: "请使用联防队员账户登录。",
-  name: "账户",
-  password: "密码",
-  signIn: "登录",
-  signingIn: "正在登录…",
-  wrongCredentials: "账户或密码错误。",
-  limited: (s: number) => `登录尝试过多，请在 ${s} 秒后重试。`,
   network: "无法连接到服务器，请检查网络。",
   offline: "无法连接到服务器。正在重试…显示的信息可能不是最新的。",
   operatorHere: "这是站务账户。请使用站务台。",
   openConsole: "打开站务台",
   signInAsVolunteer: "改用队员账户登录",
-  signOut: "退出",
-  langSwitch: "English",
-  langSwitchLabel: "Switch to English",
   tabDuty: "值守",
   tabPatrol: "巡逻签到",
   dutyTitle: "值守状态",
@@ -73,15 +80,9 @@ const zh = {
   nobodyElse: "还没有其他人响应。",
   yourAnswer: "您的状态",
   notAnswered: "未响应",
-  coming: "我来了",
-  comingSub: "I'm coming",
-  decline: "去不了",
-  declineSub: "Can't go",
-  onScene: "已到场",
-  onSceneSub: "On scene",
+  ...answerButtons,
   alertClosed: (s: string) => `此警情已${s}，无需前往。`,
   notFound: "找不到此警情（可能不属于您的责任区）。",
-  failed: "操作失败：",
   saved: "已提交",
   you: "您",
   household: "求助住户",
@@ -97,13 +98,6 @@ const zh = {
   checkinNeedsPosition: "签到需要位置：请允许本应用使用位置。",
   recentCheckins: "最近签到",
   noCheckins: "还没有签到记录。",
-  kinds: {
-    help: "求助",
-    medical: "急救",
-    fire: "火警",
-    intrusion: "入室警报",
-    cancel: "取消",
-  } as Record<string, string>,
   states: {
     raised: "新警情",
     notified: "已通知",
@@ -111,14 +105,6 @@ const zh = {
     on_scene: "已有人到场",
     resolved: "结案",
     cancelled: "取消",
-  } as Record<string, string>,
-  recipientStates: {
-    notified: "已通知",
-    delivered: "已送达",
-    seen: "已查看",
-    coming: "正在赶来",
-    declined: "无法前往",
-    on_scene: "已到场",
   } as Record<string, string>,
   recipientKinds: {
     unit: "邻居",
@@ -130,25 +116,17 @@ const zh = {
 type Strings = typeof zh;
 
 const en: Strings = {
+  ...enWords,
   appTitle: "tenwatch · Volunteer",
   brand: "tenwatch",
   brandSub: "patrol volunteer",
   signInTitle: "Volunteer sign-in",
   signInHint: "Sign in with your patrol volunteer account.",
-  name: "Account",
-  password: "Password",
-  signIn: "Sign in",
-  signingIn: "Signing in…",
-  wrongCredentials: "Wrong account name or password.",
-  limited: (s) => `Too many sign-in attempts: try again in ${s} s.`,
   network: "Cannot reach the server: check the network.",
   offline: "Cannot reach the server. Retrying… what you see may be out of date.",
   operatorHere: "This is a station account. Please use the station console.",
   openConsole: "Open the station console",
   signInAsVolunteer: "Sign in as a volunteer instead",
-  signOut: "Sign out",
-  langSwitch: "中文",
-  langSwitchLabel: "切换到中文",
   tabDuty: "Duty",
   tabPatrol: "Check-in",
   dutyTitle: "Duty",
@@ -198,15 +176,9 @@ const en: Strings = {
   nobodyElse: "Nobody else has answered yet.",
   yourAnswer: "Your answer",
   notAnswered: "not answered",
-  coming: "我来了",
-  comingSub: "I'm coming",
-  decline: "去不了",
-  declineSub: "Can't go",
-  onScene: "已到场",
-  onSceneSub: "On scene",
+  ...answerButtons,
   alertClosed: (s) => `This alert is ${s}: no need to go.`,
   notFound: "No such alert (it may not be in your area).",
-  failed: "Failed: ",
   saved: "Sent",
   you: "you",
   household: "household",
@@ -222,13 +194,6 @@ const en: Strings = {
   checkinNeedsPosition: "A check-in needs your position: allow location for this app.",
   recentCheckins: "Recent check-ins",
   noCheckins: "No check-ins yet.",
-  kinds: {
-    help: "Help",
-    medical: "Medical",
-    fire: "Fire",
-    intrusion: "Intrusion",
-    cancel: "Cancel",
-  },
   states: {
     raised: "new",
     notified: "notified",
@@ -237,14 +202,6 @@ const en: Strings = {
     resolved: "resolved",
     cancelled: "cancelled",
   },
-  recipientStates: {
-    notified: "notified",
-    delivered: "delivered",
-    seen: "seen",
-    coming: "coming",
-    declined: "can't go",
-    on_scene: "on scene",
-  },
   recipientKinds: {
     unit: "neighbour",
     volunteer: "volunteer",
@@ -252,25 +209,13 @@ const en: Strings = {
   },
 };
 
-const KEY = "tenwatch.lang";
 /** Where the service worker looks for the language (see public/app/sw.js). */
 const PREFS_CACHE = "tenwatch-prefs";
 const PREFS_URL = "/app/__prefs.json";
 
-function stored(): Lang {
-  try {
-    return localStorage.getItem(KEY) === "en" ? "en" : "zh";
-  } catch {
-    return "zh";
-  }
-}
-
-let lang: Lang = stored();
-export let t: Strings = lang === "en" ? en : zh;
-
-export function currentLang(): Lang {
-  return lang;
-}
+const langs = languages({ zh, en });
+export let t: Strings = langs.table();
+export const currentLang = langs.current;
 
 /** Tells the service worker the language (Cache Storage: the one store both can reach). */
 export async function sharePrefs(): Promise<void> {
@@ -278,7 +223,7 @@ export async function sharePrefs(): Promise<void> {
     const cache = await caches.open(PREFS_CACHE);
     await cache.put(
       PREFS_URL,
-      new Response(JSON.stringify({ lang }), { headers: { "content-type": "application/json" } }),
+      new Response(JSON.stringify({ lang: currentLang() }), { headers: { "content-type": "application/json" } }),
     );
   } catch {
     // No Cache Storage (insecure origin, private mode): notifications stay in Chinese.
@@ -286,28 +231,15 @@ export async function sharePrefs(): Promise<void> {
 }
 
 export function setLang(next: Lang): void {
-  lang = next;
-  t = next === "en" ? en : zh;
-  try {
-    localStorage.setItem(KEY, next);
-  } catch {
-    // Private mode: the choice lasts until the page is closed.
-  }
-  document.documentElement.lang = next === "en" ? "en" : "zh-CN";
-  document.title = t.appTitle;
+  t = langs.set(next);
   void sharePrefs();
-}
-
-/** A value from one of the label tables, or the raw value if it has no label. */
-export function label(table: Record<string, string>, key: string): string {
-  return table[key] ?? key;
 }
 
 /** "14:03" or "11-23 14:03" (another day), in the phone's own time zone. */
 export function timeOf(ms: number): string {
   const d = new Date(ms);
   const now = new Date();
-  const hm = d.toLocaleTimeString(lang === "en" ? "en-GB" : "zh-CN", {
+  const hm = d.toLocaleTimeString(currentLang() === "en" ? "en-GB" : "zh-CN", {
     hour: "2-digit",
     minute: "2-digit",
     hourCycle: "h23",
@@ -319,6 +251,6 @@ export function timeOf(ms: number): string {
 /** "just now", "3 min ago". */
 export function ago(ms: number, now = Date.now()): string {
   const s = Math.max(0, Math.round((now - ms) / 1000));
-  if (lang === "en") return s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`;
+  if (currentLang() === "en") return s < 60 ? `${s} s ago` : `${Math.floor(s / 60)} min ago`;
   return s < 60 ? `${s} 秒前` : `${Math.floor(s / 60)} 分钟前`;
 }
