@@ -43,6 +43,89 @@ pub struct Config {
     pub supervision: crate::supervision::SupervisionPolicy,
     /// Web Push to volunteers: VAPID subject, TTL, timeouts, retries, concurrency.
     pub push: crate::push::PushConfig,
+    /// Devices connect to this broker instead of the embedded one and its edge.
+    pub external_mqtt: Option<ExternalMqtt>,
+    /// What an external broker presents to `/api/broker/*`; `None`: those routes are off.
+    pub broker_auth_secret: Option<Secret>,
+}
+
+/// A secret that never shows in logs or `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// An MQTT broker the devices use instead of the embedded router (EMQX, VerneMQ, Mosquitto):
+/// the broker authenticates devices and applies the ACL (see [`crate::broker_auth`]); the
+/// gateway shares the uplink with its replicas through a shared subscription, keeps a
+/// persistent session, and acknowledges each uplink only once it is stored.
+#[derive(Clone)]
+pub struct ExternalMqtt {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Stable for a replica: the broker keeps its session (and unacknowledged uplinks)
+    /// across the replica's restarts.
+    pub client_id: String,
+    /// The shared-subscription group the replicas share the uplink in.
+    pub share_group: String,
+}
+
+impl std::fmt::Debug for ExternalMqtt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalMqtt")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("client_id", &self.client_id)
+            .field("share_group", &self.share_group)
+            .finish()
+    }
+}
+
+impl ExternalMqtt {
+    /// `mqtt://[user[:password]@]host[:port]`; the password may also come from elsewhere.
+    pub fn parse(url: &str, client_id: &str, share_group: &str) -> anyhow::Result<Self> {
+        let parsed = url::Url::parse(url).with_context(|| format!("--mqtt-url {url:?}"))?;
+        anyhow::ensure!(
+            parsed.scheme() == "mqtt",
+            "--mqtt-url must be mqtt://[user[:password]@]host[:port] (TLS to the broker: put it on a local listener)"
+        );
+        let host = parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("--mqtt-url has no host"))?
+            .trim_matches(|c| c == '[' || c == ']')
+            .to_owned();
+        let decode = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        let username = (!parsed.username().is_empty()).then(|| decode(parsed.username()));
+        let password = parsed.password().map(decode);
+        anyhow::ensure!(
+            !client_id.is_empty()
+                && !share_group.is_empty()
+                && !share_group.contains(['/', '+', '#']),
+            "--mqtt-client-id must not be empty, and --mqtt-share-group must be one topic level"
+        );
+        Ok(Self {
+            host,
+            port: parsed.port().unwrap_or(1883),
+            username,
+            password,
+            client_id: client_id.to_owned(),
+            share_group: share_group.to_owned(),
+        })
+    }
 }
 
 impl Config {
@@ -57,26 +140,30 @@ impl Config {
             console: crate::web::ConsoleConfig::default(),
             supervision: crate::supervision::SupervisionPolicy::default(),
             push: crate::push::PushConfig::default(),
+            external_mqtt: None,
+            broker_auth_secret: None,
         }
     }
 }
 
 /// Already-bound sockets (tests bind port 0 and read the ports back).
 pub struct Listeners {
-    pub mqtt: TcpListener,
+    /// Devices' MQTT listener (the edge); `None` with an external broker.
+    pub mqtt: Option<TcpListener>,
     pub mqtt_tls: Option<TcpListener>,
     pub http: TcpListener,
 }
 
 pub struct Application {
     store: Arc<dyn Store>,
-    router: RouterHandle,
+    /// The embedded router; `None` with an external broker.
+    router: Option<RouterHandle>,
     config: Config,
     listeners: Listeners,
     feed: Feed,
     metrics: Arc<Metrics>,
     edge_stats: Arc<EdgeStats>,
-    mqtt_addr: SocketAddr,
+    mqtt_addr: Option<SocketAddr>,
     mqtt_tls_addr: Option<SocketAddr>,
     http_addr: SocketAddr,
     /// The alert service, built here so callers (the demo, tests) can act through it.
@@ -102,25 +189,50 @@ impl Application {
             .reset_presence("gateway restarted", config.clock.now_ms())
             .await
             .context("resetting device presence")?;
-        let router = tenwatch_broker::start_router(RouterSettings::default())
-            .context("starting the embedded MQTT router")?;
-        let mqtt_addr = listeners.mqtt.local_addr()?;
+        let mqtt_addr = listeners
+            .mqtt
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
         let mqtt_tls_addr = listeners
             .mqtt_tls
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()?;
-        // The gateway's own MQTT link to the router, subscribed before devices are let in.
-        let mut options = MqttOptions::new(
-            format!("tenwatch-gateway-{}", std::process::id()),
-            router.addr().ip().to_string(),
-            router.addr().port(),
-        );
+        let (router, mut options) = match &config.external_mqtt {
+            None => {
+                anyhow::ensure!(
+                    listeners.mqtt.is_some(),
+                    "the embedded broker needs a device listener"
+                );
+                let router = tenwatch_broker::start_router(RouterSettings::default())
+                    .context("starting the embedded MQTT router")?;
+                // The gateway's own link to the router, subscribed before devices are let in.
+                let mut options = MqttOptions::new(
+                    format!("tenwatch-gateway-{}", std::process::id()),
+                    router.addr().ip().to_string(),
+                    router.addr().port(),
+                );
+                options
+                    .set_credentials(router.username(), router.password())
+                    .set_clean_session(true);
+                (Some(router), options)
+            }
+            Some(ext) => {
+                let mut options = MqttOptions::new(&ext.client_id, &ext.host, ext.port);
+                if let Some(user) = &ext.username {
+                    options.set_credentials(user, ext.password.as_deref().unwrap_or(""));
+                }
+                // The broker keeps what this replica has not acknowledged while it is away.
+                options.set_clean_session(false);
+                (None, options)
+            }
+        };
         options
-            .set_credentials(router.username(), router.password())
             .set_keep_alive(Duration::from_secs(30))
-            .set_clean_session(true)
             .set_inflight(100)
+            // Uplinks are acknowledged once stored, not when they arrive.
+            .set_manual_acks(true)
             .set_max_packet_size(64 * 1024, 64 * 1024);
         let (client, mut eventloop) = AsyncClient::new(options, 65_536);
         // Small publishes back to back (cluster alert, then ack): without NODELAY the second
@@ -169,7 +281,8 @@ impl Application {
         })
     }
 
-    pub fn mqtt_addr(&self) -> SocketAddr {
+    /// The devices' listener of the embedded broker's edge; `None` with an external broker.
+    pub fn mqtt_addr(&self) -> Option<SocketAddr> {
         self.mqtt_addr
     }
     pub fn mqtt_tls_addr(&self) -> Option<SocketAddr> {
@@ -224,15 +337,19 @@ impl Application {
         let mut background: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let mut serving: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let shards = spawn_workers(&ingest);
+        let share = config
+            .external_mqtt
+            .as_ref()
+            .map(|ext| ext.share_group.clone());
         background.spawn(async move {
             (
                 "mqtt-uplink",
-                run_uplink(eventloop, client, shards, ready_tx).await,
+                run_uplink(eventloop, client, shards, ready_tx, share).await,
             )
         });
         tokio::time::timeout(Duration::from_secs(10), ready_rx.wait_for(|r| *r))
             .await
-            .context("the gateway could not subscribe to the embedded router within 10 s")??;
+            .context("the gateway could not subscribe to the MQTT broker's uplink within 10 s")??;
 
         background.spawn(async move { ("push", push_worker.run().await) });
         let owed = ingest.recover().await?;
@@ -244,8 +361,6 @@ impl Application {
             tracing::warn!(owed, "sent the fan-out owed from before the restart");
         }
 
-        let (authority, presence_rx) = RegistryAuthority::new(store.clone(), metrics.clone());
-        let authority: Arc<dyn tenwatch_broker::DeviceAuthority> = Arc::new(authority);
         let supervision = crate::supervision::Supervision {
             store: store.clone(),
             feed: feed.clone(),
@@ -256,36 +371,39 @@ impl Application {
             let supervision = supervision.clone();
             background.spawn(async move { ("supervision", supervision.run().await) });
         }
-        {
-            let store = store.clone();
-            let feed = feed.clone();
-            background.spawn(async move {
-                let presence = run_presence(presence_rx, store, feed, supervision);
-                ("presence", presence.await)
-            });
-        }
-        // One edge for both listeners, so a device moving between TCP and TLS is one session.
-        let edge = Edge::new(
-            config.edge.clone(),
-            router.clone(),
-            authority,
-            edge_stats.clone(),
-        )
-        .context("device edge configuration")?;
-        let tls = edge_tls(&config)?;
-        {
-            let (edge, stop, listener) = (edge.clone(), stopped(), listeners.mqtt);
-            serving.spawn(async move {
-                let result = edge.serve(listener, None, stop).await;
-                ("mqtt-edge", result.map_err(anyhow::Error::from))
-            });
-        }
-        if let (Some(listener), Some(tls)) = (listeners.mqtt_tls, tls) {
-            let (edge, stop) = (edge.clone(), stopped());
-            serving.spawn(async move {
-                let result = edge.serve(listener, Some(tls), stop).await;
-                ("mqtt-edge-tls", result.map_err(anyhow::Error::from))
-            });
+        // The embedded broker's edge: device logins, ACL, limits and presence. An external
+        // broker does that itself (asking crate::broker_auth); supervision then has the
+        // heartbeats only.
+        if let (Some(router), Some(listener)) = (router, listeners.mqtt) {
+            let (authority, presence_rx) = RegistryAuthority::new(store.clone(), metrics.clone());
+            let authority: Arc<dyn tenwatch_broker::DeviceAuthority> = Arc::new(authority);
+            {
+                let store = store.clone();
+                let feed = feed.clone();
+                background.spawn(async move {
+                    let presence = run_presence(presence_rx, store, feed, supervision);
+                    ("presence", presence.await)
+                });
+            }
+            // One edge for both listeners, so a device moving between TCP and TLS is one
+            // session.
+            let edge = Edge::new(config.edge.clone(), router, authority, edge_stats.clone())
+                .context("device edge configuration")?;
+            let tls = edge_tls(&config)?;
+            {
+                let (edge, stop) = (edge.clone(), stopped());
+                serving.spawn(async move {
+                    let result = edge.serve(listener, None, stop).await;
+                    ("mqtt-edge", result.map_err(anyhow::Error::from))
+                });
+            }
+            if let (Some(listener), Some(tls)) = (listeners.mqtt_tls, tls) {
+                let (edge, stop) = (edge.clone(), stopped());
+                serving.spawn(async move {
+                    let result = edge.serve(listener, Some(tls), stop).await;
+                    ("mqtt-edge-tls", result.map_err(anyhow::Error::from))
+                });
+            }
         }
 
         let accounts = Accounts::new(
@@ -305,6 +423,10 @@ impl Application {
             mqtt_ready: ready_rx,
             started: Instant::now(),
             console: Arc::new(config.console.clone()),
+            broker_auth_secret: config
+                .broker_auth_secret
+                .as_ref()
+                .map(|s| s.0.as_str().into()),
         };
         {
             let stop = stopped();

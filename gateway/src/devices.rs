@@ -15,7 +15,7 @@ use tenwatch_broker::{
 };
 use tokio::sync::mpsc;
 
-use crate::domain::{now_ms, DeviceId};
+use crate::domain::{now_ms, ClusterId, DeviceId};
 use crate::feed::{Feed, FeedEvent};
 use crate::metrics::{inc, Metrics};
 use crate::store::Store;
@@ -73,29 +73,9 @@ impl DeviceAuthority for RegistryAuthority {
         password: &'a [u8],
     ) -> BoxFuture<'a, Result<DeviceGrant, AuthRefusal>> {
         Box::pin(async move {
-            let Ok(id) = DeviceId::parse(device) else {
-                return Err(AuthRefusal::BadCredentials);
-            };
-            let credential = match self.store.device_credential(&id).await {
-                Ok(Some(c)) => c,
-                Ok(None) => {
-                    // Hash anyway so that an unknown device takes as long as a wrong password.
-                    let _ = secret_matches(password, "");
-                    return Err(AuthRefusal::BadCredentials);
-                }
-                Err(e) => {
-                    tracing::error!(%device, error = %e, "registry unavailable for a login");
-                    return Err(AuthRefusal::Unavailable);
-                }
-            };
-            if !secret_matches(password, &credential.secret_hash) {
-                return Err(AuthRefusal::BadCredentials);
-            }
-            if !credential.enabled {
-                return Err(AuthRefusal::NotAuthorized);
-            }
+            let cluster = check_login(self.store.as_ref(), device, password).await?;
             Ok(DeviceGrant {
-                cluster: credential.cluster.to_string(),
+                cluster: cluster.to_string(),
             })
         })
     }
@@ -111,6 +91,37 @@ impl DeviceAuthority for RegistryAuthority {
             Err(mpsc::error::TrySendError::Closed(_)) => {}
         }
     }
+}
+
+/// Checks a device's login against the registry (the edge's, and an external broker's
+/// through [`crate::broker_auth`]): its cluster, or why not.
+pub async fn check_login(
+    store: &dyn Store,
+    device: &str,
+    password: &[u8],
+) -> Result<ClusterId, AuthRefusal> {
+    let Ok(id) = DeviceId::parse(device) else {
+        return Err(AuthRefusal::BadCredentials);
+    };
+    let credential = match store.device_credential(&id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            // Hash anyway so that an unknown device takes as long as a wrong password.
+            let _ = secret_matches(password, "");
+            return Err(AuthRefusal::BadCredentials);
+        }
+        Err(e) => {
+            tracing::error!(%device, error = %e, "registry unavailable for a login");
+            return Err(AuthRefusal::Unavailable);
+        }
+    };
+    if !secret_matches(password, &credential.secret_hash) {
+        return Err(AuthRefusal::BadCredentials);
+    }
+    if !credential.enabled {
+        return Err(AuthRefusal::NotAuthorized);
+    }
+    Ok(credential.cluster)
 }
 
 pub fn reason_text(reason: &DisconnectReason) -> String {

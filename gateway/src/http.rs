@@ -44,6 +44,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// The station console's settings and built pages.
     pub console: Arc<crate::web::ConsoleConfig>,
+    /// The bearer secret an external broker presents to `/api/broker/*`.
+    pub broker_auth_secret: Option<Arc<str>>,
 }
 
 impl FromRef<AppState> for Accounts {
@@ -132,6 +134,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::console::routes())
         .merge(crate::supervision::routes())
         .merge(crate::volunteer::routes())
+        .merge(crate::broker_auth::routes())
         // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
         .fallback(crate::web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))

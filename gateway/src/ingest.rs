@@ -98,7 +98,7 @@ impl Ingest {
         Ok(owed.len())
     }
 
-    pub async fn handle(&self, publish: Publish) {
+    pub async fn handle(&self, publish: &Publish) {
         inc(&self.metrics.uplink_received);
         let (device, uplink) = match Uplink::parse(&publish.topic, &publish.payload) {
             Ok(parsed) => parsed,
@@ -447,7 +447,13 @@ pub fn spawn_workers(ingest: &Ingest) -> Vec<mpsc::Sender<Publish>> {
             let ingest = ingest.clone();
             tokio::spawn(async move {
                 while let Some(publish) = rx.recv().await {
-                    ingest.handle(publish).await;
+                    ingest.handle(&publish).await;
+                    // Acknowledged only now that it is stored: a gateway that dies before
+                    // this gets the uplink again from a broker that keeps its session (and
+                    // the device repeats an unacknowledged press anyway).
+                    if let Err(e) = ingest.client.ack(&publish).await {
+                        tracing::warn!(error = %e, topic = %publish.topic, "uplink not acknowledged");
+                    }
                 }
             });
             tx
@@ -463,6 +469,7 @@ pub async fn run_uplink(
     client: AsyncClient,
     shards: Vec<mpsc::Sender<Publish>>,
     ready: watch::Sender<bool>,
+    share_group: Option<String>,
 ) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -470,9 +477,14 @@ pub async fn run_uplink(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
                 // try_subscribe: awaiting the client here, inside the poll loop, can deadlock.
-                let filters = UPLINK_FILTERS
-                    .iter()
-                    .map(|(f, qos)| rumqttc::SubscribeFilter::new((*f).to_owned(), *qos));
+                // Replicas on an external broker share the uplink: each uplink goes to one.
+                let filters = UPLINK_FILTERS.iter().map(|(f, qos)| {
+                    let filter = match &share_group {
+                        Some(group) => format!("$share/{group}/{f}"),
+                        None => (*f).to_owned(),
+                    };
+                    rumqttc::SubscribeFilter::new(filter, *qos)
+                });
                 if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "uplink subscription not queued");
                 }

@@ -5,7 +5,8 @@
 //! - [`lifecycle`]: the alert and recipient state machines.
 //! - [`clock`]: wall time advanced by tokio's clock, so deadlines follow paused time in tests.
 //! - [`store`]: the [`store::Store`] trait and its SQLite backend (WAL, migrations embedded).
-//! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]).
+//! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]);
+//!   [`broker_auth`]: the same logins and ACL for an external broker (HTTP, Mosquitto files).
 //! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.
 //! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
 //! - [`supervision`]: device supervision (online, late, offline with the reason), health,
@@ -26,6 +27,7 @@
 pub mod accounts;
 pub mod app;
 pub mod auth;
+pub mod broker_auth;
 pub mod clock;
 pub mod console;
 pub mod devices;

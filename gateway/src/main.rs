@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use tenwatch_gateway::accounts::{self, Role};
+use tenwatch_gateway::app::ExternalMqtt;
 use tenwatch_gateway::domain::{ClusterId, DeviceId, HouseholdId, ZoneCode};
 use tenwatch_gateway::seed::{self, write_credentials};
 use tenwatch_gateway::store::{self, NewCluster, NewHousehold, Store};
@@ -71,9 +72,32 @@ impl StoreArgs {
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
-    /// Where devices connect (MQTT over TCP).
+    /// Where devices connect (MQTT over TCP), to the embedded broker's edge.
     #[arg(long, env = "TENWATCH_MQTT_LISTEN", default_value = "0.0.0.0:1883")]
     mqtt_listen: SocketAddr,
+    /// An external MQTT broker the devices use instead (mqtt://[user[:password]@]host[:port]):
+    /// no embedded broker, no device listener here; the broker asks /api/broker/* or uses
+    /// the files of `tenwatch admin export-mosquitto` to let devices in.
+    #[arg(long, env = "TENWATCH_MQTT_URL", conflicts_with_all = ["mqtt_tls_listen"])]
+    mqtt_url: Option<String>,
+    /// The password for --mqtt-url, if not in the URL.
+    #[arg(long, env = "TENWATCH_MQTT_PASSWORD", hide_env_values = true)]
+    mqtt_password: Option<String>,
+    /// This replica's MQTT client id on the external broker: keep it stable across restarts
+    /// (the broker keeps the replica's session) and different for each replica.
+    #[arg(
+        long,
+        env = "TENWATCH_MQTT_CLIENT_ID",
+        default_value = "tenwatch-gateway-1"
+    )]
+    mqtt_client_id: String,
+    /// The shared-subscription group the replicas share the uplink in.
+    #[arg(long, env = "TENWATCH_MQTT_SHARE_GROUP", default_value = "tenwatch")]
+    mqtt_share_group: String,
+    /// The bearer secret an external broker presents to /api/broker/authenticate and
+    /// /api/broker/authorize (EMQX HTTP auth); without it those routes are off.
+    #[arg(long, env = "TENWATCH_BROKER_AUTH_SECRET", hide_env_values = true)]
+    broker_auth_secret: Option<String>,
     /// Where devices connect with TLS (needs --tls-cert and --tls-key).
     #[arg(long, env = "TENWATCH_MQTT_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
     mqtt_tls_listen: Option<SocketAddr>,
@@ -355,6 +379,27 @@ enum AdminCommand {
         #[arg(long)]
         credentials_out: PathBuf,
     },
+    /// Write Mosquitto's password and ACL files for the devices of a credentials file (as
+    /// written by seed-demo or import-households; each is checked against the registry), and
+    /// for the gateway's own broker user.
+    ExportMosquitto {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        credentials: PathBuf,
+        #[arg(long)]
+        password_file: PathBuf,
+        #[arg(long)]
+        acl_file: PathBuf,
+        /// The gateway's user on the broker (give `tenwatch serve --mqtt-url` the same).
+        #[arg(long, default_value = "tenwatch-gateway")]
+        gateway_user: String,
+        #[arg(long)]
+        gateway_password: Option<String>,
+        /// Read the gateway's broker password from this environment variable instead.
+        #[arg(long)]
+        gateway_password_env: Option<String>,
+    },
 }
 
 fn password_from(password: Option<String>, env: Option<String>) -> anyhow::Result<String> {
@@ -429,6 +474,20 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.push = args.push.config()?;
     config.accounts.secure_cookie = args.secure_cookie;
     config.console = args.console.clone().into_config()?;
+    if let Some(secret) = &args.broker_auth_secret {
+        anyhow::ensure!(
+            secret.len() >= 16,
+            "--broker-auth-secret must be at least 16 characters"
+        );
+        config.broker_auth_secret = Some(tenwatch_gateway::app::Secret(secret.clone()));
+    }
+    if let Some(url) = &args.mqtt_url {
+        let mut ext = ExternalMqtt::parse(url, &args.mqtt_client_id, &args.mqtt_share_group)?;
+        if args.mqtt_password.is_some() {
+            ext.password = args.mqtt_password.clone();
+        }
+        config.external_mqtt = Some(ext);
+    }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         config.edge.tls = Some(tenwatch_broker::TlsFiles {
             cert_path: cert.clone(),
@@ -436,7 +495,10 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
         });
     }
     let listeners = Listeners {
-        mqtt: bind(args.mqtt_listen, "MQTT devices").await?,
+        mqtt: match args.mqtt_url {
+            None => Some(bind(args.mqtt_listen, "MQTT devices").await?),
+            Some(_) => None,
+        },
         mqtt_tls: match args.mqtt_tls_listen {
             Some(addr) => Some(bind(addr, "MQTT devices over TLS").await?),
             None => None,
@@ -448,9 +510,14 @@ async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = build_app(&args).await?;
+    let devices = match (app.mqtt_addr(), &args.mqtt_url) {
+        (Some(addr), _) => format!("mqtt://{addr}"),
+        (None, Some(url)) => format!("through {}", store::redacted_url(url)),
+        (None, None) => "nowhere".into(),
+    };
     println!(
-        "tenwatch serving: devices mqtt://{}{}, station http://{}/ (feed ws://{}/api/feed)",
-        app.mqtt_addr(),
+        "tenwatch serving: devices {}{}, station http://{}/ (feed ws://{}/api/feed)",
+        devices,
         app.mqtt_tls_addr()
             .map(|a| format!(" and mqtts://{a}"))
             .unwrap_or_default(),
@@ -511,6 +578,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         tls_cert: None,
         tls_key: None,
         http_listen: args.http_listen,
+        mqtt_url: None,
+        mqtt_password: None,
+        mqtt_client_id: "tenwatch-gateway-1".into(),
+        mqtt_share_group: "tenwatch".into(),
+        broker_auth_secret: None,
         secure_cookie: false,
         cancel_window: 30,
         connect_timeout: 5,
@@ -521,7 +593,11 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         push: args.push.clone(),
     };
     let app = build_app(&serve).await?;
-    let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
+    let (mqtt, http) = (
+        app.mqtt_addr()
+            .context("the demo runs the embedded broker")?,
+        app.http_addr(),
+    );
     let ingest = app.ingest();
     println!("tenwatch demo — 十户联防演示");
     println!(
@@ -734,6 +810,53 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 credentials_out.display()
             );
         }
+        AdminCommand::ExportMosquitto {
+            store,
+            credentials,
+            password_file,
+            acl_file,
+            gateway_user,
+            gateway_password,
+            gateway_password_env,
+        } => {
+            let gateway_password = password_from(gateway_password, gateway_password_env)?;
+            let text = std::fs::read_to_string(&credentials)
+                .with_context(|| format!("reading {}", credentials.display()))?;
+            let creds: Vec<seed::Credential> = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a credentials file", credentials.display()))?;
+            let s = store.open().await?;
+            let files = tenwatch_gateway::broker_auth::mosquitto_files(
+                s.as_ref(),
+                &creds,
+                &gateway_user,
+                &gateway_password,
+            )
+            .await?;
+            write_private(&password_file, &files.passwords)?;
+            write_private(&acl_file, &files.acl)?;
+            println!(
+                "wrote {} devices and the gateway user {gateway_user} to {} and {}",
+                files.devices,
+                password_file.display(),
+                acl_file.display()
+            );
+        }
     }
     Ok(())
+}
+
+/// Writes a file only its owner may read (it holds password hashes or ACLs).
+fn write_private(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -88,12 +88,16 @@ async fn start(
     mqtt: SocketAddr,
 ) -> anyhow::Result<TestApp> {
     let listeners = Listeners {
-        mqtt: TcpListener::bind(mqtt).await?,
+        mqtt: Some(TcpListener::bind(mqtt).await?),
         mqtt_tls: None,
         http: TcpListener::bind("127.0.0.1:0").await?,
     };
     let app = Application::build(config.clone(), listeners).await?;
-    let (mqtt, http) = (app.mqtt_addr(), app.http_addr());
+    let (mqtt, http) = (
+        app.mqtt_addr()
+            .ok_or_else(|| anyhow::anyhow!("no device listener"))?,
+        app.http_addr(),
+    );
     let (metrics, edge_stats) = (app.metrics(), app.edge_stats());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
