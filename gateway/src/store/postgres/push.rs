@@ -96,7 +96,7 @@ impl PushStore for PgStore {
     }
 
     async fn push_subscriptions_of(&self, name: &str) -> StoreResult<Vec<PushSubscriptionRecord>> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT s.id, s.endpoint, s.p256dh, s.auth FROM push_subscriptions s \
              JOIN accounts a ON a.id = s.account \
              WHERE lower(a.name) = lower($1) AND NOT a.disabled ORDER BY s.id",
@@ -104,17 +104,7 @@ impl PushStore for PgStore {
         .bind(name)
         .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(PushSubscriptionRecord {
-                    id: r.try_get("id").map_err(backend)?,
-                    endpoint: r.try_get("endpoint").map_err(backend)?,
-                    p256dh: r.try_get("p256dh").map_err(backend)?,
-                    auth: r.try_get("auth").map_err(backend)?,
-                })
-            })
-            .collect()
+        .map_err(backend)
     }
 
     async fn push_sent(
@@ -211,7 +201,7 @@ impl PushStore for PgStore {
     }
 
     async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 \
              ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
@@ -219,17 +209,6 @@ impl PushStore for PgStore {
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Checkin {
-                    id: r.try_get("id").map_err(backend)?,
-                    lat: r.try_get("lat").map_err(backend)?,
-                    lon: r.try_get("lon").map_err(backend)?,
-                    note: r.try_get("note").map_err(backend)?,
-                    at_ms: r.try_get("at_ms").map_err(backend)?,
-                })
-            })
-            .collect()
+        .map_err(backend)
     }
 }
