@@ -21,6 +21,9 @@ use tenwatch_gateway::lifecycle::{Action, Category, RecipientState};
 use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
 use tenwatch_gateway::store::accounts::NewAccount;
 use tenwatch_gateway::store::push::{NewPushSubscription, VapidKeyPair};
+use tenwatch_gateway::store::supervision::{
+    DeviceReportKind, PresenceEvidence, Report, SupervisionPolicy,
+};
 use tenwatch_gateway::store::{
     AlertFilter, CancelOutcome, NewCluster, NewHousehold, PressOutcome, RecipientKind, RingPlan,
     Store, StoreError,
@@ -39,6 +42,7 @@ store_tests!(
     a_stale_disconnect_does_not_hide_a_reconnect,
     two_gateways_racing_fire_each_ring_once,
     two_gateways_racing_raise_a_repeated_press_once,
+    two_gateways_sweeping_at_once_report_each_silent_device_once,
 );
 
 const T0: i64 = 1_800_000_000_000;
@@ -968,6 +972,59 @@ async fn two_gateways_racing_raise_a_repeated_press_once(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(all.len(), 20);
+}
+
+/// Thirty devices connect and then fall silent; two gateways' supervisors sweep at the same
+/// moment, twice. Each device goes offline once, reported once, and every cluster's coverage
+/// drop is reported once.
+async fn two_gateways_sweeping_at_once_report_each_silent_device_once(db: TestDb) {
+    let (one, two) = (db.open().await, db.open().await);
+    let creds = seed_demo(one.as_ref(), 3).await.unwrap();
+    let policy = SupervisionPolicy::default();
+    for (i, c) in creds.iter().enumerate() {
+        let d = DeviceId::parse(&c.device).unwrap();
+        let session = i as u64 + 1;
+        one.record_presence(&d, session, true, None, T0)
+            .await
+            .unwrap();
+        one.supervise_presence(&d, PresenceEvidence::Connected { session }, &policy, T0)
+            .await
+            .unwrap();
+    }
+    let silent = T0 + policy.heartbeat_interval_ms + policy.grace_ms;
+    let sweep = |store: Arc<dyn Store>| {
+        tokio::spawn(async move {
+            let mut reports = store.supervise_due(&policy, silent).await.unwrap();
+            reports.extend(store.supervise_due(&policy, silent + 1).await.unwrap());
+            reports
+        })
+    };
+    let (a, b) = tokio::join!(sweep(one.clone()), sweep(two.clone()));
+    let reports: Vec<Report> = a.unwrap().into_iter().chain(b.unwrap()).collect();
+    let mut offline: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Device(d) if d.event == DeviceReportKind::Offline => Some(d.device.to_string()),
+            _ => None,
+        })
+        .collect();
+    offline.sort();
+    let mut all: Vec<String> = creds.iter().map(|c| c.device.clone()).collect();
+    all.sort();
+    assert_eq!(offline, all, "each silent device reported once");
+    let mut drops: Vec<String> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Coverage(c) if c.below => Some(c.cluster.to_string()),
+            _ => None,
+        })
+        .collect();
+    drops.sort();
+    assert_eq!(drops.len(), 3, "one coverage report per cluster: {drops:?}");
+    drops.dedup();
+    assert_eq!(drops.len(), 3);
+    let health = one.cluster_health(&[zone()], &policy).await.unwrap();
+    assert!(health.iter().all(|c| c.reachable == 0 && c.below));
 }
 
 #[test]
