@@ -25,6 +25,12 @@
 //! - **Receipts** are written one transaction each, not several to a statement: each is
 //!   cheap, and the first receipt of an alert is still the one told, by an
 //!   `UPDATE … WHERE first_delivered_at_ms IS NULL` that only one transaction can win.
+//!
+//! # Tests
+//! The store tests in `gateway/tests/` (accounts, escalation, supervision, store) run on both
+//! backends: on PostgreSQL when `TENWATCH_TEST_POSTGRES_URL` names a server, each test in a
+//! database of its own. `scripts/postgres-test-server.sh start DIR` starts a throwaway server
+//! and prints that URL; `scripts/test.sh` does so for every run.
 
 mod accounts;
 mod map;
