@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+# The external-broker tests run the gateway on a real Mosquitto 2 (they start their own).
+[ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 # The station console's browser tests: Debian's Chromium, and a CJK font for its pages.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 fc-list :lang=zh 2>/dev/null | grep -q . || need_apt+=(fonts-wqy-microhei)

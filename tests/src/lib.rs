@@ -4,6 +4,7 @@
 //!
 //! Waiting is done on events (a message, a connection state) with a deadline, never by sleeping.
 
+pub mod mosquitto;
 pub mod push;
 
 use std::net::SocketAddr;
@@ -47,6 +48,8 @@ pub struct TestApp {
     pub config: Config,
     pub metrics: Arc<tenwatch_gateway::metrics::Metrics>,
     pub edge_stats: Arc<tenwatch_broker::EdgeStats>,
+    /// The external broker the devices use, when the gateway runs without its own.
+    pub broker: Option<Arc<mosquitto::Mosquitto>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -60,6 +63,57 @@ pub async fn spawn_app_with(
     clusters: usize,
     tune: impl FnOnce(&mut Config),
 ) -> anyhow::Result<TestApp> {
+    let (dir, credentials, url) = seeded(clusters).await?;
+    let mut config = Config::new(url);
+    tune(&mut config);
+    start(dir, credentials, config, Some("127.0.0.1:0".parse()?)).await
+}
+
+/// A gateway on a real Mosquitto broker (`--mqtt-url`), the broker's password and ACL files
+/// made by the gateway's exporter from the seeded credentials. Devices connect to
+/// `app.mqtt`, which is the broker.
+pub async fn spawn_app_on_mosquitto(
+    clusters: usize,
+    tune: impl FnOnce(&mut Config),
+) -> anyhow::Result<TestApp> {
+    let (dir, credentials, url) = seeded(clusters).await?;
+    let store = tenwatch_gateway::store::open(&url).await?;
+    let files = tenwatch_gateway::broker_auth::mosquitto_files(
+        store.as_ref(),
+        &credentials,
+        mosquitto::GATEWAY_USER,
+        mosquitto::GATEWAY_PASSWORD,
+    )
+    .await?;
+    drop(store);
+    let (passwords, acl) = (
+        dir.path().join("mosquitto.passwd"),
+        dir.path().join("mosquitto.acl"),
+    );
+    std::fs::write(&passwords, files.passwords)?;
+    std::fs::write(&acl, files.acl)?;
+    let broker = mosquitto::Mosquitto::start(dir.path(), &passwords, &acl).await?;
+    let mut config = Config::new(url);
+    config.external_mqtt = Some(tenwatch_gateway::app::ExternalMqtt {
+        host: broker.addr.ip().to_string(),
+        port: broker.addr.port(),
+        username: Some(mosquitto::GATEWAY_USER.into()),
+        password: Some(mosquitto::GATEWAY_PASSWORD.into()),
+        client_id: "tenwatch-gateway-test".into(),
+        share_group: "tenwatch".into(),
+    });
+    tune(&mut config);
+    let broker_addr = broker.addr;
+    let mut app = start(dir, credentials, config, None).await?;
+    app.mqtt = broker_addr;
+    app.broker = Some(Arc::new(broker));
+    Ok(app)
+}
+
+/// A fresh database with `clusters` demo clusters and the station operator.
+async fn seeded(
+    clusters: usize,
+) -> anyhow::Result<(Arc<tempfile::TempDir>, Vec<Credential>, String)> {
     init_tracing();
     let dir = Arc::new(tempfile::tempdir()?);
     let url = tenwatch_gateway::store::sqlite_url_in(dir.path());
@@ -76,26 +130,28 @@ pub async fn spawn_app_with(
     )
     .await?;
     drop(store);
-    let mut config = Config::new(url);
-    tune(&mut config);
-    start(dir, credentials, config, "127.0.0.1:0".parse()?).await
+    Ok((dir, credentials, url))
 }
 
 async fn start(
     dir: Arc<tempfile::TempDir>,
     credentials: Vec<Credential>,
     config: Config,
-    mqtt: SocketAddr,
+    mqtt: Option<SocketAddr>,
 ) -> anyhow::Result<TestApp> {
     let listeners = Listeners {
-        mqtt: Some(TcpListener::bind(mqtt).await?),
+        mqtt: match mqtt {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        },
         mqtt_tls: None,
         http: TcpListener::bind("127.0.0.1:0").await?,
     };
     let app = Application::build(config.clone(), listeners).await?;
+    // With an external broker the caller sets `mqtt` to the broker's address.
     let (mqtt, http) = (
         app.mqtt_addr()
-            .ok_or_else(|| anyhow::anyhow!("no device listener"))?,
+            .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
         app.http_addr(),
     );
     let (metrics, edge_stats) = (app.metrics(), app.edge_stats());
@@ -113,6 +169,7 @@ async fn start(
         config,
         metrics,
         edge_stats,
+        broker: None,
         stop: Some(stop),
         task: Some(task),
     })
@@ -133,13 +190,19 @@ impl TestApp {
     /// Stops the gateway and starts a new one on the same database and device port.
     pub async fn restart(mut self) -> anyhow::Result<TestApp> {
         self.stop().await?;
-        start(
+        let external = self.config.external_mqtt.is_some();
+        let mut app = start(
             self.dir.clone(),
             self.credentials.clone(),
             self.config.clone(),
-            self.mqtt,
+            (!external).then_some(self.mqtt),
         )
-        .await
+        .await?;
+        if external {
+            app.mqtt = self.mqtt;
+            app.broker = self.broker.take();
+        }
+        Ok(app)
     }
 
     /// Stops the gateway, runs `between` (e.g. waiting for units to notice), and starts a new
