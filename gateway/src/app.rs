@@ -19,12 +19,12 @@ use crate::devices::{run_presence, RegistryAuthority};
 use crate::escalation;
 use crate::feed::Feed;
 use crate::http::{self, AppState};
-use crate::ingest::{run_uplink, spawn_workers, Ingest};
+use crate::ingest::{run_feed_relay, run_uplink, spawn_workers, Ingest, Replicas};
 use crate::metrics::Metrics;
 use crate::store::{self, RingPlan, Store};
 
 /// Everything `tenwatch serve` can be told.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Config {
     /// The store: `sqlite:PATH`, or `postgres://USER@HOST:PORT/DATABASE` (see [`store::open`]).
     pub database_url: String,
@@ -47,6 +47,25 @@ pub struct Config {
     pub external_mqtt: Option<ExternalMqtt>,
     /// What an external broker presents to `/api/broker/*`; `None`: those routes are off.
     pub broker_auth_secret: Option<Secret>,
+}
+
+/// Written out by hand so that a database password never shows in a log line.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &store::redacted_url(&self.database_url))
+            .field("cancel_window", &self.cancel_window)
+            .field("edge", &self.edge)
+            .field("plan", &self.plan)
+            .field("accounts", &self.accounts)
+            .field("clock", &self.clock)
+            .field("console", &self.console)
+            .field("supervision", &self.supervision)
+            .field("push", &self.push)
+            .field("external_mqtt", &self.external_mqtt)
+            .field("broker_auth_secret", &self.broker_auth_secret)
+            .finish()
+    }
 }
 
 /// A secret that never shows in logs or `Debug`.
@@ -172,6 +191,8 @@ pub struct Application {
     eventloop: rumqttc::EventLoop,
     /// Sends the pushes the ingest queues, once `run` starts.
     push_worker: crate::push::PushWorker,
+    /// This replica's feed events for the other replicas (external broker only).
+    relay_queue: Option<tokio::sync::mpsc::Receiver<crate::feed::FeedItem>>,
 }
 
 impl Application {
@@ -241,7 +262,14 @@ impl Application {
         network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         let metrics: Arc<Metrics> = Arc::default();
-        let feed = Feed::new();
+        // Replicas on an external broker relay their station feed to each other.
+        let (feed, relay_queue) = match config.external_mqtt {
+            Some(_) => {
+                let (feed, queue) = Feed::with_relay();
+                (feed, Some(queue))
+            }
+            None => (Feed::new(), None),
+        };
         let (pusher, push_worker) = crate::push::Pusher::new(
             store.clone(),
             config.push.clone(),
@@ -278,6 +306,7 @@ impl Application {
             ingest,
             eventloop,
             push_worker,
+            relay_queue,
         })
     }
 
@@ -321,6 +350,7 @@ impl Application {
             ingest,
             eventloop,
             push_worker,
+            relay_queue,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -337,14 +367,20 @@ impl Application {
         let mut background: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let mut serving: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let shards = spawn_workers(&ingest);
-        let share = config
-            .external_mqtt
-            .as_ref()
-            .map(|ext| ext.share_group.clone());
+        let replicas = config.external_mqtt.as_ref().map(|ext| Replicas {
+            share_group: ext.share_group.clone(),
+            origin: ext.client_id.clone(),
+            feed: feed.clone(),
+        });
+        if let (Some(queue), Some(r)) = (relay_queue, &replicas) {
+            let (client, origin) = (client.clone(), r.origin.clone());
+            background
+                .spawn(async move { ("feed-relay", run_feed_relay(queue, client, origin).await) });
+        }
         background.spawn(async move {
             (
                 "mqtt-uplink",
-                run_uplink(eventloop, client, shards, ready_tx, share).await,
+                run_uplink(eventloop, client, shards, ready_tx, replicas).await,
             )
         });
         tokio::time::timeout(Duration::from_secs(10), ready_rx.wait_for(|r| *r))

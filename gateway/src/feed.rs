@@ -3,11 +3,16 @@
 //!
 //! A client that falls behind by more than the channel's capacity is told to resynchronise
 //! (`{"type":"resync"}`) and refetches `GET /api/alerts`, so nothing is lost in silence.
+//!
+//! Several replicas on an external broker: each replica also hands every event it makes to a
+//! relay ([`Feed::with_relay`]) that publishes it on `tw/s/feed/…`, and puts the events the
+//! other replicas published into its own broadcast ([`Feed::inject`]), so a station connected
+//! to any replica sees everything.
 
 use std::sync::Arc;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::store::AlertSummary;
 
@@ -65,6 +70,22 @@ pub struct FeedItem {
 #[derive(Clone)]
 pub struct Feed {
     tx: broadcast::Sender<FeedItem>,
+    /// To the other replicas, through the broker; `None` on a gateway alone.
+    relay: Option<mpsc::Sender<FeedItem>>,
+}
+
+/// Events waiting for the relay to the other replicas; past this they are dropped (logged):
+/// a station on another replica then catches up on its next resync or reload.
+const RELAY_QUEUE: usize = 8192;
+
+/// A feed event as it travels between replicas.
+#[derive(Debug, Serialize, serde::Deserialize)]
+pub struct Relayed {
+    /// The replica that made it (its MQTT client id); it ignores its own.
+    pub origin: String,
+    pub zone: Option<String>,
+    pub operators_only: bool,
+    pub json: String,
 }
 
 impl Default for Feed {
@@ -76,7 +97,25 @@ impl Default for Feed {
 impl Feed {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(FEED_CAPACITY);
-        Self { tx }
+        Self { tx, relay: None }
+    }
+
+    /// A feed whose events also go to the returned queue, for the other replicas.
+    pub fn with_relay() -> (Self, mpsc::Receiver<FeedItem>) {
+        let (tx, _) = broadcast::channel(FEED_CAPACITY);
+        let (relay, queue) = mpsc::channel(RELAY_QUEUE);
+        (
+            Self {
+                tx,
+                relay: Some(relay),
+            },
+            queue,
+        )
+    }
+
+    /// An event another replica made: to this replica's stations only, not relayed again.
+    pub fn inject(&self, item: FeedItem) {
+        let _ = self.tx.send(item);
     }
 
     pub fn publish(&self, event: &FeedEvent<'_>) {
@@ -91,11 +130,19 @@ impl Feed {
         match serde_json::to_string(event) {
             // No receiver is fine: no station is watching right now.
             Ok(json) => {
-                let _ = self.tx.send(FeedItem {
+                let item = FeedItem {
                     zone,
                     operators_only,
                     json: json.into(),
-                });
+                };
+                if let Some(relay) = &self.relay {
+                    if relay.try_send(item.clone()).is_err() {
+                        tracing::warn!(
+                            "feed relay to the other replicas is full: an event stays local"
+                        );
+                    }
+                }
+                let _ = self.tx.send(item);
             }
             Err(e) => tracing::error!(error = %e, "feed event does not serialise"),
         }

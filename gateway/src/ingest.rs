@@ -461,6 +461,54 @@ pub fn spawn_workers(ingest: &Ingest) -> Vec<mpsc::Sender<Publish>> {
         .collect()
 }
 
+/// Where replicas publish their station feed events for each other.
+pub const FEED_TOPIC: &str = "tw/s/feed";
+
+/// What a replica on an external broker needs to share the uplink and the station feed.
+#[derive(Clone)]
+pub struct Replicas {
+    pub share_group: String,
+    /// This replica's MQTT client id: its own relayed events are not injected again.
+    pub origin: String,
+    pub feed: Feed,
+}
+
+impl Replicas {
+    fn inject(&self, payload: &[u8]) {
+        match serde_json::from_slice::<crate::feed::Relayed>(payload) {
+            Ok(r) if r.origin == self.origin => {}
+            Ok(r) => self.feed.inject(crate::feed::FeedItem {
+                zone: r.zone.map(Into::into),
+                operators_only: r.operators_only,
+                json: r.json.into(),
+            }),
+            Err(e) => tracing::warn!(error = %e, "a relayed feed event does not parse"),
+        }
+    }
+}
+
+/// Publishes this replica's station feed events for the other replicas until shutdown.
+pub async fn run_feed_relay(
+    mut queue: mpsc::Receiver<crate::feed::FeedItem>,
+    client: AsyncClient,
+    origin: String,
+) -> anyhow::Result<()> {
+    while let Some(item) = queue.recv().await {
+        let relayed = crate::feed::Relayed {
+            origin: origin.clone(),
+            zone: item.zone.as_deref().map(str::to_owned),
+            operators_only: item.operators_only,
+            json: item.json.to_string(),
+        };
+        let topic = format!("{FEED_TOPIC}/{}", item.zone.as_deref().unwrap_or("_"));
+        let payload = serde_json::to_vec(&relayed)?;
+        if let Err(e) = client.publish(topic, QoS::AtMostOnce, false, payload).await {
+            tracing::warn!(error = %e, "feed event not relayed to the other replicas");
+        }
+    }
+    Ok(())
+}
+
 /// Polls the gateway's MQTT connection until shutdown: (re)subscribes on every CONNACK,
 /// hands uplinks to the workers, backs off after errors. `ready` turns true once the uplink
 /// subscription is acknowledged, false while disconnected.
@@ -469,7 +517,7 @@ pub async fn run_uplink(
     client: AsyncClient,
     shards: Vec<mpsc::Sender<Publish>>,
     ready: watch::Sender<bool>,
-    share_group: Option<String>,
+    replicas: Option<Replicas>,
 ) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -478,13 +526,23 @@ pub async fn run_uplink(
                 backoff = Duration::from_millis(100);
                 // try_subscribe: awaiting the client here, inside the poll loop, can deadlock.
                 // Replicas on an external broker share the uplink: each uplink goes to one.
-                let filters = UPLINK_FILTERS.iter().map(|(f, qos)| {
-                    let filter = match &share_group {
-                        Some(group) => format!("$share/{group}/{f}"),
-                        None => (*f).to_owned(),
-                    };
-                    rumqttc::SubscribeFilter::new(filter, *qos)
-                });
+                // Each hears every other replica's station feed.
+                let mut filters: Vec<_> = UPLINK_FILTERS
+                    .iter()
+                    .map(|(f, qos)| {
+                        let filter = match &replicas {
+                            Some(r) => format!("$share/{}/{f}", r.share_group),
+                            None => (*f).to_owned(),
+                        };
+                        rumqttc::SubscribeFilter::new(filter, *qos)
+                    })
+                    .collect();
+                if replicas.is_some() {
+                    filters.push(rumqttc::SubscribeFilter::new(
+                        format!("{FEED_TOPIC}/#"),
+                        QoS::AtMostOnce,
+                    ));
+                }
                 if let Err(e) = client.try_subscribe_many(filters) {
                     tracing::error!(error = %e, "uplink subscription not queued");
                 }
@@ -492,6 +550,13 @@ pub async fn run_uplink(
             Ok(Event::Incoming(Packet::SubAck(_))) => {
                 tracing::info!("gateway subscribed to the uplink");
                 ready.send_replace(true);
+            }
+            Ok(Event::Incoming(Packet::Publish(publish)))
+                if publish.topic.starts_with(FEED_TOPIC) =>
+            {
+                if let Some(r) = &replicas {
+                    r.inject(&publish.payload);
+                }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let shard = shard_of(&publish.topic);

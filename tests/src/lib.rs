@@ -19,6 +19,7 @@ use tenwatch_gateway::{Application, Config, Listeners};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// How long any single expected thing may take before a test fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -185,6 +186,21 @@ impl TestApp {
             task.await??;
         }
         Ok(())
+    }
+
+    /// A second gateway on the same database and external broker, as another replica with
+    /// its own MQTT client id and HTTP port.
+    pub async fn another_replica(&self, client_id: &str) -> anyhow::Result<TestApp> {
+        let mut config = self.config.clone();
+        let ext = config
+            .external_mqtt
+            .as_mut()
+            .ok_or_else(|| anyhow!("replicas share an external broker"))?;
+        ext.client_id = client_id.to_owned();
+        let mut app = start(self.dir.clone(), self.credentials.clone(), config, None).await?;
+        app.mqtt = self.mqtt;
+        app.broker = self.broker.clone();
+        Ok(app)
     }
 
     /// Stops the gateway and starts a new one on the same database and device port.
@@ -619,4 +635,45 @@ pub fn require_tool(tool: &str) -> bool {
     }
     eprintln!("SKIPPED: {tool} is not installed; run scripts/test.sh to install it");
     false
+}
+
+/// A station's feed WebSocket.
+pub type Feed =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the station feed as the operator; returns after its snapshot.
+pub async fn open_feed(app: &TestApp) -> anyhow::Result<Feed> {
+    let mut request = format!("ws://{}/api/feed", app.http).into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {}", app.token).parse()?);
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
+    let hello = next_feed(&mut ws).await?;
+    assert_eq!(hello["type"], "snapshot", "{hello}");
+    Ok(ws)
+}
+
+/// The next alert event on the feed, skipping device presence, health and coverage events.
+pub async fn next_alert_event(ws: &mut Feed) -> anyhow::Result<Value> {
+    loop {
+        let event = next_feed(ws).await?;
+        if !matches!(
+            event["type"].as_str(),
+            Some("device" | "device_health" | "coverage")
+        ) {
+            return Ok(event);
+        }
+    }
+}
+
+/// The next JSON event on the feed, within the deadline.
+pub async fn next_feed(ws: &mut Feed) -> anyhow::Result<Value> {
+    loop {
+        let msg = tokio::time::timeout(DEADLINE, futures::StreamExt::next(ws))
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("feed closed"))??;
+        if let tokio_tungstenite::tungstenite::Message::Text(text) = msg {
+            return Ok(serde_json::from_str(&text)?);
+        }
+    }
 }

@@ -297,3 +297,45 @@ async fn the_exporter_refuses_a_credentials_file_that_does_not_match_the_registr
     assert!(err.to_string().contains(&creds[3].device), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_uplink_and_each_station_sees_every_alert() -> anyhow::Result<()> {
+    if !require_mosquitto() {
+        return Ok(());
+    }
+    let a = spawn_app_on_mosquitto(2, |_| {}).await?;
+    let b = a.another_replica("tenwatch-gateway-test-2").await?;
+    let mut feed_a = open_feed(&a).await?;
+    let mut feed_b = open_feed(&b).await?;
+    let mut units = connect_all(a.mqtt, a.cluster(0)).await?;
+    let mut others = connect_all(a.mqtt, a.cluster(1)).await?;
+
+    // Presses from many devices: the broker spreads them over both replicas.
+    let mut raised = Vec::new();
+    for (unit, seq) in units.iter_mut().chain(others.iter_mut()).zip(1u64..) {
+        let ack = unit.press_and_wait_ack(seq, "help").await?;
+        raised.push(ack["alert"].as_str().expect("alert id").to_owned());
+    }
+    // Both replicas handled some: each counted uplinks.
+    let (taken_a, taken_b) = (
+        a.metrics.snapshot().alerts_raised,
+        b.metrics.snapshot().alerts_raised,
+    );
+    assert_eq!(taken_a + taken_b, 20, "each press raised once");
+    assert!(
+        taken_a > 0 && taken_b > 0,
+        "shared: a took {taken_a}, b took {taken_b}"
+    );
+    // A station on either replica sees every one raised.
+    for feed in [&mut feed_a, &mut feed_b] {
+        let mut seen = std::collections::BTreeSet::new();
+        while seen.len() < raised.len() {
+            let event = next_alert_event(feed).await?;
+            if event["event"] == "raised" {
+                seen.insert(event["alert"]["id"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+        assert_eq!(seen, raised.iter().cloned().collect());
+    }
+    Ok(())
+}

@@ -1,49 +1,8 @@
 //! One press reaches nine neighbours, durably: the press path end to end, through the real
 //! device edge, the embedded rumqttd and a SQLite file.
 
-use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::json;
 use tenwatch_tests::*;
-use tokio_tungstenite::tungstenite::Message;
-
-type Feed =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open_feed(app: &TestApp) -> anyhow::Result<Feed> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://{}/api/feed", app.http).into_client_request()?;
-    request
-        .headers_mut()
-        .insert("authorization", format!("Bearer {}", app.token).parse()?);
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await?;
-    let hello = next_feed(&mut ws).await?;
-    assert_eq!(hello["type"], "snapshot", "{hello}");
-    Ok(ws)
-}
-
-/// The next alert event on the feed, skipping device presence, health and coverage events.
-async fn next_alert_event(ws: &mut Feed) -> anyhow::Result<Value> {
-    loop {
-        let event = next_feed(ws).await?;
-        if !matches!(
-            event["type"].as_str(),
-            Some("device" | "device_health" | "coverage")
-        ) {
-            return Ok(event);
-        }
-    }
-}
-
-async fn next_feed(ws: &mut Feed) -> anyhow::Result<Value> {
-    loop {
-        let msg = tokio::time::timeout(DEADLINE, ws.next())
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("feed closed"))??;
-        if let Message::Text(text) = msg {
-            return Ok(serde_json::from_str(&text)?);
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_press_reaches_exactly_the_nine_neighbours_the_presser_and_the_station(
