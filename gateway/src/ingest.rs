@@ -439,26 +439,76 @@ fn shard_of(topic: &str) -> usize {
     (h.finish() as usize) % SHARDS
 }
 
-/// Starts the workers; returns their queues.
-pub fn spawn_workers(ingest: &Ingest) -> Vec<mpsc::Sender<Publish>> {
-    (0..SHARDS)
+/// An uplink handed to a worker, numbered for its acknowledgement.
+pub struct Uplinked {
+    pub publish: Publish,
+    /// Which connection it came on (counts CONNACKs) and its place in that connection's
+    /// QoS 1 uplinks; `None` for QoS 0, which has no acknowledgement.
+    pub order: Option<(u64, u64)>,
+}
+
+/// What the acknowledger hears: a new connection (its number), or an uplink handled.
+enum AckEvent {
+    Connected(u64),
+    Handled(u64, u64, Publish),
+}
+
+/// Starts the workers and the acknowledger; returns the workers' queues and the
+/// acknowledger's, on which `run_uplink` announces each new connection.
+pub fn spawn_workers(ingest: &Ingest) -> (Vec<mpsc::Sender<Uplinked>>, AckQueue) {
+    // Unbounded but never long: it holds at most the QoS 1 uplinks the broker has in flight
+    // to us unacknowledged (its inflight window, 100 here), plus a marker per reconnect.
+    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    tokio::spawn(acknowledge_in_order(ingest.client.clone(), acks_rx));
+    let workers = (0..SHARDS)
         .map(|_| {
-            let (tx, mut rx) = mpsc::channel::<Publish>(SHARD_QUEUE);
-            let ingest = ingest.clone();
+            let (tx, mut rx) = mpsc::channel::<Uplinked>(SHARD_QUEUE);
+            let (ingest, acks) = (ingest.clone(), acks_tx.clone());
             tokio::spawn(async move {
-                while let Some(publish) = rx.recv().await {
+                while let Some(Uplinked { publish, order }) = rx.recv().await {
                     ingest.handle(&publish).await;
-                    // Acknowledged only now that it is stored: a gateway that dies before
-                    // this gets the uplink again from a broker that keeps its session (and
-                    // the device repeats an unacknowledged press anyway).
-                    if let Err(e) = ingest.client.ack(&publish).await {
-                        tracing::warn!(error = %e, topic = %publish.topic, "uplink not acknowledged");
+                    if let Some((connection, n)) = order {
+                        let _ = acks.send(AckEvent::Handled(connection, n, publish));
                     }
                 }
             });
             tx
         })
-        .collect()
+        .collect();
+    (workers, AckQueue(acks_tx))
+}
+
+/// Where `run_uplink` tells the acknowledger about new connections.
+#[derive(Clone)]
+pub struct AckQueue(mpsc::UnboundedSender<AckEvent>);
+
+/// Acknowledges each QoS 1 uplink once it is handled (stored), in the order the uplinks
+/// arrived, as MQTT 3.1.1 requires (a broker may drop a client that acknowledges out of
+/// order) although the workers finish them in any order. A gateway that dies before the
+/// acknowledgement gets the uplink again from a broker that keeps its session, and a device
+/// repeats an unacknowledged press anyway. Uplinks of an earlier connection are not
+/// acknowledged on a later one: their packet ids mean nothing there.
+async fn acknowledge_in_order(client: AsyncClient, mut events: mpsc::UnboundedReceiver<AckEvent>) {
+    let (mut connection, mut next) = (0u64, 0u64);
+    let mut waiting: std::collections::BTreeMap<u64, Publish> = Default::default();
+    while let Some(event) = events.recv().await {
+        match event {
+            AckEvent::Connected(c) => {
+                (connection, next) = (c, 0);
+                waiting.clear();
+            }
+            AckEvent::Handled(c, n, publish) if c == connection => {
+                waiting.insert(n, publish);
+                while let Some(publish) = waiting.remove(&next) {
+                    if let Err(e) = client.ack(&publish).await {
+                        tracing::warn!(error = %e, topic = %publish.topic, "uplink not acknowledged");
+                    }
+                    next += 1;
+                }
+            }
+            AckEvent::Handled(..) => {}
+        }
+    }
 }
 
 /// Where replicas publish their station feed events for each other.
@@ -515,15 +565,19 @@ pub async fn run_feed_relay(
 pub async fn run_uplink(
     mut eventloop: EventLoop,
     client: AsyncClient,
-    shards: Vec<mpsc::Sender<Publish>>,
+    (shards, acks): (Vec<mpsc::Sender<Uplinked>>, AckQueue),
     ready: watch::Sender<bool>,
     replicas: Option<Replicas>,
 ) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(100);
+    let (mut connection, mut next) = (0u64, 0u64);
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                connection += 1;
+                next = 0;
+                let _ = acks.0.send(AckEvent::Connected(connection));
                 // try_subscribe: awaiting the client here, inside the poll loop, can deadlock.
                 // Replicas on an external broker share the uplink: each uplink goes to one.
                 // Each hears every other replica's station feed.
@@ -560,7 +614,15 @@ pub async fn run_uplink(
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 let shard = shard_of(&publish.topic);
-                if shards[shard].send(publish).await.is_err() {
+                let order = (publish.qos != QoS::AtMostOnce).then(|| {
+                    next += 1;
+                    (connection, next - 1)
+                });
+                if shards[shard]
+                    .send(Uplinked { publish, order })
+                    .await
+                    .is_err()
+                {
                     anyhow::bail!("uplink workers stopped");
                 }
             }
