@@ -467,7 +467,9 @@ impl<P: Protocol + Clone + Send + 'static> Server<P> {
                 ),
             };
 
-            time::sleep(delay).await;
+            if !delay.is_zero() {
+                time::sleep(delay).await;
+            }
         }
     }
 }
