@@ -84,6 +84,10 @@ pub enum PresenceEvent {
         session: u64,
         reason: DisconnectReason,
     },
+    /// The device's subscriptions to its own downlink and to its cluster are both in place
+    /// (their SUBACKs went out), once per session: what it missed while away can be sent now
+    /// and will not be lost to a subscription not yet made.
+    Subscribed { device: String, session: u64 },
     /// A login was refused (reported so supervision can show "refused login").
     Refused {
         device: String,

@@ -281,6 +281,9 @@ pub struct Topics {
     pub down_prefix: String,
     pub cluster_filter: String,
     pub cluster_alert: String,
+    /// `tw/d/{device}/down/alert`: a cluster alert sent to this unit alone, when it is back
+    /// online after the alert went out.
+    pub down_alert: String,
 }
 
 impl Topics {
@@ -297,6 +300,7 @@ impl Topics {
             down_prefix: format!("{d}/down/"),
             cluster_filter: format!("{c}/#"),
             cluster_alert: format!("{c}/alert"),
+            down_alert: format!("{d}/down/alert"),
         }
     }
 }
@@ -321,7 +325,7 @@ impl Topics {
             serde_json::from_slice(payload)
                 .map(Inbound::Ack)
                 .map_err(json)
-        } else if topic == self.cluster_alert {
+        } else if topic == self.cluster_alert || topic == self.down_alert {
             serde_json::from_slice(payload)
                 .map(Inbound::ClusterAlert)
                 .map_err(json)

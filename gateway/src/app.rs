@@ -414,10 +414,9 @@ impl Application {
             let (authority, presence_rx) = RegistryAuthority::new(store.clone(), metrics.clone());
             let authority: Arc<dyn tenwatch_broker::DeviceAuthority> = Arc::new(authority);
             {
-                let store = store.clone();
-                let feed = feed.clone();
+                let (store, feed, ingest) = (store.clone(), feed.clone(), ingest.clone());
                 background.spawn(async move {
-                    let presence = run_presence(presence_rx, store, feed, supervision);
+                    let presence = run_presence(presence_rx, store, feed, supervision, ingest);
                     ("presence", presence.await)
                 });
             }

@@ -142,6 +142,7 @@ pub async fn run_presence(
     store: Arc<dyn Store>,
     feed: Feed,
     supervision: crate::supervision::Supervision,
+    ingest: crate::ingest::Ingest,
 ) -> anyhow::Result<()> {
     while let Some(event) = rx.recv().await {
         let (device, session, online, reason) = match &event {
@@ -153,6 +154,14 @@ pub async fn run_presence(
                 session,
                 reason,
             } => (device, *session, false, Some(reason_text(reason))),
+            PresenceEvent::Subscribed { device, .. } => {
+                if let Ok(id) = DeviceId::parse(device) {
+                    // In its own task: the presence queue must not wait on the store.
+                    let ingest = ingest.clone();
+                    tokio::spawn(async move { ingest.catch_up(&id).await });
+                }
+                continue;
+            }
             PresenceEvent::Refused {
                 device,
                 peer,

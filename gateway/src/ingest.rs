@@ -367,16 +367,46 @@ impl Ingest {
         });
     }
 
-    /// `tw/c/{cluster}/alert` with the alert's current state.
-    pub async fn publish_cluster_alert(&self, cluster: &str, alert: &AlertSummary) {
-        let body = ClusterAlert {
+    /// A unit whose subscriptions are back in place (after a reconnect) gets the open alerts
+    /// of its cluster that it did not raise, on its own `down/alert`: an alert that went out
+    /// while it was away would otherwise never sound there.
+    pub async fn catch_up(&self, device: &DeviceId) {
+        let cluster = match self.store.device_credential(device).await {
+            Ok(Some(c)) => c.cluster,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::error!(%device, error = %e, "open alerts not sent to a unit back online");
+                return;
+            }
+        };
+        let open = match self.store.open_alerts_of_cluster(&cluster).await {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::error!(%device, error = %e, "open alerts not sent to a unit back online");
+                return;
+            }
+        };
+        for alert in open.iter().filter(|a| &a.device != device) {
+            let body = self.cluster_alert(alert);
+            self.publish(format!("tw/d/{device}/down/alert"), &body)
+                .await;
+        }
+    }
+
+    fn cluster_alert<'a>(&self, alert: &'a AlertSummary) -> ClusterAlert<'a> {
+        ClusterAlert {
             alert: alert.id,
             from_label: &alert.label,
             kind: &alert.kind,
             state: alert.state,
             responders: alert.responders,
             ts: self.now(),
-        };
+        }
+    }
+
+    /// `tw/c/{cluster}/alert` with the alert's current state.
+    pub async fn publish_cluster_alert(&self, cluster: &str, alert: &AlertSummary) {
+        let body = self.cluster_alert(alert);
         self.publish(format!("tw/c/{cluster}/alert"), &body).await;
     }
 

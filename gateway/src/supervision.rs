@@ -152,6 +152,7 @@ impl Supervision {
                 None => return,
             },
             PresenceEvent::Refused { device, .. } => (device, PresenceEvidence::Refused),
+            PresenceEvent::Subscribed { .. } => return,
         };
         // A refused login may name anything; only registered ids are supervised.
         let Ok(id) = DeviceId::parse(device) else {

@@ -107,7 +107,7 @@ impl Rig {
                     .await
                     .expect("presence stored");
             }
-            PresenceEvent::Refused { .. } => {}
+            PresenceEvent::Refused { .. } | PresenceEvent::Subscribed { .. } => {}
         }
         self.sup.presence(&event).await;
     }

@@ -194,3 +194,42 @@ async fn api_refuses_bad_requests_clearly() -> anyhow::Result<()> {
     let _ = json!({});
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unit_away_when_its_neighbour_pressed_hears_the_alert_when_it_is_back(
+) -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let cluster = app.cluster(0);
+    let mut presser = TestDevice::connect(app.mqtt, &cluster[0]).await?;
+    // Unit 5 is online, then drops off (a power cut, a reconnect storm) while its neighbour
+    // presses.
+    let away = TestDevice::connect(app.mqtt, &cluster[5]).await?;
+    drop(away);
+    let ack = presser.press_and_wait_ack(1, "intrusion").await?;
+    let id = ack["alert"].as_str().expect("alert id").to_owned();
+    // Back: as soon as its subscriptions are in place it is told, on its own downlink.
+    let mut back = TestDevice::connect(app.mqtt, &cluster[5]).await?;
+    let body = back.expect_message("/down/alert").await?;
+    assert_eq!(body["alert"], id.as_str());
+    assert_eq!(body["kind"], "intrusion");
+    assert_eq!(
+        body["state"], "notified",
+        "the alert's state now, not when it was raised"
+    );
+    // Its own open alert is not sent back to the presser when it reconnects.
+    drop(presser);
+    let mut again = TestDevice::connect(app.mqtt, &cluster[0]).await?;
+    let mut neighbour = TestDevice::connect(app.mqtt, &cluster[6]).await?;
+    let told = neighbour.expect_message("/down/alert").await?;
+    assert_eq!(told["alert"], id.as_str());
+    // By now the presser's catch-up (if any) was sent too: it came before the neighbour's.
+    for seen in again.drain() {
+        if let Seen::Message { topic, .. } = seen {
+            assert!(
+                !topic.ends_with("/down/alert"),
+                "the presser got its own alert back"
+            );
+        }
+    }
+    Ok(())
+}

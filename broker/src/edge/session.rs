@@ -289,6 +289,9 @@ pub(super) async fn run<S>(
         press: TokenBucket::new(config.press_limit, now),
         publish: TokenBucket::new(config.publish_limit, now),
         pending_subscribes: HashMap::new(),
+        session,
+        awaited_subacks: Vec::new(),
+        subscribed: (false, false),
         pingresps_to_swallow: 0,
         keep_alive,
         last_to_router: now,
@@ -408,6 +411,14 @@ struct Relay<'a> {
     publish: TokenBucket,
     /// SUBSCRIBE packet id → which of the device's filters were allowed (forwarded).
     pending_subscribes: HashMap<u16, Vec<bool>>,
+    /// This connection's session id, for the presence events.
+    session: u64,
+    /// SUBSCRIBE packet ids forwarded with a filter on the device's downlink (`.0`) or its
+    /// cluster (`.1`), waiting for their SUBACK.
+    awaited_subacks: Vec<(u16, bool, bool)>,
+    /// The downlink's and the cluster's subscriptions are acknowledged; once both are,
+    /// [`PresenceEvent::Subscribed`] is reported (once).
+    subscribed: (bool, bool),
     /// PINGREQs the edge sent on its own to keep the router link alive; their PINGRESPs are
     /// not the device's to see.
     pingresps_to_swallow: u32,
@@ -591,6 +602,7 @@ impl Relay<'_> {
             .filter(|(_, ok)| !**ok)
             .map(|((filter, _), _)| quote(filter))
             .collect();
+        self.await_suback(subscribe.packet_id, &subscribe.filters, &allowed);
         if refused.is_empty() {
             self.push_to_router(&frame.bytes);
             return Ok(());
@@ -629,9 +641,50 @@ impl Relay<'_> {
         Ok(())
     }
 
+    /// Notes a SUBSCRIBE that puts the device's downlink or cluster filter in place.
+    fn await_suback(&mut self, packet_id: u16, filters: &[(String, u8)], allowed: &[bool]) {
+        if self.subscribed == (true, true) || self.awaited_subacks.len() >= MAX_PENDING_SUBSCRIBES {
+            return;
+        }
+        let mut down = false;
+        let mut cluster = false;
+        for ((filter, _), ok) in filters.iter().zip(allowed) {
+            if *ok {
+                down |= filter.starts_with(&format!("tw/d/{}/down", self.device));
+                cluster |= filter.starts_with(&format!("tw/c/{}", self.cluster));
+            }
+        }
+        if down || cluster {
+            self.awaited_subacks.push((packet_id, down, cluster));
+        }
+    }
+
+    /// A SUBACK passes: reports the device fully subscribed once both filters are in place.
+    fn suback_seen(&mut self, packet_id: u16) {
+        let Some(i) = self
+            .awaited_subacks
+            .iter()
+            .position(|(id, ..)| *id == packet_id)
+        else {
+            return;
+        };
+        let (_, down, cluster) = self.awaited_subacks.swap_remove(i);
+        let before = self.subscribed;
+        self.subscribed = (before.0 || down, before.1 || cluster);
+        if before != (true, true) && self.subscribed == (true, true) {
+            self.shared.authority.presence(PresenceEvent::Subscribed {
+                device: self.device.to_owned(),
+                session: self.session,
+            });
+        }
+    }
+
     fn on_router_frame(&mut self, frame: Frame) {
         match frame.packet_type() {
             packet::SUBACK => {
+                if let Ok(id) = codec::packet_id(frame.body()) {
+                    self.suback_seen(id);
+                }
                 let spliced = codec::packet_id(frame.body())
                     .ok()
                     .and_then(|id| self.pending_subscribes.remove(&id).map(|mask| (id, mask)))

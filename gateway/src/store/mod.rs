@@ -377,6 +377,8 @@ pub trait Store:
     /// Open alerts whose fan-out is owed (the gateway stopped between store and fan-out).
     async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>>;
     async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertSummary>>;
+    /// The open alerts of a cluster, oldest first (what a unit back online has missed).
+    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>>;
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>>;
     async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>>;
 

@@ -1122,6 +1122,19 @@ impl Store for SqliteStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>> {
+        let rows = sqlx::query(concat!(
+            alert_select!(),
+            "WHERE a.cluster = ? AND a.state NOT IN ('resolved', 'cancelled') \
+             ORDER BY a.raised_at_ms, a.id LIMIT 100"
+        ))
+        .bind(cluster.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {
         let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = ?"))
             .bind(id.0)

@@ -779,6 +779,19 @@ impl Store for PgStore {
         rows.iter().map(alert_from_row).collect()
     }
 
+    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>> {
+        let rows = sqlx::query(concat!(
+            alert_select!(),
+            "WHERE a.cluster = $1 AND a.state NOT IN ('resolved', 'cancelled') \
+             ORDER BY a.raised_at_ms, a.id LIMIT 100"
+        ))
+        .bind(cluster.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {
         let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = $1"))
             .bind(id.0)
