@@ -213,6 +213,17 @@ async fn killed_mid_burst(db: common::TestDb) -> anyhow::Result<()> {
     assert_eq!(acked.len(), pressers.len(), "every press acknowledged");
     eprintln!("{repeated} presses were repeated before their ack (replica A killed mid-burst)");
 
+    // A comes back under the same client id (as a supervisor restarts it) and works through
+    // the uplinks the broker parked in its session: repeats of presses already stored.
+    let a = replica(
+        &bin,
+        &db.url,
+        broker.addr,
+        "gw-a",
+        &dir.path().join("a2.log"),
+    )
+    .await?;
+
     // Stored once each: as many alerts as presses, one per presser, the ids the acks named.
     let client = reqwest::Client::new();
     let token = login(b.http, OPERATOR, PASSWORD).await?;
@@ -277,6 +288,20 @@ async fn killed_mid_burst(db: common::TestDb) -> anyhow::Result<()> {
         }
     }
     assert!(fired > 0, "the rings fired at all");
+    // Still one alert per press, now that the restarted replica has had seconds to work
+    // through what was parked for it.
+    let list: Value = client
+        .get(format!("http://{}/api/alerts?state=all&limit=1000", a.http))
+        .bearer_auth(login(a.http, OPERATOR, PASSWORD).await?)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(
+        list["alerts"].as_array().map(Vec::len),
+        Some(pressers.len())
+    );
+    drop(a);
     eprintln!("{}: {fired} rings fired, none twice", db.backend);
     drop(b);
     Ok(())
