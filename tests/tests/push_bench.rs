@@ -31,6 +31,8 @@ async fn press_to_push_accepted_with_100_volunteers() -> anyhow::Result<()> {
         c.plan.ring1_after_ms = 1;
         c.plan.ring2_after_ms = 3_600_000;
         c.push.allow_loopback = true;
+        // A hundred volunteers sign in from one address here: not a password spray.
+        c.accounts.limits.peer_burst = 1_000;
     })
     .await?;
     let centre = app.cluster(0)[0].clone();

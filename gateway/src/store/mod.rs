@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod map;
 pub mod postgres;
 pub mod push;
+pub mod rings;
 pub mod sqlite;
 pub mod supervision;
 

@@ -1338,9 +1338,8 @@ async fn nearby_units(
 ) -> StoreResult<Vec<(Recipient, ClusterId)>> {
     // A bounding box in the index, then the exact distance here (SQLite has no trigonometry
     // in every build).
-    let dlat = radius_m / 110_540.0;
-    let dlon = radius_m / (111_320.0 * alert.lat.to_radians().cos().max(0.01));
-    let rows: Vec<(String, String, String, f64, f64)> = sqlx::query_as(
+    let (dlat, dlon) = rings::bounding_box(alert, radius_m);
+    let rows: Vec<rings::UnitRow> = sqlx::query_as(
         "SELECT d.id, h.cluster, h.label, h.lat, h.lon FROM households h \
          JOIN devices d ON d.household = h.id \
          WHERE h.lat BETWEEN ? AND ? AND h.lon BETWEEN ? AND ? AND h.cluster <> ?",
@@ -1353,40 +1352,8 @@ async fn nearby_units(
     .fetch_all(&mut *tx)
     .await
     .map_err(backend)?;
-    let mut near: Vec<(Recipient, ClusterId)> = rows
-        .into_iter()
-        .filter_map(|(device, cluster, label, lat, lon)| {
-            let d = haversine_m(alert.lat, alert.lon, lat, lon);
-            let cluster = ClusterId::parse(&cluster).ok()?;
-            (d <= radius_m).then(|| {
-                (
-                    Recipient {
-                        kind: RecipientKind::Unit,
-                        who: device,
-                        label,
-                        ring: 1,
-                        state: RecipientState::Notified,
-                        distance_m: Some(d.round()),
-                        notified_at_ms: now_ms,
-                        updated_at_ms: now_ms,
-                        push: None,
-                        push_at_ms: None,
-                    },
-                    cluster,
-                )
-            })
-        })
-        .collect();
-    near.sort_by(|a, b| {
-        a.0.distance_m
-            .partial_cmp(&b.0.distance_m)
-            .unwrap_or(std::cmp::Ordering::Equal)
-    });
-    Ok(near)
+    Ok(rings::nearby_units(alert, rows, radius_m, now_ms))
 }
-
-/// A volunteer's position older than this counts as unknown.
-const POSITION_STALE_MS: i64 = 10 * 60 * 1000;
 
 /// On-duty volunteers of the alert's zone as ring recipients, nearest first; with `within`,
 /// only those whose fresh position lies inside it.
@@ -1397,9 +1364,7 @@ async fn on_duty_volunteers(
     ring: u8,
     now_ms: i64,
 ) -> StoreResult<Vec<Recipient>> {
-    /// name, display name, lat, lon, position time
-    type Row = (String, String, Option<f64>, Option<f64>, Option<i64>);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<rings::VolunteerRow> = sqlx::query_as(
         "SELECT a.name, a.display_name, v.lat, v.lon, v.position_at_ms FROM volunteers v \
          JOIN accounts a ON a.id = v.account JOIN account_zones z ON z.account = a.id \
          WHERE v.on_duty = 1 AND a.disabled = 0 AND z.zone = ?",
@@ -1408,44 +1373,7 @@ async fn on_duty_volunteers(
     .fetch_all(&mut *tx)
     .await
     .map_err(backend)?;
-    let mut out: Vec<Recipient> = rows
-        .into_iter()
-        .filter_map(|(name, display, lat, lon, at)| {
-            let fresh = at.is_some_and(|at| now_ms - at <= POSITION_STALE_MS);
-            let distance = match (lat, lon) {
-                (Some(lat), Some(lon)) if fresh => {
-                    Some(haversine_m(alert.lat, alert.lon, lat, lon).round())
-                }
-                _ => None,
-            };
-            if let Some(radius) = within {
-                if !distance.is_some_and(|d| d <= radius) {
-                    return None;
-                }
-            }
-            Some(Recipient {
-                kind: RecipientKind::Volunteer,
-                label: if display.is_empty() {
-                    name.clone()
-                } else {
-                    display
-                },
-                who: name,
-                ring,
-                state: RecipientState::Notified,
-                distance_m: distance,
-                notified_at_ms: now_ms,
-                updated_at_ms: now_ms,
-                push: None,
-                push_at_ms: None,
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| {
-        let key = |r: &Recipient| r.distance_m.unwrap_or(f64::INFINITY);
-        key(a).total_cmp(&key(b))
-    });
-    Ok(out)
+    Ok(rings::volunteers(alert, rows, within, ring, now_ms))
 }
 
 async fn insert_household(tx: &mut SqliteConnection, h: &NewHousehold) -> StoreResult<()> {
