@@ -412,11 +412,12 @@ impl Application {
         // heartbeats only.
         if let (Some(router), Some(listener)) = (router, listeners.mqtt) {
             let (authority, presence_rx) = RegistryAuthority::new(store.clone(), metrics.clone());
+            let authority = authority.with_catch_up(ingest.clone());
             let authority: Arc<dyn tenwatch_broker::DeviceAuthority> = Arc::new(authority);
             {
-                let (store, feed, ingest) = (store.clone(), feed.clone(), ingest.clone());
+                let (store, feed) = (store.clone(), feed.clone());
                 background.spawn(async move {
-                    let presence = run_presence(presence_rx, store, feed, supervision, ingest);
+                    let presence = run_presence(presence_rx, store, feed, supervision);
                     ("presence", presence.await)
                 });
             }

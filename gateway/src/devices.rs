@@ -46,6 +46,9 @@ pub struct RegistryAuthority {
     store: Arc<dyn Store>,
     presence: mpsc::Sender<PresenceEvent>,
     metrics: Arc<Metrics>,
+    /// Sends a unit back online the alerts it missed; off the presence queue, so that a
+    /// reconnect storm's presence writes do not hold it up.
+    catch_up: Option<crate::ingest::Ingest>,
 }
 
 impl RegistryAuthority {
@@ -60,9 +63,16 @@ impl RegistryAuthority {
                 store,
                 presence,
                 metrics,
+                catch_up: None,
             },
             rx,
         )
+    }
+
+    /// Units whose subscriptions are back get the open alerts of their cluster from `ingest`.
+    pub fn with_catch_up(mut self, ingest: crate::ingest::Ingest) -> Self {
+        self.catch_up = Some(ingest);
+        self
     }
 }
 
@@ -81,6 +91,16 @@ impl DeviceAuthority for RegistryAuthority {
     }
 
     fn presence(&self, event: PresenceEvent) {
+        if let PresenceEvent::Subscribed { device, .. } = &event {
+            if let (Some(ingest), Ok(id)) = (&self.catch_up, DeviceId::parse(device)) {
+                // Stamped now, when the subscriptions are in place: alerts raised later reach
+                // the unit on its cluster topic anyway.
+                let since = ingest.now();
+                let ingest = ingest.clone();
+                tokio::spawn(async move { ingest.catch_up(&id, since).await });
+            }
+            return;
+        }
         match self.presence.try_send(event) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(event)) => {
@@ -142,7 +162,6 @@ pub async fn run_presence(
     store: Arc<dyn Store>,
     feed: Feed,
     supervision: crate::supervision::Supervision,
-    ingest: crate::ingest::Ingest,
 ) -> anyhow::Result<()> {
     while let Some(event) = rx.recv().await {
         let (device, session, online, reason) = match &event {
@@ -154,14 +173,8 @@ pub async fn run_presence(
                 session,
                 reason,
             } => (device, *session, false, Some(reason_text(reason))),
-            PresenceEvent::Subscribed { device, .. } => {
-                if let Ok(id) = DeviceId::parse(device) {
-                    // In its own task: the presence queue must not wait on the store.
-                    let ingest = ingest.clone();
-                    tokio::spawn(async move { ingest.catch_up(&id).await });
-                }
-                continue;
-            }
+            // Handled by the authority as it happens (see `RegistryAuthority::presence`).
+            PresenceEvent::Subscribed { .. } => continue,
             PresenceEvent::Refused {
                 device,
                 peer,

@@ -370,7 +370,9 @@ impl Ingest {
     /// A unit whose subscriptions are back in place (after a reconnect) gets the open alerts
     /// of its cluster that it did not raise, on its own `down/alert`: an alert that went out
     /// while it was away would otherwise never sound there.
-    pub async fn catch_up(&self, device: &DeviceId) {
+    /// `since_ms`: when its subscriptions were in place; alerts raised after it reached the
+    /// unit on the cluster topic and are not sent again.
+    pub async fn catch_up(&self, device: &DeviceId, since_ms: i64) {
         let cluster = match self.store.device_credential(device).await {
             Ok(Some(c)) => c.cluster,
             Ok(None) => return,
@@ -386,7 +388,10 @@ impl Ingest {
                 return;
             }
         };
-        for alert in open.iter().filter(|a| &a.device != device) {
+        for alert in open
+            .iter()
+            .filter(|a| &a.device != device && a.raised_at_ms <= since_ms)
+        {
             let body = self.cluster_alert(alert);
             self.publish(format!("tw/d/{device}/down/alert"), &body)
                 .await;
