@@ -115,31 +115,63 @@ macro_rules! principal_columns {
     };
 }
 
-fn principal_from_row(row: &SqliteRow) -> StoreResult<Principal> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    let role: Option<String> = row.try_get("role").map_err(backend)?;
-    let zones: Option<String> = row.try_get("zones").map_err(backend)?;
-    let mut zones = zones
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|z| !z.is_empty())
-        .map(ZoneCode::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| corrupt("zone", e))?;
-    zones.sort();
-    Ok(Principal {
-        account_id: row.try_get("id").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
-        display_name: row.try_get("display_name").map_err(backend)?,
-        kind: kind.parse().map_err(|e| corrupt("account kind", e))?,
-        role: role
+/// The columns of [`Principal`] as both backends read them (`zones` comma-separated).
+#[derive(sqlx::FromRow)]
+pub(crate) struct PrincipalColumns {
+    pub id: i64,
+    pub name: String,
+    pub display_name: String,
+    pub kind: String,
+    pub role: Option<String>,
+    pub zones: Option<String>,
+}
+
+impl PrincipalColumns {
+    pub(crate) fn parse(self) -> StoreResult<Principal> {
+        let mut zones = self
+            .zones
             .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e| corrupt("role", e))?,
-        zones,
-    })
+            .unwrap_or("")
+            .split(',')
+            .filter(|z| !z.is_empty())
+            .map(ZoneCode::parse)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| corrupt("zone", e))?;
+        zones.sort();
+        Ok(Principal {
+            account_id: self.id,
+            name: self.name,
+            display_name: self.display_name,
+            kind: self.kind.parse().map_err(|e| corrupt("account kind", e))?,
+            role: self
+                .role
+                .as_deref()
+                .map(str::parse)
+                .transpose()
+                .map_err(|e| corrupt("role", e))?,
+            zones,
+        })
+    }
+}
+
+/// An account's zones as the schema wants them: exactly one for a volunteer, at least one
+/// for an operator.
+pub(crate) fn check_account_zones(a: &NewAccount) -> StoreResult<()> {
+    match (a.kind, a.zones.len()) {
+        (AccountKind::Volunteer, 1) | (AccountKind::Operator, 1..) => Ok(()),
+        (AccountKind::Volunteer, n) => Err(StoreError::Invalid(format!(
+            "a volunteer belongs to exactly one zone, not {n}"
+        ))),
+        (AccountKind::Operator, _) => Err(StoreError::Invalid(
+            "an operator needs at least one zone".into(),
+        )),
+    }
+}
+
+fn principal_from_row(row: &SqliteRow) -> StoreResult<Principal> {
+    <PrincipalColumns as sqlx::FromRow<_>>::from_row(row)
+        .map_err(backend)?
+        .parse()
 }
 
 /// Below this, a session's expiry is not moved on use (one write per minute at most), unless
@@ -149,19 +181,7 @@ const SLIDE_STEP_MS: i64 = 60_000;
 #[async_trait]
 impl AccountStore for SqliteStore {
     async fn create_account(&self, a: &NewAccount, now_ms: i64) -> StoreResult<i64> {
-        match (a.kind, a.zones.len()) {
-            (AccountKind::Volunteer, 1) | (AccountKind::Operator, 1..) => {}
-            (AccountKind::Volunteer, n) => {
-                return Err(StoreError::Invalid(format!(
-                    "a volunteer belongs to exactly one zone, not {n}"
-                )))
-            }
-            (AccountKind::Operator, _) => {
-                return Err(StoreError::Invalid(
-                    "an operator needs at least one zone".into(),
-                ))
-            }
-        }
+        check_account_zones(a)?;
         let mut tx = self.writer.begin().await.map_err(backend)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, kind, role, display_name, phone, password_hash, \

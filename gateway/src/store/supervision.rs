@@ -344,34 +344,34 @@ fn zones_json(zones: &[ZoneCode]) -> StoreResult<String> {
     serde_json::to_string(zones).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
-/// A device as one transaction sees it.
+/// A device as one transaction sees it (both backends).
 #[derive(Debug, Clone)]
-struct DeviceRow {
-    device: DeviceId,
-    household: HouseholdId,
-    label: String,
-    cluster: ClusterId,
-    zone: ZoneCode,
-    state: DeviceState,
-    reason: Option<String>,
-    battery: Option<u8>,
-    tamper: Option<bool>,
-    firmware: Option<String>,
-    rssi_recorded: Option<i16>,
+pub(crate) struct DeviceRow {
+    pub(crate) device: DeviceId,
+    pub(crate) household: HouseholdId,
+    pub(crate) label: String,
+    pub(crate) cluster: ClusterId,
+    pub(crate) zone: ZoneCode,
+    pub(crate) state: DeviceState,
+    pub(crate) reason: Option<String>,
+    pub(crate) battery: Option<u8>,
+    pub(crate) tamper: Option<bool>,
+    pub(crate) firmware: Option<String>,
+    pub(crate) rssi_recorded: Option<i16>,
     /// The edge's view: a session is open, and which.
-    online: bool,
-    session: Option<i64>,
+    pub(crate) online: bool,
+    pub(crate) session: Option<i64>,
 }
 
 /// What one transaction changed: reports for the feed, clusters whose coverage may move.
 #[derive(Default)]
-struct Changes {
-    reports: Vec<Report>,
-    clusters: BTreeSet<ClusterId>,
+pub(crate) struct Changes {
+    pub(crate) reports: Vec<Report>,
+    pub(crate) clusters: BTreeSet<ClusterId>,
 }
 
 impl Changes {
-    fn report(&mut self, row: &DeviceRow, event: DeviceReportKind, now_ms: i64) {
+    pub(crate) fn report(&mut self, row: &DeviceRow, event: DeviceReportKind, now_ms: i64) {
         self.reports.push(Report::Device(DeviceReport {
             event,
             device: row.device.clone(),

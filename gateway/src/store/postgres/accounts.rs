@@ -5,10 +5,12 @@ use async_trait::async_trait;
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
-use super::{backend as store_backend, corrupt, PgStore};
+use super::{backend as store_backend, PgStore};
 use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
-use crate::store::accounts::{AccountRecord, AccountStore, NewAccount, OnDutyVolunteer};
+use crate::store::accounts::{
+    check_account_zones, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer, PrincipalColumns,
+};
 use crate::store::{StoreError, StoreResult};
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -29,30 +31,9 @@ macro_rules! principal_columns {
 }
 
 fn principal_from_row(row: &PgRow) -> StoreResult<Principal> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    let role: Option<String> = row.try_get("role").map_err(backend)?;
-    let zones: Option<String> = row.try_get("zones").map_err(backend)?;
-    let mut zones = zones
-        .as_deref()
-        .unwrap_or("")
-        .split(',')
-        .filter(|z| !z.is_empty())
-        .map(ZoneCode::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| corrupt("zone", e))?;
-    zones.sort();
-    Ok(Principal {
-        account_id: row.try_get("id").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
-        display_name: row.try_get("display_name").map_err(backend)?,
-        kind: kind.parse().map_err(|e| corrupt("account kind", e))?,
-        role: role
-            .as_deref()
-            .map(str::parse)
-            .transpose()
-            .map_err(|e| corrupt("role", e))?,
-        zones,
-    })
+    <PrincipalColumns as sqlx::FromRow<_>>::from_row(row)
+        .map_err(backend)?
+        .parse()
 }
 
 /// Below this, a session's expiry is not moved on use (one write per minute at most), unless
@@ -62,19 +43,7 @@ const SLIDE_STEP_MS: i64 = 60_000;
 #[async_trait]
 impl AccountStore for PgStore {
     async fn create_account(&self, a: &NewAccount, now_ms: i64) -> StoreResult<i64> {
-        match (a.kind, a.zones.len()) {
-            (AccountKind::Volunteer, 1) | (AccountKind::Operator, 1..) => {}
-            (AccountKind::Volunteer, n) => {
-                return Err(StoreError::Invalid(format!(
-                    "a volunteer belongs to exactly one zone, not {n}"
-                )))
-            }
-            (AccountKind::Operator, _) => {
-                return Err(StoreError::Invalid(
-                    "an operator needs at least one zone".into(),
-                ))
-            }
-        }
+        check_account_zones(a)?;
         let mut tx = self.pool.begin().await.map_err(backend)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, kind, role, display_name, phone, password_hash, \

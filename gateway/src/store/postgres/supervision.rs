@@ -10,8 +10,6 @@
 //! The sweep takes the silent devices with `SKIP LOCKED`: one that another transaction holds
 //! is being moved by it, and is looked at again on the next pass.
 
-use std::collections::BTreeSet;
-
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::Row;
@@ -19,9 +17,10 @@ use sqlx::Row;
 use super::{corrupt, zone_array, PgStore};
 use crate::domain::{ClusterId, DeviceId, Heartbeat, HouseholdId, ZoneCode};
 use crate::store::supervision::{
-    ClusterHealth, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail, DeviceReport,
-    DeviceReportKind, DeviceState, HistoryEntry, Notify, PresenceEvidence, Problem, ProblemFilter,
-    Report, SupervisionPolicy, SupervisionStore, BATTERY_HYSTERESIS, FLAPPING_AT, RSSI_STEP,
+    Changes, ClusterHealth, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
+    DeviceReportKind, DeviceRow, DeviceState, HistoryEntry, Notify, PresenceEvidence, Problem,
+    ProblemFilter, Report, SupervisionPolicy, SupervisionStore, BATTERY_HYSTERESIS, FLAPPING_AT,
+    RSSI_STEP,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -30,48 +29,6 @@ const DUE_BATCH: i64 = 2000;
 
 fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
-}
-
-/// A device as one transaction sees it.
-#[derive(Debug, Clone)]
-struct DeviceRow {
-    device: DeviceId,
-    household: HouseholdId,
-    label: String,
-    cluster: ClusterId,
-    zone: ZoneCode,
-    state: DeviceState,
-    reason: Option<String>,
-    battery: Option<u8>,
-    tamper: Option<bool>,
-    firmware: Option<String>,
-    rssi_recorded: Option<i16>,
-    /// The edge's view: a session is open, and which.
-    online: bool,
-    session: Option<i64>,
-}
-
-/// What one transaction changed: reports for the feed, clusters whose coverage may move.
-#[derive(Default)]
-struct Changes {
-    reports: Vec<Report>,
-    clusters: BTreeSet<ClusterId>,
-}
-
-impl Changes {
-    fn report(&mut self, row: &DeviceRow, event: DeviceReportKind, now_ms: i64) {
-        self.reports.push(Report::Device(DeviceReport {
-            event,
-            device: row.device.clone(),
-            household: row.household.clone(),
-            label: row.label.clone(),
-            cluster: row.cluster.clone(),
-            zone: row.zone.clone(),
-            reason: row.reason.clone(),
-            battery: row.battery,
-            at_ms: now_ms,
-        }));
-    }
 }
 
 macro_rules! device_columns {
