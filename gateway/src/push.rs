@@ -22,7 +22,8 @@ use jwt_simple::prelude::{ECDSAP256PublicKeyLike, ES256KeyPair};
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 use web_push::{
-    ContentEncoding, SubscriptionInfo, Urgency, VapidSignatureBuilder, WebPushMessageBuilder,
+    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency,
+    VapidSignatureBuilder, WebPushMessageBuilder,
 };
 
 use crate::clock::Clock;
@@ -147,8 +148,8 @@ impl Pusher {
         let key = store
             .vapid_key_or_insert(&generate_vapid_key(), clock.now_ms())
             .await?;
-        // A key that does not load would fail every push: say so at start instead.
-        VapidSignatureBuilder::from_base64_no_sub(&key.private_key)
+        // Loaded once; a key that does not load would fail every push: say so at start.
+        let signer = VapidSignatureBuilder::from_base64_no_sub(&key.private_key)
             .map_err(|e| anyhow::anyhow!("the stored VAPID key does not load: {e}"))?;
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
@@ -164,7 +165,7 @@ impl Pusher {
         let sender = Arc::new(Sender {
             store,
             client,
-            key,
+            signer,
             config,
             metrics,
             clock,
@@ -219,7 +220,8 @@ impl PushWorker {
 struct Sender {
     store: Arc<dyn Store>,
     client: reqwest::Client,
-    key: VapidKeyPair,
+    /// The VAPID private key, parsed once; cloned for each signature.
+    signer: PartialVapidSignatureBuilder,
     config: PushConfig,
     metrics: Arc<Metrics>,
     clock: Clock,
@@ -407,8 +409,7 @@ impl Sender {
             sub.p256dh.as_str(),
             sub.auth.as_str(),
         );
-        let mut signature = VapidSignatureBuilder::from_base64(&self.key.private_key, &info)
-            .map_err(|e| format!("VAPID key: {e}"))?;
+        let mut signature = self.signer.clone().add_sub_info(&info);
         signature.add_claim("sub", self.config.subject.as_str());
         let signature = signature
             .build()
