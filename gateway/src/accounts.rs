@@ -1,7 +1,7 @@
 //! Accounts of people: station operators (monitors and admins, with the zones they may see) and
 //! patrol volunteers (with their zone); their passwords, sign-in sessions and the login limiter.
 //!
-//! [`Accounts`] is the service the HTTP layer ([`crate::auth`]) and the CLI call; storage sits
+//! [`Accounts`] is the service the HTTP layer ([`crate::http::auth`]) and the CLI call; storage sits
 //! behind [`AccountStore`]. Passwords are hashed with Argon2id on the blocking pool, a bounded
 //! number at a time (each hash takes ~19 MiB and tens of milliseconds of one core). A login
 //! with an unknown name verifies against a dummy hash, so that the answer and its timing say

@@ -38,7 +38,7 @@ pub struct Config {
     pub accounts: AccountsConfig,
     pub clock: Clock,
     /// The station console: where its built pages are, map tiles, time zone.
-    pub console: crate::web::ConsoleConfig,
+    pub console: crate::http::ConsoleConfig,
     /// Heartbeat interval and grace, settle time, battery and coverage thresholds.
     pub supervision: crate::supervision::SupervisionPolicy,
     /// Web Push to volunteers: VAPID subject, TTL, timeouts, retries, concurrency.
@@ -79,7 +79,7 @@ impl std::fmt::Debug for Secret {
 }
 
 /// An MQTT broker the devices use instead of the embedded router (EMQX, VerneMQ, Mosquitto):
-/// the broker authenticates devices and applies the ACL (see [`crate::broker_auth`]); the
+/// the broker authenticates devices and applies the ACL (see [`crate::http::broker_auth`]); the
 /// gateway shares the uplink with its replicas through a shared subscription, keeps a
 /// persistent session, and acknowledges each uplink only once it is stored.
 #[derive(Clone)]
@@ -156,7 +156,7 @@ impl Config {
             plan: RingPlan::default(),
             accounts: AccountsConfig::default(),
             clock: Clock::system(),
-            console: crate::web::ConsoleConfig::default(),
+            console: crate::http::ConsoleConfig::default(),
             supervision: crate::supervision::SupervisionPolicy::default(),
             push: crate::push::PushConfig::default(),
             external_mqtt: None,
@@ -408,7 +408,7 @@ impl Application {
             background.spawn(async move { ("supervision", supervision.run().await) });
         }
         // The embedded broker's edge: device logins, ACL, limits and presence. An external
-        // broker does that itself (asking crate::broker_auth); supervision then has the
+        // broker does that itself (asking crate::http::broker_auth); supervision then has the
         // heartbeats only.
         if let (Some(router), Some(listener)) = (router, listeners.mqtt) {
             let (authority, presence_rx) = RegistryAuthority::new(store.clone(), metrics.clone());
@@ -466,12 +466,9 @@ impl Application {
         };
         {
             let stop = stopped();
-            let app = http::router(state);
             let listener = listeners.http;
             serving.spawn(async move {
-                let app = app.into_make_service_with_connect_info::<SocketAddr>();
-                let result = axum::serve(listener, app)
-                    .with_graceful_shutdown(stop)
+                let result = http::serve(listener, state, stop)
                     .await
                     .map_err(anyhow::Error::from);
                 ("http", result)

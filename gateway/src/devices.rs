@@ -114,7 +114,7 @@ impl DeviceAuthority for RegistryAuthority {
 }
 
 /// Checks a device's login against the registry (the edge's, and an external broker's
-/// through [`crate::broker_auth`]): its cluster, or why not.
+/// through [`crate::http::broker_auth`]): its cluster, or why not.
 pub async fn check_login(
     store: &dyn Store,
     device: &str,

@@ -6,19 +6,18 @@
 //! - [`clock`]: wall time advanced by tokio's clock, so deadlines follow paused time in tests.
 //! - [`store`]: the [`store::Store`] trait and its SQLite backend (WAL, migrations embedded).
 //! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]);
-//!   [`broker_auth`]: the same logins and ACL for an external broker (HTTP, Mosquitto files).
+//!   [`external_broker`]: the same logins and ACL as Mosquitto's files.
 //! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.
 //! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
 //! - [`supervision`]: device supervision (online, late, offline with the reason), health,
-//!   cluster coverage, the "needs attention" list and its station API.
+//!   cluster coverage and the "needs attention" list.
 //! - [`push`]: Web Push to volunteers' phones (VAPID, retries, per-origin limits), off the
 //!   press path.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
-//! - [`accounts`], [`auth`]: operators and volunteers, argon2 passwords, sessions (cookie or
-//!   bearer), the login limiter, and the extractors that require a session.
-//! - [`http`]: the HTTP API and its error type; [`volunteer`]: the volunteer app's push
-//!   subscriptions, profile and patrol check-ins.
-//! - [`console`], [`web`]: the station console's map API, settings and built pages.
+//! - [`accounts`]: operators and volunteers, argon2 passwords, sessions, the login limiter.
+//! - [`http`]: every HTTP route, its state and its one error type, sign-in and the session
+//!   extractors, the station feed WebSocket, the console's and the volunteer app's APIs and
+//!   built pages; the only module that knows axum.
 //! - [`seed`]: the demo neighbourhood and the CSV import of households.
 //! - [`app`]: [`app::Application`] wires the parts into tasks with one shutdown signal.
 //!
@@ -26,13 +25,11 @@
 
 pub mod accounts;
 pub mod app;
-pub mod auth;
-pub mod broker_auth;
 pub mod clock;
-pub mod console;
 pub mod devices;
 pub mod domain;
 pub mod escalation;
+pub mod external_broker;
 pub mod feed;
 pub mod http;
 pub mod ingest;
@@ -42,7 +39,5 @@ pub mod push;
 pub mod seed;
 pub mod store;
 pub mod supervision;
-pub mod volunteer;
-pub mod web;
 
 pub use app::{Application, Config, Listeners};

@@ -122,7 +122,7 @@ struct ServeArgs {
     #[arg(long, env = "TENWATCH_MAX_PAYLOAD", default_value_t = 2048)]
     max_payload: usize,
     #[command(flatten)]
-    console: tenwatch_gateway::web::ConsoleArgs,
+    console: tenwatch_gateway::http::ConsoleArgs,
     #[command(flatten)]
     rings: RingArgs,
     #[command(flatten)]
@@ -263,7 +263,7 @@ struct DemoArgs {
     #[arg(long)]
     duration: Option<u64>,
     #[command(flatten)]
-    console: tenwatch_gateway::web::ConsoleArgs,
+    console: tenwatch_gateway::http::ConsoleArgs,
 }
 
 #[derive(Subcommand)]
@@ -825,7 +825,7 @@ async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
             let creds: Vec<seed::Credential> = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a credentials file", credentials.display()))?;
             let s = store.open().await?;
-            let files = tenwatch_gateway::broker_auth::mosquitto_files(
+            let files = tenwatch_gateway::external_broker::mosquitto_files(
                 s.as_ref(),
                 &creds,
                 &gateway_user,

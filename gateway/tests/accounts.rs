@@ -23,8 +23,8 @@ use serde_json::{json, Value};
 use tenwatch_gateway::accounts::{
     self, AccountError, Accounts, AccountsConfig, Clock, LimiterConfig, Role,
 };
-use tenwatch_gateway::auth::{session_routes, Authenticated, Operator};
 use tenwatch_gateway::domain::ZoneCode;
+use tenwatch_gateway::http::auth::{session_routes, Authenticated, Operator};
 use tenwatch_gateway::store::{Store, StoreError};
 use tower::ServiceExt;
 

@@ -79,7 +79,7 @@ pub async fn spawn_app_on_mosquitto(
 ) -> anyhow::Result<TestApp> {
     let (dir, credentials, url) = seeded(clusters).await?;
     let store = tenwatch_gateway::store::open(&url).await?;
-    let files = tenwatch_gateway::broker_auth::mosquitto_files(
+    let files = tenwatch_gateway::external_broker::mosquitto_files(
         store.as_ref(),
         &credentials,
         mosquitto::GATEWAY_USER,

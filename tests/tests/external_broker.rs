@@ -285,15 +285,17 @@ async fn the_exporter_refuses_a_credentials_file_that_does_not_match_the_registr
     let store = tenwatch_gateway::store::open(&app.config.database_url).await?;
     let mut creds = app.credentials.clone();
     let good =
-        tenwatch_gateway::broker_auth::mosquitto_files(store.as_ref(), &creds, "gw", "pw").await?;
+        tenwatch_gateway::external_broker::mosquitto_files(store.as_ref(), &creds, "gw", "pw")
+            .await?;
     assert_eq!(good.devices, 10);
     assert!(good
         .acl
         .contains(&format!("topic read tw/c/{}/#", creds[0].cluster)));
     creds[3].password = "not-the-one-in-the-registry".into();
-    let err = tenwatch_gateway::broker_auth::mosquitto_files(store.as_ref(), &creds, "gw", "pw")
-        .await
-        .expect_err("a wrong password must not be exported");
+    let err =
+        tenwatch_gateway::external_broker::mosquitto_files(store.as_ref(), &creds, "gw", "pw")
+            .await
+            .expect_err("a wrong password must not be exported");
     assert!(err.to_string().contains(&creds[3].device), "{err}");
     Ok(())
 }

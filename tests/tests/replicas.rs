@@ -149,7 +149,7 @@ async fn killed_mid_burst(db: common::TestDb) -> anyhow::Result<()> {
         "值班民警",
     )
     .await?;
-    let files = tenwatch_gateway::broker_auth::mosquitto_files(
+    let files = tenwatch_gateway::external_broker::mosquitto_files(
         store.as_ref(),
         &creds,
         GATEWAY_USER,

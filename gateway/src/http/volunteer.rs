@@ -1,6 +1,6 @@
 //! The volunteer app's own API: who am I, push subscriptions (with the gateway's VAPID key)
-//! and patrol check-ins (巡逻签到). Duty and position are in [`crate::http`]; answering an
-//! alert is `POST /api/alerts/{id}/respond` for everyone.
+//! and patrol check-ins (巡逻签到), duty and position (the rings use them). Answering an alert
+//! is `POST /api/alerts/{id}/respond` for everyone.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
@@ -13,13 +13,15 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::Authenticated;
-use crate::http::{check_position, volunteer_only, ApiError, AppState};
+use super::auth::Authenticated;
+use super::{ApiError, AppState};
+use crate::accounts::{AccountKind, Principal};
 use crate::store::push::NewPushSubscription;
 
-/// Merged into [`crate::http::router`].
-pub fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
+        .route("/api/volunteer/duty", post(set_duty))
+        .route("/api/volunteer/position", post(set_position))
         .route("/api/push/key", get(push_key))
         .route(
             "/api/push/subscriptions",
@@ -202,12 +204,77 @@ async fn checkins(
     query: Result<Query<CheckinsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     volunteer_only(&who)?;
-    let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let Query(q) = query?;
     let list = s
         .store
         .checkins(who.account_id, q.limit.unwrap_or(20).clamp(1, 200))
         .await?;
     Ok(Json(json!({ "checkins": list })).into_response())
+}
+
+/// A position a phone sent: a finite latitude and longitude on the globe.
+fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
+    if lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0 {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(
+            "lat must be within ±90 and lon within ±180".into(),
+        ))
+    }
+}
+
+fn volunteer_only(who: &Principal) -> Result<(), ApiError> {
+    if who.kind == AccountKind::Volunteer {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("for volunteers only".into()))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DutyBody {
+    on_duty: bool,
+}
+
+async fn set_duty(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    body: Result<Json<DutyBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    volunteer_only(&who)?;
+    let Json(body) = body?;
+    s.store
+        .set_on_duty(who.account_id, body.on_duty, s.ingest.now())
+        .await?;
+    Ok(Json(json!({ "on_duty": body.on_duty })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PositionBody {
+    lat: f64,
+    lon: f64,
+}
+
+async fn set_position(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    body: Result<Json<PositionBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    volunteer_only(&who)?;
+    let Json(p) = body?;
+    check_position(p.lat, p.lon)?;
+    if !s
+        .store
+        .update_position(who.account_id, p.lat, p.lon, s.ingest.now())
+        .await?
+    {
+        return Err(ApiError::Refused(
+            "go on duty before sharing a position".into(),
+        ));
+    }
+    Ok(Json(json!({ "ok": true })).into_response())
 }
 
 #[cfg(test)]

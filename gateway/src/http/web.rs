@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
-use crate::http::{ApiError, AppState};
+use super::{ApiError, AppState};
 
 /// Where `npm run build` puts the console in a source checkout; the default `--web-dir`.
 pub const SOURCE_WEB_DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/dist");

@@ -18,62 +18,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::ApiError;
 use crate::accounts::{Accounts, LoginError, Principal};
-use crate::store::StoreError;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "tenwatch_session";
-
-/// Refusals of the auth layer, each with a JSON body `{"error": ...}`.
-#[derive(Debug, thiserror::Error)]
-pub enum AuthError {
-    /// No session, or an expired or unknown one.
-    #[error("sign in required")]
-    SignInRequired,
-    #[error("wrong name or password")]
-    WrongCredentials,
-    #[error("too many login attempts: try again in {0} s")]
-    Limited(u64),
-    #[error("{0}")]
-    BadRequest(String),
-    /// Signed in, but this account may not do this (e.g. a volunteer on a station route).
-    #[error("{0}")]
-    Forbidden(&'static str),
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<StoreError> for AuthError {
-    fn from(e: StoreError) -> Self {
-        AuthError::Internal(e.to_string())
-    }
-}
-
-impl IntoResponse for AuthError {
-    fn into_response(self) -> Response {
-        let body = Json(json!({ "error": self.to_string() }));
-        match self {
-            AuthError::SignInRequired | AuthError::WrongCredentials => (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
-                body,
-            )
-                .into_response(),
-            AuthError::Limited(secs) => (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, HeaderValue::from(secs))],
-                body,
-            )
-                .into_response(),
-            AuthError::BadRequest(_) => (StatusCode::BAD_REQUEST, body).into_response(),
-            AuthError::Forbidden(_) => (StatusCode::FORBIDDEN, body).into_response(),
-            AuthError::Internal(detail) => {
-                tracing::error!(error = %detail, "authentication failed");
-                (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
-            }
-        }
-    }
-}
 
 /// The token a request carries: the bearer token if there is an `Authorization` header,
 /// else the session cookie.
@@ -103,14 +52,14 @@ where
     Accounts: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = AuthError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
-        let token = session_token(&parts.headers).ok_or(AuthError::SignInRequired)?;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let token = session_token(&parts.headers).ok_or(ApiError::SignInRequired)?;
         let accounts = Accounts::from_ref(state);
         match accounts.authenticate(token).await? {
             Some(principal) => Ok(Authenticated(principal)),
-            None => Err(AuthError::SignInRequired),
+            None => Err(ApiError::SignInRequired),
         }
     }
 }
@@ -124,14 +73,14 @@ where
     Accounts: FromRef<S>,
     S: Send + Sync,
 {
-    type Rejection = AuthError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AuthError> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
         if principal.is_operator() {
             Ok(Operator(principal))
         } else {
-            Err(AuthError::Forbidden("for station operators only"))
+            Err(ApiError::Forbidden("for station operators only".into()))
         }
     }
 }
@@ -175,10 +124,7 @@ fn cookie(value: &str, max_age_zero: bool, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn login<S>(
-    State(state): State<S>,
-    req: axum::extract::Request,
-) -> Result<Response, AuthError>
+async fn login<S>(State(state): State<S>, req: axum::extract::Request) -> Result<Response, ApiError>
 where
     Accounts: FromRef<S>,
     S: Send + Sync,
@@ -188,21 +134,21 @@ where
     // Read as bytes and parse here: a missing content type or broken JSON is one clear 400.
     let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
-        .map_err(|_| AuthError::BadRequest("the request body is too large or unreadable".into()))?;
+        .map_err(|_| ApiError::BadRequest("the request body is too large or unreadable".into()))?;
     let body = parse_login(&body)?;
     let session = match accounts.login(&body.name, &body.password, peer).await {
         Ok(session) => session,
         Err(LoginError::WrongCredentials) => {
             tracing::info!(name = %body.name.chars().take(64).collect::<String>(), peer = ?peer, "login refused");
-            return Err(AuthError::WrongCredentials);
+            return Err(ApiError::WrongCredentials);
         }
         Err(LoginError::Limited { retry_after }) => {
             tracing::warn!(name = %body.name.chars().take(64).collect::<String>(), peer = ?peer, "login rate limited");
             // Whole seconds, rounded up: Retry-After has no fractions.
             let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
-            return Err(AuthError::Limited(secs));
+            return Err(ApiError::Limited(secs));
         }
-        Err(LoginError::Internal(e)) => return Err(AuthError::Internal(e.to_string())),
+        Err(LoginError::Internal(e)) => return Err(ApiError::Internal(e.to_string())),
     };
     tracing::info!(name = %session.principal.name, peer = ?peer, "signed in");
     let secure = accounts.config().secure_cookie;
@@ -220,9 +166,9 @@ where
         .into_response())
 }
 
-fn parse_login(body: &Bytes) -> Result<LoginBody, AuthError> {
+fn parse_login(body: &Bytes) -> Result<LoginBody, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
-        AuthError::BadRequest(format!(
+        ApiError::BadRequest(format!(
             "expected a JSON object {{\"name\": \"...\", \"password\": \"...\"}}: {e}"
         ))
     })
@@ -232,7 +178,7 @@ async fn whoami(Authenticated(principal): Authenticated) -> Response {
     Json(json!({ "account": principal })).into_response()
 }
 
-async fn logout<S>(State(state): State<S>, headers: HeaderMap) -> Result<Response, AuthError>
+async fn logout<S>(State(state): State<S>, headers: HeaderMap) -> Result<Response, ApiError>
 where
     Accounts: FromRef<S>,
     S: Send + Sync,

@@ -1,0 +1,264 @@
+//! The alerts of the account's zones and the actions on them: list, detail, acknowledge,
+//! respond, dispatch, resolve and notes. An alert of a zone the account may not see is
+//! answered 404, exactly like one that does not exist.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::{Authenticated, Operator};
+use super::{ApiError, AppState};
+use crate::accounts::{AccountKind, AccountName, Principal};
+use crate::domain::{AlertId, ZoneCode};
+use crate::lifecycle::{Action, Category, RecipientState};
+use crate::store::{AlertFilter, AlertSummary, RecipientKind};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/alerts", get(list_alerts))
+        .route("/api/alerts/{id}", get(alert_detail))
+        .route("/api/alerts/{id}/acknowledge", post(acknowledge))
+        .route("/api/alerts/{id}/respond", post(respond))
+        .route("/api/alerts/{id}/dispatch", post(dispatch))
+        .route("/api/alerts/{id}/resolve", post(resolve))
+        .route("/api/alerts/{id}/notes", post(add_note))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    /// `open` (default) or `all`.
+    state: Option<String>,
+    zone: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_alerts(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let open_only = match q.state.as_deref() {
+        None | Some("open") => true,
+        Some("all") => false,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "state must be \"open\" or \"all\", not {other:?}"
+            )))
+        }
+    };
+    let zone = q
+        .zone
+        .as_deref()
+        .map(ZoneCode::parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let zones = match zone {
+        Some(z) if who.may_see(&z) => vec![z],
+        Some(_) => Vec::new(),
+        None => who.zones.clone(),
+    };
+    let filter = AlertFilter {
+        open_only,
+        zones,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let alerts = s.store.list_alerts(&filter).await?;
+    Ok(Json(json!({ "alerts": alerts })).into_response())
+}
+
+async fn alert_detail(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_alert_id(&id)?;
+    match s.store.alert_detail(id).await? {
+        Some(detail) if who.may_see(&detail.alert.zone) => Ok(Json(detail).into_response()),
+        _ => Err(not_found(id)),
+    }
+}
+
+fn parse_alert_id(id: &str) -> Result<AlertId, ApiError> {
+    AlertId::parse(id).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+fn not_found(id: AlertId) -> ApiError {
+    ApiError::NotFound(format!("alert {id} not found"))
+}
+
+/// The alert, if it exists and `who` may see its zone.
+async fn visible_alert(s: &AppState, who: &Principal, id: &str) -> Result<AlertSummary, ApiError> {
+    let id = parse_alert_id(id)?;
+    match s.store.alert(id).await? {
+        Some(a) if who.may_see(&a.zone) => Ok(a),
+        _ => Err(not_found(id)),
+    }
+}
+
+async fn act(
+    s: &AppState,
+    who: &Principal,
+    id: &str,
+    action: Action,
+    target: Option<(RecipientKind, &str)>,
+    detail: &str,
+) -> Result<Response, ApiError> {
+    let alert = visible_alert(s, who, id).await?;
+    let applied = s
+        .ingest
+        .apply_action(alert.id, &who.actor(), action, target, detail)
+        .await?;
+    Ok(Json(applied.alert).into_response())
+}
+
+/// Free text from people: trimmed, bounded, never empty where it matters.
+fn text(field: &str, value: &str, required: bool) -> Result<String, ApiError> {
+    let value = value.trim();
+    if required && value.is_empty() {
+        return Err(ApiError::BadRequest(format!("{field} must not be empty")));
+    }
+    if value.chars().count() > 2000 {
+        return Err(ApiError::BadRequest(format!(
+            "{field} is longer than 2000 characters"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// The station takes the alert.
+async fn acknowledge(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&s, &who, &id, Action::Acknowledge, None, "").await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RespondBody {
+    /// `seen`, `coming`, `declined` or `on_scene`.
+    answer: String,
+}
+
+/// A volunteer (or the station itself) answers: seen, coming, can't go, on scene.
+async fn respond(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    body: Result<Json<RespondBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let wanted = match RecipientState::parse(&body.answer) {
+        Ok(
+            s @ (RecipientState::Delivered
+            | RecipientState::Seen
+            | RecipientState::Coming
+            | RecipientState::Declined
+            | RecipientState::OnScene),
+        ) => s,
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "answer must be delivered, seen, coming, declined or on_scene, not {:?}",
+                body.answer
+            )))
+        }
+    };
+    let alert = visible_alert(&s, &who, &id).await?;
+    let target = match who.kind {
+        AccountKind::Volunteer => (RecipientKind::Volunteer, who.name.clone()),
+        AccountKind::Operator => (RecipientKind::Station, alert.zone.to_string()),
+    };
+    act(
+        &s,
+        &who,
+        &id,
+        Action::Recipient(wanted),
+        Some((target.0, &target.1)),
+        "",
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DispatchBody {
+    volunteer: String,
+    #[serde(default)]
+    note: String,
+}
+
+/// The station sends a volunteer of the alert's zone.
+async fn dispatch(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+    body: Result<Json<DispatchBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let alert = visible_alert(&s, &who, &id).await?;
+    let name =
+        AccountName::parse(&body.volunteer).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let volunteer = s
+        .store
+        .account_by_name(&name)
+        .await?
+        .filter(|v| v.principal.kind == AccountKind::Volunteer && v.principal.may_see(&alert.zone))
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("volunteer {name} not found in zone {}", alert.zone))
+        })?;
+    let note = text("note", &body.note, false)?;
+    let who_name = volunteer.principal.name;
+    act(
+        &s,
+        &who,
+        &id,
+        Action::Dispatch,
+        Some((RecipientKind::Volunteer, &who_name)),
+        &note,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    category: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn resolve(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+    body: Result<Json<ResolveBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let category =
+        Category::parse(&body.category).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let note = text("note", &body.note, false)?;
+    act(&s, &who, &id, Action::Resolve(category), None, &note).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoteBody {
+    text: String,
+}
+
+async fn add_note(
+    State(s): State<AppState>,
+    Authenticated(who): Authenticated,
+    Path(id): Path<String>,
+    body: Result<Json<NoteBody>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body?;
+    let note = text("text", &body.text, true)?;
+    act(&s, &who, &id, Action::Note, None, &note).await
+}

@@ -1,0 +1,39 @@
+//! The state every handler shares: narrow handles to the store, the feed, the accounts and
+//! the press path, built once by [`crate::app`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::FromRef;
+use tokio::sync::watch;
+
+use crate::accounts::Accounts;
+use crate::feed::Feed;
+use crate::ingest::Ingest;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub feed: Feed,
+    pub metrics: Arc<Metrics>,
+    pub edge_stats: Arc<tenwatch_broker::EdgeStats>,
+    /// True while the gateway's own MQTT link is subscribed to the uplink.
+    pub mqtt_ready: watch::Receiver<bool>,
+    pub started: Instant,
+    /// Applies actions and tells units, the presser and the feed.
+    pub ingest: Ingest,
+    pub accounts: Accounts,
+    /// The station console's settings and built pages.
+    pub console: Arc<super::web::ConsoleConfig>,
+    /// The bearer secret an external broker presents to `/api/broker/*`.
+    pub broker_auth_secret: Option<Arc<str>>,
+}
+
+impl FromRef<AppState> for Accounts {
+    fn from_ref(state: &AppState) -> Accounts {
+        state.accounts.clone()
+    }
+}

@@ -1,0 +1,153 @@
+//! The station's device supervision API (operators only, scoped to their zones):
+//!
+//! - `GET /api/devices?state=&cluster=&limit=`: device health of the operator's zones;
+//! - `GET /api/devices/{id}`: one device with its history and problems;
+//! - `GET /api/clusters/health`: coverage per cluster (households reachable now);
+//! - `GET /api/problems?all=`: the "needs attention" list, with history and who to tell.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::auth::Operator;
+use super::{ApiError, AppState};
+use crate::accounts::Principal;
+use crate::domain::{ClusterId, DeviceId, ZoneCode};
+use crate::store::supervision::{DeviceFilter, DeviceState, ProblemFilter};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/devices", get(list_devices))
+        .route("/api/devices/{id}", get(device_detail))
+        .route("/api/clusters/health", get(cluster_health))
+        .route("/api/problems", get(problems))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevicesQuery {
+    /// `online`, `late`, `offline` or `never_seen`.
+    state: Option<String>,
+    cluster: Option<String>,
+    zone: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The zones to show: the one asked for if the operator may see it, else all of theirs.
+fn zones_for(who: &Principal, zone: Option<&str>) -> Result<Vec<ZoneCode>, ApiError> {
+    match zone {
+        None => Ok(who.zones.clone()),
+        Some(z) => {
+            let z = ZoneCode::parse(z).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            Ok(if who.may_see(&z) { vec![z] } else { Vec::new() })
+        }
+    }
+}
+
+async fn list_devices(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    query: Result<Query<DevicesQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let state = q
+        .state
+        .as_deref()
+        .map(|st| {
+            DeviceState::parse(st).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "state must be online, late, offline or never_seen, not {st:?}"
+                ))
+            })
+        })
+        .transpose()?;
+    let cluster = q
+        .cluster
+        .as_deref()
+        .map(ClusterId::parse)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let filter = DeviceFilter {
+        zones: zones_for(&who, q.zone.as_deref())?,
+        state,
+        cluster,
+        limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
+    };
+    let policy = s.ingest.supervision;
+    let devices = s
+        .store
+        .device_health_list(&filter, &policy, s.ingest.now())
+        .await?;
+    Ok(Json(json!({
+        "devices": devices,
+        "heartbeat_interval_ms": policy.heartbeat_interval_ms,
+        "grace_ms": policy.grace_ms,
+    }))
+    .into_response())
+}
+
+async fn device_detail(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let id = DeviceId::parse(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let policy = s.ingest.supervision;
+    match s.store.device_health(&id, &policy, s.ingest.now()).await? {
+        // A device of another zone is answered exactly like one that does not exist.
+        Some(detail) if who.may_see(&detail.health.zone) => Ok(Json(detail).into_response()),
+        _ => Err(ApiError::NotFound(format!("device {id} not found"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneQuery {
+    zone: Option<String>,
+}
+
+async fn cluster_health(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    query: Result<Query<ZoneQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let policy = s.ingest.supervision;
+    let clusters = s
+        .store
+        .cluster_health(&zones_for(&who, q.zone.as_deref())?, &policy)
+        .await?;
+    Ok(Json(json!({
+        "clusters": clusters,
+        "coverage_min_percent": policy.coverage_min_percent,
+    }))
+    .into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProblemsQuery {
+    /// Closed problems too.
+    all: Option<bool>,
+    zone: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn problems(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    query: Result<Query<ProblemsQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    let filter = ProblemFilter {
+        zones: zones_for(&who, q.zone.as_deref())?,
+        include_closed: q.all.unwrap_or(false),
+        limit: q.limit.unwrap_or(200).clamp(1, 1000),
+    };
+    let problems = s.store.problems(&filter, &s.ingest.supervision).await?;
+    Ok(Json(json!({ "problems": problems })).into_response())
+}
