@@ -1,4 +1,5 @@
-//! The topic rules of DESIGN.md as pure functions, so the edge and the tests share one truth.
+//! The topic rules of `docs/protocol.md` as pure functions, so the edge and the tests share one
+//! truth.
 //!
 //! A device may publish only to `tw/d/{itself}/up/<one level>` and subscribe only inside
 //! `tw/d/{itself}/down/#` or `tw/c/{its cluster}/#`. Everything else is refused: other

@@ -7,7 +7,7 @@
 //!   deadlines, authenticates each device through [`DeviceAuthority`], answers refusals with a
 //!   proper CONNACK, enforces the per-device topic ACL on every PUBLISH and SUBSCRIBE, caps
 //!   payload size and press rate, and reports presence through [`DeviceAuthority::presence`].
-//! - [`acl`]: the topic rules of DESIGN.md as pure functions.
+//! - [`acl`]: the topic rules of `docs/protocol.md` as pure functions.
 //! - [`codec`]: the MQTT 3.1.1 framing the edge needs (frame boundaries, CONNECT, PUBLISH,
 //!   SUBSCRIBE, SUBACK), parsed from borrowed bytes so frames are forwarded untouched.
 //! - [`error`]: [`BrokerError`], why the router or the edge could not start.

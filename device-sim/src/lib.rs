@@ -1,5 +1,5 @@
 //! Simulated tenwatch households: panic buttons and in-home units speaking the device side of
-//! the MQTT contract in `DESIGN.md`, for demos (`run`), smoke checks (`press`) and load
+//! the MQTT contract in `docs/protocol.md`, for demos (`run`), smoke checks (`press`) and load
 //! measurement (`bench`). An independent implementation: it shares no code with the gateway.
 //!
 //! # Layout

@@ -1,4 +1,4 @@
-//! The device side of the MQTT contract in `DESIGN.md`: topic names and JSON payloads.
+//! The device side of the MQTT contract in `docs/protocol.md`: topic names and JSON payloads.
 //!
 //! Everything a device receives is parsed here into typed values before any logic looks at it;
 //! a payload that does not parse is refused with a reason ([`ProtoError`]) and never panics.
