@@ -25,6 +25,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod cli;
 pub mod clock;
 pub mod devices;
 pub mod domain;

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
+use crate::domain::AlertId;
+use crate::ingest::Ingest;
+use crate::lifecycle::{Action, Category, RecipientState};
+use crate::store::RecipientKind;
 use serde_json::Value;
-use tenwatch_gateway::domain::AlertId;
-use tenwatch_gateway::ingest::Ingest;
-use tenwatch_gateway::lifecycle::{Action, Category, RecipientState};
-use tenwatch_gateway::store::RecipientKind;
 use tokio_util::sync::CancellationToken;
 
 /// The simulated monitor's pace: a person takes a while to get there and to close the case.
@@ -17,7 +17,7 @@ const RESOLVE_AFTER: Duration = Duration::from_secs(20);
 /// Nobody came even after ring 2: the station checks by phone and closes it.
 const CHECK_BY_PHONE_AFTER: Duration = Duration::from_secs(20);
 
-pub async fn station(ingest: Ingest, stop: CancellationToken) {
+pub(super) async fn station(ingest: Ingest, stop: CancellationToken) {
     let mut feed = ingest.feed.subscribe();
     loop {
         let item = tokio::select! {

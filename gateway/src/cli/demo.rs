@@ -1,0 +1,162 @@
+//! `tenwatch demo`: seeds a neighbourhood on first start (with a station operator and a
+//! patrol volunteer to sign in as), serves it on the embedded broker, plays its households
+//! with the simulator and narrates every alert's life through [`super::station`].
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::serve::{build_app, ctrl_c, PushArgs, RingArgs, ServeArgs, SupervisionArgs};
+use super::StoreArgs;
+use crate::accounts::{self, Role};
+use crate::domain::ZoneCode;
+use crate::seed::{self, write_credentials};
+
+#[derive(Args, Clone)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub rings: RingArgs,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
+    #[command(flatten)]
+    pub push: PushArgs,
+    /// Clusters of ten households to create on first start.
+    #[arg(long, default_value_t = 12)]
+    pub clusters: usize,
+    #[arg(long, env = "TENWATCH_MQTT_LISTEN", default_value = "127.0.0.1:1883")]
+    pub mqtt_listen: SocketAddr,
+    #[arg(long, env = "TENWATCH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+    /// Mean seconds between simulated presses across the neighbourhood.
+    #[arg(long, default_value_t = 20.0)]
+    pub press_every: f64,
+    /// Stop after this many seconds (default: run until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
+    #[command(flatten)]
+    pub console: crate::http::ConsoleArgs,
+}
+
+/// The demo's station operator, printed at start so a person can sign in to the console.
+const DEMO_OPERATOR: (&str, &str) = ("demo", "tenwatch-demo");
+/// The demo's patrol volunteer, for the phone app at /app/.
+const DEMO_VOLUNTEER: (&str, &str) = ("patrol", "tenwatch-demo");
+
+pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let store = args.store.open().await?;
+    let credentials_path = args.store.data_dir.join("demo-credentials.json");
+    if store.counts().await?.households == 0 {
+        let credentials = seed::seed_demo(store.as_ref(), args.clusters).await?;
+        write_credentials(&credentials_path, &credentials)?;
+        let zone = ZoneCode::parse(seed::DEMO_ZONE)?;
+        accounts::create_operator(
+            store.as_ref(),
+            DEMO_OPERATOR.0,
+            DEMO_OPERATOR.1,
+            Role::Admin,
+            std::slice::from_ref(&zone),
+            "值班员 (demo)",
+        )
+        .await?;
+        accounts::create_volunteer(
+            store.as_ref(),
+            DEMO_VOLUNTEER.0,
+            DEMO_VOLUNTEER.1,
+            &zone,
+            "联防队员 (demo)",
+            "",
+        )
+        .await?;
+        println!(
+            "seeded the demo neighbourhood: {} clusters, {} households; credentials in {}",
+            args.clusters,
+            credentials.len(),
+            credentials_path.display()
+        );
+    } else if !credentials_path.exists() {
+        bail!(
+            "{} already holds households but no demo-credentials.json: \
+             run the demo with an empty --data-dir",
+            args.store.data_dir.display()
+        );
+    }
+    drop(store);
+    let serve = ServeArgs {
+        store: args.store.clone(),
+        mqtt_listen: args.mqtt_listen,
+        mqtt_tls_listen: None,
+        tls_cert: None,
+        tls_key: None,
+        http_listen: args.http_listen,
+        mqtt_url: None,
+        mqtt_password: None,
+        mqtt_client_id: "tenwatch-gateway-1".into(),
+        mqtt_share_group: "tenwatch".into(),
+        broker_auth_secret: None,
+        secure_cookie: false,
+        cancel_window: 30,
+        connect_timeout: 5,
+        max_payload: 2048,
+        console: args.console.clone(),
+        rings: args.rings.clone(),
+        supervision: args.supervision.clone(),
+        push: args.push.clone(),
+    };
+    let app = build_app(&serve).await?;
+    let (mqtt, http) = (
+        app.mqtt_addr()
+            .context("the demo runs the embedded broker")?,
+        app.http_addr(),
+    );
+    let ingest = app.ingest();
+    println!("tenwatch demo — 十户联防演示");
+    println!(
+        "  station console  http://{http}/   (sign in: {} / {})",
+        DEMO_OPERATOR.0, DEMO_OPERATOR.1
+    );
+    println!(
+        "  volunteer app    http://{http}/app/   (sign in: {} / {})",
+        DEMO_VOLUNTEER.0, DEMO_VOLUNTEER.1
+    );
+    println!("  station feed     ws://{http}/api/feed");
+    println!("  health           http://{http}/healthz");
+    println!(
+        "  devices          mqtt://{mqtt} (credentials: {})",
+        credentials_path.display()
+    );
+    println!("  press Ctrl-C to stop");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let shutdown = {
+        let stop = stop.clone();
+        let duration = args.duration.map(Duration::from_secs);
+        async move {
+            match duration {
+                Some(d) => tokio::select! { _ = tokio::time::sleep(d) => {}, _ = ctrl_c() => {} },
+                None => ctrl_c().await,
+            }
+            stop.cancel();
+        }
+    };
+    let server = tokio::spawn(app.run(shutdown));
+    let station = tokio::spawn(super::station::station(ingest, stop.clone()));
+    let creds = tenwatch_sim::creds::load(&credentials_path)?;
+    let mut device = tenwatch_sim::device::DeviceConfig::new(mqtt.ip().to_string(), mqtt.port());
+    device.respond_probability = 0.25;
+    device.respond_delay = (Duration::from_secs(3), Duration::from_secs(20));
+    let run = tenwatch_sim::run::RunConfig {
+        device,
+        ramp: Default::default(),
+        press_every: Some(Duration::from_secs_f64(args.press_every.max(1.0))),
+        duration: None,
+    };
+    let neighbourhood = tokio::spawn(tenwatch_sim::run::run(creds, run, stop.clone()));
+    let result = server.await?;
+    stop.cancel();
+    let _ = neighbourhood.await;
+    station.abort();
+    result
+}

@@ -1,0 +1,263 @@
+//! `tenwatch serve`: the flags that become a [`Config`], the listeners bound from them, and the
+//! server run until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use tokio::net::TcpListener;
+
+use super::StoreArgs;
+use crate::app::ExternalMqtt;
+use crate::store;
+use crate::{Application, Config, Listeners};
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Where devices connect (MQTT over TCP), to the embedded broker's edge.
+    #[arg(long, env = "TENWATCH_MQTT_LISTEN", default_value = "0.0.0.0:1883")]
+    pub mqtt_listen: SocketAddr,
+    /// An external MQTT broker the devices use instead (mqtt://[user[:password]@]host[:port]):
+    /// no embedded broker, no device listener here; the broker asks /api/broker/* or uses
+    /// the files of `tenwatch admin export-mosquitto` to let devices in.
+    #[arg(long, env = "TENWATCH_MQTT_URL", conflicts_with_all = ["mqtt_tls_listen"])]
+    pub mqtt_url: Option<String>,
+    /// The password for --mqtt-url, if not in the URL.
+    #[arg(long, env = "TENWATCH_MQTT_PASSWORD", hide_env_values = true)]
+    pub mqtt_password: Option<String>,
+    /// This replica's MQTT client id on the external broker: keep it stable across restarts
+    /// (the broker keeps the replica's session) and different for each replica.
+    #[arg(
+        long,
+        env = "TENWATCH_MQTT_CLIENT_ID",
+        default_value = "tenwatch-gateway-1"
+    )]
+    pub mqtt_client_id: String,
+    /// The shared-subscription group the replicas share the uplink in.
+    #[arg(long, env = "TENWATCH_MQTT_SHARE_GROUP", default_value = "tenwatch")]
+    pub mqtt_share_group: String,
+    /// The bearer secret an external broker presents to /api/broker/authenticate and
+    /// /api/broker/authorize (EMQX HTTP auth); without it those routes are off.
+    #[arg(long, env = "TENWATCH_BROKER_AUTH_SECRET", hide_env_values = true)]
+    pub broker_auth_secret: Option<String>,
+    /// Where devices connect with TLS (needs --tls-cert and --tls-key).
+    #[arg(long, env = "TENWATCH_MQTT_TLS_LISTEN", requires_all = ["tls_cert", "tls_key"])]
+    pub mqtt_tls_listen: Option<SocketAddr>,
+    #[arg(long, env = "TENWATCH_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, env = "TENWATCH_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// The HTTP API, station feed, station console and volunteer app.
+    #[arg(long, env = "TENWATCH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
+    pub http_listen: SocketAddr,
+    /// Mark the session cookie `Secure`: set it when browsers reach the gateway over HTTPS
+    /// (a TLS proxy in front), as the volunteer app's push needs in production.
+    #[arg(long, env = "TENWATCH_SECURE_COOKIE")]
+    pub secure_cookie: bool,
+    /// Seconds after a press during which its presser may cancel it.
+    #[arg(long, env = "TENWATCH_CANCEL_WINDOW", default_value_t = 30)]
+    pub cancel_window: u64,
+    /// Seconds a device has to send CONNECT after opening its connection.
+    #[arg(long, env = "TENWATCH_CONNECT_TIMEOUT", default_value_t = 5)]
+    pub connect_timeout: u64,
+    /// Largest payload a device may publish, in bytes.
+    #[arg(long, env = "TENWATCH_MAX_PAYLOAD", default_value_t = 2048)]
+    pub max_payload: usize,
+    #[command(flatten)]
+    pub console: crate::http::ConsoleArgs,
+    #[command(flatten)]
+    pub rings: RingArgs,
+    #[command(flatten)]
+    pub supervision: SupervisionArgs,
+    #[command(flatten)]
+    pub push: PushArgs,
+}
+
+/// How volunteers' phones are pushed.
+#[derive(Args, Clone)]
+pub struct PushArgs {
+    /// Contact for the push services in the VAPID signature: mailto:someone@your.station or
+    /// an https:// page. Apple's service refuses placeholder addresses.
+    #[arg(
+        long,
+        env = "TENWATCH_VAPID_SUBJECT",
+        default_value = "mailto:admin@tenwatch.invalid"
+    )]
+    pub vapid_subject: String,
+    /// Seconds a push service may keep an alert for a phone that is off (TTL).
+    #[arg(long, env = "TENWATCH_PUSH_TTL", default_value_t = 900)]
+    pub push_ttl: u64,
+    /// Seconds one request to a push service may take.
+    #[arg(long, env = "TENWATCH_PUSH_TIMEOUT", default_value_t = 10.0)]
+    pub push_timeout: f64,
+    /// Requests in flight to one push service at once.
+    #[arg(long, env = "TENWATCH_PUSH_CONCURRENCY", default_value_t = 16)]
+    pub push_concurrency: usize,
+    /// Accept push endpoints on this machine (a local push-service emulator). Testing only.
+    #[arg(long, env = "TENWATCH_PUSH_ALLOW_LOOPBACK")]
+    pub push_allow_loopback: bool,
+}
+
+impl PushArgs {
+    pub fn config(&self) -> anyhow::Result<crate::push::PushConfig> {
+        if !(self.push_timeout.is_finite() && self.push_timeout > 0.0) {
+            bail!("--push-timeout must be a positive number of seconds");
+        }
+        Ok(crate::push::PushConfig {
+            subject: self.vapid_subject.clone(),
+            ttl: Duration::from_secs(self.push_ttl),
+            timeout: Duration::from_secs_f64(self.push_timeout),
+            per_origin: self.push_concurrency,
+            allow_loopback: self.push_allow_loopback,
+            ..Default::default()
+        })
+    }
+}
+
+/// How dead devices are noticed.
+#[derive(Args, Clone)]
+pub struct SupervisionArgs {
+    /// Seconds between a device's heartbeats (set the devices to the same); silent longer is `late`.
+    #[arg(long, env = "TENWATCH_HEARTBEAT_INTERVAL", default_value_t = 60.0)]
+    pub heartbeat_interval: f64,
+    /// Further seconds of silence before a device is `offline` (heartbeat missed).
+    #[arg(long, env = "TENWATCH_HEARTBEAT_GRACE", default_value_t = 30.0)]
+    pub heartbeat_grace: f64,
+    /// Seconds a device back online must stay before its offline episode closes (flap debounce).
+    #[arg(long, env = "TENWATCH_FLAP_SETTLE", default_value_t = 120.0)]
+    pub flap_settle: f64,
+    /// Battery percentage under which a device is reported low.
+    #[arg(long, env = "TENWATCH_BATTERY_LOW", default_value_t = 20)]
+    pub battery_low: u8,
+    /// Percentage of a cluster's households that must be reachable.
+    #[arg(long, env = "TENWATCH_COVERAGE_MIN", default_value_t = 70)]
+    pub coverage_min: u8,
+}
+
+impl SupervisionArgs {
+    pub fn policy(&self) -> crate::supervision::SupervisionPolicy {
+        let ms = |s: f64| (s * 1000.0) as i64;
+        crate::supervision::SupervisionPolicy {
+            heartbeat_interval_ms: ms(self.heartbeat_interval),
+            grace_ms: ms(self.heartbeat_grace),
+            settle_ms: ms(self.flap_settle),
+            battery_low: self.battery_low,
+            coverage_min_percent: self.coverage_min,
+        }
+    }
+}
+
+/// When an alert nobody answers reaches further.
+#[derive(Args, Clone)]
+pub struct RingArgs {
+    /// Seconds without anyone coming before ring 1 (nearby clusters, volunteers within the radius).
+    #[arg(long, env = "TENWATCH_RING1_AFTER", default_value_t = 30)]
+    pub ring1_after: u64,
+    /// Seconds without anyone coming before ring 2 (every on-duty volunteer of the zone; critical).
+    #[arg(long, env = "TENWATCH_RING2_AFTER", default_value_t = 90)]
+    pub ring2_after: u64,
+    /// Metres from the pressing household that ring 1 reaches.
+    #[arg(long, env = "TENWATCH_RING1_RADIUS", default_value_t = 800.0)]
+    pub ring1_radius: f64,
+}
+
+impl RingArgs {
+    pub fn plan(&self) -> anyhow::Result<crate::store::RingPlan> {
+        if self.ring1_after == 0 || self.ring2_after <= self.ring1_after {
+            bail!(
+                "--ring2-after ({}) must be later than --ring1-after ({}), and both above 0",
+                self.ring2_after,
+                self.ring1_after
+            );
+        }
+        if !(self.ring1_radius.is_finite() && self.ring1_radius > 0.0) {
+            bail!("--ring1-radius must be a positive number of metres");
+        }
+        Ok(crate::store::RingPlan {
+            ring1_after_ms: self.ring1_after as i64 * 1000,
+            ring2_after_ms: self.ring2_after as i64 * 1000,
+            radius_m: self.ring1_radius,
+        })
+    }
+}
+
+pub(super) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("cannot listen for {what} on {addr}: is another tenwatch running? choose another address")
+    })
+}
+
+pub(super) async fn ctrl_c() {
+    if let Err(e) = tokio::signal::ctrl_c().await {
+        tracing::error!(error = %e, "cannot listen for Ctrl-C");
+        std::future::pending::<()>().await;
+    }
+    tracing::info!("Ctrl-C: shutting down");
+}
+
+pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
+    let mut config = Config::new(args.store.url()?);
+    config.cancel_window = Duration::from_secs(args.cancel_window);
+    config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
+    config.edge.max_payload = args.max_payload;
+    config.plan = args.rings.plan()?;
+    config.supervision = args.supervision.policy();
+    config.push = args.push.config()?;
+    config.accounts.secure_cookie = args.secure_cookie;
+    config.console = args.console.clone().into_config()?;
+    if let Some(secret) = &args.broker_auth_secret {
+        anyhow::ensure!(
+            secret.len() >= 16,
+            "--broker-auth-secret must be at least 16 characters"
+        );
+        config.broker_auth_secret = Some(crate::app::Secret(secret.clone()));
+    }
+    if let Some(url) = &args.mqtt_url {
+        let mut ext = ExternalMqtt::parse(url, &args.mqtt_client_id, &args.mqtt_share_group)?;
+        if args.mqtt_password.is_some() {
+            ext.password = args.mqtt_password.clone();
+        }
+        config.external_mqtt = Some(ext);
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.edge.tls = Some(tenwatch_broker::TlsFiles {
+            cert_path: cert.clone(),
+            key_path: key.clone(),
+        });
+    }
+    let listeners = Listeners {
+        mqtt: match args.mqtt_url {
+            None => Some(bind(args.mqtt_listen, "MQTT devices").await?),
+            Some(_) => None,
+        },
+        mqtt_tls: match args.mqtt_tls_listen {
+            Some(addr) => Some(bind(addr, "MQTT devices over TLS").await?),
+            None => None,
+        },
+        http: bind(args.http_listen, "HTTP").await?,
+    };
+    Application::build(config, listeners).await
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let app = build_app(&args).await?;
+    let devices = match (app.mqtt_addr(), &args.mqtt_url) {
+        (Some(addr), _) => format!("mqtt://{addr}"),
+        (None, Some(url)) => format!("through {}", store::redacted_url(url)),
+        (None, None) => "nowhere".into(),
+    };
+    println!(
+        "tenwatch serving: devices {}{}, station http://{}/ (feed ws://{}/api/feed)",
+        devices,
+        app.mqtt_tls_addr()
+            .map(|a| format!(" and mqtts://{a}"))
+            .unwrap_or_default(),
+        app.http_addr(),
+        app.http_addr()
+    );
+    app.run(ctrl_c()).await
+}
