@@ -8,9 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use super::login::{refuse, report_refused};
+use super::login::{answer_and_close, refuse, report_refused};
 use super::{read_frame, ReadError, HANDOVER_GRACE, READ_CHUNK, ROUTER_FRAME_CAP};
-use crate::codec::{self, connack, packet, Connect, Frame};
+use crate::codec::{self, connack, packet, Connect, ConnectReturnCode, Frame};
 use crate::edge::stats::bump;
 use crate::edge::Shared;
 use crate::AuthRefusal;
@@ -47,14 +47,20 @@ pub(super) async fn open<W: AsyncWrite + Unpin>(
             bump(&shared.stats.router_unavailable);
             report_refused(shared, device, peer, AuthRefusal::Unavailable);
             tracing::error!(%device, %error, "router link failed; answering server unavailable");
-            refuse(dev_w, connack::SERVER_UNAVAILABLE, config.connect_timeout).await;
+            refuse(
+                dev_w,
+                ConnectReturnCode::ServiceUnavailable,
+                config.connect_timeout,
+            )
+            .await;
             return None;
         }
     };
     if code != connack::ACCEPTED {
         bump(&shared.stats.router_unavailable);
         tracing::error!(%device, code, "router refused the link");
-        refuse(dev_w, code, config.connect_timeout).await;
+        // Relayed as received, as an accepting CONNACK is.
+        answer_and_close(dev_w, &connack_frame.bytes, config.connect_timeout).await;
         return None;
     }
     let (r, w) = router.into_split();

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use super::{device_frame_cap, quote, read_frame, DeviceIo, ReadError};
-use crate::codec::{self, connack, packet, CodecError, Connect};
+use crate::codec::{self, packet, CodecError, Connect, ConnectReturnCode};
 use crate::edge::stats::bump;
 use crate::edge::Shared;
 use crate::{acl, AuthRefusal, DeviceGrant, PresenceEvent};
@@ -82,7 +82,7 @@ async fn read_connect<S: AsyncRead + AsyncWrite>(
             tracing::info!(%peer, %name, level, "refused: not MQTT 3.1.1");
             refuse(
                 &mut device.w,
-                connack::UNACCEPTABLE_PROTOCOL,
+                ConnectReturnCode::RefusedProtocolVersion,
                 config.connect_timeout,
             )
             .await;
@@ -109,7 +109,12 @@ async fn check_identity<W: AsyncWrite + Unpin>(
     if !acl::is_valid_device_id(device) {
         bump(&shared.stats.logins_refused);
         tracing::info!(%peer, client_id = ?quote(device), "refused: client id is not a device id");
-        refuse(dev_w, connack::IDENTIFIER_REJECTED, config.connect_timeout).await;
+        refuse(
+            dev_w,
+            ConnectReturnCode::BadClientId,
+            config.connect_timeout,
+        )
+        .await;
         return None;
     }
     match (&connect.username, &connect.password) {
@@ -117,7 +122,12 @@ async fn check_identity<W: AsyncWrite + Unpin>(
         _ => {
             report_refused(shared, device, peer, AuthRefusal::BadCredentials);
             tracing::info!(%peer, %device, "refused: user name must equal client id, with a password");
-            refuse(dev_w, connack::BAD_CREDENTIALS, config.connect_timeout).await;
+            refuse(
+                dev_w,
+                ConnectReturnCode::BadUserNamePassword,
+                config.connect_timeout,
+            )
+            .await;
             None
         }
     }
@@ -150,7 +160,12 @@ async fn authenticate<W: AsyncWrite + Unpin>(
         Err(_) => {
             report_refused(shared, device, peer, AuthRefusal::Unavailable);
             tracing::warn!(%peer, %device, "registry did not answer in time");
-            refuse(dev_w, connack::SERVER_UNAVAILABLE, config.connect_timeout).await;
+            refuse(
+                dev_w,
+                ConnectReturnCode::ServiceUnavailable,
+                config.connect_timeout,
+            )
+            .await;
             None
         }
     }
@@ -172,20 +187,33 @@ pub(super) fn report_refused(
     });
 }
 
-/// Answers a refused CONNECT (bounded: a device that does not read must not hold the task)
-/// and closes.
-pub(super) async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: u8, limit: Duration) {
+/// Answers a refused CONNECT with a CONNACK of `code` and closes.
+pub(super) async fn refuse<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    code: ConnectReturnCode,
+    limit: Duration,
+) {
+    answer_and_close(w, &codec::encode_connack(false, code), limit).await;
+}
+
+/// Sends a refused device its CONNACK (bounded: a device that does not read must not hold the
+/// task) and closes.
+pub(super) async fn answer_and_close<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    connack: &[u8],
+    limit: Duration,
+) {
     let _ = tokio::time::timeout(limit, async {
-        w.write_all(&codec::encode_connack(false, code)).await?;
+        w.write_all(connack).await?;
         w.shutdown().await
     })
     .await;
 }
 
-fn refusal_code(refusal: AuthRefusal) -> u8 {
+fn refusal_code(refusal: AuthRefusal) -> ConnectReturnCode {
     match refusal {
-        AuthRefusal::BadCredentials => connack::BAD_CREDENTIALS,
-        AuthRefusal::NotAuthorized => connack::NOT_AUTHORIZED,
-        AuthRefusal::Unavailable => connack::SERVER_UNAVAILABLE,
+        AuthRefusal::BadCredentials => ConnectReturnCode::BadUserNamePassword,
+        AuthRefusal::NotAuthorized => ConnectReturnCode::NotAuthorized,
+        AuthRefusal::Unavailable => ConnectReturnCode::ServiceUnavailable,
     }
 }

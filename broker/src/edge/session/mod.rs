@@ -247,7 +247,7 @@ async fn teardown<S: AsyncRead + AsyncWrite>(
             (DisconnectReason::Clean, None)
         }
         End::Replaced(done) => {
-            unsent.extend_from_slice(&codec::DISCONNECT);
+            unsent.extend_from_slice(&codec::encode_disconnect());
             link::close_after_disconnect(&mut router, &unsent).await;
             (DisconnectReason::Replaced, Some(done))
         }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::{device_frame_cap, quote, Control, End, Sockets, READ_CHUNK, ROUTER_FRAME_CAP};
-use crate::codec::{self, packet, CodecError, Frame};
+use crate::codec::{self, packet, CodecError, Frame, SubscribeReasonCode};
 use crate::edge::limit::TokenBucket;
 use crate::edge::stats::bump;
 use crate::edge::Shared;
@@ -311,7 +311,7 @@ impl<'a> Relay<'a> {
     fn keep_router_alive(&mut self, now: Instant) {
         if let Some(ka) = self.keep_alive {
             if now.saturating_duration_since(self.last_to_router) >= ka / 2 {
-                self.push_to_router(&codec::PINGREQ);
+                self.push_to_router(&codec::encode_pingreq());
                 self.pingresps_to_swallow += 1;
             }
         }
@@ -324,6 +324,11 @@ impl<'a> Relay<'a> {
             tracing::warn!(device = self.device, %error, "malformed SUBSCRIBE; closing");
             DisconnectReason::Violation(format!("malformed SUBSCRIBE: {error}"))
         })?;
+        // What the edge writes back fails only for a SUBSCRIBE MQTT itself could not carry.
+        let unencodable = |error: CodecError| {
+            bump(&stats.protocol_errors);
+            DisconnectReason::Violation(format!("malformed SUBSCRIBE: {error}"))
+        };
         let allowed: Vec<bool> = subscribe
             .filters
             .iter()
@@ -346,9 +351,9 @@ impl<'a> Relay<'a> {
             .fetch_add(refused.len() as u64, Ordering::Relaxed);
         tracing::warn!(device = self.device, filters = ?refused, "subscription refused");
         if refused.len() == allowed.len() {
-            let codes = vec![codec::SUBACK_FAILURE; allowed.len()];
-            self.to_dev
-                .extend_from_slice(&codec::encode_suback(subscribe.packet_id, &codes));
+            let codes = vec![SubscribeReasonCode::Failure; allowed.len()];
+            let suback = codec::encode_suback(subscribe.packet_id, &codes).map_err(unencodable)?;
+            self.to_dev.extend_from_slice(&suback);
             return Ok(());
         }
         if self.pending_subscribes.len() >= MAX_PENDING_SUBSCRIBES
@@ -366,10 +371,8 @@ impl<'a> Relay<'a> {
             .filter(|(_, ok)| **ok)
             .map(|((filter, qos), _)| (filter.as_str(), *qos))
             .collect();
-        let packet = codec::encode_subscribe(subscribe.packet_id, &forwarded).map_err(|error| {
-            bump(&stats.protocol_errors);
-            DisconnectReason::Violation(format!("malformed SUBSCRIBE: {error}"))
-        })?;
+        let packet =
+            codec::encode_subscribe(subscribe.packet_id, &forwarded).map_err(unencodable)?;
         self.push_to_router(&packet);
         self.pending_subscribes.insert(subscribe.packet_id, allowed);
         Ok(())
@@ -425,17 +428,23 @@ impl<'a> Relay<'a> {
                     .and_then(|(id, mask)| {
                         let (_, codes) = codec::parse_suback(frame.body()).ok()?;
                         let mut codes = codes.into_iter();
-                        let full: Vec<u8> = mask
+                        // A code outside MQTT 3.1.1's (which rumqttd never sends) leaves the
+                        // SUBACK unspliced, as an unreadable one is.
+                        let full = mask
                             .iter()
                             .map(|ok| {
                                 if *ok {
-                                    codes.next().unwrap_or(codec::SUBACK_FAILURE)
+                                    codes.next().map_or(
+                                        Ok(SubscribeReasonCode::Failure),
+                                        SubscribeReasonCode::try_from,
+                                    )
                                 } else {
-                                    codec::SUBACK_FAILURE
+                                    Ok(SubscribeReasonCode::Failure)
                                 }
                             })
-                            .collect();
-                        Some(codec::encode_suback(id, &full))
+                            .collect::<Result<Vec<_>, _>>()
+                            .ok()?;
+                        codec::encode_suback(id, &full).ok()
                     });
                 match spliced {
                     Some(bytes) => self.to_dev.extend_from_slice(&bytes),
