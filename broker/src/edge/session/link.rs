@@ -8,9 +8,9 @@ use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
-use super::login::{answer_and_close, refuse, report_refused};
+use super::login::{answer_and_close, refuse_device};
 use super::{read_frame, ReadError, HANDOVER_GRACE, READ_CHUNK, ROUTER_FRAME_CAP};
-use crate::codec::{self, connack, packet, Connect, ConnectReturnCode, Frame};
+use crate::codec::{self, connack, packet, Connect, Frame};
 use crate::edge::stats::bump;
 use crate::edge::Shared;
 use crate::AuthRefusal;
@@ -45,14 +45,8 @@ pub(super) async fn open<W: AsyncWrite + Unpin>(
         Ok(link) => link,
         Err(error) => {
             bump(&shared.stats.router_unavailable);
-            report_refused(shared, device, peer, AuthRefusal::Unavailable);
             tracing::error!(%device, %error, "router link failed; answering server unavailable");
-            refuse(
-                dev_w,
-                ConnectReturnCode::ServiceUnavailable,
-                config.connect_timeout,
-            )
-            .await;
+            refuse_device(shared, dev_w, device, peer, AuthRefusal::Unavailable).await;
             return None;
         }
     };

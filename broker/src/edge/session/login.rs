@@ -20,6 +20,7 @@ pub(super) struct Login {
     pub(super) device: String,
     /// Its CONNECT, from which the router link is made.
     pub(super) connect: Connect,
+    /// What the registry granted: the cluster the device may subscribe to.
     pub(super) grant: DeviceGrant,
 }
 
@@ -120,14 +121,8 @@ async fn check_identity<W: AsyncWrite + Unpin>(
     match (&connect.username, &connect.password) {
         (Some(user), Some(password)) if user == device => Some(password.clone()),
         _ => {
-            report_refused(shared, device, peer, AuthRefusal::BadCredentials);
             tracing::info!(%peer, %device, "refused: user name must equal client id, with a password");
-            refuse(
-                dev_w,
-                ConnectReturnCode::BadUserNamePassword,
-                config.connect_timeout,
-            )
-            .await;
+            refuse_device(shared, dev_w, device, peer, AuthRefusal::BadCredentials).await;
             None
         }
     }
@@ -152,29 +147,23 @@ async fn authenticate<W: AsyncWrite + Unpin>(
     match auth {
         Ok(Ok(grant)) => Some(grant),
         Ok(Err(refusal)) => {
-            report_refused(shared, device, peer, refusal);
             tracing::info!(%peer, %device, ?refusal, "login refused");
-            refuse(dev_w, refusal_code(refusal), config.connect_timeout).await;
+            refuse_device(shared, dev_w, device, peer, refusal).await;
             None
         }
         Err(_) => {
-            report_refused(shared, device, peer, AuthRefusal::Unavailable);
             tracing::warn!(%peer, %device, "registry did not answer in time");
-            refuse(
-                dev_w,
-                ConnectReturnCode::ServiceUnavailable,
-                config.connect_timeout,
-            )
-            .await;
+            refuse_device(shared, dev_w, device, peer, AuthRefusal::Unavailable).await;
             None
         }
     }
 }
 
-/// Counts a refused login of a well-formed device id and reports it, so supervision can show
-/// "refused login".
-pub(super) fn report_refused(
+/// Refuses the login of a well-formed device id: counts it, reports it (so supervision can
+/// show "refused login") and answers with the CONNACK that matches `refusal`.
+pub(super) async fn refuse_device<W: AsyncWrite + Unpin>(
     shared: &Shared,
+    dev_w: &mut W,
     device: &str,
     peer: SocketAddr,
     refusal: AuthRefusal,
@@ -185,6 +174,7 @@ pub(super) fn report_refused(
         peer,
         refusal,
     });
+    refuse(dev_w, refusal_code(refusal), shared.config.connect_timeout).await;
 }
 
 /// Answers a refused CONNECT with a CONNACK of `code` and closes.

@@ -207,6 +207,13 @@ impl<'a> Relay<'a> {
         DisconnectReason::Violation(format!("protocol error: {error}"))
     }
 
+    /// A PUBLISH or SUBSCRIBE the edge cannot read, or write back, closes the connection.
+    fn malformed(&self, what: &str, error: CodecError) -> DisconnectReason {
+        bump(&self.shared.stats.protocol_errors);
+        tracing::warn!(device = self.device, %error, "malformed {what}; closing");
+        DisconnectReason::Violation(format!("malformed {what}: {error}"))
+    }
+
     fn push_to_router(&mut self, bytes: &[u8]) {
         self.to_rtr.extend_from_slice(bytes);
         self.last_to_router = Instant::now();
@@ -244,11 +251,8 @@ impl<'a> Relay<'a> {
 
     fn on_publish(&mut self, frame: &Frame) -> Result<(), DisconnectReason> {
         let stats = &self.shared.stats;
-        let publish = codec::parse_publish(frame.flags(), frame.body()).map_err(|error| {
-            bump(&stats.protocol_errors);
-            tracing::warn!(device = self.device, %error, "malformed PUBLISH; closing");
-            DisconnectReason::Violation(format!("malformed PUBLISH: {error}"))
-        })?;
+        let publish = codec::parse_publish(frame.flags(), frame.body())
+            .map_err(|error| self.malformed("PUBLISH", error))?;
         if !acl::may_publish(self.device, publish.topic) {
             bump(&stats.acl_publish_refused);
             let topic = quote(publish.topic);
@@ -319,16 +323,8 @@ impl<'a> Relay<'a> {
 
     fn on_subscribe(&mut self, frame: &Frame) -> Result<(), DisconnectReason> {
         let stats = &self.shared.stats;
-        let subscribe = codec::parse_subscribe(frame.flags(), frame.body()).map_err(|error| {
-            bump(&stats.protocol_errors);
-            tracing::warn!(device = self.device, %error, "malformed SUBSCRIBE; closing");
-            DisconnectReason::Violation(format!("malformed SUBSCRIBE: {error}"))
-        })?;
-        // What the edge writes back fails only for a SUBSCRIBE MQTT itself could not carry.
-        let unencodable = |error: CodecError| {
-            bump(&stats.protocol_errors);
-            DisconnectReason::Violation(format!("malformed SUBSCRIBE: {error}"))
-        };
+        let subscribe = codec::parse_subscribe(frame.flags(), frame.body())
+            .map_err(|error| self.malformed("SUBSCRIBE", error))?;
         let allowed: Vec<bool> = subscribe
             .filters
             .iter()
@@ -352,7 +348,9 @@ impl<'a> Relay<'a> {
         tracing::warn!(device = self.device, filters = ?refused, "subscription refused");
         if refused.len() == allowed.len() {
             let codes = vec![SubscribeReasonCode::Failure; allowed.len()];
-            let suback = codec::encode_suback(subscribe.packet_id, &codes).map_err(unencodable)?;
+            // Writing it back fails only for a SUBSCRIBE MQTT itself could not carry.
+            let suback = codec::encode_suback(subscribe.packet_id, &codes)
+                .map_err(|error| self.malformed("SUBSCRIBE", error))?;
             self.to_dev.extend_from_slice(&suback);
             return Ok(());
         }
@@ -371,8 +369,8 @@ impl<'a> Relay<'a> {
             .filter(|(_, ok)| **ok)
             .map(|((filter, qos), _)| (filter.as_str(), *qos))
             .collect();
-        let packet =
-            codec::encode_subscribe(subscribe.packet_id, &forwarded).map_err(unencodable)?;
+        let packet = codec::encode_subscribe(subscribe.packet_id, &forwarded)
+            .map_err(|error| self.malformed("SUBSCRIBE", error))?;
         self.push_to_router(&packet);
         self.pending_subscribes.insert(subscribe.packet_id, allowed);
         Ok(())
