@@ -1,12 +1,19 @@
-//! A small MQTT 3.1.1 framing codec: just what the edge needs to find frame boundaries, read
-//! CONNECT / PUBLISH / SUBSCRIBE / SUBACK, and write the few packets it answers itself.
+//! A small MQTT 3.1.1 codec: just what the edge needs to find frame boundaries, read
+//! CONNECT / PUBLISH / SUBSCRIBE / SUBACK, and write the few packets it sends itself.
 //!
-//! Written here rather than borrowed from rumqttc/rumqttd because the edge must forward
-//! frames byte for byte (no decode/re-encode of payloads) and must parse only the parts the
-//! ACL needs; every parser works on borrowed slices and returns an error, never panics, on
-//! truncated or garbage input.
+//! The packets the edge writes come from rumqttc's `mqttbytes::v4`. What stays here, and why:
+//! - [`next_frame`]: rumqttc's `check` caps the body, not the frame, and hides the header length.
+//! - The parsers: rumqttc's make each frame an owned packet; the edge views it, then forwards it.
+//! - [`parse_connect`]: stricter (level 4 only, reserved flag, NUL, trailing bytes), byte password.
+//! - [`parse_publish`], [`parse_subscribe`]: refuse NUL, bad SUBSCRIBE flags and option bits.
+//! - [`parse_connack`]: refuses a body that is not 2 bytes, reads any code as the router sent it.
+//!
+//! Every parser returns an error, never panics, on truncated or garbage input.
 
 use bytes::{Bytes, BytesMut};
+use rumqttc::mqttbytes::{self, v4, Protocol, QoS};
+
+pub use rumqttc::mqttbytes::v4::{ConnectReturnCode, SubscribeReasonCode};
 
 /// MQTT control packet types (the high nibble of the first byte).
 pub mod packet {
@@ -26,26 +33,21 @@ pub mod packet {
     pub const DISCONNECT: u8 = 14;
 }
 
-/// CONNACK return codes of MQTT 3.1.1.
+/// CONNACK return codes of MQTT 3.1.1 as they are on the wire, for reading a CONNACK
+/// ([`parse_connack`]); the edge writes its own with [`ConnectReturnCode`].
 pub mod connack {
-    pub const ACCEPTED: u8 = 0;
-    pub const UNACCEPTABLE_PROTOCOL: u8 = 1;
-    pub const IDENTIFIER_REJECTED: u8 = 2;
-    pub const SERVER_UNAVAILABLE: u8 = 3;
-    pub const BAD_CREDENTIALS: u8 = 4;
-    pub const NOT_AUTHORIZED: u8 = 5;
-}
+    use super::ConnectReturnCode;
 
-/// SUBACK return code for a refused filter.
-pub const SUBACK_FAILURE: u8 = 0x80;
+    pub const ACCEPTED: u8 = ConnectReturnCode::Success as u8;
+    pub const UNACCEPTABLE_PROTOCOL: u8 = ConnectReturnCode::RefusedProtocolVersion as u8;
+    pub const IDENTIFIER_REJECTED: u8 = ConnectReturnCode::BadClientId as u8;
+    pub const SERVER_UNAVAILABLE: u8 = ConnectReturnCode::ServiceUnavailable as u8;
+    pub const BAD_CREDENTIALS: u8 = ConnectReturnCode::BadUserNamePassword as u8;
+    pub const NOT_AUTHORIZED: u8 = ConnectReturnCode::NotAuthorized as u8;
+}
 
 /// The largest value the 4-byte remaining length can carry.
 pub const MAX_REMAINING_LENGTH: usize = 268_435_455;
-
-/// The PINGREQ packet, forwarded or sent by the edge to keep the router link alive.
-pub const PINGREQ: [u8; 2] = [packet::PINGREQ << 4, 0];
-/// The DISCONNECT packet.
-pub const DISCONNECT: [u8; 2] = [packet::DISCONNECT << 4, 0];
 
 /// Why bytes could not be read as MQTT 3.1.1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -70,6 +72,8 @@ pub enum CodecError {
     UnexpectedPacket { expected: u8, found: u8 },
     #[error("malformed packet: {0}")]
     Malformed(&'static str),
+    #[error("cannot encode: {0}")]
+    Unencodable(String),
 }
 
 /// One complete frame cut from a read buffer: the whole packet, fixed header included, so it
@@ -140,30 +144,6 @@ pub fn next_frame(buf: &mut BytesMut, max_frame: usize) -> Result<Option<Frame>,
         bytes: buf.split_to(len).freeze(),
         header_len,
     }))
-}
-
-/// Appends a remaining-length field.
-fn put_remaining_length(out: &mut Vec<u8>, mut len: usize) {
-    loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
-        }
-    }
-}
-
-/// Builds a packet from its first byte and body.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len() + 5);
-    out.push(first);
-    put_remaining_length(&mut out, body.len());
-    out.extend_from_slice(body);
-    out
 }
 
 /// A cursor over a packet body; every read checks bounds.
@@ -326,58 +306,86 @@ pub fn parse_connect(body: &[u8]) -> Result<Connect, CodecError> {
     })
 }
 
-/// Appends a length-prefixed field, refusing what does not fit in 16 bits.
-fn put_bytes(out: &mut Vec<u8>, data: &[u8]) -> Result<(), CodecError> {
-    let len =
-        u16::try_from(data.len()).map_err(|_| CodecError::Malformed("field over 65535 bytes"))?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(data);
-    Ok(())
+/// Runs one of rumqttc's packet writers. They fail only on what MQTT cannot carry (a remaining
+/// length over 256 MiB, a QoS 1 or 2 PUBLISH with packet id 0).
+fn written(
+    write: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
+) -> Result<Vec<u8>, CodecError> {
+    let mut out = BytesMut::new();
+    write(&mut out).map_err(|e| CodecError::Unencodable(e.to_string()))?;
+    Ok(out.into())
 }
 
-/// Encodes a CONNECT (MQTT 3.1.1).
+/// Runs one of rumqttc's writers for a packet of at most 4 bytes, which cannot fail (see
+/// [`written`]), so there is no error to pass on.
+fn small(write: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(4);
+    let _ = write(&mut out);
+    out.into()
+}
+
+/// rumqttc writes a field's length as `len as u16`: refuse what would not fit instead.
+fn fits_u16(field: &[u8]) -> Result<(), CodecError> {
+    match u16::try_from(field.len()) {
+        Ok(_) => Ok(()),
+        Err(_) => Err(CodecError::Malformed("field over 65535 bytes")),
+    }
+}
+
+fn to_qos(qos: u8) -> Result<QoS, CodecError> {
+    mqttbytes::qos(qos).map_err(|_| CodecError::InvalidFlags("qos over 2"))
+}
+
+/// Encodes a CONNECT (MQTT 3.1.1). rumqttc's `Login` holds strings and leaves empty ones out,
+/// so a password that is not UTF-8, or an empty user name or password, is refused rather than
+/// written otherwise than asked.
 pub fn encode_connect(c: &Connect) -> Result<Vec<u8>, CodecError> {
-    let mut body = Vec::with_capacity(64);
-    put_bytes(&mut body, b"MQTT")?;
-    body.push(4);
-    let mut flags = 0u8;
-    if c.clean_session {
-        flags |= 0x02;
-    }
-    if let Some(w) = &c.will {
-        flags |= 0x04 | ((w.qos & 0x03) << 3);
-        if w.retain {
-            flags |= 0x20;
+    let password = c
+        .password
+        .as_deref()
+        .map(std::str::from_utf8)
+        .transpose()
+        .map_err(|_| CodecError::InvalidString)?;
+    let login = match (c.username.as_deref(), password) {
+        (None, None) => None,
+        (None, Some(_)) => return Err(CodecError::InvalidFlags("password without user name")),
+        (Some(""), _) | (_, Some("")) => {
+            return Err(CodecError::Malformed("empty user name or password"))
         }
-    }
-    if c.password.is_some() {
-        if c.username.is_none() {
-            return Err(CodecError::InvalidFlags("password without user name"));
+        (Some(username), password) => {
+            fits_u16(username.as_bytes())?;
+            fits_u16(password.unwrap_or_default().as_bytes())?;
+            Some(v4::Login::new(username, password.unwrap_or_default()))
         }
-        flags |= 0x40;
-    }
-    if c.username.is_some() {
-        flags |= 0x80;
-    }
-    body.push(flags);
-    body.extend_from_slice(&c.keep_alive.to_be_bytes());
-    put_bytes(&mut body, c.client_id.as_bytes())?;
-    if let Some(w) = &c.will {
-        put_bytes(&mut body, w.topic.as_bytes())?;
-        put_bytes(&mut body, &w.payload)?;
-    }
-    if let Some(u) = &c.username {
-        put_bytes(&mut body, u.as_bytes())?;
-    }
-    if let Some(p) = &c.password {
-        put_bytes(&mut body, p)?;
-    }
-    Ok(frame(packet::CONNECT << 4, &body))
+    };
+    fits_u16(c.client_id.as_bytes())?;
+    let last_will = match &c.will {
+        Some(w) => {
+            fits_u16(w.topic.as_bytes())?;
+            fits_u16(&w.payload)?;
+            Some(v4::LastWill::new(
+                w.topic.as_str(),
+                w.payload.as_slice(),
+                to_qos(w.qos)?,
+                w.retain,
+            ))
+        }
+        None => None,
+    };
+    let connect = v4::Connect {
+        protocol: Protocol::V4,
+        keep_alive: c.keep_alive,
+        client_id: c.client_id.clone(),
+        clean_session: c.clean_session,
+        last_will,
+        login,
+    };
+    written(|out| connect.write(out))
 }
 
 /// Encodes a CONNACK.
-pub fn encode_connack(session_present: bool, code: u8) -> [u8; 4] {
-    [packet::CONNACK << 4, 2, u8::from(session_present), code]
+pub fn encode_connack(session_present: bool, code: ConnectReturnCode) -> Vec<u8> {
+    small(|out| v4::ConnAck::new(code, session_present).write(out))
 }
 
 /// Parses a CONNACK body into (session present, return code).
@@ -435,15 +443,13 @@ pub fn encode_publish(
     packet_id: Option<u16>,
     payload: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    let mut body = Vec::with_capacity(topic.len() + payload.len() + 4);
-    put_bytes(&mut body, topic.as_bytes())?;
-    if qos > 0 {
-        let id = packet_id.ok_or(CodecError::Malformed("qos > 0 needs a packet id"))?;
-        body.extend_from_slice(&id.to_be_bytes());
+    fits_u16(topic.as_bytes())?;
+    let mut publish = v4::Publish::new(topic, to_qos(qos)?, payload);
+    publish.retain = retain;
+    if publish.qos != QoS::AtMostOnce {
+        publish.pkid = packet_id.ok_or(CodecError::Malformed("qos > 0 needs a packet id"))?;
     }
-    body.extend_from_slice(payload);
-    let first = (packet::PUBLISH << 4) | ((qos & 0x03) << 1) | u8::from(retain);
-    Ok(frame(first, &body))
+    written(|out| publish.write(out))
 }
 
 /// A parsed SUBSCRIBE.
@@ -481,13 +487,18 @@ pub fn encode_subscribe(packet_id: u16, filters: &[(&str, u8)]) -> Result<Vec<u8
     if filters.is_empty() {
         return Err(CodecError::Malformed("SUBSCRIBE without filters"));
     }
-    let mut body = Vec::with_capacity(2 + filters.iter().map(|(f, _)| f.len() + 3).sum::<usize>());
-    body.extend_from_slice(&packet_id.to_be_bytes());
-    for (filter, qos) in filters {
-        put_bytes(&mut body, filter.as_bytes())?;
-        body.push(*qos);
-    }
-    Ok(frame((packet::SUBSCRIBE << 4) | 0x02, &body))
+    let filters = filters
+        .iter()
+        .map(|(filter, q)| {
+            fits_u16(filter.as_bytes())?;
+            Ok(v4::SubscribeFilter::new((*filter).to_owned(), to_qos(*q)?))
+        })
+        .collect::<Result<Vec<_>, CodecError>>()?;
+    let subscribe = v4::Subscribe {
+        pkid: packet_id,
+        filters,
+    };
+    written(|out| subscribe.write(out))
 }
 
 /// Parses a SUBACK body into (packet id, return codes).
@@ -502,17 +513,23 @@ pub fn parse_suback(body: &[u8]) -> Result<(u16, Vec<u8>), CodecError> {
 }
 
 /// Encodes a SUBACK.
-pub fn encode_suback(packet_id: u16, codes: &[u8]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(2 + codes.len());
-    body.extend_from_slice(&packet_id.to_be_bytes());
-    body.extend_from_slice(codes);
-    frame(packet::SUBACK << 4, &body)
+pub fn encode_suback(packet_id: u16, codes: &[SubscribeReasonCode]) -> Result<Vec<u8>, CodecError> {
+    written(|out| v4::SubAck::new(packet_id, codes.to_vec()).write(out))
 }
 
 /// Encodes a PUBACK.
-pub fn encode_puback(packet_id: u16) -> [u8; 4] {
-    let [hi, lo] = packet_id.to_be_bytes();
-    [packet::PUBACK << 4, 2, hi, lo]
+pub fn encode_puback(packet_id: u16) -> Vec<u8> {
+    small(|out| v4::PubAck::new(packet_id).write(out))
+}
+
+/// Encodes a PINGREQ (the edge sends its own to keep the router link alive).
+pub fn encode_pingreq() -> Vec<u8> {
+    small(|out| v4::PingReq.write(out))
+}
+
+/// Encodes a DISCONNECT.
+pub fn encode_disconnect() -> Vec<u8> {
+    small(|out| v4::Disconnect.write(out))
 }
 
 /// Reads the packet id that starts a body (PUBACK, SUBACK, UNSUBSCRIBE, ...).
@@ -550,20 +567,22 @@ mod tests {
     }
 
     #[test]
-    fn remaining_length_round_trip() {
-        for len in [
-            0usize,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            2_097_151,
-            2_097_152,
-            MAX_REMAINING_LENGTH,
-        ] {
+    fn remaining_length_as_in_the_spec() {
+        // MQTT 3.1.1, table 2.4: the edges of each encoded size.
+        let table: [(usize, &[u8]); 9] = [
+            (0, &[0x00]),
+            (1, &[0x01]),
+            (127, &[0x7f]),
+            (128, &[0x80, 0x01]),
+            (16_383, &[0xff, 0x7f]),
+            (16_384, &[0x80, 0x80, 0x01]),
+            (2_097_151, &[0xff, 0xff, 0x7f]),
+            (2_097_152, &[0x80, 0x80, 0x80, 0x01]),
+            (MAX_REMAINING_LENGTH, &[0xff, 0xff, 0xff, 0x7f]),
+        ];
+        for (len, encoded) in table {
             let mut out = vec![0x30];
-            put_remaining_length(&mut out, len);
+            out.extend_from_slice(encoded);
             assert_eq!(
                 parse_fixed_header(&out),
                 Ok(Some((out.len(), len))),
@@ -586,7 +605,7 @@ mod tests {
     #[test]
     fn next_frame_splits_and_waits() {
         let mut buf = BytesMut::new();
-        buf.extend_from_slice(&PINGREQ);
+        buf.extend_from_slice(&encode_pingreq());
         buf.extend_from_slice(&encode_puback(7)[..3]);
         let f = next_frame(&mut buf, 100).expect("ok").expect("frame");
         assert_eq!(f.packet_type(), packet::PINGREQ);
@@ -704,7 +723,10 @@ mod tests {
 
     #[test]
     fn connack_round_trip() {
-        let f = one_frame(&encode_connack(true, connack::BAD_CREDENTIALS));
+        let f = one_frame(&encode_connack(
+            true,
+            ConnectReturnCode::BadUserNamePassword,
+        ));
         assert_eq!(f.packet_type(), packet::CONNACK);
         assert_eq!(parse_connack(f.body()), Ok((true, 4)));
         assert!(parse_connack(&[0]).is_err());
@@ -766,7 +788,9 @@ mod tests {
 
     #[test]
     fn suback_round_trip() {
-        let f = one_frame(&encode_suback(5, &[0, SUBACK_FAILURE, 1]));
+        use SubscribeReasonCode::{Failure, Success};
+        let codes = [Success(QoS::AtMostOnce), Failure, Success(QoS::AtLeastOnce)];
+        let f = one_frame(&encode_suback(5, &codes).expect("encode"));
         assert_eq!(parse_suback(f.body()), Ok((5, vec![0, 0x80, 1])));
         assert!(parse_suback(&[0, 5]).is_err());
         assert!(parse_suback(&[0]).is_err());
