@@ -10,16 +10,17 @@ use anyhow::Context;
 use rumqttc::{AsyncClient, MqttOptions};
 use tenwatch_broker::{Edge, EdgeConfig, EdgeStats, RouterHandle, RouterSettings, TlsFiles};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::accounts::{Accounts, AccountsConfig};
 use crate::clock::Clock;
 use crate::devices::{run_presence, RegistryAuthority};
+use crate::downlink::Downlink;
 use crate::escalation;
 use crate::feed::Feed;
 use crate::http::{self, AppState};
-use crate::ingest::{run_feed_relay, run_uplink, spawn_workers, Ingest, Replicas};
+use crate::ingest::{run_feed_relay, run_uplink, spawn_workers, Ingest, IngestSettings, Replicas};
 use crate::metrics::Metrics;
 use crate::store::{self, RingPlan, Store};
 
@@ -187,6 +188,14 @@ pub struct Application {
     http_addr: SocketAddr,
     /// The alert service, built here so callers (the demo, tests) can act through it.
     ingest: Ingest,
+    /// The gateway's MQTT link: uplink subscriptions, acknowledgements, the replica feed.
+    client: AsyncClient,
+    /// What devices are told, shared by the press path and the rings.
+    downlink: Downlink,
+    /// Web Push to volunteers (queues; `push_worker` sends).
+    pusher: crate::push::Pusher,
+    /// Wakes the escalator when the press path stores a new ring deadline.
+    ring_wake: Arc<Notify>,
     /// The gateway's MQTT connection to the router, polled once `run` starts.
     eventloop: rumqttc::EventLoop,
     /// Sends the pushes the ingest queues, once `run` starts.
@@ -279,31 +288,39 @@ impl Application {
         )
         .await
         .context("setting up Web Push")?;
-        let ingest = Ingest {
-            store: store.clone(),
-            client,
-            feed,
-            metrics,
-            cancel_window: config.cancel_window,
-            plan: config.plan,
-            clock: config.clock.clone(),
-            ring_wake: Arc::default(),
-            supervision: config.supervision,
-            pusher,
-        };
+        let downlink = Downlink::new(client.clone(), metrics.clone(), config.clock.clone());
+        let ring_wake = Arc::new(Notify::new());
+        let ingest = Ingest::new(
+            store.clone(),
+            downlink.clone(),
+            feed.clone(),
+            metrics.clone(),
+            IngestSettings {
+                cancel_window: config.cancel_window,
+                plan: config.plan,
+                supervision: config.supervision,
+            },
+            config.clock.clone(),
+            ring_wake.clone(),
+            pusher.clone(),
+        );
         let http_addr = listeners.http.local_addr()?;
         Ok(Self {
             store,
             router,
             config,
             listeners,
-            feed: ingest.feed.clone(),
-            metrics: ingest.metrics.clone(),
+            feed,
+            metrics,
             edge_stats: Arc::default(),
             mqtt_addr,
             mqtt_tls_addr,
             http_addr,
             ingest,
+            client,
+            downlink,
+            pusher,
+            ring_wake,
             eventloop,
             push_worker,
             relay_queue,
@@ -329,9 +346,13 @@ impl Application {
     pub fn edge_stats(&self) -> Arc<EdgeStats> {
         self.edge_stats.clone()
     }
-    /// The alert service: apply actions, watch the feed.
+    /// The alert service: apply actions as a volunteer or the station would.
     pub fn ingest(&self) -> Ingest {
         self.ingest.clone()
+    }
+    /// The station feed: every alert event as the console sees it.
+    pub fn feed(&self) -> Feed {
+        self.feed.clone()
     }
 
     /// Serves until `shutdown` completes or a task fails; says which one ended.
@@ -348,6 +369,10 @@ impl Application {
             metrics,
             edge_stats,
             ingest,
+            client,
+            downlink,
+            pusher,
+            ring_wake,
             eventloop,
             push_worker,
             relay_queue,
@@ -361,12 +386,11 @@ impl Application {
             }
         };
 
-        let client = ingest.client.clone();
         let (ready_tx, mut ready_rx) = watch::channel(false);
         // `background` runs until aborted; `serving` (edge, HTTP) drains on the stop signal.
         let mut background: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let mut serving: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-        let shards = spawn_workers(&ingest);
+        let shards = spawn_workers(&ingest, client.clone(), &mut background);
         let replicas = config.external_mqtt.as_ref().map(|ext| Replicas {
             share_group: ext.share_group.clone(),
             origin: ext.client_id.clone(),
@@ -390,8 +414,16 @@ impl Application {
         background.spawn(async move { ("push", push_worker.run().await) });
         let owed = ingest.recover().await?;
         {
-            let (ingest, wake) = (ingest.clone(), ingest.ring_wake.clone());
-            background.spawn(async move { ("escalation", escalation::run(ingest, wake).await) });
+            let escalation = escalation::Escalation {
+                store: store.clone(),
+                plan: config.plan,
+                clock: config.clock.clone(),
+                downlink,
+                pusher: pusher.clone(),
+                feed: feed.clone(),
+            };
+            background
+                .spawn(async move { ("escalation", escalation::run(escalation, ring_wake).await) });
         }
         if owed > 0 {
             tracing::warn!(owed, "sent the fan-out owed from before the restart");
@@ -451,6 +483,8 @@ impl Application {
         );
         let state = AppState {
             ingest: ingest.clone(),
+            pusher,
+            supervision: config.supervision,
             accounts,
             store,
             feed,
@@ -519,3 +553,4 @@ fn task_ended(
         Err(e) => Err(anyhow::anyhow!("a task panicked: {e}")),
     }
 }
+

@@ -13,39 +13,55 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-use crate::feed::FeedEvent;
-use crate::ingest::Ingest;
-use crate::push::PushReason;
-use crate::store::{RecipientKind, RingFired};
+use crate::clock::Clock;
+use crate::downlink::Downlink;
+use crate::feed::{Feed, FeedEvent};
+use crate::push::{PushReason, Pusher};
+use crate::store::{RecipientKind, RingFired, RingPlan, Store};
 
 /// Even with no deadline in sight, look again this often: another gateway sharing the
 /// database may have stored one.
 const POLL: Duration = Duration::from_secs(1);
 
+/// The escalator's handles: where deadlines are stored, whom a ring reaches and how they are
+/// told. Cheap to clone.
+#[derive(Clone)]
+pub struct Escalation {
+    pub store: Arc<dyn Store>,
+    /// When rings fire and how far ring 1 reaches.
+    pub plan: RingPlan,
+    pub clock: Clock,
+    /// The units of the clusters a ring reaches.
+    pub downlink: Downlink,
+    /// Volunteers a ring reaches.
+    pub pusher: Pusher,
+    /// The station.
+    pub feed: Feed,
+}
+
 /// Fires every ring due now; returns what fired.
-pub async fn tick(ingest: &Ingest) -> anyhow::Result<Vec<RingFired>> {
-    let now = ingest.now();
+pub async fn tick(esc: &Escalation) -> anyhow::Result<Vec<RingFired>> {
+    let now = esc.clock.now_ms();
     let mut fired = Vec::new();
-    for alert in ingest.store.due_rings(now).await? {
+    for alert in esc.store.due_rings(now).await? {
         // Both rings may be overdue (a gateway that was down past both deadlines): fire each
         // in order, once.
-        while let Some(ring) = ingest.store.fire_ring(alert, &ingest.plan, now).await? {
+        while let Some(ring) = esc.store.fire_ring(alert, &esc.plan, now).await? {
             tracing::warn!(alert = %alert, ring = ring.ring, added = ring.added.len(),
                 clusters = ring.clusters.len(), "nobody coming: escalated");
             for cluster in &ring.clusters {
-                ingest
-                    .publish_cluster_alert(cluster.as_str(), &ring.alert)
+                esc.downlink
+                    .cluster_alert(cluster.as_str(), &ring.alert)
                     .await;
             }
             // Volunteers this ring reached, nearest first: each gets one push.
             for r in &ring.added {
                 if r.kind == RecipientKind::Volunteer {
-                    ingest
-                        .pusher
+                    esc.pusher
                         .notify(&ring.alert, &r.who, r.distance_m, PushReason::Alert);
                 }
             }
-            ingest.feed.publish(&FeedEvent::Alert {
+            esc.feed.publish(&FeedEvent::Alert {
                 event: if ring.ring == 1 { "ring1" } else { "ring2" },
                 at_ms: now,
                 alert: &ring.alert,
@@ -57,13 +73,13 @@ pub async fn tick(ingest: &Ingest) -> anyhow::Result<Vec<RingFired>> {
 }
 
 /// Fires rings as they fall due until the task is stopped.
-pub async fn run(ingest: Ingest, wake: Arc<Notify>) -> anyhow::Result<()> {
+pub async fn run(esc: Escalation, wake: Arc<Notify>) -> anyhow::Result<()> {
     loop {
-        if let Err(e) = tick(&ingest).await {
+        if let Err(e) = tick(&esc).await {
             tracing::error!(error = %e, "escalation check failed; retrying");
         }
-        let next = match ingest.store.next_ring_deadline().await {
-            Ok(Some(at)) => ingest
+        let next = match esc.store.next_ring_deadline().await {
+            Ok(Some(at)) => esc
                 .clock
                 .instant_at(at)
                 .min(tokio::time::Instant::now() + POLL),
@@ -72,7 +88,7 @@ pub async fn run(ingest: Ingest, wake: Arc<Notify>) -> anyhow::Result<()> {
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = wake.notified() => {}
-            _ = ingest.clock.moved() => {}
+            _ = esc.clock.moved() => {}
         }
     }
 }

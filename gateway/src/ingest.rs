@@ -15,18 +15,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
-use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::domain::{haversine_m, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
+use crate::downlink::Downlink;
 use crate::feed::{Feed, FeedEvent};
 use crate::lifecycle::{Action, RecipientState};
 use crate::metrics::{inc, Metrics};
-use crate::push::PushReason;
+use crate::push::{PushReason, Pusher};
 use crate::store::{
     AlertSummary, Applied, CancelOutcome, PressOutcome, RecipientKind, RingPlan, Store, StoreResult,
 };
+use crate::supervision::SupervisionPolicy;
 
 /// Workers that process uplinks; a device always lands on the same one.
 pub const SHARDS: usize = 8;
@@ -43,55 +45,67 @@ pub const UPLINK_FILTERS: [(&str, QoS); 4] = [
     ("tw/d/+/up/heartbeat", QoS::AtMostOnce),
 ];
 
-/// `tw/c/{cluster}/alert`: what the neighbours' units show. No personal data.
-#[derive(Debug, Serialize)]
-struct ClusterAlert<'a> {
-    alert: AlertId,
-    from_label: &'a str,
-    kind: &'a str,
-    state: AlertState,
-    /// How many are coming: units show "2 coming" so neighbours know help is on its way.
-    responders: u32,
-    ts: i64,
-}
-
-/// `tw/d/{device}/down/ack`: feedback to the presser.
-#[derive(Debug, Serialize)]
-struct Ack {
-    seq: u64,
-    alert: AlertId,
-    state: AlertState,
-    responders: u32,
-}
-
-/// Handles parsed uplinks. Cheap to clone: every field is shared.
-#[derive(Clone)]
-pub struct Ingest {
-    pub store: Arc<dyn Store>,
-    pub client: AsyncClient,
-    pub feed: Feed,
-    pub metrics: Arc<Metrics>,
+/// What the press path is set to, from the gateway's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestSettings {
     /// How long after raising an alert its presser may still cancel it.
     pub cancel_window: Duration,
     /// When rings fire and how far ring 1 reaches.
     pub plan: RingPlan,
-    pub clock: Clock,
-    /// Wakes the escalator when a new deadline is stored.
-    pub ring_wake: Arc<tokio::sync::Notify>,
     /// Heartbeat interval, grace and health thresholds, applied to every heartbeat.
-    pub supervision: crate::supervision::SupervisionPolicy,
+    pub supervision: SupervisionPolicy,
+}
+
+/// Handles parsed uplinks and the actions of volunteers and the station. Cheap to clone:
+/// every field is shared.
+#[derive(Clone)]
+pub struct Ingest {
+    store: Arc<dyn Store>,
+    /// The cluster alerts, acks and catch-ups sent to devices.
+    downlink: Downlink,
+    feed: Feed,
+    metrics: Arc<Metrics>,
+    settings: IngestSettings,
+    clock: Clock,
+    /// Wakes the escalator when a new deadline is stored.
+    ring_wake: Arc<Notify>,
     /// Web Push to volunteers' phones; queues and returns at once.
-    pub pusher: crate::push::Pusher,
+    pusher: Pusher,
 }
 
 impl Ingest {
+    /// `ring_wake` is notified whenever a new alert stores a ring deadline: the escalator
+    /// waiting on it looks again.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn Store>,
+        downlink: Downlink,
+        feed: Feed,
+        metrics: Arc<Metrics>,
+        settings: IngestSettings,
+        clock: Clock,
+        ring_wake: Arc<Notify>,
+        pusher: Pusher,
+    ) -> Self {
+        Self {
+            store,
+            downlink,
+            feed,
+            metrics,
+            settings,
+            clock,
+            ring_wake,
+            pusher,
+        }
+    }
+
     /// Pays the fan-out owed by alerts stored before a stop.
     pub async fn recover(&self) -> anyhow::Result<usize> {
         let owed = self.store.alerts_owing_fanout().await?;
         for alert in &owed {
             tracing::warn!(alert = %alert.id, "fan-out owed from before a restart: sending it now");
             self.fan_out(alert, "raised").await;
-            self.ack(&alert.device, alert.seq, alert).await;
+            self.downlink.ack(&alert.device, alert.seq, alert).await;
             // Awaited here: devices are let in only once the debt is recorded as paid.
             self.store.mark_notified(alert.id, self.now()).await?;
         }
@@ -149,7 +163,7 @@ impl Ingest {
                 let supervised = crate::supervision::apply_heartbeat(
                     self.store.as_ref(),
                     &self.feed,
-                    &self.supervision,
+                    &self.settings.supervision,
                     &device,
                     &hb,
                     self.now(),
@@ -165,7 +179,7 @@ impl Ingest {
     async fn press(&self, device: &DeviceId, press: &Press) {
         let outcome = match self
             .store
-            .record_press(device, press, &self.plan, self.now())
+            .record_press(device, press, &self.settings.plan, self.now())
             .await
         {
             Ok(o) => o,
@@ -182,7 +196,7 @@ impl Ingest {
                 tracing::info!(alert = %alert.id, %device, seq = press.seq, kind = %alert.kind,
                     cluster = %alert.cluster, "alert raised");
                 self.fan_out(&alert, "raised").await;
-                self.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.seq, &alert).await;
                 self.mark_notified(&alert).await;
                 self.ring_wake.notify_one();
             }
@@ -193,7 +207,7 @@ impl Ingest {
                     self.fan_out(&alert, "raised").await;
                     self.mark_notified(&alert).await;
                 }
-                self.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.seq, &alert).await;
             }
             PressOutcome::UnknownDevice => {
                 inc(&self.metrics.presses_unknown_device);
@@ -203,7 +217,7 @@ impl Ingest {
     }
 
     async fn cancel(&self, device: &DeviceId, press: &Press) {
-        let window_ms = self.cancel_window.as_millis() as i64;
+        let window_ms = self.settings.cancel_window.as_millis() as i64;
         let outcome = match self
             .store
             .cancel_press(device, press, window_ms, self.now())
@@ -221,12 +235,12 @@ impl Ingest {
                 inc(&self.metrics.alerts_cancelled);
                 tracing::info!(alert = %alert.id, %device, "alert cancelled by the presser");
                 self.fan_out(&alert, "cancelled").await;
-                self.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.seq, &alert).await;
                 self.push_closed(&alert);
             }
             CancelOutcome::Duplicate(alert) => {
                 inc(&self.metrics.presses_duplicate);
-                self.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.seq, &alert).await;
             }
             CancelOutcome::TooLate(alert) => {
                 inc(&self.metrics.cancels_refused);
@@ -236,7 +250,7 @@ impl Ingest {
                     at_ms: self.now(),
                     alert: &alert,
                 });
-                self.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.seq, &alert).await;
             }
             CancelOutcome::NothingOpen | CancelOutcome::UnknownDevice => {
                 inc(&self.metrics.cancels_refused);
@@ -309,11 +323,11 @@ impl Ingest {
             )
         );
         if applied.state_changed || responders_moved {
-            self.ack(&a.device, a.seq, a).await;
+            self.downlink.ack(&a.device, a.seq, a).await;
             match self.store.alert_clusters(a.id).await {
                 Ok(clusters) => {
                     for cluster in clusters {
-                        self.publish_cluster_alert(cluster.as_str(), a).await;
+                        self.downlink.cluster_alert(cluster.as_str(), a).await;
                     }
                 }
                 Err(e) => tracing::error!(alert = %a.id, error = %e, "alerted clusters unknown"),
@@ -358,7 +372,8 @@ impl Ingest {
     }
 
     async fn fan_out(&self, alert: &AlertSummary, event: &str) {
-        self.publish_cluster_alert(alert.cluster.as_str(), alert)
+        self.downlink
+            .cluster_alert(alert.cluster.as_str(), alert)
             .await;
         self.feed.publish(&FeedEvent::Alert {
             event,
@@ -392,37 +407,8 @@ impl Ingest {
             .iter()
             .filter(|a| &a.device != device && a.raised_at_ms <= since_ms)
         {
-            let body = self.cluster_alert(alert);
-            self.publish(format!("tw/d/{device}/down/alert"), &body)
-                .await;
+            self.downlink.device_alert(device, alert).await;
         }
-    }
-
-    fn cluster_alert<'a>(&self, alert: &'a AlertSummary) -> ClusterAlert<'a> {
-        ClusterAlert {
-            alert: alert.id,
-            from_label: &alert.label,
-            kind: &alert.kind,
-            state: alert.state,
-            responders: alert.responders,
-            ts: self.now(),
-        }
-    }
-
-    /// `tw/c/{cluster}/alert` with the alert's current state.
-    pub async fn publish_cluster_alert(&self, cluster: &str, alert: &AlertSummary) {
-        let body = self.cluster_alert(alert);
-        self.publish(format!("tw/c/{cluster}/alert"), &body).await;
-    }
-
-    async fn ack(&self, device: &DeviceId, seq: u64, alert: &AlertSummary) {
-        let body = Ack {
-            seq,
-            alert: alert.id,
-            state: alert.state,
-            responders: alert.responders,
-        };
-        self.publish(format!("tw/d/{device}/down/ack"), &body).await;
     }
 
     /// Records the fan-out: queued now (so it precedes the receipts it caused), committed
@@ -444,24 +430,6 @@ impl Ingest {
                 }
             }
         });
-    }
-
-    async fn publish(&self, topic: String, body: &impl Serialize) {
-        let payload = match serde_json::to_vec(body) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "payload does not serialise");
-                return;
-            }
-        };
-        if let Err(e) = self
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-        {
-            inc(&self.metrics.publish_errors);
-            tracing::error!(error = %e, "publish not queued");
-        }
     }
 }
 
@@ -488,24 +456,33 @@ enum AckEvent {
     Handled(u64, u64, Publish),
 }
 
-/// Starts the workers and the acknowledger; returns the workers' queues and the
-/// acknowledger's, on which `run_uplink` announces each new connection.
-pub fn spawn_workers(ingest: &Ingest) -> (Vec<mpsc::Sender<Uplinked>>, AckQueue) {
+/// Starts the workers and the acknowledger in `tasks` (the set shutdown stops); returns the
+/// workers' queues and the acknowledger's, on which `run_uplink` announces each new
+/// connection. They run until `run_uplink` drops the queues.
+pub fn spawn_workers(
+    ingest: &Ingest,
+    client: AsyncClient,
+    tasks: &mut JoinSet<(&'static str, anyhow::Result<()>)>,
+) -> (Vec<mpsc::Sender<Uplinked>>, AckQueue) {
     // Unbounded but never long: it holds at most the QoS 1 uplinks the broker has in flight
     // to us unacknowledged (its inflight window, 100 here), plus a marker per reconnect.
     let (acks_tx, acks_rx) = mpsc::unbounded_channel();
-    tokio::spawn(acknowledge_in_order(ingest.client.clone(), acks_rx));
+    tasks.spawn(async move {
+        acknowledge_in_order(client, acks_rx).await;
+        ("uplink-acks", Ok(()))
+    });
     let workers = (0..SHARDS)
         .map(|_| {
             let (tx, mut rx) = mpsc::channel::<Uplinked>(SHARD_QUEUE);
             let (ingest, acks) = (ingest.clone(), acks_tx.clone());
-            tokio::spawn(async move {
+            tasks.spawn(async move {
                 while let Some(Uplinked { publish, order }) = rx.recv().await {
                     ingest.handle(&publish).await;
                     if let Some((connection, n)) = order {
                         let _ = acks.send(AckEvent::Handled(connection, n, publish));
                     }
                 }
+                ("uplink-worker", Ok(()))
             });
             tx
         })

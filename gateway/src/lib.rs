@@ -29,6 +29,7 @@ pub mod cli;
 pub mod clock;
 pub mod devices;
 pub mod domain;
+pub mod downlink;
 pub mod escalation;
 pub mod external_broker;
 pub mod feed;

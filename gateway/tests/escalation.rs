@@ -15,9 +15,10 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, EventLoop, MqttOptions};
 use tenwatch_gateway::clock::Clock;
 use tenwatch_gateway::domain::{AlertId, AlertState, DeviceId, Press, PressKind};
-use tenwatch_gateway::escalation::tick;
+use tenwatch_gateway::downlink::Downlink;
+use tenwatch_gateway::escalation::{tick, Escalation};
 use tenwatch_gateway::feed::Feed;
-use tenwatch_gateway::ingest::Ingest;
+use tenwatch_gateway::ingest::{Ingest, IngestSettings};
 use tenwatch_gateway::lifecycle::{Action, RecipientState};
 use tenwatch_gateway::metrics::Metrics;
 use tenwatch_gateway::push::{PushConfig, Pusher};
@@ -35,7 +36,9 @@ store_tests!(
 const T0: i64 = 1_800_000_000_000;
 
 struct Gateway {
+    store: Arc<dyn Store>,
     ingest: Ingest,
+    escalation: Escalation,
     /// Held so that publishes queue instead of failing; nothing is listening in these tests.
     _eventloop: EventLoop,
 }
@@ -55,19 +58,35 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
     )
     .await
     .expect("pusher");
-    Gateway {
-        ingest: Ingest {
-            store,
-            client,
-            feed: Feed::new(),
-            metrics,
-            pusher,
+    let feed = Feed::new();
+    let downlink = Downlink::new(client, metrics.clone(), clock.clone());
+    let plan = RingPlan::default();
+    let ingest = Ingest::new(
+        store.clone(),
+        downlink.clone(),
+        feed.clone(),
+        metrics,
+        IngestSettings {
             cancel_window: Duration::from_secs(30),
-            plan: RingPlan::default(),
-            clock: clock.clone(),
-            ring_wake: Arc::default(),
+            plan,
             supervision: Default::default(),
         },
+        clock.clone(),
+        Arc::default(),
+        pusher.clone(),
+    );
+    let escalation = Escalation {
+        store: store.clone(),
+        plan,
+        clock: clock.clone(),
+        downlink,
+        pusher,
+        feed,
+    };
+    Gateway {
+        store,
+        ingest,
+        escalation,
         _eventloop: eventloop,
     }
 }
@@ -100,7 +119,7 @@ async fn rings_fire_at_their_moments_and_reach_further(db: TestDb) {
     let (url, creds) = neighbourhood(&db).await;
     let clock = Clock::manual(T0);
     let gw = gateway(&url, &clock).await;
-    let store = gw.ingest.store.clone();
+    let store = gw.store.clone();
     // A household in the middle of the street, so nearby clusters lie on both sides.
     let presser = &creds[25];
     let alert = press(store.as_ref(), &presser.device, T0).await;
@@ -123,11 +142,11 @@ async fn rings_fire_at_their_moments_and_reach_further(db: TestDb) {
 
     clock.advance_ms(29_999);
     assert!(
-        tick(&gw.ingest).await.unwrap().is_empty(),
+        tick(&gw.escalation).await.unwrap().is_empty(),
         "ring 1 fired early"
     );
     clock.advance_ms(1);
-    let fired = tick(&gw.ingest).await.unwrap();
+    let fired = tick(&gw.escalation).await.unwrap();
     assert_eq!(fired.len(), 1);
     let ring1 = &fired[0];
     assert_eq!(ring1.ring, 1);
@@ -141,18 +160,18 @@ async fn rings_fire_at_their_moments_and_reach_further(db: TestDb) {
 
     clock.advance_ms(59_999);
     assert!(
-        tick(&gw.ingest).await.unwrap().is_empty(),
+        tick(&gw.escalation).await.unwrap().is_empty(),
         "ring 2 fired early"
     );
     clock.advance_ms(1);
-    let fired = tick(&gw.ingest).await.unwrap();
+    let fired = tick(&gw.escalation).await.unwrap();
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].ring, 2);
     assert!(fired[0].alert.critical);
     assert_eq!(fired[0].alert.next_ring_at_ms, None);
 
     clock.advance_ms(3_600_000);
-    assert!(tick(&gw.ingest).await.unwrap().is_empty(), "no ring 3");
+    assert!(tick(&gw.escalation).await.unwrap().is_empty(), "no ring 3");
     let detail = store.alert_detail(alert).await.unwrap().unwrap();
     let rings: Vec<(i64, &str)> = detail
         .timeline
@@ -167,7 +186,7 @@ async fn anyone_coming_stops_the_climb(db: TestDb) {
     let (url, creds) = neighbourhood(&db).await;
     let clock = Clock::manual(T0);
     let gw = gateway(&url, &clock).await;
-    let alert = press(gw.ingest.store.as_ref(), &creds[0].device, T0).await;
+    let alert = press(gw.store.as_ref(), &creds[0].device, T0).await;
     clock.advance_ms(12_000);
     let neighbour = &creds[3].device;
     let applied = gw
@@ -185,8 +204,8 @@ async fn anyone_coming_stops_the_climb(db: TestDb) {
     assert_eq!(applied.alert.responders, 1);
     assert_eq!(applied.alert.first_coming_at_ms, Some(T0 + 12_000));
     clock.advance_ms(600_000);
-    assert!(tick(&gw.ingest).await.unwrap().is_empty());
-    assert_eq!(gw.ingest.store.alert(alert).await.unwrap().unwrap().ring, 0);
+    assert!(tick(&gw.escalation).await.unwrap().is_empty());
+    assert_eq!(gw.store.alert(alert).await.unwrap().unwrap().ring, 0);
 }
 
 async fn after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways(db: TestDb) {
@@ -194,15 +213,15 @@ async fn after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways(
     let clock = Clock::manual(T0);
     let alerts = {
         let first = gateway(&url, &clock).await;
-        let a = press(first.ingest.store.as_ref(), &creds[11].device, T0).await;
-        let b = press(first.ingest.store.as_ref(), &creds[42].device, T0 + 50_000).await;
+        let a = press(first.store.as_ref(), &creds[11].device, T0).await;
+        let b = press(first.store.as_ref(), &creds[42].device, T0 + 50_000).await;
         [a, b]
         // The gateway stops here, before any ring.
     };
     clock.advance_ms(200_000);
     // Two gateways come up on the same database and check at the same moment.
     let (one, two) = (gateway(&url, &clock).await, gateway(&url, &clock).await);
-    let (a, b) = tokio::join!(tick(&one.ingest), tick(&two.ingest));
+    let (a, b) = tokio::join!(tick(&one.escalation), tick(&two.escalation));
     let mut fired: Vec<(AlertId, u8)> = a
         .unwrap()
         .into_iter()
@@ -219,10 +238,10 @@ async fn after_a_restart_overdue_rings_fire_exactly_once_even_with_two_gateways(
             (alerts[1], 2)
         ]
     );
-    assert!(tick(&one.ingest).await.unwrap().is_empty());
-    assert!(tick(&two.ingest).await.unwrap().is_empty());
+    assert!(tick(&one.escalation).await.unwrap().is_empty());
+    assert!(tick(&two.escalation).await.unwrap().is_empty());
     for alert in alerts {
-        let detail = one.ingest.store.alert_detail(alert).await.unwrap().unwrap();
+        let detail = one.store.alert_detail(alert).await.unwrap().unwrap();
         let rings = detail
             .timeline
             .iter()

@@ -112,7 +112,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .context("the demo runs the embedded broker")?,
         app.http_addr(),
     );
-    let ingest = app.ingest();
+    let (ingest, app_feed) = (app.ingest(), app.feed());
     println!("tenwatch demo — 十户联防演示");
     println!(
         "  station console  http://{http}/   (sign in: {} / {})",
@@ -142,7 +142,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let server = tokio::spawn(app.run(shutdown));
-    let station = tokio::spawn(super::station::station(ingest, stop.clone()));
+    let station = tokio::spawn(super::station::station(ingest, app_feed, stop.clone()));
     let creds = tenwatch_sim::creds::load(&credentials_path)?;
     let mut device = tenwatch_sim::device::DeviceConfig::new(mqtt.ip().to_string(), mqtt.port());
     device.respond_probability = 0.25;

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::domain::AlertId;
+use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::lifecycle::{Action, Category, RecipientState};
 use crate::store::RecipientKind;
@@ -17,8 +18,8 @@ const RESOLVE_AFTER: Duration = Duration::from_secs(20);
 /// Nobody came even after ring 2: the station checks by phone and closes it.
 const CHECK_BY_PHONE_AFTER: Duration = Duration::from_secs(20);
 
-pub(super) async fn station(ingest: Ingest, stop: CancellationToken) {
-    let mut feed = ingest.feed.subscribe();
+pub(super) async fn station(ingest: Ingest, feed: Feed, stop: CancellationToken) {
+    let mut feed = feed.subscribe();
     loop {
         let item = tokio::select! {
             _ = stop.cancelled() => return,

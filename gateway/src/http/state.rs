@@ -11,7 +11,9 @@ use crate::accounts::Accounts;
 use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::metrics::Metrics;
+use crate::push::Pusher;
 use crate::store::Store;
+use crate::supervision::SupervisionPolicy;
 
 /// Shared state of every handler.
 #[derive(Clone)]
@@ -25,6 +27,10 @@ pub struct AppState {
     pub started: Instant,
     /// Applies actions and tells units, the presser and the feed.
     pub ingest: Ingest,
+    /// The VAPID key and the push endpoint rules the volunteer app's subscriptions meet.
+    pub pusher: Pusher,
+    /// Heartbeat interval, grace and thresholds, for the station's device views.
+    pub supervision: SupervisionPolicy,
     pub accounts: Accounts,
     /// The station console's settings and built pages.
     pub console: Arc<super::web::ConsoleConfig>,

@@ -77,7 +77,7 @@ async fn list_devices(
         cluster,
         limit: q.limit.unwrap_or(1000).clamp(1, 10_000),
     };
-    let policy = s.ingest.supervision;
+    let policy = s.supervision;
     let devices = s
         .store
         .device_health_list(&filter, &policy, s.ingest.now())
@@ -96,7 +96,7 @@ async fn device_detail(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let id = DeviceId::parse(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let policy = s.ingest.supervision;
+    let policy = s.supervision;
     match s.store.device_health(&id, &policy, s.ingest.now()).await? {
         // A device of another zone is answered exactly like one that does not exist.
         Some(detail) if who.may_see(&detail.health.zone) => Ok(Json(detail).into_response()),
@@ -116,7 +116,7 @@ async fn cluster_health(
     query: Result<Query<ZoneQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let policy = s.ingest.supervision;
+    let policy = s.supervision;
     let clusters = s
         .store
         .cluster_health(&zones_for(&who, q.zone.as_deref())?, &policy)
@@ -148,6 +148,6 @@ async fn problems(
         include_closed: q.all.unwrap_or(false),
         limit: q.limit.unwrap_or(200).clamp(1, 1000),
     };
-    let problems = s.store.problems(&filter, &s.ingest.supervision).await?;
+    let problems = s.store.problems(&filter, &s.supervision).await?;
     Ok(Json(json!({ "problems": problems })).into_response())
 }

@@ -33,7 +33,7 @@ pub(super) fn routes() -> Router<AppState> {
 }
 
 async fn push_key(State(s): State<AppState>, Authenticated(_): Authenticated) -> Response {
-    Json(json!({ "public_key": s.ingest.pusher.public_key() })).into_response()
+    Json(json!({ "public_key": s.pusher.public_key() })).into_response()
 }
 
 /// `PushSubscription.toJSON()`.
@@ -94,7 +94,7 @@ async fn subscribe(
 ) -> Result<Response, ApiError> {
     volunteer_only(&who)?;
     let Json(body) = body?;
-    check_subscription(&body, s.ingest.pusher.allows_loopback())?;
+    check_subscription(&body, s.pusher.allows_loopback())?;
     let user_agent: String = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

@@ -1,0 +1,110 @@
+//! What the gateway tells devices: the cluster alert the neighbours' units sound
+//! (`tw/c/{cluster}/alert`), the presser's feedback (`tw/d/{device}/down/ack`) and the alerts a
+//! unit back online missed (`tw/d/{device}/down/alert`). One narrow handle, shared by the press
+//! path ([`crate::ingest`]) and the rings ([`crate::escalation`]); the payloads carry no
+//! personal data.
+
+use std::sync::Arc;
+
+use rumqttc::{AsyncClient, QoS};
+use serde::Serialize;
+
+use crate::clock::Clock;
+use crate::domain::{AlertId, AlertState, DeviceId};
+use crate::metrics::{inc, Metrics};
+use crate::store::AlertSummary;
+
+/// `tw/c/{cluster}/alert`: what the neighbours' units show. No personal data.
+#[derive(Debug, Serialize)]
+struct ClusterAlert<'a> {
+    alert: AlertId,
+    from_label: &'a str,
+    kind: &'a str,
+    state: AlertState,
+    /// How many are coming: units show "2 coming" so neighbours know help is on its way.
+    responders: u32,
+    ts: i64,
+}
+
+/// `tw/d/{device}/down/ack`: feedback to the presser.
+#[derive(Debug, Serialize)]
+struct Ack {
+    seq: u64,
+    alert: AlertId,
+    state: AlertState,
+    responders: u32,
+}
+
+/// Publishes to devices through the gateway's MQTT link (QoS 1). Cheap to clone.
+#[derive(Clone)]
+pub struct Downlink {
+    client: AsyncClient,
+    /// Counts publishes that could not be queued.
+    metrics: Arc<Metrics>,
+    /// Stamps each cluster alert with the gateway's time.
+    clock: Clock,
+}
+
+impl Downlink {
+    pub fn new(client: AsyncClient, metrics: Arc<Metrics>, clock: Clock) -> Self {
+        Self {
+            client,
+            metrics,
+            clock,
+        }
+    }
+
+    /// `tw/c/{cluster}/alert` with the alert's current state.
+    pub async fn cluster_alert(&self, cluster: &str, alert: &AlertSummary) {
+        let body = self.cluster_body(alert);
+        self.publish(format!("tw/c/{cluster}/alert"), &body).await;
+    }
+
+    /// The cluster alert's body on one unit's own `down/alert` (a unit back online).
+    pub async fn device_alert(&self, device: &DeviceId, alert: &AlertSummary) {
+        let body = self.cluster_body(alert);
+        self.publish(format!("tw/d/{device}/down/alert"), &body)
+            .await;
+    }
+
+    /// `tw/d/{device}/down/ack`: the press `seq` is stored; the alert's state and how many
+    /// are coming.
+    pub async fn ack(&self, device: &DeviceId, seq: u64, alert: &AlertSummary) {
+        let body = Ack {
+            seq,
+            alert: alert.id,
+            state: alert.state,
+            responders: alert.responders,
+        };
+        self.publish(format!("tw/d/{device}/down/ack"), &body).await;
+    }
+
+    fn cluster_body<'a>(&self, alert: &'a AlertSummary) -> ClusterAlert<'a> {
+        ClusterAlert {
+            alert: alert.id,
+            from_label: &alert.label,
+            kind: &alert.kind,
+            state: alert.state,
+            responders: alert.responders,
+            ts: self.clock.now_ms(),
+        }
+    }
+
+    async fn publish(&self, topic: String, body: &impl Serialize) {
+        let payload = match serde_json::to_vec(body) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "payload does not serialise");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+        {
+            inc(&self.metrics.publish_errors);
+            tracing::error!(error = %e, "publish not queued");
+        }
+    }
+}
