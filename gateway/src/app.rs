@@ -123,11 +123,11 @@ impl ExternalMqtt {
             .ok_or_else(|| anyhow::anyhow!("--mqtt-url has no host"))?
             .trim_matches(|c| c == '[' || c == ']')
             .to_owned();
+        // The URL's user and password are percent-encoded (RFC 3986 userinfo): `+` is a plus.
         let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         let username = (!parsed.username().is_empty()).then(|| decode(parsed.username()));
         let password = parsed.password().map(decode);
@@ -554,3 +554,24 @@ fn task_ended(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_urls_user_and_password_are_percent_decoded() {
+        let ext =
+            ExternalMqtt::parse("mqtt://gw%2B1:p+a%40ss%20w@127.0.0.1:1884", "gw-1", "tw").unwrap();
+        assert_eq!(ext.username.as_deref(), Some("gw+1"));
+        assert_eq!(
+            ext.password.as_deref(),
+            Some("p+a@ss w"),
+            "a plus stays a plus"
+        );
+        assert_eq!((ext.host.as_str(), ext.port), ("127.0.0.1", 1884));
+        let bare = ExternalMqtt::parse("mqtt://[::1]", "gw-1", "tw").unwrap();
+        assert_eq!((bare.host.as_str(), bare.port), ("::1", 1883));
+        assert_eq!(bare.username, None);
+        assert!(ExternalMqtt::parse("http://127.0.0.1", "gw-1", "tw").is_err());
+    }
+}

@@ -290,7 +290,10 @@ pub enum Uplink {
 pub const MAX_UPLINK_PAYLOAD: usize = 2048;
 
 impl Uplink {
-    /// Parses `tw/d/{device}/up/{what}` and its JSON payload.
+    /// Parses `tw/d/{device}/up/{what}` and its JSON payload. Each payload is a derived
+    /// `serde` type; a refusal names the field and why (`battery: invalid value …`).
+    /// Informational fields (`ts`, `tamper`, `rssi`, `fw`) of the wrong type are ignored rather
+    /// than refused: a press must never be lost over a device's clock or firmware string.
     pub fn parse(topic: &str, payload: &[u8]) -> Result<(DeviceId, Uplink), ParseError> {
         let mut parts = topic.split('/');
         let (Some("tw"), Some("d"), Some(device), Some("up"), Some(what), None) = (
@@ -311,76 +314,129 @@ impl Uplink {
         if payload.len() > MAX_UPLINK_PAYLOAD {
             return Err(bad(format!("{} bytes is over the limit", payload.len())));
         }
-        let json: serde_json::Value =
-            serde_json::from_slice(payload).map_err(|e| bad(format!("not JSON: {e}")))?;
-        let obj = json
-            .as_object()
-            .ok_or_else(|| bad("expected a JSON object".into()))?;
-        let seq = || {
-            obj.get("seq")
-                .and_then(|v| v.as_u64())
-                .ok_or_else(|| bad("`seq` must be a non-negative integer".into()))
-        };
-        let alert = || {
-            obj.get("alert")
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| bad("`alert` must be a string".into()))
-                .and_then(|s| AlertId::parse(s).map_err(|e| bad(e.to_string())))
-        };
+        let alert = |s: &str| AlertId::parse(s).map_err(|e| bad(e.to_string()));
         let uplink = match what {
             "press" => {
-                let kind = match obj.get("kind") {
-                    None | Some(serde_json::Value::Null) => PressKind::Help,
-                    Some(serde_json::Value::String(s)) => {
-                        PressKind::parse(s).map_err(|e| bad(e.to_string()))?
-                    }
-                    Some(_) => return Err(bad("`kind` must be a string".into())),
+                let p: wire::Press = wire::read(payload).map_err(bad)?;
+                let kind = match p.kind.as_deref() {
+                    None => PressKind::Help,
+                    Some(s) => PressKind::parse(s).map_err(|e| bad(e.to_string()))?,
                 };
                 Uplink::Press(Press {
-                    seq: seq()?,
+                    seq: p.seq,
                     kind,
-                    device_ts_ms: obj.get("ts").and_then(|v| v.as_i64()),
+                    device_ts_ms: p.ts,
                 })
             }
             "respond" => {
-                let answer = match obj.get("answer").and_then(|v| v.as_str()) {
-                    Some("coming") => Answer::Coming,
-                    Some("declined") => Answer::Declined,
-                    _ => return Err(bad("`answer` must be \"coming\" or \"declined\"".into())),
-                };
+                let r: wire::Respond = wire::read(payload).map_err(bad)?;
                 Uplink::Respond {
-                    alert: alert()?,
-                    answer,
+                    alert: alert(&r.alert)?,
+                    answer: r.answer,
                 }
             }
-            "delivered" => Uplink::Delivered { alert: alert()? },
+            "delivered" => {
+                let d: wire::Delivered = wire::read(payload).map_err(bad)?;
+                Uplink::Delivered {
+                    alert: alert(&d.alert)?,
+                }
+            }
             "heartbeat" => {
-                let battery = match obj.get("battery") {
-                    None | Some(serde_json::Value::Null) => None,
-                    Some(v) => Some(
-                        v.as_u64()
-                            .filter(|b| *b <= 100)
-                            .ok_or_else(|| bad("`battery` must be 0..=100".into()))?
-                            as u8,
-                    ),
-                };
+                let h: wire::Heartbeat = wire::read(payload).map_err(bad)?;
+                if h.battery.is_some_and(|b| b > 100) {
+                    return Err(bad("`battery` must be 0..=100".into()));
+                }
                 Uplink::Heartbeat(Heartbeat {
-                    seq: seq()?,
-                    battery,
-                    tamper: obj.get("tamper").and_then(|v| v.as_bool()).unwrap_or(false),
-                    rssi: obj
-                        .get("rssi")
-                        .and_then(|v| v.as_i64())
-                        .and_then(|v| i16::try_from(v).ok()),
-                    firmware: obj
-                        .get("fw")
-                        .and_then(|v| v.as_str())
-                        .map(|s| s.chars().take(32).collect()),
+                    seq: h.seq,
+                    battery: h.battery,
+                    tamper: h.tamper.unwrap_or(false),
+                    rssi: h.rssi.and_then(|v| i16::try_from(v).ok()),
+                    firmware: h.fw.map(|s| s.chars().take(32).collect()),
                 })
             }
             _ => return Err(ParseError::Topic(topic.chars().take(120).collect())),
         };
         Ok((device, uplink))
+    }
+}
+
+/// The uplink payloads as they travel (docs/protocol.md), before the checks `Uplink::parse`
+/// adds. Unknown fields are ignored so devices can grow.
+mod wire {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer};
+
+    use super::Answer;
+
+    #[derive(Deserialize)]
+    pub(super) struct Press {
+        pub seq: u64,
+        /// `help` when absent or null.
+        #[serde(default)]
+        pub kind: Option<String>,
+        #[serde(default, deserialize_with = "lenient")]
+        pub ts: Option<i64>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Respond {
+        pub alert: String,
+        pub answer: Answer,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Delivered {
+        pub alert: String,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Heartbeat {
+        pub seq: u64,
+        #[serde(default)]
+        pub battery: Option<u8>,
+        #[serde(default, deserialize_with = "lenient")]
+        pub tamper: Option<bool>,
+        #[serde(default, deserialize_with = "lenient")]
+        pub rssi: Option<i64>,
+        #[serde(default, deserialize_with = "lenient")]
+        pub fw: Option<String>,
+    }
+
+    /// A JSON object of type `T`; the error names the field that is wrong
+    /// (`seq: invalid type: string "x", expected u64`).
+    pub(super) fn read<T: DeserializeOwned>(payload: &[u8]) -> Result<T, String> {
+        let mut de = serde_json::Deserializer::from_slice(payload);
+        if !payload.trim_ascii_start().starts_with(b"{") {
+            return Err(
+                match serde_json::from_slice::<serde::de::IgnoredAny>(payload) {
+                    Err(e) => format!("not JSON: {e}"),
+                    Ok(_) => "expected a JSON object".into(),
+                },
+            );
+        }
+        let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    format!("not JSON: {inner}")
+                }
+                _ if path == "." => inner.to_string(),
+                _ => format!("{path}: {inner}"),
+            }
+        })?;
+        de.end().map_err(|e| format!("not JSON: {e}"))?;
+        Ok(value)
+    }
+
+    /// An informational field: its value if it has the right type, else nothing.
+    fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: DeserializeOwned,
+    {
+        let value = serde_json::Value::deserialize(d)?;
+        Ok(serde_json::from_value(value).ok())
     }
 }
 
@@ -442,9 +498,41 @@ mod tests {
     }
 
     #[test]
+    fn informational_fields_of_the_wrong_type_never_lose_a_press() {
+        let (_, up) =
+            Uplink::parse("tw/d/dev1/up/press", br#"{"seq":3,"ts":"yesterday","x":1}"#).unwrap();
+        assert_eq!(
+            up,
+            Uplink::Press(Press {
+                seq: 3,
+                kind: PressKind::Help,
+                device_ts_ms: None
+            })
+        );
+        let (_, up) = Uplink::parse(
+            "tw/d/dev1/up/heartbeat",
+            br#"{"seq":1,"battery":null,"tamper":"yes","rssi":99999,"fw":7}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            up,
+            Uplink::Heartbeat(Heartbeat {
+                seq: 1,
+                battery: None,
+                tamper: false,
+                rssi: None,
+                firmware: None
+            })
+        );
+    }
+
+    #[test]
     fn bad_payloads_are_refused_with_a_reason() {
-        let cases: [(&str, &[u8], &str); 5] = [
+        let cases: [(&str, &[u8], &str); 8] = [
             ("tw/d/dev1/up/press", b"not json", "not JSON"),
+            ("tw/d/dev1/up/press", b"[7]", "expected a JSON object"),
+            ("tw/d/dev1/up/press", br#"{"seq":1} {}"#, "not JSON"),
+            ("tw/d/dev1/up/press", br#"{"seq":-1}"#, "seq: invalid value"),
             ("tw/d/dev1/up/press", br#"{"kind":"help"}"#, "seq"),
             (
                 "tw/d/dev1/up/press",

@@ -1,14 +1,17 @@
-//! Counters of what the gateway did and refused, shown on `/healthz` and `/metrics`.
+//! Counters of what the gateway did and refused, shown on `/healthz` (JSON) and `/metrics`
+//! (the Prometheus / OpenMetrics text format, written by the `prometheus-client` crate, with
+//! each counter's `# HELP` and `# TYPE`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 macro_rules! counters {
-    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {
+    ($($(#[doc = $doc:literal])* $name:ident),* $(,)?) => {
         #[derive(Debug, Default)]
         pub struct Metrics {
-            $($(#[$doc])* pub $name: AtomicU64,)*
+            $($(#[doc = $doc])* pub $name: AtomicU64,)*
         }
 
         #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
@@ -21,10 +24,15 @@ macro_rules! counters {
                 MetricsSnapshot { $($name: self.$name.load(Ordering::Relaxed),)* }
             }
 
-            /// Prometheus text exposition.
-            pub fn render(&self, prefix: &str, out: &mut String) {
-                use std::fmt::Write;
-                $(let _ = writeln!(out, "{prefix}_{} {}", stringify!($name), self.$name.load(Ordering::Relaxed));)*
+            /// Adds every counter, as it is now, to `registry`.
+            pub fn register(&self, registry: &mut Registry) {
+                use prometheus_client::metrics::counter::ConstCounter;
+                $(registry.register(
+                    stringify!($name),
+                    // The encoder ends each HELP with a full stop of its own.
+                    concat!($($doc),*).trim().trim_end_matches('.'),
+                    ConstCounter::new(self.$name.load(Ordering::Relaxed)),
+                );)*
             }
         }
     };

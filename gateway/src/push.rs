@@ -383,7 +383,7 @@ impl Sender {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         match status {
             200..=299 => Try::Accepted,
             404 | 410 => Try::Gone(status),
@@ -441,13 +441,15 @@ impl Sender {
     }
 }
 
-/// `Retry-After` as seconds (an HTTP date is taken as "a minute").
-fn parse_retry_after(v: &str) -> Option<Duration> {
-    match v.trim().parse::<u64>() {
-        Ok(secs) => Some(Duration::from_secs(secs)),
-        Err(_) if !v.trim().is_empty() => Some(Duration::from_secs(60)),
-        Err(_) => None,
+/// `Retry-After` (RFC 9110 §10.2.3): delay seconds, or an HTTP date, read as the time left
+/// until it at `now` (none if it has passed). Anything else is ignored: the own backoff holds.
+fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
     }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// What the phone's service worker gets (JSON, encrypted): enough to show the notification
@@ -561,13 +563,20 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_read_as_seconds() {
-        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+    fn retry_after_is_read_as_seconds_or_a_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
         assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::from_secs(60))
+            parse_retry_after("Wed, 21 Oct 2015 07:30:30 GMT", now),
+            Some(Duration::from_secs(150))
         );
-        assert_eq!(parse_retry_after(""), None);
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a date gone by: retry now"
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("", now), None);
     }
 
     #[test]

@@ -171,6 +171,22 @@ async fn cancel_inside_the_window_tells_the_neighbours() -> anyhow::Result<()> {
         ))
         .await?;
     assert_eq!(detail["state"], "cancelled");
+    // A scraper reads the same story from /metrics, each counter typed and explained.
+    let metrics = reqwest::get(format!("http://{}/metrics", app.http)).await?;
+    let content_type = metrics.headers()[reqwest::header::CONTENT_TYPE].to_str()?;
+    assert!(content_type.starts_with("application/openmetrics-text"));
+    let text = metrics.text().await?;
+    for line in [
+        "# TYPE tenwatch_gateway_alerts_raised counter",
+        "# HELP tenwatch_gateway_alerts_raised Presses that raised a new alert.",
+        "tenwatch_gateway_alerts_raised_total 1",
+        "tenwatch_gateway_alerts_cancelled_total 1",
+        "# TYPE tenwatch_edge_connected gauge",
+        "tenwatch_edge_connected 10",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    assert!(text.ends_with("# EOF\n"));
     Ok(())
 }
 

@@ -4,9 +4,12 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use serde_json::json;
 
-use super::AppState;
+use super::{ApiError, AppState};
 
 pub(super) async fn healthz(State(s): State<AppState>) -> Response {
     let db = s.store.ping().await;
@@ -31,14 +34,41 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
 }
 
 pub(super) async fn metrics(State(s): State<AppState>) -> Response {
+    let mut registry = Registry::default();
+    s.metrics
+        .register(registry.sub_registry_with_prefix("tenwatch_gateway"));
+    register_edge(
+        registry.sub_registry_with_prefix("tenwatch_edge"),
+        &s.edge_stats.snapshot(),
+    );
     let mut out = String::new();
-    s.metrics.render("tenwatch_gateway", &mut out);
-    if let Ok(edge) = serde_json::to_value(s.edge_stats.snapshot()) {
-        if let Some(map) = edge.as_object() {
-            for (k, v) in map {
-                out.push_str(&format!("tenwatch_edge_{k} {v}\n"));
-            }
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+        return ApiError::Internal(format!("metrics not encoded: {e}")).into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}
+
+/// The edge's figures: `connected` is a gauge (devices connected now), the rest count events.
+fn register_edge(registry: &mut Registry, edge: &tenwatch_broker::EdgeStatsSnapshot) {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(edge) else {
+        return;
+    };
+    for (name, value) in fields {
+        let Some(value) = value.as_u64() else {
+            continue;
+        };
+        if name == "connected" {
+            registry.register(name, "devices connected now", ConstGauge::new(value as i64));
+        } else {
+            let help = format!("edge: {}", name.replace('_', " "));
+            registry.register(name, help, ConstCounter::new(value));
         }
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
