@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if command -v npm >/dev/null 2>&1; then
   echo "== building the station console"
-  # `npm install` rather than `npm ci`: see scripts/web-test.sh.
-  (cd web && npm install --no-audit --no-fund --loglevel=error && npm run build --silent)
+  # `npm ci`: exactly the locked versions (see scripts/web-test.sh).
+  (cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build --silent)
 else
   echo "== Node.js is not installed: the console page will say it is not built" >&2
 fi

@@ -20,13 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 echo "== building the station console and the volunteer app"
-# `npm install`, not `npm ci`: the registry this project is built against serves only the
-# Linux builds of Rollup's and esbuild's native packages, so package-lock.json lists those
-# only and `npm ci` refuses it as "out of sync". `npm install` installs exactly the locked
-# versions all the same (every version in package.json is pinned) and leaves the lock as is.
-(cd web && npm install --no-audit --no-fund && npm run build)
+# `npm ci`: exactly the locked versions, and a lock out of step with package.json fails here.
+# The lock lists every platform's build of Rollup's native package (npm installs only this
+# machine's); regenerate it with `npm install --package-lock-only`, never by hand.
+(cd web && npm ci --no-audit --no-fund && npm run build)
 echo "== building tenwatch for the browser tests"
 cargo build --locked -p tenwatch-gateway --bin tenwatch
+# The tests run the binary just built, wherever CARGO_TARGET_DIR puts it.
+export TENWATCH_BIN="${TENWATCH_BIN:-${CARGO_TARGET_DIR:-$PWD/target}/debug/tenwatch}"
 echo "== browser tests"
 # Bounded: a child process a failed test left behind must not keep the runner alive.
 timeout --kill-after=10 900 node --test --test-force-exit web/tests/

@@ -14,7 +14,9 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-export const BIN = process.env.TENWATCH_BIN ?? path.join(ROOT, "target/debug/tenwatch");
+export const BIN =
+  process.env.TENWATCH_BIN ??
+  path.join(process.env.CARGO_TARGET_DIR ?? path.join(ROOT, "target"), "debug/tenwatch");
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 export const ZONE = "11010501";
 export const OTHER_ZONE = "11010502";
