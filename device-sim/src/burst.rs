@@ -12,9 +12,9 @@ use rand::{Rng, SeedableRng};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{drain_until, Recorder};
 use crate::device::Device;
 use crate::proto::PressKind;
+use crate::record::{drain_until, Recorder};
 use crate::report::{BurstReport, LoadResult};
 
 /// Settings of the burst.

@@ -8,7 +8,8 @@
 //! - [`device`]: one unit on one MQTT connection: reconnect with backoff, resubscribe, press
 //!   repeated until acked, heartbeats, sounding and answering neighbours' alerts.
 //! - [`fleet`]: many devices, connected at a bounded rate.
-//! - [`run`], [`press`], [`bench`]: the three commands; [`report`]: the benchmark report.
+//! - [`run`], [`press`], [`bench`]: the three commands; [`report`]: the benchmark report;
+//!   [`record`]: what a benchmark run saw (press → ack → neighbours), shared by every scenario.
 //! - [`burst`], [`storm`]: the bench scenarios beyond a steady rate (many households press at
 //!   once; every connection drops and comes back).
 //! - [`plain_broker`]: a bare rumqttd (no auth, no gateway) for the benchmark's floor.
@@ -21,6 +22,7 @@ pub mod fleet;
 pub mod plain_broker;
 pub mod press;
 pub mod proto;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod storm;

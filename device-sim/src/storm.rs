@@ -19,9 +19,9 @@ use rand::SeedableRng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::bench::{drain_until, Recorder};
 use crate::fleet::Fleet;
 use crate::proto::PressKind;
+use crate::record::{drain_until, Recorder};
 use crate::report::{new_histogram, record, Latency, LoadResult, StormReport};
 
 /// Settings of the storm.
