@@ -17,6 +17,10 @@ pub enum BrokerError {
     #[error("could not start the router thread: {0}")]
     RouterThread(#[source] std::io::Error),
 
+    /// The router did not take an in-process link (it is full, or it stopped).
+    #[error("the router refused an in-process link: {0}")]
+    RouterLink(String),
+
     /// rumqttd did not start listening in time (for example another process took the port
     /// between our probe bind and rumqttd's bind).
     #[error("the router did not accept connections on {addr} within {waited:?}: {detail}")]

@@ -1,6 +1,6 @@
-//! Starts the embedded rumqttd 0.20 router on a loopback-only listener that accepts only the
-//! internal credential, so the gateway and the edge are its only clients and nothing on the
-//! host can bypass the edge's ACL by connecting to it directly.
+//! Starts the embedded rumqttd 0.20 router, reached in-process through its local links
+//! ([`RouterHandle::link`]), and on a loopback-only listener that accepts only the internal
+//! credential, so nothing on the host can bypass the edge's ACL by connecting to it directly.
 //!
 //! rumqttd has no shutdown: the router thread and its listener thread live as long as the
 //! process. Start it once per process (tests start one per test; the leaked threads are idle).
@@ -12,7 +12,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::RngCore;
-use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings, Strategy};
+use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::protocol::v4::V4;
+use rumqttd::protocol::{ConnAck, Packet};
+use rumqttd::{
+    ConnectionSettings, LinkType, Notification, Router, RouterConfig, Server, ServerSettings,
+    Strategy,
+};
 
 use crate::BrokerError;
 
@@ -104,14 +110,58 @@ impl RouterSettings {
     }
 }
 
-/// Where the running router listens and how to log in. Cheap to clone.
+/// Opens an in-process link to the router: (client id, clean session). rumqttd's channel type
+/// into its router is not nameable outside the crate, so the handle keeps this closure over it.
+/// rumqttd's `LinkError` is large (it can hold a whole event): the closure says why in words.
+type LinkFactory =
+    dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), String> + Send + Sync;
+
+/// Where the running router listens, how to log in, and how to link to it in-process. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct RouterHandle {
     addr: SocketAddr,
     password: Arc<str>,
+    links: Arc<LinkFactory>,
+}
+
+/// An in-process connection to the router: no socket, no file descriptor. Publishes and
+/// subscriptions on it are QoS 0 (rumqttd's local links carry no QoS 1 state); the router and
+/// its links share one process and one fate, so the hop loses nothing the store and the units'
+/// repeat-until-ack do not already cover.
+pub struct LocalLink {
+    pub tx: LinkTx,
+    pub rx: LinkRx,
+    /// The router kept a session for this client id (a reconnect with clean session off).
+    pub session_present: bool,
 }
 
 impl RouterHandle {
+    /// Connects `client_id` to the router in-process. It **blocks** the calling thread until
+    /// the router answers (a few microseconds, longer while it is busy): call it from
+    /// `tokio::task::spawn_blocking`. A client id already connected is taken over, as over TCP.
+    pub fn link(&self, client_id: &str, clean_session: bool) -> Result<LocalLink, BrokerError> {
+        let (tx, rx, first) =
+            (self.links)(client_id, clean_session).map_err(BrokerError::RouterLink)?;
+        let session_present = match first {
+            Notification::DeviceAck(ack) => match Packet::from(ack) {
+                Packet::ConnAck(
+                    ConnAck {
+                        session_present, ..
+                    },
+                    _,
+                ) => session_present,
+                _ => false,
+            },
+            _ => false,
+        };
+        Ok(LocalLink {
+            tx,
+            rx,
+            session_present,
+        })
+    }
+
     /// The loopback address of the router's MQTT 3.1.1 listener.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -161,30 +211,58 @@ pub fn start_router(settings: RouterSettings) -> Result<RouterHandle, BrokerErro
         }
     };
 
-    let config = build_config(&settings, addr, &password);
+    let (router_config, server_settings) = build_config(&settings, addr, &password);
+    // Router::spawn starts rumqttd's router thread and gives the channel into it; the TCP
+    // listener and the local links all send there.
+    let router_tx = Router::new(0, router_config).spawn();
     let (failed_tx, failed_rx) = std::sync::mpsc::channel::<String>();
-    std::thread::Builder::new()
-        .name("tenwatch-router".into())
-        .spawn(move || {
-            // Broker::new spawns the router thread; start() then runs the listener and only
-            // returns if it fails (for example the port was taken).
-            let mut broker = Broker::new(config);
-            let outcome = match broker.start() {
-                Ok(()) => "rumqttd stopped".to_owned(),
-                Err(e) => format!("rumqttd failed: {e}"),
-            };
-            tracing::error!(%outcome, "router thread ended");
-            let _ = failed_tx.send(outcome);
-        })
-        .map_err(BrokerError::RouterThread)?;
+    {
+        let router_tx = router_tx.clone();
+        std::thread::Builder::new()
+            .name("tenwatch-router".into())
+            .spawn(move || {
+                // What Broker::start does for one v4 listener: its own current-thread runtime;
+                // start() only returns if it fails (for example the port was taken).
+                let outcome = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let mut server = Server::new(server_settings, router_tx, V4);
+                        match rt.block_on(server.start(LinkType::Remote)) {
+                            Ok(()) => "rumqttd stopped".to_owned(),
+                            Err(e) => format!("rumqttd failed: {e}"),
+                        }
+                    }
+                    Err(e) => format!("rumqttd's runtime did not start: {e}"),
+                };
+                tracing::error!(%outcome, "router thread ended");
+                let _ = failed_tx.send(outcome);
+            })
+            .map_err(BrokerError::RouterThread)?;
+    }
 
     wait_until_listening(addr, settings.start_timeout, &failed_rx)?;
     tracing::info!(%addr, "router listening (loopback, internal credential only)");
-    Ok(RouterHandle { addr, password })
+    let links: Arc<LinkFactory> = Arc::new(move |client_id: &str, clean_session: bool| {
+        LinkBuilder::new(client_id, router_tx.clone())
+            .clean_session(clean_session)
+            .build()
+            .map_err(|e: LinkError| e.to_string())
+    });
+    Ok(RouterHandle {
+        addr,
+        password,
+        links,
+    })
 }
 
 /// Every RouterConfig field is set on purpose: its `Default` refuses all clients.
-fn build_config(settings: &RouterSettings, addr: SocketAddr, password: &str) -> Config {
+fn build_config(
+    settings: &RouterSettings,
+    addr: SocketAddr,
+    password: &str,
+) -> (RouterConfig, ServerSettings) {
     let router = RouterConfig {
         max_connections: settings.max_connections,
         max_outgoing_packet_count: settings.max_outgoing_packet_count,
@@ -216,18 +294,7 @@ fn build_config(settings: &RouterSettings, addr: SocketAddr, password: &str) -> 
         next_connection_delay_ms: 0,
         connections,
     };
-    Config {
-        id: 0,
-        router,
-        v4: Some(HashMap::from([("internal".to_owned(), server)])),
-        v5: None,
-        ws: None,
-        cluster: None,
-        console: None,
-        bridge: None,
-        prometheus: None,
-        metrics: None,
-    }
+    (router, server)
 }
 
 /// Polls the listener with plain TCP connects until one succeeds, the router thread reports a
@@ -275,6 +342,7 @@ mod tests {
         let handle = RouterHandle {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 1)),
             password: "hunter2".into(),
+            links: Arc::new(|_: &str, _: bool| Err("no router in this test".to_owned())),
         };
         assert!(!format!("{handle:?}").contains("hunter2"));
         assert_eq!(handle.password(), "hunter2");
@@ -310,5 +378,53 @@ mod tests {
         assert_eq!(handle.password().len(), 48);
         assert_eq!(handle.username(), INTERNAL_USERNAME);
         TcpStream::connect(handle.addr()).expect("listener up");
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    use super::*;
+
+    /// Two in-process links: what one publishes on a topic the other subscribed to arrives,
+    /// and the router's Unschedule is answered so that a long stream keeps flowing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_links_carry_messages_both_ways() {
+        let router = start_router(RouterSettings::default()).expect("router starts");
+        let (r1, r2) = (router.clone(), router.clone());
+        let mut sub = tokio::task::spawn_blocking(move || r1.link("sub", true))
+            .await
+            .unwrap()
+            .expect("link");
+        let mut publ = tokio::task::spawn_blocking(move || r2.link("pub", true))
+            .await
+            .unwrap()
+            .expect("link");
+        assert!(!sub.session_present);
+        sub.tx.subscribe("t/#").expect("subscribe");
+        // The SUBACK says the filter is in place.
+        loop {
+            match sub.rx.next().await.expect("rx") {
+                Some(Notification::DeviceAck(_)) => break,
+                Some(Notification::Unschedule) => sub.rx.wake().await.expect("wake"),
+                _ => {}
+            }
+        }
+        const N: usize = 5_000;
+        for i in 0..N {
+            publ.tx
+                .publish(format!("t/{i}"), format!("{i}"))
+                .expect("publish");
+        }
+        let mut got = 0;
+        while got < N {
+            match sub.rx.next().await.expect("rx") {
+                Some(Notification::Forward(f)) => {
+                    assert_eq!(f.publish.payload, format!("{got}").into_bytes());
+                    got += 1;
+                }
+                Some(Notification::Unschedule) => sub.rx.wake().await.expect("wake"),
+                _ => {}
+            }
+        }
     }
 }
