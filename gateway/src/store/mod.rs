@@ -1,10 +1,17 @@
 //! Storage behind a trait: the registry (zones, clusters, households, devices) and the alerts.
 //!
 //! The HTTP and fan-out code see only [`Store`] and the plain types here, never sqlx. Each
-//! backend lives in its own module with its own `migrations/` folder; [`open`] picks one from
+//! backend lives in its own folder with its own `migrations/` folder; [`open`] picks one from
 //! the database URL once at start-up: `sqlite:PATH` ([`sqlite`], the embedded default) or
 //! `postgres://…` / `postgresql://…` ([`postgres`], for several gateways on one database;
 //! its module header says how the two backends differ).
+//!
+//! # Layout
+//! - this file: the [`Store`] trait (registry, press path, alerts, presence) and its types;
+//! - [`accounts`], [`map`], [`push`], [`supervision`]: the other store traits, each with its
+//!   types and the rules both backends apply, free of sqlx;
+//! - [`rings`]: who an escalation ring reaches, decided once for both backends;
+//! - [`sqlite`] and [`postgres`]: one folder per backend, each implementing every trait.
 
 pub mod accounts;
 pub mod map;
@@ -53,6 +60,12 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A stored value that no longer parses as its domain type: the database was changed behind
+/// the gateway's back, so it is a backend failure, not the caller's.
+pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("stored {what} does not parse: {e}").into())
+}
 
 #[derive(Debug, Clone)]
 pub struct NewCluster {

@@ -9,7 +9,8 @@ use super::{backend as store_backend, PgStore};
 use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
 use crate::store::accounts::{
-    check_account_zones, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer, PrincipalColumns,
+    check_account_zones, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer,
+    PrincipalColumns, SLIDE_STEP_MS,
 };
 use crate::store::{StoreError, StoreResult};
 
@@ -31,14 +32,16 @@ macro_rules! principal_columns {
 }
 
 fn principal_from_row(row: &PgRow) -> StoreResult<Principal> {
-    <PrincipalColumns as sqlx::FromRow<_>>::from_row(row)
-        .map_err(backend)?
-        .parse()
+    PrincipalColumns {
+        id: row.try_get("id").map_err(backend)?,
+        name: row.try_get("name").map_err(backend)?,
+        display_name: row.try_get("display_name").map_err(backend)?,
+        kind: row.try_get("kind").map_err(backend)?,
+        role: row.try_get("role").map_err(backend)?,
+        zones: row.try_get("zones").map_err(backend)?,
+    }
+    .parse()
 }
-
-/// Below this, a session's expiry is not moved on use (one write per minute at most), unless
-/// the lifetime itself is short. The same step as on SQLite.
-const SLIDE_STEP_MS: i64 = 60_000;
 
 #[async_trait]
 impl AccountStore for PgStore {

@@ -42,24 +42,47 @@ impl MapStore for PgStore {
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(backend)?;
 
-        let clusters: Vec<MapCluster> = sqlx::query_as(
-            "SELECT c.id, c.zone, c.name, c.leader_household, h.label AS leader_label \
+        let clusters: Vec<MapCluster> =
+            sqlx::query_as::<_, (String, String, String, Option<String>, Option<String>)>(
+                "SELECT c.id, c.zone, c.name, c.leader_household, h.label AS leader_label \
              FROM clusters c LEFT JOIN households h ON h.id = c.leader_household \
              WHERE c.zone = ANY($1) ORDER BY c.id",
-        )
-        .bind(&codes)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+            )
+            .bind(&codes)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(
+                |(id, zone, name, leader_household, leader_label)| MapCluster {
+                    id,
+                    zone,
+                    name,
+                    leader_household,
+                    leader_label,
+                },
+            )
+            .collect();
 
-        let households: Vec<MapHousehold> = sqlx::query_as(
-            "SELECT h.id, h.cluster, h.label, h.address, h.lat, h.lon FROM households h \
+        let households: Vec<MapHousehold> =
+            sqlx::query_as::<_, (String, String, String, String, f64, f64)>(
+                "SELECT h.id, h.cluster, h.label, h.address, h.lat, h.lon FROM households h \
              JOIN clusters c ON c.id = h.cluster WHERE c.zone = ANY($1) ORDER BY h.id",
-        )
-        .bind(&codes)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+            )
+            .bind(&codes)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?
+            .into_iter()
+            .map(|(id, cluster, label, address, lat, lon)| MapHousehold {
+                id,
+                cluster,
+                label,
+                address,
+                lat,
+                lon,
+            })
+            .collect();
 
         let devices = sqlx::query(
             "SELECT d.id, d.household, d.enabled, d.online, d.battery, d.tamper, \

@@ -81,10 +81,6 @@ pub(super) fn backend(e: sqlx::Error) -> StoreError {
     }
 }
 
-pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("stored {what} does not parse: {e}").into())
-}
-
 /// Zone codes as a `text[]` parameter, for `= ANY($n)`.
 pub(super) fn zone_array(zones: &[ZoneCode]) -> Vec<String> {
     zones.iter().map(|z| z.as_str().to_owned()).collect()

@@ -96,7 +96,7 @@ impl PushStore for PgStore {
     }
 
     async fn push_subscriptions_of(&self, name: &str) -> StoreResult<Vec<PushSubscriptionRecord>> {
-        sqlx::query_as(
+        sqlx::query_as::<_, (i64, String, String, String)>(
             "SELECT s.id, s.endpoint, s.p256dh, s.auth FROM push_subscriptions s \
              JOIN accounts a ON a.id = s.account \
              WHERE lower(a.name) = lower($1) AND NOT a.disabled ORDER BY s.id",
@@ -105,6 +105,16 @@ impl PushStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)
+        .map(|rows| {
+            rows.into_iter()
+                .map(|(id, endpoint, p256dh, auth)| PushSubscriptionRecord {
+                    id,
+                    endpoint,
+                    p256dh,
+                    auth,
+                })
+                .collect()
+        })
     }
 
     async fn push_sent(
@@ -201,7 +211,7 @@ impl PushStore for PgStore {
     }
 
     async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>> {
-        sqlx::query_as(
+        sqlx::query_as::<_, (i64, f64, f64, String, i64)>(
             "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 \
              ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
@@ -210,5 +220,16 @@ impl PushStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)
+        .map(|rows| {
+            rows.into_iter()
+                .map(|(id, lat, lon, note, at_ms)| Checkin {
+                    id,
+                    lat,
+                    lon,
+                    note,
+                    at_ms,
+                })
+                .collect()
+        })
     }
 }

@@ -14,18 +14,15 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::Row;
 
-use super::{corrupt, zone_array, PgStore};
+use super::{zone_array, PgStore};
 use crate::domain::{ClusterId, DeviceId, Heartbeat, HouseholdId, ZoneCode};
 use crate::store::supervision::{
     Changes, ClusterHealth, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
     DeviceReportKind, DeviceRow, DeviceState, HistoryEntry, Notify, PresenceEvidence, Problem,
-    ProblemFilter, Report, SupervisionPolicy, SupervisionStore, BATTERY_HYSTERESIS, FLAPPING_AT,
-    RSSI_STEP,
+    ProblemFilter, Report, SupervisionPolicy, SupervisionStore, BATTERY_HYSTERESIS, DUE_BATCH,
+    FLAPPING_AT, RSSI_STEP,
 };
-use crate::store::{StoreError, StoreResult};
-
-/// Devices moved offline by one supervisor pass at most (the rest follow at once).
-const DUE_BATCH: i64 = 2000;
+use crate::store::{corrupt, StoreError, StoreResult};
 
 fn backend(e: sqlx::Error) -> StoreError {
     StoreError::Backend(Box::new(e))

@@ -22,6 +22,11 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+mod accounts;
+mod map;
+mod push;
+mod supervision;
+
 use super::*;
 use crate::lifecycle::{alert_next, recipient_next};
 
@@ -55,9 +60,9 @@ pub struct SqliteStore {
     /// The writer task's queue.
     jobs: mpsc::Sender<Work>,
     /// The single writer connection.
-    pub(super) writer: SqlitePool,
+    writer: SqlitePool,
     /// Readers for the API and the edge's logins.
-    pub(super) reader: SqlitePool,
+    reader: SqlitePool,
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -87,10 +92,6 @@ macro_rules! alert_select {
           AND r.state IN ('coming', 'on_scene')) AS responders \
          FROM alerts a JOIN households h ON h.id = a.household "
     };
-}
-
-fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("stored {what} does not parse: {e}").into())
 }
 
 fn alert_from_row(row: &SqliteRow) -> StoreResult<AlertSummary> {
@@ -495,7 +496,7 @@ impl SqliteStore {
     }
 
     /// Runs `work` in the next group commit and waits for the commit.
-    pub(super) async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    async fn write<T, F>(&self, work: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
