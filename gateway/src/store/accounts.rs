@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 
-use super::{corrupt, StoreError, StoreResult};
+use super::{StoreError, StoreResult};
 use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
 
@@ -82,44 +82,6 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The enabled, on-duty volunteers of a zone with their last positions.
     async fn on_duty_volunteers(&self, zone: &ZoneCode) -> StoreResult<Vec<OnDutyVolunteer>>;
-}
-
-/// The columns of [`Principal`] as both backends read them (`zones` comma-separated).
-pub(crate) struct PrincipalColumns {
-    pub id: i64,
-    pub name: String,
-    pub display_name: String,
-    pub kind: String,
-    pub role: Option<String>,
-    pub zones: Option<String>,
-}
-
-impl PrincipalColumns {
-    pub(crate) fn parse(self) -> StoreResult<Principal> {
-        let mut zones = self
-            .zones
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .filter(|z| !z.is_empty())
-            .map(ZoneCode::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| corrupt("zone", e))?;
-        zones.sort();
-        Ok(Principal {
-            account_id: self.id,
-            name: self.name,
-            display_name: self.display_name,
-            kind: self.kind.parse().map_err(|e| corrupt("account kind", e))?,
-            role: self
-                .role
-                .as_deref()
-                .map(str::parse)
-                .transpose()
-                .map_err(|e| corrupt("role", e))?,
-            zones,
-        })
-    }
 }
 
 /// An account's zones as the schema wants them: exactly one for a volunteer, at least one

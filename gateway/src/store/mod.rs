@@ -14,10 +14,12 @@
 //! - [`sqlite`] and [`postgres`]: one folder per backend, each implementing every trait.
 
 pub mod accounts;
+mod alerts;
 pub mod map;
 pub mod postgres;
 pub mod push;
 pub mod rings;
+mod rows;
 pub mod sqlite;
 pub mod supervision;
 

@@ -371,3 +371,369 @@ impl Changes {
         }));
     }
 }
+
+/// Whether an online device is late, as of `now_ms`: its state as the station sees it, when
+/// its next heartbeat is due and when silence makes it offline. Only an online device has
+/// deadlines; `late` is never stored, so heartbeat jitter costs no writes.
+pub(crate) fn heartbeat_deadlines(
+    stored: DeviceState,
+    evidence_ms: Option<i64>,
+    policy: &SupervisionPolicy,
+    now_ms: i64,
+) -> (DeviceState, Option<i64>, Option<i64>) {
+    match (stored, evidence_ms) {
+        (DeviceState::Online, Some(at)) => {
+            let due = at + policy.heartbeat_interval_ms;
+            let state = if now_ms >= due {
+                DeviceState::Late
+            } else {
+                DeviceState::Online
+            };
+            (state, Some(due), Some(due + policy.grace_ms))
+        }
+        (state, _) => (state, None, None),
+    }
+}
+
+/// The earliest moment the supervisor has something to do: the oldest evidence of an online
+/// device running out, or an offline episode settling.
+pub(crate) fn next_deadline(
+    oldest_evidence_ms: Option<i64>,
+    first_settle_ms: Option<i64>,
+    policy: &SupervisionPolicy,
+) -> Option<i64> {
+    let silent = oldest_evidence_ms.map(|e| e + policy.heartbeat_interval_ms + policy.grace_ms);
+    match (silent, first_settle_ms) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// What an edge presence report does to a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PresenceStep<'a> {
+    /// Evidence of life (`why`).
+    Online(&'static str),
+    /// The device went offline for this reason.
+    Offline(&'a str),
+    /// Nothing: the report does not speak for the device.
+    Ignore,
+}
+
+/// What `evidence` means for the device as stored.
+pub(crate) fn presence_step<'a>(
+    row: &DeviceRow,
+    evidence: PresenceEvidence<'a>,
+) -> PresenceStep<'a> {
+    match evidence {
+        PresenceEvidence::Connected { .. } => PresenceStep::Online("connected"),
+        // Only the latest session speaks for the device: an older one ending late (replaced
+        // by a reconnect) must not hide that the device is back.
+        PresenceEvidence::Disconnected { session, reason }
+            if !row.online && row.session == Some(session as i64) =>
+        {
+            PresenceStep::Offline(reason)
+        }
+        // Someone else's wrong password must not take a connected device offline.
+        PresenceEvidence::Refused if !row.online && row.state != DeviceState::Online => {
+            PresenceStep::Offline("refused_login")
+        }
+        _ => PresenceStep::Ignore,
+    }
+}
+
+/// What a heartbeat's readings change in a device's health, decided from the device as
+/// stored and its open problems; the backend writes it in the heartbeat's transaction.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct HealthChanges {
+    /// History entries to append, in this order: kind, new value, value before.
+    pub(crate) events: Vec<(&'static str, String, String)>,
+    /// Problems to open, in this order: kind, reason.
+    pub(crate) open: Vec<(&'static str, String)>,
+    /// Open problems to close, by id.
+    pub(crate) close: Vec<i64>,
+    /// What the station is told, in this order.
+    pub(crate) reports: Vec<DeviceReportKind>,
+    /// The signal strength the history holds once the events are written.
+    pub(crate) rssi_recorded: Option<i16>,
+}
+
+/// The health part of a heartbeat: battery, tamper switch, firmware and signal, against the
+/// device's stored values and its open `low_battery` and `tamper` problems (their ids).
+pub(crate) fn health_changes(
+    row: &DeviceRow,
+    hb: &Heartbeat,
+    open_low_battery: Option<i64>,
+    open_tamper: Option<i64>,
+    policy: &SupervisionPolicy,
+) -> HealthChanges {
+    let mut out = HealthChanges {
+        rssi_recorded: row.rssi_recorded,
+        ..HealthChanges::default()
+    };
+    if let Some(level) = hb.battery {
+        if row.battery != Some(level) {
+            let before = row.battery.map(|b| b.to_string()).unwrap_or_default();
+            out.events.push(("battery", level.to_string(), before));
+        }
+        if level < policy.battery_low && open_low_battery.is_none() {
+            out.open.push(("low_battery", format!("{level}%")));
+            out.reports.push(DeviceReportKind::LowBattery);
+        } else if let Some(id) = open_low_battery {
+            // A level wobbling around the threshold is one problem, not many.
+            if level >= policy.battery_low.saturating_add(BATTERY_HYSTERESIS) {
+                out.close.push(id);
+                out.reports.push(DeviceReportKind::BatteryOk);
+            }
+        }
+    }
+    if row.tamper != Some(hb.tamper) {
+        // The first heartbeat's "not tampered" is no news; every other change is.
+        if hb.tamper || row.tamper.is_some() {
+            let value = if hb.tamper { "on" } else { "off" };
+            out.events.push(("tamper", value.to_owned(), String::new()));
+        }
+        match (hb.tamper, open_tamper) {
+            (true, None) => {
+                out.open.push(("tamper", "tamper switch".to_owned()));
+                out.reports.push(DeviceReportKind::Tamper);
+            }
+            (false, Some(id)) => {
+                out.close.push(id);
+                out.reports.push(DeviceReportKind::TamperCleared);
+            }
+            _ => {}
+        }
+    }
+    if let Some(fw) = &hb.firmware {
+        if row.firmware.as_deref() != Some(fw.as_str()) {
+            let before = row.firmware.clone().unwrap_or_default();
+            out.events.push(("firmware", fw.clone(), before));
+        }
+    }
+    if let Some(rssi) = hb.rssi {
+        let moved = out
+            .rssi_recorded
+            .is_none_or(|r| (i32::from(rssi) - i32::from(r)).abs() >= i32::from(RSSI_STEP));
+        if moved {
+            let before = out.rssi_recorded.map(|r| r.to_string()).unwrap_or_default();
+            out.events.push(("rssi", rssi.to_string(), before));
+            out.rssi_recorded = Some(rssi);
+        }
+    }
+    out
+}
+
+/// A cluster's coverage as last stored: households reachable, and whether that was below.
+pub(crate) type StoredCoverage = (i64, bool);
+
+/// Whether a recount moves a cluster's stored coverage: `None` if nothing changed, else
+/// whether it is below now and whether the station is told (it crossed the threshold; a
+/// cluster counted for the first time only if it starts below).
+pub(crate) fn coverage_change(
+    stored: Option<StoredCoverage>,
+    reachable: u32,
+    households: u32,
+    policy: &SupervisionPolicy,
+) -> Option<(bool, bool)> {
+    let below = policy.below(reachable, households);
+    match stored {
+        Some((was_reachable, was_below))
+            if was_reachable == i64::from(reachable) && was_below == below =>
+        {
+            None
+        }
+        Some((_, was_below)) => Some((below, was_below != below)),
+        None => Some((below, below)),
+    }
+}
+
+/// A cluster leader (十户长) as someone to tell: household id, label, contacts.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Leader {
+    pub(crate) who: String,
+    pub(crate) label: String,
+    pub(crate) contacts: String,
+}
+
+fn station_notify(zone: &ZoneCode) -> Notify {
+    Notify {
+        role: "station",
+        who: zone.to_string(),
+        label: String::new(),
+        contacts: String::new(),
+        channel: "feed",
+    }
+}
+
+fn leader_notify(leader: Leader) -> Notify {
+    Notify {
+        role: "cluster_leader",
+        who: leader.who,
+        label: leader.label,
+        contacts: leader.contacts,
+        channel: "console",
+    }
+}
+
+/// Who should hear of a device problem: the station on its feed; the cluster leader (unless
+/// the leader's own household has the problem) and the household in person, from the
+/// console's list, until the resident push path exists.
+pub(crate) fn problem_notify(
+    zone: &ZoneCode,
+    household: &HouseholdId,
+    label: &str,
+    contacts: String,
+    leader: Option<Leader>,
+) -> Vec<Notify> {
+    let mut notify = vec![station_notify(zone)];
+    notify.extend(
+        leader
+            .filter(|l| l.who != household.as_str())
+            .map(leader_notify),
+    );
+    notify.push(Notify {
+        role: "household",
+        who: household.to_string(),
+        label: label.to_owned(),
+        contacts,
+        channel: "console",
+    });
+    notify
+}
+
+/// One line of a cluster's coverage log: when, reachable, households, below.
+pub(crate) type CoverageEntry = (i64, i64, i64, bool);
+
+/// A cluster below coverage as a "needs attention" entry: computed now, opened when the
+/// coverage last went below (`since`), its history the coverage log (newest first).
+pub(crate) fn coverage_problem(
+    cluster: ClusterHealth,
+    since: Option<i64>,
+    history: Vec<CoverageEntry>,
+    leader: Option<Leader>,
+    policy: &SupervisionPolicy,
+) -> Problem {
+    let mut notify = vec![station_notify(&cluster.zone)];
+    notify.extend(leader.map(leader_notify));
+    Problem {
+        id: None,
+        kind: "coverage".into(),
+        device: None,
+        household: None,
+        label: None,
+        reason: format!(
+            "{} of {} households reachable (minimum {}%)",
+            cluster.reachable, cluster.households, policy.coverage_min_percent
+        ),
+        opened_at_ms: since,
+        updated_at_ms: history.first().map(|h| h.0),
+        closed_at_ms: None,
+        flaps: 0,
+        flapping: false,
+        settle_at_ms: None,
+        reachable: Some(cluster.reachable),
+        households: Some(cluster.households),
+        notify,
+        history: history
+            .into_iter()
+            .map(|(at_ms, reachable, households, below)| HistoryEntry {
+                at_ms,
+                kind: "coverage".into(),
+                value: format!("{reachable}/{households}"),
+                detail: if below { "below" } else { "ok" }.into(),
+            })
+            .collect(),
+        cluster_name: cluster.name,
+        cluster: cluster.cluster,
+        zone: cluster.zone,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: DeviceState) -> DeviceRow {
+        DeviceRow {
+            device: DeviceId::parse("d1").unwrap(),
+            household: HouseholdId::parse("h1").unwrap(),
+            label: "和平路1号".into(),
+            cluster: ClusterId::parse("c1").unwrap(),
+            zone: ZoneCode::parse("11010501").unwrap(),
+            state,
+            reason: None,
+            battery: Some(50),
+            tamper: Some(false),
+            firmware: Some("1.0".into()),
+            rssi_recorded: Some(-60),
+            online: false,
+            session: Some(2),
+        }
+    }
+
+    #[test]
+    fn only_the_latest_session_and_no_stranger_take_a_device_offline() {
+        let offline = row(DeviceState::Offline);
+        let old = PresenceEvidence::Disconnected {
+            session: 1,
+            reason: "replaced",
+        };
+        assert_eq!(presence_step(&offline, old), PresenceStep::Ignore);
+        let latest = PresenceEvidence::Disconnected {
+            session: 2,
+            reason: "keepalive_lost",
+        };
+        assert_eq!(
+            presence_step(&offline, latest),
+            PresenceStep::Offline("keepalive_lost")
+        );
+        let online = row(DeviceState::Online);
+        assert_eq!(
+            presence_step(&online, PresenceEvidence::Refused),
+            PresenceStep::Ignore
+        );
+    }
+
+    #[test]
+    fn a_low_battery_opens_once_and_closes_above_the_hysteresis() {
+        let policy = SupervisionPolicy::default();
+        let hb = |battery| Heartbeat {
+            seq: 1,
+            battery: Some(battery),
+            tamper: false,
+            rssi: Some(-62),
+            firmware: None,
+        };
+        let low = health_changes(&row(DeviceState::Online), &hb(10), None, None, &policy);
+        assert_eq!(low.open, [("low_battery", "10%".to_owned())]);
+        assert_eq!(low.reports, [DeviceReportKind::LowBattery]);
+        assert_eq!(low.events, [("battery", "10".into(), "50".into())]);
+        assert_eq!(
+            low.rssi_recorded,
+            Some(-60),
+            "a small signal move is not history"
+        );
+        let wobble = health_changes(&row(DeviceState::Online), &hb(22), Some(7), None, &policy);
+        assert!(wobble.close.is_empty() && wobble.reports.is_empty());
+        let replaced = health_changes(&row(DeviceState::Online), &hb(25), Some(7), None, &policy);
+        assert_eq!(replaced.close, [7]);
+        assert_eq!(replaced.reports, [DeviceReportKind::BatteryOk]);
+    }
+
+    #[test]
+    fn coverage_is_reported_when_it_crosses_the_threshold() {
+        let policy = SupervisionPolicy::default();
+        assert_eq!(coverage_change(Some((8, false)), 8, 10, &policy), None);
+        assert_eq!(
+            coverage_change(Some((8, false)), 7, 10, &policy),
+            Some((false, false))
+        );
+        assert_eq!(
+            coverage_change(Some((7, false)), 6, 10, &policy),
+            Some((true, true))
+        );
+        assert_eq!(coverage_change(None, 10, 10, &policy), Some((false, false)));
+        assert_eq!(coverage_change(None, 0, 10, &policy), Some((true, true)));
+    }
+}

@@ -2,16 +2,15 @@
 //! sessions. Names are found regardless of case through the unique index on `lower(name)`.
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
 use sqlx::Row;
 
 use super::{backend as store_backend, PgStore};
 use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
 use crate::store::accounts::{
-    check_account_zones, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer,
-    PrincipalColumns, SLIDE_STEP_MS,
+    check_account_zones, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer, SLIDE_STEP_MS,
 };
+use crate::store::rows;
 use crate::store::{StoreError, StoreResult};
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -29,18 +28,6 @@ macro_rules! principal_columns {
         "SELECT a.id, a.name, a.display_name, a.kind, a.role, \
          (SELECT string_agg(z.zone, ',') FROM account_zones z WHERE z.account = a.id) AS zones"
     };
-}
-
-fn principal_from_row(row: &PgRow) -> StoreResult<Principal> {
-    PrincipalColumns {
-        id: row.try_get("id").map_err(backend)?,
-        name: row.try_get("name").map_err(backend)?,
-        display_name: row.try_get("display_name").map_err(backend)?,
-        kind: row.try_get("kind").map_err(backend)?,
-        role: row.try_get("role").map_err(backend)?,
-        zones: row.try_get("zones").map_err(backend)?,
-    }
-    .parse()
 }
 
 #[async_trait]
@@ -101,7 +88,7 @@ impl AccountStore for PgStore {
         .map_err(backend)?;
         row.map(|row| {
             Ok(AccountRecord {
-                principal: principal_from_row(&row)?,
+                principal: rows::principal(&row)?,
                 password_hash: row.try_get("password_hash").map_err(backend)?,
                 disabled: row.try_get("disabled").map_err(backend)?,
             })
@@ -161,7 +148,7 @@ impl AccountStore for PgStore {
         else {
             return Ok(None);
         };
-        let principal = principal_from_row(&row)?;
+        let principal = rows::principal(&row)?;
         let last_seen_ms: i64 = row.try_get("last_seen_ms").map_err(backend)?;
         let step = SLIDE_STEP_MS.min(lifetime_ms / 10);
         if now_ms - last_seen_ms >= step {

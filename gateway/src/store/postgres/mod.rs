@@ -46,8 +46,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::Row;
 use tokio::sync::{mpsc, oneshot};
 
+use super::alerts::{self, AlertChange, RecipientMove};
+use super::rows::{self, Columns};
 use super::*;
-use crate::lifecycle::{alert_next, recipient_next};
+use crate::lifecycle::alert_next;
 
 /// Connections per store. Lanes hold at most one each; the rest serve reads, presses,
 /// supervision and the API.
@@ -86,6 +88,34 @@ pub(super) fn zone_array(zones: &[ZoneCode]) -> Vec<String> {
     zones.iter().map(|z| z.as_str().to_owned()).collect()
 }
 
+/// The shared row parsers ([`rows`]) read a PgRow through this.
+impl Columns for PgRow {
+    fn text(&self, col: &str) -> StoreResult<String> {
+        self.try_get(col).map_err(backend)
+    }
+    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
+        self.try_get(col).map_err(backend)
+    }
+    fn int(&self, col: &str) -> StoreResult<i64> {
+        self.try_get(col).map_err(backend)
+    }
+    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
+        self.try_get(col).map_err(backend)
+    }
+    fn real(&self, col: &str) -> StoreResult<f64> {
+        self.try_get(col).map_err(backend)
+    }
+    fn opt_real(&self, col: &str) -> StoreResult<Option<f64>> {
+        self.try_get(col).map_err(backend)
+    }
+    fn flag(&self, col: &str) -> StoreResult<bool> {
+        self.try_get(col).map_err(backend)
+    }
+    fn opt_flag(&self, col: &str) -> StoreResult<Option<bool>> {
+        self.try_get(col).map_err(backend)
+    }
+}
+
 /// The columns of [`AlertSummary`]; `concat!` keeps every query a `&'static str`.
 macro_rules! alert_select {
     () => {
@@ -98,56 +128,6 @@ macro_rules! alert_select {
           AND r.state IN ('coming', 'on_scene')) AS responders \
          FROM alerts a JOIN households h ON h.id = a.household "
     };
-}
-
-fn alert_from_row(row: &PgRow) -> StoreResult<AlertSummary> {
-    let get_str = |col: &str| row.try_get::<String, _>(col).map_err(backend);
-    Ok(AlertSummary {
-        id: AlertId(row.try_get("id").map_err(backend)?),
-        device: DeviceId::parse(&get_str("device")?).map_err(|e| corrupt("device", e))?,
-        seq: row.try_get::<i64, _>("seq").map_err(backend)? as u64,
-        household: HouseholdId::parse(&get_str("household")?)
-            .map_err(|e| corrupt("household", e))?,
-        label: get_str("label")?,
-        address: get_str("address")?,
-        lat: row.try_get("lat").map_err(backend)?,
-        lon: row.try_get("lon").map_err(backend)?,
-        cluster: ClusterId::parse(&get_str("cluster")?).map_err(|e| corrupt("cluster", e))?,
-        zone: ZoneCode::parse(&get_str("zone")?).map_err(|e| corrupt("zone", e))?,
-        kind: get_str("kind")?,
-        state: AlertState::parse(&get_str("state")?).map_err(|e| corrupt("state", e))?,
-        raised_at_ms: row.try_get("raised_at_ms").map_err(backend)?,
-        notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
-        responders: row.try_get::<i64, _>("responders").map_err(backend)? as u32,
-        ring: row.try_get::<i64, _>("ring").map_err(backend)? as u8,
-        critical: row.try_get("critical").map_err(backend)?,
-        next_ring_at_ms: row.try_get("next_ring_at_ms").map_err(backend)?,
-        category: row.try_get("category").map_err(backend)?,
-        resolution_note: row.try_get("resolution_note").map_err(backend)?,
-        acknowledged_at_ms: row.try_get("acknowledged_at_ms").map_err(backend)?,
-        first_delivered_at_ms: row.try_get("first_delivered_at_ms").map_err(backend)?,
-        first_coming_at_ms: row.try_get("first_coming_at_ms").map_err(backend)?,
-        first_on_scene_at_ms: row.try_get("first_on_scene_at_ms").map_err(backend)?,
-        closed_at_ms: row.try_get("closed_at_ms").map_err(backend)?,
-    })
-}
-
-fn recipient_from_row(row: &PgRow) -> StoreResult<Recipient> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    let state: String = row.try_get("state").map_err(backend)?;
-    Ok(Recipient {
-        kind: RecipientKind::parse(&kind).ok_or_else(|| corrupt("recipient kind", &kind))?,
-        who: row.try_get("who").map_err(backend)?,
-        label: row.try_get("label").map_err(backend)?,
-        ring: row.try_get::<i64, _>("ring").map_err(backend)? as u8,
-        state: RecipientState::parse(&state).map_err(|e| corrupt("recipient state", e))?,
-        distance_m: row.try_get("distance_m").map_err(backend)?,
-        notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
-        push: row.try_get("push").map_err(backend)?,
-        push_at_ms: row.try_get("push_at_ms").map_err(backend)?,
-    })
 }
 
 async fn insert_recipient(tx: &mut PgConnection, alert: i64, r: &Recipient) -> StoreResult<bool> {
@@ -177,7 +157,7 @@ async fn alert_in(tx: &mut PgConnection, id: i64) -> StoreResult<AlertSummary> {
         .fetch_one(&mut *tx)
         .await
         .map_err(backend)?;
-    alert_from_row(&row)
+    rows::alert(&row)
 }
 
 /// Locks the alert's row for the rest of the transaction; false if there is no such alert.
@@ -278,10 +258,6 @@ async fn run_lane(mut queue: mpsc::Receiver<LaneJob>) {
     while let Some(job) = queue.recv().await {
         job.await;
     }
-}
-
-fn device_actor(device: &DeviceId) -> String {
-    format!("device:{device}")
 }
 
 impl PgStore {
@@ -523,7 +499,7 @@ impl Store for PgStore {
         insert_event(
             &mut tx,
             id,
-            &device_actor(device),
+            &alerts::device_actor(device),
             "raised",
             press.kind.as_str(),
             now_ms,
@@ -600,15 +576,10 @@ impl Store for PgStore {
             return Ok(CancelOutcome::NothingOpen);
         };
         insert_press(&mut tx, device, press, id, now_ms).await?;
-        let actor = device_actor(device);
-        let late = now_ms - raised_at_ms > window_ms;
-        if late {
-            let detail = format!(
-                "cancel pressed {} s after the alert, window is {} s",
-                (now_ms - raised_at_ms) / 1000,
-                window_ms / 1000
-            );
-            insert_event(&mut tx, id, &actor, "cancel_refused", &detail, now_ms).await?;
+        let actor = alerts::device_actor(device);
+        let late = alerts::cancel_too_late(raised_at_ms, now_ms, window_ms);
+        if let Some(detail) = &late {
+            insert_event(&mut tx, id, &actor, "cancel_refused", detail, now_ms).await?;
         } else {
             sqlx::query(
                 "UPDATE alerts SET state = 'cancelled', updated_at_ms = $1, closed_at_ms = $1, \
@@ -623,7 +594,7 @@ impl Store for PgStore {
         }
         let alert = alert_in(&mut tx, id).await?;
         tx.commit().await.map_err(backend)?;
-        Ok(if late {
+        Ok(if late.is_some() {
             CancelOutcome::TooLate(alert)
         } else {
             CancelOutcome::Cancelled(alert)
@@ -686,7 +657,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(recipient_from_row).collect()
+        rows.iter().map(rows::recipient).collect()
     }
 
     async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>> {
@@ -756,7 +727,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(alert_from_row).collect()
+        rows.iter().map(rows::alert).collect()
     }
 
     async fn list_alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertSummary>> {
@@ -771,7 +742,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(alert_from_row).collect()
+        rows.iter().map(rows::alert).collect()
     }
 
     async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>> {
@@ -784,7 +755,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        rows.iter().map(alert_from_row).collect()
+        rows.iter().map(rows::alert).collect()
     }
 
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {
@@ -793,7 +764,7 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(backend)?;
-        row.as_ref().map(alert_from_row).transpose()
+        row.as_ref().map(rows::alert).transpose()
     }
 
     async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>> {
@@ -917,7 +888,15 @@ async fn delivery_in(
     if moved == 0 {
         return Ok(None);
     }
-    insert_event(tx, alert.0, &device_actor(device), "delivered", "", now_ms).await?;
+    insert_event(
+        tx,
+        alert.0,
+        &alerts::device_actor(device),
+        "delivered",
+        "",
+        now_ms,
+    )
+    .await?;
     let first: Option<i64> = sqlx::query_scalar(
         "UPDATE alerts SET first_delivered_at_ms = $1 \
          WHERE id = $2 AND first_delivered_at_ms IS NULL RETURNING id",
@@ -955,79 +934,54 @@ async fn apply_in(
     };
     let current = AlertState::parse(&state).map_err(|e| corrupt("state", e))?;
     let next = alert_next(current, action)?;
-    let recipient_changed = match (target, action) {
-        (Some((kind, who)), Action::Recipient(wanted)) => {
+    let recipient_changed = match (target, alerts::wanted_of(action)) {
+        (Some((kind, who)), Some(wanted)) => {
             move_recipient(tx, alert.0, kind, who, wanted, ring, now_ms).await?
-        }
-        (Some((kind, who)), Action::Dispatch) => {
-            move_recipient(
-                tx,
-                alert.0,
-                kind,
-                who,
-                RecipientState::Notified,
-                ring,
-                now_ms,
-            )
-            .await?
         }
         _ => false,
     };
-    let state_changed = next != current;
-    let first = |col: &'static str| matches!(action, Action::Recipient(s) if s.as_str() == col);
+    let change = AlertChange::of(
+        current,
+        next,
+        action,
+        target.map(|(_, who)| who),
+        detail,
+        recipient_changed,
+    );
     sqlx::query(
         "UPDATE alerts SET state = $1, updated_at_ms = $2, \
-         acknowledged_at_ms = CASE WHEN $3 AND acknowledged_at_ms IS NULL THEN $2 \
-           ELSE acknowledged_at_ms END, \
-         first_delivered_at_ms = CASE WHEN $4 AND first_delivered_at_ms IS NULL THEN $2 \
-           ELSE first_delivered_at_ms END, \
-         first_coming_at_ms = CASE WHEN $5 AND first_coming_at_ms IS NULL THEN $2 \
-           ELSE first_coming_at_ms END, \
-         first_on_scene_at_ms = CASE WHEN $6 AND first_on_scene_at_ms IS NULL THEN $2 \
-           ELSE first_on_scene_at_ms END, \
-         next_ring_at_ms = CASE WHEN $7 THEN NULL ELSE next_ring_at_ms END, \
-         category = COALESCE($8, category), resolution_note = COALESCE($9, resolution_note), \
-         closed_at_ms = CASE WHEN $10 THEN $2 ELSE closed_at_ms END \
-         WHERE id = $11",
+                 acknowledged_at_ms = CASE WHEN $3 AND acknowledged_at_ms IS NULL THEN $2 \
+                   ELSE acknowledged_at_ms END, \
+                 first_delivered_at_ms = CASE WHEN $4 AND first_delivered_at_ms IS NULL THEN $2 \
+                   ELSE first_delivered_at_ms END, \
+                 first_coming_at_ms = CASE WHEN $5 AND first_coming_at_ms IS NULL THEN $2 \
+                   ELSE first_coming_at_ms END, \
+                 first_on_scene_at_ms = CASE WHEN $6 AND first_on_scene_at_ms IS NULL THEN $2 \
+                   ELSE first_on_scene_at_ms END, \
+                 next_ring_at_ms = CASE WHEN $7 THEN NULL ELSE next_ring_at_ms END, \
+                 category = COALESCE($8, category), resolution_note = COALESCE($9, resolution_note), \
+                 closed_at_ms = CASE WHEN $10 THEN $2 ELSE closed_at_ms END \
+                 WHERE id = $11",
     )
-    .bind(next.as_str())
+    .bind(change.next.as_str())
     .bind(now_ms)
-    .bind(next == AlertState::Acknowledged && state_changed)
-    .bind(recipient_changed && first("delivered"))
-    .bind(recipient_changed && first("coming"))
-    .bind(recipient_changed && first("on_scene"))
-    // Someone coming, someone there, or the alert closed: the climb stops.
-    .bind((recipient_changed && (first("coming") || first("on_scene"))) || !next.is_open())
-    .bind(match action {
-        Action::Resolve(c) => Some(c.as_str()),
-        _ => None,
-    })
-    .bind(match action {
-        Action::Resolve(_) => Some(detail),
-        _ => None,
-    })
-    .bind(!next.is_open() && state_changed)
+    .bind(change.acknowledged)
+    .bind(change.first_delivered)
+    .bind(change.first_coming)
+    .bind(change.first_on_scene)
+    .bind(change.stop_rings)
+    .bind(change.category)
+    .bind(change.resolution_note)
+    .bind(change.closed)
     .bind(alert.0)
     .execute(&mut *tx)
     .await
     .map_err(backend)?;
-    let event = match action {
-        Action::Recipient(s) => s.as_str(),
-        Action::Acknowledge => "acknowledged",
-        Action::Dispatch => "dispatched",
-        Action::Resolve(_) => "resolved",
-        Action::Note => "note",
-    };
-    let event_detail = match (action, target) {
-        (Action::Resolve(c), _) => format!("{} {}: {detail}", c.as_str(), c.chinese()),
-        (Action::Dispatch, Some((_, who))) => format!("{who} {detail}").trim().to_owned(),
-        _ => detail.to_owned(),
-    };
-    let quiet = matches!(action, Action::Recipient(_)) && !recipient_changed && !state_changed;
-    if !quiet {
-        insert_event(tx, alert.0, actor, event, &event_detail, now_ms).await?;
+    if let Some((event, event_detail)) = &change.event {
+        insert_event(tx, alert.0, actor, event, event_detail, now_ms).await?;
     }
     let summary = alert_in(tx, alert.0).await?;
+    let state_changed = change.state_changed;
     Ok(Applied {
         alert: summary,
         state_changed,
@@ -1043,15 +997,9 @@ async fn fire_ring_in(
     now_ms: i64,
 ) -> StoreResult<Option<RingFired>> {
     let current = alert_in(tx, alert.0).await?;
-    let due = current
-        .next_ring_at_ms
-        .is_some_and(|at| at <= now_ms && current.state.is_open());
-    if !due || current.ring >= 2 {
+    let Some((ring, next_ring_at)) = rings::next_ring(&current, plan, now_ms) else {
         return Ok(None);
-    }
-    let ring = current.ring + 1;
-    let raised = current.raised_at_ms;
-    let next_ring_at = (ring == 1).then_some(raised + plan.ring2_after_ms);
+    };
     // Compare-and-set on the ring, besides the lock: of two gateways sharing the database,
     // one fires it.
     let won = sqlx::query(
@@ -1092,27 +1040,7 @@ async fn fire_ring_in(
             added.push(recipient);
         }
     }
-    let volunteers = added
-        .iter()
-        .filter(|r| r.kind == RecipientKind::Volunteer)
-        .count();
-    let detail = if ring == 1 {
-        format!(
-            "nobody coming after {} s: {} units in {} nearby clusters and {volunteers} \
-             volunteers within {} m",
-            plan.ring1_after_ms / 1000,
-            added.len() - volunteers,
-            clusters.len(),
-            plan.radius_m
-        )
-    } else {
-        format!(
-            "nobody coming after {} s: alert is critical; {volunteers} more on-duty \
-             volunteers of the zone",
-            plan.ring2_after_ms / 1000
-        )
-    };
-    let action = if ring == 1 { "ring1" } else { "ring2" };
+    let (action, detail) = rings::ring_event(ring, plan, &added, clusters.len());
     insert_event(tx, alert.0, "gateway", action, &detail, now_ms).await?;
     let summary = alert_in(tx, alert.0).await?;
     Ok(Some(RingFired {
@@ -1123,7 +1051,7 @@ async fn fire_ring_in(
     }))
 }
 
-/// Moves (or adds) one recipient; returns whether anything changed.
+/// Moves (or adds) one recipient as the action wants; returns whether anything changed.
 async fn move_recipient(
     tx: &mut PgConnection,
     alert: i64,
@@ -1142,63 +1070,28 @@ async fn move_recipient(
     .fetch_optional(&mut *tx)
     .await
     .map_err(backend)?;
-    let next = match current {
-        Some(state) => {
-            let state = RecipientState::parse(&state).map_err(|e| corrupt("recipient", e))?;
-            if wanted == RecipientState::Notified && state != RecipientState::Declined {
-                // A dispatch to someone already on it changes nothing.
-                return Err(StoreError::Refused(format!(
-                    "{who} is already {}",
-                    state.as_str()
-                )));
-            }
-            match recipient_next(state, wanted)? {
-                Some(next) => next,
-                None if wanted == RecipientState::Notified => wanted,
-                None => return Ok(false),
-            }
+    let current = current
+        .map(|s| RecipientState::parse(&s).map_err(|e| corrupt("recipient", e)))
+        .transpose()?;
+    match alerts::move_recipient(current, kind, who, wanted, ring as u8, now_ms)? {
+        RecipientMove::Add(recipient) => {
+            insert_recipient(tx, alert, &recipient).await?;
+            Ok(true)
         }
-        // Units are recipients only when their ring reached them; a volunteer or the station
-        // may join an alert they saw on the map or were dispatched to.
-        None if kind == RecipientKind::Unit => {
-            return Err(StoreError::NotFound(format!(
-                "unit {who} among the recipients of this alert"
-            )))
+        RecipientMove::To(next) => {
+            sqlx::query("UPDATE recipients SET state = $1, updated_at_ms = $2 WHERE alert = $3 AND kind = $4 AND who = $5")
+                .bind(next.as_str())
+                .bind(now_ms)
+                .bind(alert)
+                .bind(kind.as_str())
+                .bind(who)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+            Ok(true)
         }
-        None => {
-            insert_recipient(
-                tx,
-                alert,
-                &Recipient {
-                    kind,
-                    who: who.to_owned(),
-                    label: who.to_owned(),
-                    ring: ring as u8,
-                    state: wanted,
-                    distance_m: None,
-                    notified_at_ms: now_ms,
-                    updated_at_ms: now_ms,
-                    push: None,
-                    push_at_ms: None,
-                },
-            )
-            .await?;
-            return Ok(true);
-        }
-    };
-    sqlx::query(
-        "UPDATE recipients SET state = $1, updated_at_ms = $2 \
-         WHERE alert = $3 AND kind = $4 AND who = $5",
-    )
-    .bind(next.as_str())
-    .bind(now_ms)
-    .bind(alert)
-    .bind(kind.as_str())
-    .bind(who)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(true)
+        RecipientMove::Stay => Ok(false),
+    }
 }
 
 /// Units of other clusters' households within `radius_m` of the alert's household, nearest

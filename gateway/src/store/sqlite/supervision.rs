@@ -2,16 +2,16 @@
 //! single writer, which serialises the uplink workers, the presence task and the supervisor.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::SqliteStore;
-use crate::domain::{ClusterId, DeviceId, Heartbeat, HouseholdId, ZoneCode};
+use crate::domain::{ClusterId, DeviceId, Heartbeat, ZoneCode};
+use crate::store::rows;
 use crate::store::supervision::{
-    Changes, ClusterHealth, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
-    DeviceReportKind, DeviceRow, DeviceState, HistoryEntry, Notify, PresenceEvidence, Problem,
-    ProblemFilter, Report, SupervisionPolicy, SupervisionStore, BATTERY_HYSTERESIS, DUE_BATCH,
-    FLAPPING_AT, RSSI_STEP,
+    coverage_change, coverage_problem, health_changes, next_deadline, presence_step, Changes,
+    ClusterHealth, CoverageEntry, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
+    DeviceReportKind, DeviceRow, DeviceState, HistoryEntry, Leader, PresenceEvidence, PresenceStep,
+    Problem, ProblemFilter, Report, SupervisionPolicy, SupervisionStore, DUE_BATCH, RSSI_STEP,
 };
 use crate::store::{corrupt, StoreError, StoreResult};
 
@@ -58,84 +58,6 @@ macro_rules! problem_select {
     };
 }
 
-fn device_row(row: &SqliteRow) -> StoreResult<DeviceRow> {
-    let s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
-    let state = s("sup_state")?;
-    Ok(DeviceRow {
-        device: DeviceId::parse(&s("id")?).map_err(|e| corrupt("device", e))?,
-        household: HouseholdId::parse(&s("household")?).map_err(|e| corrupt("household", e))?,
-        label: s("label")?,
-        cluster: ClusterId::parse(&s("cluster")?).map_err(|e| corrupt("cluster", e))?,
-        zone: ZoneCode::parse(&s("zone")?).map_err(|e| corrupt("zone", e))?,
-        state: DeviceState::parse(&state).ok_or_else(|| corrupt("device state", &state))?,
-        reason: row.try_get("sup_reason").map_err(backend)?,
-        battery: row
-            .try_get::<Option<i64>, _>("battery")
-            .map_err(backend)?
-            .and_then(|b| u8::try_from(b).ok()),
-        tamper: row
-            .try_get::<Option<i64>, _>("tamper")
-            .map_err(backend)?
-            .map(|t| t != 0),
-        firmware: row.try_get("firmware").map_err(backend)?,
-        rssi_recorded: row
-            .try_get::<Option<i64>, _>("rssi_recorded")
-            .map_err(backend)?
-            .and_then(|r| i16::try_from(r).ok()),
-        online: row.try_get::<i64, _>("online").map_err(backend)? != 0,
-        session: row.try_get("session").map_err(backend)?,
-    })
-}
-
-fn health_from_row(
-    row: &SqliteRow,
-    policy: &SupervisionPolicy,
-    now_ms: i64,
-) -> StoreResult<DeviceHealth> {
-    let d = device_row(row)?;
-    let evidence: Option<i64> = row.try_get("evidence_ms").map_err(backend)?;
-    let (state, due, offline_at) = match (d.state, evidence) {
-        (DeviceState::Online, Some(at)) => {
-            let due = at + policy.heartbeat_interval_ms;
-            let state = if now_ms >= due {
-                DeviceState::Late
-            } else {
-                DeviceState::Online
-            };
-            (state, Some(due), Some(due + policy.grace_ms))
-        }
-        (state, _) => (state, None, None),
-    };
-    let problems: Option<String> = row.try_get("open_problems").map_err(backend)?;
-    let problems: Vec<String> = problems
-        .map(|p| p.split(',').map(str::to_owned).collect())
-        .unwrap_or_default();
-    Ok(DeviceHealth {
-        battery_low: problems.iter().any(|p| p == "low_battery"),
-        device: d.device,
-        household: d.household,
-        label: d.label,
-        cluster: d.cluster,
-        zone: d.zone,
-        state,
-        reason: d.reason,
-        since_ms: row.try_get("sup_since_ms").map_err(backend)?,
-        connected: d.online,
-        last_heartbeat_ms: row.try_get("last_heartbeat_ms").map_err(backend)?,
-        last_seen_ms: row.try_get("last_seen_ms").map_err(backend)?,
-        heartbeat_due_ms: due,
-        offline_at_ms: offline_at,
-        battery: d.battery,
-        tamper: d.tamper.unwrap_or(false),
-        rssi: row
-            .try_get::<Option<i64>, _>("rssi")
-            .map_err(backend)?
-            .and_then(|r| i16::try_from(r).ok()),
-        firmware: d.firmware,
-        problems,
-    })
-}
-
 async fn load_device(
     tx: &mut Transaction<'_, Sqlite>,
     device: &DeviceId,
@@ -145,7 +67,7 @@ async fn load_device(
         .fetch_optional(&mut **tx)
         .await
         .map_err(backend)?;
-    row.as_ref().map(device_row).transpose()
+    row.as_ref().map(rows::device).transpose()
 }
 
 async fn add_event(
@@ -359,11 +281,12 @@ async fn refresh_coverage(
         let households = row.try_get::<i64, _>("households").map_err(backend)? as u32;
         let reachable = row.try_get::<i64, _>("reachable").map_err(backend)? as u32;
         let prev: Option<i64> = row.try_get("prev_reachable").map_err(backend)?;
-        let prev_below: Option<i64> = row.try_get("prev_below").map_err(backend)?;
-        let below = policy.below(reachable, households);
-        if prev == Some(i64::from(reachable)) && prev_below == Some(below as i64) {
+        let prev_below: Option<bool> = row.try_get("prev_below").map_err(backend)?;
+        let Some((below, crossed)) =
+            coverage_change(prev.zip(prev_below), reachable, households, policy)
+        else {
             continue;
-        }
+        };
         sqlx::query(
             "INSERT INTO cluster_coverage (cluster, reachable, households, below, updated_at_ms) \
              VALUES (?, ?, ?, ?, ?) ON CONFLICT (cluster) DO UPDATE SET \
@@ -373,7 +296,7 @@ async fn refresh_coverage(
         .bind(cluster.as_str())
         .bind(i64::from(reachable))
         .bind(i64::from(households))
-        .bind(below as i64)
+        .bind(below)
         .bind(now_ms)
         .execute(&mut **tx)
         .await
@@ -386,16 +309,11 @@ async fn refresh_coverage(
         .bind(now_ms)
         .bind(i64::from(reachable))
         .bind(i64::from(households))
-        .bind(below as i64)
+        .bind(below)
         .execute(&mut **tx)
         .await
         .map_err(backend)?;
-        // A cluster seen for the first time is reported only if it starts below.
-        let flipped = match prev_below {
-            Some(was) => (was != 0) != below,
-            None => below,
-        };
-        if flipped {
+        if crossed {
             let zone: String = row.try_get("zone").map_err(backend)?;
             changes.reports.push(Report::Coverage(CoverageReport {
                 zone: ZoneCode::parse(&zone).map_err(|e| corrupt("zone", e))?,
@@ -420,7 +338,8 @@ impl SqliteStore {
     }
 }
 
-/// Applies the health part of a heartbeat; opens and closes battery and tamper problems.
+/// Applies the health part of a heartbeat ([`health_changes`]); returns the signal strength
+/// the history now holds.
 async fn apply_health(
     tx: &mut Transaction<'_, Sqlite>,
     row: &mut DeviceRow,
@@ -429,68 +348,30 @@ async fn apply_health(
     now_ms: i64,
     changes: &mut Changes,
 ) -> StoreResult<Option<i16>> {
-    if let Some(level) = hb.battery {
-        if row.battery != Some(level) {
-            let before = row.battery.map(|b| b.to_string()).unwrap_or_default();
-            add_event(
-                tx,
-                &row.device,
-                "battery",
-                &level.to_string(),
-                &before,
-                now_ms,
-            )
-            .await?;
-            row.battery = Some(level);
-        }
-        let open = open_problem(tx, &row.device, "low_battery").await?;
-        if level < policy.battery_low && open.is_none() {
-            open_new_problem(tx, &row.device, "low_battery", &format!("{level}%"), now_ms).await?;
-            changes.report(row, DeviceReportKind::LowBattery, now_ms);
-        } else if let Some((id, _)) = open {
-            if level >= policy.battery_low.saturating_add(BATTERY_HYSTERESIS) {
-                close_problem(tx, id, now_ms).await?;
-                changes.report(row, DeviceReportKind::BatteryOk, now_ms);
-            }
-        }
+    let low_battery = open_problem(tx, &row.device, "low_battery").await?;
+    let tamper = open_problem(tx, &row.device, "tamper").await?;
+    let health = health_changes(
+        row,
+        hb,
+        low_battery.map(|(id, _)| id),
+        tamper.map(|(id, _)| id),
+        policy,
+    );
+    for (kind, value, before) in &health.events {
+        add_event(tx, &row.device, kind, value, before, now_ms).await?;
     }
-    if row.tamper != Some(hb.tamper) {
-        // The first heartbeat's "not tampered" is no news; every other change is.
-        if hb.tamper || row.tamper.is_some() {
-            let value = if hb.tamper { "on" } else { "off" };
-            add_event(tx, &row.device, "tamper", value, "", now_ms).await?;
-        }
-        let open = open_problem(tx, &row.device, "tamper").await?;
-        match (hb.tamper, open) {
-            (true, None) => {
-                open_new_problem(tx, &row.device, "tamper", "tamper switch", now_ms).await?;
-                changes.report(row, DeviceReportKind::Tamper, now_ms);
-            }
-            (false, Some((id, _))) => {
-                close_problem(tx, id, now_ms).await?;
-                changes.report(row, DeviceReportKind::TamperCleared, now_ms);
-            }
-            _ => {}
-        }
-        row.tamper = Some(hb.tamper);
+    for (kind, reason) in &health.open {
+        open_new_problem(tx, &row.device, kind, reason, now_ms).await?;
     }
-    if let Some(fw) = &hb.firmware {
-        if row.firmware.as_deref() != Some(fw.as_str()) {
-            let before = row.firmware.clone().unwrap_or_default();
-            add_event(tx, &row.device, "firmware", fw, &before, now_ms).await?;
-        }
+    for id in &health.close {
+        close_problem(tx, *id, now_ms).await?;
     }
-    let mut rssi_recorded = row.rssi_recorded;
-    if let Some(rssi) = hb.rssi {
-        let moved = rssi_recorded
-            .is_none_or(|r| (i32::from(rssi) - i32::from(r)).abs() >= i32::from(RSSI_STEP));
-        if moved {
-            let before = rssi_recorded.map(|r| r.to_string()).unwrap_or_default();
-            add_event(tx, &row.device, "rssi", &rssi.to_string(), &before, now_ms).await?;
-            rssi_recorded = Some(rssi);
-        }
+    row.battery = hb.battery.or(row.battery);
+    row.tamper = Some(hb.tamper);
+    for kind in health.reports {
+        changes.report(row, kind, now_ms);
     }
-    Ok(rssi_recorded)
+    Ok(health.rssi_recorded)
 }
 
 #[async_trait]
@@ -582,23 +463,14 @@ impl SupervisionStore for SqliteStore {
             return Ok(Vec::new());
         };
         let mut changes = Changes::default();
-        match evidence {
-            PresenceEvidence::Connected { .. } => {
-                go_online(&mut tx, &mut row, "connected", policy, now_ms, &mut changes).await?
+        match presence_step(&row, evidence) {
+            PresenceStep::Online(why) => {
+                go_online(&mut tx, &mut row, why, policy, now_ms, &mut changes).await?
             }
-            PresenceEvidence::Disconnected { session, reason } => {
-                // Only the latest session speaks for the device: an older one ending late
-                // (replaced by a reconnect) must not hide that the device is back.
-                if !row.online && row.session == Some(session as i64) {
-                    go_offline(&mut tx, &mut row, reason, now_ms, &mut changes).await?;
-                }
+            PresenceStep::Offline(reason) => {
+                go_offline(&mut tx, &mut row, reason, now_ms, &mut changes).await?
             }
-            PresenceEvidence::Refused => {
-                // Someone else's wrong password must not take a connected device offline.
-                if !row.online && row.state != DeviceState::Online {
-                    go_offline(&mut tx, &mut row, "refused_login", now_ms, &mut changes).await?;
-                }
-            }
+            PresenceStep::Ignore => {}
         }
         refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
         tx.commit().await.map_err(backend)?;
@@ -670,11 +542,7 @@ impl SupervisionStore for SqliteStore {
         .fetch_one(&self.reader)
         .await
         .map_err(backend)?;
-        let silent = evidence.map(|e| e + policy.heartbeat_interval_ms + policy.grace_ms);
-        Ok(match (silent, settle) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        })
+        Ok(next_deadline(evidence, settle, policy))
     }
 
     async fn device_health_list(
@@ -702,7 +570,7 @@ impl SupervisionStore for SqliteStore {
         .await
         .map_err(backend)?;
         rows.iter()
-            .map(|r| health_from_row(r, policy, now_ms))
+            .map(|r| rows::device_health(r, policy, now_ms))
             .collect()
     }
 
@@ -718,7 +586,7 @@ impl SupervisionStore for SqliteStore {
             .await
             .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
-        let health = health_from_row(&row, policy, now_ms)?;
+        let health = rows::device_health(&row, policy, now_ms)?;
         let history = device_history(&self.reader, device, None, 200).await?;
         let rows = sqlx::query(concat!(
             problem_select!(),
@@ -730,7 +598,7 @@ impl SupervisionStore for SqliteStore {
         .map_err(backend)?;
         let problems_history = rows
             .iter()
-            .map(problem_from_row)
+            .map(rows::problem)
             .collect::<StoreResult<Vec<_>>>()?;
         Ok(Some(DeviceHealthDetail {
             health,
@@ -755,20 +623,7 @@ impl SupervisionStore for SqliteStore {
         .await
         .map_err(backend)?;
         rows.iter()
-            .map(|row| {
-                let s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
-                let households = row.try_get::<i64, _>("households").map_err(backend)? as u32;
-                let reachable = row.try_get::<i64, _>("reachable").map_err(backend)? as u32;
-                Ok(ClusterHealth {
-                    cluster: ClusterId::parse(&s("id")?).map_err(|e| corrupt("cluster", e))?,
-                    zone: ZoneCode::parse(&s("zone")?).map_err(|e| corrupt("zone", e))?,
-                    name: s("name")?,
-                    households,
-                    reachable,
-                    below: policy.below(reachable, households),
-                    leader: row.try_get("leader").map_err(backend)?,
-                })
-            })
+            .map(|row| rows::cluster_health(row, policy))
             .collect()
     }
 
@@ -790,7 +645,7 @@ impl SupervisionStore for SqliteStore {
         .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
-            let mut problem = problem_from_row(row)?;
+            let mut problem = rows::problem(row)?;
             if let Some(device) = &problem.device {
                 // The episode's story: what happened to the device since it opened.
                 let since = problem.opened_at_ms.unwrap_or(0);
@@ -810,7 +665,7 @@ impl SupervisionStore for SqliteStore {
             .fetch_one(&self.reader)
             .await
             .map_err(backend)?;
-            let history: Vec<(i64, i64, i64, i64)> = sqlx::query_as(
+            let history: Vec<CoverageEntry> = sqlx::query_as(
                 "SELECT at_ms, reachable, households, below FROM coverage_events \
                  WHERE cluster = ? ORDER BY id DESC LIMIT 20",
             )
@@ -818,60 +673,14 @@ impl SupervisionStore for SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(backend)?;
-            let leader = leader_notify(&self.reader, &cluster.cluster).await?;
-            let mut notify = vec![station_notify(&cluster.zone)];
-            notify.extend(leader);
-            out.push(Problem {
-                id: None,
-                kind: "coverage".into(),
-                device: None,
-                household: None,
-                label: None,
-                reason: format!(
-                    "{} of {} households reachable (minimum {}%)",
-                    cluster.reachable, cluster.households, policy.coverage_min_percent
-                ),
-                opened_at_ms: since,
-                updated_at_ms: history.first().map(|h| h.0),
-                closed_at_ms: None,
-                flaps: 0,
-                flapping: false,
-                settle_at_ms: None,
-                reachable: Some(cluster.reachable),
-                households: Some(cluster.households),
-                notify,
-                history: history
-                    .into_iter()
-                    .map(|(at_ms, reachable, households, below)| HistoryEntry {
-                        at_ms,
-                        kind: "coverage".into(),
-                        value: format!("{reachable}/{households}"),
-                        detail: if below != 0 { "below" } else { "ok" }.into(),
-                    })
-                    .collect(),
-                cluster_name: cluster.name,
-                cluster: cluster.cluster,
-                zone: cluster.zone,
-            });
+            let leader = leader_of(&self.reader, &cluster.cluster).await?;
+            out.push(coverage_problem(cluster, since, history, leader, policy));
         }
         Ok(out)
     }
 }
 
-fn station_notify(zone: &ZoneCode) -> Notify {
-    Notify {
-        role: "station",
-        who: zone.to_string(),
-        label: String::new(),
-        contacts: String::new(),
-        channel: "feed",
-    }
-}
-
-async fn leader_notify(
-    reader: &sqlx::SqlitePool,
-    cluster: &ClusterId,
-) -> StoreResult<Option<Notify>> {
+async fn leader_of(reader: &sqlx::SqlitePool, cluster: &ClusterId) -> StoreResult<Option<Leader>> {
     let leader: Option<(String, String, String)> = sqlx::query_as(
         "SELECT h.id, h.label, h.contacts FROM clusters c \
          JOIN households h ON h.id = c.leader_household WHERE c.id = ?",
@@ -880,71 +689,11 @@ async fn leader_notify(
     .fetch_optional(reader)
     .await
     .map_err(backend)?;
-    Ok(leader.map(|(who, label, contacts)| Notify {
-        role: "cluster_leader",
+    Ok(leader.map(|(who, label, contacts)| Leader {
         who,
         label,
         contacts,
-        channel: "console",
     }))
-}
-
-fn problem_from_row(row: &SqliteRow) -> StoreResult<Problem> {
-    let s = |c: &str| row.try_get::<String, _>(c).map_err(backend);
-    let zone = ZoneCode::parse(&s("zone")?).map_err(|e| corrupt("zone", e))?;
-    let household = HouseholdId::parse(&s("household")?).map_err(|e| corrupt("household", e))?;
-    let label = s("label")?;
-    let flaps = row.try_get::<i64, _>("flaps").map_err(backend)?.max(0) as u32;
-    let kind = s("kind")?;
-    // Who should hear of it: the station on its feed; the cluster leader and the household
-    // in person, from this list, until the resident push path exists.
-    let mut notify = vec![station_notify(&zone)];
-    let leader: Option<String> = row.try_get("leader_id").map_err(backend)?;
-    if let Some(leader) = leader {
-        if leader != household.as_str() {
-            notify.push(Notify {
-                role: "cluster_leader",
-                who: leader,
-                label: row
-                    .try_get::<Option<String>, _>("leader_label")
-                    .map_err(backend)?
-                    .unwrap_or_default(),
-                contacts: row
-                    .try_get::<Option<String>, _>("leader_contacts")
-                    .map_err(backend)?
-                    .unwrap_or_default(),
-                channel: "console",
-            });
-        }
-    }
-    notify.push(Notify {
-        role: "household",
-        who: household.to_string(),
-        label: label.clone(),
-        contacts: s("contacts")?,
-        channel: "console",
-    });
-    Ok(Problem {
-        id: Some(row.try_get("id").map_err(backend)?),
-        flapping: kind == "offline" && flaps >= FLAPPING_AT,
-        kind,
-        device: Some(DeviceId::parse(&s("device")?).map_err(|e| corrupt("device", e))?),
-        household: Some(household),
-        label: Some(label),
-        cluster: ClusterId::parse(&s("cluster")?).map_err(|e| corrupt("cluster", e))?,
-        cluster_name: s("cluster_name")?,
-        zone,
-        reason: s("reason")?,
-        opened_at_ms: Some(row.try_get("opened_at_ms").map_err(backend)?),
-        updated_at_ms: Some(row.try_get("updated_at_ms").map_err(backend)?),
-        closed_at_ms: row.try_get("closed_at_ms").map_err(backend)?,
-        flaps,
-        settle_at_ms: row.try_get("settle_at_ms").map_err(backend)?,
-        reachable: None,
-        households: None,
-        notify,
-        history: Vec::new(),
-    })
 }
 
 /// A device's history, newest first.
