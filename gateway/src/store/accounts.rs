@@ -84,6 +84,18 @@ pub trait AccountStore: Send + Sync + 'static {
     async fn on_duty_volunteers(&self, zone: &ZoneCode) -> StoreResult<Vec<OnDutyVolunteer>>;
 }
 
+/// A position as a volunteer's phone reports it: refused unless it is a latitude and a
+/// longitude.
+pub(crate) fn check_position(lat: f64, lon: f64) -> StoreResult<()> {
+    if (-90.0..=90.0).contains(&lat) && (-180.0..=180.0).contains(&lon) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "position {lat}, {lon} is not a latitude and longitude"
+        )))
+    }
+}
+
 /// An account's zones as the schema wants them: exactly one for a volunteer, at least one
 /// for an operator.
 pub(crate) fn check_account_zones(a: &NewAccount) -> StoreResult<()> {

@@ -10,8 +10,12 @@
 //! - this file: the [`Store`] trait (registry, press path, alerts, presence) and its types;
 //! - [`accounts`], [`map`], [`push`], [`supervision`]: the other store traits, each with its
 //!   types and the rules both backends apply, free of sqlx;
-//! - [`rings`]: who an escalation ring reaches, decided once for both backends;
-//! - [`sqlite`] and [`postgres`]: one folder per backend, each implementing every trait.
+//! - `alerts`, [`rings`], `rows`: the decisions of the alert path, of escalation rings, and
+//!   of what a stored row means, as plain functions both backends call;
+//! - `sql/`: every trait implemented once in SQL both databases accept, compiled into each
+//!   backend with its own types and the few phrases that differ (its header says how);
+//! - [`sqlite`] and [`postgres`]: one folder per backend: connections, migrations, how writes
+//!   are committed (SQLite's group-commit writer, PostgreSQL's lanes and row locks).
 
 pub mod accounts;
 mod alerts;

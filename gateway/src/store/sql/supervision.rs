@@ -1,20 +1,20 @@
-//! [`SupervisionStore`] on PostgreSQL: the same episode, flap and coverage logic as the
-//! SQLite implementation (see `store/supervision.rs`), in transactions that lock what they
-//! move instead of relying on a single writer.
+//! [`SupervisionStore`] in shared SQL: the episode, flap and coverage rules of
+//! [`crate::store::supervision`] applied in transactions.
 //!
-//! Each piece of evidence locks the device's row before reading its state, so a heartbeat, a
-//! presence report and the supervisor's sweep (from any gateway) apply to one device one
-//! after the other. Recounting a cluster's coverage locks the cluster's row first, so two
-//! transactions touching one cluster count one after the other and the last count stored
-//! is the true one; clusters are recounted in id order, which keeps the locks deadlock-free.
-//! The sweep takes the silent devices with `SKIP LOCKED`: one that another transaction holds
-//! is being moved by it, and is looked at again on the next pass.
+//! Each piece of evidence reads the device's row (locked on PostgreSQL, where SQLite's single
+//! writer already keeps everyone else out), so a heartbeat, a presence report and the
+//! supervisor's sweep (from any gateway) apply to one device one after the other.
+//! Recounting a cluster's coverage locks the cluster's row first, so two transactions
+//! touching one cluster count one after the other and the last count stored is the true
+//! one; clusters are recounted in id order, which keeps the locks deadlock-free. The sweep
+//! takes the silent devices with `skip_locked!()`: one that another transaction holds is
+//! being moved by it, and is looked at again on the next pass.
 
 use async_trait::async_trait;
-use sqlx::postgres::PgConnection;
 use sqlx::Row;
 
-use super::{zone_array, PgStore};
+use super::super::{Backend, Conn};
+use super::{backend, Commit};
 use crate::domain::{ClusterId, DeviceId, Heartbeat, ZoneCode};
 use crate::store::rows;
 use crate::store::supervision::{
@@ -23,11 +23,7 @@ use crate::store::supervision::{
     DeviceReportKind, DeviceRow, DeviceState, HistoryEntry, Leader, PresenceEvidence, PresenceStep,
     Problem, ProblemFilter, Report, SupervisionPolicy, SupervisionStore, DUE_BATCH, RSSI_STEP,
 };
-use crate::store::{corrupt, StoreError, StoreResult};
-
-fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(Box::new(e))
-}
+use crate::store::{corrupt, StoreResult};
 
 macro_rules! device_columns {
     () => {
@@ -64,21 +60,18 @@ macro_rules! problem_select {
     };
 }
 
-/// The device, its row locked until the transaction ends.
-async fn load_device(tx: &mut PgConnection, device: &DeviceId) -> StoreResult<Option<DeviceRow>> {
-    let row = sqlx::query(concat!(
-        device_columns!(),
-        "WHERE d.id = $1 FOR NO KEY UPDATE OF d"
-    ))
-    .bind(device.as_str())
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
+/// The device, its row locked until the transaction ends (PostgreSQL).
+async fn load_device(tx: &mut Conn, device: &DeviceId) -> StoreResult<Option<DeviceRow>> {
+    let row = sqlx::query(concat!(device_columns!(), "WHERE d.id = $1", lock!("d")))
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
     row.as_ref().map(rows::device).transpose()
 }
 
 async fn add_event(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     device: &DeviceId,
     kind: &str,
     value: &str,
@@ -102,7 +95,7 @@ async fn add_event(
 
 /// The open problem of this kind: (id, flaps).
 async fn open_problem(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     device: &DeviceId,
     kind: &str,
 ) -> StoreResult<Option<(i64, i64)>> {
@@ -118,7 +111,7 @@ async fn open_problem(
 }
 
 async fn open_new_problem(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     device: &DeviceId,
     kind: &str,
     reason: &str,
@@ -138,7 +131,7 @@ async fn open_new_problem(
     Ok(())
 }
 
-async fn close_problem(tx: &mut PgConnection, id: i64, now_ms: i64) -> StoreResult<()> {
+async fn close_problem(tx: &mut Conn, id: i64, now_ms: i64) -> StoreResult<()> {
     sqlx::query(
         "UPDATE device_problems SET closed_at_ms = $1, updated_at_ms = $1, settle_at_ms = NULL \
          WHERE id = $2",
@@ -154,7 +147,7 @@ async fn close_problem(tx: &mut PgConnection, id: i64, now_ms: i64) -> StoreResu
 /// Moves a device online (`why`: what showed it alive). An open offline episode is not
 /// closed yet: it settles once the device has stayed online for the settle time.
 async fn go_online(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     row: &mut DeviceRow,
     why: &str,
     policy: &SupervisionPolicy,
@@ -200,7 +193,7 @@ async fn go_online(
 /// Moves a device offline for `reason`. The first offline of an episode opens the problem
 /// and is reported; later ones (flapping) only count.
 async fn go_offline(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     row: &mut DeviceRow,
     reason: &str,
     now_ms: i64,
@@ -269,7 +262,7 @@ async fn go_offline(
 /// Recomputes the coverage of the clusters touched; reports the ones that crossed the
 /// threshold, and keeps every change of the count as history.
 async fn refresh_coverage(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     policy: &SupervisionPolicy,
     now_ms: i64,
     changes: &mut Changes,
@@ -280,7 +273,7 @@ async fn refresh_coverage(
         // Counted only once no other transaction is counting this cluster: the count then
         // sees what that one committed.
         let locked: Option<String> =
-            sqlx::query_scalar("SELECT id FROM clusters WHERE id = $1 FOR NO KEY UPDATE")
+            sqlx::query_scalar(concat!("SELECT id FROM clusters WHERE id = $1", lock!()))
                 .bind(cluster.as_str())
                 .fetch_optional(&mut *tx)
                 .await
@@ -352,7 +345,7 @@ async fn refresh_coverage(
 /// Applies the health part of a heartbeat ([`health_changes`]); returns the signal strength
 /// the history now holds.
 async fn apply_health(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     row: &mut DeviceRow,
     hb: &Heartbeat,
     policy: &SupervisionPolicy,
@@ -386,7 +379,7 @@ async fn apply_health(
 }
 
 #[async_trait]
-impl SupervisionStore for PgStore {
+impl SupervisionStore for Backend {
     async fn supervise_heartbeat(
         &self,
         device: &DeviceId,
@@ -395,31 +388,39 @@ impl SupervisionStore for PgStore {
         now_ms: i64,
     ) -> StoreResult<Vec<Report>> {
         // The common case, an online device whose health did not move, is one statement: no
-        // transaction, no read. Anything else takes the full path below.
+        // read, and on the busy path (thousands of devices beat every interval). Anything else
+        // takes the full path below.
         let battery = hb.battery.map(i64::from);
         let rssi = hb.rssi.map(i64::from);
-        let fast = sqlx::query(
-            "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, evidence_ms = $1, \
-             rssi = $2 WHERE id = $3 AND sup_state = 'online' \
-             AND ($4::BIGINT IS NULL OR battery IS NOT DISTINCT FROM $4) \
-             AND tamper IS NOT DISTINCT FROM $5 \
-             AND ($6::TEXT IS NULL OR firmware IS NOT DISTINCT FROM $6) \
-             AND ($2::BIGINT IS NULL OR abs($2 - rssi_recorded) < $7)",
-        )
-        .bind(now_ms)
-        .bind(rssi)
-        .bind(device.as_str())
-        .bind(battery)
-        .bind(hb.tamper)
-        .bind(hb.firmware.as_deref())
-        .bind(i64::from(RSSI_STEP))
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        let (id, tamper, firmware) = (device.clone(), hb.tamper, hb.firmware.clone());
+        let fast = self
+            .write(Commit::Statement, move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, \
+                         evidence_ms = $1, rssi = $2 WHERE id = $3 AND sup_state = 'online' \
+                         AND (CAST($4 AS BIGINT) IS NULL OR battery IS NOT DISTINCT FROM $4) \
+                         AND tamper IS NOT DISTINCT FROM $5 \
+                         AND (CAST($6 AS TEXT) IS NULL OR firmware IS NOT DISTINCT FROM $6) \
+                         AND (CAST($2 AS BIGINT) IS NULL OR abs($2 - rssi_recorded) < $7)",
+                    )
+                    .bind(now_ms)
+                    .bind(rssi)
+                    .bind(id.as_str())
+                    .bind(battery)
+                    .bind(tamper)
+                    .bind(firmware.as_deref())
+                    .bind(i64::from(RSSI_STEP))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(backend)
+                })
+            })
+            .await?;
         if fast.rows_affected() == 1 {
             return Ok(Vec::new());
         }
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         let Some(mut row) = load_device(&mut tx, device).await? else {
             return Ok(Vec::new());
         };
@@ -454,7 +455,7 @@ impl SupervisionStore for PgStore {
         policy: &SupervisionPolicy,
         now_ms: i64,
     ) -> StoreResult<Vec<Report>> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         let Some(mut row) = load_device(&mut tx, device).await? else {
             return Ok(Vec::new());
         };
@@ -476,7 +477,7 @@ impl SupervisionStore for PgStore {
     async fn supervise_restart(&self, now_ms: i64) -> StoreResult<u64> {
         let done = sqlx::query("UPDATE devices SET evidence_ms = $1 WHERE sup_state = 'online'")
             .bind(now_ms)
-            .execute(&self.pool)
+            .execute(self.writes())
             .await
             .map_err(backend)?;
         Ok(done.rows_affected())
@@ -487,15 +488,16 @@ impl SupervisionStore for PgStore {
         policy: &SupervisionPolicy,
         now_ms: i64,
     ) -> StoreResult<Vec<Report>> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         let mut changes = Changes::default();
         let silent_since = now_ms - policy.heartbeat_interval_ms - policy.grace_ms;
         // Locked here, all at once; a device another transaction holds (a heartbeat arriving
         // now, another gateway's sweep) is left to it.
-        let silent: Vec<String> = sqlx::query_scalar(
+        let silent: Vec<String> = sqlx::query_scalar(concat!(
             "SELECT id FROM devices WHERE sup_state = 'online' AND evidence_ms <= $1 \
-             ORDER BY evidence_ms LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
-        )
+                 ORDER BY evidence_ms LIMIT $2",
+            skip_locked!()
+        ))
         .bind(silent_since)
         .bind(DUE_BATCH)
         .fetch_all(&mut *tx)
@@ -522,9 +524,10 @@ impl SupervisionStore for PgStore {
         for (problem, id) in settled {
             // The device first, as every other transaction locks it before its problems; one
             // held elsewhere is left for the next pass.
-            let free: Option<String> = sqlx::query_scalar(
-                "SELECT id FROM devices WHERE id = $1 FOR NO KEY UPDATE SKIP LOCKED",
-            )
+            let free: Option<String> = sqlx::query_scalar(concat!(
+                "SELECT id FROM devices WHERE id = $1",
+                skip_locked!()
+            ))
             .bind(&id)
             .fetch_optional(&mut *tx)
             .await
@@ -567,7 +570,7 @@ impl SupervisionStore for PgStore {
              (SELECT MIN(settle_at_ms) FROM device_problems \
               WHERE settle_at_ms IS NOT NULL AND closed_at_ms IS NULL)",
         )
-        .fetch_one(&self.pool)
+        .fetch_one(self.reads())
         .await
         .map_err(backend)?;
         Ok(next_deadline(evidence, settle, policy))
@@ -581,18 +584,20 @@ impl SupervisionStore for PgStore {
     ) -> StoreResult<Vec<DeviceHealth>> {
         let rows = sqlx::query(concat!(
             device_columns!(),
-            "WHERE c.zone = ANY($1) AND ($2::TEXT IS NULL OR h.cluster = $2) \
-             AND ($3::TEXT IS NULL OR (CASE WHEN d.sup_state = 'online' AND d.evidence_ms + $4 <= $5 \
+            "WHERE c.zone ",
+            in_list!("$1"),
+            " AND (CAST($2 AS TEXT) IS NULL OR h.cluster = $2) \
+             AND (CAST($3 AS TEXT) IS NULL OR (CASE WHEN d.sup_state = 'online' AND d.evidence_ms + $4 <= $5 \
                   THEN 'late' ELSE d.sup_state END) = $3) \
              ORDER BY d.id LIMIT $6"
         ))
-        .bind(zone_array(&f.zones))
+        .bind(Backend::zone_list(&f.zones)?)
         .bind(f.cluster.as_ref().map(|c| c.as_str()))
         .bind(f.state.map(DeviceState::as_str))
         .bind(policy.heartbeat_interval_ms)
         .bind(now_ms)
         .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         rows.iter()
@@ -608,7 +613,7 @@ impl SupervisionStore for PgStore {
     ) -> StoreResult<Option<DeviceHealthDetail>> {
         let row = sqlx::query(concat!(device_columns!(), "WHERE d.id = $1"))
             .bind(device.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.reads())
             .await
             .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
@@ -619,7 +624,7 @@ impl SupervisionStore for PgStore {
             "WHERE p.device = $1 ORDER BY p.id DESC LIMIT 50"
         ))
         .bind(device.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         let problems_history = rows
@@ -642,10 +647,12 @@ impl SupervisionStore for PgStore {
             "SELECT c.id, c.zone, c.name, lh.label AS leader, ",
             coverage_counts!(),
             " FROM clusters c LEFT JOIN households lh ON lh.id = c.leader_household \
-             WHERE c.zone = ANY($1) ORDER BY c.id"
+             WHERE c.zone ",
+            in_list!("$1"),
+            " ORDER BY c.id"
         ))
-        .bind(zone_array(zones))
-        .fetch_all(&self.pool)
+        .bind(Backend::zone_list(zones)?)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         rows.iter()
@@ -660,13 +667,15 @@ impl SupervisionStore for PgStore {
     ) -> StoreResult<Vec<Problem>> {
         let rows = sqlx::query(concat!(
             problem_select!(),
-            "WHERE c.zone = ANY($1) AND ($2 OR p.closed_at_ms IS NULL) \
+            "WHERE c.zone ",
+            in_list!("$1"),
+            " AND ($2 OR p.closed_at_ms IS NULL) \
              ORDER BY (p.closed_at_ms IS NOT NULL), p.opened_at_ms DESC, p.id DESC LIMIT $3"
         ))
-        .bind(zone_array(&f.zones))
+        .bind(Backend::zone_list(&f.zones)?)
         .bind(f.include_closed)
         .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
+        .fetch_all(self.reads())
         .await
         .map_err(backend)?;
         let mut out = Vec::with_capacity(rows.len());
@@ -688,7 +697,7 @@ impl SupervisionStore for PgStore {
                 "SELECT MAX(at_ms) FROM coverage_events WHERE cluster = $1 AND NOT below",
             )
             .bind(cluster.cluster.as_str())
-            .fetch_one(&self.pool)
+            .fetch_one(self.reads())
             .await
             .map_err(backend)?;
             let history: Vec<CoverageEntry> = sqlx::query_as(
@@ -696,7 +705,7 @@ impl SupervisionStore for PgStore {
                  WHERE cluster = $1 ORDER BY id DESC LIMIT 20",
             )
             .bind(cluster.cluster.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(self.reads())
             .await
             .map_err(backend)?;
             let leader = leader_of(self, &cluster.cluster).await?;
@@ -706,13 +715,13 @@ impl SupervisionStore for PgStore {
     }
 }
 
-async fn leader_of(store: &PgStore, cluster: &ClusterId) -> StoreResult<Option<Leader>> {
+async fn leader_of(store: &Backend, cluster: &ClusterId) -> StoreResult<Option<Leader>> {
     let leader: Option<(String, String, String)> = sqlx::query_as(
         "SELECT h.id, h.label, h.contacts FROM clusters c \
          JOIN households h ON h.id = c.leader_household WHERE c.id = $1",
     )
     .bind(cluster.as_str())
-    .fetch_optional(&store.pool)
+    .fetch_optional(store.reads())
     .await
     .map_err(backend)?;
     Ok(leader.map(|(who, label, contacts)| Leader {
@@ -724,7 +733,7 @@ async fn leader_of(store: &PgStore, cluster: &ClusterId) -> StoreResult<Option<L
 
 /// A device's history, newest first.
 async fn device_history(
-    store: &PgStore,
+    store: &Backend,
     device: &DeviceId,
     since_ms: Option<i64>,
     limit: i64,
@@ -736,7 +745,7 @@ async fn device_history(
     .bind(device.as_str())
     .bind(since_ms.unwrap_or(i64::MIN))
     .bind(limit)
-    .fetch_all(&store.pool)
+    .fetch_all(store.reads())
     .await
     .map_err(backend)?;
     Ok(rows
