@@ -3,7 +3,6 @@
 //! [`crate::store::rings`]'; this module reads what they need and writes what they answer.
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 
 use super::super::{Backend, Conn};
 use super::{backend, refused, Commit};
@@ -12,7 +11,7 @@ use crate::lifecycle::{alert_next, Action, RecipientState};
 use crate::store::alerts::{self, AlertChange, RecipientMove};
 use crate::store::{
     corrupt, rings, rows, AlertDetail, AlertFilter, AlertSummary, Applied, CancelOutcome,
-    DeviceCredential, NewCluster, NewHousehold, PressOutcome, Recipient, RecipientKind,
+    DeviceCredential, NewCluster, NewHousehold, Ordered, PressOutcome, Recipient, RecipientKind,
     RegistryCounts, RingFired, RingPlan, Store, StoreError, StoreResult, TimelineEvent,
 };
 
@@ -695,11 +694,7 @@ impl Store for Backend {
         .await
     }
 
-    fn mark_notified_queued(
-        &self,
-        alert: AlertId,
-        now_ms: i64,
-    ) -> BoxFuture<'static, StoreResult<AlertSummary>> {
+    fn mark_notified(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary> {
         self.write(Commit::InOrder(alert), move |tx| {
             Box::pin(async move { mark_notified_in(tx, alert, now_ms).await })
         })
@@ -719,7 +714,7 @@ impl Store for Backend {
         .await
     }
 
-    async fn apply(
+    fn apply(
         &self,
         alert: AlertId,
         actor: &str,
@@ -727,20 +722,7 @@ impl Store for Backend {
         target: Option<(RecipientKind, &str)>,
         detail: &str,
         now_ms: i64,
-    ) -> StoreResult<Applied> {
-        self.apply_queued(alert, actor, action, target, detail, now_ms)
-            .await
-    }
-
-    fn apply_queued(
-        &self,
-        alert: AlertId,
-        actor: &str,
-        action: Action,
-        target: Option<(RecipientKind, &str)>,
-        detail: &str,
-        now_ms: i64,
-    ) -> BoxFuture<'static, StoreResult<Applied>> {
+    ) -> Ordered<Applied> {
         let (actor, detail) = (actor.to_owned(), detail.to_owned());
         let target = target.map(|(kind, who)| (kind, who.to_owned()));
         self.write(Commit::InOrder(alert), move |tx| {
@@ -751,12 +733,12 @@ impl Store for Backend {
         })
     }
 
-    fn record_delivery_queued(
+    fn record_delivery(
         &self,
         alert: AlertId,
         device: &DeviceId,
         now_ms: i64,
-    ) -> BoxFuture<'static, StoreResult<Option<AlertSummary>>> {
+    ) -> Ordered<Option<AlertSummary>> {
         self.delivery(alert, device, now_ms)
     }
 

@@ -165,10 +165,10 @@ async fn delivery_receipts_are_written_together_and_the_first_is_told() {
     // Nine receipts queued back to back, then a repeat of the first and one from the presser
     // (not a recipient): all land in the same batch.
     let mut queued: Vec<_> = (1..10)
-        .map(|i| store.record_delivery_queued(alert.id, &id(i), 5))
+        .map(|i| store.record_delivery(alert.id, &id(i), 5))
         .collect();
-    queued.push(store.record_delivery_queued(alert.id, &id(1), 6));
-    queued.push(store.record_delivery_queued(alert.id, &id(0), 6));
+    queued.push(store.record_delivery(alert.id, &id(1), 6));
+    queued.push(store.record_delivery(alert.id, &id(0), 6));
     let answers = futures::future::join_all(queued).await;
     let told: Vec<usize> = answers
         .iter()
