@@ -12,10 +12,12 @@ use crate::domain::ZoneCode;
 
 #[derive(Debug, Clone)]
 pub struct NewAccount {
+    /// The login name, unique regardless of case.
     pub name: AccountName,
     pub kind: AccountKind,
     /// Operators have one, volunteers none (the schema refuses anything else).
     pub role: Option<Role>,
+    /// What colleagues and the station see, and how to reach the person.
     pub display_name: String,
     pub phone: String,
     /// Argon2id PHC string.
@@ -28,7 +30,9 @@ pub struct NewAccount {
 #[derive(Debug, Clone)]
 pub struct AccountRecord {
     pub principal: Principal,
+    /// Argon2id PHC string, checked against the password given.
     pub password_hash: String,
+    /// A disabled account cannot log in.
     pub disabled: bool,
 }
 
@@ -36,6 +40,7 @@ pub struct AccountRecord {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OnDutyVolunteer {
     pub account_id: i64,
+    /// The account name (a recipient's `who`) and what the station sees.
     pub name: String,
     pub display_name: String,
     /// `None` until the volunteer's phone has sent a position since going on duty.

@@ -118,17 +118,19 @@ impl<'a> AlertChange<'a> {
             first(RecipientState::Coming),
             first(RecipientState::OnScene),
         );
-        let event = match action {
-            Action::Recipient(s) => s.as_str(),
-            Action::Acknowledge => "acknowledged",
-            Action::Dispatch => "dispatched",
-            Action::Resolve(_) => "resolved",
-            Action::Note => "note",
-        };
-        let event_detail = match (action, target) {
-            (Action::Resolve(c), _) => format!("{} {}: {detail}", c.as_str(), c.chinese()),
-            (Action::Dispatch, Some(who)) => format!("{who} {detail}").trim().to_owned(),
-            _ => detail.to_owned(),
+        // What the timeline says of the action.
+        let event = match (action, target) {
+            (Action::Recipient(s), _) => (s.as_str(), detail.to_owned()),
+            (Action::Acknowledge, _) => ("acknowledged", detail.to_owned()),
+            (Action::Dispatch, Some(who)) => {
+                ("dispatched", format!("{who} {detail}").trim().to_owned())
+            }
+            (Action::Dispatch, None) => ("dispatched", detail.to_owned()),
+            (Action::Resolve(c), _) => {
+                let note = format!("{} {}: {detail}", c.as_str(), c.chinese());
+                ("resolved", note)
+            }
+            (Action::Note, _) => ("note", detail.to_owned()),
         };
         let quiet = matches!(action, Action::Recipient(_)) && !recipient_changed && !state_changed;
         AlertChange {
@@ -145,7 +147,7 @@ impl<'a> AlertChange<'a> {
             },
             resolution_note: matches!(action, Action::Resolve(_)).then_some(detail),
             closed: !next.is_open() && state_changed,
-            event: (!quiet).then_some((event, event_detail)),
+            event: (!quiet).then_some(event),
         }
     }
 }
@@ -169,83 +171,49 @@ mod tests {
 
     #[test]
     fn a_dispatch_asks_again_only_who_declined() {
-        let again = move_recipient(
-            Some(RecipientState::Declined),
-            RecipientKind::Volunteer,
-            "li",
-            RecipientState::Notified,
-            1,
-            5,
+        use RecipientKind::{Station, Unit, Volunteer};
+        use RecipientState::{Coming, Declined, Delivered, Notified, Seen};
+        let moved = |current, kind, wanted| move_recipient(current, kind, "li", wanted, 2, 5);
+        assert_eq!(
+            moved(Some(Declined), Volunteer, Notified).unwrap(),
+            RecipientMove::To(Notified)
         );
-        assert_eq!(again.unwrap(), RecipientMove::To(RecipientState::Notified));
-        let busy = move_recipient(
-            Some(RecipientState::Coming),
-            RecipientKind::Volunteer,
-            "li",
-            RecipientState::Notified,
-            1,
-            5,
+        assert!(matches!(
+            moved(Some(Coming), Volunteer, Notified),
+            Err(StoreError::Refused(m)) if m == "li is already coming"
+        ));
+        assert_eq!(
+            moved(Some(Coming), Unit, Delivered).unwrap(),
+            RecipientMove::Stay,
+            "a late receipt"
         );
-        assert!(matches!(busy, Err(StoreError::Refused(m)) if m == "li is already coming"));
-        let late = move_recipient(
-            Some(RecipientState::Coming),
-            RecipientKind::Unit,
-            "d1",
-            RecipientState::Delivered,
-            0,
-            5,
-        );
-        assert_eq!(late.unwrap(), RecipientMove::Stay);
-        let stranger = move_recipient(None, RecipientKind::Unit, "d9", RecipientState::Seen, 0, 5);
-        assert!(matches!(stranger, Err(StoreError::NotFound(_))));
-        let joins = move_recipient(
-            None,
-            RecipientKind::Station,
-            "11010501",
-            RecipientState::Coming,
-            2,
-            5,
-        );
-        assert!(matches!(joins, Ok(RecipientMove::Add(r)) if r.ring == 2 && r.label == "11010501"));
+        assert!(matches!(
+            moved(None, Unit, Seen),
+            Err(StoreError::NotFound(_))
+        ));
+        assert!(matches!(
+            moved(None, Station, Coming),
+            Ok(RecipientMove::Add(r)) if r.ring == 2 && r.label == "li"
+        ));
     }
 
     #[test]
     fn the_first_coming_stops_the_climb_and_a_resolution_closes() {
-        let coming = AlertChange::of(
-            AlertState::Notified,
-            AlertState::Acknowledged,
-            Action::Recipient(RecipientState::Coming),
-            Some("li"),
-            "",
-            true,
-        );
-        assert!(coming.acknowledged && coming.first_coming && coming.stop_rings);
-        assert!(!coming.closed);
-        assert_eq!(coming.event, Some(("coming", String::new())));
-        let repeat = AlertChange::of(
-            AlertState::Acknowledged,
-            AlertState::Acknowledged,
-            Action::Recipient(RecipientState::Coming),
-            Some("li"),
-            "",
-            false,
-        );
+        use AlertState::{Acknowledged, Notified, OnScene, Resolved};
+        let coming = Action::Recipient(RecipientState::Coming);
+        let first = AlertChange::of(Notified, Acknowledged, coming, Some("li"), "", true);
+        assert!(first.acknowledged && first.first_coming && first.stop_rings);
+        assert!(!first.closed);
+        assert_eq!(first.event, Some(("coming", String::new())));
+        let repeat = AlertChange::of(Acknowledged, Acknowledged, coming, Some("li"), "", false);
         assert_eq!(repeat.event, None, "a repeated report is not news");
-        let resolved = AlertChange::of(
-            AlertState::OnScene,
-            AlertState::Resolved,
-            Action::Resolve(Category::Help),
-            None,
-            "all well",
-            false,
-        );
+        let resolve = Action::Resolve(Category::Help);
+        let resolved = AlertChange::of(OnScene, Resolved, resolve, None, "all well", false);
         assert!(resolved.closed && resolved.stop_rings);
         assert_eq!(resolved.category, Some("help"));
         assert_eq!(resolved.resolution_note, Some("all well"));
-        assert_eq!(
-            resolved.event,
-            Some(("resolved", "help 求助: all well".to_owned()))
-        );
+        let note = "help 求助: all well".to_owned();
+        assert_eq!(resolved.event, Some(("resolved", note)));
     }
 
     #[test]

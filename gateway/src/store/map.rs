@@ -8,15 +8,18 @@ use serde::Serialize;
 use super::StoreResult;
 use crate::domain::ZoneCode;
 
+/// A police station's zone. The map's ids stay plain text: the page only draws them.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MapZone {
     pub code: String,
     pub name: String,
 }
 
+/// A cluster, coloured as one on the map.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MapCluster {
     pub id: String,
+    /// The zone whose page lists it.
     pub zone: String,
     pub name: String,
     /// The leader's (十户长) household id, if one is set.
@@ -25,12 +28,15 @@ pub struct MapCluster {
     pub leader_label: Option<String>,
 }
 
+/// A household's marker.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MapHousehold {
     pub id: String,
     pub cluster: String,
+    /// The marker's caption, and the address its popup shows.
     pub label: String,
     pub address: String,
+    /// Where the marker stands (degrees).
     pub lat: f64,
     pub lon: f64,
 }
@@ -39,20 +45,27 @@ pub struct MapHousehold {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct MapDevice {
     pub id: String,
+    /// The household whose marker shows it.
     pub household: String,
+    /// Disabled devices are refused at login; the page greys them out.
     pub enabled: bool,
+    /// The edge holds a session for it now.
     pub online: bool,
     /// Percent, from the last heartbeat.
     pub battery: Option<i64>,
+    /// The tamper switch as the last heartbeat reported it; `None` before the first.
     pub tamper: Option<bool>,
+    /// When it last sent a heartbeat, and when the edge last saw it come or go.
     pub last_heartbeat_ms: Option<i64>,
     pub last_seen_ms: Option<i64>,
+    /// Why its last session ended (`keepalive_lost`, `gateway restart`, …).
     pub disconnect_reason: Option<String>,
 }
 
 /// The console map of some zones.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct ZoneMap {
+    /// Each sorted by id.
     pub zones: Vec<MapZone>,
     pub clusters: Vec<MapCluster>,
     pub households: Vec<MapHousehold>,

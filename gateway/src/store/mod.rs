@@ -22,9 +22,11 @@ mod alerts;
 pub mod map;
 pub mod postgres;
 pub mod push;
+mod queue;
 pub mod rings;
 mod rows;
 pub mod sqlite;
+mod sqlx_error;
 pub mod supervision;
 
 pub use accounts::AccountStore;
@@ -73,31 +75,43 @@ pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("stored {what} does not parse: {e}").into())
 }
 
+/// A cluster (十户联防: about ten neighbouring households) to register.
 #[derive(Debug, Clone)]
 pub struct NewCluster {
     pub id: ClusterId,
+    /// The police station's zone it belongs to.
     pub zone: ZoneCode,
     pub name: String,
+    /// The cluster leader's (十户长) household, once registered.
     pub leader_household: Option<HouseholdId>,
 }
 
+/// A household to register.
 #[derive(Debug, Clone)]
 pub struct NewHousehold {
     pub id: HouseholdId,
     pub cluster: ClusterId,
+    /// What neighbours' units show ("和平路12号").
     pub label: String,
+    /// The full address, for responders.
     pub address: String,
+    /// Where ring 1 measures distances from (degrees).
     pub lat: f64,
     pub lon: f64,
+    /// Residents' notes for responders: someone elderly living alone, medical needs.
     pub notes: String,
+    /// Who to call, as free text ("name phone; name phone").
     pub contacts: String,
 }
 
 /// What the edge needs to let a device in.
 #[derive(Debug, Clone)]
 pub struct DeviceCredential {
+    /// Hex SHA-256 of the device's random secret.
     pub secret_hash: String,
+    /// A disabled device is refused at login.
     pub enabled: bool,
+    /// The cluster whose topics the device may use.
     pub cluster: ClusterId,
 }
 
@@ -105,8 +119,11 @@ pub struct DeviceCredential {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct AlertSummary {
     pub id: AlertId,
+    /// The unit that was pressed, and the press's sequence number on it (presses are
+    /// deduplicated on the two).
     pub device: DeviceId,
     pub seq: u64,
+    /// The presser's household, as registered.
     pub household: HouseholdId,
     /// What neighbours' units show ("和平路12号").
     pub label: String,
@@ -115,8 +132,11 @@ pub struct AlertSummary {
     pub lon: f64,
     pub cluster: ClusterId,
     pub zone: ZoneCode,
+    /// The press's kind (`help`, `medical`, …).
     pub kind: String,
     pub state: AlertState,
+    /// When the press was stored, when its fan-out went out (`None`: still owed), and when
+    /// anything last changed.
     pub raised_at_ms: i64,
     pub notified_at_ms: Option<i64>,
     pub updated_at_ms: i64,
@@ -128,8 +148,11 @@ pub struct AlertSummary {
     pub critical: bool,
     /// When the next ring fires if nobody is coming.
     pub next_ring_at_ms: Option<i64>,
+    /// Resolved: how the station classified it (警情公示), and its note.
     pub category: Option<String>,
     pub resolution_note: Option<String>,
+    /// The response times the station reports on: taken by the station, first unit
+    /// sounded, first neighbour coming, first one there, and resolved or cancelled.
     pub acknowledged_at_ms: Option<i64>,
     pub first_delivered_at_ms: Option<i64>,
     pub first_coming_at_ms: Option<i64>,
@@ -171,11 +194,16 @@ impl RecipientKind {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Recipient {
     pub kind: RecipientKind,
+    /// The device id, account name or zone code, by `kind`.
     pub who: String,
+    /// What people see: the household's label, the volunteer's name, the zone.
     pub label: String,
+    /// The ring that reached them (0: at once).
     pub ring: u8,
     pub state: RecipientState,
+    /// From the presser's household, when their position was known; ring 0 has none.
     pub distance_m: Option<f64>,
+    /// When they were told, and when their state last moved.
     pub notified_at_ms: i64,
     pub updated_at_ms: i64,
     /// Volunteers: what became of the Web Push to their phones (`accepted`,
@@ -229,7 +257,9 @@ pub struct Applied {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TimelineEvent {
     pub at_ms: i64,
+    /// Who: `device:…`, `operator:…`, `volunteer:…` or `gateway`.
     pub actor: String,
+    /// What: `raised`, `notified`, a recipient's state, `ring1`, `resolved`, …
     pub action: String,
     pub detail: String,
 }
@@ -239,11 +269,13 @@ pub struct TimelineEvent {
 pub struct AlertDetail {
     #[serde(flatten)]
     pub alert: AlertSummary,
+    /// The presser's household's notes and contacts, for whoever goes there.
     pub notes: String,
     pub contacts: String,
     pub cluster_name: String,
     /// The cluster leader's household label (十户长), if one is set.
     pub leader: Option<String>,
+    /// Everyone told, by ring and distance; and everything that happened, oldest first.
     pub recipients: Vec<Recipient>,
     pub timeline: Vec<TimelineEvent>,
 }
@@ -275,19 +307,23 @@ pub enum CancelOutcome {
 /// Which alerts to list.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {
+    /// Leave out resolved and cancelled alerts.
     pub open_only: bool,
     /// Only alerts of these zones (an account sees its own zones only).
     pub zones: Vec<ZoneCode>,
+    /// At most this many, newest first.
     pub limit: u32,
 }
 
 /// Registry sizes, for `/healthz` and the demo's start-up line.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct RegistryCounts {
+    /// Rows of each registry table.
     pub zones: u64,
     pub clusters: u64,
     pub households: u64,
     pub devices: u64,
+    /// Devices the edge holds a session for now.
     pub devices_online: u64,
 }
 

@@ -30,7 +30,9 @@ impl std::fmt::Debug for VapidKeyPair {
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushSubscriptionRecord {
     pub id: i64,
+    /// The push service's URL for that browser.
     pub endpoint: String,
+    /// The browser's ECDH public key and auth secret (base64url), for aes128gcm.
     pub p256dh: String,
     pub auth: String,
 }
@@ -38,9 +40,11 @@ pub struct PushSubscriptionRecord {
 /// A subscription to register (already checked by the HTTP layer).
 #[derive(Debug, Clone)]
 pub struct NewPushSubscription<'a> {
+    /// As [`PushSubscriptionRecord`]'s.
     pub endpoint: &'a str,
     pub p256dh: &'a str,
     pub auth: &'a str,
+    /// Which browser, so that the volunteer can tell their phones apart.
     pub user_agent: &'a str,
 }
 
@@ -48,9 +52,11 @@ pub struct NewPushSubscription<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VolunteerProfile {
     pub on_duty: bool,
+    /// The last position sent while on duty (`None` off duty).
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     pub position_at_ms: Option<i64>,
+    /// Phones that will be pushed an alert; 0 means none will.
     pub subscriptions: i64,
 }
 
@@ -58,6 +64,7 @@ pub struct VolunteerProfile {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Checkin {
     pub id: i64,
+    /// Where the volunteer was, and what they noted there.
     pub lat: f64,
     pub lon: f64,
     pub note: String,

@@ -4,9 +4,12 @@
 
 use std::fmt::Display;
 
+use super::accounts::OnDutyVolunteer;
+use super::map::{MapCluster, MapDevice, MapHousehold, MapZone};
+use super::push::{Checkin, PushSubscriptionRecord};
 use super::supervision::{
-    self, ClusterHealth, DeviceHealth, DeviceRow, DeviceState, Problem, SupervisionPolicy,
-    FLAPPING_AT,
+    self, ClusterHealth, DeviceHealth, DeviceRow, DeviceState, HistoryEntry, Problem,
+    SupervisionPolicy, FLAPPING_AT,
 };
 use super::{corrupt, AlertSummary, Recipient, RecipientKind, StoreResult};
 use crate::accounts::Principal;
@@ -228,5 +231,94 @@ pub(crate) fn cluster_health(
         reachable,
         below: policy.below(reachable, households),
         leader: row.opt_text("leader")?,
+    })
+}
+
+/// A volunteer on duty, from `a.id`, `a.name`, `a.display_name` and `volunteers v`.
+pub(crate) fn on_duty_volunteer(row: &impl Columns) -> StoreResult<OnDutyVolunteer> {
+    Ok(OnDutyVolunteer {
+        account_id: row.int("id")?,
+        name: row.text("name")?,
+        display_name: row.text("display_name")?,
+        lat: row.opt_real("lat")?,
+        lon: row.opt_real("lon")?,
+        position_at_ms: row.opt_int("position_at_ms")?,
+    })
+}
+
+/// A push subscription, from `push_subscriptions`.
+pub(crate) fn push_subscription(row: &impl Columns) -> StoreResult<PushSubscriptionRecord> {
+    Ok(PushSubscriptionRecord {
+        id: row.int("id")?,
+        endpoint: row.text("endpoint")?,
+        p256dh: row.text("p256dh")?,
+        auth: row.text("auth")?,
+    })
+}
+
+/// A patrol check-in, from `checkins`.
+pub(crate) fn checkin(row: &impl Columns) -> StoreResult<Checkin> {
+    Ok(Checkin {
+        id: row.int("id")?,
+        lat: row.real("lat")?,
+        lon: row.real("lon")?,
+        note: row.text("note")?,
+        at_ms: row.int("at_ms")?,
+    })
+}
+
+/// A line of a device's history, from `device_events`.
+pub(crate) fn history_entry(row: &impl Columns) -> StoreResult<HistoryEntry> {
+    Ok(HistoryEntry {
+        at_ms: row.int("at_ms")?,
+        kind: row.text("kind")?,
+        value: row.text("value")?,
+        detail: row.text("detail")?,
+    })
+}
+
+/// A zone on the console's map, from `zones`.
+pub(crate) fn map_zone(row: &impl Columns) -> StoreResult<MapZone> {
+    Ok(MapZone {
+        code: row.text("code")?,
+        name: row.text("name")?,
+    })
+}
+
+/// A cluster on the map, from `clusters` with its leader's label as `leader_label`.
+pub(crate) fn map_cluster(row: &impl Columns) -> StoreResult<MapCluster> {
+    Ok(MapCluster {
+        id: row.text("id")?,
+        zone: row.text("zone")?,
+        name: row.text("name")?,
+        leader_household: row.opt_text("leader_household")?,
+        leader_label: row.opt_text("leader_label")?,
+    })
+}
+
+/// A household on the map, from `households`.
+pub(crate) fn map_household(row: &impl Columns) -> StoreResult<MapHousehold> {
+    Ok(MapHousehold {
+        id: row.text("id")?,
+        cluster: row.text("cluster")?,
+        label: row.text("label")?,
+        address: row.text("address")?,
+        lat: row.real("lat")?,
+        lon: row.real("lon")?,
+    })
+}
+
+/// A device on the map, from `devices`.
+pub(crate) fn map_device(row: &impl Columns) -> StoreResult<MapDevice> {
+    Ok(MapDevice {
+        id: row.text("id")?,
+        household: row.text("household")?,
+        enabled: row.flag("enabled")?,
+        online: row.flag("online")?,
+        battery: row.opt_int("battery")?,
+        tamper: row.opt_flag("tamper")?,
+        last_heartbeat_ms: row.opt_int("last_heartbeat_ms")?,
+        last_seen_ms: row.opt_int("last_seen_ms")?,
+        disconnect_reason: row.opt_text("disconnect_reason")?,
     })
 }

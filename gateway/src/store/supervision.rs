@@ -128,6 +128,7 @@ pub enum DeviceReportKind {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceReport {
     pub event: DeviceReportKind,
+    /// The device and where it is: what the station's feed names.
     pub device: DeviceId,
     pub household: HouseholdId,
     pub label: String,
@@ -135,6 +136,7 @@ pub struct DeviceReport {
     pub zone: ZoneCode,
     /// Offline: why (`keepalive_lost`, `heartbeat_missed`, …).
     pub reason: Option<String>,
+    /// The level last reported (percent), for battery reports.
     pub battery: Option<u8>,
     pub at_ms: i64,
 }
@@ -145,8 +147,10 @@ pub struct CoverageReport {
     pub cluster: ClusterId,
     pub zone: ZoneCode,
     pub name: String,
+    /// Households reachable now, of all the cluster's.
     pub reachable: u32,
     pub households: u32,
+    /// Below the policy's minimum now (the crossing went down), or back above it.
     pub below: bool,
     pub at_ms: i64,
 }
@@ -160,14 +164,17 @@ pub enum Report {
 /// A device's health as the station lists it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceHealth {
+    /// The device and where it is.
     pub device: DeviceId,
     pub household: HouseholdId,
     pub label: String,
     pub cluster: ClusterId,
     pub zone: ZoneCode,
+    /// Its state as of the time asked (`late` derived then).
     pub state: DeviceState,
     /// Why offline.
     pub reason: Option<String>,
+    /// When the stored state began.
     pub since_ms: Option<i64>,
     /// The edge holds a session for it now.
     pub connected: bool,
@@ -176,6 +183,8 @@ pub struct DeviceHealth {
     /// Online or late: when the next heartbeat is due, and when silence makes it offline.
     pub heartbeat_due_ms: Option<i64>,
     pub offline_at_ms: Option<i64>,
+    /// The last heartbeat's readings: battery percent (and whether a low-battery problem is
+    /// open), tamper switch, signal (dBm) and firmware version.
     pub battery: Option<u8>,
     pub battery_low: bool,
     pub tamper: bool,
@@ -189,7 +198,9 @@ pub struct DeviceHealth {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub at_ms: i64,
+    /// What changed: `online`, `offline`, `battery`, `tamper`, `firmware`, `rssi`, `coverage`.
     pub kind: String,
+    /// The new state or value, and the reason or the value before.
     pub value: String,
     pub detail: String,
 }
@@ -211,7 +222,9 @@ pub struct ClusterHealth {
     pub households: u32,
     /// Households with a device online (or late) and not in an offline episode.
     pub reachable: u32,
+    /// Below the policy's minimum.
     pub below: bool,
+    /// The cluster leader's household label, if one is set.
     pub leader: Option<String>,
 }
 
@@ -222,6 +235,7 @@ pub struct Notify {
     pub role: &'static str,
     /// The zone code or household id.
     pub who: String,
+    /// Who that is and how to reach them in person (empty for the station).
     pub label: String,
     pub contacts: String,
     /// `feed` (the station's live feed) or `console` (listed here until resident push exists).
@@ -235,41 +249,54 @@ pub struct Problem {
     pub id: Option<i64>,
     /// `offline`, `low_battery`, `tamper` or `coverage`.
     pub kind: String,
+    /// The device with the problem and its household (device problems only).
     pub device: Option<DeviceId>,
     pub household: Option<HouseholdId>,
     pub label: Option<String>,
     pub cluster: ClusterId,
     pub cluster_name: String,
     pub zone: ZoneCode,
+    /// What the station reads: the offline reason, the battery level, the coverage count.
     pub reason: String,
+    /// Opened, last changed, and closed (`None` while open). A coverage problem opened when
+    /// the cluster last went below, as far as its log tells.
     pub opened_at_ms: Option<i64>,
     pub updated_at_ms: Option<i64>,
     pub closed_at_ms: Option<i64>,
     /// Offline: times the device went offline in this episode.
     pub flaps: u32,
+    /// Offline often enough in this episode to be shown as flapping.
     pub flapping: bool,
     /// Offline: the device is back and the episode closes then if it stays online.
     pub settle_at_ms: Option<i64>,
     /// Coverage: households reachable of all.
     pub reachable: Option<u32>,
     pub households: Option<u32>,
+    /// Who should be told, and how they are told today.
     pub notify: Vec<Notify>,
+    /// The episode's story, newest first: the device's history since it opened, or the
+    /// cluster's coverage log.
     pub history: Vec<HistoryEntry>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct DeviceFilter {
+    /// Only devices of these zones (an account sees its own zones only).
     pub zones: Vec<ZoneCode>,
+    /// Only devices in this state (`late` as derived now), or of this cluster.
     pub state: Option<DeviceState>,
     pub cluster: Option<ClusterId>,
+    /// At most this many, by device id.
     pub limit: u32,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct ProblemFilter {
+    /// Only problems of these zones.
     pub zones: Vec<ZoneCode>,
     /// Closed problems too (most recent first), not only open ones.
     pub include_closed: bool,
+    /// At most this many device problems; clusters below coverage come on top.
     pub limit: u32,
 }
 
@@ -333,16 +360,20 @@ pub trait SupervisionStore: Send + Sync + 'static {
 /// A device as one transaction sees it (both backends).
 #[derive(Debug, Clone)]
 pub(crate) struct DeviceRow {
+    /// The device and where it is, for reports.
     pub(crate) device: DeviceId,
     pub(crate) household: HouseholdId,
     pub(crate) label: String,
     pub(crate) cluster: ClusterId,
     pub(crate) zone: ZoneCode,
+    /// The stored supervised state, and why offline.
     pub(crate) state: DeviceState,
     pub(crate) reason: Option<String>,
+    /// The health readings as stored, for what a heartbeat changes.
     pub(crate) battery: Option<u8>,
     pub(crate) tamper: Option<bool>,
     pub(crate) firmware: Option<String>,
+    /// The signal strength last written to the history (small moves are not history).
     pub(crate) rssi_recorded: Option<i16>,
     /// The edge's view: a session is open, and which.
     pub(crate) online: bool,

@@ -44,14 +44,18 @@ use sqlx::{Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use self::sql::alerts::{alert_in, insert_event, lock_alert};
-use self::sql::{backend, Commit};
+use self::sql::Commit;
 use crate::domain::{AlertId, DeviceId, ZoneCode};
-use crate::store::{alerts, AlertSummary, StoreError, StoreResult};
+use crate::store::{alerts, queue, AlertSummary, StoreError, StoreResult};
 
 /// The store the shared SQL implements every trait for, and the sqlx types it is built with.
 type Backend = PgStore;
+type Db = Postgres;
+type Args = <Postgres as sqlx::Database>::Arguments;
 type Conn = PgConnection;
 type Row = PgRow;
+/// A list of zones, bound as a `text[]`.
+type ZoneList = Vec<String>;
 
 /// Locks the rows a transaction read before it writes from them (`OF` one table of a join).
 macro_rules! lock {
@@ -125,8 +129,7 @@ impl PgStore {
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
-            .await
-            .map_err(backend)?;
+            .await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
@@ -153,7 +156,7 @@ impl PgStore {
             Commit::Transaction => Box::pin(async move { in_transaction(&pool, work).await }),
             // Autocommit: a BEGIN and a COMMIT would double the round trips of a heartbeat.
             Commit::Statement => Box::pin(async move {
-                let mut conn = pool.acquire().await.map_err(backend)?;
+                let mut conn = pool.acquire().await?;
                 work(&mut conn).await
             }),
         }
@@ -172,20 +175,7 @@ impl PgStore {
             let _ = reply.send(in_transaction(&pool, work).await);
         });
         let lane = &self.lanes[alert.0.rem_euclid(LANES as i64) as usize];
-        let waiting = match lane.try_send(job) {
-            Ok(()) => None,
-            // A full lane: wait for room (order may then interleave with other callers).
-            Err(mpsc::error::TrySendError::Full(job)) => Some((lane.clone(), job)),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Box::pin(async { Err(lanes_gone()) })
-            }
-        };
-        Box::pin(async move {
-            if let Some((lane, job)) = waiting {
-                lane.send(job).await.map_err(|_| lanes_gone())?;
-            }
-            answer.await.map_err(|_| lanes_gone())?
-        })
+        queue::in_order(lane, job, answer, lanes_gone)
     }
 
     /// A unit's receipt, in its alert's lane (see [`delivery_in`]).
@@ -210,21 +200,20 @@ impl PgStore {
     }
 
     async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        self.pool.begin().await.map_err(backend)
+        self.pool.begin().await.map_err(StoreError::from)
     }
 
     /// Reads that see one moment: a repeatable-read, read-only transaction.
     async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.pool.begin().await?;
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(tx)
     }
 
-    /// Zones as `in_list!` binds them: a `text[]`.
-    fn zone_list(zones: &[ZoneCode]) -> StoreResult<Vec<String>> {
+    /// Zones as `in_list!` binds them.
+    fn zone_list(zones: &[ZoneCode]) -> StoreResult<ZoneList> {
         Ok(zones.iter().map(|z| z.as_str().to_owned()).collect())
     }
 }
@@ -234,9 +223,9 @@ async fn in_transaction<T, F>(pool: &PgPool, work: F) -> StoreResult<T>
 where
     F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>>,
 {
-    let mut tx = pool.begin().await.map_err(backend)?;
+    let mut tx = pool.begin().await?;
     let out = work(&mut tx).await?;
-    tx.commit().await.map_err(backend)?;
+    tx.commit().await?;
     Ok(out)
 }
 
@@ -260,8 +249,7 @@ async fn delivery_in(
     .bind(alert.0)
     .bind(device.as_str())
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?
+    .await?
     .rows_affected();
     if moved == 0 {
         return Ok(None);
@@ -282,8 +270,7 @@ async fn delivery_in(
     .bind(now_ms)
     .bind(alert.0)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     match first {
         Some(id) => Ok(Some(alert_in(tx, id).await?)),
         None => Ok(None),

@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 
 use super::super::Backend;
-use super::{backend, refused};
 use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
 use crate::store::accounts::{
@@ -12,6 +11,7 @@ use crate::store::accounts::{
     SLIDE_STEP_MS,
 };
 use crate::store::rows::{self, Columns};
+use crate::store::sqlx_error::refused;
 use crate::store::{StoreError, StoreResult};
 
 /// What an account write's foreign keys point at.
@@ -68,7 +68,7 @@ impl AccountStore for Backend {
                 .await
                 .map_err(|e| refused(e, ACCOUNTS))?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -80,8 +80,7 @@ impl AccountStore for Backend {
         ))
         .bind(name.as_str())
         .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         row.map(|row| {
             Ok(AccountRecord {
                 principal: rows::principal(&row)?,
@@ -105,8 +104,7 @@ impl AccountStore for Backend {
         sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
             .bind(now_ms)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, account, created_at_ms, expires_at_ms, \
              last_seen_ms) VALUES ($1, $2, $3, $4, $3)",
@@ -121,7 +119,7 @@ impl AccountStore for Backend {
             StoreError::NotFound(_) => StoreError::NotFound(format!("account {account}")),
             other => other,
         })?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -139,8 +137,7 @@ impl AccountStore for Backend {
         .bind(token_hash)
         .bind(now_ms)
         .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?
+        .await?
         else {
             return Ok(None);
         };
@@ -157,8 +154,7 @@ impl AccountStore for Backend {
             .bind(now_ms + lifetime_ms)
             .bind(token_hash)
             .execute(self.writes())
-            .await
-            .map_err(backend)?;
+            .await?;
         }
         Ok(Some(principal))
     }
@@ -167,8 +163,7 @@ impl AccountStore for Backend {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
             .execute(self.writes())
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(())
     }
 
@@ -186,15 +181,13 @@ impl AccountStore for Backend {
             .bind(now_ms)
             .bind(account)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         let known: Option<i64> =
             sqlx::query_scalar("SELECT account FROM volunteers WHERE account = $1")
                 .bind(account)
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+                .await?;
+        tx.commit().await?;
         match known {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound(format!("volunteer {account}"))),
@@ -225,30 +218,16 @@ impl AccountStore for Backend {
     }
 
     async fn on_duty_volunteers(&self, zone: &ZoneCode) -> StoreResult<Vec<OnDutyVolunteer>> {
-        let rows: Vec<(i64, String, String, Option<f64>, Option<f64>, Option<i64>)> =
-            sqlx::query_as(
-                "SELECT a.id, a.name, a.display_name, v.lat, v.lon, v.position_at_ms \
+        let rows = sqlx::query(
+            "SELECT a.id, a.name, a.display_name, v.lat, v.lon, v.position_at_ms \
                  FROM account_zones z \
                  JOIN volunteers v ON v.account = z.account \
                  JOIN accounts a ON a.id = z.account \
                  WHERE z.zone = $1 AND v.on_duty = TRUE AND a.disabled = FALSE ORDER BY a.id",
-            )
-            .bind(zone.as_str())
-            .fetch_all(self.reads())
-            .await
-            .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(account_id, name, display_name, lat, lon, position_at_ms)| OnDutyVolunteer {
-                    account_id,
-                    name,
-                    display_name,
-                    lat,
-                    lon,
-                    position_at_ms,
-                },
-            )
-            .collect())
+        )
+        .bind(zone.as_str())
+        .fetch_all(self.reads())
+        .await?;
+        rows.iter().map(rows::on_duty_volunteer).collect()
     }
 }

@@ -4,11 +4,14 @@
 
 use async_trait::async_trait;
 
-use super::super::{Backend, Conn};
-use super::{backend, refused, Commit};
+use sqlx::query::Query;
+
+use super::super::{Args, Backend, Conn, Db};
+use super::Commit;
 use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, ZoneCode};
 use crate::lifecycle::{alert_next, Action, RecipientState};
 use crate::store::alerts::{self, AlertChange, RecipientMove};
+use crate::store::sqlx_error::{refused, refused_naming};
 use crate::store::{
     corrupt, rings, rows, AlertDetail, AlertFilter, AlertSummary, Applied, CancelOutcome,
     DeviceCredential, NewCluster, NewHousehold, Ordered, PressOutcome, Recipient, RecipientKind,
@@ -37,8 +40,7 @@ pub(crate) async fn alert_in(tx: &mut Conn, id: i64) -> StoreResult<AlertSummary
     let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = $1"))
         .bind(id)
         .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
     rows::alert(&row)
 }
 
@@ -50,8 +52,7 @@ pub(crate) async fn lock_alert(tx: &mut Conn, id: i64) -> StoreResult<bool> {
         sqlx::query_scalar(concat!("SELECT id FROM alerts WHERE id = $1", lock!()))
             .bind(id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
     Ok(found.is_some())
 }
 
@@ -63,8 +64,7 @@ async fn lock_device(tx: &mut Conn, device: &DeviceId) -> StoreResult<bool> {
         sqlx::query_scalar(concat!("SELECT id FROM devices WHERE id = $1", lock!()))
             .bind(device.as_str())
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
     Ok(found.is_some())
 }
 
@@ -85,8 +85,7 @@ async fn insert_recipient(tx: &mut Conn, alert: i64, r: &Recipient) -> StoreResu
     .bind(r.notified_at_ms)
     .bind(r.updated_at_ms)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -108,8 +107,7 @@ pub(crate) async fn insert_event(
     .bind(action)
     .bind(detail)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(())
 }
 
@@ -124,8 +122,7 @@ async fn earlier_press(
             .bind(device.as_str())
             .bind(seq as i64)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
     match alert.flatten() {
         Some(id) => Ok(Some(alert_in(tx, id).await?)),
         None => Ok(None),
@@ -148,8 +145,7 @@ async fn insert_press(
     .bind(alert)
     .bind(now_ms)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(())
 }
 
@@ -168,10 +164,12 @@ async fn insert_household(tx: &mut Conn, h: &NewHousehold) -> StoreResult<()> {
     .bind(&h.contacts)
     .execute(&mut *tx)
     .await
-    .map_err(|e| match refused(e, REGISTRY) {
-        StoreError::Conflict(_) => StoreError::Conflict(format!("household {}", h.id)),
-        StoreError::NotFound(_) => StoreError::NotFound(format!("cluster {}", h.cluster)),
-        other => other,
+    .map_err(|e| {
+        refused_naming(
+            e,
+            format!("household {}", h.id),
+            format!("cluster {}", h.cluster),
+        )
     })?;
     Ok(())
 }
@@ -188,10 +186,12 @@ async fn insert_device(
         .bind(secret_hash)
         .execute(&mut *tx)
         .await
-        .map_err(|e| match refused(e, REGISTRY) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("device {device}")),
-            StoreError::NotFound(_) => StoreError::NotFound(format!("household {household}")),
-            other => other,
+        .map_err(|e| {
+            refused_naming(
+                e,
+                format!("device {device}"),
+                format!("household {household}"),
+            )
         })?;
     Ok(())
 }
@@ -224,8 +224,7 @@ async fn record_press_in(
     .bind(now_ms + plan.ring1_after_ms)
     .bind(device.as_str())
     .fetch_one(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     insert_press(tx, device, press, id, now_ms).await?;
     // Ring 0: every unit of the cluster's other households, and the zone's station.
     sqlx::query(
@@ -240,8 +239,7 @@ async fn record_press_in(
     )
     .bind(id)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     let actor = alerts::device_actor(device);
     insert_event(tx, id, &actor, "raised", press.kind.as_str(), now_ms).await?;
     Ok(PressOutcome::Raised(alert_in(tx, id).await?))
@@ -256,8 +254,7 @@ async fn mark_notified_in(tx: &mut Conn, alert: AlertId, now_ms: i64) -> StoreRe
     .bind(now_ms)
     .bind(alert.0)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?
+    .await?
     .rows_affected()
         == 1;
     if was_raised {
@@ -270,8 +267,7 @@ async fn mark_notified_in(tx: &mut Conn, alert: AlertId, now_ms: i64) -> StoreRe
         .bind(now_ms)
         .bind(alert.0)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
     }
     alert_in(tx, alert.0).await
 }
@@ -298,8 +294,7 @@ async fn cancel_press_in(
     ))
     .bind(device.as_str())
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     let Some((id, raised_at_ms)) = open else {
         return Ok(CancelOutcome::NothingOpen);
     };
@@ -316,8 +311,7 @@ async fn cancel_press_in(
         .bind(now_ms)
         .bind(id)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         insert_event(tx, id, &actor, "cancelled", "", now_ms).await?;
     }
     let alert = alert_in(tx, id).await?;
@@ -344,8 +338,7 @@ async fn apply_in(
     ))
     .bind(alert.0)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     let Some((state, ring)) = row else {
         return Err(StoreError::NotFound(format!("alert {alert}")));
     };
@@ -386,8 +379,7 @@ async fn apply_in(
     .bind(change.closed)
     .bind(alert.0)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     if let Some((event, event_detail)) = &change.event {
         insert_event(tx, alert.0, actor, event, event_detail, now_ms).await?;
     }
@@ -415,8 +407,7 @@ async fn move_recipient(
     .bind(kind.as_str())
     .bind(who)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     let current = current
         .map(|s| RecipientState::parse(&s).map_err(|e| corrupt("recipient", e)))
         .transpose()?;
@@ -436,8 +427,7 @@ async fn move_recipient(
             .bind(kind.as_str())
             .bind(who)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
             Ok(true)
         }
         RecipientMove::Stay => Ok(false),
@@ -473,8 +463,7 @@ async fn fire_ring_in(
     .bind(alert.0)
     .bind(i64::from(current.ring))
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?
+    .await?
     .rows_affected()
         == 1;
     if !won {
@@ -532,8 +521,7 @@ async fn nearby_units(
     .bind(alert.lon + dlon)
     .bind(alert.cluster.as_str())
     .fetch_all(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(rings::nearby_units(alert, rows, radius_m, now_ms))
 }
 
@@ -553,9 +541,16 @@ async fn on_duty_volunteers(
     )
     .bind(alert.zone.as_str())
     .fetch_all(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(rings::volunteers(alert, rows, within, ring, now_ms))
+}
+
+impl Backend {
+    /// The alerts a query of `alert_select!` finds, in its order.
+    async fn alerts(&self, query: Query<'_, Db, Args>) -> StoreResult<Vec<AlertSummary>> {
+        let found = query.fetch_all(self.reads()).await?;
+        found.iter().map(rows::alert).collect()
+    }
 }
 
 #[async_trait]
@@ -583,18 +578,14 @@ impl Store for Backend {
         .bind(c.leader_household.as_ref().map(HouseholdId::as_str))
         .execute(self.writes())
         .await
-        .map_err(|e| match refused(e, REGISTRY) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("cluster {}", c.id)),
-            StoreError::NotFound(_) => StoreError::NotFound(format!("zone {}", c.zone)),
-            other => other,
-        })?;
+        .map_err(|e| refused_naming(e, format!("cluster {}", c.id), format!("zone {}", c.zone)))?;
         Ok(())
     }
 
     async fn add_household(&self, h: &NewHousehold) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         insert_household(&mut tx, h).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(StoreError::from)
     }
 
     async fn add_device(
@@ -605,7 +596,7 @@ impl Store for Backend {
     ) -> StoreResult<()> {
         let mut tx = self.begin_write().await?;
         insert_device(&mut tx, device, household, secret_hash).await?;
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(StoreError::from)
     }
 
     async fn add_households_with_devices(
@@ -617,7 +608,7 @@ impl Store for Backend {
             insert_household(&mut tx, h).await?;
             insert_device(&mut tx, device, &h.id, hash).await?;
         }
-        tx.commit().await.map_err(backend)
+        tx.commit().await.map_err(StoreError::from)
     }
 
     async fn set_cluster_leader(
@@ -649,8 +640,7 @@ impl Store for Backend {
         )
         .bind(device.as_str())
         .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         row.map(|(secret_hash, enabled, cluster)| {
             Ok(DeviceCredential {
                 secret_hash,
@@ -669,8 +659,7 @@ impl Store for Backend {
                  (SELECT COUNT(*) FROM devices WHERE online = TRUE)",
             )
             .fetch_one(self.reads())
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(RegistryCounts {
             zones: zones as u64,
             clusters: clusters as u64,
@@ -751,8 +740,7 @@ impl Store for Backend {
         )
         .bind(alert.0)
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         rows.iter().map(rows::recipient).collect()
     }
 
@@ -767,8 +755,7 @@ impl Store for Backend {
         )
         .bind(alert.0)
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         clusters
             .iter()
             .map(|c| ClusterId::parse(c).map_err(|e| corrupt("cluster", e)))
@@ -782,7 +769,7 @@ impl Store for Backend {
         )
         .fetch_one(self.reads())
         .await
-        .map_err(backend)
+        .map_err(StoreError::from)
     }
 
     async fn due_rings(&self, now_ms: i64) -> StoreResult<Vec<AlertId>> {
@@ -792,8 +779,7 @@ impl Store for Backend {
         )
         .bind(now_ms)
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         Ok(ids.into_iter().map(AlertId).collect())
     }
 
@@ -811,52 +797,42 @@ impl Store for Backend {
     }
 
     async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>> {
-        let rows = sqlx::query(concat!(
+        let sql = concat!(
             alert_select!(),
             "WHERE a.notified_at_ms IS NULL AND a.state NOT IN ('resolved', 'cancelled') \
              ORDER BY a.id"
-        ))
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::alert).collect()
+        );
+        self.alerts(sqlx::query(sql)).await
     }
 
     async fn list_alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertSummary>> {
-        let rows = sqlx::query(concat!(
+        let sql = concat!(
             alert_select!(),
             "WHERE (NOT $1 OR a.state NOT IN ('resolved', 'cancelled')) AND a.zone ",
             in_list!("$2"),
             " ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT $3"
-        ))
-        .bind(f.open_only)
-        .bind(Backend::zone_list(&f.zones)?)
-        .bind(i64::from(f.limit))
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::alert).collect()
+        );
+        let query = sqlx::query(sql)
+            .bind(f.open_only)
+            .bind(Backend::zone_list(&f.zones)?)
+            .bind(i64::from(f.limit));
+        self.alerts(query).await
     }
 
     async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>> {
-        let rows = sqlx::query(concat!(
+        let sql = concat!(
             alert_select!(),
             "WHERE a.cluster = $1 AND a.state NOT IN ('resolved', 'cancelled') \
              ORDER BY a.raised_at_ms, a.id LIMIT 100"
-        ))
-        .bind(cluster.as_str())
-        .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        rows.iter().map(rows::alert).collect()
+        );
+        self.alerts(sqlx::query(sql).bind(cluster.as_str())).await
     }
 
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {
         let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = $1"))
             .bind(id.0)
             .fetch_optional(self.reads())
-            .await
-            .map_err(backend)?;
+            .await?;
         row.as_ref().map(rows::alert).transpose()
     }
 
@@ -868,24 +844,21 @@ impl Store for Backend {
             sqlx::query_as("SELECT notes, contacts FROM households WHERE id = $1")
                 .bind(alert.household.as_str())
                 .fetch_one(self.reads())
-                .await
-                .map_err(backend)?;
+                .await?;
         let (cluster_name, leader): (String, Option<String>) = sqlx::query_as(
             "SELECT c.name, h.label FROM clusters c \
              LEFT JOIN households h ON h.id = c.leader_household WHERE c.id = $1",
         )
         .bind(alert.cluster.as_str())
         .fetch_one(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         let recipients = self.recipients(id).await?;
         let timeline = sqlx::query_as::<_, (i64, String, String, String)>(
             "SELECT at_ms, actor, action, detail FROM alert_events WHERE alert = $1 ORDER BY id",
         )
         .bind(id.0)
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?
+        .await?
         .into_iter()
         .map(|(at_ms, actor, action, detail)| TimelineEvent {
             at_ms,
@@ -931,8 +904,7 @@ impl Store for Backend {
                     .bind(now_ms)
                     .bind(device.as_str())
                     .execute(&mut *conn)
-                    .await
-                    .map_err(backend)?;
+                    .await?;
                 Ok(())
             })
         })
@@ -947,16 +919,12 @@ impl Store for Backend {
         .bind(reason)
         .bind(now_ms)
         .execute(self.writes())
-        .await
-        .map_err(backend)?;
+        .await?;
         Ok(())
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(self.reads())
-            .await
-            .map_err(backend)?;
+        sqlx::query("SELECT 1").execute(self.reads()).await?;
         Ok(())
     }
 }

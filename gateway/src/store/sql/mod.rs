@@ -11,7 +11,8 @@
 //! formatted and its errors would point into the macro.
 //!
 //! # What the including backend provides
-//! - `Db`, `Conn` and `Row`: its sqlx database, connection and row types;
+//! - `Db`, `Args`, `Conn`, `Row` and `ZoneList`: its sqlx database, arguments, connection
+//!   and row types, and how it binds a list of zones;
 //! - `Backend`: its store type, with the ways it reads and writes: `reads()` and `writes()`
 //!   (pools for reads and for rare one-statement writes), `begin_write()` (a write
 //!   transaction of its own, for rare writes), `write(commit, job)` (a write of the busy
@@ -43,7 +44,16 @@ use crate::domain::AlertId;
 
 use super::Row;
 use crate::store::rows::Columns;
-use crate::store::{StoreError, StoreResult};
+use crate::store::StoreResult;
+
+/// [`Columns`]' getters, each one `try_get` of its type.
+macro_rules! columns {
+    ($($name:ident: $t:ty,)*) => {
+        $(fn $name(&self, col: &str) -> StoreResult<$t> {
+            Ok(self.try_get(col)?)
+        })*
+    };
+}
 
 /// How a write of the busy path asks to be committed. SQLite keeps every promise at once: its
 /// single writer runs all writes in call order and commits them in groups. PostgreSQL runs
@@ -61,53 +71,17 @@ pub(crate) enum Commit {
     Statement,
 }
 
-/// A failed statement as the caller hears of it: a row that breaks a unique, foreign-key or
-/// check constraint is the caller's mistake (`referenced` names what a foreign key points
-/// at); anything else is the database's, logged rather than shown.
-fn refused(e: sqlx::Error, referenced: &str) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::NotFound(referenced.to_owned())
-        }
-        sqlx::Error::Database(db) if db.is_check_violation() => {
-            StoreError::Invalid(db.message().to_owned())
-        }
-        _ => backend(e),
-    }
-}
-
-/// The database failed: details are logged, not shown to clients.
-pub(crate) fn backend(e: sqlx::Error) -> StoreError {
-    StoreError::Backend(Box::new(e))
-}
-
-/// The shared row parsers ([`crate::store::rows`]) read this backend's rows through this.
+/// The shared row parsers ([`crate::store::rows`]) read this backend's rows through this:
+/// each column type is what the backend's driver decodes for it.
 impl Columns for Row {
-    fn text(&self, col: &str) -> StoreResult<String> {
-        self.try_get(col).map_err(backend)
-    }
-    fn opt_text(&self, col: &str) -> StoreResult<Option<String>> {
-        self.try_get(col).map_err(backend)
-    }
-    fn int(&self, col: &str) -> StoreResult<i64> {
-        self.try_get(col).map_err(backend)
-    }
-    fn opt_int(&self, col: &str) -> StoreResult<Option<i64>> {
-        self.try_get(col).map_err(backend)
-    }
-    fn real(&self, col: &str) -> StoreResult<f64> {
-        self.try_get(col).map_err(backend)
-    }
-    fn opt_real(&self, col: &str) -> StoreResult<Option<f64>> {
-        self.try_get(col).map_err(backend)
-    }
-    fn flag(&self, col: &str) -> StoreResult<bool> {
-        self.try_get(col).map_err(backend)
-    }
-    fn opt_flag(&self, col: &str) -> StoreResult<Option<bool>> {
-        self.try_get(col).map_err(backend)
+    columns! {
+        text: String,
+        opt_text: Option<String>,
+        int: i64,
+        opt_int: Option<i64>,
+        real: f64,
+        opt_real: Option<f64>,
+        flag: bool,
+        opt_flag: Option<bool>,
     }
 }

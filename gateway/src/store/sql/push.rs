@@ -4,12 +4,12 @@
 use async_trait::async_trait;
 
 use super::super::Backend;
-use super::{backend, refused};
 use crate::domain::AlertId;
 use crate::store::push::{
     Checkin, NewPushSubscription, PushStore, PushSubscriptionRecord, VapidKeyPair, VolunteerProfile,
 };
-use crate::store::{StoreError, StoreResult};
+use crate::store::sqlx_error::refused;
+use crate::store::{rows, StoreError, StoreResult};
 
 /// What a push write's foreign key points at.
 const ACCOUNT: &str = "the account";
@@ -29,14 +29,12 @@ impl PushStore for Backend {
         .bind(&candidate.public_key)
         .bind(now_ms)
         .execute(self.writes())
-        .await
-        .map_err(backend)?;
+        .await?;
         // Read where it was written: the key stored first is the one to sign with.
         let (private_key, public_key) =
             sqlx::query_as("SELECT private_key, public_key FROM vapid_key WHERE id = 1")
                 .fetch_one(self.writes())
-                .await
-                .map_err(backend)?;
+                .await?;
         Ok(VapidKeyPair {
             private_key,
             public_key,
@@ -75,8 +73,7 @@ impl PushStore for Backend {
                 .bind(account)
                 .bind(endpoint)
                 .execute(self.writes())
-                .await
-                .map_err(backend)?;
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -84,13 +81,12 @@ impl PushStore for Backend {
         sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
             .bind(endpoint)
             .execute(self.writes())
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(())
     }
 
     async fn push_subscriptions_of(&self, name: &str) -> StoreResult<Vec<PushSubscriptionRecord>> {
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(concat!(
+        let rows = sqlx::query(concat!(
             "SELECT s.id, s.endpoint, s.p256dh, s.auth FROM push_subscriptions s \
              JOIN accounts a ON a.id = s.account WHERE ",
             name_is!("a.name", "$1"),
@@ -98,17 +94,8 @@ impl PushStore for Backend {
         ))
         .bind(name)
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, endpoint, p256dh, auth)| PushSubscriptionRecord {
-                id,
-                endpoint,
-                p256dh,
-                auth,
-            })
-            .collect())
+        .await?;
+        rows.iter().map(rows::push_subscription).collect()
     }
 
     async fn push_sent(
@@ -126,10 +113,7 @@ impl PushStore for Backend {
                 sqlx::query("UPDATE push_subscriptions SET last_error = $1 WHERE id = $2").bind(e)
             }
         };
-        q.bind(subscription)
-            .execute(self.writes())
-            .await
-            .map_err(backend)?;
+        q.bind(subscription).execute(self.writes()).await?;
         Ok(())
     }
 
@@ -150,8 +134,7 @@ impl PushStore for Backend {
         .bind(alert.0)
         .bind(volunteer)
         .execute(self.writes())
-        .await
-        .map_err(backend)?;
+        .await?;
         Ok(())
     }
 
@@ -163,8 +146,7 @@ impl PushStore for Backend {
         )
         .bind(account)
         .fetch_optional(self.reads())
-        .await
-        .map_err(backend)?
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("volunteer {account}")))?;
         Ok(VolunteerProfile {
             on_duty,
@@ -205,24 +187,14 @@ impl PushStore for Backend {
     }
 
     async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>> {
-        let rows: Vec<(i64, f64, f64, String, i64)> = sqlx::query_as(
+        let rows = sqlx::query(
             "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 \
              ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(account)
         .bind(i64::from(limit))
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, lat, lon, note, at_ms)| Checkin {
-                id,
-                lat,
-                lon,
-                note,
-                at_ms,
-            })
-            .collect())
+        .await?;
+        rows.iter().map(rows::checkin).collect()
     }
 }

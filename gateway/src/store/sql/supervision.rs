@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::super::{Backend, Conn};
-use super::{backend, Commit};
+use super::Commit;
 use crate::domain::{ClusterId, DeviceId, Heartbeat, ZoneCode};
 use crate::store::rows;
 use crate::store::supervision::{
@@ -23,7 +23,7 @@ use crate::store::supervision::{
     DeviceReportKind, DeviceRow, DeviceState, HistoryEntry, Leader, PresenceEvidence, PresenceStep,
     Problem, ProblemFilter, Report, SupervisionPolicy, SupervisionStore, DUE_BATCH, RSSI_STEP,
 };
-use crate::store::{corrupt, StoreResult};
+use crate::store::{corrupt, StoreError, StoreResult};
 
 macro_rules! device_columns {
     () => {
@@ -65,8 +65,7 @@ async fn load_device(tx: &mut Conn, device: &DeviceId) -> StoreResult<Option<Dev
     let row = sqlx::query(concat!(device_columns!(), "WHERE d.id = $1", lock!("d")))
         .bind(device.as_str())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
     row.as_ref().map(rows::device).transpose()
 }
 
@@ -88,8 +87,7 @@ async fn add_event(
     .bind(value)
     .bind(detail)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(())
 }
 
@@ -107,7 +105,7 @@ async fn open_problem(
     .bind(kind)
     .fetch_optional(&mut *tx)
     .await
-    .map_err(backend)
+    .map_err(StoreError::from)
 }
 
 async fn open_new_problem(
@@ -126,8 +124,7 @@ async fn open_new_problem(
     .bind(reason)
     .bind(now_ms)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(())
 }
 
@@ -139,8 +136,7 @@ async fn close_problem(tx: &mut Conn, id: i64, now_ms: i64) -> StoreResult<()> {
     .bind(now_ms)
     .bind(id)
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(())
 }
 
@@ -159,8 +155,7 @@ async fn go_online(
             .bind(now_ms)
             .bind(row.device.as_str())
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         return Ok(());
     }
     sqlx::query(
@@ -170,8 +165,7 @@ async fn go_online(
     .bind(now_ms)
     .bind(row.device.as_str())
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     add_event(tx, &row.device, "online", "online", why, now_ms).await?;
     if let Some((id, _)) = open_problem(tx, &row.device, "offline").await? {
         sqlx::query(
@@ -181,8 +175,7 @@ async fn go_online(
         .bind(now_ms)
         .bind(id)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
     }
     row.state = DeviceState::Online;
     row.reason = None;
@@ -207,8 +200,7 @@ async fn go_offline(
                 .bind(reason)
                 .bind(row.device.as_str())
                 .execute(&mut *tx)
-                .await
-                .map_err(backend)?;
+                .await?;
             add_event(tx, &row.device, "offline", "offline", reason, now_ms).await?;
             sqlx::query(
                 "UPDATE device_problems SET reason = $1, updated_at_ms = $2 \
@@ -218,8 +210,7 @@ async fn go_offline(
             .bind(now_ms)
             .bind(row.device.as_str())
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
             row.reason = Some(reason.to_owned());
         }
         return Ok(());
@@ -232,8 +223,7 @@ async fn go_offline(
     .bind(now_ms)
     .bind(row.device.as_str())
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     add_event(tx, &row.device, "offline", "offline", reason, now_ms).await?;
     row.state = DeviceState::Offline;
     row.reason = Some(reason.to_owned());
@@ -247,8 +237,7 @@ async fn go_offline(
             .bind(now_ms)
             .bind(id)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         }
         None => {
             open_new_problem(tx, &row.device, "offline", reason, now_ms).await?;
@@ -276,8 +265,7 @@ async fn refresh_coverage(
             sqlx::query_scalar(concat!("SELECT id FROM clusters WHERE id = $1", lock!()))
                 .bind(cluster.as_str())
                 .fetch_optional(&mut *tx)
-                .await
-                .map_err(backend)?;
+                .await?;
         if locked.is_none() {
             continue;
         }
@@ -288,13 +276,12 @@ async fn refresh_coverage(
         ))
         .bind(cluster.as_str())
         .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         let Some(row) = row else { continue };
-        let households = row.try_get::<i64, _>("households").map_err(backend)? as u32;
-        let reachable = row.try_get::<i64, _>("reachable").map_err(backend)? as u32;
-        let prev: Option<i64> = row.try_get("prev_reachable").map_err(backend)?;
-        let prev_below: Option<bool> = row.try_get("prev_below").map_err(backend)?;
+        let households = row.try_get::<i64, _>("households")? as u32;
+        let reachable = row.try_get::<i64, _>("reachable")? as u32;
+        let prev: Option<i64> = row.try_get("prev_reachable")?;
+        let prev_below: Option<bool> = row.try_get("prev_below")?;
         let Some((below, crossed)) =
             coverage_change(prev.zip(prev_below), reachable, households, policy)
         else {
@@ -312,8 +299,7 @@ async fn refresh_coverage(
         .bind(below)
         .bind(now_ms)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         sqlx::query(
             "INSERT INTO coverage_events (cluster, at_ms, reachable, households, below) \
              VALUES ($1, $2, $3, $4, $5)",
@@ -324,13 +310,12 @@ async fn refresh_coverage(
         .bind(i64::from(households))
         .bind(below)
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         if crossed {
-            let zone: String = row.try_get("zone").map_err(backend)?;
+            let zone: String = row.try_get("zone")?;
             changes.reports.push(Report::Coverage(CoverageReport {
                 zone: ZoneCode::parse(&zone).map_err(|e| corrupt("zone", e))?,
-                name: row.try_get("name").map_err(backend)?,
+                name: row.try_get("name")?,
                 cluster,
                 reachable,
                 households,
@@ -413,7 +398,7 @@ impl SupervisionStore for Backend {
                     .bind(i64::from(RSSI_STEP))
                     .execute(&mut *conn)
                     .await
-                    .map_err(backend)
+                    .map_err(StoreError::from)
                 })
             })
             .await?;
@@ -441,10 +426,9 @@ impl SupervisionStore for Backend {
         .bind(rssi_recorded.map(i64::from))
         .bind(device.as_str())
         .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(changes.reports)
     }
 
@@ -470,7 +454,7 @@ impl SupervisionStore for Backend {
             PresenceStep::Ignore => {}
         }
         refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(changes.reports)
     }
 
@@ -478,8 +462,7 @@ impl SupervisionStore for Backend {
         let done = sqlx::query("UPDATE devices SET evidence_ms = $1 WHERE sup_state = 'online'")
             .bind(now_ms)
             .execute(self.writes())
-            .await
-            .map_err(backend)?;
+            .await?;
         Ok(done.rows_affected())
     }
 
@@ -501,8 +484,7 @@ impl SupervisionStore for Backend {
         .bind(silent_since)
         .bind(DUE_BATCH)
         .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         for id in silent {
             let id = DeviceId::parse(&id).map_err(|e| corrupt("device", e))?;
             if let Some(mut row) = load_device(&mut tx, &id).await? {
@@ -519,8 +501,7 @@ impl SupervisionStore for Backend {
         )
         .bind(now_ms)
         .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        .await?;
         for (problem, id) in settled {
             // The device first, as every other transaction locks it before its problems; one
             // held elsewhere is left for the next pass.
@@ -530,8 +511,7 @@ impl SupervisionStore for Backend {
             ))
             .bind(&id)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
             if free.is_none() {
                 continue;
             }
@@ -544,8 +524,7 @@ impl SupervisionStore for Backend {
             .bind(problem)
             .bind(now_ms)
             .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
             if still.is_none() {
                 continue;
             }
@@ -557,7 +536,7 @@ impl SupervisionStore for Backend {
             }
         }
         refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(changes.reports)
     }
 
@@ -571,8 +550,7 @@ impl SupervisionStore for Backend {
               WHERE settle_at_ms IS NOT NULL AND closed_at_ms IS NULL)",
         )
         .fetch_one(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         Ok(next_deadline(evidence, settle, policy))
     }
 
@@ -598,8 +576,7 @@ impl SupervisionStore for Backend {
         .bind(now_ms)
         .bind(i64::from(f.limit))
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         rows.iter()
             .map(|r| rows::device_health(r, policy, now_ms))
             .collect()
@@ -614,8 +591,7 @@ impl SupervisionStore for Backend {
         let row = sqlx::query(concat!(device_columns!(), "WHERE d.id = $1"))
             .bind(device.as_str())
             .fetch_optional(self.reads())
-            .await
-            .map_err(backend)?;
+            .await?;
         let Some(row) = row else { return Ok(None) };
         let health = rows::device_health(&row, policy, now_ms)?;
         let history = device_history(self, device, None, 200).await?;
@@ -625,8 +601,7 @@ impl SupervisionStore for Backend {
         ))
         .bind(device.as_str())
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         let problems_history = rows
             .iter()
             .map(rows::problem)
@@ -653,8 +628,7 @@ impl SupervisionStore for Backend {
         ))
         .bind(Backend::zone_list(zones)?)
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         rows.iter()
             .map(|row| rows::cluster_health(row, policy))
             .collect()
@@ -676,8 +650,7 @@ impl SupervisionStore for Backend {
         .bind(f.include_closed)
         .bind(i64::from(f.limit))
         .fetch_all(self.reads())
-        .await
-        .map_err(backend)?;
+        .await?;
         let mut out = Vec::with_capacity(rows.len());
         for row in &rows {
             let mut problem = rows::problem(row)?;
@@ -698,16 +671,14 @@ impl SupervisionStore for Backend {
             )
             .bind(cluster.cluster.as_str())
             .fetch_one(self.reads())
-            .await
-            .map_err(backend)?;
+            .await?;
             let history: Vec<CoverageEntry> = sqlx::query_as(
                 "SELECT at_ms, reachable, households, below FROM coverage_events \
                  WHERE cluster = $1 ORDER BY id DESC LIMIT 20",
             )
             .bind(cluster.cluster.as_str())
             .fetch_all(self.reads())
-            .await
-            .map_err(backend)?;
+            .await?;
             let leader = leader_of(self, &cluster.cluster).await?;
             out.push(coverage_problem(cluster, since, history, leader, policy));
         }
@@ -722,8 +693,7 @@ async fn leader_of(store: &Backend, cluster: &ClusterId) -> StoreResult<Option<L
     )
     .bind(cluster.as_str())
     .fetch_optional(store.reads())
-    .await
-    .map_err(backend)?;
+    .await?;
     Ok(leader.map(|(who, label, contacts)| Leader {
         who,
         label,
@@ -738,7 +708,7 @@ async fn device_history(
     since_ms: Option<i64>,
     limit: i64,
 ) -> StoreResult<Vec<HistoryEntry>> {
-    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+    let rows = sqlx::query(
         "SELECT at_ms, kind, value, detail FROM device_events \
          WHERE device = $1 AND at_ms >= $2 ORDER BY id DESC LIMIT $3",
     )
@@ -746,15 +716,6 @@ async fn device_history(
     .bind(since_ms.unwrap_or(i64::MIN))
     .bind(limit)
     .fetch_all(store.reads())
-    .await
-    .map_err(backend)?;
-    Ok(rows
-        .into_iter()
-        .map(|(at_ms, kind, value, detail)| HistoryEntry {
-            at_ms,
-            kind,
-            value,
-            detail,
-        })
-        .collect())
+    .await?;
+    rows.iter().map(rows::history_entry).collect()
 }

@@ -25,16 +25,19 @@ use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use self::sql::alerts::alert_in;
-use self::sql::backend;
 use crate::domain::{AlertId, DeviceId, ZoneCode};
-use crate::store::{corrupt, AlertSummary, StoreError, StoreResult};
+use crate::store::{corrupt, queue, AlertSummary, StoreError, StoreResult};
 
 pub use crate::domain::haversine_m;
 
 /// The store the shared SQL implements every trait for, and the sqlx types it is built with.
 type Backend = SqliteStore;
+type Db = Sqlite;
+type Args = <Sqlite as sqlx::Database>::Arguments;
 type Conn = SqliteConnection;
 type Row = SqliteRow;
+/// A list of zones, bound as a JSON array.
+type ZoneList = String;
 
 /// The single writer already keeps every other write out: nothing to lock.
 macro_rules! lock {
@@ -127,18 +130,12 @@ async fn run_batch(
     jobs: impl Iterator<Item = Work>,
     finishes: &mut Vec<Finish>,
 ) -> StoreResult<()> {
-    let mut conn = pool.acquire().await.map_err(backend)?;
+    let mut conn = pool.acquire().await?;
     let run = async {
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut *conn)
-            .await
-            .map_err(backend)?;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
         let mut jobs = jobs.peekable();
         while let Some(work) = jobs.next() {
-            sqlx::query("SAVEPOINT job")
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
+            sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
             let ok = match work {
                 Work::Job(job) => {
                     let (ok, finish) = job(&mut conn).await;
@@ -162,15 +159,12 @@ async fn run_batch(
             } else {
                 "ROLLBACK TO job; RELEASE job"
             };
-            sqlx::raw_sql(end)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
+            sqlx::raw_sql(end).execute(&mut *conn).await?;
         }
         sqlx::query("COMMIT")
             .execute(&mut *conn)
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     };
     let result = run.await;
     if result.is_err() {
@@ -236,8 +230,7 @@ async fn deliveries_in(
     .bind(now_ms)
     .bind(&json)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
+    .await?;
     if moved.is_empty() {
         return Ok(Default::default());
     }
@@ -250,8 +243,7 @@ async fn deliveries_in(
     .bind(now_ms)
     .bind(&moved_json)
     .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
+    .await?;
     let firsts: Vec<i64> = sqlx::query_scalar(
         "UPDATE alerts SET first_delivered_at_ms = ?1 WHERE first_delivered_at_ms IS NULL \
          AND id IN (SELECT json_extract(value, '$[0]') FROM json_each(?2)) RETURNING id",
@@ -259,8 +251,7 @@ async fn deliveries_in(
     .bind(now_ms)
     .bind(&moved_json)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(backend)?;
+    .await?;
     let mut out = std::collections::HashMap::new();
     for id in firsts {
         // The first receipt of this alert in queue order gets the news.
@@ -285,8 +276,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
-            .await
-            .map_err(backend)?;
+            .await?;
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)
             .await
@@ -294,8 +284,7 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
-            .await
-            .map_err(backend)?;
+            .await?;
         let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
         tokio::spawn(run_writer(writer.clone(), queue));
         Ok(Self {
@@ -330,30 +319,7 @@ impl SqliteStore {
                 (ok, finish)
             })
         });
-        self.submit(Work::Job(job), answer)
-    }
-
-    /// Puts work on the writer's queue now (keeping the caller's order) and returns the
-    /// future of its answer.
-    fn submit<T: Send + 'static>(
-        &self,
-        work: Work,
-        answer: oneshot::Receiver<StoreResult<T>>,
-    ) -> BoxFuture<'static, StoreResult<T>> {
-        let queued = match self.jobs.try_send(work) {
-            Ok(()) => None,
-            // A full queue: wait for room (order may then interleave with other callers).
-            Err(mpsc::error::TrySendError::Full(work)) => Some((self.jobs.clone(), work)),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Box::pin(async { Err(writer_gone()) })
-            }
-        };
-        Box::pin(async move {
-            if let Some((jobs, work)) = queued {
-                jobs.send(work).await.map_err(|_| writer_gone())?;
-            }
-            answer.await.map_err(|_| writer_gone())?
-        })
+        queue::in_order(&self.jobs, Work::Job(job), answer, writer_gone)
     }
 
     /// A unit's receipt: queued now, and written together with the receipts queued next to
@@ -371,7 +337,7 @@ impl SqliteStore {
             now_ms,
             reply,
         };
-        self.submit(Work::Delivery(delivery), answer)
+        queue::in_order(&self.jobs, Work::Delivery(delivery), answer, writer_gone)
     }
 
     fn reads(&self) -> &SqlitePool {
@@ -389,16 +355,16 @@ impl SqliteStore {
         self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(backend)
+            .map_err(StoreError::from)
     }
 
     /// Reads that see one moment: a read transaction holds one WAL snapshot.
     async fn snapshot(&self) -> StoreResult<Transaction<'static, Sqlite>> {
-        self.reader.begin().await.map_err(backend)
+        self.reader.begin().await.map_err(StoreError::from)
     }
 
-    /// Zones as `in_list!` binds them: a JSON array.
-    fn zone_list(zones: &[ZoneCode]) -> StoreResult<String> {
+    /// Zones as `in_list!` binds them.
+    fn zone_list(zones: &[ZoneCode]) -> StoreResult<ZoneList> {
         serde_json::to_string(zones).map_err(|e| StoreError::Backend(Box::new(e)))
     }
 }
