@@ -1,14 +1,16 @@
-//! The PostgreSQL backend of [`crate::store::Store`]: a pool of connections, migrations embedded from
-//! `migrations/postgres`, every multi-statement operation in one transaction. It is the store
-//! for deployments that outgrow one machine: several gateways share one database.
+//! The PostgreSQL backend of [`crate::store::Store`]: a pool of connections, migrations
+//! embedded from `migrations/postgres`, every multi-statement operation in one transaction.
+//! It is the store for deployments that outgrow one machine: several gateways share one
+//! database.
 //!
 //! # How it differs from the SQLite backend
 //! - **No group-commit writer.** PostgreSQL commits concurrent transactions together by
 //!   itself, so each write is its own transaction on a pooled connection. Writes that must
 //!   keep their call order (`sql::Commit::InOrder`: an alert's fan-out record, actions and
-//!   receipts) keep that promise to callers through *lanes*: a fixed set of tasks, each running its writes one after another,
-//!   and every write about one alert goes to the same lane. Writes about one alert therefore
-//!   commit in the order they were queued; writes about different alerts run in parallel.
+//!   receipts) keep that promise to callers through *lanes*: a fixed set of tasks, each
+//!   running its writes one after another, and every write about one alert goes to the same
+//!   lane. Writes about one alert therefore commit in the order they were queued; writes
+//!   about different alerts run in parallel.
 //! - **Row locks instead of one writer.** SQLite serialises all writes; here two gateways (or
 //!   two pooled connections) really run at once, so every transaction that reads a row and then
 //!   writes from what it read locks that row first, always the alert before its recipients:

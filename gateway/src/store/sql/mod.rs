@@ -40,9 +40,8 @@ mod supervision;
 
 use sqlx::Row as _;
 
-use crate::domain::AlertId;
-
 use super::Row;
+use crate::domain::AlertId;
 use crate::store::rows::Columns;
 use crate::store::StoreResult;
 

@@ -51,9 +51,10 @@ macro_rules! coverage_counts {
 
 macro_rules! problem_select {
     () => {
-        "SELECT p.id, p.kind, p.device, p.reason, p.opened_at_ms, p.updated_at_ms, p.closed_at_ms, \
-         p.flaps, p.settle_at_ms, d.household, h.label, h.contacts, h.cluster, c.name AS cluster_name, \
-         c.zone, lh.id AS leader_id, lh.label AS leader_label, lh.contacts AS leader_contacts \
+        "SELECT p.id, p.kind, p.device, p.reason, p.opened_at_ms, p.updated_at_ms, \
+         p.closed_at_ms, p.flaps, p.settle_at_ms, d.household, h.label, h.contacts, h.cluster, \
+         c.name AS cluster_name, c.zone, lh.id AS leader_id, lh.label AS leader_label, \
+         lh.contacts AS leader_contacts \
          FROM device_problems p JOIN devices d ON d.id = p.device \
          JOIN households h ON h.id = d.household JOIN clusters c ON c.id = h.cluster \
          LEFT JOIN households lh ON lh.id = c.leader_household "
@@ -565,8 +566,8 @@ impl SupervisionStore for Backend {
             "WHERE c.zone ",
             in_list!("$1"),
             " AND (CAST($2 AS TEXT) IS NULL OR h.cluster = $2) \
-             AND (CAST($3 AS TEXT) IS NULL OR (CASE WHEN d.sup_state = 'online' AND d.evidence_ms + $4 <= $5 \
-                  THEN 'late' ELSE d.sup_state END) = $3) \
+             AND (CAST($3 AS TEXT) IS NULL OR (CASE WHEN d.sup_state = 'online' \
+                  AND d.evidence_ms + $4 <= $5 THEN 'late' ELSE d.sup_state END) = $3) \
              ORDER BY d.id LIMIT $6"
         ))
         .bind(Backend::zone_list(&f.zones)?)

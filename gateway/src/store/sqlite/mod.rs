@@ -1,5 +1,6 @@
-//! The SQLite backend of [`crate::store::Store`]: one file in WAL mode, `synchronous = FULL` so that a
-//! committed press survives a power cut, migrations embedded from `migrations/sqlite`.
+//! The SQLite backend of [`crate::store::Store`]: one file in WAL mode, `synchronous = FULL`
+//! so that a committed press survives a power cut, migrations embedded from
+//! `migrations/sqlite`.
 //!
 //! Writes of the alert path go through one writer task with **group commit**: every write is a
 //! job on a queue; the task takes all jobs waiting, runs each in its own savepoint inside one
