@@ -1,9 +1,57 @@
-//! Who a ring reaches, once a backend has read the candidates: the same selection and order
-//! on SQLite and PostgreSQL (both read rows; the distances and the order are decided here).
+//! When a ring fires and who it reaches, once a backend has read the alert and the
+//! candidates: the same decision, selection and order on SQLite and PostgreSQL (both read
+//! rows; the deadlines, distances, order and the timeline's words are decided here).
 
-use super::{AlertSummary, Recipient, RecipientKind};
+use super::{AlertSummary, Recipient, RecipientKind, RingPlan};
 use crate::domain::{haversine_m, ClusterId};
 use crate::lifecycle::RecipientState;
+
+/// The ring the alert climbs to now, with its next deadline, if one is due: the alert is
+/// open, its stored deadline has passed and ring 2 has not fired.
+pub fn next_ring(alert: &AlertSummary, plan: &RingPlan, now_ms: i64) -> Option<(u8, Option<i64>)> {
+    let due = alert
+        .next_ring_at_ms
+        .is_some_and(|at| at <= now_ms && alert.state.is_open());
+    if !due || alert.ring >= 2 {
+        return None;
+    }
+    let ring = alert.ring + 1;
+    Some((
+        ring,
+        (ring == 1).then_some(alert.raised_at_ms + plan.ring2_after_ms),
+    ))
+}
+
+/// The timeline event of a ring that added `added` (volunteers and units) in `clusters`
+/// nearby clusters.
+pub fn ring_event(
+    ring: u8,
+    plan: &RingPlan,
+    added: &[Recipient],
+    clusters: usize,
+) -> (&'static str, String) {
+    let volunteers = added
+        .iter()
+        .filter(|r| r.kind == RecipientKind::Volunteer)
+        .count();
+    if ring == 1 {
+        let detail = format!(
+            "nobody coming after {} s: {} units in {clusters} nearby clusters and {volunteers} \
+             volunteers within {} m",
+            plan.ring1_after_ms / 1000,
+            added.len() - volunteers,
+            plan.radius_m
+        );
+        ("ring1", detail)
+    } else {
+        let detail = format!(
+            "nobody coming after {} s: alert is critical; {volunteers} more on-duty \
+             volunteers of the zone",
+            plan.ring2_after_ms / 1000
+        );
+        ("ring2", detail)
+    }
+}
 
 /// A volunteer's position older than this counts as unknown.
 pub const POSITION_STALE_MS: i64 = 10 * 60 * 1000;

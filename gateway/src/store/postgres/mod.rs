@@ -1,14 +1,16 @@
-//! The PostgreSQL backend of [`Store`]: a pool of connections, migrations embedded from
-//! `migrations/postgres`, every multi-statement operation in one transaction. It is the store
-//! for deployments that outgrow one machine: several gateways share one database.
+//! The PostgreSQL backend of [`crate::store::Store`]: a pool of connections, migrations
+//! embedded from `migrations/postgres`, every multi-statement operation in one transaction.
+//! It is the store for deployments that outgrow one machine: several gateways share one
+//! database.
 //!
 //! # How it differs from the SQLite backend
 //! - **No group-commit writer.** PostgreSQL commits concurrent transactions together by
-//!   itself, so each write is its own transaction on a pooled connection. The queued calls
-//!   (`mark_notified_queued`, `apply_queued`, `record_delivery_queued`) keep their promise to
-//!   callers through *lanes*: a fixed set of tasks, each running its writes one after another,
-//!   and every write about one alert goes to the same lane. Writes about one alert therefore
-//!   commit in the order they were queued; writes about different alerts run in parallel.
+//!   itself, so each write is its own transaction on a pooled connection. Writes that must
+//!   keep their call order (`sql::Commit::InOrder`: an alert's fan-out record, actions and
+//!   receipts) keep that promise to callers through *lanes*: a fixed set of tasks, each
+//!   running its writes one after another, and every write about one alert goes to the same
+//!   lane. Writes about one alert therefore commit in the order they were queued; writes
+//!   about different alerts run in parallel.
 //! - **Row locks instead of one writer.** SQLite serialises all writes; here two gateways (or
 //!   two pooled connections) really run at once, so every transaction that reads a row and then
 //!   writes from what it read locks that row first, always the alert before its recipients:
@@ -26,28 +28,70 @@
 //!   cheap, and the first receipt of an alert is still the one told, by an
 //!   `UPDATE … WHERE first_delivered_at_ms IS NULL` that only one transaction can win.
 //!
+//! The SQL itself is shared with SQLite in `store/sql/`, built here with PostgreSQL's types
+//! and phrases (see the macros below).
+//!
 //! # Tests
 //! The store tests in `gateway/tests/` (accounts, escalation, supervision, store) run on both
 //! backends: on PostgreSQL when `TENWATCH_TEST_POSTGRES_URL` names a server, each test in a
 //! database of its own. `scripts/postgres-test-server.sh start DIR` starts a throwaway server
 //! and prints that URL; `scripts/test.sh` does so for every run.
 
-mod accounts;
-mod map;
-mod push;
-mod supervision;
-
 use std::str::FromStr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures::future::BoxFuture;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::Row;
+use sqlx::{Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use super::*;
-use crate::lifecycle::{alert_next, recipient_next};
+use self::sql::alerts::{alert_in, insert_event, lock_alert};
+use self::sql::Commit;
+use crate::domain::{AlertId, DeviceId, ZoneCode};
+use crate::store::{alerts, queue, AlertSummary, StoreError, StoreResult};
+
+/// The store the shared SQL implements every trait for, and the sqlx types it is built with.
+type Backend = PgStore;
+type Db = Postgres;
+type Args = <Postgres as sqlx::Database>::Arguments;
+type Conn = PgConnection;
+type Row = PgRow;
+/// A list of zones, bound as a `text[]`.
+type ZoneList = Vec<String>;
+
+/// Locks the rows a transaction read before it writes from them (`OF` one table of a join).
+macro_rules! lock {
+    () => {
+        " FOR NO KEY UPDATE"
+    };
+    ($of:literal) => {
+        concat!(" FOR NO KEY UPDATE OF ", $of)
+    };
+}
+/// Locks the rows no other transaction holds, and passes over the rest.
+macro_rules! skip_locked {
+    () => {
+        " FOR NO KEY UPDATE SKIP LOCKED"
+    };
+}
+/// A zone in the `text[]` [`PgStore::zone_list`] binds.
+macro_rules! in_list {
+    ($p:literal) => {
+        concat!("= ANY(", $p, ")")
+    };
+}
+/// Names are unique on `lower(name)`: compared the same way, through that index.
+macro_rules! name_is {
+    ($col:literal, $p:literal) => {
+        concat!("lower(", $col, ") = lower(", $p, ")")
+    };
+}
+
+// The shared SQL, built again for SQLite in `sqlite/mod.rs`: on purpose (see `sql/mod.rs`
+// for why a module compiled per backend).
+#[allow(clippy::duplicate_mod)]
+#[path = "../sql/mod.rs"]
+mod sql;
 
 /// Connections per store. Lanes hold at most one each; the rest serve reads, presses,
 /// supervision and the API.
@@ -61,216 +105,9 @@ const LANE_QUEUE: usize = 8192;
 type LaneJob = BoxFuture<'static, ()>;
 
 pub struct PgStore {
-    pub(super) pool: PgPool,
+    pool: PgPool,
     /// The lanes' queues; an alert's writes go to lane `id % LANES`.
     lanes: Vec<mpsc::Sender<LaneJob>>,
-}
-
-pub(super) fn backend(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => {
-            StoreError::Conflict(db.message().to_owned())
-        }
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::NotFound("a referenced zone, cluster or household".into())
-        }
-        sqlx::Error::Database(db) if db.is_check_violation() => {
-            StoreError::Invalid(db.message().to_owned())
-        }
-        _ => StoreError::Backend(Box::new(e)),
-    }
-}
-
-pub(super) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(format!("stored {what} does not parse: {e}").into())
-}
-
-/// Zone codes as a `text[]` parameter, for `= ANY($n)`.
-pub(super) fn zone_array(zones: &[ZoneCode]) -> Vec<String> {
-    zones.iter().map(|z| z.as_str().to_owned()).collect()
-}
-
-/// The columns of [`AlertSummary`]; `concat!` keeps every query a `&'static str`.
-macro_rules! alert_select {
-    () => {
-        "SELECT a.id, a.device, a.seq, a.household, h.label, h.address, h.lat, h.lon, \
-         a.cluster, a.zone, a.kind, a.state, a.raised_at_ms, a.notified_at_ms, a.updated_at_ms, \
-         a.ring, a.critical, a.next_ring_at_ms, a.category, a.resolution_note, \
-         a.acknowledged_at_ms, a.first_delivered_at_ms, a.first_coming_at_ms, \
-         a.first_on_scene_at_ms, a.closed_at_ms, \
-         (SELECT COUNT(*) FROM recipients r WHERE r.alert = a.id \
-          AND r.state IN ('coming', 'on_scene')) AS responders \
-         FROM alerts a JOIN households h ON h.id = a.household "
-    };
-}
-
-fn alert_from_row(row: &PgRow) -> StoreResult<AlertSummary> {
-    let get_str = |col: &str| row.try_get::<String, _>(col).map_err(backend);
-    Ok(AlertSummary {
-        id: AlertId(row.try_get("id").map_err(backend)?),
-        device: DeviceId::parse(&get_str("device")?).map_err(|e| corrupt("device", e))?,
-        seq: row.try_get::<i64, _>("seq").map_err(backend)? as u64,
-        household: HouseholdId::parse(&get_str("household")?)
-            .map_err(|e| corrupt("household", e))?,
-        label: get_str("label")?,
-        address: get_str("address")?,
-        lat: row.try_get("lat").map_err(backend)?,
-        lon: row.try_get("lon").map_err(backend)?,
-        cluster: ClusterId::parse(&get_str("cluster")?).map_err(|e| corrupt("cluster", e))?,
-        zone: ZoneCode::parse(&get_str("zone")?).map_err(|e| corrupt("zone", e))?,
-        kind: get_str("kind")?,
-        state: AlertState::parse(&get_str("state")?).map_err(|e| corrupt("state", e))?,
-        raised_at_ms: row.try_get("raised_at_ms").map_err(backend)?,
-        notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
-        responders: row.try_get::<i64, _>("responders").map_err(backend)? as u32,
-        ring: row.try_get::<i64, _>("ring").map_err(backend)? as u8,
-        critical: row.try_get("critical").map_err(backend)?,
-        next_ring_at_ms: row.try_get("next_ring_at_ms").map_err(backend)?,
-        category: row.try_get("category").map_err(backend)?,
-        resolution_note: row.try_get("resolution_note").map_err(backend)?,
-        acknowledged_at_ms: row.try_get("acknowledged_at_ms").map_err(backend)?,
-        first_delivered_at_ms: row.try_get("first_delivered_at_ms").map_err(backend)?,
-        first_coming_at_ms: row.try_get("first_coming_at_ms").map_err(backend)?,
-        first_on_scene_at_ms: row.try_get("first_on_scene_at_ms").map_err(backend)?,
-        closed_at_ms: row.try_get("closed_at_ms").map_err(backend)?,
-    })
-}
-
-fn recipient_from_row(row: &PgRow) -> StoreResult<Recipient> {
-    let kind: String = row.try_get("kind").map_err(backend)?;
-    let state: String = row.try_get("state").map_err(backend)?;
-    Ok(Recipient {
-        kind: RecipientKind::parse(&kind).ok_or_else(|| corrupt("recipient kind", &kind))?,
-        who: row.try_get("who").map_err(backend)?,
-        label: row.try_get("label").map_err(backend)?,
-        ring: row.try_get::<i64, _>("ring").map_err(backend)? as u8,
-        state: RecipientState::parse(&state).map_err(|e| corrupt("recipient state", e))?,
-        distance_m: row.try_get("distance_m").map_err(backend)?,
-        notified_at_ms: row.try_get("notified_at_ms").map_err(backend)?,
-        updated_at_ms: row.try_get("updated_at_ms").map_err(backend)?,
-        push: row.try_get("push").map_err(backend)?,
-        push_at_ms: row.try_get("push_at_ms").map_err(backend)?,
-    })
-}
-
-async fn insert_recipient(tx: &mut PgConnection, alert: i64, r: &Recipient) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "INSERT INTO recipients \
-         (alert, kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
-    )
-    .bind(alert)
-    .bind(r.kind.as_str())
-    .bind(&r.who)
-    .bind(&r.label)
-    .bind(r.ring as i64)
-    .bind(r.state.as_str())
-    .bind(r.distance_m)
-    .bind(r.notified_at_ms)
-    .bind(r.updated_at_ms)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(done.rows_affected() == 1)
-}
-
-async fn alert_in(tx: &mut PgConnection, id: i64) -> StoreResult<AlertSummary> {
-    let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = $1"))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-    alert_from_row(&row)
-}
-
-/// Locks the alert's row for the rest of the transaction; false if there is no such alert.
-/// Every write about an alert takes this lock first (before any recipient's), so that two
-/// gateways' writes about one alert run one after the other and never deadlock.
-async fn lock_alert(tx: &mut PgConnection, id: i64) -> StoreResult<bool> {
-    let found: Option<i64> =
-        sqlx::query_scalar("SELECT id FROM alerts WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-    Ok(found.is_some())
-}
-
-/// Locks the device's row; false if there is no such device. Presses and cancels of one
-/// device run one after the other, so the dedup on (device, seq) and "the latest open alert"
-/// are decided on committed data.
-async fn lock_device(tx: &mut PgConnection, device: &DeviceId) -> StoreResult<bool> {
-    let found: Option<String> =
-        sqlx::query_scalar("SELECT id FROM devices WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(device.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-    Ok(found.is_some())
-}
-
-async fn insert_event(
-    tx: &mut PgConnection,
-    alert: i64,
-    actor: &str,
-    action: &str,
-    detail: &str,
-    now_ms: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(alert)
-    .bind(now_ms)
-    .bind(actor)
-    .bind(action)
-    .bind(detail)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(())
-}
-
-/// The alert an earlier press with this (device, seq) made or cancelled.
-async fn earlier_press(
-    tx: &mut PgConnection,
-    device: &DeviceId,
-    seq: u64,
-) -> StoreResult<Option<AlertSummary>> {
-    let alert: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT alert FROM presses WHERE device = $1 AND seq = $2")
-            .bind(device.as_str())
-            .bind(seq as i64)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-    match alert.flatten() {
-        Some(id) => Ok(Some(alert_in(tx, id).await?)),
-        None => Ok(None),
-    }
-}
-
-async fn insert_press(
-    tx: &mut PgConnection,
-    device: &DeviceId,
-    press: &Press,
-    alert: i64,
-    now_ms: i64,
-) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO presses (device, seq, kind, alert, at_ms) VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(device.as_str())
-    .bind(press.seq as i64)
-    .bind(press.kind.as_str())
-    .bind(alert)
-    .bind(now_ms)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(())
 }
 
 fn lanes_gone() -> StoreError {
@@ -284,10 +121,6 @@ async fn run_lane(mut queue: mpsc::Receiver<LaneJob>) {
     }
 }
 
-fn device_actor(device: &DeviceId) -> String {
-    format!("device:{device}")
-}
-
 impl PgStore {
     /// Connects to `url` (`postgres://…` or `postgresql://…`) and applies the migrations.
     /// Several gateways may start at once: sqlx takes an advisory lock while migrating.
@@ -298,8 +131,7 @@ impl PgStore {
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
-            .await
-            .map_err(backend)?;
+            .await?;
         sqlx::migrate!("migrations/postgres")
             .run(&pool)
             .await
@@ -312,6 +144,24 @@ impl PgStore {
             })
             .collect();
         Ok(Self { pool, lanes })
+    }
+
+    /// Runs `work` as `commit` asks and returns the future of its result (after the commit).
+    fn write<T, F>(&self, commit: Commit, work: F) -> BoxFuture<'static, StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        match commit {
+            Commit::InOrder(alert) => self.queued(alert, work),
+            Commit::Transaction => Box::pin(async move { in_transaction(&pool, work).await }),
+            // Autocommit: a BEGIN and a COMMIT would double the round trips of a heartbeat.
+            Commit::Statement => Box::pin(async move {
+                let mut conn = pool.acquire().await?;
+                work(&mut conn).await
+            }),
+        }
     }
 
     /// Queues `work` now on the alert's lane, in one transaction, and returns the future of
@@ -327,347 +177,11 @@ impl PgStore {
             let _ = reply.send(in_transaction(&pool, work).await);
         });
         let lane = &self.lanes[alert.0.rem_euclid(LANES as i64) as usize];
-        let waiting = match lane.try_send(job) {
-            Ok(()) => None,
-            // A full lane: wait for room (order may then interleave with other callers).
-            Err(mpsc::error::TrySendError::Full(job)) => Some((lane.clone(), job)),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Box::pin(async { Err(lanes_gone()) })
-            }
-        };
-        Box::pin(async move {
-            if let Some((lane, job)) = waiting {
-                lane.send(job).await.map_err(|_| lanes_gone())?;
-            }
-            answer.await.map_err(|_| lanes_gone())?
-        })
-    }
-}
-
-/// Runs `work` in one transaction: committed if it succeeds, rolled back if it fails.
-pub(super) async fn in_transaction<T, F>(pool: &PgPool, work: F) -> StoreResult<T>
-where
-    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>>,
-{
-    let mut tx = pool.begin().await.map_err(backend)?;
-    let out = work(&mut tx).await?;
-    tx.commit().await.map_err(backend)?;
-    Ok(out)
-}
-
-#[async_trait]
-impl Store for PgStore {
-    async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()> {
-        sqlx::query("INSERT INTO zones (code, name) VALUES ($1, $2)")
-            .bind(code.as_str())
-            .bind(name)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| match backend(e) {
-                StoreError::Conflict(_) => StoreError::Conflict(format!("zone {code}")),
-                other => other,
-            })?;
-        Ok(())
+        queue::in_order(lane, job, answer, lanes_gone)
     }
 
-    async fn add_cluster(&self, c: &NewCluster) -> StoreResult<()> {
-        sqlx::query(
-            "INSERT INTO clusters (id, zone, name, leader_household) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(c.id.as_str())
-        .bind(c.zone.as_str())
-        .bind(&c.name)
-        .bind(c.leader_household.as_ref().map(|h| h.as_str().to_owned()))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| match backend(e) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("cluster {}", c.id)),
-            StoreError::NotFound(_) => StoreError::NotFound(format!("zone {}", c.zone)),
-            other => other,
-        })?;
-        Ok(())
-    }
-
-    async fn add_household(&self, h: &NewHousehold) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        insert_household(&mut tx, h).await?;
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn add_device(
-        &self,
-        device: &DeviceId,
-        household: &HouseholdId,
-        secret_hash: &str,
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        insert_device(&mut tx, device, household, secret_hash).await?;
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn add_households_with_devices(
-        &self,
-        rows: &[(NewHousehold, DeviceId, String)],
-    ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        for (h, device, hash) in rows {
-            insert_household(&mut tx, h).await?;
-            insert_device(&mut tx, device, &h.id, hash).await?;
-        }
-        tx.commit().await.map_err(backend)
-    }
-
-    async fn set_cluster_leader(
-        &self,
-        cluster: &ClusterId,
-        household: &HouseholdId,
-    ) -> StoreResult<()> {
-        let done = sqlx::query(
-            "UPDATE clusters SET leader_household = $1 WHERE id = $2 \
-             AND EXISTS (SELECT 1 FROM households WHERE id = $1 AND cluster = $2)",
-        )
-        .bind(household.as_str())
-        .bind(cluster.as_str())
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound(format!(
-                "household {household} in cluster {cluster}"
-            )));
-        }
-        Ok(())
-    }
-
-    async fn device_credential(&self, device: &DeviceId) -> StoreResult<Option<DeviceCredential>> {
-        let row = sqlx::query(
-            "SELECT d.secret_hash, d.enabled, h.cluster FROM devices d \
-             JOIN households h ON h.id = d.household WHERE d.id = $1",
-        )
-        .bind(device.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        let Some(row) = row else { return Ok(None) };
-        let cluster: String = row.try_get("cluster").map_err(backend)?;
-        Ok(Some(DeviceCredential {
-            secret_hash: row.try_get("secret_hash").map_err(backend)?,
-            enabled: row.try_get("enabled").map_err(backend)?,
-            cluster: ClusterId::parse(&cluster).map_err(|e| corrupt("cluster", e))?,
-        }))
-    }
-
-    async fn counts(&self) -> StoreResult<RegistryCounts> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM zones) AS zones, \
-             (SELECT COUNT(*) FROM clusters) AS clusters, \
-             (SELECT COUNT(*) FROM households) AS households, \
-             (SELECT COUNT(*) FROM devices) AS devices, \
-             (SELECT COUNT(*) FROM devices WHERE online) AS online",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        let n = |c: &str| row.try_get::<i64, _>(c).map(|v| v as u64).map_err(backend);
-        Ok(RegistryCounts {
-            zones: n("zones")?,
-            clusters: n("clusters")?,
-            households: n("households")?,
-            devices: n("devices")?,
-            devices_online: n("online")?,
-        })
-    }
-
-    async fn record_press(
-        &self,
-        device: &DeviceId,
-        press: &Press,
-        plan: &RingPlan,
-        now_ms: i64,
-    ) -> StoreResult<PressOutcome> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        if !lock_device(&mut tx, device).await? {
-            return Ok(PressOutcome::UnknownDevice);
-        }
-        if let Some(earlier) = earlier_press(&mut tx, device, press.seq).await? {
-            return Ok(PressOutcome::Duplicate(earlier));
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, \
-             raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms) \
-             SELECT d.id, $1, d.household, h.cluster, c.zone, $2, 'raised', $3, $4, $3, $5 \
-             FROM devices d JOIN households h ON h.id = d.household \
-             JOIN clusters c ON c.id = h.cluster WHERE d.id = $6 RETURNING id",
-        )
-        .bind(press.seq as i64)
-        .bind(press.kind.as_str())
-        .bind(now_ms)
-        .bind(press.device_ts_ms)
-        .bind(now_ms + plan.ring1_after_ms)
-        .bind(device.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        insert_press(&mut tx, device, press, id, now_ms).await?;
-        // Ring 0: every unit of the cluster's other households, and the zone's station.
-        sqlx::query(
-            "INSERT INTO recipients \
-             (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
-             SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
-             FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
-             JOIN devices d ON d.household = h.id WHERE a.id = $1 \
-             UNION ALL \
-             SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
-             FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = $1",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await
-        .map_err(backend)?;
-        insert_event(
-            &mut tx,
-            id,
-            &device_actor(device),
-            "raised",
-            press.kind.as_str(),
-            now_ms,
-        )
-        .await?;
-        let alert = alert_in(&mut tx, id).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(PressOutcome::Raised(alert))
-    }
-
-    fn mark_notified_queued(
-        &self,
-        alert: AlertId,
-        now_ms: i64,
-    ) -> BoxFuture<'static, StoreResult<AlertSummary>> {
-        self.queued(alert, move |tx| {
-            Box::pin(async move {
-                let was_raised = sqlx::query(
-                    "UPDATE alerts SET notified_at_ms = $1, updated_at_ms = $1, \
-                     state = 'notified' \
-                     WHERE id = $2 AND notified_at_ms IS NULL AND state = 'raised'",
-                )
-                .bind(now_ms)
-                .bind(alert.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(backend)?
-                .rows_affected()
-                    == 1;
-                if was_raised {
-                    insert_event(&mut *tx, alert.0, "gateway", "notified", "", now_ms).await?;
-                } else {
-                    // Cancelled (or further along) before the fan-out was recorded: only
-                    // note the time.
-                    sqlx::query(
-                        "UPDATE alerts SET notified_at_ms = $1 \
-                         WHERE id = $2 AND notified_at_ms IS NULL",
-                    )
-                    .bind(now_ms)
-                    .bind(alert.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(backend)?;
-                }
-                alert_in(&mut *tx, alert.0).await
-            })
-        })
-    }
-
-    async fn cancel_press(
-        &self,
-        device: &DeviceId,
-        press: &Press,
-        window_ms: i64,
-        now_ms: i64,
-    ) -> StoreResult<CancelOutcome> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        if !lock_device(&mut tx, device).await? {
-            return Ok(CancelOutcome::UnknownDevice);
-        }
-        if let Some(earlier) = earlier_press(&mut tx, device, press.seq).await? {
-            return Ok(CancelOutcome::Duplicate(earlier));
-        }
-        let open: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT id, raised_at_ms FROM alerts WHERE device = $1 \
-             AND state NOT IN ('resolved', 'cancelled') \
-             ORDER BY raised_at_ms DESC, id DESC LIMIT 1 FOR NO KEY UPDATE",
-        )
-        .bind(device.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let Some((id, raised_at_ms)) = open else {
-            return Ok(CancelOutcome::NothingOpen);
-        };
-        insert_press(&mut tx, device, press, id, now_ms).await?;
-        let actor = device_actor(device);
-        let late = now_ms - raised_at_ms > window_ms;
-        if late {
-            let detail = format!(
-                "cancel pressed {} s after the alert, window is {} s",
-                (now_ms - raised_at_ms) / 1000,
-                window_ms / 1000
-            );
-            insert_event(&mut tx, id, &actor, "cancel_refused", &detail, now_ms).await?;
-        } else {
-            sqlx::query(
-                "UPDATE alerts SET state = 'cancelled', updated_at_ms = $1, closed_at_ms = $1, \
-                 next_ring_at_ms = NULL WHERE id = $2",
-            )
-            .bind(now_ms)
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-            insert_event(&mut tx, id, &actor, "cancelled", "", now_ms).await?;
-        }
-        let alert = alert_in(&mut tx, id).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(if late {
-            CancelOutcome::TooLate(alert)
-        } else {
-            CancelOutcome::Cancelled(alert)
-        })
-    }
-
-    async fn apply(
-        &self,
-        alert: AlertId,
-        actor: &str,
-        action: Action,
-        target: Option<(RecipientKind, &str)>,
-        detail: &str,
-        now_ms: i64,
-    ) -> StoreResult<Applied> {
-        self.apply_queued(alert, actor, action, target, detail, now_ms)
-            .await
-    }
-
-    fn apply_queued(
-        &self,
-        alert: AlertId,
-        actor: &str,
-        action: Action,
-        target: Option<(RecipientKind, &str)>,
-        detail: &str,
-        now_ms: i64,
-    ) -> BoxFuture<'static, StoreResult<Applied>> {
-        let (actor, detail) = (actor.to_owned(), detail.to_owned());
-        let target = target.map(|(kind, who)| (kind, who.to_owned()));
-        self.queued(alert, move |tx| {
-            Box::pin(async move {
-                let (actor, detail) = (actor.as_str(), detail.as_str());
-                let target = target.as_ref().map(|(kind, who)| (*kind, who.as_str()));
-                apply_in(tx, alert, actor, action, target, detail, now_ms).await
-            })
-        })
-    }
-
-    fn record_delivery_queued(
+    /// A unit's receipt, in its alert's lane (see [`delivery_in`]).
+    fn delivery(
         &self,
         alert: AlertId,
         device: &DeviceId,
@@ -679,227 +193,49 @@ impl Store for PgStore {
         })
     }
 
-    async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>> {
-        // NULLS FIRST: SQLite's order, where the distance-less ring-0 recipients come first.
-        let rows = sqlx::query(
-            "SELECT kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms, \
-             push, push_at_ms FROM recipients WHERE alert = $1 \
-             ORDER BY ring, distance_m NULLS FIRST, kind, who",
-        )
-        .bind(alert.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(recipient_from_row).collect()
+    fn reads(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>> {
-        let clusters: Vec<String> = sqlx::query_scalar(
-            "SELECT cluster FROM ( \
-               SELECT cluster, 0 AS home FROM alerts WHERE id = $1 UNION ALL \
-               SELECT DISTINCT h.cluster, 1 FROM recipients r JOIN devices d ON d.id = r.who \
-               JOIN households h ON h.id = d.household \
-               WHERE r.alert = $1 AND r.kind = 'unit' AND r.ring > 0) c \
-             ORDER BY home, cluster",
-        )
-        .bind(alert.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        clusters
-            .iter()
-            .map(|c| ClusterId::parse(c).map_err(|e| corrupt("cluster", e)))
-            .collect()
+    fn writes(&self) -> &PgPool {
+        &self.pool
     }
 
-    async fn next_ring_deadline(&self) -> StoreResult<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT MIN(next_ring_at_ms) FROM alerts WHERE next_ring_at_ms IS NOT NULL \
-             AND state NOT IN ('resolved', 'cancelled')",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        self.pool.begin().await.map_err(StoreError::from)
     }
 
-    async fn due_rings(&self, now_ms: i64) -> StoreResult<Vec<AlertId>> {
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM alerts WHERE next_ring_at_ms IS NOT NULL AND next_ring_at_ms <= $1 \
-             AND state NOT IN ('resolved', 'cancelled') ORDER BY next_ring_at_ms, id",
-        )
-        .bind(now_ms)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(ids.into_iter().map(AlertId).collect())
+    /// Reads that see one moment: a repeatable-read, read-only transaction.
+    async fn snapshot(&self) -> StoreResult<Transaction<'static, Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
-    async fn fire_ring(
-        &self,
-        alert: AlertId,
-        plan: &RingPlan,
-        now_ms: i64,
-    ) -> StoreResult<Option<RingFired>> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
-        // Another gateway firing this ring now holds the lock: this waits for its commit and
-        // then reads the ring it fired, so the ring is not due any more.
-        if !lock_alert(&mut tx, alert.0).await? {
-            return Ok(None);
-        }
-        let fired = fire_ring_in(&mut tx, alert, plan, now_ms).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(fired)
+    /// Zones as `in_list!` binds them.
+    fn zone_list(zones: &[ZoneCode]) -> StoreResult<ZoneList> {
+        Ok(zones.iter().map(|z| z.as_str().to_owned()).collect())
     }
+}
 
-    async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>> {
-        let rows = sqlx::query(concat!(
-            alert_select!(),
-            "WHERE a.notified_at_ms IS NULL AND a.state NOT IN ('resolved', 'cancelled') \
-             ORDER BY a.id"
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(alert_from_row).collect()
-    }
-
-    async fn list_alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertSummary>> {
-        let rows = sqlx::query(concat!(
-            alert_select!(),
-            "WHERE (NOT $1 OR a.state NOT IN ('resolved', 'cancelled')) AND a.zone = ANY($2) \
-             ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT $3"
-        ))
-        .bind(f.open_only)
-        .bind(zone_array(&f.zones))
-        .bind(i64::from(f.limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(alert_from_row).collect()
-    }
-
-    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>> {
-        let rows = sqlx::query(concat!(
-            alert_select!(),
-            "WHERE a.cluster = $1 AND a.state NOT IN ('resolved', 'cancelled') \
-             ORDER BY a.raised_at_ms, a.id LIMIT 100"
-        ))
-        .bind(cluster.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter().map(alert_from_row).collect()
-    }
-
-    async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {
-        let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = $1"))
-            .bind(id.0)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(backend)?;
-        row.as_ref().map(alert_from_row).transpose()
-    }
-
-    async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>> {
-        let Some(alert) = self.alert(id).await? else {
-            return Ok(None);
-        };
-        let (notes, contacts): (String, String) =
-            sqlx::query_as("SELECT notes, contacts FROM households WHERE id = $1")
-                .bind(alert.household.as_str())
-                .fetch_one(&self.pool)
-                .await
-                .map_err(backend)?;
-        let (cluster_name, leader): (String, Option<String>) = sqlx::query_as(
-            "SELECT c.name, h.label FROM clusters c \
-             LEFT JOIN households h ON h.id = c.leader_household WHERE c.id = $1",
-        )
-        .bind(alert.cluster.as_str())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(backend)?;
-        let recipients = self.recipients(id).await?;
-        let timeline = sqlx::query_as::<_, (i64, String, String, String)>(
-            "SELECT at_ms, actor, action, detail FROM alert_events WHERE alert = $1 ORDER BY id",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?
-        .into_iter()
-        .map(|(at_ms, actor, action, detail)| TimelineEvent {
-            at_ms,
-            actor,
-            action,
-            detail,
-        })
-        .collect();
-        Ok(Some(AlertDetail {
-            alert,
-            notes,
-            contacts,
-            cluster_name,
-            leader,
-            recipients,
-            timeline,
-        }))
-    }
-
-    async fn record_presence(
-        &self,
-        device: &DeviceId,
-        session: u64,
-        online: bool,
-        reason: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        let sql = if online {
-            "UPDATE devices SET online = TRUE, session = $1, disconnect_reason = $2, \
-             last_seen_ms = $3 WHERE id = $4"
-        } else {
-            // Only the device's latest session may mark it offline: an older one ending late
-            // (a reconnect replaced it) must not hide that the device is back.
-            "UPDATE devices SET online = FALSE, session = $1, disconnect_reason = $2, \
-             last_seen_ms = $3 WHERE id = $4 AND (session IS NULL OR session <= $1)"
-        };
-        sqlx::query(sql)
-            .bind(session as i64)
-            .bind(reason)
-            .bind(now_ms)
-            .bind(device.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn reset_presence(&self, reason: &str, now_ms: i64) -> StoreResult<()> {
-        sqlx::query(
-            "UPDATE devices SET online = FALSE, session = NULL, disconnect_reason = $1, \
-             last_seen_ms = $2 WHERE online",
-        )
-        .bind(reason)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        Ok(())
-    }
-
-    async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        Ok(())
-    }
+/// Runs `work` in one transaction: committed if it succeeds, rolled back if it fails.
+async fn in_transaction<T, F>(pool: &PgPool, work: F) -> StoreResult<T>
+where
+    F: for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, StoreResult<T>>,
+{
+    let mut tx = pool.begin().await?;
+    let out = work(&mut tx).await?;
+    tx.commit().await?;
+    Ok(out)
 }
 
 /// A unit's receipt: its recipient moves to `delivered` (only from `notified`: a late or
 /// repeated receipt changes nothing) with a timeline event; the alert when this was its first
 /// delivery.
 async fn delivery_in(
-    tx: &mut PgConnection,
+    tx: &mut Conn,
     alert: AlertId,
     device: &DeviceId,
     now_ms: i64,
@@ -915,13 +251,20 @@ async fn delivery_in(
     .bind(alert.0)
     .bind(device.as_str())
     .execute(&mut *tx)
-    .await
-    .map_err(backend)?
+    .await?
     .rows_affected();
     if moved == 0 {
         return Ok(None);
     }
-    insert_event(tx, alert.0, &device_actor(device), "delivered", "", now_ms).await?;
+    insert_event(
+        tx,
+        alert.0,
+        &alerts::device_actor(device),
+        "delivered",
+        "",
+        now_ms,
+    )
+    .await?;
     let first: Option<i64> = sqlx::query_scalar(
         "UPDATE alerts SET first_delivered_at_ms = $1 \
          WHERE id = $2 AND first_delivered_at_ms IS NULL RETURNING id",
@@ -929,369 +272,9 @@ async fn delivery_in(
     .bind(now_ms)
     .bind(alert.0)
     .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
+    .await?;
     match first {
         Some(id) => Ok(Some(alert_in(tx, id).await?)),
         None => Ok(None),
     }
-}
-
-/// [`Store::apply`] inside a transaction: locks the alert, moves the target recipient and the
-/// alert, and writes the timeline event.
-async fn apply_in(
-    tx: &mut PgConnection,
-    alert: AlertId,
-    actor: &str,
-    action: Action,
-    target: Option<(RecipientKind, &str)>,
-    detail: &str,
-    now_ms: i64,
-) -> StoreResult<Applied> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT state, ring FROM alerts WHERE id = $1 FOR NO KEY UPDATE")
-            .bind(alert.0)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-    let Some((state, ring)) = row else {
-        return Err(StoreError::NotFound(format!("alert {alert}")));
-    };
-    let current = AlertState::parse(&state).map_err(|e| corrupt("state", e))?;
-    let next = alert_next(current, action)?;
-    let recipient_changed = match (target, action) {
-        (Some((kind, who)), Action::Recipient(wanted)) => {
-            move_recipient(tx, alert.0, kind, who, wanted, ring, now_ms).await?
-        }
-        (Some((kind, who)), Action::Dispatch) => {
-            move_recipient(
-                tx,
-                alert.0,
-                kind,
-                who,
-                RecipientState::Notified,
-                ring,
-                now_ms,
-            )
-            .await?
-        }
-        _ => false,
-    };
-    let state_changed = next != current;
-    let first = |col: &'static str| matches!(action, Action::Recipient(s) if s.as_str() == col);
-    sqlx::query(
-        "UPDATE alerts SET state = $1, updated_at_ms = $2, \
-         acknowledged_at_ms = CASE WHEN $3 AND acknowledged_at_ms IS NULL THEN $2 \
-           ELSE acknowledged_at_ms END, \
-         first_delivered_at_ms = CASE WHEN $4 AND first_delivered_at_ms IS NULL THEN $2 \
-           ELSE first_delivered_at_ms END, \
-         first_coming_at_ms = CASE WHEN $5 AND first_coming_at_ms IS NULL THEN $2 \
-           ELSE first_coming_at_ms END, \
-         first_on_scene_at_ms = CASE WHEN $6 AND first_on_scene_at_ms IS NULL THEN $2 \
-           ELSE first_on_scene_at_ms END, \
-         next_ring_at_ms = CASE WHEN $7 THEN NULL ELSE next_ring_at_ms END, \
-         category = COALESCE($8, category), resolution_note = COALESCE($9, resolution_note), \
-         closed_at_ms = CASE WHEN $10 THEN $2 ELSE closed_at_ms END \
-         WHERE id = $11",
-    )
-    .bind(next.as_str())
-    .bind(now_ms)
-    .bind(next == AlertState::Acknowledged && state_changed)
-    .bind(recipient_changed && first("delivered"))
-    .bind(recipient_changed && first("coming"))
-    .bind(recipient_changed && first("on_scene"))
-    // Someone coming, someone there, or the alert closed: the climb stops.
-    .bind((recipient_changed && (first("coming") || first("on_scene"))) || !next.is_open())
-    .bind(match action {
-        Action::Resolve(c) => Some(c.as_str()),
-        _ => None,
-    })
-    .bind(match action {
-        Action::Resolve(_) => Some(detail),
-        _ => None,
-    })
-    .bind(!next.is_open() && state_changed)
-    .bind(alert.0)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    let event = match action {
-        Action::Recipient(s) => s.as_str(),
-        Action::Acknowledge => "acknowledged",
-        Action::Dispatch => "dispatched",
-        Action::Resolve(_) => "resolved",
-        Action::Note => "note",
-    };
-    let event_detail = match (action, target) {
-        (Action::Resolve(c), _) => format!("{} {}: {detail}", c.as_str(), c.chinese()),
-        (Action::Dispatch, Some((_, who))) => format!("{who} {detail}").trim().to_owned(),
-        _ => detail.to_owned(),
-    };
-    let quiet = matches!(action, Action::Recipient(_)) && !recipient_changed && !state_changed;
-    if !quiet {
-        insert_event(tx, alert.0, actor, event, &event_detail, now_ms).await?;
-    }
-    let summary = alert_in(tx, alert.0).await?;
-    Ok(Applied {
-        alert: summary,
-        state_changed,
-        recipient_changed,
-    })
-}
-
-/// [`Store::fire_ring`] inside a transaction that holds the alert's lock.
-async fn fire_ring_in(
-    tx: &mut PgConnection,
-    alert: AlertId,
-    plan: &RingPlan,
-    now_ms: i64,
-) -> StoreResult<Option<RingFired>> {
-    let current = alert_in(tx, alert.0).await?;
-    let due = current
-        .next_ring_at_ms
-        .is_some_and(|at| at <= now_ms && current.state.is_open());
-    if !due || current.ring >= 2 {
-        return Ok(None);
-    }
-    let ring = current.ring + 1;
-    let raised = current.raised_at_ms;
-    let next_ring_at = (ring == 1).then_some(raised + plan.ring2_after_ms);
-    // Compare-and-set on the ring, besides the lock: of two gateways sharing the database,
-    // one fires it.
-    let won = sqlx::query(
-        "UPDATE alerts SET ring = $1, next_ring_at_ms = $2, critical = $3, updated_at_ms = $4 \
-         WHERE id = $5 AND ring = $6",
-    )
-    .bind(ring as i64)
-    .bind(next_ring_at)
-    .bind(ring >= 2)
-    .bind(now_ms)
-    .bind(alert.0)
-    .bind(current.ring as i64)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?
-    .rows_affected()
-        == 1;
-    if !won {
-        return Ok(None);
-    }
-    let mut added = Vec::new();
-    let mut clusters = Vec::new();
-    if ring == 1 {
-        for (recipient, cluster) in nearby_units(tx, &current, plan.radius_m, now_ms).await? {
-            if insert_recipient(tx, alert.0, &recipient).await? {
-                if !clusters.contains(&cluster) {
-                    clusters.push(cluster);
-                }
-                added.push(recipient);
-            }
-        }
-    }
-    // Ring 1: on-duty volunteers known to be within the radius; ring 2: all on duty in the
-    // zone. Nearest first; someone already notified is not notified again.
-    let within = (ring == 1).then_some(plan.radius_m);
-    for recipient in on_duty_volunteers(tx, &current, within, ring, now_ms).await? {
-        if insert_recipient(tx, alert.0, &recipient).await? {
-            added.push(recipient);
-        }
-    }
-    let volunteers = added
-        .iter()
-        .filter(|r| r.kind == RecipientKind::Volunteer)
-        .count();
-    let detail = if ring == 1 {
-        format!(
-            "nobody coming after {} s: {} units in {} nearby clusters and {volunteers} \
-             volunteers within {} m",
-            plan.ring1_after_ms / 1000,
-            added.len() - volunteers,
-            clusters.len(),
-            plan.radius_m
-        )
-    } else {
-        format!(
-            "nobody coming after {} s: alert is critical; {volunteers} more on-duty \
-             volunteers of the zone",
-            plan.ring2_after_ms / 1000
-        )
-    };
-    let action = if ring == 1 { "ring1" } else { "ring2" };
-    insert_event(tx, alert.0, "gateway", action, &detail, now_ms).await?;
-    let summary = alert_in(tx, alert.0).await?;
-    Ok(Some(RingFired {
-        alert: summary,
-        ring,
-        clusters,
-        added,
-    }))
-}
-
-/// Moves (or adds) one recipient; returns whether anything changed.
-async fn move_recipient(
-    tx: &mut PgConnection,
-    alert: i64,
-    kind: RecipientKind,
-    who: &str,
-    wanted: RecipientState,
-    ring: i64,
-    now_ms: i64,
-) -> StoreResult<bool> {
-    let current: Option<String> = sqlx::query_scalar(
-        "SELECT state FROM recipients WHERE alert = $1 AND kind = $2 AND who = $3",
-    )
-    .bind(alert)
-    .bind(kind.as_str())
-    .bind(who)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(backend)?;
-    let next = match current {
-        Some(state) => {
-            let state = RecipientState::parse(&state).map_err(|e| corrupt("recipient", e))?;
-            if wanted == RecipientState::Notified && state != RecipientState::Declined {
-                // A dispatch to someone already on it changes nothing.
-                return Err(StoreError::Refused(format!(
-                    "{who} is already {}",
-                    state.as_str()
-                )));
-            }
-            match recipient_next(state, wanted)? {
-                Some(next) => next,
-                None if wanted == RecipientState::Notified => wanted,
-                None => return Ok(false),
-            }
-        }
-        // Units are recipients only when their ring reached them; a volunteer or the station
-        // may join an alert they saw on the map or were dispatched to.
-        None if kind == RecipientKind::Unit => {
-            return Err(StoreError::NotFound(format!(
-                "unit {who} among the recipients of this alert"
-            )))
-        }
-        None => {
-            insert_recipient(
-                tx,
-                alert,
-                &Recipient {
-                    kind,
-                    who: who.to_owned(),
-                    label: who.to_owned(),
-                    ring: ring as u8,
-                    state: wanted,
-                    distance_m: None,
-                    notified_at_ms: now_ms,
-                    updated_at_ms: now_ms,
-                    push: None,
-                    push_at_ms: None,
-                },
-            )
-            .await?;
-            return Ok(true);
-        }
-    };
-    sqlx::query(
-        "UPDATE recipients SET state = $1, updated_at_ms = $2 \
-         WHERE alert = $3 AND kind = $4 AND who = $5",
-    )
-    .bind(next.as_str())
-    .bind(now_ms)
-    .bind(alert)
-    .bind(kind.as_str())
-    .bind(who)
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(true)
-}
-
-/// Units of other clusters' households within `radius_m` of the alert's household, nearest
-/// first, with their cluster.
-async fn nearby_units(
-    tx: &mut PgConnection,
-    alert: &AlertSummary,
-    radius_m: f64,
-    now_ms: i64,
-) -> StoreResult<Vec<(Recipient, ClusterId)>> {
-    // A bounding box in the index, then the exact distance here, with the same formula as
-    // the SQLite backend so that both pick the same households.
-    let (dlat, dlon) = rings::bounding_box(alert, radius_m);
-    let rows: Vec<rings::UnitRow> = sqlx::query_as(
-        "SELECT d.id, h.cluster, h.label, h.lat, h.lon FROM households h \
-         JOIN devices d ON d.household = h.id \
-         WHERE h.lat BETWEEN $1 AND $2 AND h.lon BETWEEN $3 AND $4 AND h.cluster <> $5",
-    )
-    .bind(alert.lat - dlat)
-    .bind(alert.lat + dlat)
-    .bind(alert.lon - dlon)
-    .bind(alert.lon + dlon)
-    .bind(alert.cluster.as_str())
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(rings::nearby_units(alert, rows, radius_m, now_ms))
-}
-
-/// On-duty volunteers of the alert's zone as ring recipients, nearest first; with `within`,
-/// only those whose fresh position lies inside it.
-async fn on_duty_volunteers(
-    tx: &mut PgConnection,
-    alert: &AlertSummary,
-    within: Option<f64>,
-    ring: u8,
-    now_ms: i64,
-) -> StoreResult<Vec<Recipient>> {
-    let rows: Vec<rings::VolunteerRow> = sqlx::query_as(
-        "SELECT a.name, a.display_name, v.lat, v.lon, v.position_at_ms FROM volunteers v \
-         JOIN accounts a ON a.id = v.account JOIN account_zones z ON z.account = a.id \
-         WHERE v.on_duty AND NOT a.disabled AND z.zone = $1",
-    )
-    .bind(alert.zone.as_str())
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(backend)?;
-    Ok(rings::volunteers(alert, rows, within, ring, now_ms))
-}
-
-async fn insert_household(tx: &mut PgConnection, h: &NewHousehold) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO households (id, cluster, label, address, lat, lon, notes, contacts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(h.id.as_str())
-    .bind(h.cluster.as_str())
-    .bind(&h.label)
-    .bind(&h.address)
-    .bind(h.lat)
-    .bind(h.lon)
-    .bind(&h.notes)
-    .bind(&h.contacts)
-    .execute(&mut *tx)
-    .await
-    .map_err(|e| match backend(e) {
-        StoreError::Conflict(_) => StoreError::Conflict(format!("household {}", h.id)),
-        StoreError::NotFound(_) => StoreError::NotFound(format!("cluster {}", h.cluster)),
-        other => other,
-    })?;
-    Ok(())
-}
-
-async fn insert_device(
-    tx: &mut PgConnection,
-    device: &DeviceId,
-    household: &HouseholdId,
-    secret_hash: &str,
-) -> StoreResult<()> {
-    sqlx::query("INSERT INTO devices (id, household, secret_hash) VALUES ($1, $2, $3)")
-        .bind(device.as_str())
-        .bind(household.as_str())
-        .bind(secret_hash)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| match backend(e) {
-            StoreError::Conflict(_) => StoreError::Conflict(format!("device {device}")),
-            StoreError::NotFound(_) => StoreError::NotFound(format!("household {household}")),
-            other => other,
-        })?;
-    Ok(())
 }

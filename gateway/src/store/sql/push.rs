@@ -1,28 +1,21 @@
-//! [`PushStore`] on PostgreSQL: the VAPID key pair, volunteers' push subscriptions, what
+//! [`PushStore`] in shared SQL: the VAPID key pair, volunteers' push subscriptions, what
 //! became of each push, and patrol check-ins.
 
 use async_trait::async_trait;
-use sqlx::Row;
 
-use super::{backend as store_backend, PgStore};
+use super::super::Backend;
 use crate::domain::AlertId;
 use crate::store::push::{
     Checkin, NewPushSubscription, PushStore, PushSubscriptionRecord, VapidKeyPair, VolunteerProfile,
 };
-use crate::store::{StoreError, StoreResult};
+use crate::store::sqlx_error::refused;
+use crate::store::{rows, StoreError, StoreResult};
 
-fn backend(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::NotFound("the account".into())
-        }
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Backend(Box::new(e)),
-        _ => store_backend(e),
-    }
-}
+/// What a push write's foreign key points at.
+const ACCOUNT: &str = "the account";
 
 #[async_trait]
-impl PushStore for PgStore {
+impl PushStore for Backend {
     async fn vapid_key_or_insert(
         &self,
         candidate: &VapidKeyPair,
@@ -35,16 +28,16 @@ impl PushStore for PgStore {
         .bind(&candidate.private_key)
         .bind(&candidate.public_key)
         .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        let row = sqlx::query("SELECT private_key, public_key FROM vapid_key WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(backend)?;
+        .execute(self.writes())
+        .await?;
+        // Read where it was written: the key stored first is the one to sign with.
+        let (private_key, public_key) =
+            sqlx::query_as("SELECT private_key, public_key FROM vapid_key WHERE id = 1")
+                .fetch_one(self.writes())
+                .await?;
         Ok(VapidKeyPair {
-            private_key: row.try_get("private_key").map_err(backend)?,
-            public_key: row.try_get("public_key").map_err(backend)?,
+            private_key,
+            public_key,
         })
     }
 
@@ -54,7 +47,7 @@ impl PushStore for PgStore {
         sub: &NewPushSubscription<'_>,
         now_ms: i64,
     ) -> StoreResult<i64> {
-        let id: i64 = sqlx::query_scalar(
+        sqlx::query_scalar(
             "INSERT INTO push_subscriptions \
              (account, endpoint, p256dh, auth, user_agent, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -69,10 +62,9 @@ impl PushStore for PgStore {
         .bind(sub.auth)
         .bind(sub.user_agent)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(self.writes())
         .await
-        .map_err(backend)?;
-        Ok(id)
+        .map_err(|e| refused(e, ACCOUNT))
     }
 
     async fn remove_push_subscription(&self, account: i64, endpoint: &str) -> StoreResult<bool> {
@@ -80,31 +72,30 @@ impl PushStore for PgStore {
             sqlx::query("DELETE FROM push_subscriptions WHERE account = $1 AND endpoint = $2")
                 .bind(account)
                 .bind(endpoint)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
+                .execute(self.writes())
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 
     async fn forget_push_endpoint(&self, endpoint: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM push_subscriptions WHERE endpoint = $1")
             .bind(endpoint)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(self.writes())
+            .await?;
         Ok(())
     }
 
     async fn push_subscriptions_of(&self, name: &str) -> StoreResult<Vec<PushSubscriptionRecord>> {
-        sqlx::query_as(
+        let rows = sqlx::query(concat!(
             "SELECT s.id, s.endpoint, s.p256dh, s.auth FROM push_subscriptions s \
-             JOIN accounts a ON a.id = s.account \
-             WHERE lower(a.name) = lower($1) AND NOT a.disabled ORDER BY s.id",
-        )
+             JOIN accounts a ON a.id = s.account WHERE ",
+            name_is!("a.name", "$1"),
+            " AND a.disabled = FALSE ORDER BY s.id"
+        ))
         .bind(name)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)
+        .fetch_all(self.reads())
+        .await?;
+        rows.iter().map(rows::push_subscription).collect()
     }
 
     async fn push_sent(
@@ -122,10 +113,7 @@ impl PushStore for PgStore {
                 sqlx::query("UPDATE push_subscriptions SET last_error = $1 WHERE id = $2").bind(e)
             }
         };
-        q.bind(subscription)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        q.bind(subscription).execute(self.writes()).await?;
         Ok(())
     }
 
@@ -145,29 +133,27 @@ impl PushStore for PgStore {
         .bind(now_ms)
         .bind(alert.0)
         .bind(volunteer)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
+        .execute(self.writes())
+        .await?;
         Ok(())
     }
 
     async fn volunteer_profile(&self, account: i64) -> StoreResult<VolunteerProfile> {
-        let row = sqlx::query(
+        let (on_duty, lat, lon, position_at_ms, subscriptions) = sqlx::query_as(
             "SELECT v.on_duty, v.lat, v.lon, v.position_at_ms, \
-             (SELECT count(*) FROM push_subscriptions s WHERE s.account = v.account) AS subs \
+             (SELECT count(*) FROM push_subscriptions s WHERE s.account = v.account) \
              FROM volunteers v WHERE v.account = $1",
         )
         .bind(account)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
+        .fetch_optional(self.reads())
+        .await?
         .ok_or_else(|| StoreError::NotFound(format!("volunteer {account}")))?;
         Ok(VolunteerProfile {
-            on_duty: row.try_get("on_duty").map_err(backend)?,
-            lat: row.try_get("lat").map_err(backend)?,
-            lon: row.try_get("lon").map_err(backend)?,
-            position_at_ms: row.try_get("position_at_ms").map_err(backend)?,
-            subscriptions: row.try_get("subs").map_err(backend)?,
+            on_duty,
+            lat,
+            lon,
+            position_at_ms,
+            subscriptions,
         })
     }
 
@@ -188,9 +174,9 @@ impl PushStore for PgStore {
         .bind(lon)
         .bind(note)
         .bind(now_ms)
-        .fetch_one(&self.pool)
+        .fetch_one(self.writes())
         .await
-        .map_err(backend)?;
+        .map_err(|e| refused(e, ACCOUNT))?;
         Ok(Checkin {
             id,
             lat,
@@ -201,14 +187,14 @@ impl PushStore for PgStore {
     }
 
     async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>> {
-        sqlx::query_as(
+        let rows = sqlx::query(
             "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 \
              ORDER BY at_ms DESC, id DESC LIMIT $2",
         )
         .bind(account)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)
+        .fetch_all(self.reads())
+        .await?;
+        rows.iter().map(rows::checkin).collect()
     }
 }

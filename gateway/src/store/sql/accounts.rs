@@ -1,26 +1,21 @@
-//! [`AccountStore`] on PostgreSQL: accounts, their zones, volunteers' duty and position, and
-//! sessions. Names are found regardless of case through the unique index on `lower(name)`.
+//! [`AccountStore`] in shared SQL: accounts, their zones, volunteers' duty and position, and
+//! sessions. Names are found regardless of case (`name_is!`).
 
 use async_trait::async_trait;
-use sqlx::postgres::PgRow;
-use sqlx::Row;
 
-use super::{backend as store_backend, PgStore};
+use super::super::Backend;
 use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
 use crate::store::accounts::{
-    check_account_zones, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer, PrincipalColumns,
+    check_account_zones, check_position, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer,
+    SLIDE_STEP_MS,
 };
+use crate::store::rows::{self, Columns};
+use crate::store::sqlx_error::refused;
 use crate::store::{StoreError, StoreResult};
 
-fn backend(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            StoreError::NotFound("a referenced account or zone".into())
-        }
-        _ => store_backend(e),
-    }
-}
+/// What an account write's foreign keys point at.
+const ACCOUNTS: &str = "a referenced account or zone";
 
 /// The columns of [`Principal`], from `accounts a`; `concat!` keeps every query a `&'static str`.
 macro_rules! principal_columns {
@@ -30,21 +25,11 @@ macro_rules! principal_columns {
     };
 }
 
-fn principal_from_row(row: &PgRow) -> StoreResult<Principal> {
-    <PrincipalColumns as sqlx::FromRow<_>>::from_row(row)
-        .map_err(backend)?
-        .parse()
-}
-
-/// Below this, a session's expiry is not moved on use (one write per minute at most), unless
-/// the lifetime itself is short. The same step as on SQLite.
-const SLIDE_STEP_MS: i64 = 60_000;
-
 #[async_trait]
-impl AccountStore for PgStore {
+impl AccountStore for Backend {
     async fn create_account(&self, a: &NewAccount, now_ms: i64) -> StoreResult<i64> {
         check_account_zones(a)?;
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (name, kind, role, display_name, phone, password_hash, \
              created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
@@ -58,7 +43,7 @@ impl AccountStore for PgStore {
         .bind(now_ms)
         .fetch_one(&mut *tx)
         .await
-        .map_err(|e| match backend(e) {
+        .map_err(|e| match refused(e, ACCOUNTS) {
             StoreError::Conflict(_) => StoreError::Conflict(format!("account {}", a.name)),
             other => other,
         })?;
@@ -68,7 +53,7 @@ impl AccountStore for PgStore {
                 .bind(zone.as_str())
                 .execute(&mut *tx)
                 .await
-                .map_err(|e| match backend(e) {
+                .map_err(|e| match refused(e, ACCOUNTS) {
                     StoreError::NotFound(_) => StoreError::NotFound(format!("zone {zone}")),
                     StoreError::Conflict(_) => {
                         StoreError::Invalid(format!("zone {zone} is listed twice"))
@@ -81,26 +66,26 @@ impl AccountStore for PgStore {
                 .bind(id)
                 .execute(&mut *tx)
                 .await
-                .map_err(backend)?;
+                .map_err(|e| refused(e, ACCOUNTS))?;
         }
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(id)
     }
 
     async fn account_by_name(&self, name: &AccountName) -> StoreResult<Option<AccountRecord>> {
         let row = sqlx::query(concat!(
             principal_columns!(),
-            ", a.password_hash, a.disabled FROM accounts a WHERE lower(a.name) = lower($1)"
+            ", a.password_hash, a.disabled FROM accounts a WHERE ",
+            name_is!("a.name", "$1")
         ))
         .bind(name.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
+        .fetch_optional(self.reads())
+        .await?;
         row.map(|row| {
             Ok(AccountRecord {
-                principal: principal_from_row(&row)?,
-                password_hash: row.try_get("password_hash").map_err(backend)?,
-                disabled: row.try_get("disabled").map_err(backend)?,
+                principal: rows::principal(&row)?,
+                password_hash: row.text("password_hash")?,
+                disabled: row.flag("disabled")?,
             })
         })
         .transpose()
@@ -113,14 +98,13 @@ impl AccountStore for PgStore {
         now_ms: i64,
         expires_at_ms: i64,
     ) -> StoreResult<()> {
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         // Expired sessions are swept here rather than by a background task: logins are rare,
         // and the index on expires_at_ms makes this cheap.
         sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
             .bind(now_ms)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
+            .await?;
         sqlx::query(
             "INSERT INTO sessions (token_hash, account, created_at_ms, expires_at_ms, \
              last_seen_ms) VALUES ($1, $2, $3, $4, $3)",
@@ -131,11 +115,11 @@ impl AccountStore for PgStore {
         .bind(expires_at_ms)
         .execute(&mut *tx)
         .await
-        .map_err(|e| match backend(e) {
+        .map_err(|e| match refused(e, ACCOUNTS) {
             StoreError::NotFound(_) => StoreError::NotFound(format!("account {account}")),
             other => other,
         })?;
-        tx.commit().await.map_err(backend)?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -148,32 +132,29 @@ impl AccountStore for PgStore {
         let Some(row) = sqlx::query(concat!(
             principal_columns!(),
             ", s.last_seen_ms FROM sessions s JOIN accounts a ON a.id = s.account \
-             WHERE s.token_hash = $1 AND s.expires_at_ms > $2 AND NOT a.disabled"
+             WHERE s.token_hash = $1 AND s.expires_at_ms > $2 AND a.disabled = FALSE"
         ))
         .bind(token_hash)
         .bind(now_ms)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?
+        .fetch_optional(self.reads())
+        .await?
         else {
             return Ok(None);
         };
-        let principal = principal_from_row(&row)?;
-        let last_seen_ms: i64 = row.try_get("last_seen_ms").map_err(backend)?;
+        let principal = rows::principal(&row)?;
         let step = SLIDE_STEP_MS.min(lifetime_ms / 10);
-        if now_ms - last_seen_ms >= step {
+        if now_ms - row.int("last_seen_ms")? >= step {
             // Guarded on expiry again: a logout or expiry in between must not be undone.
             sqlx::query(
-                "UPDATE sessions SET last_seen_ms = $1, \
-                 expires_at_ms = GREATEST(expires_at_ms, $2) \
+                "UPDATE sessions SET last_seen_ms = $1, expires_at_ms = \
+                 CASE WHEN expires_at_ms > $2 THEN expires_at_ms ELSE $2 END \
                  WHERE token_hash = $3 AND expires_at_ms > $1",
             )
             .bind(now_ms)
             .bind(now_ms + lifetime_ms)
             .bind(token_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(self.writes())
+            .await?;
         }
         Ok(Some(principal))
     }
@@ -181,33 +162,32 @@ impl AccountStore for PgStore {
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+            .execute(self.writes())
+            .await?;
         Ok(())
     }
 
     async fn set_on_duty(&self, account: i64, on_duty: bool, now_ms: i64) -> StoreResult<()> {
         let sql = if on_duty {
             "UPDATE volunteers SET on_duty = TRUE, duty_changed_at_ms = $1 \
-             WHERE account = $2 AND NOT on_duty"
+             WHERE account = $2 AND on_duty = FALSE"
         } else {
+            // Off duty, the position is not kept: it is only kept while it is used.
             "UPDATE volunteers SET on_duty = FALSE, duty_changed_at_ms = $1, \
              lat = NULL, lon = NULL, position_at_ms = NULL WHERE account = $2"
         };
-        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(sql)
             .bind(now_ms)
             .bind(account)
             .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        let known: Option<i32> = sqlx::query_scalar("SELECT 1 FROM volunteers WHERE account = $1")
-            .bind(account)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
+            .await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT account FROM volunteers WHERE account = $1")
+                .bind(account)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
         match known {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound(format!("volunteer {account}"))),
@@ -221,22 +201,18 @@ impl AccountStore for PgStore {
         lon: f64,
         now_ms: i64,
     ) -> StoreResult<bool> {
-        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
-            return Err(StoreError::Invalid(format!(
-                "position {lat}, {lon} is not a latitude and longitude"
-            )));
-        }
+        check_position(lat, lon)?;
         let updated = sqlx::query(
             "UPDATE volunteers SET lat = $1, lon = $2, position_at_ms = $3 \
-             WHERE account = $4 AND on_duty",
+             WHERE account = $4 AND on_duty = TRUE",
         )
         .bind(lat)
         .bind(lon)
         .bind(now_ms)
         .bind(account)
-        .execute(&self.pool)
+        .execute(self.writes())
         .await
-        .map_err(backend)?
+        .map_err(|e| refused(e, ACCOUNTS))?
         .rows_affected();
         Ok(updated > 0)
     }
@@ -244,26 +220,14 @@ impl AccountStore for PgStore {
     async fn on_duty_volunteers(&self, zone: &ZoneCode) -> StoreResult<Vec<OnDutyVolunteer>> {
         let rows = sqlx::query(
             "SELECT a.id, a.name, a.display_name, v.lat, v.lon, v.position_at_ms \
-             FROM account_zones z \
-             JOIN volunteers v ON v.account = z.account \
-             JOIN accounts a ON a.id = z.account \
-             WHERE z.zone = $1 AND v.on_duty AND NOT a.disabled ORDER BY a.id",
+                 FROM account_zones z \
+                 JOIN volunteers v ON v.account = z.account \
+                 JOIN accounts a ON a.id = z.account \
+                 WHERE z.zone = $1 AND v.on_duty = TRUE AND a.disabled = FALSE ORDER BY a.id",
         )
         .bind(zone.as_str())
-        .fetch_all(&self.pool)
-        .await
-        .map_err(backend)?;
-        rows.iter()
-            .map(|row| {
-                Ok(OnDutyVolunteer {
-                    account_id: row.try_get("id").map_err(backend)?,
-                    name: row.try_get("name").map_err(backend)?,
-                    display_name: row.try_get("display_name").map_err(backend)?,
-                    lat: row.try_get("lat").map_err(backend)?,
-                    lon: row.try_get("lon").map_err(backend)?,
-                    position_at_ms: row.try_get("position_at_ms").map_err(backend)?,
-                })
-            })
-            .collect()
+        .fetch_all(self.reads())
+        .await?;
+        rows.iter().map(rows::on_duty_volunteer).collect()
     }
 }

@@ -1,0 +1,930 @@
+//! [`Store`] in shared SQL: the registry, the press path, an alert's actions and rings, and
+//! devices' presence. The decisions are [`crate::store::alerts`]' and
+//! [`crate::store::rings`]'; this module reads what they need and writes what they answer.
+
+use async_trait::async_trait;
+
+use sqlx::query::Query;
+
+use super::super::{Args, Backend, Conn, Db};
+use super::Commit;
+use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, ZoneCode};
+use crate::lifecycle::{alert_next, Action, RecipientState};
+use crate::store::alerts::{self, AlertChange, RecipientMove};
+use crate::store::sqlx_error::{refused, refused_naming};
+use crate::store::{
+    corrupt, rings, rows, AlertDetail, AlertFilter, AlertSummary, Applied, CancelOutcome,
+    DeviceCredential, NewCluster, NewHousehold, Ordered, PressOutcome, Recipient, RecipientKind,
+    RegistryCounts, RingFired, RingPlan, Store, StoreError, StoreResult, TimelineEvent,
+};
+
+/// What a registry write's foreign keys point at.
+const REGISTRY: &str = "a referenced zone, cluster or household";
+
+/// The columns of [`AlertSummary`]; `concat!` keeps every query a `&'static str`.
+macro_rules! alert_select {
+    () => {
+        "SELECT a.id, a.device, a.seq, a.household, h.label, h.address, h.lat, h.lon, \
+         a.cluster, a.zone, a.kind, a.state, a.raised_at_ms, a.notified_at_ms, a.updated_at_ms, \
+         a.ring, a.critical, a.next_ring_at_ms, a.category, a.resolution_note, \
+         a.acknowledged_at_ms, a.first_delivered_at_ms, a.first_coming_at_ms, \
+         a.first_on_scene_at_ms, a.closed_at_ms, \
+         (SELECT COUNT(*) FROM recipients r WHERE r.alert = a.id \
+          AND r.state IN ('coming', 'on_scene')) AS responders \
+         FROM alerts a JOIN households h ON h.id = a.household "
+    };
+}
+
+/// The alert as the transaction sees it now.
+pub(crate) async fn alert_in(tx: &mut Conn, id: i64) -> StoreResult<AlertSummary> {
+    let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = $1"))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    rows::alert(&row)
+}
+
+/// Locks the alert's row for the rest of the transaction (PostgreSQL); false if there is no
+/// such alert. Every write about an alert takes this lock first (before any recipient's), so
+/// that two gateways' writes about one alert run one after the other and never deadlock.
+pub(crate) async fn lock_alert(tx: &mut Conn, id: i64) -> StoreResult<bool> {
+    let found: Option<i64> =
+        sqlx::query_scalar(concat!("SELECT id FROM alerts WHERE id = $1", lock!()))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// Locks the device's row (PostgreSQL); false if there is no such device. Presses and
+/// cancels of one device run one after the other, so the dedup on (device, seq) and "the
+/// latest open alert" are decided on committed data.
+async fn lock_device(tx: &mut Conn, device: &DeviceId) -> StoreResult<bool> {
+    let found: Option<String> =
+        sqlx::query_scalar(concat!("SELECT id FROM devices WHERE id = $1", lock!()))
+            .bind(device.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+    Ok(found.is_some())
+}
+
+/// Adds a recipient unless it is one already; true if it was added.
+async fn insert_recipient(tx: &mut Conn, alert: i64, r: &Recipient) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "INSERT INTO recipients \
+         (alert, kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+    )
+    .bind(alert)
+    .bind(r.kind.as_str())
+    .bind(&r.who)
+    .bind(&r.label)
+    .bind(i64::from(r.ring))
+    .bind(r.state.as_str())
+    .bind(r.distance_m)
+    .bind(r.notified_at_ms)
+    .bind(r.updated_at_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(crate) async fn insert_event(
+    tx: &mut Conn,
+    alert: i64,
+    actor: &str,
+    action: &str,
+    detail: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(alert)
+    .bind(now_ms)
+    .bind(actor)
+    .bind(action)
+    .bind(detail)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// The alert an earlier press with this (device, seq) made or cancelled.
+async fn earlier_press(
+    tx: &mut Conn,
+    device: &DeviceId,
+    seq: u64,
+) -> StoreResult<Option<AlertSummary>> {
+    let alert: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT alert FROM presses WHERE device = $1 AND seq = $2")
+            .bind(device.as_str())
+            .bind(seq as i64)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match alert.flatten() {
+        Some(id) => Ok(Some(alert_in(tx, id).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn insert_press(
+    tx: &mut Conn,
+    device: &DeviceId,
+    press: &Press,
+    alert: i64,
+    now_ms: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO presses (device, seq, kind, alert, at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(device.as_str())
+    .bind(press.seq as i64)
+    .bind(press.kind.as_str())
+    .bind(alert)
+    .bind(now_ms)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_household(tx: &mut Conn, h: &NewHousehold) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO households (id, cluster, label, address, lat, lon, notes, contacts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(h.id.as_str())
+    .bind(h.cluster.as_str())
+    .bind(&h.label)
+    .bind(&h.address)
+    .bind(h.lat)
+    .bind(h.lon)
+    .bind(&h.notes)
+    .bind(&h.contacts)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| {
+        refused_naming(
+            e,
+            format!("household {}", h.id),
+            format!("cluster {}", h.cluster),
+        )
+    })?;
+    Ok(())
+}
+
+async fn insert_device(
+    tx: &mut Conn,
+    device: &DeviceId,
+    household: &HouseholdId,
+    secret_hash: &str,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO devices (id, household, secret_hash) VALUES ($1, $2, $3)")
+        .bind(device.as_str())
+        .bind(household.as_str())
+        .bind(secret_hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            refused_naming(
+                e,
+                format!("device {device}"),
+                format!("household {household}"),
+            )
+        })?;
+    Ok(())
+}
+
+/// [`Store::record_press`] in a transaction.
+async fn record_press_in(
+    tx: &mut Conn,
+    device: &DeviceId,
+    press: &Press,
+    plan: &RingPlan,
+    now_ms: i64,
+) -> StoreResult<PressOutcome> {
+    if !lock_device(tx, device).await? {
+        return Ok(PressOutcome::UnknownDevice);
+    }
+    if let Some(earlier) = earlier_press(tx, device, press.seq).await? {
+        return Ok(PressOutcome::Duplicate(earlier));
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, \
+         raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms) \
+         SELECT d.id, $1, d.household, h.cluster, c.zone, $2, 'raised', $3, $4, $3, $5 \
+         FROM devices d JOIN households h ON h.id = d.household \
+         JOIN clusters c ON c.id = h.cluster WHERE d.id = $6 RETURNING id",
+    )
+    .bind(press.seq as i64)
+    .bind(press.kind.as_str())
+    .bind(now_ms)
+    .bind(press.device_ts_ms)
+    .bind(now_ms + plan.ring1_after_ms)
+    .bind(device.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    insert_press(tx, device, press, id, now_ms).await?;
+    // Ring 0: every unit of the cluster's other households, and the zone's station.
+    sqlx::query(
+        "INSERT INTO recipients \
+         (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
+         SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+         FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
+         JOIN devices d ON d.household = h.id WHERE a.id = $1 \
+         UNION ALL \
+         SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+         FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let actor = alerts::device_actor(device);
+    insert_event(tx, id, &actor, "raised", press.kind.as_str(), now_ms).await?;
+    Ok(PressOutcome::Raised(alert_in(tx, id).await?))
+}
+
+/// [`Store::mark_notified`] in a transaction.
+async fn mark_notified_in(tx: &mut Conn, alert: AlertId, now_ms: i64) -> StoreResult<AlertSummary> {
+    let was_raised = sqlx::query(
+        "UPDATE alerts SET notified_at_ms = $1, updated_at_ms = $1, state = 'notified' \
+         WHERE id = $2 AND notified_at_ms IS NULL AND state = 'raised'",
+    )
+    .bind(now_ms)
+    .bind(alert.0)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if was_raised {
+        insert_event(tx, alert.0, "gateway", "notified", "", now_ms).await?;
+    } else {
+        // Cancelled (or further along) before the fan-out was recorded: only note the time.
+        sqlx::query(
+            "UPDATE alerts SET notified_at_ms = $1 WHERE id = $2 AND notified_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(alert.0)
+        .execute(&mut *tx)
+        .await?;
+    }
+    alert_in(tx, alert.0).await
+}
+
+/// [`Store::cancel_press`] in a transaction.
+async fn cancel_press_in(
+    tx: &mut Conn,
+    device: &DeviceId,
+    press: &Press,
+    window_ms: i64,
+    now_ms: i64,
+) -> StoreResult<CancelOutcome> {
+    if !lock_device(tx, device).await? {
+        return Ok(CancelOutcome::UnknownDevice);
+    }
+    if let Some(earlier) = earlier_press(tx, device, press.seq).await? {
+        return Ok(CancelOutcome::Duplicate(earlier));
+    }
+    let open: Option<(i64, i64)> = sqlx::query_as(concat!(
+        "SELECT id, raised_at_ms FROM alerts WHERE device = $1 \
+         AND state NOT IN ('resolved', 'cancelled') \
+         ORDER BY raised_at_ms DESC, id DESC LIMIT 1",
+        lock!()
+    ))
+    .bind(device.as_str())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((id, raised_at_ms)) = open else {
+        return Ok(CancelOutcome::NothingOpen);
+    };
+    insert_press(tx, device, press, id, now_ms).await?;
+    let actor = alerts::device_actor(device);
+    let late = alerts::cancel_too_late(raised_at_ms, now_ms, window_ms);
+    if let Some(detail) = &late {
+        insert_event(tx, id, &actor, "cancel_refused", detail, now_ms).await?;
+    } else {
+        sqlx::query(
+            "UPDATE alerts SET state = 'cancelled', updated_at_ms = $1, closed_at_ms = $1, \
+             next_ring_at_ms = NULL WHERE id = $2",
+        )
+        .bind(now_ms)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        insert_event(tx, id, &actor, "cancelled", "", now_ms).await?;
+    }
+    let alert = alert_in(tx, id).await?;
+    Ok(match late {
+        Some(_) => CancelOutcome::TooLate(alert),
+        None => CancelOutcome::Cancelled(alert),
+    })
+}
+
+/// [`Store::apply`] in a transaction: locks the alert, moves the target recipient and the
+/// alert, and writes the timeline event.
+async fn apply_in(
+    tx: &mut Conn,
+    alert: AlertId,
+    actor: &str,
+    action: Action,
+    target: Option<(RecipientKind, &str)>,
+    detail: &str,
+    now_ms: i64,
+) -> StoreResult<Applied> {
+    let row: Option<(String, i64)> = sqlx::query_as(concat!(
+        "SELECT state, ring FROM alerts WHERE id = $1",
+        lock!()
+    ))
+    .bind(alert.0)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((state, ring)) = row else {
+        return Err(StoreError::NotFound(format!("alert {alert}")));
+    };
+    let current = AlertState::parse(&state).map_err(|e| corrupt("state", e))?;
+    let next = alert_next(current, action)?;
+    let recipient_changed = match (target, alerts::wanted_of(action)) {
+        (Some((kind, who)), Some(wanted)) => {
+            move_recipient(tx, alert.0, kind, who, wanted, ring, now_ms).await?
+        }
+        _ => false,
+    };
+    let who = target.map(|(_, who)| who);
+    let change = AlertChange::of(current, next, action, who, detail, recipient_changed);
+    sqlx::query(
+        "UPDATE alerts SET state = $1, updated_at_ms = $2, \
+         acknowledged_at_ms = CASE WHEN $3 AND acknowledged_at_ms IS NULL THEN $2 \
+           ELSE acknowledged_at_ms END, \
+         first_delivered_at_ms = CASE WHEN $4 AND first_delivered_at_ms IS NULL THEN $2 \
+           ELSE first_delivered_at_ms END, \
+         first_coming_at_ms = CASE WHEN $5 AND first_coming_at_ms IS NULL THEN $2 \
+           ELSE first_coming_at_ms END, \
+         first_on_scene_at_ms = CASE WHEN $6 AND first_on_scene_at_ms IS NULL THEN $2 \
+           ELSE first_on_scene_at_ms END, \
+         next_ring_at_ms = CASE WHEN $7 THEN NULL ELSE next_ring_at_ms END, \
+         category = COALESCE($8, category), resolution_note = COALESCE($9, resolution_note), \
+         closed_at_ms = CASE WHEN $10 THEN $2 ELSE closed_at_ms END \
+         WHERE id = $11",
+    )
+    .bind(change.next.as_str())
+    .bind(now_ms)
+    .bind(change.acknowledged)
+    .bind(change.first_delivered)
+    .bind(change.first_coming)
+    .bind(change.first_on_scene)
+    .bind(change.stop_rings)
+    .bind(change.category)
+    .bind(change.resolution_note)
+    .bind(change.closed)
+    .bind(alert.0)
+    .execute(&mut *tx)
+    .await?;
+    if let Some((event, event_detail)) = &change.event {
+        insert_event(tx, alert.0, actor, event, event_detail, now_ms).await?;
+    }
+    Ok(Applied {
+        alert: alert_in(tx, alert.0).await?,
+        state_changed: change.state_changed,
+        recipient_changed,
+    })
+}
+
+/// Moves (or adds) one recipient as the action wants; returns whether anything changed.
+async fn move_recipient(
+    tx: &mut Conn,
+    alert: i64,
+    kind: RecipientKind,
+    who: &str,
+    wanted: RecipientState,
+    ring: i64,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let current: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM recipients WHERE alert = $1 AND kind = $2 AND who = $3",
+    )
+    .bind(alert)
+    .bind(kind.as_str())
+    .bind(who)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let current = current
+        .map(|s| RecipientState::parse(&s).map_err(|e| corrupt("recipient", e)))
+        .transpose()?;
+    match alerts::move_recipient(current, kind, who, wanted, ring as u8, now_ms)? {
+        RecipientMove::Add(recipient) => {
+            insert_recipient(tx, alert, &recipient).await?;
+            Ok(true)
+        }
+        RecipientMove::To(next) => {
+            sqlx::query(
+                "UPDATE recipients SET state = $1, updated_at_ms = $2 \
+                 WHERE alert = $3 AND kind = $4 AND who = $5",
+            )
+            .bind(next.as_str())
+            .bind(now_ms)
+            .bind(alert)
+            .bind(kind.as_str())
+            .bind(who)
+            .execute(&mut *tx)
+            .await?;
+            Ok(true)
+        }
+        RecipientMove::Stay => Ok(false),
+    }
+}
+
+/// [`Store::fire_ring`] in a transaction: locks the alert (another gateway firing this ring
+/// now holds the lock: this waits for its commit and then reads the ring it fired, so the
+/// ring is not due any more), then fires its next ring if [`rings::next_ring`] says so.
+async fn fire_ring_in(
+    tx: &mut Conn,
+    alert: AlertId,
+    plan: &RingPlan,
+    now_ms: i64,
+) -> StoreResult<Option<RingFired>> {
+    if !lock_alert(tx, alert.0).await? {
+        return Ok(None);
+    }
+    let current = alert_in(tx, alert.0).await?;
+    let Some((ring, next_ring_at)) = rings::next_ring(&current, plan, now_ms) else {
+        return Ok(None);
+    };
+    // Compare-and-set on the ring, besides the lock: of two gateways sharing the database,
+    // one fires it.
+    let won = sqlx::query(
+        "UPDATE alerts SET ring = $1, next_ring_at_ms = $2, critical = $3, updated_at_ms = $4 \
+         WHERE id = $5 AND ring = $6",
+    )
+    .bind(i64::from(ring))
+    .bind(next_ring_at)
+    .bind(ring >= 2)
+    .bind(now_ms)
+    .bind(alert.0)
+    .bind(i64::from(current.ring))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !won {
+        return Ok(None);
+    }
+    let mut added = Vec::new();
+    let mut clusters = Vec::new();
+    if ring == 1 {
+        for (recipient, cluster) in nearby_units(tx, &current, plan.radius_m, now_ms).await? {
+            if insert_recipient(tx, alert.0, &recipient).await? {
+                if !clusters.contains(&cluster) {
+                    clusters.push(cluster);
+                }
+                added.push(recipient);
+            }
+        }
+    }
+    // Ring 1: on-duty volunteers known to be within the radius; ring 2: all on duty in the
+    // zone. Nearest first; someone already notified is not notified again.
+    let within = (ring == 1).then_some(plan.radius_m);
+    for recipient in on_duty_volunteers(tx, &current, within, ring, now_ms).await? {
+        if insert_recipient(tx, alert.0, &recipient).await? {
+            added.push(recipient);
+        }
+    }
+    let (action, detail) = rings::ring_event(ring, plan, &added, clusters.len());
+    insert_event(tx, alert.0, "gateway", action, &detail, now_ms).await?;
+    Ok(Some(RingFired {
+        alert: alert_in(tx, alert.0).await?,
+        ring,
+        clusters,
+        added,
+    }))
+}
+
+/// Units of other clusters' households within `radius_m` of the alert's household, nearest
+/// first, with their cluster.
+async fn nearby_units(
+    tx: &mut Conn,
+    alert: &AlertSummary,
+    radius_m: f64,
+    now_ms: i64,
+) -> StoreResult<Vec<(Recipient, ClusterId)>> {
+    // A bounding box in the index, then the exact distance in [`rings`] (SQLite has no
+    // trigonometry in every build), so that both backends pick the same households.
+    let (dlat, dlon) = rings::bounding_box(alert, radius_m);
+    let rows: Vec<rings::UnitRow> = sqlx::query_as(
+        "SELECT d.id, h.cluster, h.label, h.lat, h.lon FROM households h \
+         JOIN devices d ON d.household = h.id \
+         WHERE h.lat BETWEEN $1 AND $2 AND h.lon BETWEEN $3 AND $4 AND h.cluster <> $5",
+    )
+    .bind(alert.lat - dlat)
+    .bind(alert.lat + dlat)
+    .bind(alert.lon - dlon)
+    .bind(alert.lon + dlon)
+    .bind(alert.cluster.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rings::nearby_units(alert, rows, radius_m, now_ms))
+}
+
+/// On-duty volunteers of the alert's zone as ring recipients, nearest first; with `within`,
+/// only those whose fresh position lies inside it.
+async fn on_duty_volunteers(
+    tx: &mut Conn,
+    alert: &AlertSummary,
+    within: Option<f64>,
+    ring: u8,
+    now_ms: i64,
+) -> StoreResult<Vec<Recipient>> {
+    let rows: Vec<rings::VolunteerRow> = sqlx::query_as(
+        "SELECT a.name, a.display_name, v.lat, v.lon, v.position_at_ms FROM volunteers v \
+         JOIN accounts a ON a.id = v.account JOIN account_zones z ON z.account = a.id \
+         WHERE v.on_duty = TRUE AND a.disabled = FALSE AND z.zone = $1",
+    )
+    .bind(alert.zone.as_str())
+    .fetch_all(&mut *tx)
+    .await?;
+    Ok(rings::volunteers(alert, rows, within, ring, now_ms))
+}
+
+impl Backend {
+    /// The alerts a query of `alert_select!` finds, in its order.
+    async fn alerts(&self, query: Query<'_, Db, Args>) -> StoreResult<Vec<AlertSummary>> {
+        let found = query.fetch_all(self.reads()).await?;
+        found.iter().map(rows::alert).collect()
+    }
+}
+
+#[async_trait]
+impl Store for Backend {
+    async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO zones (code, name) VALUES ($1, $2)")
+            .bind(code.as_str())
+            .bind(name)
+            .execute(self.writes())
+            .await
+            .map_err(|e| match refused(e, REGISTRY) {
+                StoreError::Conflict(_) => StoreError::Conflict(format!("zone {code}")),
+                other => other,
+            })?;
+        Ok(())
+    }
+
+    async fn add_cluster(&self, c: &NewCluster) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO clusters (id, zone, name, leader_household) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(c.id.as_str())
+        .bind(c.zone.as_str())
+        .bind(&c.name)
+        .bind(c.leader_household.as_ref().map(HouseholdId::as_str))
+        .execute(self.writes())
+        .await
+        .map_err(|e| refused_naming(e, format!("cluster {}", c.id), format!("zone {}", c.zone)))?;
+        Ok(())
+    }
+
+    async fn add_household(&self, h: &NewHousehold) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        insert_household(&mut tx, h).await?;
+        tx.commit().await.map_err(StoreError::from)
+    }
+
+    async fn add_device(
+        &self,
+        device: &DeviceId,
+        household: &HouseholdId,
+        secret_hash: &str,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        insert_device(&mut tx, device, household, secret_hash).await?;
+        tx.commit().await.map_err(StoreError::from)
+    }
+
+    async fn add_households_with_devices(
+        &self,
+        rows: &[(NewHousehold, DeviceId, String)],
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_write().await?;
+        for (h, device, hash) in rows {
+            insert_household(&mut tx, h).await?;
+            insert_device(&mut tx, device, &h.id, hash).await?;
+        }
+        tx.commit().await.map_err(StoreError::from)
+    }
+
+    async fn set_cluster_leader(
+        &self,
+        cluster: &ClusterId,
+        household: &HouseholdId,
+    ) -> StoreResult<()> {
+        let done = sqlx::query(
+            "UPDATE clusters SET leader_household = $1 WHERE id = $2 \
+             AND EXISTS (SELECT 1 FROM households WHERE id = $1 AND cluster = $2)",
+        )
+        .bind(household.as_str())
+        .bind(cluster.as_str())
+        .execute(self.writes())
+        .await
+        .map_err(|e| refused(e, REGISTRY))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "household {household} in cluster {cluster}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn device_credential(&self, device: &DeviceId) -> StoreResult<Option<DeviceCredential>> {
+        let row: Option<(String, bool, String)> = sqlx::query_as(
+            "SELECT d.secret_hash, d.enabled, h.cluster FROM devices d \
+             JOIN households h ON h.id = d.household WHERE d.id = $1",
+        )
+        .bind(device.as_str())
+        .fetch_optional(self.reads())
+        .await?;
+        row.map(|(secret_hash, enabled, cluster)| {
+            Ok(DeviceCredential {
+                secret_hash,
+                enabled,
+                cluster: ClusterId::parse(&cluster).map_err(|e| corrupt("cluster", e))?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn counts(&self) -> StoreResult<RegistryCounts> {
+        let (zones, clusters, households, devices, online): (i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM zones), (SELECT COUNT(*) FROM clusters), \
+                 (SELECT COUNT(*) FROM households), (SELECT COUNT(*) FROM devices), \
+                 (SELECT COUNT(*) FROM devices WHERE online = TRUE)",
+            )
+            .fetch_one(self.reads())
+            .await?;
+        Ok(RegistryCounts {
+            zones: zones as u64,
+            clusters: clusters as u64,
+            households: households as u64,
+            devices: devices as u64,
+            devices_online: online as u64,
+        })
+    }
+
+    async fn record_press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        plan: &RingPlan,
+        now_ms: i64,
+    ) -> StoreResult<PressOutcome> {
+        let (device, press, plan) = (device.clone(), press.clone(), *plan);
+        self.write(Commit::Transaction, move |tx| {
+            Box::pin(async move { record_press_in(tx, &device, &press, &plan, now_ms).await })
+        })
+        .await
+    }
+
+    fn mark_notified(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary> {
+        self.write(Commit::InOrder(alert), move |tx| {
+            Box::pin(async move { mark_notified_in(tx, alert, now_ms).await })
+        })
+    }
+
+    async fn cancel_press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        window_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<CancelOutcome> {
+        let (device, press) = (device.clone(), press.clone());
+        self.write(Commit::Transaction, move |tx| {
+            Box::pin(async move { cancel_press_in(tx, &device, &press, window_ms, now_ms).await })
+        })
+        .await
+    }
+
+    fn apply(
+        &self,
+        alert: AlertId,
+        actor: &str,
+        action: Action,
+        target: Option<(RecipientKind, &str)>,
+        detail: &str,
+        now_ms: i64,
+    ) -> Ordered<Applied> {
+        let (actor, detail) = (actor.to_owned(), detail.to_owned());
+        let target = target.map(|(kind, who)| (kind, who.to_owned()));
+        self.write(Commit::InOrder(alert), move |tx| {
+            Box::pin(async move {
+                let target = target.as_ref().map(|(kind, who)| (*kind, who.as_str()));
+                apply_in(tx, alert, &actor, action, target, &detail, now_ms).await
+            })
+        })
+    }
+
+    fn record_delivery(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+    ) -> Ordered<Option<AlertSummary>> {
+        self.delivery(alert, device, now_ms)
+    }
+
+    async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>> {
+        // Distance-less recipients (ring 0, or joined by themselves) first within a ring.
+        let rows = sqlx::query(
+            "SELECT kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms, \
+             push, push_at_ms FROM recipients WHERE alert = $1 \
+             ORDER BY ring, distance_m NULLS FIRST, kind, who",
+        )
+        .bind(alert.0)
+        .fetch_all(self.reads())
+        .await?;
+        rows.iter().map(rows::recipient).collect()
+    }
+
+    async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>> {
+        let clusters: Vec<String> = sqlx::query_scalar(
+            "SELECT cluster FROM ( \
+               SELECT cluster, 0 AS home FROM alerts WHERE id = $1 UNION ALL \
+               SELECT DISTINCT h.cluster, 1 FROM recipients r JOIN devices d ON d.id = r.who \
+               JOIN households h ON h.id = d.household \
+               WHERE r.alert = $1 AND r.kind = 'unit' AND r.ring > 0) c \
+             ORDER BY home, cluster",
+        )
+        .bind(alert.0)
+        .fetch_all(self.reads())
+        .await?;
+        clusters
+            .iter()
+            .map(|c| ClusterId::parse(c).map_err(|e| corrupt("cluster", e)))
+            .collect()
+    }
+
+    async fn next_ring_deadline(&self) -> StoreResult<Option<i64>> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_ring_at_ms) FROM alerts WHERE next_ring_at_ms IS NOT NULL \
+             AND state NOT IN ('resolved', 'cancelled')",
+        )
+        .fetch_one(self.reads())
+        .await
+        .map_err(StoreError::from)
+    }
+
+    async fn due_rings(&self, now_ms: i64) -> StoreResult<Vec<AlertId>> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE next_ring_at_ms IS NOT NULL AND next_ring_at_ms <= $1 \
+             AND state NOT IN ('resolved', 'cancelled') ORDER BY next_ring_at_ms, id",
+        )
+        .bind(now_ms)
+        .fetch_all(self.reads())
+        .await?;
+        Ok(ids.into_iter().map(AlertId).collect())
+    }
+
+    async fn fire_ring(
+        &self,
+        alert: AlertId,
+        plan: &RingPlan,
+        now_ms: i64,
+    ) -> StoreResult<Option<RingFired>> {
+        let plan = *plan;
+        self.write(Commit::Transaction, move |tx| {
+            Box::pin(async move { fire_ring_in(tx, alert, &plan, now_ms).await })
+        })
+        .await
+    }
+
+    async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>> {
+        let sql = concat!(
+            alert_select!(),
+            "WHERE a.notified_at_ms IS NULL AND a.state NOT IN ('resolved', 'cancelled') \
+             ORDER BY a.id"
+        );
+        self.alerts(sqlx::query(sql)).await
+    }
+
+    async fn list_alerts(&self, f: &AlertFilter) -> StoreResult<Vec<AlertSummary>> {
+        let sql = concat!(
+            alert_select!(),
+            "WHERE (NOT $1 OR a.state NOT IN ('resolved', 'cancelled')) AND a.zone ",
+            in_list!("$2"),
+            " ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT $3"
+        );
+        let query = sqlx::query(sql)
+            .bind(f.open_only)
+            .bind(Backend::zone_list(&f.zones)?)
+            .bind(i64::from(f.limit));
+        self.alerts(query).await
+    }
+
+    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>> {
+        let sql = concat!(
+            alert_select!(),
+            "WHERE a.cluster = $1 AND a.state NOT IN ('resolved', 'cancelled') \
+             ORDER BY a.raised_at_ms, a.id LIMIT 100"
+        );
+        self.alerts(sqlx::query(sql).bind(cluster.as_str())).await
+    }
+
+    async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {
+        let row = sqlx::query(concat!(alert_select!(), "WHERE a.id = $1"))
+            .bind(id.0)
+            .fetch_optional(self.reads())
+            .await?;
+        row.as_ref().map(rows::alert).transpose()
+    }
+
+    async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>> {
+        let Some(alert) = self.alert(id).await? else {
+            return Ok(None);
+        };
+        let (notes, contacts): (String, String) =
+            sqlx::query_as("SELECT notes, contacts FROM households WHERE id = $1")
+                .bind(alert.household.as_str())
+                .fetch_one(self.reads())
+                .await?;
+        let (cluster_name, leader): (String, Option<String>) = sqlx::query_as(
+            "SELECT c.name, h.label FROM clusters c \
+             LEFT JOIN households h ON h.id = c.leader_household WHERE c.id = $1",
+        )
+        .bind(alert.cluster.as_str())
+        .fetch_one(self.reads())
+        .await?;
+        let recipients = self.recipients(id).await?;
+        let timeline = sqlx::query_as::<_, (i64, String, String, String)>(
+            "SELECT at_ms, actor, action, detail FROM alert_events WHERE alert = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(self.reads())
+        .await?
+        .into_iter()
+        .map(|(at_ms, actor, action, detail)| TimelineEvent {
+            at_ms,
+            actor,
+            action,
+            detail,
+        })
+        .collect();
+        Ok(Some(AlertDetail {
+            alert,
+            notes,
+            contacts,
+            cluster_name,
+            leader,
+            recipients,
+            timeline,
+        }))
+    }
+
+    async fn record_presence(
+        &self,
+        device: &DeviceId,
+        session: u64,
+        online: bool,
+        reason: Option<&str>,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let sql = if online {
+            "UPDATE devices SET online = TRUE, session = $1, disconnect_reason = $2, \
+             last_seen_ms = $3 WHERE id = $4"
+        } else {
+            // Only the device's latest session may mark it offline: an older one ending late
+            // (a reconnect replaced it) must not hide that the device is back.
+            "UPDATE devices SET online = FALSE, session = $1, disconnect_reason = $2, \
+             last_seen_ms = $3 WHERE id = $4 AND (session IS NULL OR session <= $1)"
+        };
+        let (device, reason) = (device.clone(), reason.map(str::to_owned));
+        self.write(Commit::Statement, move |conn| {
+            Box::pin(async move {
+                sqlx::query(sql)
+                    .bind(session as i64)
+                    .bind(reason)
+                    .bind(now_ms)
+                    .bind(device.as_str())
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn reset_presence(&self, reason: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE devices SET online = FALSE, session = NULL, disconnect_reason = $1, \
+             last_seen_ms = $2 WHERE online = TRUE",
+        )
+        .bind(reason)
+        .bind(now_ms)
+        .execute(self.writes())
+        .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(self.reads()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,371 @@
+//! The SQLite backend of [`crate::store::Store`]: one file in WAL mode, `synchronous = FULL`
+//! so that a committed press survives a power cut, migrations embedded from
+//! `migrations/sqlite`.
+//!
+//! Writes of the alert path go through one writer task with **group commit**: every write is a
+//! job on a queue; the task takes all jobs waiting, runs each in its own savepoint inside one
+//! transaction, commits once (one fsync for the lot) and only then answers each caller. A press
+//! is therefore still durable before it is fanned out, but a thousand presses and their
+//! delivery receipts share a handful of fsyncs instead of needing one each. A job that fails
+//! rolls back its savepoint alone. Jobs run in queue order, so one device's messages keep
+//! their order. Rare registry writes use the single-connection writer pool directly; reads use
+//! their own pool and never wait on writes.
+//!
+//! Everything else, the SQL itself, is shared with PostgreSQL in `store/sql/`, built here
+//! with SQLite's types and phrases (see the macros below).
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{mpsc, oneshot};
+
+use self::sql::alerts::alert_in;
+use crate::domain::{AlertId, DeviceId, ZoneCode};
+use crate::store::{corrupt, queue, AlertSummary, StoreError, StoreResult};
+
+pub use crate::domain::haversine_m;
+
+/// The store the shared SQL implements every trait for, and the sqlx types it is built with.
+type Backend = SqliteStore;
+type Db = Sqlite;
+type Args = <Sqlite as sqlx::Database>::Arguments;
+type Conn = SqliteConnection;
+type Row = SqliteRow;
+/// A list of zones, bound as a JSON array.
+type ZoneList = String;
+
+/// The single writer already keeps every other write out: nothing to lock.
+macro_rules! lock {
+    ($($of:literal)?) => {
+        ""
+    };
+}
+macro_rules! skip_locked {
+    () => {
+        ""
+    };
+}
+/// A zone in the JSON array [`SqliteStore::zone_list`] binds.
+macro_rules! in_list {
+    ($p:literal) => {
+        concat!("IN (SELECT value FROM json_each(", $p, "))")
+    };
+}
+/// Names are `COLLATE NOCASE`: `=` finds them regardless of case, through their index.
+macro_rules! name_is {
+    ($col:literal, $p:literal) => {
+        concat!($col, " = ", $p)
+    };
+}
+
+// The shared SQL, built again for PostgreSQL in `postgres/mod.rs`: on purpose (see
+// `sql/mod.rs` for why a module compiled per backend).
+#[allow(clippy::duplicate_mod)]
+#[path = "../sql/mod.rs"]
+mod sql;
+#[cfg(test)]
+mod tests;
+
+/// A job's outcome, delivered to its caller once the batch's commit is known.
+type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// A unit of work for the writer task: runs on the batch's connection inside a savepoint and
+/// says whether it succeeded (else its savepoint is rolled back).
+type Job =
+    Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
+
+/// What the writer task runs: a general job, or a unit's delivery receipt. Receipts are nine
+/// a press; consecutive ones in the queue are written together in three statements.
+enum Work {
+    Job(Job),
+    Delivery(Delivery),
+}
+
+struct Delivery {
+    alert: AlertId,
+    device: DeviceId,
+    now_ms: i64,
+    reply: oneshot::Sender<StoreResult<Option<AlertSummary>>>,
+}
+
+/// Jobs queued before callers wait to enqueue.
+const WRITE_QUEUE: usize = 65_536;
+/// Jobs committed together at most.
+const MAX_BATCH: usize = 1024;
+
+pub struct SqliteStore {
+    /// The writer task's queue.
+    jobs: mpsc::Sender<Work>,
+    /// The single writer connection.
+    writer: SqlitePool,
+    /// Readers for the API and the edge's logins.
+    reader: SqlitePool,
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Backend("the database writer stopped".into())
+}
+
+/// The writer task: group commit of queued jobs until the store is dropped.
+async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let mut finishes = Vec::with_capacity(jobs.len());
+        let outcome = run_batch(&pool, jobs.drain(..), &mut finishes).await;
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, jobs = finishes.len(), "write batch failed");
+        }
+        for finish in finishes {
+            finish(outcome.as_ref().err());
+        }
+    }
+}
+
+async fn run_batch(
+    pool: &SqlitePool,
+    jobs: impl Iterator<Item = Work>,
+    finishes: &mut Vec<Finish>,
+) -> StoreResult<()> {
+    let mut conn = pool.acquire().await?;
+    let run = async {
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let mut jobs = jobs.peekable();
+        while let Some(work) = jobs.next() {
+            sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
+            let ok = match work {
+                Work::Job(job) => {
+                    let (ok, finish) = job(&mut conn).await;
+                    finishes.push(finish);
+                    ok
+                }
+                Work::Delivery(first) => {
+                    let mut group = vec![first];
+                    while let Some(Work::Delivery(_)) = jobs.peek() {
+                        if let Some(Work::Delivery(d)) = jobs.next() {
+                            group.push(d);
+                        }
+                    }
+                    let (ok, finish) = deliveries(&mut conn, group).await;
+                    finishes.push(finish);
+                    ok
+                }
+            };
+            let end = if ok {
+                "RELEASE job"
+            } else {
+                "ROLLBACK TO job; RELEASE job"
+            };
+            sqlx::raw_sql(end).execute(&mut *conn).await?;
+        }
+        sqlx::query("COMMIT")
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)
+    };
+    let result = run.await;
+    if result.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    result.map(|_| ())
+}
+
+/// Writes consecutive delivery receipts together: the units' recipients move to `delivered`
+/// (only from `notified`: a late receipt changes nothing), one timeline event each, and the
+/// alerts' first delivery time. Each receipt is answered with its alert when it was that
+/// alert's first delivery, for the station feed.
+async fn deliveries(conn: &mut SqliteConnection, group: Vec<Delivery>) -> (bool, Finish) {
+    let result = deliveries_in(conn, &group).await;
+    let ok = result.is_ok();
+    let finish: Finish = Box::new(move |commit_error| {
+        let error = match (commit_error, &result) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, Err(e)) => Some(e.to_string()),
+            (None, Ok(_)) => None,
+        };
+        let mut firsts = result.unwrap_or_default();
+        for d in group {
+            let answer = match &error {
+                Some(e) => Err(StoreError::Backend(
+                    format!("delivery not stored: {e}").into(),
+                )),
+                None => Ok(match firsts.get(&d.alert.0) {
+                    Some((device, _)) if *device == d.device => {
+                        firsts.remove(&d.alert.0).map(|(_, alert)| alert)
+                    }
+                    _ => None,
+                }),
+            };
+            let _ = d.reply.send(answer);
+        }
+    });
+    (ok, finish)
+}
+
+/// The first delivery of each alert in the group: alert id → (the device whose receipt it was,
+/// the alert as it is now).
+async fn deliveries_in(
+    conn: &mut SqliteConnection,
+    group: &[Delivery],
+) -> StoreResult<std::collections::HashMap<i64, (DeviceId, AlertSummary)>> {
+    // One time for the group: the earliest receipt's (they are at most one batch apart).
+    let now_ms = group.iter().map(|d| d.now_ms).min().unwrap_or(0);
+    let pairs: Vec<(i64, &str)> = group
+        .iter()
+        .map(|d| (d.alert.0, d.device.as_str()))
+        .collect();
+    let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    let moved: Vec<(i64, String)> = sqlx::query_as(
+        // Driven from the (small) JSON list into the primary key: a row-value IN over a
+        // subquery would scan every recipient ever stored.
+        "UPDATE recipients SET state = 'delivered', updated_at_ms = ?1 WHERE rowid IN \
+         (SELECT r.rowid FROM json_each(?2) j JOIN recipients r \
+          ON r.alert = json_extract(j.value, '$[0]') AND r.kind = 'unit' \
+          AND r.who = json_extract(j.value, '$[1]') WHERE r.state = 'notified') \
+         RETURNING alert, who",
+    )
+    .bind(now_ms)
+    .bind(&json)
+    .fetch_all(&mut *conn)
+    .await?;
+    if moved.is_empty() {
+        return Ok(Default::default());
+    }
+    let moved_json = serde_json::to_string(&moved).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    sqlx::query(
+        "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
+         SELECT json_extract(value, '$[0]'), ?1, 'device:' || json_extract(value, '$[1]'), \
+         'delivered', '' FROM json_each(?2)",
+    )
+    .bind(now_ms)
+    .bind(&moved_json)
+    .execute(&mut *conn)
+    .await?;
+    let firsts: Vec<i64> = sqlx::query_scalar(
+        "UPDATE alerts SET first_delivered_at_ms = ?1 WHERE first_delivered_at_ms IS NULL \
+         AND id IN (SELECT json_extract(value, '$[0]') FROM json_each(?2)) RETURNING id",
+    )
+    .bind(now_ms)
+    .bind(&moved_json)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut out = std::collections::HashMap::new();
+    for id in firsts {
+        // The first receipt of this alert in queue order gets the news.
+        let Some((_, who)) = moved.iter().find(|(a, _)| *a == id) else {
+            continue;
+        };
+        let device = DeviceId::parse(who).map_err(|e| corrupt("device", e))?;
+        out.insert(id, (device, alert_in(&mut *conn, id).await?));
+    }
+    Ok(out)
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("database URL {url:?}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&writer)
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(run_writer(writer.clone(), queue));
+        Ok(Self {
+            jobs,
+            writer,
+            reader,
+        })
+    }
+
+    /// Queues `work` now for the next group commit and returns the future of its result
+    /// (after the commit), so that a caller can keep its order in the queue without waiting.
+    /// However a write asks to commit ([`sql::Commit`]), it comes here: the one writer runs
+    /// all of them in call order and commits them in groups.
+    fn write<T, F>(&self, _commit: sql::Commit, work: F) -> BoxFuture<'static, StoreResult<T>>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
+            + Send
+            + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<StoreResult<T>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = work(conn).await;
+                let ok = result.is_ok();
+                let finish: Finish = Box::new(move |commit_error| {
+                    let _ = reply.send(match commit_error {
+                        None => result,
+                        Some(e) => Err(StoreError::Backend(format!("commit failed: {e}").into())),
+                    });
+                });
+                (ok, finish)
+            })
+        });
+        queue::in_order(&self.jobs, Work::Job(job), answer, writer_gone)
+    }
+
+    /// A unit's receipt: queued now, and written together with the receipts queued next to
+    /// it (see [`deliveries`]).
+    fn delivery(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+    ) -> BoxFuture<'static, StoreResult<Option<AlertSummary>>> {
+        let (reply, answer) = oneshot::channel();
+        let delivery = Delivery {
+            alert,
+            device: device.clone(),
+            now_ms,
+            reply,
+        };
+        queue::in_order(&self.jobs, Work::Delivery(delivery), answer, writer_gone)
+    }
+
+    fn reads(&self) -> &SqlitePool {
+        &self.reader
+    }
+
+    fn writes(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// A write transaction. IMMEDIATE takes the write lock up front: a deferred one that
+    /// reads first and writes later fails at once with SQLITE_BUSY when another process (a
+    /// second gateway on the same file) wrote in between, instead of waiting its turn.
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::from)
+    }
+
+    /// Reads that see one moment: a read transaction holds one WAL snapshot.
+    async fn snapshot(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        self.reader.begin().await.map_err(StoreError::from)
+    }
+
+    /// Zones as `in_list!` binds them.
+    fn zone_list(zones: &[ZoneCode]) -> StoreResult<ZoneList> {
+        serde_json::to_string(zones).map_err(|e| StoreError::Backend(Box::new(e)))
+    }
+}
