@@ -131,9 +131,7 @@ impl Ingest {
                 inc(&self.metrics.deliveries);
                 // Nine receipts per press: queue the write in order and let another task wait
                 // for its group commit, so the worker takes the next message at once.
-                let queued = self
-                    .store
-                    .record_delivery_queued(alert, &device, self.now());
+                let queued = self.store.record_delivery(alert, &device, self.now());
                 let ingest = self.clone();
                 tokio::spawn(async move {
                     match queued.await {
@@ -414,7 +412,7 @@ impl Ingest {
     /// Records the fan-out: queued now (so it precedes the receipts it caused), committed
     /// with the next batch while the worker moves on.
     async fn mark_notified(&self, alert: &AlertSummary) {
-        let queued = self.store.mark_notified_queued(alert.id, self.now());
+        let queued = self.store.mark_notified(alert.id, self.now());
         let (ingest, before, id) = (self.clone(), alert.state, alert.id);
         tokio::spawn(async move {
             match queued.await {

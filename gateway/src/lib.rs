@@ -4,7 +4,8 @@
 //! - [`domain`]: ids, presses, states; everything from outside is parsed here first.
 //! - [`lifecycle`]: the alert and recipient state machines.
 //! - [`clock`]: wall time advanced by tokio's clock, so deadlines follow paused time in tests.
-//! - [`store`]: the [`store::Store`] trait and its SQLite backend (WAL, migrations embedded).
+//! - [`store`]: the [`store::Store`] traits, the decisions both backends share, and the two
+//!   backends (`store/sqlite/`, `store/postgres/`) over one set of SQL (`store/sql/`).
 //! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]);
 //!   [`external_broker`]: the same logins and ACL as Mosquitto's files.
 //! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.

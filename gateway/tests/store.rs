@@ -391,10 +391,10 @@ async fn receipts_move_units_and_the_first_is_told(db: TestDb) {
     // Nine receipts queued back to back, then a repeat of the first and one from the presser
     // (not a recipient).
     let mut queued: Vec<_> = (1..10)
-        .map(|i| store.record_delivery_queued(alert, &device(&creds, i), T0 + 5))
+        .map(|i| store.record_delivery(alert, &device(&creds, i), T0 + 5))
         .collect();
-    queued.push(store.record_delivery_queued(alert, &device(&creds, 1), T0 + 6));
-    queued.push(store.record_delivery_queued(alert, &device(&creds, 0), T0 + 6));
+    queued.push(store.record_delivery(alert, &device(&creds, 1), T0 + 6));
+    queued.push(store.record_delivery(alert, &device(&creds, 0), T0 + 6));
     let answers = futures::future::join_all(queued).await;
     let told: Vec<usize> = answers
         .iter()

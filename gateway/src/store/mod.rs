@@ -445,26 +445,6 @@ pub trait Store:
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// The names the ingest path and the store tests call today, kept so that they need no edit
-/// in the change that gave the trait its names: the trait's methods are already ordered from
-/// the call, so these are the same methods.
-impl dyn Store {
-    /// [`Store::mark_notified`].
-    pub fn mark_notified_queued(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary> {
-        self.mark_notified(alert, now_ms)
-    }
-
-    /// [`Store::record_delivery`].
-    pub fn record_delivery_queued(
-        &self,
-        alert: AlertId,
-        device: &DeviceId,
-        now_ms: i64,
-    ) -> Ordered<Option<AlertSummary>> {
-        self.record_delivery(alert, device, now_ms)
-    }
-}
-
 /// Opens the store named by `url` (`sqlite:PATH`, or `postgres://…` / `postgresql://…`),
 /// creating (SQLite) and migrating it.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
