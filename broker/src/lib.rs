@@ -7,6 +7,8 @@
 //!   deadlines, authenticates each device through [`DeviceAuthority`], answers refusals with a
 //!   proper CONNACK, enforces the per-device topic ACL on every PUBLISH and SUBSCRIBE, caps
 //!   payload size and press rate, and reports presence through [`DeviceAuthority::presence`].
+//! - [`inproc`]: the gateway's in-process client of the router (publish and subscribe with no
+//!   socket).
 //! - [`acl`]: the topic rules of `docs/protocol.md` as pure functions.
 //! - [`codec`]: the MQTT 3.1.1 framing the edge needs (frame boundaries, CONNECT, PUBLISH,
 //!   SUBSCRIBE, SUBACK), parsed from borrowed bytes so frames are forwarded untouched.
@@ -18,6 +20,7 @@ pub mod acl;
 pub mod codec;
 pub mod edge;
 pub mod error;
+pub mod inproc;
 pub mod router;
 
 pub use edge::{

@@ -8,19 +8,21 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rumqttc::{AsyncClient, MqttOptions};
+use tenwatch_broker::inproc::{Publisher, Subscriber};
 use tenwatch_broker::{Edge, EdgeConfig, EdgeStats, RouterHandle, RouterSettings, TlsFiles};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::accounts::{Accounts, AccountsConfig};
+use crate::broker_link::{run_feed_relay, run_local_uplink, run_uplink, spawn_workers, Replicas};
 use crate::clock::Clock;
 use crate::devices::{run_presence, RegistryAuthority};
-use crate::downlink::Downlink;
+use crate::downlink::{Downlink, Link};
 use crate::escalation;
 use crate::feed::Feed;
 use crate::http::{self, AppState};
-use crate::ingest::{run_feed_relay, run_uplink, spawn_workers, Ingest, IngestSettings, Replicas};
+use crate::ingest::{Ingest, IngestSettings};
 use crate::metrics::Metrics;
 use crate::store::{self, RingPlan, Store};
 
@@ -174,6 +176,56 @@ pub struct Listeners {
     pub http: TcpListener,
 }
 
+/// The gateway's link to the broker, before [`Application::run`] starts reading it.
+enum BrokerConnection {
+    /// The embedded router, in-process: no socket, no acknowledgements.
+    InProcess {
+        publisher: Publisher,
+        subscriber: Subscriber,
+    },
+    /// An external broker through rumqttc (QoS 1, manual acknowledgements once stored).
+    /// (The event loop is large and read once: boxed, so the enum stays small.)
+    Mqtt {
+        client: AsyncClient,
+        eventloop: Box<rumqttc::EventLoop>,
+    },
+}
+
+impl BrokerConnection {
+    fn mqtt(ext: &ExternalMqtt) -> Self {
+        let mut options = MqttOptions::new(&ext.client_id, &ext.host, ext.port);
+        if let Some(user) = &ext.username {
+            options.set_credentials(user, ext.password.as_deref().unwrap_or(""));
+        }
+        options
+            // The broker keeps what this replica has not acknowledged while it is away.
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(30))
+            .set_inflight(100)
+            // Uplinks are acknowledged once stored, not when they arrive.
+            .set_manual_acks(true)
+            .set_max_packet_size(64 * 1024, 64 * 1024);
+        let (client, mut eventloop) = AsyncClient::new(options, 65_536);
+        // Small publishes back to back (cluster alert, then ack): without NODELAY the second
+        // waits on the peer's delayed ACK, ~40 ms.
+        let mut network = rumqttc::NetworkOptions::new();
+        network.set_tcp_nodelay(true);
+        eventloop.set_network_options(network);
+        BrokerConnection::Mqtt {
+            client,
+            eventloop: Box::new(eventloop),
+        }
+    }
+
+    /// What the downlink publishes through.
+    fn link(&self) -> Link {
+        match self {
+            BrokerConnection::InProcess { publisher, .. } => Link::InProcess(publisher.clone()),
+            BrokerConnection::Mqtt { client, .. } => Link::Mqtt(client.clone()),
+        }
+    }
+}
+
 pub struct Application {
     store: Arc<dyn Store>,
     /// The embedded router; `None` with an external broker.
@@ -188,16 +240,14 @@ pub struct Application {
     http_addr: SocketAddr,
     /// The alert service, built here so callers (the demo, tests) can act through it.
     ingest: Ingest,
-    /// The gateway's MQTT link: uplink subscriptions, acknowledgements, the replica feed.
-    client: AsyncClient,
     /// What devices are told, shared by the press path and the rings.
     downlink: Downlink,
     /// Web Push to volunteers (queues; `push_worker` sends).
     pusher: crate::push::Pusher,
     /// Wakes the escalator when the press path stores a new ring deadline.
     ring_wake: Arc<Notify>,
-    /// The gateway's MQTT connection to the router, polled once `run` starts.
-    eventloop: rumqttc::EventLoop,
+    /// The gateway's link to the broker, read once `run` starts.
+    connection: BrokerConnection,
     /// Sends the pushes the ingest queues, once `run` starts.
     push_worker: crate::push::PushWorker,
     /// This replica's feed events for the other replicas (external broker only).
@@ -229,7 +279,7 @@ impl Application {
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()?;
-        let (router, mut options) = match &config.external_mqtt {
+        let (router, connection) = match &config.external_mqtt {
             None => {
                 anyhow::ensure!(
                     listeners.mqtt.is_some(),
@@ -237,39 +287,24 @@ impl Application {
                 );
                 let router = tenwatch_broker::start_router(RouterSettings::default())
                     .context("starting the embedded MQTT router")?;
-                // The gateway's own link to the router, subscribed before devices are let in.
-                let mut options = MqttOptions::new(
-                    format!("tenwatch-gateway-{}", std::process::id()),
-                    router.addr().ip().to_string(),
-                    router.addr().port(),
-                );
-                options
-                    .set_credentials(router.username(), router.password())
-                    .set_clean_session(true);
-                (Some(router), options)
+                // The gateway's own link to the router, in-process, subscribed before devices
+                // are let in.
+                let (publisher, subscriber) = tenwatch_broker::inproc::connect(
+                    &router,
+                    &format!("tenwatch-gateway-{}", std::process::id()),
+                )
+                .await
+                .context("linking the gateway to the embedded MQTT router")?;
+                (
+                    Some(router),
+                    BrokerConnection::InProcess {
+                        publisher,
+                        subscriber,
+                    },
+                )
             }
-            Some(ext) => {
-                let mut options = MqttOptions::new(&ext.client_id, &ext.host, ext.port);
-                if let Some(user) = &ext.username {
-                    options.set_credentials(user, ext.password.as_deref().unwrap_or(""));
-                }
-                // The broker keeps what this replica has not acknowledged while it is away.
-                options.set_clean_session(false);
-                (None, options)
-            }
+            Some(ext) => (None, BrokerConnection::mqtt(ext)),
         };
-        options
-            .set_keep_alive(Duration::from_secs(30))
-            .set_inflight(100)
-            // Uplinks are acknowledged once stored, not when they arrive.
-            .set_manual_acks(true)
-            .set_max_packet_size(64 * 1024, 64 * 1024);
-        let (client, mut eventloop) = AsyncClient::new(options, 65_536);
-        // Small publishes back to back (cluster alert, then ack): without NODELAY the second
-        // waits on the peer's delayed ACK, ~40 ms.
-        let mut network = rumqttc::NetworkOptions::new();
-        network.set_tcp_nodelay(true);
-        eventloop.set_network_options(network);
         let metrics: Arc<Metrics> = Arc::default();
         // Replicas on an external broker relay their station feed to each other.
         let (feed, relay_queue) = match config.external_mqtt {
@@ -288,7 +323,7 @@ impl Application {
         )
         .await
         .context("setting up Web Push")?;
-        let downlink = Downlink::new(client.clone(), metrics.clone(), config.clock.clone());
+        let downlink = Downlink::new(connection.link(), metrics.clone(), config.clock.clone());
         let ring_wake = Arc::new(Notify::new());
         let ingest = Ingest::new(
             store.clone(),
@@ -317,11 +352,10 @@ impl Application {
             mqtt_tls_addr,
             http_addr,
             ingest,
-            client,
             downlink,
             pusher,
             ring_wake,
-            eventloop,
+            connection,
             push_worker,
             relay_queue,
         })
@@ -369,11 +403,10 @@ impl Application {
             metrics,
             edge_stats,
             ingest,
-            client,
             downlink,
             pusher,
             ring_wake,
-            eventloop,
+            connection,
             push_worker,
             relay_queue,
             ..
@@ -390,23 +423,40 @@ impl Application {
         // `background` runs until aborted; `serving` (edge, HTTP) drains on the stop signal.
         let mut background: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let mut serving: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
-        let shards = spawn_workers(&ingest, client.clone(), &mut background);
-        let replicas = config.external_mqtt.as_ref().map(|ext| Replicas {
-            share_group: ext.share_group.clone(),
-            origin: ext.client_id.clone(),
-            feed: feed.clone(),
-        });
-        if let (Some(queue), Some(r)) = (relay_queue, &replicas) {
-            let (client, origin) = (client.clone(), r.origin.clone());
-            background
-                .spawn(async move { ("feed-relay", run_feed_relay(queue, client, origin).await) });
+        match connection {
+            BrokerConnection::InProcess {
+                publisher,
+                subscriber,
+            } => {
+                let shards = spawn_workers(&ingest, None, &mut background);
+                background.spawn(async move {
+                    (
+                        "broker-link",
+                        run_local_uplink(publisher, subscriber, shards, ready_tx).await,
+                    )
+                });
+            }
+            BrokerConnection::Mqtt { client, eventloop } => {
+                let shards = spawn_workers(&ingest, Some(client.clone()), &mut background);
+                let replicas = config.external_mqtt.as_ref().map(|ext| Replicas {
+                    share_group: ext.share_group.clone(),
+                    origin: ext.client_id.clone(),
+                    feed: feed.clone(),
+                });
+                if let (Some(queue), Some(r)) = (relay_queue, &replicas) {
+                    let (client, origin) = (client.clone(), r.origin.clone());
+                    background.spawn(async move {
+                        ("feed-relay", run_feed_relay(queue, client, origin).await)
+                    });
+                }
+                background.spawn(async move {
+                    (
+                        "mqtt-uplink",
+                        run_uplink(*eventloop, client, shards, ready_tx, replicas).await,
+                    )
+                });
+            }
         }
-        background.spawn(async move {
-            (
-                "mqtt-uplink",
-                run_uplink(eventloop, client, shards, ready_tx, replicas).await,
-            )
-        });
         tokio::time::timeout(Duration::from_secs(10), ready_rx.wait_for(|r| *r))
             .await
             .context("the gateway could not subscribe to the MQTT broker's uplink within 10 s")??;

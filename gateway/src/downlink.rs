@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
+use tenwatch_broker::inproc::Publisher;
 
 use crate::clock::Clock;
 use crate::domain::{AlertId, AlertState, DeviceId};
@@ -35,10 +36,20 @@ struct Ack {
     responders: u32,
 }
 
-/// Publishes to devices through the gateway's MQTT link (QoS 1). Cheap to clone.
+/// How the gateway reaches the broker.
+#[derive(Clone)]
+pub enum Link {
+    /// The embedded router, in-process (QoS 0 on that hop; the edge delivers to each unit at
+    /// the QoS it subscribed with).
+    InProcess(Publisher),
+    /// An external broker through rumqttc, QoS 1.
+    Mqtt(AsyncClient),
+}
+
+/// Publishes to devices through the gateway's link to the broker. Cheap to clone.
 #[derive(Clone)]
 pub struct Downlink {
-    client: AsyncClient,
+    link: Link,
     /// Counts publishes that could not be queued.
     metrics: Arc<Metrics>,
     /// Stamps each cluster alert with the gateway's time.
@@ -46,9 +57,9 @@ pub struct Downlink {
 }
 
 impl Downlink {
-    pub fn new(client: AsyncClient, metrics: Arc<Metrics>, clock: Clock) -> Self {
+    pub fn new(link: Link, metrics: Arc<Metrics>, clock: Clock) -> Self {
         Self {
-            client,
+            link,
             metrics,
             clock,
         }
@@ -98,11 +109,16 @@ impl Downlink {
                 return;
             }
         };
-        if let Err(e) = self
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await
-        {
+        let queued = match &self.link {
+            Link::InProcess(publisher) => {
+                publisher.publish(topic, payload).map_err(|e| e.to_string())
+            }
+            Link::Mqtt(client) => client
+                .publish(topic, QoS::AtLeastOnce, false, payload)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        if let Err(e) = queued {
             inc(&self.metrics.publish_errors);
             tracing::error!(error = %e, "publish not queued");
         }

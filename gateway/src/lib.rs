@@ -9,6 +9,9 @@
 //! - [`devices`]: device logins and presence for the broker's edge ([`tenwatch_broker`]);
 //!   [`external_broker`]: the same logins and ACL as Mosquitto's files.
 //! - [`ingest`]: the press path: uplink → durable store → cluster alert, feed, `down/ack`.
+//! - [`broker_link`]: the link to the MQTT broker (in-process to the embedded router, or
+//!   rumqttc to an external one): uplinks to the workers, acknowledgements, replicas' feed.
+//! - [`downlink`]: what devices are told (cluster alert, `down/ack`, catch-up).
 //! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
 //! - [`supervision`]: device supervision (online, late, offline with the reason), health,
 //!   cluster coverage and the "needs attention" list.
@@ -26,6 +29,7 @@
 
 pub mod accounts;
 pub mod app;
+pub mod broker_link;
 pub mod cli;
 pub mod clock;
 pub mod devices;

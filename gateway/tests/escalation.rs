@@ -15,7 +15,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, EventLoop, MqttOptions};
 use tenwatch_gateway::clock::Clock;
 use tenwatch_gateway::domain::{AlertId, AlertState, DeviceId, Press, PressKind};
-use tenwatch_gateway::downlink::Downlink;
+use tenwatch_gateway::downlink::{Downlink, Link};
 use tenwatch_gateway::escalation::{tick, Escalation};
 use tenwatch_gateway::feed::Feed;
 use tenwatch_gateway::ingest::{Ingest, IngestSettings};
@@ -59,7 +59,7 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
     .await
     .expect("pusher");
     let feed = Feed::new();
-    let downlink = Downlink::new(client, metrics.clone(), clock.clone());
+    let downlink = Downlink::new(Link::Mqtt(client), metrics.clone(), clock.clone());
     let plan = RingPlan::default();
     let ingest = Ingest::new(
         store.clone(),
