@@ -8,7 +8,7 @@
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
 
-import type { App, Change, Page } from "./app";
+import type { Change, Host, Page } from "./page";
 import type { AlertDetail, Answer, Recipient } from "./api";
 import { ApiError, distanceM, isOpen, volunteerApi } from "./api";
 import { fill, h } from "../dom";
@@ -39,7 +39,7 @@ export class AlertPage implements Page {
   private stopped = false;
 
   constructor(
-    private readonly app: App,
+    private readonly app: Host,
     private readonly id: string,
   ) {
     this.el = h(
@@ -104,7 +104,7 @@ export class AlertPage implements Page {
   }
 
   private here(): { lat: number; lon: number } | null {
-    return this.app.geo.latest ?? this.app.me?.position ?? null;
+    return this.app.geo.latest ?? this.app.duty.me?.position ?? null;
   }
 
   private draw(): void {

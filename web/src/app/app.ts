@@ -1,39 +1,32 @@
 // The signed-in volunteer app: the shell (header, "cannot reach the server" banner, tabs), the
-// state every page reads (the volunteer, the zone's open alerts, the position sharer, the
-// notification state) and the hash router: #/ (duty and alerts), #/patrol (check-ins) and
-// #/alert/{id} (one alert, where a push notification's tap lands).
+// state every page reads (the zone's open alerts, the position sharer, and the volunteer's own
+// standing in duty.ts) and the hash router: #/ (duty and alerts), #/patrol (check-ins) and
+// #/alert/{id} (one alert, where a push notification's tap lands). The pages know the app only
+// as page.ts describes it.
 //
 // Live updates come from the feed WebSocket (the zone's alert events); the alert page also
 // polls its alert, so a lost feed never leaves a responder looking at a stale page.
 
-import type { Account, AlertSummary, ConsoleConfig, Me } from "./api";
+import type { Account, AlertSummary, ConsoleConfig } from "./api";
 import { alertKey, ApiError, isOpen, volunteerApi } from "./api";
 import { h } from "../dom";
 import { Feed } from "../feed";
 import { langButton } from "../lang";
+import { Duty } from "./duty";
 import type { GeoStatus } from "./geo";
 import { PositionSharer } from "./geo";
 import * as i18n from "./i18n";
 import { t } from "./i18n";
-import type { PushState } from "./push";
-import { disablePush, pushState, serviceWorker } from "./push";
+import type { Change, Host, Page } from "./page";
+import { disablePush, serviceWorker } from "./push";
 import { AlertPage } from "./alert";
 import { HomePage } from "./home";
 import { PatrolPage } from "./patrol";
 
-export type Change = "me" | "geo" | "push" | "alerts" | "online" | { alert: string };
-
-export interface Page {
-  readonly el: HTMLElement;
-  update(change: Change): void;
-  stop(): void;
-}
-
-export class App {
-  me: Me | null = null;
+export class App implements Host {
   alerts: AlertSummary[] = [];
-  push: PushState = "off";
   readonly geo: PositionSharer;
+  readonly duty: Duty;
   private readonly feed: Feed;
   private feedDown = false;
   private apiDown = false;
@@ -42,11 +35,9 @@ export class App {
   private readonly main = h("main", { class: "page" });
   private readonly onHash = () => this.route();
   private readonly onVisible = () => {
-    if (document.visibilityState === "visible") void this.recheckPush();
+    if (document.visibilityState === "visible") void this.duty.recheckPush();
   };
   private meTimer: number | null = null;
-  /** Bumped by every change of the notification state, so that late answers lose. */
-  private pushSeq = 0;
 
   constructor(
     private readonly root: HTMLElement,
@@ -58,13 +49,14 @@ export class App {
       if (s.kind === "sharing" && s.sentAt !== null && !s.failed) this.reachable(true);
       this.changed("geo");
     });
+    this.duty = new Duty(this.geo, (p) => this.call(p), (change) => this.changed(change));
     this.feed = new Feed({
       message: (msg) => this.feedMessage(msg),
       status: (s) => {
         this.feedDown = s.kind === "down";
         this.showBanner();
       },
-      reconnected: () => void this.refreshMe(),
+      reconnected: () => void this.duty.refreshMe(),
       stillSignedIn: async () => {
         try {
           await volunteerApi.session();
@@ -82,17 +74,17 @@ export class App {
     void serviceWorker();
     this.route();
     this.feed.start();
-    await this.refreshMe();
-    if (this.me?.on_duty) this.geo.start();
-    await this.recheckPush();
+    await this.duty.refreshMe();
+    if (this.duty.me?.on_duty) this.geo.start();
+    await this.duty.recheckPush();
     // Notifications allowed or blocked in the browser's settings meanwhile: say so at once.
     navigator.permissions
       ?.query({ name: "notifications" })
-      .then((status) => status.addEventListener("change", () => void this.recheckPush()))
+      .then((status) => status.addEventListener("change", () => void this.duty.recheckPush()))
       .catch(() => undefined);
     document.addEventListener("visibilitychange", this.onVisible);
     // The duty state can change on another device; the count of subscriptions too.
-    this.meTimer = window.setInterval(() => void this.refreshMe(), 60_000);
+    this.meTimer = window.setInterval(() => void this.duty.refreshMe(), 60_000);
   }
 
   stop(): void {
@@ -128,52 +120,12 @@ export class App {
     return this.feedDown || this.apiDown;
   }
 
-  async refreshMe(): Promise<void> {
-    try {
-      this.me = await this.call(volunteerApi.me());
-      if (!this.me.on_duty && this.geo.running) this.geo.stop();
-      this.changed("me");
-    } catch {
-      // Shown by the banner; the next refresh tries again.
-    }
-  }
-
-  async setDuty(onDuty: boolean): Promise<void> {
-    const { on_duty } = await this.call(volunteerApi.duty(onDuty));
-    if (this.me) this.me = { ...this.me, on_duty };
-    if (onDuty) this.geo.start();
-    else this.geo.stop();
-    await this.refreshMe();
-  }
-
-  async recheckPush(): Promise<void> {
-    // A check that started before a newer answer (another check, or the enable/disable flow)
-    // must not overwrite it.
-    const mine = ++this.pushSeq;
-    const state = await pushState().catch(() => "unsupported" as const);
-    if (mine !== this.pushSeq) return;
-    this.push = state;
-    this.changed("push");
-  }
-
-  /** The enable/disable flow has begun: checks already under way are out of date. */
-  pushChanging(): void {
-    this.pushSeq += 1;
-  }
-
-  setPush(state: PushState): void {
-    this.pushSeq += 1;
-    this.push = state;
-    this.changed("push");
-    void this.refreshMe();
-  }
-
   async signOut(): Promise<void> {
     this.stop();
     // This phone no longer belongs to this account's alerts, and nobody is sharing a position
     // from it: the station must not count on a volunteer who left.
     await disablePush().catch(() => undefined);
-    if (this.me?.on_duty) await volunteerApi.duty(false).catch(() => undefined);
+    if (this.duty.me?.on_duty) await volunteerApi.duty(false).catch(() => undefined);
     await volunteerApi.signOut().catch(() => undefined);
     this.signedOut();
   }

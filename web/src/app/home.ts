@@ -1,7 +1,7 @@
 // The duty page (#/): on/off duty with the position being shared, the notification switch,
 // and the zone's open alerts, nearest first when the position is known.
 
-import type { App, Change, Page } from "./app";
+import type { Change, Host, Page } from "./page";
 import type { AlertSummary } from "./api";
 import { alertKey, distanceM } from "./api";
 import { fill, h } from "../dom";
@@ -19,13 +19,13 @@ export class HomePage implements Page {
   private pushError = "";
   private readonly ticker: number;
 
-  constructor(private readonly app: App) {
+  constructor(private readonly app: Host) {
     this.el = h("div", { class: "home" }, this.duty, this.notif, this.list);
     this.drawDuty();
     this.drawNotif();
     this.drawAlerts();
     // Notifications may have been allowed or blocked in the settings since last shown.
-    if (!this.pushBusy) void this.app.recheckPush();
+    if (!this.pushBusy) void this.app.duty.recheckPush();
     // "sent 12 s ago" and the alerts' ages move on by themselves.
     this.ticker = window.setInterval(() => {
       this.drawDuty();
@@ -44,7 +44,7 @@ export class HomePage implements Page {
   }
 
   private drawDuty(): void {
-    const me = this.app.me;
+    const me = this.app.duty.me;
     const on = me?.on_duty ?? false;
     const toggle = h(
       "button",
@@ -57,7 +57,7 @@ export class HomePage implements Page {
           this.dutyError = "";
           this.drawDuty();
           try {
-            await this.app.setDuty(!on);
+            await this.app.duty.setDuty(!on);
           } catch (e) {
             this.dutyError = `${t.failed}${e instanceof Error ? e.message : String(e)}`;
           } finally {
@@ -103,7 +103,7 @@ export class HomePage implements Page {
   }
 
   private drawNotif(): void {
-    const state = this.app.push;
+    const state = this.app.duty.push;
     const text: Record<string, string> = {
       on: t.notifOn,
       off: t.notifOff,
@@ -119,12 +119,12 @@ export class HomePage implements Page {
       "ios-install": t.notifHintIos,
     };
     const act = async (f: () => Promise<typeof state>) => {
-      this.app.pushChanging();
+      this.app.duty.pushChanging();
       this.pushBusy = true;
       this.pushError = "";
       this.drawNotif();
       try {
-        this.app.setPush(await f());
+        this.app.duty.setPush(await f());
       } catch (e) {
         this.pushError =
           e instanceof PushError && e.reason === "push-service"
@@ -141,7 +141,7 @@ export class HomePage implements Page {
         : state === "on"
           ? h("button", { type: "button", class: "link notif-disable", disabled: this.pushBusy, onclick: () => void act(disablePush) }, t.notifDisable)
           : null;
-    const count = this.app.me?.subscriptions;
+    const count = this.app.duty.me?.subscriptions;
     this.notif.dataset.push = state;
     fill(this.notif, 
       h(
@@ -158,7 +158,7 @@ export class HomePage implements Page {
   }
 
   private drawAlerts(): void {
-    const here = this.app.geo.latest ?? this.app.me?.position ?? null;
+    const here = this.app.geo.latest ?? this.app.duty.me?.position ?? null;
     const withDistance = this.app.alerts.map((a) => ({ a, d: here ? distanceM(here, a) : null }));
     withDistance.sort((x, y) =>
       x.d !== null && y.d !== null ? x.d - y.d : y.a.raised_at_ms - x.a.raised_at_ms,

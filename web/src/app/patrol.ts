@@ -1,7 +1,7 @@
 // Patrol check-in (#/patrol, 巡逻签到): one tap records the time and the position, with an
 // optional note; the volunteer's recent check-ins are listed below.
 
-import type { App, Change, Page } from "./app";
+import type { Change, Host, Page } from "./page";
 import type { Checkin } from "./api";
 import { volunteerApi } from "./api";
 import { fill, h } from "../dom";
@@ -20,7 +20,7 @@ export class PatrolPage implements Page {
   private checkins: Checkin[] | null = null;
   private stopped = false;
 
-  constructor(private readonly app: App) {
+  constructor(private readonly app: Host) {
     const form = h(
       "form",
       { class: "card checkin-card" },
