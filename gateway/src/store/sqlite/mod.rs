@@ -97,6 +97,11 @@ struct Delivery {
 const WRITE_QUEUE: usize = 65_536;
 /// Jobs committed together at most.
 const MAX_BATCH: usize = 1024;
+/// How long the writer holds a batch of nothing but delivery receipts open for more. The nine
+/// receipts of one press arrive within a few milliseconds of each other; one commit (one
+/// fsync) for all of them costs a ninth of nine. Any other job ends the wait at once, so a
+/// press never waits behind receipts.
+const RECEIPT_LINGER: Duration = Duration::from_millis(5);
 
 pub struct SqliteStore {
     /// The writer task's queue.
@@ -115,6 +120,7 @@ fn writer_gone() -> StoreError {
 async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        linger_for_receipts(&mut queue, &mut jobs).await;
         let mut finishes = Vec::with_capacity(jobs.len());
         let outcome = run_batch(&pool, jobs.drain(..), &mut finishes).await;
         if let Err(e) = &outcome {
@@ -122,6 +128,19 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
         }
         for finish in finishes {
             finish(outcome.as_ref().err());
+        }
+    }
+}
+
+/// While `jobs` holds only delivery receipts, takes what else arrives within
+/// [`RECEIPT_LINGER`]; returns as soon as anything that is not a receipt is in the batch.
+async fn linger_for_receipts(queue: &mut mpsc::Receiver<Work>, jobs: &mut Vec<Work>) {
+    let until = tokio::time::Instant::now() + RECEIPT_LINGER;
+    while jobs.len() < MAX_BATCH && jobs.iter().all(|j| matches!(j, Work::Delivery(_))) {
+        let room = MAX_BATCH - jobs.len();
+        match tokio::time::timeout_at(until, queue.recv_many(jobs, room)).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
         }
     }
 }
