@@ -13,9 +13,8 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::Authenticated;
+use super::auth::{Authenticated, Volunteer};
 use super::{ApiError, AppState};
-use crate::accounts::{AccountKind, Principal};
 use crate::store::push::NewPushSubscription;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -88,11 +87,10 @@ fn check_subscription(body: &SubscriptionBody, allow_loopback: bool) -> Result<(
 
 async fn subscribe(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
+    Volunteer(who): Volunteer,
     headers: HeaderMap,
     body: Result<Json<SubscriptionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
     let Json(body) = body?;
     check_subscription(&body, s.pusher.allows_loopback())?;
     let user_agent: String = headers
@@ -127,10 +125,9 @@ struct UnsubscribeBody {
 
 async fn unsubscribe(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
+    Volunteer(who): Volunteer,
     body: Result<Json<UnsubscribeBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
     let Json(body) = body?;
     let removed = s
         .store
@@ -139,11 +136,7 @@ async fn unsubscribe(
     Ok(Json(json!({ "removed": removed })).into_response())
 }
 
-async fn me(
-    State(s): State<AppState>,
-    Authenticated(who): Authenticated,
-) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
+async fn me(State(s): State<AppState>, Volunteer(who): Volunteer) -> Result<Response, ApiError> {
     let p = s.store.volunteer_profile(who.account_id).await?;
     let position = match (p.lat, p.lon) {
         (Some(lat), Some(lon)) => json!({ "lat": lat, "lon": lon, "at_ms": p.position_at_ms }),
@@ -174,10 +167,9 @@ const MAX_NOTE: usize = 500;
 
 async fn checkin(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
+    Volunteer(who): Volunteer,
     body: Result<Json<CheckinBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
     let Json(b) = body?;
     check_position(b.lat, b.lon)?;
     let note = b.note.trim();
@@ -200,10 +192,9 @@ struct CheckinsQuery {
 
 async fn checkins(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
+    Volunteer(who): Volunteer,
     query: Result<Query<CheckinsQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
     let Query(q) = query?;
     let list = s
         .store
@@ -223,14 +214,6 @@ fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
     }
 }
 
-fn volunteer_only(who: &Principal) -> Result<(), ApiError> {
-    if who.kind == AccountKind::Volunteer {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("for volunteers only".into()))
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DutyBody {
@@ -239,10 +222,9 @@ struct DutyBody {
 
 async fn set_duty(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
+    Volunteer(who): Volunteer,
     body: Result<Json<DutyBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
     let Json(body) = body?;
     s.store
         .set_on_duty(who.account_id, body.on_duty, s.ingest.now())
@@ -259,10 +241,9 @@ struct PositionBody {
 
 async fn set_position(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
+    Volunteer(who): Volunteer,
     body: Result<Json<PositionBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
     let Json(p) = body?;
     check_position(p.lat, p.lon)?;
     if !s
