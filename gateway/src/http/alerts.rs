@@ -10,10 +10,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Authenticated, Operator};
+use super::auth::{zones_for, Authenticated, Operator};
 use super::{ApiError, AppState};
 use crate::accounts::{AccountKind, AccountName, Principal};
-use crate::domain::{AlertId, ZoneCode};
+use crate::domain::AlertId;
 use crate::lifecycle::{Action, Category, RecipientState};
 use crate::store::{AlertFilter, AlertSummary, RecipientKind};
 
@@ -51,20 +51,9 @@ async fn list_alerts(
             )))
         }
     };
-    let zone = q
-        .zone
-        .as_deref()
-        .map(ZoneCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let zones = match zone {
-        Some(z) if who.may_see(&z) => vec![z],
-        Some(_) => Vec::new(),
-        None => who.zones.clone(),
-    };
     let filter = AlertFilter {
         open_only,
-        zones,
+        zones: zones_for(&who, q.zone.as_deref())?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let alerts = s.store.list_alerts(&filter).await?;

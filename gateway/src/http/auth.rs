@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::ApiError;
 use crate::accounts::{AccountKind, Accounts, LoginError, Principal};
+use crate::domain::ZoneCode;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "tenwatch_session";
@@ -104,6 +105,18 @@ account_of_kind!(
     AccountKind::Volunteer,
     "for volunteers only"
 );
+
+/// The zones a request asks about: the one named if the account may see it (else none), or
+/// all of the account's when none is named.
+pub(super) fn zones_for(who: &Principal, zone: Option<&str>) -> Result<Vec<ZoneCode>, ApiError> {
+    match zone {
+        None => Ok(who.zones.clone()),
+        Some(z) => {
+            let z = ZoneCode::parse(z).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            Ok(if who.may_see(&z) { vec![z] } else { Vec::new() })
+        }
+    }
+}
 
 /// `POST`, `GET` and `DELETE /api/session`. Merge into the API router; the state must provide
 /// [`Accounts`] through `FromRef`.

@@ -13,10 +13,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::Operator;
+use super::auth::{zones_for, Operator};
 use super::{ApiError, AppState};
-use crate::accounts::Principal;
-use crate::domain::{ClusterId, DeviceId, ZoneCode};
+use crate::domain::{ClusterId, DeviceId};
 use crate::store::supervision::{DeviceFilter, DeviceState, ProblemFilter};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -35,17 +34,6 @@ struct DevicesQuery {
     cluster: Option<String>,
     zone: Option<String>,
     limit: Option<u32>,
-}
-
-/// The zones to show: the one asked for if the operator may see it, else all of theirs.
-fn zones_for(who: &Principal, zone: Option<&str>) -> Result<Vec<ZoneCode>, ApiError> {
-    match zone {
-        None => Ok(who.zones.clone()),
-        Some(z) => {
-            let z = ZoneCode::parse(z).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            Ok(if who.may_see(&z) { vec![z] } else { Vec::new() })
-        }
-    }
 }
 
 async fn list_devices(
