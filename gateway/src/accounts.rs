@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::domain::ZoneCode;
+use crate::domain::{text_newtype, ZoneCode};
 pub use crate::store::accounts::{AccountRecord, AccountStore, NewAccount, OnDutyVolunteer};
 use crate::store::StoreError;
 
@@ -138,17 +138,8 @@ impl AccountName {
         }
         Ok(Self(s.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-impl fmt::Display for AccountName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(AccountName);
 
 /// Shortest password accepted for a new account, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
