@@ -21,6 +21,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 use tenwatch_broker::acl;
 
+use super::error::Body;
 use super::{ApiError, AppState};
 use crate::devices::check_login;
 use crate::domain::DeviceId;
@@ -102,9 +103,9 @@ where
         if let Some(refused) = refuse_unless_broker(s, req.headers()) {
             return Err(refused);
         }
-        let Json(b) = Json::<T>::from_request(req, s)
+        let Body(b) = Body::<T>::from_request(req, s)
             .await
-            .map_err(|e| ApiError::from(e).into_response())?;
+            .map_err(IntoResponse::into_response)?;
         let (client, user) = b.client_and_user();
         if client != user {
             return Err(verdict(false));

@@ -5,8 +5,7 @@
 //! - `GET /api/clusters/health`: coverage per cluster (households reachable now);
 //! - `GET /api/problems?all=`: the "needs attention" list, with history and who to tell.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -14,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{zones_for, Operator};
+use super::error::Params;
 use super::{ApiError, AppState};
 use crate::domain::{ClusterId, DeviceId};
 use crate::store::supervision::{DeviceFilter, DeviceState, ProblemFilter};
@@ -39,9 +39,8 @@ struct DevicesQuery {
 async fn list_devices(
     State(s): State<AppState>,
     Operator(who): Operator,
-    query: Result<Query<DevicesQuery>, QueryRejection>,
+    Params(q): Params<DevicesQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let state = q
         .state
         .as_deref()
@@ -101,9 +100,8 @@ struct ZoneQuery {
 async fn cluster_health(
     State(s): State<AppState>,
     Operator(who): Operator,
-    query: Result<Query<ZoneQuery>, QueryRejection>,
+    Params(q): Params<ZoneQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let policy = s.supervision;
     let clusters = s
         .store
@@ -128,9 +126,8 @@ struct ProblemsQuery {
 async fn problems(
     State(s): State<AppState>,
     Operator(who): Operator,
-    query: Result<Query<ProblemsQuery>, QueryRejection>,
+    Params(q): Params<ProblemsQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let filter = ProblemFilter {
         zones: zones_for(&who, q.zone.as_deref())?,
         include_closed: q.all.unwrap_or(false),

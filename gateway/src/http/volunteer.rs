@@ -2,8 +2,7 @@
 //! and patrol check-ins (巡逻签到), duty and position (the rings use them). Answering an alert
 //! is `POST /api/alerts/{id}/respond` for everyone.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -14,6 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::{Authenticated, Volunteer};
+use super::error::{Body, Params};
 use super::{ApiError, AppState};
 use crate::store::push::NewPushSubscription;
 
@@ -89,9 +89,8 @@ async fn subscribe(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
     headers: HeaderMap,
-    body: Result<Json<SubscriptionBody>, JsonRejection>,
+    Body(body): Body<SubscriptionBody>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     check_subscription(&body, s.pusher.allows_loopback())?;
     let user_agent: String = headers
         .get(header::USER_AGENT)
@@ -126,9 +125,8 @@ struct UnsubscribeBody {
 async fn unsubscribe(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
-    body: Result<Json<UnsubscribeBody>, JsonRejection>,
+    Body(body): Body<UnsubscribeBody>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     let removed = s
         .store
         .remove_push_subscription(who.account_id, &body.endpoint)
@@ -168,9 +166,8 @@ const MAX_NOTE: usize = 500;
 async fn checkin(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
-    body: Result<Json<CheckinBody>, JsonRejection>,
+    Body(b): Body<CheckinBody>,
 ) -> Result<Response, ApiError> {
-    let Json(b) = body?;
     check_position(b.lat, b.lon)?;
     let note = b.note.trim();
     if note.chars().count() > MAX_NOTE {
@@ -193,9 +190,8 @@ struct CheckinsQuery {
 async fn checkins(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
-    query: Result<Query<CheckinsQuery>, QueryRejection>,
+    Params(q): Params<CheckinsQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let list = s
         .store
         .checkins(who.account_id, q.limit.unwrap_or(20).clamp(1, 200))
@@ -223,9 +219,8 @@ struct DutyBody {
 async fn set_duty(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
-    body: Result<Json<DutyBody>, JsonRejection>,
+    Body(body): Body<DutyBody>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     s.store
         .set_on_duty(who.account_id, body.on_duty, s.ingest.now())
         .await?;
@@ -242,9 +237,8 @@ struct PositionBody {
 async fn set_position(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
-    body: Result<Json<PositionBody>, JsonRejection>,
+    Body(p): Body<PositionBody>,
 ) -> Result<Response, ApiError> {
-    let Json(p) = body?;
     check_position(p.lat, p.lon)?;
     if !s
         .store
