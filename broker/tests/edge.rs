@@ -344,7 +344,7 @@ async fn good_login_publishes_reach_the_internal_subscriber() {
     assert_eq!(&got.payload[..], br#"{"seq":1,"kind":"help"}"#);
     dev.next(|p| matches!(p, Packet::PubAck(_)))
         .await
-        .expect("router's PUBACK relayed to the device");
+        .expect("the edge's PUBACK");
     assert_eq!(h.stats.snapshot().connected, 1);
     assert_eq!(h.edge.online_devices(), 1);
 
