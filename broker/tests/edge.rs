@@ -27,6 +27,12 @@ use tokio::time::{timeout, timeout_at, Instant};
 /// Upper bound for anything a test awaits; generous for a loaded 2-core CI box.
 const WAIT: Duration = Duration::from_secs(10);
 
+/// What dev1 subscribes to in normal operation: its downlink and its cluster, at QoS 1.
+const DEVICE_FILTERS: [(&str, QoS); 2] = [
+    ("tw/d/dev1/down/#", QoS::AtLeastOnce),
+    ("tw/c/cl1/#", QoS::AtLeastOnce),
+];
+
 /// A registry of (device → password, cluster) that reports presence into a bounded channel.
 struct TestAuthority {
     devices: HashMap<String, (String, String)>,
@@ -201,15 +207,7 @@ impl Harness {
         let mut opts = MqttOptions::new("gateway-test", "127.0.0.1", self.router.addr().port());
         opts.set_credentials(self.router.username(), self.router.password());
         let mut client = Client::start(opts).await.expect("internal client connects");
-        client
-            .client
-            .subscribe(filter, QoS::AtLeastOnce)
-            .await
-            .expect("subscribe");
-        client
-            .next(|p| matches!(p, Packet::SubAck(_)))
-            .await
-            .expect("internal SUBACK");
+        client.subscribe(&[(filter, QoS::AtLeastOnce)]).await;
         client
     }
 }
@@ -284,6 +282,30 @@ impl Client {
                 Some(Err(e)) => return Err(Some(e)),
                 None => return Err(None),
             }
+        }
+    }
+
+    /// The next PUBLISH.
+    async fn next_publish(&mut self) -> rumqttc::Publish {
+        publish_of(
+            self.next(|p| matches!(p, Packet::Publish(_)))
+                .await
+                .expect("PUBLISH"),
+        )
+    }
+
+    /// Subscribes to `filters` in one packet and returns the SUBACK's codes.
+    async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
+        let filters = filters
+            .iter()
+            .map(|(filter, qos)| SubscribeFilter::new((*filter).to_owned(), *qos));
+        self.client
+            .subscribe_many(filters)
+            .await
+            .expect("subscribe");
+        match self.next(|p| matches!(p, Packet::SubAck(_))).await {
+            Ok(Packet::SubAck(ack)) => ack.return_codes,
+            other => panic!("expected SUBACK, got {other:?}"),
         }
     }
 
@@ -437,12 +459,7 @@ async fn good_login_publishes_reach_the_internal_subscriber() {
 
     dev.publish("tw/d/dev1/up/press", br#"{"seq":1,"kind":"help"}"#.to_vec())
         .await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev1/up/press");
     assert_eq!(&got.payload[..], br#"{"seq":1,"kind":"help"}"#);
     dev.next(|p| matches!(p, Packet::PubAck(_)))
@@ -543,12 +560,7 @@ async fn forged_publish_is_dropped_and_closes_the_connection() {
     honest
         .publish("tw/d/dev2/up/heartbeat", b"{}".to_vec())
         .await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev2/up/heartbeat");
 }
 
@@ -558,24 +570,16 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
     let gateway = h.internal("tw/d/+/up/#").await;
     let mut dev = h.device("dev1").await;
 
-    dev.client
-        .subscribe_many([
-            SubscribeFilter::new("#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/c/cl2/#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/c/cl1/#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/d/dev1/down/ack".into(), QoS::AtLeastOnce),
+    let codes = dev
+        .subscribe(&[
+            ("#", QoS::AtLeastOnce),
+            ("tw/c/cl2/#", QoS::AtLeastOnce),
+            ("tw/c/cl1/#", QoS::AtLeastOnce),
+            ("tw/d/dev1/down/ack", QoS::AtLeastOnce),
         ])
-        .await
-        .expect("subscribe");
-    let Packet::SubAck(ack) = dev
-        .next(|p| matches!(p, Packet::SubAck(_)))
-        .await
-        .expect("SUBACK")
-    else {
-        unreachable!()
-    };
+        .await;
     assert_eq!(
-        ack.return_codes,
+        codes,
         vec![
             SubscribeReasonCode::Failure,
             SubscribeReasonCode::Failure,
@@ -585,18 +589,10 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
     );
 
     // A packet with nothing allowed is answered by the edge alone.
-    dev.client
-        .subscribe("tw/d/dev2/down/#", QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let Packet::SubAck(ack) = dev
-        .next(|p| matches!(p, Packet::SubAck(_)))
-        .await
-        .expect("SUBACK")
-    else {
-        unreachable!()
-    };
-    assert_eq!(ack.return_codes, vec![SubscribeReasonCode::Failure]);
+    let codes = dev
+        .subscribe(&[("tw/d/dev2/down/#", QoS::AtLeastOnce)])
+        .await;
+    assert_eq!(codes, vec![SubscribeReasonCode::Failure]);
     assert_eq!(h.stats.snapshot().acl_subscribe_refused, 3);
 
     // Cluster cl2's alert is not delivered; cl1's (published after it) is the first to arrive.
@@ -610,11 +606,7 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
         .publish("tw/c/cl1/alert", QoS::AtLeastOnce, false, b"cl1".to_vec())
         .await
         .expect("publish");
-    let got = publish_of(
-        dev.next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("cluster alert"),
-    );
+    let got = dev.next_publish().await;
     assert_eq!(
         (got.topic.as_str(), &got.payload[..]),
         ("tw/c/cl1/alert", &b"cl1"[..])
@@ -629,11 +621,7 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
         )
         .await
         .expect("publish");
-    let got = publish_of(
-        dev.next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("ack"),
-    );
+    let got = dev.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev1/down/ack");
     // The device is still connected: refused filters are not a violation.
     assert_eq!(h.stats.snapshot().connected, 1);
@@ -671,12 +659,7 @@ async fn oversize_payload_is_refused() {
     let dev = h.device("dev1").await;
     dev.publish("tw/d/dev1/up/heartbeat", vec![b'x'; 2048])
         .await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.payload.len(), 2048);
 }
 
@@ -719,12 +702,7 @@ async fn press_flood_is_rate_limited_without_starving_others() {
     // dev2's in the gateway's stream.
     let mut from_flooder = 0;
     loop {
-        let p = publish_of(
-            gateway
-                .next(|p| matches!(p, Packet::Publish(_)))
-                .await
-                .expect("uplink"),
-        );
+        let p = gateway.next_publish().await;
         match p.topic.as_str() {
             "tw/d/dev1/up/press" => from_flooder += 1,
             "tw/d/dev2/up/press" => break,
@@ -833,12 +811,7 @@ async fn reconnect_replaces_the_old_session() {
     assert_eq!(h.edge.online_devices(), 1);
     assert_eq!(h.stats.snapshot().connected, 1);
     new.publish("tw/d/dev1/up/heartbeat", b"{}".to_vec()).await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev1/up/heartbeat");
     assert!(h.presence.try_recv().is_err(), "no further presence events");
 }
@@ -931,22 +904,9 @@ async fn qos1_delivery_numbers_messages_and_reuses_the_window() {
     let mut h = spawn_edge(quick_config()).await;
     let gateway = h.internal("tw/d/+/up/#").await;
     let mut dev = h.device("dev1").await;
-    dev.client
-        .subscribe_many([
-            SubscribeFilter::new("tw/d/dev1/down/#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/c/cl1/#".into(), QoS::AtLeastOnce),
-        ])
-        .await
-        .expect("subscribe");
-    let Packet::SubAck(ack) = dev
-        .next(|p| matches!(p, Packet::SubAck(_)))
-        .await
-        .expect("SUBACK")
-    else {
-        unreachable!()
-    };
+    let codes = dev.subscribe(&DEVICE_FILTERS).await;
     assert_eq!(
-        ack.return_codes,
+        codes,
         vec![SubscribeReasonCode::Success(QoS::AtLeastOnce); 2]
     );
     // What the gateway sends as soon as it hears this is not lost.
@@ -956,11 +916,7 @@ async fn qos1_delivery_numbers_messages_and_reuses_the_window() {
     }
 
     gateway.publish("tw/d/dev1/down/ack", b"0".to_vec()).await;
-    let first = publish_of(
-        dev.next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("first message"),
-    );
+    let first = dev.next_publish().await;
     assert_eq!(first.qos, QoS::AtLeastOnce);
     assert_ne!(first.pkid, 0);
     assert_eq!(&first.payload[..], b"0");
@@ -973,11 +929,7 @@ async fn qos1_delivery_numbers_messages_and_reuses_the_window() {
     }
     let mut ids = std::collections::HashSet::new();
     for n in 1..=150 {
-        let p = publish_of(
-            dev.next(|p| matches!(p, Packet::Publish(_)))
-                .await
-                .expect("message"),
-        );
+        let p = dev.next_publish().await;
         assert_eq!(p.qos, QoS::AtLeastOnce);
         assert_eq!(p.payload, n.to_string().into_bytes(), "in order");
         ids.insert(p.pkid);
@@ -1052,16 +1004,7 @@ async fn unsubscribe_is_answered_and_stops_delivery() {
     let mut h = spawn_edge(quick_config()).await;
     let gateway = h.internal("tw/d/+/up/#").await;
     let mut dev = h.device("dev1").await;
-    dev.client
-        .subscribe_many([
-            SubscribeFilter::new("tw/d/dev1/down/#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/c/cl1/#".into(), QoS::AtLeastOnce),
-        ])
-        .await
-        .expect("subscribe");
-    dev.next(|p| matches!(p, Packet::SubAck(_)))
-        .await
-        .expect("SUBACK");
+    dev.subscribe(&DEVICE_FILTERS).await;
     dev.client
         .unsubscribe("tw/c/cl1/#")
         .await
@@ -1073,11 +1016,7 @@ async fn unsubscribe_is_answered_and_stops_delivery() {
     // The cluster message is not delivered; the downlink one, published after it, arrives.
     gateway.publish("tw/c/cl1/alert", b"cl1".to_vec()).await;
     gateway.publish("tw/d/dev1/down/ack", b"ack".to_vec()).await;
-    let got = publish_of(
-        dev.next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("downlink"),
-    );
+    let got = dev.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev1/down/ack");
 }
 
@@ -1088,13 +1027,8 @@ async fn a_burst_past_the_routers_link_buffer_is_delivered_in_full() {
     const N: usize = 2_000;
     let mut h = spawn_edge(quick_config()).await;
     let mut dev = h.device("dev1").await;
-    dev.client
-        .subscribe("tw/d/dev1/down/#", QoS::AtMostOnce)
-        .await
-        .expect("subscribe");
-    dev.next(|p| matches!(p, Packet::SubAck(_)))
-        .await
-        .expect("SUBACK");
+    dev.subscribe(&[("tw/d/dev1/down/#", QoS::AtMostOnce)])
+        .await;
     let router = h.router.clone();
     let mut publisher = tokio::task::spawn_blocking(move || router.link("burst", true))
         .await
@@ -1107,11 +1041,7 @@ async fn a_burst_past_the_routers_link_buffer_is_delivered_in_full() {
             .expect("publish");
     }
     for n in 0..N {
-        let p = publish_of(
-            dev.next(|p| matches!(p, Packet::Publish(_)))
-                .await
-                .expect("message"),
-        );
+        let p = dev.next_publish().await;
         assert_eq!(p.payload, n.to_string().into_bytes());
     }
 }
