@@ -161,7 +161,9 @@ impl RouterLink {
     }
 
     /// Answers `Notification::Unschedule`: the router has paused this link because its buffer
-    /// filled, and resumes it only on this (else delivery stops for good).
+    /// filled, and resumes it only on this (else delivery stops for good). rumqttd's router
+    /// panics on a wake for a connection it no longer holds; `close` takes the link by value,
+    /// so no wake can follow this session's DISCONNECT.
     pub(super) async fn wake(&self) -> Result<(), RouterGone> {
         self.rx.wake().await.map_err(|_| RouterGone)
     }
