@@ -247,6 +247,9 @@ pub fn start_router(settings: RouterSettings) -> Result<RouterHandle, BrokerErro
     let links: Arc<LinkFactory> = Arc::new(move |client_id: &str, clean_session: bool| {
         LinkBuilder::new(client_id, router_tx.clone())
             .clean_session(clean_session)
+            // As on the TCP listener: a publish to a topic no one subscribed to yet creates its
+            // filter. Without it rumqttd drops the whole link on such a publish.
+            .dynamic_filters(true)
             .build()
             .map_err(|e: LinkError| e.to_string())
     });
@@ -400,6 +403,8 @@ mod link_tests {
             .unwrap()
             .expect("link");
         assert!(!sub.session_present);
+        // A publish no one listens to yet does not cost the publisher its link.
+        publ.tx.publish("nobody/listens", "x").expect("publish");
         sub.tx.subscribe("t/#").expect("subscribe");
         // The SUBACK says the filter is in place.
         loop {
