@@ -1,12 +1,14 @@
 //! A small MQTT 3.1.1 codec: just what the edge needs to find frame boundaries, read
-//! CONNECT / PUBLISH / SUBSCRIBE / SUBACK, and write the few packets it sends itself.
+//! CONNECT / PUBLISH / SUBSCRIBE / UNSUBSCRIBE / PUBACK, and write the packets it sends devices.
 //!
 //! The packets the edge writes come from rumqttc's `mqttbytes::v4`. What stays here, and why:
 //! - [`next_frame`]: rumqttc's `check` caps the body, not the frame, and hides the header length.
-//! - The parsers: rumqttc's make each frame an owned packet; the edge views it, then forwards it.
+//! - The parsers: rumqttc's make each frame an owned packet; the edge views it, checks it and
+//!   copies out only what the router needs (topic and payload of an allowed publish).
 //! - [`parse_connect`]: stricter (level 4 only, reserved flag, NUL, trailing bytes), byte password.
-//! - [`parse_publish`], [`parse_subscribe`]: refuse NUL, bad SUBSCRIBE flags and option bits.
-//! - [`parse_connack`]: refuses a body that is not 2 bytes, reads any code as the router sent it.
+//! - [`parse_publish`], [`parse_subscribe`], [`parse_unsubscribe`]: refuse NUL, bad flags and
+//!   option bits.
+//! - [`parse_connack`]: refuses a body that is not 2 bytes (for clients of the edge: tests, tools).
 //!
 //! Every parser returns an error, never panics, on truncated or garbage input.
 
@@ -435,7 +437,7 @@ pub fn parse_publish(flags: u8, body: &[u8]) -> Result<PublishView<'_>, CodecErr
     })
 }
 
-/// Encodes a PUBLISH (used by tests and by tools; the edge forwards received frames as is).
+/// Encodes a PUBLISH (what the edge delivers to a device; tests and tools use it too).
 pub fn encode_publish(
     topic: &str,
     qos: u8,
@@ -501,15 +503,29 @@ pub fn encode_subscribe(packet_id: u16, filters: &[(&str, u8)]) -> Result<Vec<u8
     written(|out| subscribe.write(out))
 }
 
-/// Parses a SUBACK body into (packet id, return codes).
-pub fn parse_suback(body: &[u8]) -> Result<(u16, Vec<u8>), CodecError> {
+/// A parsed UNSUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsubscribe {
+    pub packet_id: u16,
+    /// The filters, in packet order.
+    pub filters: Vec<String>,
+}
+
+/// Parses an UNSUBSCRIBE from its first-byte flags and body.
+pub fn parse_unsubscribe(flags: u8, body: &[u8]) -> Result<Unsubscribe, CodecError> {
+    if flags != 0x02 {
+        return Err(CodecError::InvalidFlags("UNSUBSCRIBE flags must be 0010"));
+    }
     let mut r = Reader::new(body);
     let packet_id = r.u16("packet id")?;
-    let codes = r.rest().to_vec();
-    if codes.is_empty() {
-        return Err(CodecError::Malformed("SUBACK without return codes"));
+    let mut filters = Vec::new();
+    while !r.is_done() {
+        filters.push(r.string("filter")?.to_owned());
     }
-    Ok((packet_id, codes))
+    if filters.is_empty() {
+        return Err(CodecError::Malformed("UNSUBSCRIBE without filters"));
+    }
+    Ok(Unsubscribe { packet_id, filters })
 }
 
 /// Encodes a SUBACK.
@@ -522,17 +538,17 @@ pub fn encode_puback(packet_id: u16) -> Vec<u8> {
     small(|out| v4::PubAck::new(packet_id).write(out))
 }
 
-/// Encodes a PINGREQ (the edge sends its own to keep the router link alive).
-pub fn encode_pingreq() -> Vec<u8> {
-    small(|out| v4::PingReq.write(out))
+/// Encodes an UNSUBACK.
+pub fn encode_unsuback(packet_id: u16) -> Vec<u8> {
+    small(|out| v4::UnsubAck::new(packet_id).write(out))
 }
 
-/// Encodes a DISCONNECT.
-pub fn encode_disconnect() -> Vec<u8> {
-    small(|out| v4::Disconnect.write(out))
+/// Encodes a PINGRESP.
+pub fn encode_pingresp() -> Vec<u8> {
+    small(|out| v4::PingResp.write(out))
 }
 
-/// Reads the packet id that starts a body (PUBACK, SUBACK, UNSUBSCRIBE, ...).
+/// Reads the packet id that starts a body (PUBACK, SUBSCRIBE, UNSUBSCRIBE, ...).
 pub fn packet_id(body: &[u8]) -> Result<u16, CodecError> {
     Reader::new(body).u16("packet id")
 }
@@ -605,10 +621,10 @@ mod tests {
     #[test]
     fn next_frame_splits_and_waits() {
         let mut buf = BytesMut::new();
-        buf.extend_from_slice(&encode_pingreq());
+        buf.extend_from_slice(&encode_pingresp());
         buf.extend_from_slice(&encode_puback(7)[..3]);
         let f = next_frame(&mut buf, 100).expect("ok").expect("frame");
-        assert_eq!(f.packet_type(), packet::PINGREQ);
+        assert_eq!(f.packet_type(), packet::PINGRESP);
         assert!(next_frame(&mut buf, 100).expect("ok").is_none());
         buf.extend_from_slice(&[7]);
         let f = next_frame(&mut buf, 100).expect("ok").expect("frame");
@@ -787,13 +803,41 @@ mod tests {
     }
 
     #[test]
-    fn suback_round_trip() {
+    fn suback_encoding() {
         use SubscribeReasonCode::{Failure, Success};
         let codes = [Success(QoS::AtMostOnce), Failure, Success(QoS::AtLeastOnce)];
         let f = one_frame(&encode_suback(5, &codes).expect("encode"));
-        assert_eq!(parse_suback(f.body()), Ok((5, vec![0, 0x80, 1])));
-        assert!(parse_suback(&[0, 5]).is_err());
-        assert!(parse_suback(&[0]).is_err());
+        assert_eq!(f.packet_type(), packet::SUBACK);
+        assert_eq!(f.body(), &[0, 5, 0, 0x80, 1]);
+    }
+
+    #[test]
+    fn unsubscribe_parsing_and_unsuback() {
+        // rumqttc writes the UNSUBSCRIBE a device would send.
+        let mut bytes = BytesMut::new();
+        let mut unsubscribe = v4::Unsubscribe::new("tw/c/cl1/#");
+        unsubscribe.topics.push("tw/d/dev1/down/ack".into());
+        unsubscribe.pkid = 4;
+        unsubscribe.write(&mut bytes).expect("encode");
+        let f = one_frame(&bytes);
+        assert_eq!(f.packet_type(), packet::UNSUBSCRIBE);
+        let u = parse_unsubscribe(f.flags(), f.body()).expect("parse");
+        assert_eq!(u.packet_id, 4);
+        assert_eq!(u.filters, vec!["tw/c/cl1/#", "tw/d/dev1/down/ack"]);
+        for cut in 0..f.body().len() {
+            let _ = parse_unsubscribe(f.flags(), &f.body()[..cut]);
+        }
+        assert!(parse_unsubscribe(0x02, &[0, 4]).is_err());
+        assert!(parse_unsubscribe(0x00, f.body()).is_err());
+        assert!(parse_unsubscribe(0x02, &[0, 4, 0, 1, 0]).is_err());
+
+        let f = one_frame(&encode_unsuback(4));
+        assert_eq!(f.packet_type(), packet::UNSUBACK);
+        assert_eq!(packet_id(f.body()), Ok(4));
+        assert_eq!(
+            one_frame(&encode_pingresp()).packet_type(),
+            packet::PINGRESP
+        );
     }
 
     #[test]
@@ -821,7 +865,7 @@ mod tests {
                 let _ = parse_connect(f.body());
                 let _ = parse_publish(f.flags(), f.body());
                 let _ = parse_subscribe(f.flags(), f.body());
-                let _ = parse_suback(f.body());
+                let _ = parse_unsubscribe(f.flags(), f.body());
                 let _ = parse_connack(f.body());
                 let _ = packet_id(f.body());
             }

@@ -1,17 +1,18 @@
 //! The MQTT layer of tenwatch: an embedded rumqttd router behind the **device edge**.
 //!
 //! # Layout
-//! - [`router`]: starts rumqttd on a loopback listener that accepts only the internal
-//!   credential; the gateway and the edge are its only clients.
+//! - [`router`]: starts rumqttd, reached in-process through its local links (the edge and the
+//!   gateway) and on a loopback listener that accepts only the internal credential.
 //! - [`edge`]: the device-facing listener (TCP, optional TLS). It applies handshake and CONNECT
 //!   deadlines, authenticates each device through [`DeviceAuthority`], answers refusals with a
-//!   proper CONNACK, enforces the per-device topic ACL on every PUBLISH and SUBSCRIBE, caps
-//!   payload size and press rate, and reports presence through [`DeviceAuthority::presence`].
+//!   proper CONNACK, links each device to the router in-process, enforces the per-device topic
+//!   ACL on every PUBLISH and SUBSCRIBE, caps payload size and press rate, delivers at the
+//!   device's QoS, and reports presence through [`DeviceAuthority::presence`].
 //! - [`inproc`]: the gateway's in-process client of the router (publish and subscribe with no
 //!   socket).
 //! - [`acl`]: the topic rules of `docs/protocol.md` as pure functions.
-//! - [`codec`]: the MQTT 3.1.1 framing the edge needs (frame boundaries, CONNECT, PUBLISH,
-//!   SUBSCRIBE, SUBACK), parsed from borrowed bytes so frames are forwarded untouched.
+//! - [`codec`]: the MQTT 3.1.1 the edge speaks with devices (frame boundaries, CONNECT,
+//!   PUBLISH, SUBSCRIBE, UNSUBSCRIBE parsed from borrowed bytes; the packets it answers with).
 //! - [`error`]: [`BrokerError`], why the router or the edge could not start.
 //!
 //! The gateway implements [`DeviceAuthority`]; this crate knows nothing of its storage.

@@ -247,6 +247,9 @@ pub fn start_router(settings: RouterSettings) -> Result<RouterHandle, BrokerErro
     let links: Arc<LinkFactory> = Arc::new(move |client_id: &str, clean_session: bool| {
         LinkBuilder::new(client_id, router_tx.clone())
             .clean_session(clean_session)
+            // As on the TCP listener: a publish to a topic no one subscribed to yet creates its
+            // filter. Without it rumqttd drops the whole link on such a publish.
+            .dynamic_filters(true)
             .build()
             .map_err(|e: LinkError| e.to_string())
     });
@@ -400,6 +403,8 @@ mod link_tests {
             .unwrap()
             .expect("link");
         assert!(!sub.session_present);
+        // A publish no one listens to yet does not cost the publisher its link.
+        publ.tx.publish("nobody/listens", "x").expect("publish");
         sub.tx.subscribe("t/#").expect("subscribe");
         // The SUBACK says the filter is in place.
         loop {
@@ -426,5 +431,59 @@ mod link_tests {
                 _ => {}
             }
         }
+    }
+
+    /// A link that says "ready" after its own DISCONNECT (the race of a replaced session and
+    /// a busy router) must not stop the router for everyone else (vendor/rumqttd/TENWATCH.md).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wake_after_a_disconnect_leaves_the_router_serving() {
+        use rumqttd::protocol::{Disconnect, DisconnectReasonCode};
+        let router = start_router(RouterSettings::default()).expect("router starts");
+        // A plain thread, not spawn_blocking: if the router dies, the blocked opener must not
+        // keep the test's runtime from shutting down.
+        let open = |id: &'static str| {
+            let (router, (tx, rx)) = (router.clone(), tokio::sync::oneshot::channel());
+            std::thread::spawn(move || tx.send(router.link(id, true)));
+            rx
+        };
+        let mut gone = open("gone").await.unwrap().expect("link");
+        gone.tx
+            .send(Packet::Disconnect(
+                Disconnect {
+                    reason_code: DisconnectReasonCode::NormalDisconnection,
+                },
+                None,
+            ))
+            .await
+            .expect("disconnect sent");
+        // The same channel, in order: the router has removed "gone" when it reads this.
+        gone.rx.wake().await.expect("wake sent");
+        let serving = async {
+            let mut sub = open("sub").await.unwrap().expect("link");
+            let mut publ = open("pub").await.unwrap().expect("link");
+            sub.tx.subscribe("t").expect("subscribe");
+            loop {
+                match sub.rx.next().await.expect("the router still answers") {
+                    Some(Notification::DeviceAck(_)) => break,
+                    Some(Notification::Unschedule) => sub.rx.wake().await.expect("wake"),
+                    _ => {}
+                }
+            }
+            publ.tx.publish("t", "still here").expect("publish");
+            loop {
+                match sub.rx.next().await.expect("the router still forwards") {
+                    Some(Notification::Forward(f)) => {
+                        assert_eq!(f.publish.payload, "still here".as_bytes());
+                        break;
+                    }
+                    Some(Notification::Unschedule) => sub.rx.wake().await.expect("wake"),
+                    _ => {}
+                }
+            }
+        };
+        // A dead router thread leaves these waits hanging: give up loudly instead.
+        tokio::time::timeout(Duration::from_secs(10), serving)
+            .await
+            .expect("the router stopped serving after a wake from a removed link");
     }
 }

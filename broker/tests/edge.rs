@@ -12,7 +12,9 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
     SubscribeFilter, SubscribeReasonCode,
 };
-use tenwatch_broker::codec::{self, connack, Connect};
+use rumqttd::Notification;
+use tenwatch_broker::codec::{self, connack, packet, Connect};
+use tenwatch_broker::router::LocalLink;
 use tenwatch_broker::{
     start_router, AuthRefusal, BoxFuture, DeviceAuthority, DeviceGrant, DisconnectReason, Edge,
     EdgeConfig, EdgeStats, PresenceEvent, RateLimit, RouterHandle, RouterSettings,
@@ -20,10 +22,16 @@ use tenwatch_broker::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout, timeout_at, Instant};
 
 /// Upper bound for anything a test awaits; generous for a loaded 2-core CI box.
 const WAIT: Duration = Duration::from_secs(10);
+
+/// What dev1 subscribes to in normal operation: its downlink and its cluster, at QoS 1.
+const DEVICE_FILTERS: [(&str, QoS); 2] = [
+    ("tw/d/dev1/down/#", QoS::AtLeastOnce),
+    ("tw/c/cl1/#", QoS::AtLeastOnce),
+];
 
 /// A registry of (device → password, cluster) that reports presence into a bounded channel.
 struct TestAuthority {
@@ -176,22 +184,47 @@ impl Harness {
         client
     }
 
+    /// An in-process client of the router (as the edge's own links are), subscribed to
+    /// `filter` once the router confirmed it.
+    async fn local(&self, filter: &str) -> LocalLink {
+        let router = self.router.clone();
+        let mut link = tokio::task::spawn_blocking(move || router.link("watcher", true))
+            .await
+            .expect("link task")
+            .expect("link");
+        link.tx.subscribe(filter).expect("subscribe");
+        loop {
+            match next_notification(&mut link).await {
+                Notification::DeviceAck(_) => return link,
+                _ => continue,
+            }
+        }
+    }
+
     /// A rumqttc client straight on the router with the internal credential, subscribed to
     /// `filter`.
     async fn internal(&self, filter: &str) -> Client {
         let mut opts = MqttOptions::new("gateway-test", "127.0.0.1", self.router.addr().port());
         opts.set_credentials(self.router.username(), self.router.password());
         let mut client = Client::start(opts).await.expect("internal client connects");
+        client.subscribe(&[(filter, QoS::AtLeastOnce)]).await;
         client
-            .client
-            .subscribe(filter, QoS::AtLeastOnce)
+    }
+}
+
+/// The next notification on an in-process link, waking it when the router pauses it.
+async fn next_notification(link: &mut LocalLink) -> Notification {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match timeout_at(deadline, link.rx.next())
             .await
-            .expect("subscribe");
-        client
-            .next(|p| matches!(p, Packet::SubAck(_)))
-            .await
-            .expect("internal SUBACK");
-        client
+            .expect("notification in time")
+            .expect("link open")
+        {
+            Some(Notification::Unschedule) => link.rx.wake().await.expect("wake"),
+            Some(n) => return n,
+            None => continue,
+        }
     }
 }
 
@@ -233,13 +266,14 @@ impl Client {
     }
 
     /// The next incoming packet matching `want`, skipping others; `Err` if the connection
-    /// ended first.
+    /// ended first. One deadline for the whole wait: keep-alive PINGRESPs must not extend it.
     async fn next(
         &mut self,
         want: impl Fn(&Packet) -> bool,
     ) -> Result<Packet, Option<ConnectionError>> {
+        let deadline = Instant::now() + WAIT;
         loop {
-            match timeout(WAIT, self.events.recv())
+            match timeout_at(deadline, self.events.recv())
                 .await
                 .expect("packet in time")
             {
@@ -248,6 +282,30 @@ impl Client {
                 Some(Err(e)) => return Err(Some(e)),
                 None => return Err(None),
             }
+        }
+    }
+
+    /// The next PUBLISH.
+    async fn next_publish(&mut self) -> rumqttc::Publish {
+        publish_of(
+            self.next(|p| matches!(p, Packet::Publish(_)))
+                .await
+                .expect("PUBLISH"),
+        )
+    }
+
+    /// Subscribes to `filters` in one packet and returns the SUBACK's codes.
+    async fn subscribe(&mut self, filters: &[(&str, QoS)]) -> Vec<SubscribeReasonCode> {
+        let filters = filters
+            .iter()
+            .map(|(filter, qos)| SubscribeFilter::new((*filter).to_owned(), *qos));
+        self.client
+            .subscribe_many(filters)
+            .await
+            .expect("subscribe");
+        match self.next(|p| matches!(p, Packet::SubAck(_))).await {
+            Ok(Packet::SubAck(ack)) => ack.return_codes,
+            other => panic!("expected SUBACK, got {other:?}"),
         }
     }
 
@@ -260,8 +318,9 @@ impl Client {
 
     /// Waits until the connection has ended (error from the event loop).
     async fn closed(&mut self) {
+        let deadline = Instant::now() + WAIT;
         loop {
-            match timeout(WAIT, self.events.recv())
+            match timeout_at(deadline, self.events.recv())
                 .await
                 .expect("close in time")
             {
@@ -311,6 +370,72 @@ fn raw_connect(id: &str, password: &str, keep_alive: u16) -> Vec<u8> {
     .expect("encode")
 }
 
+/// A device speaking raw MQTT, for tests that must not acknowledge or must see exact packets.
+struct RawDevice {
+    s: TcpStream,
+    buf: BytesMut,
+}
+
+impl RawDevice {
+    /// Logs in as `id` (keep-alive 30 s, clean session) and reads the CONNACK, which must
+    /// accept.
+    async fn login(addr: SocketAddr, id: &str) -> Self {
+        let (dev, connack) = Self::connect(addr, &raw_connect(id, &format!("pw-{id}"), 30)).await;
+        assert_eq!(connack, (false, connack::ACCEPTED));
+        dev
+    }
+
+    /// Sends `connect`; returns the device and its CONNACK (session present, code).
+    async fn connect(addr: SocketAddr, connect: &[u8]) -> (Self, (bool, u8)) {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        let mut dev = Self {
+            s,
+            buf: BytesMut::new(),
+        };
+        dev.send(connect).await;
+        let f = dev.frame().await;
+        assert_eq!(f.packet_type(), packet::CONNACK);
+        let connack = codec::parse_connack(f.body()).expect("CONNACK");
+        (dev, connack)
+    }
+
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.expect("write");
+    }
+
+    /// The next frame from the edge.
+    async fn frame(&mut self) -> codec::Frame {
+        loop {
+            if let Some(f) = codec::next_frame(&mut self.buf, 1 << 20).expect("valid frame") {
+                return f;
+            }
+            let n = timeout(WAIT, self.s.read_buf(&mut self.buf))
+                .await
+                .expect("frame in time")
+                .expect("read");
+            assert!(n > 0, "closed before a full frame");
+        }
+    }
+
+    /// The next PUBLISH as (QoS, packet id, payload).
+    async fn publish(&mut self) -> (u8, Option<u16>, Vec<u8>) {
+        let f = self.frame().await;
+        assert_eq!(f.packet_type(), packet::PUBLISH, "expected a PUBLISH");
+        let p = codec::parse_publish(f.flags(), f.body()).expect("PUBLISH");
+        (p.qos, p.packet_id, p.payload.to_vec())
+    }
+
+    /// Nothing arrives for `quiet` (asserting an absence has nothing to await).
+    async fn nothing_for(&mut self, quiet: Duration) {
+        if !self.buf.is_empty() {
+            panic!("unexpected bytes: {:?}", &self.buf[..]);
+        }
+        if let Ok(read) = timeout(quiet, self.s.read_buf(&mut self.buf)).await {
+            panic!("unexpected read {read:?}: {:?}", &self.buf[..]);
+        }
+    }
+}
+
 /// Reads one frame (e.g. a CONNACK) from a raw stream.
 async fn read_raw_frame<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> codec::Frame {
     let mut buf = BytesMut::with_capacity(64);
@@ -334,17 +459,12 @@ async fn good_login_publishes_reach_the_internal_subscriber() {
 
     dev.publish("tw/d/dev1/up/press", br#"{"seq":1,"kind":"help"}"#.to_vec())
         .await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev1/up/press");
     assert_eq!(&got.payload[..], br#"{"seq":1,"kind":"help"}"#);
     dev.next(|p| matches!(p, Packet::PubAck(_)))
         .await
-        .expect("router's PUBACK relayed to the device");
+        .expect("the edge's PUBACK");
     assert_eq!(h.stats.snapshot().connected, 1);
     assert_eq!(h.edge.online_devices(), 1);
 
@@ -440,12 +560,7 @@ async fn forged_publish_is_dropped_and_closes_the_connection() {
     honest
         .publish("tw/d/dev2/up/heartbeat", b"{}".to_vec())
         .await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev2/up/heartbeat");
 }
 
@@ -455,24 +570,16 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
     let gateway = h.internal("tw/d/+/up/#").await;
     let mut dev = h.device("dev1").await;
 
-    dev.client
-        .subscribe_many([
-            SubscribeFilter::new("#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/c/cl2/#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/c/cl1/#".into(), QoS::AtLeastOnce),
-            SubscribeFilter::new("tw/d/dev1/down/ack".into(), QoS::AtLeastOnce),
+    let codes = dev
+        .subscribe(&[
+            ("#", QoS::AtLeastOnce),
+            ("tw/c/cl2/#", QoS::AtLeastOnce),
+            ("tw/c/cl1/#", QoS::AtLeastOnce),
+            ("tw/d/dev1/down/ack", QoS::AtLeastOnce),
         ])
-        .await
-        .expect("subscribe");
-    let Packet::SubAck(ack) = dev
-        .next(|p| matches!(p, Packet::SubAck(_)))
-        .await
-        .expect("SUBACK")
-    else {
-        unreachable!()
-    };
+        .await;
     assert_eq!(
-        ack.return_codes,
+        codes,
         vec![
             SubscribeReasonCode::Failure,
             SubscribeReasonCode::Failure,
@@ -482,18 +589,10 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
     );
 
     // A packet with nothing allowed is answered by the edge alone.
-    dev.client
-        .subscribe("tw/d/dev2/down/#", QoS::AtLeastOnce)
-        .await
-        .expect("subscribe");
-    let Packet::SubAck(ack) = dev
-        .next(|p| matches!(p, Packet::SubAck(_)))
-        .await
-        .expect("SUBACK")
-    else {
-        unreachable!()
-    };
-    assert_eq!(ack.return_codes, vec![SubscribeReasonCode::Failure]);
+    let codes = dev
+        .subscribe(&[("tw/d/dev2/down/#", QoS::AtLeastOnce)])
+        .await;
+    assert_eq!(codes, vec![SubscribeReasonCode::Failure]);
     assert_eq!(h.stats.snapshot().acl_subscribe_refused, 3);
 
     // Cluster cl2's alert is not delivered; cl1's (published after it) is the first to arrive.
@@ -507,11 +606,7 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
         .publish("tw/c/cl1/alert", QoS::AtLeastOnce, false, b"cl1".to_vec())
         .await
         .expect("publish");
-    let got = publish_of(
-        dev.next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("cluster alert"),
-    );
+    let got = dev.next_publish().await;
     assert_eq!(
         (got.topic.as_str(), &got.payload[..]),
         ("tw/c/cl1/alert", &b"cl1"[..])
@@ -526,11 +621,7 @@ async fn subscribe_refuses_foreign_filters_in_the_same_packet() {
         )
         .await
         .expect("publish");
-    let got = publish_of(
-        dev.next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("ack"),
-    );
+    let got = dev.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev1/down/ack");
     // The device is still connected: refused filters are not a violation.
     assert_eq!(h.stats.snapshot().connected, 1);
@@ -568,12 +659,7 @@ async fn oversize_payload_is_refused() {
     let dev = h.device("dev1").await;
     dev.publish("tw/d/dev1/up/heartbeat", vec![b'x'; 2048])
         .await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.payload.len(), 2048);
 }
 
@@ -616,12 +702,7 @@ async fn press_flood_is_rate_limited_without_starving_others() {
     // dev2's in the gateway's stream.
     let mut from_flooder = 0;
     loop {
-        let p = publish_of(
-            gateway
-                .next(|p| matches!(p, Packet::Publish(_)))
-                .await
-                .expect("uplink"),
-        );
+        let p = gateway.next_publish().await;
         match p.topic.as_str() {
             "tw/d/dev1/up/press" => from_flooder += 1,
             "tw/d/dev2/up/press" => break,
@@ -730,12 +811,7 @@ async fn reconnect_replaces_the_old_session() {
     assert_eq!(h.edge.online_devices(), 1);
     assert_eq!(h.stats.snapshot().connected, 1);
     new.publish("tw/d/dev1/up/heartbeat", b"{}".to_vec()).await;
-    let got = publish_of(
-        gateway
-            .next(|p| matches!(p, Packet::Publish(_)))
-            .await
-            .expect("uplink"),
-    );
+    let got = gateway.next_publish().await;
     assert_eq!(got.topic, "tw/d/dev1/up/heartbeat");
     assert!(h.presence.try_recv().is_err(), "no further presence events");
 }
@@ -796,4 +872,200 @@ async fn shutdown_closes_sessions_with_reason_shutdown() {
         .expect("serve returns")
         .expect("serve task");
     assert!(TcpStream::connect(h.addr).await.is_err(), "listener closed");
+}
+
+#[tokio::test]
+async fn qos1_publish_is_acked_by_the_edge_and_reaches_an_in_process_subscriber() {
+    let mut h = spawn_edge(quick_config()).await;
+    let mut watcher = h.local("tw/d/+/up/#").await;
+    let mut dev = h.device("dev1").await;
+
+    dev.publish("tw/d/dev1/up/heartbeat", br#"{"up":1}"#.to_vec())
+        .await;
+    let Packet::PubAck(ack) = dev
+        .next(|p| matches!(p, Packet::PubAck(_)))
+        .await
+        .expect("PUBACK")
+    else {
+        unreachable!()
+    };
+    assert_ne!(ack.pkid, 0);
+    loop {
+        if let Notification::Forward(f) = next_notification(&mut watcher).await {
+            assert_eq!(&f.publish.topic[..], b"tw/d/dev1/up/heartbeat");
+            assert_eq!(&f.publish.payload[..], br#"{"up":1}"#);
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn qos1_delivery_numbers_messages_and_reuses_the_window() {
+    let mut h = spawn_edge(quick_config()).await;
+    let gateway = h.internal("tw/d/+/up/#").await;
+    let mut dev = h.device("dev1").await;
+    let codes = dev.subscribe(&DEVICE_FILTERS).await;
+    assert_eq!(
+        codes,
+        vec![SubscribeReasonCode::Success(QoS::AtLeastOnce); 2]
+    );
+    // What the gateway sends as soon as it hears this is not lost.
+    match h.next_presence().await {
+        PresenceEvent::Subscribed { device, .. } => assert_eq!(device, "dev1"),
+        other => panic!("expected Subscribed, got {other:?}"),
+    }
+
+    gateway.publish("tw/d/dev1/down/ack", b"0".to_vec()).await;
+    let first = dev.next_publish().await;
+    assert_eq!(first.qos, QoS::AtLeastOnce);
+    assert_ne!(first.pkid, 0);
+    assert_eq!(&first.payload[..], b"0");
+
+    // rumqttc acknowledges each one; 150 more only arrive if acks free the window of 100.
+    for n in 1..=150 {
+        gateway
+            .publish("tw/c/cl1/alert", n.to_string().into_bytes())
+            .await;
+    }
+    let mut ids = std::collections::HashSet::new();
+    for n in 1..=150 {
+        let p = dev.next_publish().await;
+        assert_eq!(p.qos, QoS::AtLeastOnce);
+        assert_eq!(p.payload, n.to_string().into_bytes(), "in order");
+        ids.insert(p.pkid);
+    }
+    assert_eq!(ids.len(), 150, "packet ids are not reused while in flight");
+    assert_eq!(h.stats.snapshot().downlink_dropped, 0);
+}
+
+#[tokio::test]
+async fn a_device_that_never_acknowledges_gets_100_in_flight_and_keeps_its_session() {
+    let mut h = spawn_edge(quick_config()).await;
+    let mut gateway = h.internal("tw/d/+/up/#").await;
+    let mut dev = RawDevice::login(h.addr, "dev1").await;
+    h.connected("dev1").await;
+    // QoS 2 asked, QoS 1 granted: the edge runs no QoS 2 exchange.
+    dev.send(&codec::encode_subscribe(1, &[("tw/d/dev1/down/#", 2)]).expect("encode"))
+        .await;
+    let f = dev.frame().await;
+    assert_eq!(f.packet_type(), packet::SUBACK);
+    assert_eq!(f.body(), &[0, 1, 1]);
+
+    for n in 0..150 {
+        gateway
+            .publish("tw/d/dev1/down/msg", n.to_string().into_bytes())
+            .await;
+    }
+    // The router has all 150 once it has acknowledged them.
+    for _ in 0..150 {
+        gateway
+            .next(|p| matches!(p, Packet::PubAck(_)))
+            .await
+            .expect("router PUBACK");
+    }
+    let mut in_flight = Vec::new();
+    for n in 0..100 {
+        let (qos, id, payload) = dev.publish().await;
+        assert_eq!((qos, payload), (1, n.to_string().into_bytes()));
+        in_flight.push(id.expect("QoS 1 has a packet id"));
+    }
+    dev.nothing_for(Duration::from_millis(300)).await;
+
+    // Still connected: PINGREQ answered, no presence change.
+    dev.send(&[0xc0, 0]).await;
+    assert_eq!(dev.frame().await.packet_type(), packet::PINGRESP);
+    assert_eq!(h.stats.snapshot().connected, 1);
+    assert!(h.presence.try_recv().is_err(), "no presence change");
+
+    // Acknowledging releases the 50 that waited, in order.
+    for id in in_flight {
+        dev.send(&codec::encode_puback(id)).await;
+    }
+    for n in 100..150 {
+        let (qos, _, payload) = dev.publish().await;
+        assert_eq!((qos, payload), (1, n.to_string().into_bytes()));
+    }
+    assert_eq!(h.stats.snapshot().downlink_dropped, 0);
+}
+
+#[tokio::test]
+async fn pingreq_is_answered_by_the_edge() {
+    let mut h = spawn_edge(quick_config()).await;
+    let mut dev = RawDevice::login(h.addr, "dev1").await;
+    h.connected("dev1").await;
+    for _ in 0..3 {
+        dev.send(&[0xc0, 0]).await;
+        assert_eq!(dev.frame().await.packet_type(), packet::PINGRESP);
+    }
+}
+
+#[tokio::test]
+async fn unsubscribe_is_answered_and_stops_delivery() {
+    let mut h = spawn_edge(quick_config()).await;
+    let gateway = h.internal("tw/d/+/up/#").await;
+    let mut dev = h.device("dev1").await;
+    dev.subscribe(&DEVICE_FILTERS).await;
+    dev.client
+        .unsubscribe("tw/c/cl1/#")
+        .await
+        .expect("unsubscribe");
+    dev.next(|p| matches!(p, Packet::UnsubAck(_)))
+        .await
+        .expect("UNSUBACK");
+
+    // The cluster message is not delivered; the downlink one, published after it, arrives.
+    gateway.publish("tw/c/cl1/alert", b"cl1".to_vec()).await;
+    gateway.publish("tw/d/dev1/down/ack", b"ack".to_vec()).await;
+    let got = dev.next_publish().await;
+    assert_eq!(got.topic, "tw/d/dev1/down/ack");
+}
+
+#[tokio::test]
+async fn a_burst_past_the_routers_link_buffer_is_delivered_in_full() {
+    // rumqttd pauses a link whose buffer holds 200 notifications until the link wakes it;
+    // a burst of 2,000 arrives whole only if the edge does.
+    const N: usize = 2_000;
+    let mut h = spawn_edge(quick_config()).await;
+    let mut dev = h.device("dev1").await;
+    dev.subscribe(&[("tw/d/dev1/down/#", QoS::AtMostOnce)])
+        .await;
+    let router = h.router.clone();
+    let mut publisher = tokio::task::spawn_blocking(move || router.link("burst", true))
+        .await
+        .expect("link task")
+        .expect("link");
+    for n in 0..N {
+        publisher
+            .tx
+            .publish("tw/d/dev1/down/msg", n.to_string())
+            .expect("publish");
+    }
+    for n in 0..N {
+        let p = dev.next_publish().await;
+        assert_eq!(p.payload, n.to_string().into_bytes());
+    }
+}
+
+#[tokio::test]
+async fn a_kept_session_is_reported_in_the_connack() {
+    let mut h = spawn_edge(quick_config()).await;
+    let connect = codec::encode_connect(&Connect {
+        clean_session: false,
+        keep_alive: 30,
+        client_id: "dev1".into(),
+        will: None,
+        username: Some("dev1".into()),
+        password: Some(b"pw-dev1".to_vec()),
+    })
+    .expect("encode");
+    let (mut dev, connack) = RawDevice::connect(h.addr, &connect).await;
+    assert_eq!(connack, (false, connack::ACCEPTED));
+    h.connected("dev1").await;
+    dev.send(&[0xe0, 0]).await; // DISCONNECT
+    let (_, reason) = h.disconnected("dev1").await;
+    assert_eq!(reason, DisconnectReason::Clean);
+
+    let (_dev, connack) = RawDevice::connect(h.addr, &connect).await;
+    assert_eq!(connack, (true, connack::ACCEPTED));
+    h.connected("dev1").await;
 }

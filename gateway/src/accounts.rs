@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::domain::ZoneCode;
+use crate::domain::{text_newtype, ZoneCode};
 pub use crate::store::accounts::{AccountRecord, AccountStore, NewAccount, OnDutyVolunteer};
 use crate::store::StoreError;
 
@@ -40,6 +40,37 @@ pub enum AccountError {
     Hashing(String),
 }
 
+/// `as_str` and `FromStr` of an enum named by text (in the database, the API and on the command
+/// line), from one table of its variants' names; any other text is refused as
+/// `$what must be "a" or "b", not "x"`.
+macro_rules! named_enum {
+    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)+
+                }
+            }
+        }
+
+        impl FromStr for $ty {
+            type Err = AccountError;
+            fn from_str(s: &str) -> Result<Self, AccountError> {
+                match s {
+                    $($name => Ok($ty::$variant),)+
+                    _ => {
+                        let names = [$(format!("{:?}", $name)),+].join(" or ");
+                        Err(AccountError::Invalid(format!(
+                            "{} must be {names}, not {s:?}",
+                            $what
+                        )))
+                    }
+                }
+            }
+        }
+    };
+}
+
 /// Operators work at the station console; volunteers patrol with the phone app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -48,29 +79,10 @@ pub enum AccountKind {
     Volunteer,
 }
 
-impl AccountKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AccountKind::Operator => "operator",
-            AccountKind::Volunteer => "volunteer",
-        }
-    }
-}
-
-impl FromStr for AccountKind {
-    type Err = AccountError;
-    fn from_str(s: &str) -> Result<Self, AccountError> {
-        match s {
-            "operator" => Ok(AccountKind::Operator),
-            "volunteer" => Ok(AccountKind::Volunteer),
-            _ => Err(AccountError::Invalid(format!(
-                "account kind must be \"operator\" or \"volunteer\", not {s:?}"
-            ))),
-        }
-    }
-}
+named_enum!(AccountKind, "account kind", { Operator => "operator", Volunteer => "volunteer" });
 
 /// An operator's role. Monitors watch and handle alerts; admins also manage the registry.
+/// `FromStr` lets clap take `--role monitor|admin` directly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
@@ -78,28 +90,7 @@ pub enum Role {
     Admin,
 }
 
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Monitor => "monitor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-/// So that clap can take `--role monitor|admin` directly.
-impl FromStr for Role {
-    type Err = AccountError;
-    fn from_str(s: &str) -> Result<Self, AccountError> {
-        match s {
-            "monitor" => Ok(Role::Monitor),
-            "admin" => Ok(Role::Admin),
-            _ => Err(AccountError::Invalid(format!(
-                "role must be \"monitor\" or \"admin\", not {s:?}"
-            ))),
-        }
-    }
-}
+named_enum!(Role, "role", { Monitor => "monitor", Admin => "admin" });
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,17 +129,8 @@ impl AccountName {
         }
         Ok(Self(s.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-impl fmt::Display for AccountName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(AccountName);
 
 /// Shortest password accepted for a new account, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -728,6 +710,24 @@ mod tests {
         for bad in ["", " wang", "wang ", "wa\nng", "\t", &"x".repeat(65)] {
             assert!(AccountName::parse(bad).is_err(), "{bad:?} must be refused");
         }
+    }
+
+    #[test]
+    fn kinds_and_roles_by_name() {
+        for kind in [AccountKind::Operator, AccountKind::Volunteer] {
+            assert_eq!(kind.as_str().parse::<AccountKind>().unwrap(), kind);
+        }
+        for role in [Role::Monitor, Role::Admin] {
+            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
+        }
+        assert_eq!(
+            "Operator".parse::<AccountKind>().unwrap_err().to_string(),
+            r#"account kind must be "operator" or "volunteer", not "Operator""#
+        );
+        assert_eq!(
+            "root".parse::<Role>().unwrap_err().to_string(),
+            r#"role must be "monitor" or "admin", not "root""#
+        );
     }
 
     #[test]

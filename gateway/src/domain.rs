@@ -55,6 +55,25 @@ fn check_topic_id(what: &'static str, s: &str) -> Result<(), ParseError> {
     Ok(())
 }
 
+/// What every text newtype (`struct Name(String)`, checked when parsed) offers: `as_str` and
+/// `Display`, both the text as given.
+macro_rules! text_newtype {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use text_newtype;
+
 macro_rules! topic_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
         $(#[$doc])*
@@ -67,16 +86,8 @@ macro_rules! topic_id {
                 check_topic_id($what, s)?;
                 Ok(Self(s.to_owned()))
             }
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
         }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
+        text_newtype!($name);
 
         impl FromStr for $name {
             type Err = ParseError;
@@ -122,16 +133,8 @@ impl ZoneCode {
         }
         Ok(Self(s.to_owned()))
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-impl fmt::Display for ZoneCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_newtype!(ZoneCode);
 
 /// An alert, shown to people as `A{n}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -23,7 +23,7 @@ use tenwatch_gateway::lifecycle::{Action, RecipientState};
 use tenwatch_gateway::metrics::Metrics;
 use tenwatch_gateway::push::{PushConfig, Pusher};
 use tenwatch_gateway::seed::{seed_demo, Credential};
-use tenwatch_gateway::store::{self, PressOutcome, RecipientKind, RingPlan, Store};
+use tenwatch_gateway::store::{self, PressOutcome, RecipientKind, RingFired, RingPlan, Store};
 
 use common::TestDb;
 
@@ -115,6 +115,19 @@ async fn press(store: &dyn Store, device: &str, now: i64) -> AlertId {
     }
 }
 
+/// Moves the clock on by `ms`: no ring fires a millisecond before, exactly one at `ms`.
+async fn one_ring_after(gw: &Gateway, clock: &Clock, ms: i64) -> RingFired {
+    clock.advance_ms(ms - 1);
+    assert!(
+        tick(&gw.escalation).await.unwrap().is_empty(),
+        "a ring fired before {ms} ms"
+    );
+    clock.advance_ms(1);
+    let mut fired = tick(&gw.escalation).await.unwrap();
+    assert_eq!(fired.len(), 1);
+    fired.remove(0)
+}
+
 async fn rings_fire_at_their_moments_and_reach_further(db: TestDb) {
     let (url, creds) = neighbourhood(&db).await;
     let clock = Clock::manual(T0);
@@ -140,15 +153,7 @@ async fn rings_fire_at_their_moments_and_reach_further(db: TestDb) {
         1
     );
 
-    clock.advance_ms(29_999);
-    assert!(
-        tick(&gw.escalation).await.unwrap().is_empty(),
-        "ring 1 fired early"
-    );
-    clock.advance_ms(1);
-    let fired = tick(&gw.escalation).await.unwrap();
-    assert_eq!(fired.len(), 1);
-    let ring1 = &fired[0];
+    let ring1 = one_ring_after(&gw, &clock, 30_000).await;
     assert_eq!(ring1.ring, 1);
     assert!(!ring1.clusters.is_empty());
     assert!(!ring1.clusters.contains(&ring1.alert.cluster));
@@ -158,17 +163,10 @@ async fn rings_fire_at_their_moments_and_reach_further(db: TestDb) {
     assert!(distances.iter().all(|d| *d <= 800.0));
     assert!(!ring1.alert.critical);
 
-    clock.advance_ms(59_999);
-    assert!(
-        tick(&gw.escalation).await.unwrap().is_empty(),
-        "ring 2 fired early"
-    );
-    clock.advance_ms(1);
-    let fired = tick(&gw.escalation).await.unwrap();
-    assert_eq!(fired.len(), 1);
-    assert_eq!(fired[0].ring, 2);
-    assert!(fired[0].alert.critical);
-    assert_eq!(fired[0].alert.next_ring_at_ms, None);
+    let ring2 = one_ring_after(&gw, &clock, 60_000).await;
+    assert_eq!(ring2.ring, 2);
+    assert!(ring2.alert.critical);
+    assert_eq!(ring2.alert.next_ring_at_ms, None);
 
     clock.advance_ms(3_600_000);
     assert!(tick(&gw.escalation).await.unwrap().is_empty(), "no ring 3");

@@ -25,8 +25,8 @@ use tenwatch_gateway::store::supervision::{
     DeviceReportKind, PresenceEvidence, Report, SupervisionPolicy,
 };
 use tenwatch_gateway::store::{
-    AlertFilter, CancelOutcome, NewCluster, NewHousehold, PressOutcome, RecipientKind, RingPlan,
-    Store, StoreError,
+    AlertFilter, AlertSummary, Applied, CancelOutcome, NewCluster, NewHousehold, Ordered,
+    PressOutcome, RecipientKind, RingPlan, Store, StoreError,
 };
 
 use common::TestDb;
@@ -63,20 +63,55 @@ fn press(seq: u64, kind: PressKind) -> Press {
     }
 }
 
-async fn raise(store: &dyn Store, device: &DeviceId, seq: u64, now: i64) -> AlertId {
-    match store
-        .record_press(
-            device,
-            &press(seq, PressKind::Help),
-            &RingPlan::default(),
-            now,
-        )
+/// A press of `kind` stored with the default rings.
+async fn record(
+    store: &dyn Store,
+    device: &DeviceId,
+    seq: u64,
+    kind: PressKind,
+    now: i64,
+) -> PressOutcome {
+    store
+        .record_press(device, &press(seq, kind), &RingPlan::default(), now)
         .await
         .unwrap()
-    {
+}
+
+async fn raise(store: &dyn Store, device: &DeviceId, seq: u64, now: i64) -> AlertId {
+    match record(store, device, seq, PressKind::Help, now).await {
         PressOutcome::Raised(a) => a.id,
         other => panic!("expected a new alert, got {other:?}"),
     }
+}
+
+/// A cancel press, with a 30 s window.
+async fn cancel(store: &dyn Store, device: &DeviceId, seq: u64, now: i64) -> CancelOutcome {
+    store
+        .cancel_press(device, &press(seq, PressKind::Cancel), 30_000, now)
+        .await
+        .unwrap()
+}
+
+/// What the station's operator does to an alert.
+fn by_station(
+    store: &dyn Store,
+    alert: AlertId,
+    action: Action,
+    target: Option<(RecipientKind, &str)>,
+    detail: &str,
+    now: i64,
+) -> Ordered<Applied> {
+    store.apply(alert, "operator:wang", action, target, detail, now)
+}
+
+/// The alerts of `zones`, open ones only or all.
+async fn listed(store: &dyn Store, open_only: bool, zones: Vec<ZoneCode>) -> Vec<AlertSummary> {
+    let filter = AlertFilter {
+        open_only,
+        zones,
+        limit: 100,
+    };
+    store.list_alerts(&filter).await.unwrap()
 }
 
 fn household(id: &str, cluster: &ClusterId, lat: f64) -> NewHousehold {
@@ -217,15 +252,7 @@ async fn a_repeated_press_is_one_alert_fanned_out_once(db: TestDb) {
     let store = db.open().await;
     let creds = seed_demo(store.as_ref(), 2).await.unwrap();
     let presser = device(&creds, 3);
-    let first = store
-        .record_press(
-            &presser,
-            &press(5, PressKind::Medical),
-            &RingPlan::default(),
-            T0,
-        )
-        .await
-        .unwrap();
+    let first = record(store.as_ref(), &presser, 5, PressKind::Medical, T0).await;
     let PressOutcome::Raised(alert) = first else {
         panic!("expected a new alert, got {first:?}")
     };
@@ -234,22 +261,11 @@ async fn a_repeated_press_is_one_alert_fanned_out_once(db: TestDb) {
     assert_eq!(alert.seq, 5);
     assert_eq!(alert.next_ring_at_ms, Some(T0 + 30_000));
     assert_eq!(alert.label, creds[3].label);
-    let again = store
-        .record_press(
-            &presser,
-            &press(5, PressKind::Medical),
-            &RingPlan::default(),
-            T0 + 1_000,
-        )
-        .await
-        .unwrap();
+    let again = record(store.as_ref(), &presser, 5, PressKind::Medical, T0 + 1_000).await;
     assert_eq!(again, PressOutcome::Duplicate(alert.clone()));
     let ghost = DeviceId::parse("ghost").unwrap();
     assert_eq!(
-        store
-            .record_press(&ghost, &press(1, PressKind::Help), &RingPlan::default(), T0)
-            .await
-            .unwrap(),
+        record(store.as_ref(), &ghost, 1, PressKind::Help, T0).await,
         PressOutcome::UnknownDevice
     );
 
@@ -289,21 +305,9 @@ async fn a_repeated_press_is_one_alert_fanned_out_once(db: TestDb) {
     let twice = store.mark_notified(alert.id, T0 + 20).await.unwrap();
     assert_eq!(twice.notified_at_ms, Some(T0 + 10));
 
-    let listed = |open_only, zones: Vec<ZoneCode>| {
-        let store = store.clone();
-        async move {
-            store
-                .list_alerts(&AlertFilter {
-                    open_only,
-                    zones,
-                    limit: 10,
-                })
-                .await
-                .unwrap()
-        }
-    };
-    assert_eq!(listed(true, vec![zone()]).await.len(), 1);
-    assert!(listed(true, vec![ZoneCode::parse("11010599").unwrap()])
+    assert_eq!(listed(store.as_ref(), true, vec![zone()]).await.len(), 1);
+    let elsewhere = ZoneCode::parse("11010599").unwrap();
+    assert!(listed(store.as_ref(), true, vec![elsewhere])
         .await
         .is_empty());
     let detail = store.alert_detail(alert.id).await.unwrap().unwrap();
@@ -325,49 +329,30 @@ async fn cancel_inside_the_window_only(db: TestDb) {
     let creds = seed_demo(store.as_ref(), 1).await.unwrap();
     let d = device(&creds, 0);
     assert_eq!(
-        store
-            .cancel_press(&d, &press(1, PressKind::Cancel), 30_000, T0)
-            .await
-            .unwrap(),
+        cancel(store.as_ref(), &d, 1, T0).await,
         CancelOutcome::NothingOpen
     );
     let first = raise(store.as_ref(), &d, 2, T0).await;
-    let late = store
-        .cancel_press(&d, &press(3, PressKind::Cancel), 30_000, T0 + 31_000)
-        .await
-        .unwrap();
+    let late = cancel(store.as_ref(), &d, 3, T0 + 31_000).await;
     assert!(matches!(late, CancelOutcome::TooLate(ref a) if a.state == AlertState::Raised));
     let second = raise(store.as_ref(), &d, 4, T0 + 40_000).await;
-    let ok = store
-        .cancel_press(&d, &press(5, PressKind::Cancel), 30_000, T0 + 45_000)
-        .await
-        .unwrap();
+    let ok = cancel(store.as_ref(), &d, 5, T0 + 45_000).await;
     let CancelOutcome::Cancelled(cancelled) = ok else {
         panic!("expected cancelled, got {ok:?}")
     };
     assert_eq!(cancelled.id, second, "the latest open alert");
     assert_eq!(cancelled.closed_at_ms, Some(T0 + 45_000));
     assert_eq!(cancelled.next_ring_at_ms, None);
-    let repeated = store
-        .cancel_press(&d, &press(5, PressKind::Cancel), 30_000, T0 + 46_000)
-        .await
-        .unwrap();
+    let repeated = cancel(store.as_ref(), &d, 5, T0 + 46_000).await;
     assert!(matches!(repeated, CancelOutcome::Duplicate(ref a) if a.id == second));
     let detail = store.alert_detail(second).await.unwrap().unwrap();
     let actions: Vec<_> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["raised", "cancelled"]);
     let first = store.alert(first).await.unwrap().unwrap();
     assert_eq!(first.state, AlertState::Raised);
+    let ghost = DeviceId::parse("ghost").unwrap();
     assert_eq!(
-        store
-            .cancel_press(
-                &DeviceId::parse("ghost").unwrap(),
-                &press(1, PressKind::Cancel),
-                30_000,
-                T0
-            )
-            .await
-            .unwrap(),
+        cancel(store.as_ref(), &ghost, 1, T0).await,
         CancelOutcome::UnknownDevice
     );
     // A cancelled alert is done with: a "coming" is refused with the reason.
@@ -434,18 +419,12 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
     let neighbour = creds[4].device.as_str();
     let unit = Some((RecipientKind::Unit, neighbour));
     let actor = format!("device:{neighbour}");
+    let by_unit = |state, now| store.apply(alert, &actor, Action::Recipient(state), unit, "", now);
+    let station = |action, target, detail: &'static str, now| {
+        by_station(store.as_ref(), alert, action, target, detail, now)
+    };
 
-    let coming = store
-        .apply(
-            alert,
-            &actor,
-            Action::Recipient(RecipientState::Coming),
-            unit,
-            "",
-            T0 + 12_000,
-        )
-        .await
-        .unwrap();
+    let coming = by_unit(RecipientState::Coming, T0 + 12_000).await.unwrap();
     assert!(coming.state_changed && coming.recipient_changed);
     assert_eq!(coming.alert.state, AlertState::Acknowledged);
     assert_eq!(coming.alert.responders, 1);
@@ -453,17 +432,7 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
     assert_eq!(coming.alert.first_coming_at_ms, Some(T0 + 12_000));
     assert_eq!(coming.alert.next_ring_at_ms, None, "the climb stops");
     // The same answer again is no news: no change, no event.
-    let again = store
-        .apply(
-            alert,
-            &actor,
-            Action::Recipient(RecipientState::Coming),
-            unit,
-            "",
-            T0 + 13_000,
-        )
-        .await
-        .unwrap();
+    let again = by_unit(RecipientState::Coming, T0 + 13_000).await.unwrap();
     assert!(!again.state_changed && !again.recipient_changed);
     // A unit that was never told cannot answer.
     let stranger = store
@@ -478,51 +447,18 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
         .await;
     assert!(matches!(stranger, Err(StoreError::NotFound(_))));
     // The station sends a volunteer, who is added as a recipient; twice is refused.
-    let sent = store
-        .apply(
-            alert,
-            "operator:wang",
-            Action::Dispatch,
-            Some((RecipientKind::Volunteer, "li")),
-            "请到现场",
-            T0 + 14_000,
-        )
+    let li = Some((RecipientKind::Volunteer, "li"));
+    let sent = station(Action::Dispatch, li, "请到现场", T0 + 14_000)
         .await
         .unwrap();
     assert!(sent.recipient_changed && !sent.state_changed);
-    let twice = store
-        .apply(
-            alert,
-            "operator:wang",
-            Action::Dispatch,
-            Some((RecipientKind::Volunteer, "li")),
-            "",
-            T0 + 14_500,
-        )
-        .await;
+    let twice = station(Action::Dispatch, li, "", T0 + 14_500).await;
     assert!(matches!(twice, Err(StoreError::Refused(m)) if m.contains("already")));
-    let there = store
-        .apply(
-            alert,
-            &actor,
-            Action::Recipient(RecipientState::OnScene),
-            unit,
-            "",
-            T0 + 20_000,
-        )
-        .await
-        .unwrap();
+    let there = by_unit(RecipientState::OnScene, T0 + 20_000).await.unwrap();
     assert_eq!(there.alert.state, AlertState::OnScene);
     assert_eq!(there.alert.first_on_scene_at_ms, Some(T0 + 20_000));
-    let resolved = store
-        .apply(
-            alert,
-            "operator:wang",
-            Action::Resolve(Category::Dispute),
-            None,
-            "邻里纠纷，已调解",
-            T0 + 60_000,
-        )
+    let dispute = Action::Resolve(Category::Dispute);
+    let resolved = station(dispute, None, "邻里纠纷，已调解", T0 + 60_000)
         .await
         .unwrap();
     assert_eq!(resolved.alert.state, AlertState::Resolved);
@@ -532,40 +468,15 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
         Some("邻里纠纷，已调解")
     );
     assert_eq!(resolved.alert.closed_at_ms, Some(T0 + 60_000));
-    let after = store
-        .apply(
-            alert,
-            "operator:wang",
-            Action::Resolve(Category::Help),
-            None,
-            "",
-            T0 + 61_000,
-        )
-        .await;
+    let after = station(Action::Resolve(Category::Help), None, "", T0 + 61_000).await;
     assert!(matches!(after, Err(StoreError::Refused(m)) if m.contains("already resolved")));
-    let note = store
-        .apply(
-            alert,
-            "operator:wang",
-            Action::Note,
-            None,
-            "回访完毕",
-            T0 + 62_000,
-        )
+    let note = station(Action::Note, None, "回访完毕", T0 + 62_000)
         .await
         .unwrap();
     assert_eq!(note.alert.state, AlertState::Resolved);
+    let missing = AlertId(alert.0 + 100);
     assert!(matches!(
-        store
-            .apply(
-                AlertId(alert.0 + 100),
-                "operator:wang",
-                Action::Note,
-                None,
-                "",
-                T0
-            )
-            .await,
+        by_station(store.as_ref(), missing, Action::Note, None, "", T0).await,
         Err(StoreError::NotFound(_))
     ));
 
@@ -584,15 +495,10 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
     );
     assert_eq!(detail.timeline[2].detail, "li 请到现场");
     assert!(detail.timeline[4].detail.starts_with("dispute"));
-    let listed = store
-        .list_alerts(&AlertFilter {
-            open_only: true,
-            zones: vec![zone()],
-            limit: 10,
-        })
-        .await
-        .unwrap();
-    assert!(listed.is_empty(), "resolved is not open");
+    assert!(
+        listed(store.as_ref(), true, vec![zone()]).await.is_empty(),
+        "resolved is not open"
+    );
     assert_eq!(store.next_ring_deadline().await.unwrap(), None);
 }
 
@@ -606,6 +512,12 @@ fn account(name: &str, kind: AccountKind, zones: &[&ZoneCode]) -> NewAccount {
         password_hash: "$argon2id$fake".into(),
         zones: zones.iter().map(|z| (*z).clone()).collect(),
     }
+}
+
+/// A new volunteer of `zone`; its account id.
+async fn volunteer(store: &dyn Store, name: &str, zone: &ZoneCode) -> i64 {
+    let new = account(name, AccountKind::Volunteer, &[zone]);
+    store.create_account(&new, 0).await.unwrap()
 }
 
 async fn accounts_sessions_and_duty(db: TestDb) {
@@ -655,54 +567,34 @@ async fn accounts_sessions_and_duty(db: TestDb) {
     // Sessions slide while used and then expire.
     let hour = 3_600_000;
     s.create_session("h1", wang, 0, hour).await.unwrap();
-    assert!(s.session_principal("h1", 10, hour).await.unwrap().is_some());
-    assert!(s
-        .session_principal("nope", 10, hour)
-        .await
-        .unwrap()
-        .is_none());
-    assert!(s
-        .session_principal("h1", 50 * 60_000, hour)
-        .await
-        .unwrap()
-        .is_some());
-    assert!(s
-        .session_principal("h1", 100 * 60_000, hour)
-        .await
-        .unwrap()
-        .is_some());
-    assert!(s
-        .session_principal("h1", 161 * 60_000, hour)
-        .await
-        .unwrap()
-        .is_none());
+    let signed_in = |token, now| {
+        let s = s.clone();
+        async move {
+            s.session_principal(token, now, hour)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    assert!(signed_in("h1", 10).await);
+    assert!(!signed_in("nope", 10).await);
+    assert!(signed_in("h1", 50 * 60_000).await);
+    assert!(signed_in("h1", 100 * 60_000).await);
+    assert!(!signed_in("h1", 161 * 60_000).await);
     s.create_session("h2", wang, 200 * 60_000, 260 * 60_000)
         .await
         .unwrap();
     s.delete_session("h2").await.unwrap();
-    assert!(s
-        .session_principal("h2", 200 * 60_000, hour)
-        .await
-        .unwrap()
-        .is_none());
+    assert!(!signed_in("h2", 200 * 60_000).await);
     assert!(matches!(
         s.create_session("h3", 404_404, 0, hour).await,
         Err(StoreError::NotFound(_))
     ));
 
     // Duty and position.
-    let a = s
-        .create_account(&account("va", AccountKind::Volunteer, &[&z1]), 0)
-        .await
-        .unwrap();
-    let b = s
-        .create_account(&account("vb", AccountKind::Volunteer, &[&z1]), 0)
-        .await
-        .unwrap();
-    let c = s
-        .create_account(&account("vc", AccountKind::Volunteer, &[&z2]), 0)
-        .await
-        .unwrap();
+    let a = volunteer(s.as_ref(), "va", &z1).await;
+    let b = volunteer(s.as_ref(), "vb", &z1).await;
+    let c = volunteer(s.as_ref(), "vc", &z2).await;
     assert!(s.on_duty_volunteers(&z1).await.unwrap().is_empty());
     assert!(!s.update_position(a, 39.9, 116.4, 5).await.unwrap());
     for v in [a, b, c] {
@@ -736,14 +628,8 @@ async fn push_subscriptions_outcomes_and_checkins(db: TestDb) {
     let s = db.open().await;
     let creds = seed_demo(s.as_ref(), 1).await.unwrap();
     let z = zone();
-    let li = s
-        .create_account(&account("Li", AccountKind::Volunteer, &[&z]), 0)
-        .await
-        .unwrap();
-    let zhou = s
-        .create_account(&account("zhou", AccountKind::Volunteer, &[&z]), 0)
-        .await
-        .unwrap();
+    let li = volunteer(s.as_ref(), "Li", &z).await;
+    let zhou = volunteer(s.as_ref(), "zhou", &z).await;
 
     let first = VapidKeyPair {
         private_key: "priv-1".into(),
@@ -814,16 +700,10 @@ async fn push_subscriptions_outcomes_and_checkins(db: TestDb) {
     // A volunteer recipient (dispatched) and what became of the push to them: an accepted
     // push is not overwritten by a later failure on another phone.
     let alert = raise(s.as_ref(), &device(&creds, 0), 1, T0).await;
-    s.apply(
-        alert,
-        "operator:wang",
-        Action::Dispatch,
-        Some((RecipientKind::Volunteer, "Li")),
-        "",
-        T0 + 1,
-    )
-    .await
-    .unwrap();
+    let li_target = Some((RecipientKind::Volunteer, "Li"));
+    by_station(s.as_ref(), alert, Action::Dispatch, li_target, "", T0 + 1)
+        .await
+        .unwrap();
     let push_of = |s: Arc<dyn Store>| async move {
         s.recipients(alert)
             .await
@@ -942,12 +822,7 @@ async fn two_gateways_racing_raise_a_repeated_press_once(db: TestDb) {
     let creds = seed_demo(one.as_ref(), 2).await.unwrap();
     let press_on = |store: Arc<dyn Store>, i: usize| {
         let d = device(&creds, i);
-        tokio::spawn(async move {
-            store
-                .record_press(&d, &press(7, PressKind::Help), &RingPlan::default(), T0)
-                .await
-                .unwrap()
-        })
+        tokio::spawn(async move { record(store.as_ref(), &d, 7, PressKind::Help, T0).await })
     };
     for i in 0..20 {
         let (a, b) = tokio::join!(press_on(one.clone(), i), press_on(two.clone(), i));
@@ -963,15 +838,7 @@ async fn two_gateways_racing_raise_a_repeated_press_once(db: TestDb) {
             .count();
         assert_eq!(raised, 1, "{a:?} / {b:?}");
     }
-    let all = one
-        .list_alerts(&AlertFilter {
-            open_only: false,
-            zones: vec![zone()],
-            limit: 100,
-        })
-        .await
-        .unwrap();
-    assert_eq!(all.len(), 20);
+    assert_eq!(listed(one.as_ref(), false, vec![zone()]).await.len(), 20);
 }
 
 /// Thirty devices connect and then fall silent; two gateways' supervisors sweep at the same

@@ -19,7 +19,7 @@ use tenwatch_gateway::domain::{DeviceId, Heartbeat, ZoneCode};
 use tenwatch_gateway::feed::Feed;
 use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
 use tenwatch_gateway::store::supervision::{
-    DeviceFilter, DeviceReportKind, DeviceState, ProblemFilter, Report,
+    DeviceFilter, DeviceReportKind, DeviceState, Problem, ProblemFilter, Report,
 };
 use tenwatch_gateway::store::Store;
 use tenwatch_gateway::supervision::{apply_heartbeat, Supervision, SupervisionPolicy};
@@ -184,6 +184,27 @@ impl Rig {
             .filter(|r| r["type"] == "device_health" && r["device"] == device)
             .collect()
     }
+
+    fn coverage_reports(&mut self) -> Vec<Value> {
+        self.reports()
+            .into_iter()
+            .filter(|r| r["type"] == "coverage")
+            .collect()
+    }
+
+    /// The demo zone's "needs attention" list, open problems only.
+    async fn open_problems(&self) -> Vec<Problem> {
+        let filter = ProblemFilter {
+            zones: vec![ZoneCode::parse(DEMO_ZONE).unwrap()],
+            include_closed: false,
+            limit: 100,
+        };
+        self.sup
+            .store
+            .problems(&filter, &self.sup.policy)
+            .await
+            .unwrap()
+    }
 }
 
 fn kinds(reports: &[Report]) -> Vec<DeviceReportKind> {
@@ -289,19 +310,7 @@ async fn a_flapping_device_is_reported_once(db: TestDb) {
     assert_eq!(feed[0]["event"], "offline");
     assert_eq!(feed[0]["reason"], "connection_lost");
 
-    let problems = rig
-        .sup
-        .store
-        .problems(
-            &ProblemFilter {
-                zones: vec![ZoneCode::parse(DEMO_ZONE).unwrap()],
-                include_closed: false,
-                limit: 100,
-            },
-            &rig.sup.policy,
-        )
-        .await
-        .unwrap();
+    let problems = rig.open_problems().await;
     let p = problems
         .iter()
         .find(|p| p.device.as_ref().map(|d| d.as_str()) == Some(d.as_str()))
@@ -392,11 +401,7 @@ async fn coverage_drops_below_seven_of_ten_and_recovers(db: TestDb) {
     for (i, d) in ours.iter().enumerate() {
         rig.connect(d, i as u64 + 1).await;
     }
-    let coverage: Vec<Value> = rig
-        .reports()
-        .into_iter()
-        .filter(|r| r["type"] == "coverage")
-        .collect();
+    let coverage = rig.coverage_reports();
     // First seen at 1 of 10 (below), then up past 7 of 10.
     assert_eq!(coverage.len(), 2, "{coverage:?}");
     assert_eq!(coverage[1]["below"], false);
@@ -406,11 +411,7 @@ async fn coverage_drops_below_seven_of_ten_and_recovers(db: TestDb) {
         rig.disconnect(d, i as u64 + 1, DisconnectReason::KeepAliveTimeout)
             .await;
     }
-    let coverage: Vec<Value> = rig
-        .reports()
-        .into_iter()
-        .filter(|r| r["type"] == "coverage")
-        .collect();
+    let coverage = rig.coverage_reports();
     assert_eq!(coverage.len(), 1, "{coverage:?}");
     assert_eq!(coverage[0]["cluster"], cluster.as_str());
     assert_eq!(coverage[0]["below"], true);
@@ -427,20 +428,9 @@ async fn coverage_drops_below_seven_of_ten_and_recovers(db: TestDb) {
         .find(|c| c.cluster.as_str() == cluster)
         .unwrap();
     assert_eq!((ours_health.reachable, ours_health.below), (6, true));
-    let problems = rig
-        .sup
-        .store
-        .problems(
-            &ProblemFilter {
-                zones: zones.to_vec(),
-                include_closed: false,
-                limit: 100,
-            },
-            &rig.sup.policy,
-        )
+    assert!(rig
+        .open_problems()
         .await
-        .unwrap();
-    assert!(problems
         .iter()
         .any(|p| p.kind == "coverage" && p.cluster.as_str() == cluster));
 
@@ -455,11 +445,7 @@ async fn coverage_drops_below_seven_of_ten_and_recovers(db: TestDb) {
     }
     let reports = rig.sup.tick().await.unwrap();
     assert_eq!(kinds(&reports).len(), 4);
-    let coverage: Vec<Value> = rig
-        .reports()
-        .into_iter()
-        .filter(|r| r["type"] == "coverage")
-        .collect();
+    let coverage = rig.coverage_reports();
     assert_eq!(coverage.len(), 1, "{coverage:?}");
     assert_eq!(coverage[0]["below"], false);
     assert_eq!(coverage[0]["reachable"], 10);

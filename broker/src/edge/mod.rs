@@ -1,10 +1,11 @@
 //! The device edge: the device-facing MQTT listeners (TCP, and TLS) in front of the router.
 //!
 //! Every device socket gets its own task, so the accept loop never waits on a TLS handshake or
-//! a CONNECT. The task authenticates the device through [`DeviceAuthority`], then proxies it
-//! over a loopback TCP connection to the router, logged in with the internal credential,
-//! checking every frame on the way: topic ACL, payload cap, rate limits, keep-alive. The why
-//! of the proxy (rather than rumqttd's in-process links) is in the crate's README.
+//! a CONNECT. The task authenticates the device through [`DeviceAuthority`], then links it to
+//! the router in-process (rumqttd's local links: no second socket, no loopback hop) under its
+//! own client id, checking every packet on the way: topic ACL, payload cap, rate limits,
+//! keep-alive. The edge answers the device's MQTT itself and runs its QoS 1 window; the why is
+//! in the crate's README.
 
 mod limit;
 mod session;
@@ -58,8 +59,8 @@ pub struct EdgeConfig {
     pub press_limit: RateLimit,
     /// Limit on every other uplink publish.
     pub publish_limit: RateLimit,
-    /// Device sockets held at once; more are closed at accept. Each proxied device costs
-    /// [`FDS_PER_DEVICE`] file descriptors: see [`max_devices_for_fd_limit`].
+    /// Device sockets held at once; more are closed at accept. Each device costs
+    /// [`FDS_PER_DEVICE`] file descriptor: see [`max_devices_for_fd_limit`].
     pub max_connections: usize,
     /// TLS certificate and key, if a TLS listener is to be served.
     pub tls: Option<TlsFiles>,
@@ -311,15 +312,14 @@ async fn handle_socket(
     }
 }
 
-/// File descriptors one proxied device costs this process when the router runs in it too:
-/// the device's socket, the edge's end of the loopback link and the router's end.
-pub const FDS_PER_DEVICE: u64 = 3;
+/// File descriptors one device costs this process: its socket. The router link is in-process.
+pub const FDS_PER_DEVICE: u64 = 1;
 
 /// Descriptors kept for everything else (gateway, database, HTTP clients).
 const FD_RESERVE: u64 = 512;
 
-/// The most devices an edge can hold under a process's open-file limit, with the router in the
-/// same process. Use it to size `max_connections`.
+/// The most devices an edge can hold under a process's open-file limit. Use it to size
+/// `max_connections` (the router's own `max_connections` must hold them too).
 pub fn max_devices_for_fd_limit(fd_limit: u64) -> u64 {
     fd_limit.saturating_sub(FD_RESERVE) / FDS_PER_DEVICE
 }
@@ -331,8 +331,8 @@ pub fn open_file_limit() -> Option<u64> {
     line.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// Past the open-file limit, accepts fail (the edge backs off) and router links fail (CONNACK
-/// 3), and rumqttd's own accept loop spins on the error: say so at start-up, not under load.
+/// Past the open-file limit, accepts fail (the edge backs off, and rumqttd's own accept loop,
+/// which the gateway uses, spins on the error): say so at start-up, not under load.
 fn warn_if_fds_short(max_connections: usize) {
     if let Some(limit) = open_file_limit() {
         let fit = max_devices_for_fd_limit(limit);
@@ -369,7 +369,7 @@ mod tests {
 
     #[test]
     fn fd_budget() {
-        assert_eq!(max_devices_for_fd_limit(20_000), 6_496);
+        assert_eq!(max_devices_for_fd_limit(20_000), 19_488);
         assert_eq!(max_devices_for_fd_limit(100), 0);
         assert!(open_file_limit().is_some_and(|l| l > 0));
     }

@@ -34,6 +34,9 @@ pub struct EdgeStats {
     pub router_unavailable: AtomicU64,
     /// Sessions ended because the same device connected again.
     pub sessions_replaced: AtomicU64,
+    /// Messages for devices dropped because the device's QoS 1 window (100 unacknowledged)
+    /// and the queue behind it (1,000) were full: the device stopped acknowledging.
+    pub downlink_dropped: AtomicU64,
 }
 
 /// A point-in-time copy of [`EdgeStats`].
@@ -52,6 +55,7 @@ pub struct EdgeStatsSnapshot {
     pub over_capacity: u64,
     pub router_unavailable: u64,
     pub sessions_replaced: u64,
+    pub downlink_dropped: u64,
 }
 
 impl EdgeStats {
@@ -73,6 +77,7 @@ impl EdgeStats {
             over_capacity: r(&self.over_capacity),
             router_unavailable: r(&self.router_unavailable),
             sessions_replaced: r(&self.sessions_replaced),
+            downlink_dropped: r(&self.downlink_dropped),
         }
     }
 }

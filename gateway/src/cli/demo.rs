@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::serve::{build_app, ctrl_c, PushArgs, RingArgs, ServeArgs, SupervisionArgs};
+use super::serve::{build_app, ctrl_c, ServeArgs, ServiceArgs};
 use super::StoreArgs;
 use crate::accounts::{self, Role};
 use crate::domain::ZoneCode;
@@ -19,11 +19,7 @@ pub struct DemoArgs {
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
-    pub rings: RingArgs,
-    #[command(flatten)]
-    pub supervision: SupervisionArgs,
-    #[command(flatten)]
-    pub push: PushArgs,
+    pub service: ServiceArgs,
     /// Clusters of ten households to create on first start.
     #[arg(long, default_value_t = 12)]
     pub clusters: usize,
@@ -102,9 +98,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         connect_timeout: 5,
         max_payload: 2048,
         console: args.console.clone(),
-        rings: args.rings.clone(),
-        supervision: args.supervision.clone(),
-        push: args.push.clone(),
+        service: args.service.clone(),
     };
     let app = build_app(&serve).await?;
     let (mqtt, http) = (

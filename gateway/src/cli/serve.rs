@@ -70,11 +70,29 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub console: crate::http::ConsoleArgs,
     #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// The class of service `serve` and `demo` both run with: how an alert nobody answers reaches
+/// further, how dead devices are noticed, and how volunteers' phones are pushed.
+#[derive(Args, Clone)]
+pub struct ServiceArgs {
+    #[command(flatten)]
     pub rings: RingArgs,
     #[command(flatten)]
     pub supervision: SupervisionArgs,
     #[command(flatten)]
     pub push: PushArgs,
+}
+
+impl ServiceArgs {
+    /// Sets the rings, the supervision policy and the push settings of `config`.
+    fn configure(&self, config: &mut Config) -> anyhow::Result<()> {
+        config.plan = self.rings.plan()?;
+        config.supervision = self.supervision.policy();
+        config.push = self.push.config()?;
+        Ok(())
+    }
 }
 
 /// How volunteers' phones are pushed.
@@ -204,9 +222,7 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.cancel_window = Duration::from_secs(args.cancel_window);
     config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.edge.max_payload = args.max_payload;
-    config.plan = args.rings.plan()?;
-    config.supervision = args.supervision.policy();
-    config.push = args.push.config()?;
+    args.service.configure(&mut config)?;
     config.accounts.secure_cookie = args.secure_cookie;
     config.console = args.console.clone().into_config()?;
     if let Some(secret) = &args.broker_auth_secret {

@@ -2,18 +2,18 @@
 //! respond, dispatch, resolve and notes. An alert of a zone the account may not see is
 //! answered 404, exactly like one that does not exist.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::{Authenticated, Operator};
+use super::auth::{zones_for, Authenticated, Operator};
+use super::error::{Body, Params};
 use super::{ApiError, AppState};
 use crate::accounts::{AccountKind, AccountName, Principal};
-use crate::domain::{AlertId, ZoneCode};
+use crate::domain::AlertId;
 use crate::lifecycle::{Action, Category, RecipientState};
 use crate::store::{AlertFilter, AlertSummary, RecipientKind};
 
@@ -39,9 +39,8 @@ struct ListQuery {
 async fn list_alerts(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    Params(q): Params<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let open_only = match q.state.as_deref() {
         None | Some("open") => true,
         Some("all") => false,
@@ -51,20 +50,9 @@ async fn list_alerts(
             )))
         }
     };
-    let zone = q
-        .zone
-        .as_deref()
-        .map(ZoneCode::parse)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let zones = match zone {
-        Some(z) if who.may_see(&z) => vec![z],
-        Some(_) => Vec::new(),
-        None => who.zones.clone(),
-    };
     let filter = AlertFilter {
         open_only,
-        zones,
+        zones: zones_for(&who, q.zone.as_deref())?,
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let alerts = s.store.list_alerts(&filter).await?;
@@ -151,9 +139,8 @@ async fn respond(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
-    body: Result<Json<RespondBody>, JsonRejection>,
+    Body(body): Body<RespondBody>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     let wanted = match RecipientState::parse(&body.answer) {
         Ok(
             s @ (RecipientState::Delivered
@@ -198,9 +185,8 @@ async fn dispatch(
     State(s): State<AppState>,
     Operator(who): Operator,
     Path(id): Path<String>,
-    body: Result<Json<DispatchBody>, JsonRejection>,
+    Body(body): Body<DispatchBody>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     let alert = visible_alert(&s, &who, &id).await?;
     let name =
         AccountName::parse(&body.volunteer).map_err(|e| ApiError::BadRequest(e.to_string()))?;
@@ -237,9 +223,8 @@ async fn resolve(
     State(s): State<AppState>,
     Operator(who): Operator,
     Path(id): Path<String>,
-    body: Result<Json<ResolveBody>, JsonRejection>,
+    Body(body): Body<ResolveBody>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     let category =
         Category::parse(&body.category).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let note = text("note", &body.note, false)?;
@@ -256,9 +241,8 @@ async fn add_note(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
     Path(id): Path<String>,
-    body: Result<Json<NoteBody>, JsonRejection>,
+    Body(body): Body<NoteBody>,
 ) -> Result<Response, ApiError> {
-    let Json(body) = body?;
     let note = text("text", &body.text, true)?;
     act(&s, &who, &id, Action::Note, None, &note).await
 }

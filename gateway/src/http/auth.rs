@@ -1,5 +1,5 @@
 //! Signing in over HTTP: `POST/GET/DELETE /api/session` and the [`Authenticated`] extractor
-//! that every other API handler takes.
+//! that every other API handler takes (or [`Operator`] / [`Volunteer`], for one kind of account).
 //!
 //! A session token is accepted as `Authorization: Bearer <token>` (scripts, the volunteer app)
 //! or as the `tenwatch_session` cookie (the station console, and WebSockets, which browsers
@@ -19,7 +19,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::ApiError;
-use crate::accounts::{Accounts, LoginError, Principal};
+use crate::accounts::{AccountKind, Accounts, LoginError, Principal};
+use crate::domain::ZoneCode;
 
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "tenwatch_session";
@@ -64,23 +65,55 @@ where
     }
 }
 
-/// A signed-in operator (station monitor or admin); a volunteer gets 403.
-#[derive(Debug, Clone)]
-pub struct Operator(pub Principal);
+/// An extractor for a signed-in account of one kind: [`Authenticated`], and then 403 with
+/// `$refusal` for the other kind.
+macro_rules! account_of_kind {
+    ($(#[$doc:meta])* $name:ident, $kind:expr, $refusal:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub Principal);
 
-impl<S> FromRequestParts<S> for Operator
-where
-    Accounts: FromRef<S>,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
+        impl<S> FromRequestParts<S> for $name
+        where
+            Accounts: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let Authenticated(principal) = Authenticated::from_request_parts(parts, state).await?;
-        if principal.is_operator() {
-            Ok(Operator(principal))
-        } else {
-            Err(ApiError::Forbidden("for station operators only".into()))
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+                let Authenticated(principal) =
+                    Authenticated::from_request_parts(parts, state).await?;
+                if principal.kind == $kind {
+                    Ok($name(principal))
+                } else {
+                    Err(ApiError::Forbidden($refusal.into()))
+                }
+            }
+        }
+    };
+}
+
+account_of_kind!(
+    /// A signed-in operator (station monitor or admin); a volunteer gets 403.
+    Operator,
+    AccountKind::Operator,
+    "for station operators only"
+);
+account_of_kind!(
+    /// A signed-in patrol volunteer; an operator gets 403.
+    Volunteer,
+    AccountKind::Volunteer,
+    "for volunteers only"
+);
+
+/// The zones a request asks about: the one named if the account may see it (else none), or
+/// all of the account's when none is named.
+pub(super) fn zones_for(who: &Principal, zone: Option<&str>) -> Result<Vec<ZoneCode>, ApiError> {
+    match zone {
+        None => Ok(who.zones.clone()),
+        Some(z) => {
+            let z = ZoneCode::parse(z).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            Ok(if who.may_see(&z) { vec![z] } else { Vec::new() })
         }
     }
 }

@@ -10,17 +10,18 @@
 //! publishes only under `tw/d/{itself}/up/` and subscribes only to `tw/d/{itself}/down/#` and
 //! `tw/c/{its cluster}/#`.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 use tenwatch_broker::acl;
 
+use super::error::Body;
 use super::{ApiError, AppState};
 use crate::devices::check_login;
 use crate::domain::DeviceId;
@@ -61,6 +62,58 @@ fn verdict(allow: bool) -> Response {
         .into_response()
 }
 
+/// 503: the answer can't be known without the registry.
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "error": "the registry is unavailable" })),
+    )
+        .into_response()
+}
+
+/// A body that names a client twice, as the client id and as the username.
+trait NamesClient {
+    fn client_and_user(&self) -> (&str, &str);
+}
+
+impl NamesClient for AuthnBody {
+    fn client_and_user(&self) -> (&str, &str) {
+        (&self.clientid, &self.username)
+    }
+}
+
+impl NamesClient for AuthzBody {
+    fn client_and_user(&self) -> (&str, &str) {
+        (&self.clientid, &self.username)
+    }
+}
+
+/// A question from the broker about one client: proven by the broker's secret, with a JSON body
+/// `T` whose client id is its username (the edge's rule). Anything else is answered before
+/// the handler runs: the broker's refusal, the body's error, or `deny`.
+struct BrokerAsks<T>(T);
+
+impl<T> FromRequest<AppState> for BrokerAsks<T>
+where
+    T: DeserializeOwned + NamesClient + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &AppState) -> Result<Self, Response> {
+        if let Some(refused) = refuse_unless_broker(s, req.headers()) {
+            return Err(refused);
+        }
+        let Body(b) = Body::<T>::from_request(req, s)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let (client, user) = b.client_and_user();
+        if client != user {
+            return Err(verdict(false));
+        }
+        Ok(BrokerAsks(b))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct AuthnBody {
     clientid: String,
@@ -68,28 +121,10 @@ struct AuthnBody {
     password: String,
 }
 
-async fn authenticate(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<AuthnBody>, JsonRejection>,
-) -> Response {
-    if let Some(refused) = refuse_unless_broker(&s, &headers) {
-        return refused;
-    }
-    let Json(b) = match body {
-        Ok(b) => b,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    if b.clientid != b.username {
-        return verdict(false);
-    }
+async fn authenticate(State(s): State<AppState>, BrokerAsks(b): BrokerAsks<AuthnBody>) -> Response {
     match check_login(s.store.as_ref(), &b.username, b.password.as_bytes()).await {
         Ok(_) => verdict(true),
-        Err(tenwatch_broker::AuthRefusal::Unavailable) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "error": "the registry is unavailable" })),
-        )
-            .into_response(),
+        Err(tenwatch_broker::AuthRefusal::Unavailable) => unavailable(),
         Err(refusal) => {
             tracing::info!(device = %b.username.chars().take(64).collect::<String>(), ?refusal, "broker login refused");
             verdict(false)
@@ -106,21 +141,7 @@ struct AuthzBody {
     action: String,
 }
 
-async fn authorize(
-    State(s): State<AppState>,
-    headers: HeaderMap,
-    body: Result<Json<AuthzBody>, JsonRejection>,
-) -> Response {
-    if let Some(refused) = refuse_unless_broker(&s, &headers) {
-        return refused;
-    }
-    let Json(b) = match body {
-        Ok(b) => b,
-        Err(e) => return ApiError::from(e).into_response(),
-    };
-    if b.clientid != b.username {
-        return verdict(false);
-    }
+async fn authorize(State(s): State<AppState>, BrokerAsks(b): BrokerAsks<AuthzBody>) -> Response {
     let Ok(device) = DeviceId::parse(&b.username) else {
         return verdict(false);
     };
@@ -133,11 +154,7 @@ async fn authorize(
             Ok(_) => false,
             Err(e) => {
                 tracing::error!(error = %e, "registry unavailable for an ACL check");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Json(json!({ "error": "the registry is unavailable" })),
-                )
-                    .into_response();
+                return unavailable();
             }
         },
         _ => false,

@@ -1,9 +1,11 @@
 //! The one error type of the HTTP API: every failure becomes a status and a JSON body
-//! `{"error": ...}` that says what the client may know. Internal errors are logged and shown
+//! `{"error": ...}` that says what the client may know. Handlers take their JSON body as
+//! [`Body`] and their query string as [`Params`], whose refusals are [`ApiError`]s. Internal errors are logged and shown
 //! only as "internal error". An alert or device of a zone the account may not see is answered
 //! [`ApiError::NotFound`], exactly like one that does not exist.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Query};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -43,6 +45,16 @@ pub enum ApiError {
     #[error("internal error")]
     Internal(String),
 }
+
+/// A handler's JSON body: a body the JSON extractor refuses is answered as [`ApiError::Body`].
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct Body<T>(pub T);
+
+/// A handler's query string: one that does not parse is a 400 ([`ApiError::BadRequest`]).
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct Params<T>(pub T);
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {

@@ -7,8 +7,8 @@
 //! # Layout
 //! - [`state`]: [`AppState`], the handles every handler shares.
 //! - [`error`]: [`ApiError`], the one error type that answers HTTP.
-//! - [`auth`]: sign-in (`/api/session`) and the [`auth::Authenticated`] / [`auth::Operator`]
-//!   extractors.
+//! - [`auth`]: sign-in (`/api/session`) and the [`auth::Authenticated`], [`auth::Operator`]
+//!   and [`auth::Volunteer`] extractors.
 //! - [`alerts`], [`feed`]: the alert API and the station feed.
 //! - [`console`], [`supervision`]: the station console's map, settings and device health.
 //! - [`volunteer`]: the volunteer app's own routes.

@@ -5,18 +5,17 @@
 //! - `GET /api/clusters/health`: coverage per cluster (households reachable now);
 //! - `GET /api/problems?all=`: the "needs attention" list, with history and who to tell.
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::Operator;
+use super::auth::{zones_for, Operator};
+use super::error::Params;
 use super::{ApiError, AppState};
-use crate::accounts::Principal;
-use crate::domain::{ClusterId, DeviceId, ZoneCode};
+use crate::domain::{ClusterId, DeviceId};
 use crate::store::supervision::{DeviceFilter, DeviceState, ProblemFilter};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -37,23 +36,11 @@ struct DevicesQuery {
     limit: Option<u32>,
 }
 
-/// The zones to show: the one asked for if the operator may see it, else all of theirs.
-fn zones_for(who: &Principal, zone: Option<&str>) -> Result<Vec<ZoneCode>, ApiError> {
-    match zone {
-        None => Ok(who.zones.clone()),
-        Some(z) => {
-            let z = ZoneCode::parse(z).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-            Ok(if who.may_see(&z) { vec![z] } else { Vec::new() })
-        }
-    }
-}
-
 async fn list_devices(
     State(s): State<AppState>,
     Operator(who): Operator,
-    query: Result<Query<DevicesQuery>, QueryRejection>,
+    Params(q): Params<DevicesQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let state = q
         .state
         .as_deref()
@@ -113,9 +100,8 @@ struct ZoneQuery {
 async fn cluster_health(
     State(s): State<AppState>,
     Operator(who): Operator,
-    query: Result<Query<ZoneQuery>, QueryRejection>,
+    Params(q): Params<ZoneQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let policy = s.supervision;
     let clusters = s
         .store
@@ -140,9 +126,8 @@ struct ProblemsQuery {
 async fn problems(
     State(s): State<AppState>,
     Operator(who): Operator,
-    query: Result<Query<ProblemsQuery>, QueryRejection>,
+    Params(q): Params<ProblemsQuery>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = query?;
     let filter = ProblemFilter {
         zones: zones_for(&who, q.zone.as_deref())?,
         include_closed: q.all.unwrap_or(false),

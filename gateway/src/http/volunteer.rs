@@ -2,8 +2,7 @@
 //! and patrol check-ins (巡逻签到), duty and position (the rings use them). Answering an alert
 //! is `POST /api/alerts/{id}/respond` for everyone.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,9 +12,9 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::auth::Authenticated;
+use super::auth::{Authenticated, Volunteer};
+use super::error::{Body, Params};
 use super::{ApiError, AppState};
-use crate::accounts::{AccountKind, Principal};
 use crate::store::push::NewPushSubscription;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -88,12 +87,10 @@ fn check_subscription(body: &SubscriptionBody, allow_loopback: bool) -> Result<(
 
 async fn subscribe(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
+    Volunteer(who): Volunteer,
     headers: HeaderMap,
-    body: Result<Json<SubscriptionBody>, JsonRejection>,
+    Body(body): Body<SubscriptionBody>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
-    let Json(body) = body?;
     check_subscription(&body, s.pusher.allows_loopback())?;
     let user_agent: String = headers
         .get(header::USER_AGENT)
@@ -127,11 +124,9 @@ struct UnsubscribeBody {
 
 async fn unsubscribe(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
-    body: Result<Json<UnsubscribeBody>, JsonRejection>,
+    Volunteer(who): Volunteer,
+    Body(body): Body<UnsubscribeBody>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
-    let Json(body) = body?;
     let removed = s
         .store
         .remove_push_subscription(who.account_id, &body.endpoint)
@@ -139,11 +134,7 @@ async fn unsubscribe(
     Ok(Json(json!({ "removed": removed })).into_response())
 }
 
-async fn me(
-    State(s): State<AppState>,
-    Authenticated(who): Authenticated,
-) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
+async fn me(State(s): State<AppState>, Volunteer(who): Volunteer) -> Result<Response, ApiError> {
     let p = s.store.volunteer_profile(who.account_id).await?;
     let position = match (p.lat, p.lon) {
         (Some(lat), Some(lon)) => json!({ "lat": lat, "lon": lon, "at_ms": p.position_at_ms }),
@@ -174,11 +165,9 @@ const MAX_NOTE: usize = 500;
 
 async fn checkin(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
-    body: Result<Json<CheckinBody>, JsonRejection>,
+    Volunteer(who): Volunteer,
+    Body(b): Body<CheckinBody>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
-    let Json(b) = body?;
     check_position(b.lat, b.lon)?;
     let note = b.note.trim();
     if note.chars().count() > MAX_NOTE {
@@ -200,11 +189,9 @@ struct CheckinsQuery {
 
 async fn checkins(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
-    query: Result<Query<CheckinsQuery>, QueryRejection>,
+    Volunteer(who): Volunteer,
+    Params(q): Params<CheckinsQuery>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
-    let Query(q) = query?;
     let list = s
         .store
         .checkins(who.account_id, q.limit.unwrap_or(20).clamp(1, 200))
@@ -223,14 +210,6 @@ fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
     }
 }
 
-fn volunteer_only(who: &Principal) -> Result<(), ApiError> {
-    if who.kind == AccountKind::Volunteer {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("for volunteers only".into()))
-    }
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DutyBody {
@@ -239,11 +218,9 @@ struct DutyBody {
 
 async fn set_duty(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
-    body: Result<Json<DutyBody>, JsonRejection>,
+    Volunteer(who): Volunteer,
+    Body(body): Body<DutyBody>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
-    let Json(body) = body?;
     s.store
         .set_on_duty(who.account_id, body.on_duty, s.ingest.now())
         .await?;
@@ -259,11 +236,9 @@ struct PositionBody {
 
 async fn set_position(
     State(s): State<AppState>,
-    Authenticated(who): Authenticated,
-    body: Result<Json<PositionBody>, JsonRejection>,
+    Volunteer(who): Volunteer,
+    Body(p): Body<PositionBody>,
 ) -> Result<Response, ApiError> {
-    volunteer_only(&who)?;
-    let Json(p) = body?;
     check_position(p.lat, p.lon)?;
     if !s
         .store

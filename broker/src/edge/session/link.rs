@@ -1,121 +1,206 @@
-//! The session's loopback link to the router: opened with a rewritten CONNECT once the device
-//! is logged in, and closed so rumqttd never sees a connection end twice.
+//! The session's in-process link to the router (rumqttd's local link, [`RouterHandle::link`]):
+//! opened under the device's own client id and clean-session flag once the device is logged
+//! in, and closed with a DISCONNECT so the router frees the connection. No socket, no file
+//! descriptor, no loopback hop.
+//!
+//! Everything sent on the link goes into the router's 1,000-slot channel with flume's blocking
+//! `send`, so a send made while that channel is full blocks this tokio worker until the router
+//! thread takes an event. That is bounded backpressure, not a deadlock: the router thread never
+//! waits on tokio, it only drains the channel. Notifications come back through a buffer the
+//! router fills and signals; its `Unschedule` must be answered with [`RouterLink::wake`].
+//!
+//! [`RouterHandle::link`]: crate::RouterHandle::link
 
 use std::net::SocketAddr;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use bytes::Bytes;
+use rumqttd::local::{LinkRx, LinkTx};
+use rumqttd::protocol::{
+    Disconnect, DisconnectReasonCode, Filter, Packet, QoS, RetainForwardRule, Subscribe,
+    Unsubscribe,
+};
+use rumqttd::Notification;
+use tokio::io::AsyncWrite;
+use tokio::task::JoinHandle;
 
-use super::login::{answer_and_close, refuse_device};
-use super::{read_frame, ReadError, HANDOVER_GRACE, READ_CHUNK, ROUTER_FRAME_CAP};
-use crate::codec::{self, connack, packet, Connect, Frame};
+use super::login::refuse_device;
 use crate::edge::stats::bump;
 use crate::edge::Shared;
-use crate::AuthRefusal;
+use crate::router::LocalLink;
+use crate::{AuthRefusal, BrokerError};
 
-/// rumqttd refuses keep-alive 0 (closes without CONNACK), so a device asking for "no
-/// keep-alive" gets the largest one on the router link; the edge itself then applies none.
-const ROUTER_KEEP_ALIVE_FOR_ZERO: u16 = u16::MAX;
+/// The router's channel is gone: its thread ended, or it dropped this link.
+#[derive(Debug)]
+pub(super) struct RouterGone;
 
-/// The router side of a session, split like the device's, and the bytes read from it but not
-/// handled yet.
-pub(super) struct RouterIo {
-    pub(super) r: OwnedReadHalf,
-    pub(super) w: OwnedWriteHalf,
-    pub(super) unread: BytesMut,
+/// An open link to the router. Dropping it without [`RouterLink::close`] (a panic) still tells
+/// the router, from a spawned task, so no link is ever left registered.
+pub(super) struct RouterLink {
+    /// `None` once the router has been told (or has dropped the link itself).
+    tx: Option<LinkTx>,
+    rx: LinkRx,
+    /// The router kept a session for this client id (the device's CONNACK says so).
+    session_present: bool,
 }
 
-/// Opens the router link for a logged-in device (under the CONNECT deadline) and returns it
-/// with the router's CONNACK, which the relay forwards to the device. When the router cannot
-/// be reached or refuses, the device gets its CONNACK here and `None` is returned.
+/// Opens the router link for a logged-in device, under the CONNECT deadline. When the router
+/// cannot take it, the device gets CONNACK 3 (server unavailable) here and `None` is returned.
 pub(super) async fn open<W: AsyncWrite + Unpin>(
     shared: &Shared,
     dev_w: &mut W,
-    connect: &Connect,
+    device: &str,
+    clean_session: bool,
     peer: SocketAddr,
-) -> Option<(RouterIo, Frame)> {
-    let config = &shared.config;
-    let device = &connect.client_id;
-    let link = tokio::time::timeout(config.connect_timeout, open_router_link(shared, connect))
-        .await
-        .unwrap_or_else(|_| Err("router link timed out".to_owned()));
-    let (router, unread, connack_frame, code) = match link {
-        Ok(link) => link,
-        Err(error) => {
-            bump(&shared.stats.router_unavailable);
-            tracing::error!(%device, %error, "router link failed; answering server unavailable");
-            refuse_device(shared, dev_w, device, peer, AuthRefusal::Unavailable).await;
-            return None;
+) -> Option<RouterLink> {
+    let router = shared.router.clone();
+    let client_id = device.to_owned();
+    // `link` blocks until the router thread has registered the connection.
+    let mut opening = tokio::task::spawn_blocking(move || router.link(&client_id, clean_session));
+    let error = match tokio::time::timeout(shared.config.connect_timeout, &mut opening).await {
+        Ok(Ok(Ok(link))) => return Some(RouterLink::new(link)),
+        Ok(Ok(Err(error))) => error.to_string(),
+        Ok(Err(join)) => format!("link task failed: {join}"),
+        Err(_) => {
+            close_when_open(opening);
+            "router link timed out".to_owned()
         }
     };
-    if code != connack::ACCEPTED {
-        bump(&shared.stats.router_unavailable);
-        tracing::error!(%device, code, "router refused the link");
-        // Relayed as received, as an accepting CONNACK is.
-        answer_and_close(dev_w, &connack_frame.bytes, config.connect_timeout).await;
-        return None;
-    }
-    let (r, w) = router.into_split();
-    Some((RouterIo { r, w, unread }, connack_frame))
+    bump(&shared.stats.router_unavailable);
+    tracing::error!(%device, %error, "router link failed; answering server unavailable");
+    refuse_device(shared, dev_w, device, peer, AuthRefusal::Unavailable).await;
+    None
 }
 
-/// Opens the loopback link: TCP to the router, the rewritten CONNECT, its CONNACK.
-/// Returns the stream, bytes read past the CONNACK, the CONNACK frame and its return code.
-async fn open_router_link(
-    shared: &Shared,
-    device: &Connect,
-) -> Result<(TcpStream, BytesMut, Frame, u8), String> {
-    let mut stream = TcpStream::connect(shared.router.addr())
-        .await
-        .map_err(|e| format!("connect to router: {e}"))?;
-    let _ = stream.set_nodelay(true);
-    let connect = Connect {
-        clean_session: device.clean_session,
-        // Twice the device's: a silent device must be noticed by the edge (1.5 × keep-alive,
-        // reason KeepAliveTimeout), not by rumqttd racing it to the same deadline.
-        keep_alive: match device.keep_alive {
-            0 => ROUTER_KEEP_ALIVE_FOR_ZERO,
-            ka => ka.saturating_mul(2),
+/// A link that opens after its device was refused for waiting too long is closed at once.
+fn close_when_open(opening: JoinHandle<Result<LocalLink, BrokerError>>) {
+    tokio::spawn(async move {
+        if let Ok(Ok(link)) = opening.await {
+            RouterLink::new(link).close().await;
+        }
+    });
+}
+
+impl RouterLink {
+    fn new(link: LocalLink) -> Self {
+        Self {
+            tx: Some(link.tx),
+            rx: link.rx,
+            session_present: link.session_present,
+        }
+    }
+
+    /// Whether the router resumed a session kept for this client id.
+    pub(super) fn session_present(&self) -> bool {
+        self.session_present
+    }
+
+    fn tx(&mut self) -> Result<&mut LinkTx, RouterGone> {
+        self.tx.as_mut().ok_or(RouterGone)
+    }
+
+    /// Hands a device's publish to the router, at QoS 0: the router and the edge share one
+    /// process and one fate, so a QoS 1 exchange on this hop would protect against nothing.
+    /// Topic and payload are copied out of the device's read buffer so the router's log does
+    /// not pin that whole buffer.
+    pub(super) fn publish(&mut self, topic: &str, payload: &[u8]) -> Result<(), RouterGone> {
+        let topic = Bytes::copy_from_slice(topic.as_bytes());
+        let payload = Bytes::copy_from_slice(payload);
+        self.tx()?.publish(topic, payload).map_err(|_| RouterGone)?;
+        Ok(())
+    }
+
+    /// Subscribes the link to `filters` at QoS 0 (the edge delivers to the device at the
+    /// device's QoS itself), in one packet under the device's packet id: the router answers
+    /// with one SubAck carrying that id.
+    pub(super) async fn subscribe(
+        &mut self,
+        packet_id: u16,
+        filters: Vec<String>,
+    ) -> Result<(), RouterGone> {
+        let filters = filters
+            .into_iter()
+            .map(|path| Filter {
+                path,
+                qos: QoS::AtMostOnce,
+                nolocal: false,
+                preserve_retain: false,
+                // What rumqttd's own MQTT 3.1.1 parser sets.
+                retain_forward_rule: RetainForwardRule::OnEverySubscribe,
+            })
+            .collect();
+        let subscribe = Subscribe {
+            pkid: packet_id,
+            filters,
+        };
+        self.send(Packet::Subscribe(subscribe, None)).await
+    }
+
+    /// Removes `filters` from the link's subscriptions.
+    pub(super) async fn unsubscribe(
+        &mut self,
+        packet_id: u16,
+        filters: Vec<String>,
+    ) -> Result<(), RouterGone> {
+        let unsubscribe = Unsubscribe {
+            pkid: packet_id,
+            filters,
+        };
+        self.send(Packet::Unsubscribe(unsubscribe, None)).await
+    }
+
+    async fn send(&mut self, packet: Packet) -> Result<(), RouterGone> {
+        self.tx()?.send(packet).await.map_err(|_| RouterGone)?;
+        Ok(())
+    }
+
+    /// The next notification from the router; `Ok(None)` when a signal found the buffer
+    /// already drained (not the end). Cancel-safe: the buffer is taken in the same poll that
+    /// sees the signal.
+    pub(super) async fn next(&mut self) -> Result<Option<Notification>, RouterGone> {
+        self.rx.next().await.map_err(|_| RouterGone)
+    }
+
+    /// Answers `Notification::Unschedule`: the router has paused this link because its buffer
+    /// filled, and resumes it only on this (else delivery stops for good). rumqttd's router
+    /// panics on a wake for a connection it no longer holds; `close` takes the link by value,
+    /// so no wake can follow this session's DISCONNECT.
+    pub(super) async fn wake(&self) -> Result<(), RouterGone> {
+        self.rx.wake().await.map_err(|_| RouterGone)
+    }
+
+    /// Tells the router the connection is over (a DISCONNECT: it drops the connection and,
+    /// for a clean session, its state). Events on the router's channel keep their order, so
+    /// a new link for the same device opened after this returns finds this one gone.
+    pub(super) async fn close(mut self) {
+        if let Some(mut tx) = self.tx.take() {
+            let _ = tx.send(disconnect()).await;
+        }
+    }
+
+    /// The router dropped the link itself: nothing to tell it.
+    pub(super) fn dropped_by_router(mut self) {
+        self.tx = None;
+    }
+}
+
+impl Drop for RouterLink {
+    fn drop(&mut self) {
+        // Only reached when the session ended without teardown (a panic); teardown closes
+        // in order, this catches the rest so the router never keeps a dead connection.
+        if let (Some(mut tx), Ok(runtime)) = (self.tx.take(), tokio::runtime::Handle::try_current())
+        {
+            runtime.spawn(async move {
+                let _ = tx.send(disconnect()).await;
+            });
+        }
+    }
+}
+
+fn disconnect() -> Packet {
+    Packet::Disconnect(
+        Disconnect {
+            reason_code: DisconnectReasonCode::NormalDisconnection,
         },
-        client_id: device.client_id.clone(),
-        // No will: rumqttd publishes the wrong one when a client id reconnects; the edge's
-        // presence events replace it.
-        will: None,
-        username: Some(shared.router.username().to_owned()),
-        password: Some(shared.router.password().as_bytes().to_vec()),
-    };
-    let bytes = codec::encode_connect(&connect).map_err(|e| format!("encode CONNECT: {e}"))?;
-    stream
-        .write_all(&bytes)
-        .await
-        .map_err(|e| format!("send CONNECT: {e}"))?;
-    let mut buf = BytesMut::with_capacity(READ_CHUNK);
-    let frame = match read_frame(&mut stream, &mut buf, ROUTER_FRAME_CAP).await {
-        Ok(frame) => frame,
-        Err(ReadError::Closed) => return Err("router closed the link without CONNACK".into()),
-        Err(ReadError::Io) => return Err("router link failed before CONNACK".into()),
-        Err(ReadError::Codec(e)) => return Err(format!("router sent garbage: {e}")),
-    };
-    if frame.packet_type() != packet::CONNACK {
-        return Err(format!(
-            "router answered packet type {}",
-            frame.packet_type()
-        ));
-    }
-    let (_, code) = codec::parse_connack(frame.body()).map_err(|e| e.to_string())?;
-    Ok((stream, buf, frame, code))
-}
-
-/// After a DISCONNECT has been queued: send what is pending, then wait (bounded) for the
-/// router to close the link.
-pub(super) async fn close_after_disconnect(router: &mut RouterIo, pending: &[u8]) {
-    let _ = tokio::time::timeout(HANDOVER_GRACE, async {
-        router.w.write_all(pending).await?;
-        let mut sink = [0u8; 1024];
-        while router.r.read(&mut sink).await? > 0 {}
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
+        None,
+    )
 }

@@ -18,7 +18,7 @@ use crate::{acl, AuthRefusal, DeviceGrant, PresenceEvent};
 pub(super) struct Login {
     /// The client id, checked to be a device id.
     pub(super) device: String,
-    /// Its CONNECT, from which the router link is made.
+    /// Its CONNECT: clean-session flag and keep-alive.
     pub(super) connect: Connect,
     /// What the registry granted: the cluster the device may subscribe to.
     pub(super) grant: DeviceGrant,
@@ -178,21 +178,13 @@ pub(super) async fn refuse_device<W: AsyncWrite + Unpin>(
 }
 
 /// Answers a refused CONNECT with a CONNACK of `code` and closes.
-pub(super) async fn refuse<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    code: ConnectReturnCode,
-    limit: Duration,
-) {
+async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: ConnectReturnCode, limit: Duration) {
     answer_and_close(w, &codec::encode_connack(false, code), limit).await;
 }
 
 /// Sends a refused device its CONNACK (bounded: a device that does not read must not hold the
 /// task) and closes.
-pub(super) async fn answer_and_close<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    connack: &[u8],
-    limit: Duration,
-) {
+async fn answer_and_close<W: AsyncWrite + Unpin>(w: &mut W, connack: &[u8], limit: Duration) {
     let _ = tokio::time::timeout(limit, async {
         w.write_all(connack).await?;
         w.shutdown().await

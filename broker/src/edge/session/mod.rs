@@ -1,15 +1,20 @@
 //! One device connection, as a sequence of steps: [`login`] (CONNECT, credentials, registry),
 //! [`register`] and [`hand_over`] (the device's map entry, and the end of its older session),
-//! [`link`] (the loopback connection to the router), [`relay`] (every frame checked on its way)
-//! and [`teardown`] (both sockets closed, exactly one `Disconnected` presence).
+//! [`link`] (the device's in-process link to the router, and the edge's own CONNACK),
+//! [`relay`] (every packet checked on its way, deliveries at the device's QoS) and [`teardown`]
+//! (the router told, the socket closed, exactly one `Disconnected` presence).
 //!
-//! The relay is a single task with four bounded buffers (in/out on each side) and no blocking
-//! write: it stops reading a side while the buffer towards the other side is full, so a slow
-//! device slows only itself and the two directions can never deadlock on each other.
+//! The router is reached through rumqttd's local links, not a socket: a device costs one file
+//! descriptor (its own), and a message crosses no loopback connection. The edge therefore
+//! speaks MQTT to the device itself (CONNACK, PUBACK, SUBACK, UNSUBACK, PINGRESP, and the
+//! QoS 1 window of [`outbox`]); the router sees each device as a QoS 0 client under the
+//! device's own client id. [`subscriptions`] keeps which filters the device holds at which QoS.
 
 mod link;
 mod login;
+mod outbox;
 mod relay;
+mod subscriptions;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -22,9 +27,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::stats::bump;
 use super::{EdgeConfig, Shared};
-use crate::codec::{self, CodecError, Frame};
+use crate::codec::{self, CodecError, ConnectReturnCode, Frame};
 use crate::{DisconnectReason, PresenceEvent};
-use link::RouterIo;
+use link::RouterLink;
 use login::Login;
 use relay::Relay;
 
@@ -32,14 +37,10 @@ use relay::Relay;
 /// topics are under 100 bytes; this leaves room without letting a frame grow unbounded.
 const FRAME_OVERHEAD: usize = 1024;
 
-/// Largest frame accepted from the router (it caps payloads itself, at 64 KiB by default).
-const ROUTER_FRAME_CAP: usize = 1024 * 1024;
-
 /// Read buffer growth step.
 const READ_CHUNK: usize = 4096;
 
-/// How long a replaced session may take to hand over, and a closing session to let the router
-/// drop the link, before we go on without it.
+/// How long a replaced session may take to hand over before the new one goes on without it.
 const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 
 /// The longest topic quoted in a log line or violation reason.
@@ -100,12 +101,6 @@ impl<S: AsyncRead + AsyncWrite> DeviceIo<S> {
     }
 }
 
-/// Both sides of a connected session.
-struct Sockets<S> {
-    device: DeviceIo<S>,
-    router: RouterIo,
-}
-
 /// Runs one device connection to its end.
 pub(super) async fn run<S>(
     shared: Arc<Shared>,
@@ -130,17 +125,18 @@ pub(super) async fn run<S>(
     let session = registration.id;
     let replaced = hand_over(&shared, previous).await;
 
-    let Some((router, connack)) = link::open(&shared, &mut dev.w, &connect, peer).await else {
+    // No will is given to the router: rumqttd publishes the wrong one when a client id
+    // reconnects; the edge's presence events replace it.
+    let Some(mut link) =
+        link::open(&shared, &mut dev.w, &device, connect.clean_session, peer).await
+    else {
         report_replaced(&shared, &device, replaced);
         return;
     };
+    let connack = codec::encode_connack(link.session_present(), ConnectReturnCode::Success);
     announce(&shared, &device, session, peer, &grant.cluster);
     report_replaced(&shared, &device, replaced);
 
-    let mut sockets = Sockets {
-        device: dev,
-        router,
-    };
     let mut relay = Relay::new(
         &shared,
         &device,
@@ -149,9 +145,10 @@ pub(super) async fn run<S>(
         connect.keep_alive,
         &connack,
     );
-    let end = relay.run(&mut sockets, &mut control, &mut stop).await;
-    let unsent = relay.unsent_to_router();
-    teardown(&shared, &device, session, end, control, sockets, unsent).await;
+    let end = relay
+        .run(&mut dev, &mut link, &mut control, &mut stop)
+        .await;
+    teardown(&shared, &device, session, end, control, dev, link).await;
 }
 
 /// Puts this session in the device map under a new session id; from here on the device owns
@@ -223,7 +220,7 @@ fn announce(shared: &Shared, device: &str, session: u64, peer: SocketAddr, clust
     });
 }
 
-/// Closes the router link and the device socket the way `end` requires, then reports the
+/// Tells the router the connection is over, closes the device socket, then reports the
 /// session's one `Disconnected` (or hands it to the session that replaced this one).
 async fn teardown<S: AsyncRead + AsyncWrite>(
     shared: &Shared,
@@ -231,34 +228,26 @@ async fn teardown<S: AsyncRead + AsyncWrite>(
     session: u64,
     end: End,
     control: mpsc::Receiver<Control>,
-    Sockets {
-        device: mut dev,
-        mut router,
-    }: Sockets<S>,
-    mut unsent: BytesMut,
+    mut dev: DeviceIo<S>,
+    link: RouterLink,
 ) {
-    // After a DISCONNECT the router removes the connection itself; closing our side before it
-    // has done so lets rumqttd's link report a second disconnect for a connection id it may
-    // already have reused, so in that case wait for the router to close first.
     let (reason, handover) = match end {
-        End::Reason(DisconnectReason::Clean) => {
-            drop(control);
-            link::close_after_disconnect(&mut router, &unsent).await;
-            (DisconnectReason::Clean, None)
-        }
-        End::Replaced(done) => {
-            unsent.extend_from_slice(&codec::encode_disconnect());
-            link::close_after_disconnect(&mut router, &unsent).await;
-            (DisconnectReason::Replaced, Some(done))
-        }
+        End::Replaced(done) => (DisconnectReason::Replaced, Some(done)),
         End::Reason(reason) => {
             // Any order the replacer sent after this point is dropped with the receiver; it
             // then knows this session reports for itself.
             drop(control);
-            drop(router);
             (reason, None)
         }
     };
+    if reason == DisconnectReason::RouterClosed {
+        link.dropped_by_router();
+    } else {
+        // Before the hand-over is confirmed: the replacing session's link then reaches the
+        // router after this one's DISCONNECT, and a kept session (clean session off) is saved
+        // before it is resumed.
+        link.close().await;
+    }
     let _ = tokio::time::timeout(Duration::from_millis(500), dev.w.shutdown()).await;
     drop(dev);
     shared.stats.connected.fetch_sub(1, Ordering::Relaxed);

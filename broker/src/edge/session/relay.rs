@@ -1,90 +1,93 @@
-//! The relay step: frames between the device and the router, each checked on the way (topic
-//! ACL, payload cap, rate limits, keep-alive), SUBACKs spliced where filters were refused.
+//! The relay step: the device's packets, each checked (topic ACL, payload cap, rate limits,
+//! keep-alive) and handed to the router over the in-process link; the router's notifications
+//! turned into packets for the device. The edge answers the device itself: PUBACK once a
+//! publish is handed over (in arrival order), SUBACK once the router confirmed the filters,
+//! UNSUBACK, PINGRESP.
 //!
-//! One loop over four bounded buffers with a biased `select!`: orders and shutdown first, then
-//! writes, then reads; a side is read only while the buffer towards the other side is under
-//! [`OUT_CAP`].
+//! One loop with a biased `select!`: orders and shutdown first, then writes, then reads. The
+//! bytes waiting for the device are bounded: past [`OUT_CAP`] neither the device nor the
+//! router is read, so a device that does not read slows only itself (the router then pauses
+//! its link, holding the messages in its log).
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use rumqttd::protocol::{Packet, Publish};
+use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::{device_frame_cap, quote, Control, End, Sockets, READ_CHUNK, ROUTER_FRAME_CAP};
+use super::link::{RouterGone, RouterLink};
+use super::outbox::{Message, Outbox};
+use super::subscriptions::{Plan, Subscriptions};
+use super::{device_frame_cap, quote, Control, DeviceIo, End, READ_CHUNK};
 use crate::codec::{self, packet, CodecError, Frame, SubscribeReasonCode};
 use crate::edge::limit::TokenBucket;
 use crate::edge::stats::bump;
 use crate::edge::Shared;
 use crate::{acl, DisconnectReason, PresenceEvent};
 
-/// Stop reading one side while this much is waiting to be written to the other.
+/// Stop reading the device and the router while this much is waiting to be written to the
+/// device.
 const OUT_CAP: usize = 64 * 1024;
 
-/// Subscriptions with refused filters waiting for the router's SUBACK (to splice 0x80 in).
-/// Devices subscribe once or twice per connection; more in flight is abuse.
-const MAX_PENDING_SUBSCRIBES: usize = 16;
+/// What handling one packet or notification leads to: `Err` ends the session.
+type Ended = Result<(), End>;
 
-/// The per-session relay state: everything the frame checks need.
+/// The router's side of the link is gone: the session ends with `RouterClosed`.
+fn router_closed(_: RouterGone) -> End {
+    End::Reason(DisconnectReason::RouterClosed)
+}
+
+/// The per-session relay state: everything the packet checks and the deliveries need.
 pub(super) struct Relay<'a> {
     shared: &'a Shared,
     device: &'a str,
     cluster: String,
     press: TokenBucket,
     publish: TokenBucket,
-    /// SUBSCRIBE packet id → which of the device's filters were allowed (forwarded).
-    pending_subscribes: HashMap<u16, Vec<bool>>,
+    /// The device's filters and the SUBSCRIBEs the router has not confirmed yet.
+    subscriptions: Subscriptions,
+    /// QoS 1 deliveries: the device's in-flight window and the queue behind it.
+    outbox: Outbox,
     /// This connection's session id, for the presence events.
     session: u64,
-    /// SUBSCRIBE packet ids forwarded with a filter on the device's downlink (`.0`) or its
-    /// cluster (`.1`), waiting for their SUBACK.
-    awaited_subacks: Vec<(u16, bool, bool)>,
-    /// The downlink's and the cluster's subscriptions are acknowledged; once both are,
-    /// [`PresenceEvent::Subscribed`] is reported (once).
-    subscribed: (bool, bool),
-    /// PINGREQs the edge sent on its own to keep the router link alive; their PINGRESPs are
-    /// not the device's to see.
-    pingresps_to_swallow: u32,
     keep_alive: Option<Duration>,
-    last_to_router: Instant,
     to_dev: BytesMut,
-    to_rtr: BytesMut,
     /// Publishes dropped by the rate limits in this session (for sparse logging).
     drops: u64,
+    /// Messages dropped because the outbox was full (for sparse logging).
+    undelivered: u64,
 }
 
 impl<'a> Relay<'a> {
-    /// The relay state of a session whose router link just opened; the router's CONNACK is the
-    /// first thing the device is sent.
+    /// The relay state of a session whose router link just opened; `connack` is the first
+    /// thing the device is sent.
     pub(super) fn new(
         shared: &'a Shared,
         device: &'a str,
         cluster: String,
         session: u64,
         keep_alive: u16,
-        connack: &Frame,
+        connack: &[u8],
     ) -> Self {
         let now = Instant::now();
         let config = &shared.config;
         Relay {
             shared,
             device,
+            subscriptions: Subscriptions::new(device, &cluster),
             cluster,
             press: TokenBucket::new(config.press_limit, now),
             publish: TokenBucket::new(config.publish_limit, now),
-            pending_subscribes: HashMap::new(),
+            outbox: Outbox::new(),
             session,
-            awaited_subacks: Vec::new(),
-            subscribed: (false, false),
-            pingresps_to_swallow: 0,
             keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
-            last_to_router: now,
-            to_dev: BytesMut::from(&connack.bytes[..]),
-            to_rtr: BytesMut::new(),
+            to_dev: BytesMut::from(connack),
             drops: 0,
+            undelivered: 0,
         }
     }
 
@@ -92,11 +95,11 @@ impl<'a> Relay<'a> {
     /// rule, it falls silent, or the edge stops.
     pub(super) async fn run<S: AsyncRead + AsyncWrite>(
         &mut self,
-        io: &mut Sockets<S>,
+        device: &mut DeviceIo<S>,
+        link: &mut RouterLink,
         control: &mut mpsc::Receiver<Control>,
         stop: &mut watch::Receiver<bool>,
     ) -> End {
-        let Sockets { device, router } = io;
         let frame_cap = device_frame_cap(&self.shared.config);
         // The "read deadline": 1.5 × keep-alive since the last byte from the device.
         let idle_limit = self.keep_alive.map(|ka| ka + ka / 2);
@@ -106,17 +109,14 @@ impl<'a> Relay<'a> {
         let mut dev_unflushed = false;
 
         // Frames the device pipelined behind its CONNECT are already buffered.
-        if let Err(end) = self.drain_device(&mut device.unread, frame_cap) {
+        if let Err(end) = self.drain_device(&mut device.unread, frame_cap, link).await {
             return end;
         }
-        self.drain_router(&mut router.unread);
         loop {
             if device.unread.capacity() - device.unread.len() < READ_CHUNK / 4 {
                 device.unread.reserve(READ_CHUNK);
             }
-            if router.unread.capacity() - router.unread.len() < READ_CHUNK / 4 {
-                router.unread.reserve(READ_CHUNK);
-            }
+            let room = self.to_dev.len() < OUT_CAP;
             tokio::select! {
                 biased;
                 Some(Control::Replace { done }) = control.recv() => return End::Replaced(done),
@@ -130,62 +130,43 @@ impl<'a> Relay<'a> {
                     Ok(None) => dev_unflushed = false,
                     _ => return End::Reason(DisconnectReason::ConnectionLost),
                 },
-                r = router.w.write(&self.to_rtr), if !self.to_rtr.is_empty() => match r {
-                    Ok(n) if n > 0 => {
-                        let _ = self.to_rtr.split_to(n);
-                    }
-                    _ => return End::Reason(DisconnectReason::RouterClosed),
-                },
-                r = device.r.read_buf(&mut device.unread), if self.to_rtr.len() < OUT_CAP => match r {
+                r = device.r.read_buf(&mut device.unread), if room => match r {
                     Ok(n) if n > 0 => {
                         if let Some(limit) = idle_limit {
                             idle.as_mut().reset(Instant::now() + limit);
                         }
-                        if let Err(end) = self.drain_device(&mut device.unread, frame_cap) {
+                        if let Err(end) = self.drain_device(&mut device.unread, frame_cap, link).await {
                             return end;
                         }
                     }
                     _ => return End::Reason(DisconnectReason::ConnectionLost),
                 },
-                r = router.r.read_buf(&mut router.unread), if self.to_dev.len() < OUT_CAP => match r {
-                    Ok(n) if n > 0 => {
-                        if !self.drain_router(&mut router.unread) {
-                            return End::Reason(DisconnectReason::RouterClosed);
+                n = link.next(), if room => match n {
+                    Ok(Some(notification)) => {
+                        if let Err(end) = self.on_notification(notification, link).await {
+                            return end;
                         }
                     }
-                    _ => return End::Reason(DisconnectReason::RouterClosed),
+                    // A signal for notifications an earlier read already took.
+                    Ok(None) => {}
+                    Err(gone) => return router_closed(gone),
                 },
             }
         }
     }
 
-    /// What was queued for the router and not yet written; teardown sends it before waiting
-    /// for the router to close the link.
-    pub(super) fn unsent_to_router(self) -> BytesMut {
-        self.to_rtr
-    }
-
-    /// Handles every complete frame in `buf`; `Err` ends the session.
-    fn drain_device(&mut self, buf: &mut BytesMut, frame_cap: usize) -> Result<(), End> {
+    /// Handles every complete frame in `buf`.
+    async fn drain_device(
+        &mut self,
+        buf: &mut BytesMut,
+        frame_cap: usize,
+        link: &mut RouterLink,
+    ) -> Ended {
         loop {
             match codec::next_frame(buf, frame_cap) {
-                Ok(Some(frame)) => self.on_device_frame(frame)?,
+                Ok(Some(frame)) => self.on_device_frame(frame, link).await?,
                 Ok(None) => return Ok(()),
                 Err(error) => return Err(End::Reason(self.codec_violation(error))),
-            }
-        }
-    }
-
-    /// Handles every complete frame from the router; `false` if the router sent garbage.
-    fn drain_router(&mut self, buf: &mut BytesMut) -> bool {
-        loop {
-            match codec::next_frame(buf, ROUTER_FRAME_CAP) {
-                Ok(Some(frame)) => self.on_router_frame(frame),
-                Ok(None) => return true,
-                Err(error) => {
-                    tracing::error!(device = self.device, %error, "unreadable frame from the router");
-                    return false;
-                }
             }
         }
     }
@@ -207,35 +188,35 @@ impl<'a> Relay<'a> {
         DisconnectReason::Violation(format!("protocol error: {error}"))
     }
 
-    /// A PUBLISH or SUBSCRIBE the edge cannot read, or write back, closes the connection.
-    fn malformed(&self, what: &str, error: CodecError) -> DisconnectReason {
+    /// A packet the edge cannot read, or write back, closes the connection.
+    fn malformed(&self, what: &str, error: CodecError) -> End {
         bump(&self.shared.stats.protocol_errors);
         tracing::warn!(device = self.device, %error, "malformed {what}; closing");
-        DisconnectReason::Violation(format!("malformed {what}: {error}"))
+        End::Reason(DisconnectReason::Violation(format!(
+            "malformed {what}: {error}"
+        )))
     }
 
-    fn push_to_router(&mut self, bytes: &[u8]) {
-        self.to_rtr.extend_from_slice(bytes);
-        self.last_to_router = Instant::now();
-    }
-
-    fn on_device_frame(&mut self, frame: Frame) -> Result<(), End> {
+    async fn on_device_frame(&mut self, frame: Frame, link: &mut RouterLink) -> Ended {
         match frame.packet_type() {
-            packet::PUBLISH => self.on_publish(&frame).map_err(End::Reason),
-            packet::SUBSCRIBE => self.on_subscribe(&frame).map_err(End::Reason),
-            packet::PUBACK
-            | packet::PUBREC
-            | packet::PUBREL
-            | packet::PUBCOMP
-            | packet::UNSUBSCRIBE
-            | packet::PINGREQ => {
-                self.push_to_router(&frame.bytes);
+            packet::PUBLISH => self.on_publish(&frame, link),
+            packet::PUBACK => {
+                let id = codec::packet_id(frame.body())
+                    .map_err(|error| self.malformed("PUBACK", error))?;
+                if !self.outbox.acked(id) {
+                    tracing::debug!(device = self.device, id, "PUBACK for nothing in flight");
+                }
+                self.send_ready();
                 Ok(())
             }
-            packet::DISCONNECT => {
-                self.push_to_router(&frame.bytes);
-                Err(End::Reason(DisconnectReason::Clean))
+            packet::SUBSCRIBE => self.on_subscribe(&frame, link).await,
+            packet::UNSUBSCRIBE => self.on_unsubscribe(&frame, link).await,
+            packet::PINGREQ => {
+                self.to_dev.extend_from_slice(&codec::encode_pingresp());
+                Ok(())
             }
+            // Teardown tells the router.
+            packet::DISCONNECT => Err(End::Reason(DisconnectReason::Clean)),
             other => {
                 bump(&self.shared.stats.protocol_errors);
                 let what = if other == packet::CONNECT {
@@ -249,15 +230,16 @@ impl<'a> Relay<'a> {
         }
     }
 
-    fn on_publish(&mut self, frame: &Frame) -> Result<(), DisconnectReason> {
+    fn on_publish(&mut self, frame: &Frame, link: &mut RouterLink) -> Ended {
         let stats = &self.shared.stats;
         let publish = codec::parse_publish(frame.flags(), frame.body())
             .map_err(|error| self.malformed("PUBLISH", error))?;
+        let violation = |why: String| Err(End::Reason(DisconnectReason::Violation(why)));
         if !acl::may_publish(self.device, publish.topic) {
             bump(&stats.acl_publish_refused);
             let topic = quote(publish.topic);
             tracing::warn!(device = self.device, topic = ?topic, "forged topic; closing");
-            return Err(DisconnectReason::Violation(format!("forged topic {topic}")));
+            return violation(format!("forged topic {topic}"));
         }
         if publish.payload.len() > self.shared.config.max_payload {
             bump(&stats.oversize_refused);
@@ -266,24 +248,26 @@ impl<'a> Relay<'a> {
                 len = publish.payload.len(),
                 "oversize PUBLISH; closing"
             );
-            return Err(DisconnectReason::Violation("oversize payload".into()));
+            return violation("oversize payload".into());
         }
         if publish.qos == 2 {
             // Dropping a rate-limited QoS 2 publish would need the edge to run the
             // PUBREC/PUBREL exchange itself; devices use QoS 1, so QoS 2 is refused outright.
             bump(&stats.protocol_errors);
             tracing::warn!(device = self.device, "QoS 2 PUBLISH; closing");
-            return Err(DisconnectReason::Violation(
-                "QoS 2 publish not supported".into(),
-            ));
+            return violation("QoS 2 publish not supported".into());
         }
-        let now = Instant::now();
         let bucket = if acl::is_press_topic(publish.topic) {
             &mut self.press
         } else {
             &mut self.publish
         };
-        if !bucket.try_take(now) {
+        if bucket.try_take(Instant::now()) {
+            // RETAIN is not passed on (the link publishes unretained): a retained uplink would
+            // be replayed to the gateway on every resubscribe.
+            link.publish(publish.topic, publish.payload)
+                .map_err(router_closed)?;
+        } else {
             bump(&stats.rate_limited);
             self.drops += 1;
             if self.drops.is_power_of_two() {
@@ -294,35 +278,17 @@ impl<'a> Relay<'a> {
                     "rate limited"
                 );
             }
-            // Acknowledge it so the device's inflight window does not stall; the device
-            // repeats presses until `down/ack`, so nothing that matters is lost.
-            if let Some(id) = publish.packet_id {
-                self.to_dev.extend_from_slice(&codec::encode_puback(id));
-            }
-            self.keep_router_alive(now);
-            return Ok(());
+            // Acknowledged all the same so the device's inflight window does not stall; the
+            // device repeats presses until `down/ack`, so nothing that matters is lost.
         }
-        let start = self.to_rtr.len();
-        self.push_to_router(&frame.bytes);
-        // Clear RETAIN: a retained uplink would be replayed to the gateway on every
-        // resubscribe (and any empty publish clears retained topics in rumqttd).
-        self.to_rtr[start] &= !0x01;
+        // After the hand-over, in the order the publishes came: MQTT's ordered PUBACKs.
+        if let Some(id) = publish.packet_id {
+            self.to_dev.extend_from_slice(&codec::encode_puback(id));
+        }
         Ok(())
     }
 
-    /// While the edge swallows a flood, nothing reaches the router; without this the router
-    /// would drop the link at 1.5 × keep-alive although the device is alive.
-    fn keep_router_alive(&mut self, now: Instant) {
-        if let Some(ka) = self.keep_alive {
-            if now.saturating_duration_since(self.last_to_router) >= ka / 2 {
-                self.push_to_router(&codec::encode_pingreq());
-                self.pingresps_to_swallow += 1;
-            }
-        }
-    }
-
-    fn on_subscribe(&mut self, frame: &Frame) -> Result<(), DisconnectReason> {
-        let stats = &self.shared.stats;
+    async fn on_subscribe(&mut self, frame: &Frame, link: &mut RouterLink) -> Ended {
         let subscribe = codec::parse_subscribe(frame.flags(), frame.body())
             .map_err(|error| self.malformed("SUBSCRIBE", error))?;
         let allowed: Vec<bool> = subscribe
@@ -337,122 +303,142 @@ impl<'a> Relay<'a> {
             .filter(|(_, ok)| !**ok)
             .map(|((filter, _), _)| quote(filter))
             .collect();
-        self.await_suback(subscribe.packet_id, &subscribe.filters, &allowed);
-        if refused.is_empty() {
-            self.push_to_router(&frame.bytes);
-            return Ok(());
+        if !refused.is_empty() {
+            self.shared
+                .stats
+                .acl_subscribe_refused
+                .fetch_add(refused.len() as u64, Ordering::Relaxed);
+            tracing::warn!(device = self.device, filters = ?refused, "subscription refused");
         }
-        stats
-            .acl_subscribe_refused
-            .fetch_add(refused.len() as u64, Ordering::Relaxed);
-        tracing::warn!(device = self.device, filters = ?refused, "subscription refused");
-        if refused.len() == allowed.len() {
-            let codes = vec![SubscribeReasonCode::Failure; allowed.len()];
-            // Writing it back fails only for a SUBSCRIBE MQTT itself could not carry.
-            let suback = codec::encode_suback(subscribe.packet_id, &codes)
-                .map_err(|error| self.malformed("SUBSCRIBE", error))?;
-            self.to_dev.extend_from_slice(&suback);
-            return Ok(());
+        let plan = self
+            .subscriptions
+            .subscribe(subscribe.packet_id, &subscribe.filters, &allowed)
+            .map_err(|why| {
+                bump(&self.shared.stats.protocol_errors);
+                tracing::warn!(device = self.device, why, "SUBSCRIBE refused; closing");
+                End::Reason(DisconnectReason::Violation(why.into()))
+            })?;
+        match plan {
+            Plan::AnswerNow(codes) => self.suback(subscribe.packet_id, &codes),
+            Plan::AskRouter(filters) => link
+                .subscribe(subscribe.packet_id, filters)
+                .await
+                .map_err(router_closed),
         }
-        if self.pending_subscribes.len() >= MAX_PENDING_SUBSCRIBES
-            && !self.pending_subscribes.contains_key(&subscribe.packet_id)
-        {
-            bump(&stats.protocol_errors);
-            return Err(DisconnectReason::Violation(
-                "too many SUBSCRIBEs in flight".into(),
-            ));
-        }
-        let forwarded: Vec<(&str, u8)> = subscribe
-            .filters
-            .iter()
-            .zip(&allowed)
-            .filter(|(_, ok)| **ok)
-            .map(|((filter, qos), _)| (filter.as_str(), *qos))
-            .collect();
-        let packet = codec::encode_subscribe(subscribe.packet_id, &forwarded)
+    }
+
+    /// Writes the device's SUBACK.
+    fn suback(&mut self, packet_id: u16, codes: &[SubscribeReasonCode]) -> Ended {
+        // It fails only for a SUBSCRIBE MQTT itself could not carry.
+        let suback = codec::encode_suback(packet_id, codes)
             .map_err(|error| self.malformed("SUBSCRIBE", error))?;
-        self.push_to_router(&packet);
-        self.pending_subscribes.insert(subscribe.packet_id, allowed);
+        self.to_dev.extend_from_slice(&suback);
         Ok(())
     }
 
-    /// Notes a SUBSCRIBE that puts the device's downlink or cluster filter in place.
-    fn await_suback(&mut self, packet_id: u16, filters: &[(String, u8)], allowed: &[bool]) {
-        if self.subscribed == (true, true) || self.awaited_subacks.len() >= MAX_PENDING_SUBSCRIBES {
-            return;
-        }
-        let mut down = false;
-        let mut cluster = false;
-        for ((filter, _), ok) in filters.iter().zip(allowed) {
-            if *ok {
-                down |= filter.starts_with(&format!("tw/d/{}/down", self.device));
-                cluster |= filter.starts_with(&format!("tw/c/{}", self.cluster));
+    async fn on_unsubscribe(&mut self, frame: &Frame, link: &mut RouterLink) -> Ended {
+        let unsubscribe = codec::parse_unsubscribe(frame.flags(), frame.body())
+            .map_err(|error| self.malformed("UNSUBSCRIBE", error))?;
+        self.subscriptions.unsubscribe(&unsubscribe.filters);
+        // The router answers only for filters it held; the device gets its UNSUBACK either way.
+        link.unsubscribe(unsubscribe.packet_id, unsubscribe.filters)
+            .await
+            .map_err(router_closed)?;
+        self.to_dev
+            .extend_from_slice(&codec::encode_unsuback(unsubscribe.packet_id));
+        Ok(())
+    }
+
+    async fn on_notification(
+        &mut self,
+        notification: Notification,
+        link: &mut RouterLink,
+    ) -> Ended {
+        match notification {
+            Notification::Forward(forward) => {
+                self.deliver(forward.publish);
+                Ok(())
             }
-        }
-        if down || cluster {
-            self.awaited_subacks.push((packet_id, down, cluster));
+            Notification::DeviceAck(ack) => {
+                // PUBACK, UNSUBACK and PINGRESP the edge gave the device itself.
+                if let Packet::SubAck(suback, _) = Packet::from(ack) {
+                    self.subscribe_confirmed(suback.pkid)?;
+                }
+                Ok(())
+            }
+            Notification::Unschedule => link.wake().await.map_err(router_closed),
+            // The router dropped this link.
+            Notification::Disconnect(..) => Err(router_closed(RouterGone)),
+            _ => Ok(()),
         }
     }
 
-    /// A SUBACK passes: reports the device fully subscribed once both filters are in place.
-    fn suback_seen(&mut self, packet_id: u16) {
-        let Some(i) = self
-            .awaited_subacks
-            .iter()
-            .position(|(id, ..)| *id == packet_id)
-        else {
-            return;
+    /// The router has the filters of the SUBSCRIBE `packet_id` in place: the device gets its
+    /// SUBACK, then (once both its downlink and its cluster are in place) the gateway hears
+    /// `Subscribed` and may send what the device missed.
+    fn subscribe_confirmed(&mut self, packet_id: u16) -> Ended {
+        let Some(confirmed) = self.subscriptions.confirmed(packet_id) else {
+            return Ok(());
         };
-        let (_, down, cluster) = self.awaited_subacks.swap_remove(i);
-        let before = self.subscribed;
-        self.subscribed = (before.0 || down, before.1 || cluster);
-        if before != (true, true) && self.subscribed == (true, true) {
+        self.suback(packet_id, &confirmed.codes)?;
+        if confirmed.now_subscribed {
             self.shared.authority.presence(PresenceEvent::Subscribed {
                 device: self.device.to_owned(),
                 session: self.session,
             });
         }
+        Ok(())
     }
 
-    fn on_router_frame(&mut self, frame: Frame) {
-        match frame.packet_type() {
-            packet::SUBACK => {
-                if let Ok(id) = codec::packet_id(frame.body()) {
-                    self.suback_seen(id);
-                }
-                let spliced = codec::packet_id(frame.body())
-                    .ok()
-                    .and_then(|id| self.pending_subscribes.remove(&id).map(|mask| (id, mask)))
-                    .and_then(|(id, mask)| {
-                        let (_, codes) = codec::parse_suback(frame.body()).ok()?;
-                        let mut codes = codes.into_iter();
-                        // A code outside MQTT 3.1.1's (which rumqttd never sends) leaves the
-                        // SUBACK unspliced, as an unreadable one is.
-                        let full = mask
-                            .iter()
-                            .map(|ok| {
-                                if *ok {
-                                    codes.next().map_or(
-                                        Ok(SubscribeReasonCode::Failure),
-                                        SubscribeReasonCode::try_from,
-                                    )
-                                } else {
-                                    Ok(SubscribeReasonCode::Failure)
-                                }
-                            })
-                            .collect::<Result<Vec<_>, _>>()
-                            .ok()?;
-                        codec::encode_suback(id, &full).ok()
-                    });
-                match spliced {
-                    Some(bytes) => self.to_dev.extend_from_slice(&bytes),
-                    None => self.to_dev.extend_from_slice(&frame.bytes),
-                }
+    /// A message from the router for the device, at the QoS of the device's subscription.
+    fn deliver(&mut self, publish: Publish) {
+        let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
+            // The router checks topics are UTF-8 when it takes a publish.
+            tracing::error!(
+                device = self.device,
+                "router forwarded a topic that is not UTF-8"
+            );
+            return;
+        };
+        let qos = self.subscriptions.qos_for(&topic);
+        let message = Message {
+            topic,
+            payload: publish.payload,
+            retain: publish.retain,
+        };
+        if qos == 0 {
+            self.write_publish(&message, None);
+            return;
+        }
+        if !self.outbox.push(message) {
+            bump(&self.shared.stats.downlink_dropped);
+            self.undelivered += 1;
+            if self.undelivered.is_power_of_two() {
+                tracing::warn!(
+                    device = self.device,
+                    dropped = self.undelivered,
+                    "device is not acknowledging; messages dropped"
+                );
             }
-            packet::PINGRESP if self.pingresps_to_swallow > 0 => {
-                self.pingresps_to_swallow -= 1;
-            }
-            _ => self.to_dev.extend_from_slice(&frame.bytes),
+        }
+        self.send_ready();
+    }
+
+    /// Sends the queued QoS 1 messages the device's window has room for.
+    fn send_ready(&mut self) {
+        while let Some((id, message)) = self.outbox.next_to_send() {
+            self.write_publish(&message, Some(id));
+        }
+    }
+
+    /// Writes a PUBLISH: QoS 1 under `packet_id`, else QoS 0.
+    fn write_publish(&mut self, message: &Message, packet_id: Option<u16>) {
+        let qos = u8::from(packet_id.is_some());
+        let m = message;
+        match codec::encode_publish(&m.topic, qos, m.retain, packet_id, &m.payload) {
+            Ok(bytes) => self.to_dev.extend_from_slice(&bytes),
+            // Only a topic over 65,535 bytes, which the router would not have taken.
+            Err(error) => tracing::error!(device = self.device, %error, "undeliverable message"),
         }
     }
 }

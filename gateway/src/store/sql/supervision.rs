@@ -11,9 +11,9 @@
 //! being moved by it, and is looked at again on the next pass.
 
 use async_trait::async_trait;
-use sqlx::Row;
+use sqlx::{Row, Transaction};
 
-use super::super::{Backend, Conn};
+use super::super::{Backend, Conn, Db};
 use super::Commit;
 use crate::domain::{ClusterId, DeviceId, Heartbeat, ZoneCode};
 use crate::store::rows;
@@ -249,6 +249,19 @@ async fn go_offline(
     Ok(())
 }
 
+/// Ends a supervision write: recomputes the coverage of the clusters it touched, commits, and
+/// gives what the station must be told.
+async fn commit_reports(
+    mut tx: Transaction<'static, Db>,
+    policy: &SupervisionPolicy,
+    now_ms: i64,
+    mut changes: Changes,
+) -> StoreResult<Vec<Report>> {
+    refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
+    tx.commit().await?;
+    Ok(changes.reports)
+}
+
 /// Recomputes the coverage of the clusters touched; reports the ones that crossed the
 /// threshold, and keeps every change of the count as history.
 async fn refresh_coverage(
@@ -428,9 +441,7 @@ impl SupervisionStore for Backend {
         .bind(device.as_str())
         .execute(&mut *tx)
         .await?;
-        refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
-        tx.commit().await?;
-        Ok(changes.reports)
+        commit_reports(tx, policy, now_ms, changes).await
     }
 
     async fn supervise_presence(
@@ -454,9 +465,7 @@ impl SupervisionStore for Backend {
             }
             PresenceStep::Ignore => {}
         }
-        refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
-        tx.commit().await?;
-        Ok(changes.reports)
+        commit_reports(tx, policy, now_ms, changes).await
     }
 
     async fn supervise_restart(&self, now_ms: i64) -> StoreResult<u64> {
@@ -536,9 +545,7 @@ impl SupervisionStore for Backend {
                 changes.clusters.insert(row.cluster.clone());
             }
         }
-        refresh_coverage(&mut tx, policy, now_ms, &mut changes).await?;
-        tx.commit().await?;
-        Ok(changes.reports)
+        commit_reports(tx, policy, now_ms, changes).await
     }
 
     async fn supervise_next_deadline(

@@ -60,7 +60,11 @@ impl Scheduler {
     }
 
     pub fn reschedule(&mut self, id: ConnectionId, reason: ScheduleReason) {
-        let tracker = self.trackers.get_mut(id).unwrap();
+        // tenwatch patch: a link may ask to be woken just after the router removed it (its
+        // Ready and its removal race); that is no reason to stop the router thread.
+        let Some(tracker) = self.trackers.get_mut(id) else {
+            return;
+        };
         if let Some(v) = tracker.try_ready(reason) {
             trace!(tracker_id = tracker.id, "reschedule {:?} -> Ready", v);
             self.readyqueue.push_back(id);
