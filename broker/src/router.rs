@@ -25,7 +25,7 @@ use crate::BrokerError;
 /// The user name of the internal credential.
 pub const INTERNAL_USERNAME: &str = "tenwatch-internal";
 
-/// How the router is sized. [`RouterSettings::default`] is sized for 12,000 devices.
+/// How the router is sized. [`RouterSettings::default`] is sized for 18,000 devices (the edge's default cap).
 #[derive(Clone)]
 pub struct RouterSettings {
     /// Connections the router admits: devices through the edge plus internal clients
@@ -54,7 +54,7 @@ pub struct RouterSettings {
 impl Default for RouterSettings {
     fn default() -> Self {
         Self {
-            max_connections: 12_500,
+            max_connections: 18_500,
             max_payload_size: 64 * 1024,
             max_inflight_count: 100,
             max_outgoing_packet_count: 200,

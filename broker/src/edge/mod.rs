@@ -80,7 +80,7 @@ impl Default for EdgeConfig {
                 burst: 30,
                 refill_every: Duration::from_millis(100),
             },
-            max_connections: 12_000,
+            max_connections: 18_000,
             tls: None,
         }
     }
