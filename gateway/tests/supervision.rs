@@ -31,6 +31,7 @@ store_tests!(
     a_silent_device_goes_late_then_offline_at_the_configured_moments,
     a_flapping_device_is_reported_once,
     tamper_and_low_battery_each_produce_one_event,
+    ten_units_beating_at_once_are_each_recorded_and_a_change_among_them_reported,
     coverage_drops_below_seven_of_ten_and_recovers,
     a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device_offline,
     a_gateway_restart_gives_online_devices_a_fresh_grace,
@@ -392,6 +393,47 @@ async fn tamper_and_low_battery_each_produce_one_event(db: TestDb) {
         .problems_history
         .iter()
         .all(|p| p.closed_at_ms.is_some()));
+}
+
+/// Busy-path heartbeats arriving together are written together (SQLite: one statement for the
+/// group): every unit's time moves, and the one whose health changed still gets its report.
+async fn ten_units_beating_at_once_are_each_recorded_and_a_change_among_them_reported(
+    db: TestDb,
+) {
+    let mut rig = rig(db, 1).await;
+    let units: Vec<String> = (0..10).map(|i| rig.device(i)).collect();
+    for (i, d) in units.iter().enumerate() {
+        rig.connect(d, i as u64 + 1).await;
+        rig.heartbeat(d, 80, false).await;
+    }
+    rig.reports();
+    rig.sup.clock.advance_ms(60_000);
+    let beat_at = rig.sup.clock.now_ms();
+    futures::future::join_all(
+        units
+            .iter()
+            .enumerate()
+            .map(|(i, d)| rig.heartbeat(d, 80, i == 4)),
+    )
+    .await;
+    let tampered = rig.device_reports(&units[4]);
+    assert_eq!(tampered.len(), 1, "{tampered:?}");
+    assert_eq!(tampered[0]["event"], "tamper");
+    for (i, d) in units.iter().enumerate() {
+        if i != 4 {
+            assert!(rig.device_reports(d).is_empty(), "{d}: nothing changed");
+        }
+        let health = rig
+            .sup
+            .store
+            .device_health(&DeviceId::parse(d).unwrap(), &rig.sup.policy, beat_at)
+            .await
+            .unwrap()
+            .unwrap()
+            .health;
+        assert_eq!(health.last_heartbeat_ms, Some(beat_at), "{d}");
+        assert_eq!(health.state, DeviceState::Online, "{d}");
+    }
 }
 
 async fn coverage_drops_below_seven_of_ten_and_recovers(db: TestDb) {

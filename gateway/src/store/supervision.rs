@@ -27,6 +27,20 @@ pub const FLAPPING_AT: u32 = 3;
 pub const BATTERY_HYSTERESIS: u8 = 5;
 /// Signal moves smaller than this (dB) are not history: RSSI wobbles with every heartbeat.
 pub const RSSI_STEP: i16 = 10;
+
+/// A heartbeat on the busy path: if its device is online and nothing the heartbeat reports
+/// differs from what is stored (battery, tamper, firmware; signal within [`RSSI_STEP`]), only
+/// the evidence times move. Each backend writes these as cheaply as it can (SQLite: many in one
+/// statement); anything else takes the full path.
+#[derive(Debug, Clone)]
+pub(crate) struct FastHeartbeat {
+    pub device: DeviceId,
+    pub now_ms: i64,
+    pub battery: Option<i64>,
+    pub rssi: Option<i64>,
+    pub tamper: bool,
+    pub firmware: Option<String>,
+}
 /// Devices moved offline by one supervisor pass at most (the rest follow at once).
 pub(crate) const DUE_BATCH: i64 = 2000;
 

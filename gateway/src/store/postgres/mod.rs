@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::sql::alerts::{alert_in, insert_event, lock_alert};
 use self::sql::Commit;
 use crate::domain::{AlertId, DeviceId, ZoneCode};
+use crate::store::supervision::FastHeartbeat;
 use crate::store::{alerts, queue, AlertSummary, StoreError, StoreResult};
 
 /// The store the shared SQL implements every trait for, and the sqlx types it is built with.
@@ -190,6 +191,13 @@ impl PgStore {
         let device = device.clone();
         self.queued(alert, move |tx| {
             Box::pin(async move { delivery_in(tx, alert, &device, now_ms).await })
+        })
+    }
+
+    /// A busy-path heartbeat: one statement, committed by itself.
+    fn fast_heartbeat(&self, hb: FastHeartbeat) -> BoxFuture<'static, StoreResult<bool>> {
+        self.write(Commit::Statement, move |conn| {
+            Box::pin(async move { sql::supervision::fast_heartbeat_in(conn, &hb).await })
         })
     }
 

@@ -36,7 +36,7 @@ mod accounts;
 pub(crate) mod alerts;
 mod map;
 mod push;
-mod supervision;
+pub(crate) mod supervision;
 
 use sqlx::Row as _;
 

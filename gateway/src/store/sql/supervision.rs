@@ -14,14 +14,14 @@ use async_trait::async_trait;
 use sqlx::{Row, Transaction};
 
 use super::super::{Backend, Conn, Db};
-use super::Commit;
 use crate::domain::{ClusterId, DeviceId, Heartbeat, ZoneCode};
 use crate::store::rows;
 use crate::store::supervision::{
     coverage_change, coverage_problem, health_changes, next_deadline, presence_step, Changes,
     ClusterHealth, CoverageEntry, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
-    DeviceReportKind, DeviceRow, DeviceState, HistoryEntry, Leader, PresenceEvidence, PresenceStep,
-    Problem, ProblemFilter, Report, SupervisionPolicy, SupervisionStore, DUE_BATCH, RSSI_STEP,
+    DeviceReportKind, DeviceRow, DeviceState, FastHeartbeat, HistoryEntry, Leader,
+    PresenceEvidence, PresenceStep, Problem, ProblemFilter, Report, SupervisionPolicy,
+    SupervisionStore, DUE_BATCH, RSSI_STEP,
 };
 use crate::store::{corrupt, StoreError, StoreResult};
 
@@ -391,32 +391,15 @@ impl SupervisionStore for Backend {
         // takes the full path below.
         let battery = hb.battery.map(i64::from);
         let rssi = hb.rssi.map(i64::from);
-        let (id, tamper, firmware) = (device.clone(), hb.tamper, hb.firmware.clone());
-        let fast = self
-            .write(Commit::Statement, move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, \
-                         evidence_ms = $1, rssi = $2 WHERE id = $3 AND sup_state = 'online' \
-                         AND (CAST($4 AS BIGINT) IS NULL OR battery IS NOT DISTINCT FROM $4) \
-                         AND tamper IS NOT DISTINCT FROM $5 \
-                         AND (CAST($6 AS TEXT) IS NULL OR firmware IS NOT DISTINCT FROM $6) \
-                         AND (CAST($2 AS BIGINT) IS NULL OR abs($2 - rssi_recorded) < $7)",
-                    )
-                    .bind(now_ms)
-                    .bind(rssi)
-                    .bind(id.as_str())
-                    .bind(battery)
-                    .bind(tamper)
-                    .bind(firmware.as_deref())
-                    .bind(i64::from(RSSI_STEP))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(StoreError::from)
-                })
-            })
-            .await?;
-        if fast.rows_affected() == 1 {
+        let fast = FastHeartbeat {
+            device: device.clone(),
+            now_ms,
+            battery,
+            rssi,
+            tamper: hb.tamper,
+            firmware: hb.firmware.clone(),
+        };
+        if self.fast_heartbeat(fast).await? {
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
@@ -726,4 +709,28 @@ async fn device_history(
     .fetch_all(store.reads())
     .await?;
     rows.iter().map(rows::history_entry).collect()
+}
+
+/// One [`FastHeartbeat`] by itself: whether it applied (the device is online and its health did
+/// not move). SQLite's writer applies many at once instead.
+#[allow(dead_code)] // SQLite batches them (sqlite::fast_heartbeats_in).
+pub(crate) async fn fast_heartbeat_in(conn: &mut Conn, hb: &FastHeartbeat) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, \
+         evidence_ms = $1, rssi = $2 WHERE id = $3 AND sup_state = 'online' \
+         AND (CAST($4 AS BIGINT) IS NULL OR battery IS NOT DISTINCT FROM $4) \
+         AND tamper IS NOT DISTINCT FROM $5 \
+         AND (CAST($6 AS TEXT) IS NULL OR firmware IS NOT DISTINCT FROM $6) \
+         AND (CAST($2 AS BIGINT) IS NULL OR abs($2 - rssi_recorded) < $7)",
+    )
+    .bind(hb.now_ms)
+    .bind(hb.rssi)
+    .bind(hb.device.as_str())
+    .bind(hb.battery)
+    .bind(hb.tamper)
+    .bind(hb.firmware.as_deref())
+    .bind(i64::from(RSSI_STEP))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::sql::alerts::alert_in;
 use crate::domain::{AlertId, DeviceId, ZoneCode};
+use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
 use crate::store::{corrupt, queue, AlertSummary, StoreError, StoreResult};
 
 pub use crate::domain::haversine_m;
@@ -84,6 +85,13 @@ type Job =
 enum Work {
     Job(Job),
     Delivery(Delivery),
+    Heartbeat(Beat),
+}
+
+/// A busy-path heartbeat and who waits for whether it applied.
+struct Beat {
+    heartbeat: FastHeartbeat,
+    reply: oneshot::Sender<StoreResult<bool>>,
 }
 
 struct Delivery {
@@ -97,10 +105,10 @@ struct Delivery {
 const WRITE_QUEUE: usize = 65_536;
 /// Jobs committed together at most.
 const MAX_BATCH: usize = 1024;
-/// How long the writer holds a batch of nothing but delivery receipts open for more. The nine
-/// receipts of one press arrive within a few milliseconds of each other; one commit (one
-/// fsync) for all of them costs a ninth of nine. Any other job ends the wait at once, so a
-/// press never waits behind receipts.
+/// How long the writer holds a batch of nothing but delivery receipts and heartbeats open for
+/// more. The nine receipts of one press arrive within a few milliseconds of each other, and
+/// thousands of units beat every interval; one commit (one fsync) for many of them costs a
+/// fraction. Any other job ends the wait at once, so a press never waits behind them.
 const RECEIPT_LINGER: Duration = Duration::from_millis(5);
 
 pub struct SqliteStore {
@@ -132,11 +140,12 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
     }
 }
 
-/// While `jobs` holds only delivery receipts, takes what else arrives within
-/// [`RECEIPT_LINGER`]; returns as soon as anything that is not a receipt is in the batch.
+/// While `jobs` holds only delivery receipts and heartbeats, takes what else arrives within
+/// [`RECEIPT_LINGER`]; returns as soon as anything else is in the batch.
 async fn linger_for_receipts(queue: &mut mpsc::Receiver<Work>, jobs: &mut Vec<Work>) {
     let until = tokio::time::Instant::now() + RECEIPT_LINGER;
-    while jobs.len() < MAX_BATCH && jobs.iter().all(|j| matches!(j, Work::Delivery(_))) {
+    let lingers = |j: &Work| matches!(j, Work::Delivery(_) | Work::Heartbeat(_));
+    while jobs.len() < MAX_BATCH && jobs.iter().all(lingers) {
         let room = MAX_BATCH - jobs.len();
         match tokio::time::timeout_at(until, queue.recv_many(jobs, room)).await {
             Ok(0) | Err(_) => return,
@@ -170,6 +179,17 @@ async fn run_batch(
                         }
                     }
                     let (ok, finish) = deliveries(&mut conn, group).await;
+                    finishes.push(finish);
+                    ok
+                }
+                Work::Heartbeat(first) => {
+                    let mut group = vec![first];
+                    while let Some(Work::Heartbeat(_)) = jobs.peek() {
+                        if let Some(Work::Heartbeat(b)) = jobs.next() {
+                            group.push(b);
+                        }
+                    }
+                    let (ok, finish) = heartbeats(&mut conn, group).await;
                     finishes.push(finish);
                     ok
                 }
@@ -223,6 +243,81 @@ async fn deliveries(conn: &mut SqliteConnection, group: Vec<Delivery>) -> (bool,
         }
     });
     (ok, finish)
+}
+
+/// Writes consecutive busy-path heartbeats in one statement; each is answered whether it
+/// applied (its device online and its health unchanged), else its caller takes the full path.
+async fn heartbeats(conn: &mut SqliteConnection, group: Vec<Beat>) -> (bool, Finish) {
+    let result = fast_heartbeats_in(conn, &group).await;
+    let ok = result.is_ok();
+    let finish: Finish = Box::new(move |commit_error| {
+        let error = match (commit_error, &result) {
+            (Some(e), _) => Some(e.to_string()),
+            (None, Err(e)) => Some(e.to_string()),
+            (None, Ok(_)) => None,
+        };
+        let applied = result.unwrap_or_default();
+        for beat in group {
+            let answer = match &error {
+                Some(e) => Err(StoreError::Backend(
+                    format!("heartbeat not stored: {e}").into(),
+                )),
+                None => Ok(applied.contains(beat.heartbeat.device.as_str())),
+            };
+            let _ = beat.reply.send(answer);
+        }
+    });
+    (ok, finish)
+}
+
+/// The devices whose heartbeat applied. A device that beat twice in the group is written once,
+/// with its latest beat.
+async fn fast_heartbeats_in(
+    conn: &mut SqliteConnection,
+    group: &[Beat],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let mut latest: std::collections::HashMap<&str, &FastHeartbeat> = Default::default();
+    for beat in group {
+        let hb = &beat.heartbeat;
+        let entry = latest.entry(hb.device.as_str()).or_insert(hb);
+        if hb.now_ms >= entry.now_ms {
+            *entry = hb;
+        }
+    }
+    let rows: Vec<serde_json::Value> = latest
+        .values()
+        .map(|hb| {
+            serde_json::json!([
+                hb.device.as_str(),
+                hb.now_ms,
+                hb.rssi,
+                hb.battery,
+                hb.tamper,
+                hb.firmware
+            ])
+        })
+        .collect();
+    let json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    // The statement of sql::supervision::fast_heartbeat_in, for every row of the JSON list.
+    let applied: Vec<String> = sqlx::query_scalar(
+        "UPDATE devices SET last_heartbeat_ms = j.now, last_seen_ms = j.now, \
+         evidence_ms = j.now, rssi = j.rssi \
+         FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS now, \
+               json_extract(value, '$[2]') AS rssi, json_extract(value, '$[3]') AS battery, \
+               json_extract(value, '$[4]') AS tamper, json_extract(value, '$[5]') AS fw \
+               FROM json_each(?1)) AS j \
+         WHERE devices.id = j.id AND devices.sup_state = 'online' \
+         AND (j.battery IS NULL OR devices.battery IS j.battery) \
+         AND devices.tamper IS j.tamper \
+         AND (j.fw IS NULL OR devices.firmware IS j.fw) \
+         AND (j.rssi IS NULL OR abs(j.rssi - devices.rssi_recorded) < ?2) \
+         RETURNING devices.id",
+    )
+    .bind(&json)
+    .bind(i64::from(RSSI_STEP))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(applied.into_iter().collect())
 }
 
 /// The first delivery of each alert in the group: alert id → (the device whose receipt it was,
@@ -358,6 +453,18 @@ impl SqliteStore {
             reply,
         };
         queue::in_order(&self.jobs, Work::Delivery(delivery), answer, writer_gone)
+    }
+
+    /// A busy-path heartbeat: queued now, and written in one statement with the heartbeats
+    /// queued next to it (see [`heartbeats`]).
+    fn fast_heartbeat(&self, heartbeat: FastHeartbeat) -> BoxFuture<'static, StoreResult<bool>> {
+        let (reply, answer) = oneshot::channel();
+        queue::in_order(
+            &self.jobs,
+            Work::Heartbeat(Beat { heartbeat, reply }),
+            answer,
+            writer_gone,
+        )
     }
 
     fn reads(&self) -> &SqlitePool {
