@@ -397,9 +397,7 @@ async fn tamper_and_low_battery_each_produce_one_event(db: TestDb) {
 
 /// Busy-path heartbeats arriving together are written together (SQLite: one statement for the
 /// group): every unit's time moves, and the one whose health changed still gets its report.
-async fn ten_units_beating_at_once_are_each_recorded_and_a_change_among_them_reported(
-    db: TestDb,
-) {
+async fn ten_units_beating_at_once_are_each_recorded_and_a_change_among_them_reported(db: TestDb) {
     let mut rig = rig(db, 1).await;
     let units: Vec<String> = (0..10).map(|i| rig.device(i)).collect();
     for (i, d) in units.iter().enumerate() {

@@ -165,35 +165,28 @@ async fn run_batch(
         let mut jobs = jobs.peekable();
         while let Some(work) = jobs.next() {
             sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
-            let ok = match work {
-                Work::Job(job) => {
-                    let (ok, finish) = job(&mut conn).await;
-                    finishes.push(finish);
-                    ok
-                }
-                Work::Delivery(first) => {
-                    let mut group = vec![first];
-                    while let Some(Work::Delivery(_)) = jobs.peek() {
-                        if let Some(Work::Delivery(d)) = jobs.next() {
-                            group.push(d);
-                        }
+            // Receipts and heartbeats queued next to each other are written together.
+            macro_rules! with_the_rest_of_its_run {
+                ($first:expr, $kind:path) => {{
+                    let mut group = vec![$first];
+                    while let Some($kind(next)) = jobs.next_if(|w| matches!(w, $kind(_))) {
+                        group.push(next);
                     }
-                    let (ok, finish) = deliveries(&mut conn, group).await;
-                    finishes.push(finish);
-                    ok
+                    group
+                }};
+            }
+            let (ok, finish) = match work {
+                Work::Job(job) => job(&mut conn).await,
+                Work::Delivery(first) => {
+                    let group = with_the_rest_of_its_run!(first, Work::Delivery);
+                    deliveries(&mut conn, group).await
                 }
                 Work::Heartbeat(first) => {
-                    let mut group = vec![first];
-                    while let Some(Work::Heartbeat(_)) = jobs.peek() {
-                        if let Some(Work::Heartbeat(b)) = jobs.next() {
-                            group.push(b);
-                        }
-                    }
-                    let (ok, finish) = heartbeats(&mut conn, group).await;
-                    finishes.push(finish);
-                    ok
+                    let group = with_the_rest_of_its_run!(first, Work::Heartbeat);
+                    heartbeats(&mut conn, group).await
                 }
             };
+            finishes.push(finish);
             let end = if ok {
                 "RELEASE job"
             } else {
@@ -221,11 +214,7 @@ async fn deliveries(conn: &mut SqliteConnection, group: Vec<Delivery>) -> (bool,
     let result = deliveries_in(conn, &group).await;
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
-        let error = match (commit_error, &result) {
-            (Some(e), _) => Some(e.to_string()),
-            (None, Err(e)) => Some(e.to_string()),
-            (None, Ok(_)) => None,
-        };
+        let error = group_error(commit_error, &result);
         let mut firsts = result.unwrap_or_default();
         for d in group {
             let answer = match &error {
@@ -245,17 +234,22 @@ async fn deliveries(conn: &mut SqliteConnection, group: Vec<Delivery>) -> (bool,
     (ok, finish)
 }
 
+/// Why a group's writes did not land: the commit's error, else the group's own.
+fn group_error<T>(commit_error: Option<&StoreError>, result: &StoreResult<T>) -> Option<String> {
+    match (commit_error, result) {
+        (Some(e), _) => Some(e.to_string()),
+        (None, Err(e)) => Some(e.to_string()),
+        (None, Ok(_)) => None,
+    }
+}
+
 /// Writes consecutive busy-path heartbeats in one statement; each is answered whether it
 /// applied (its device online and its health unchanged), else its caller takes the full path.
 async fn heartbeats(conn: &mut SqliteConnection, group: Vec<Beat>) -> (bool, Finish) {
     let result = fast_heartbeats_in(conn, &group).await;
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
-        let error = match (commit_error, &result) {
-            (Some(e), _) => Some(e.to_string()),
-            (None, Err(e)) => Some(e.to_string()),
-            (None, Ok(_)) => None,
-        };
+        let error = group_error(commit_error, &result);
         let applied = result.unwrap_or_default();
         for beat in group {
             let answer = match &error {
