@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use sqlx::{Row, Transaction};
 
 use super::super::{Backend, Conn, Db};
+use super::Commit;
 use crate::domain::{ClusterId, DeviceId, Heartbeat, ZoneCode};
 use crate::store::rows;
 use crate::store::supervision::{
@@ -434,21 +435,30 @@ impl SupervisionStore for Backend {
         policy: &SupervisionPolicy,
         now_ms: i64,
     ) -> StoreResult<Vec<Report>> {
-        let mut tx = self.begin_write().await?;
-        let Some(mut row) = load_device(&mut tx, device).await? else {
-            return Ok(Vec::new());
-        };
-        let mut changes = Changes::default();
-        match presence_step(&row, evidence) {
-            PresenceStep::Online(why) => {
-                go_online(&mut tx, &mut row, why, policy, now_ms, &mut changes).await?
-            }
-            PresenceStep::Offline(reason) => {
-                go_offline(&mut tx, &mut row, reason, now_ms, &mut changes).await?
-            }
-            PresenceStep::Ignore => {}
-        }
-        commit_reports(tx, policy, now_ms, changes).await
+        // Through the writer, like every busy write: a storm of units coming back is committed
+        // in groups, and the presses' commits are not queued behind a transaction each.
+        let (device, policy) = (device.clone(), *policy);
+        let evidence = OwnedEvidence::from(evidence);
+        self.write(Commit::Transaction, move |conn| {
+            Box::pin(async move {
+                let Some(mut row) = load_device(conn, &device).await? else {
+                    return Ok(Vec::new());
+                };
+                let mut changes = Changes::default();
+                match presence_step(&row, evidence.borrowed()) {
+                    PresenceStep::Online(why) => {
+                        go_online(conn, &mut row, why, &policy, now_ms, &mut changes).await?
+                    }
+                    PresenceStep::Offline(reason) => {
+                        go_offline(conn, &mut row, reason, now_ms, &mut changes).await?
+                    }
+                    PresenceStep::Ignore => {}
+                }
+                refresh_coverage(conn, &policy, now_ms, &mut changes).await?;
+                Ok(changes.reports)
+            })
+        })
+        .await
     }
 
     async fn supervise_restart(&self, now_ms: i64) -> StoreResult<u64> {
@@ -733,4 +743,39 @@ pub(crate) async fn fast_heartbeat_in(conn: &mut Conn, hb: &FastHeartbeat) -> St
     .execute(&mut *conn)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// [`PresenceEvidence`] that a queued write can carry.
+enum OwnedEvidence {
+    Connected { session: u64 },
+    Disconnected { session: u64, reason: String },
+    Refused,
+}
+
+impl From<PresenceEvidence<'_>> for OwnedEvidence {
+    fn from(evidence: PresenceEvidence<'_>) -> Self {
+        match evidence {
+            PresenceEvidence::Connected { session } => OwnedEvidence::Connected { session },
+            PresenceEvidence::Disconnected { session, reason } => OwnedEvidence::Disconnected {
+                session,
+                reason: reason.to_owned(),
+            },
+            PresenceEvidence::Refused => OwnedEvidence::Refused,
+        }
+    }
+}
+
+impl OwnedEvidence {
+    fn borrowed(&self) -> PresenceEvidence<'_> {
+        match self {
+            OwnedEvidence::Connected { session } => {
+                PresenceEvidence::Connected { session: *session }
+            }
+            OwnedEvidence::Disconnected { session, reason } => PresenceEvidence::Disconnected {
+                session: *session,
+                reason,
+            },
+            OwnedEvidence::Refused => PresenceEvidence::Refused,
+        }
+    }
 }
