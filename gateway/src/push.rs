@@ -154,6 +154,9 @@ impl Pusher {
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
+            // A push service answers; it never sends the gateway somewhere else (a redirect
+            // would re-send the POST to an address no volunteer's subscription named).
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let pusher = Pusher {
@@ -348,9 +351,7 @@ impl Sender {
     }
 
     fn origin_permits(&self, endpoint: &str) -> Arc<Semaphore> {
-        let origin = reqwest::Url::parse(endpoint)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default();
+        let origin = origin_of(endpoint);
         let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         origins
             .entry(origin)
@@ -390,9 +391,13 @@ impl Sender {
             429 => Try::Again("429 too many requests".into(), retry_after),
             500..=599 => Try::Again(format!("{status} from the push service"), retry_after),
             _ => {
+                // What the service said goes to the log, for whoever runs the gateway; the
+                // station and the volunteer see only the status (a body may hold anything).
                 let body = response.text().await.unwrap_or_default();
                 let body: String = body.chars().take(200).collect();
-                Try::Refused(format!("{status} from the push service: {body}"))
+                tracing::warn!(status, endpoint_origin = %origin_of(&sub.endpoint), %body,
+                    "push refused");
+                Try::Refused(format!("{status} from the push service"))
             }
         }
     }
@@ -450,6 +455,14 @@ fn parse_retry_after(v: &str, now: std::time::SystemTime) -> Option<Duration> {
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// `scheme://host:port` of a push endpoint (empty if it does not parse): what the per-service
+/// limit counts by, and all of an endpoint a log line needs.
+fn origin_of(endpoint: &str) -> String {
+    reqwest::Url::parse(endpoint)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
 }
 
 /// What the phone's service worker gets (JSON, encrypted): enough to show the notification

@@ -9,8 +9,10 @@ that a sender's handling of those can be tested.
 
     POST /subscribe        {"applicationServerKey"?: b64url} -> {id, endpoint, keys, ...}
     POST /push/<id>        the push endpoint a sender calls
-    POST /behave/<id>      {"mode": ok|gone|not_found|rate_limit|error|hang,
-                            "count"?: n, "retry_after"?: s, "status"?: 5xx}
+    POST /behave/<id>      {"mode": ok|gone|not_found|rate_limit|error|hang|redirect,
+                            "count"?: n, "retry_after"?: s, "status"?: 5xx,
+                            "to"?: another subscription's id (redirect: 307 to its endpoint,
+                            with a body a sender must not show anyone)}
     GET  /messages/<id>    {"messages": [...], "attempts": [...], "rejections": [...]}
     GET  /healthz
 
@@ -39,7 +41,7 @@ from py_vapid import jwt as vapid_jwt
 MAX_BODY = 4096
 # RFC 8292 §2: exp no more than 24 hours after the request.
 MAX_EXP_AHEAD_S = 24 * 60 * 60
-MODES = {"ok", "gone", "not_found", "rate_limit", "error", "hang"}
+MODES = {"ok", "gone", "not_found", "rate_limit", "error", "hang", "redirect"}
 
 
 def b64url(data: bytes) -> str:
@@ -219,8 +221,12 @@ class Handler(BaseHTTPRequestHandler):
                 behaviour["status"] = int(body.get("status", 500))
                 if not 500 <= behaviour["status"] <= 599:
                     raise ValueError
-        except (TypeError, ValueError):
-            raise Reject(400, "count >= 1, retry_after and a 5xx status must be integers")
+            if mode == "redirect":
+                behaviour["to"] = str(body["to"])
+        except (TypeError, ValueError, KeyError):
+            raise Reject(
+                400, "count >= 1, retry_after and a 5xx status must be integers; redirect needs to"
+            )
         with self.state.changed:
             sub = self.state.subs.get(sub_id)
             if sub is None:
@@ -291,6 +297,9 @@ class Handler(BaseHTTPRequestHandler):
                 return 410, {}, {"error": "subscription expired"}
             if mode == "not_found":
                 return 404, {}, {"error": "no such subscription"}
+            if mode == "redirect":
+                location = f"{self.state.origin}/push/{b['to']}"
+                return 307, {"Location": location}, {"error": "moved: secret-internal-detail"}
             if mode not in ("rate_limit", "error"):
                 return None
             b["count"] -= 1

@@ -129,6 +129,8 @@ pub enum Behaviour {
         #[serde(skip_serializing_if = "Option::is_none")]
         retry_after: Option<u32>,
     },
+    /// 307 to subscription `to`'s endpoint, with a body no sender may show anyone.
+    Redirect { to: String },
     /// Accept the connection and never answer. A push hung this way is never answered even
     /// once the behaviour changes (its connection is then closed); it is not recorded as a
     /// message.

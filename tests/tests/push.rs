@@ -235,6 +235,42 @@ async fn an_expired_subscription_is_removed() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A push service that answers with a redirect is not followed: the push is refused, nothing
+/// reaches the address it pointed at, and what the service said is never shown to anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_from_a_push_service_is_not_followed_nor_its_body_shown() -> anyhow::Result<()> {
+    if !require_push_emulator() {
+        return Ok(());
+    }
+    let emulator = PushEmulator::start().await?;
+    let app = spawn_app_with(1, |c| c.push.allow_loopback = true).await?;
+    let (sub, elsewhere) = (emulator.subscribe().await?, emulator.subscribe().await?);
+    let p = &app.cluster(0)[0];
+    volunteer_at(&app, "vol-moved", p.lat, p.lon, &sub).await?;
+    emulator
+        .behave(
+            &sub.id,
+            Behaviour::Redirect {
+                to: elsewhere.id.clone(),
+            },
+        )
+        .await?;
+    let id = dispatch_fresh_alert(&app, "vol-moved", 1).await?;
+    let outcome = push_outcome(&app, &id, "vol-moved").await?;
+    assert_eq!(outcome, "failed: 307 from the push service");
+    let (_, detail) = app.get_json(&format!("/api/alerts/{id}")).await?;
+    assert!(
+        !detail.to_string().contains("secret-internal-detail"),
+        "the push service's body is not shown: {detail}"
+    );
+    assert_eq!(emulator.messages(&sub.id).await?.attempts.len(), 1);
+    assert!(
+        emulator.messages(&elsewhere.id).await?.attempts.is_empty(),
+        "the redirect was not followed"
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_push_refused_with_429_is_sent_again_after_retry_after() -> anyhow::Result<()> {
     if !require_push_emulator() {
