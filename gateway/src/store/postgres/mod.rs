@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use self::sql::alerts::{alert_in, insert_event, lock_alert};
 use self::sql::Commit;
 use crate::domain::{AlertId, DeviceId, ZoneCode};
-use crate::store::supervision::FastHeartbeat;
+use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
 use crate::store::{alerts, queue, AlertSummary, StoreError, StoreResult};
 
 /// The store the shared SQL implements every trait for, and the sqlx types it is built with.
@@ -197,7 +197,7 @@ impl PgStore {
     /// A busy-path heartbeat: one statement, committed by itself.
     fn fast_heartbeat(&self, hb: FastHeartbeat) -> BoxFuture<'static, StoreResult<bool>> {
         self.write(Commit::Statement, move |conn| {
-            Box::pin(async move { sql::supervision::fast_heartbeat_in(conn, &hb).await })
+            Box::pin(async move { fast_heartbeat_in(conn, &hb).await })
         })
     }
 
@@ -285,4 +285,27 @@ async fn delivery_in(
         Some(id) => Ok(Some(alert_in(tx, id).await?)),
         None => Ok(None),
     }
+}
+
+/// One [`FastHeartbeat`] by itself: whether it applied (the device is online and its health did
+/// not move). SQLite's writer applies many at once instead (`sqlite::fast_heartbeats_in`).
+async fn fast_heartbeat_in(conn: &mut PgConnection, hb: &FastHeartbeat) -> StoreResult<bool> {
+    let done = sqlx::query(
+        "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, \
+         evidence_ms = $1, rssi = $2 WHERE id = $3 AND sup_state = 'online' \
+         AND (CAST($4 AS BIGINT) IS NULL OR battery IS NOT DISTINCT FROM $4) \
+         AND tamper IS NOT DISTINCT FROM $5 \
+         AND (CAST($6 AS TEXT) IS NULL OR firmware IS NOT DISTINCT FROM $6) \
+         AND (CAST($2 AS BIGINT) IS NULL OR abs($2 - rssi_recorded) < $7)",
+    )
+    .bind(hb.now_ms)
+    .bind(hb.rssi)
+    .bind(hb.device.as_str())
+    .bind(hb.battery)
+    .bind(hb.tamper)
+    .bind(hb.firmware.as_deref())
+    .bind(i64::from(RSSI_STEP))
+    .execute(&mut *conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -36,7 +36,7 @@ mod accounts;
 pub(crate) mod alerts;
 mod map;
 mod push;
-pub(crate) mod supervision;
+mod supervision;
 
 use sqlx::Row as _;
 

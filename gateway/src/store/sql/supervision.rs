@@ -22,7 +22,7 @@ use crate::store::supervision::{
     ClusterHealth, CoverageEntry, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
     DeviceReportKind, DeviceRow, DeviceState, FastHeartbeat, HistoryEntry, Leader,
     PresenceEvidence, PresenceStep, Problem, ProblemFilter, Report, SupervisionPolicy,
-    SupervisionStore, DUE_BATCH, RSSI_STEP,
+    SupervisionStore, DUE_BATCH,
 };
 use crate::store::{corrupt, StoreError, StoreResult};
 
@@ -719,30 +719,6 @@ async fn device_history(
     .fetch_all(store.reads())
     .await?;
     rows.iter().map(rows::history_entry).collect()
-}
-
-/// One [`FastHeartbeat`] by itself: whether it applied (the device is online and its health did
-/// not move). SQLite's writer applies many at once instead.
-#[allow(dead_code)] // SQLite batches them (sqlite::fast_heartbeats_in).
-pub(crate) async fn fast_heartbeat_in(conn: &mut Conn, hb: &FastHeartbeat) -> StoreResult<bool> {
-    let done = sqlx::query(
-        "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, \
-         evidence_ms = $1, rssi = $2 WHERE id = $3 AND sup_state = 'online' \
-         AND (CAST($4 AS BIGINT) IS NULL OR battery IS NOT DISTINCT FROM $4) \
-         AND tamper IS NOT DISTINCT FROM $5 \
-         AND (CAST($6 AS TEXT) IS NULL OR firmware IS NOT DISTINCT FROM $6) \
-         AND (CAST($2 AS BIGINT) IS NULL OR abs($2 - rssi_recorded) < $7)",
-    )
-    .bind(hb.now_ms)
-    .bind(hb.rssi)
-    .bind(hb.device.as_str())
-    .bind(hb.battery)
-    .bind(hb.tamper)
-    .bind(hb.firmware.as_deref())
-    .bind(i64::from(RSSI_STEP))
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }
 
 /// [`PresenceEvidence`] that a queued write can carry.
