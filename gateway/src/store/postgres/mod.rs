@@ -90,6 +90,7 @@ macro_rules! name_is {
 
 // The shared SQL, built again for SQLite in `sqlite/mod.rs`: on purpose (see `sql/mod.rs`
 // for why a module compiled per backend).
+mod press;
 #[allow(clippy::duplicate_mod)]
 #[path = "../sql/mod.rs"]
 mod sql;

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use sqlx::query::Query;
 
+use super::super::press::{mark_notified_in, record_press_in};
 use super::super::{Args, Backend, Conn, Db};
 use super::Commit;
 use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, ZoneCode};
@@ -20,20 +21,6 @@ use crate::store::{
 
 /// What a registry write's foreign keys point at.
 const REGISTRY: &str = "a referenced zone, cluster or household";
-
-/// The columns of [`AlertSummary`]; `concat!` keeps every query a `&'static str`.
-macro_rules! alert_select {
-    () => {
-        "SELECT a.id, a.device, a.seq, a.household, h.label, h.address, h.lat, h.lon, \
-         a.cluster, a.zone, a.kind, a.state, a.raised_at_ms, a.notified_at_ms, a.updated_at_ms, \
-         a.ring, a.critical, a.next_ring_at_ms, a.category, a.resolution_note, \
-         a.acknowledged_at_ms, a.first_delivered_at_ms, a.first_coming_at_ms, \
-         a.first_on_scene_at_ms, a.closed_at_ms, \
-         (SELECT COUNT(*) FROM recipients r WHERE r.alert = a.id \
-          AND r.state IN ('coming', 'on_scene')) AS responders \
-         FROM alerts a JOIN households h ON h.id = a.household "
-    };
-}
 
 /// The alert as the transaction sees it now.
 pub(crate) async fn alert_in(tx: &mut Conn, id: i64) -> StoreResult<AlertSummary> {
@@ -59,7 +46,7 @@ pub(crate) async fn lock_alert(tx: &mut Conn, id: i64) -> StoreResult<bool> {
 /// Locks the device's row (PostgreSQL); false if there is no such device. Presses and
 /// cancels of one device run one after the other, so the dedup on (device, seq) and "the
 /// latest open alert" are decided on committed data.
-async fn lock_device(tx: &mut Conn, device: &DeviceId) -> StoreResult<bool> {
+pub(crate) async fn lock_device(tx: &mut Conn, device: &DeviceId) -> StoreResult<bool> {
     let found: Option<String> =
         sqlx::query_scalar(concat!("SELECT id FROM devices WHERE id = $1", lock!()))
             .bind(device.as_str())
@@ -112,7 +99,7 @@ pub(crate) async fn insert_event(
 }
 
 /// The alert an earlier press with this (device, seq) made or cancelled.
-async fn earlier_press(
+pub(crate) async fn earlier_press(
     tx: &mut Conn,
     device: &DeviceId,
     seq: u64,
@@ -129,7 +116,7 @@ async fn earlier_press(
     }
 }
 
-async fn insert_press(
+pub(crate) async fn insert_press(
     tx: &mut Conn,
     device: &DeviceId,
     press: &Press,
@@ -194,82 +181,6 @@ async fn insert_device(
             )
         })?;
     Ok(())
-}
-
-/// [`Store::record_press`] in a transaction.
-async fn record_press_in(
-    tx: &mut Conn,
-    device: &DeviceId,
-    press: &Press,
-    plan: &RingPlan,
-    now_ms: i64,
-) -> StoreResult<PressOutcome> {
-    if !lock_device(tx, device).await? {
-        return Ok(PressOutcome::UnknownDevice);
-    }
-    if let Some(earlier) = earlier_press(tx, device, press.seq).await? {
-        return Ok(PressOutcome::Duplicate(earlier));
-    }
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, \
-         raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms) \
-         SELECT d.id, $1, d.household, h.cluster, c.zone, $2, 'raised', $3, $4, $3, $5 \
-         FROM devices d JOIN households h ON h.id = d.household \
-         JOIN clusters c ON c.id = h.cluster WHERE d.id = $6 RETURNING id",
-    )
-    .bind(press.seq as i64)
-    .bind(press.kind.as_str())
-    .bind(now_ms)
-    .bind(press.device_ts_ms)
-    .bind(now_ms + plan.ring1_after_ms)
-    .bind(device.as_str())
-    .fetch_one(&mut *tx)
-    .await?;
-    insert_press(tx, device, press, id, now_ms).await?;
-    // Ring 0: every unit of the cluster's other households, and the zone's station.
-    sqlx::query(
-        "INSERT INTO recipients \
-         (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
-         SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
-         FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
-         JOIN devices d ON d.household = h.id WHERE a.id = $1 \
-         UNION ALL \
-         SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
-         FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = $1",
-    )
-    .bind(id)
-    .execute(&mut *tx)
-    .await?;
-    let actor = alerts::device_actor(device);
-    insert_event(tx, id, &actor, "raised", press.kind.as_str(), now_ms).await?;
-    Ok(PressOutcome::Raised(alert_in(tx, id).await?))
-}
-
-/// [`Store::mark_notified`] in a transaction.
-async fn mark_notified_in(tx: &mut Conn, alert: AlertId, now_ms: i64) -> StoreResult<AlertSummary> {
-    let was_raised = sqlx::query(
-        "UPDATE alerts SET notified_at_ms = $1, updated_at_ms = $1, state = 'notified' \
-         WHERE id = $2 AND notified_at_ms IS NULL AND state = 'raised'",
-    )
-    .bind(now_ms)
-    .bind(alert.0)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        == 1;
-    if was_raised {
-        insert_event(tx, alert.0, "gateway", "notified", "", now_ms).await?;
-    } else {
-        // Cancelled (or further along) before the fan-out was recorded: only note the time.
-        sqlx::query(
-            "UPDATE alerts SET notified_at_ms = $1 WHERE id = $2 AND notified_at_ms IS NULL",
-        )
-        .bind(now_ms)
-        .bind(alert.0)
-        .execute(&mut *tx)
-        .await?;
-    }
-    alert_in(tx, alert.0).await
 }
 
 /// [`Store::cancel_press`] in a transaction.

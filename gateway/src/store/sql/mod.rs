@@ -32,6 +32,32 @@
 //! INTEGER columns), `CAST($n AS TEXT)` for a parameter that may be NULL, `string_agg`,
 //! `IS NOT DISTINCT FROM` and `ON CONFLICT … DO NOTHING`.
 
+/// The columns of [`AlertSummary`] (`a` is the alert, `h` its household); `concat!` keeps
+/// every query a `&'static str`. Backends that add a column of their own to an alert's row
+/// use this with [`alert_from!`].
+macro_rules! alert_columns {
+    () => {
+        "a.id, a.device, a.seq, a.household, h.label, h.address, h.lat, h.lon, \
+         a.cluster, a.zone, a.kind, a.state, a.raised_at_ms, a.notified_at_ms, a.updated_at_ms, \
+         a.ring, a.critical, a.next_ring_at_ms, a.category, a.resolution_note, \
+         a.acknowledged_at_ms, a.first_delivered_at_ms, a.first_coming_at_ms, \
+         a.first_on_scene_at_ms, a.closed_at_ms, \
+         (SELECT COUNT(*) FROM recipients r WHERE r.alert = a.id \
+          AND r.state IN ('coming', 'on_scene')) AS responders"
+    };
+}
+macro_rules! alert_from {
+    () => {
+        " FROM alerts a JOIN households h ON h.id = a.household "
+    };
+}
+/// An alert's row, to be followed by its `WHERE`.
+macro_rules! alert_select {
+    () => {
+        concat!("SELECT ", alert_columns!(), alert_from!())
+    };
+}
+
 mod accounts;
 pub(crate) mod alerts;
 mod map;

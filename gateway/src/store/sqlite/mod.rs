@@ -25,10 +25,9 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use self::sql::alerts::alert_in;
 use crate::domain::{AlertId, DeviceId, ZoneCode};
 use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
-use crate::store::{corrupt, queue, AlertSummary, StoreError, StoreResult};
+use crate::store::{queue, AlertSummary, StoreError, StoreResult};
 
 pub use crate::domain::haversine_m;
 
@@ -68,8 +67,10 @@ macro_rules! name_is {
 // The shared SQL, built again for PostgreSQL in `postgres/mod.rs`: on purpose (see
 // `sql/mod.rs` for why a module compiled per backend).
 #[allow(clippy::duplicate_mod)]
+#[macro_use]
 #[path = "../sql/mod.rs"]
 mod sql;
+mod press;
 #[cfg(test)]
 mod tests;
 
@@ -161,10 +162,13 @@ async fn run_batch(
 ) -> StoreResult<()> {
     let mut conn = pool.acquire().await?;
     let run = async {
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        // Each job runs in its own savepoint. The statements between two jobs go to the
+        // database in one call (each call is a round trip to sqlx's worker thread).
+        sqlx::raw_sql("BEGIN IMMEDIATE; SAVEPOINT job")
+            .execute(&mut *conn)
+            .await?;
         let mut jobs = jobs.peekable();
         while let Some(work) = jobs.next() {
-            sqlx::query("SAVEPOINT job").execute(&mut *conn).await?;
             // Receipts and heartbeats queued next to each other are written together.
             macro_rules! with_the_rest_of_its_run {
                 ($first:expr, $kind:path) => {{
@@ -187,23 +191,21 @@ async fn run_batch(
                 }
             };
             finishes.push(finish);
-            let end = if ok {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
+            let between = match (ok, jobs.peek().is_some()) {
+                (true, true) => "RELEASE job; SAVEPOINT job",
+                (false, true) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
+                (true, false) => "RELEASE job; COMMIT",
+                (false, false) => "ROLLBACK TO job; RELEASE job; COMMIT",
             };
-            sqlx::raw_sql(end).execute(&mut *conn).await?;
+            sqlx::raw_sql(between).execute(&mut *conn).await?;
         }
-        sqlx::query("COMMIT")
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)
+        Ok::<_, StoreError>(())
     };
     let result = run.await;
     if result.is_err() {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
-    result.map(|_| ())
+    result
 }
 
 /// Writes consecutive delivery receipts together: the units' recipients move to `delivered`
@@ -322,55 +324,11 @@ async fn deliveries_in(
 ) -> StoreResult<std::collections::HashMap<i64, (DeviceId, AlertSummary)>> {
     // One time for the group: the earliest receipt's (they are at most one batch apart).
     let now_ms = group.iter().map(|d| d.now_ms).min().unwrap_or(0);
-    let pairs: Vec<(i64, &str)> = group
+    let receipts: Vec<(i64, &str)> = group
         .iter()
         .map(|d| (d.alert.0, d.device.as_str()))
         .collect();
-    let json = serde_json::to_string(&pairs).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    let moved: Vec<(i64, String)> = sqlx::query_as(
-        // Driven from the (small) JSON list into the primary key: a row-value IN over a
-        // subquery would scan every recipient ever stored.
-        "UPDATE recipients SET state = 'delivered', updated_at_ms = ?1 WHERE rowid IN \
-         (SELECT r.rowid FROM json_each(?2) j JOIN recipients r \
-          ON r.alert = json_extract(j.value, '$[0]') AND r.kind = 'unit' \
-          AND r.who = json_extract(j.value, '$[1]') WHERE r.state = 'notified') \
-         RETURNING alert, who",
-    )
-    .bind(now_ms)
-    .bind(&json)
-    .fetch_all(&mut *conn)
-    .await?;
-    if moved.is_empty() {
-        return Ok(Default::default());
-    }
-    let moved_json = serde_json::to_string(&moved).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    sqlx::query(
-        "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
-         SELECT json_extract(value, '$[0]'), ?1, 'device:' || json_extract(value, '$[1]'), \
-         'delivered', '' FROM json_each(?2)",
-    )
-    .bind(now_ms)
-    .bind(&moved_json)
-    .execute(&mut *conn)
-    .await?;
-    let firsts: Vec<i64> = sqlx::query_scalar(
-        "UPDATE alerts SET first_delivered_at_ms = ?1 WHERE first_delivered_at_ms IS NULL \
-         AND id IN (SELECT json_extract(value, '$[0]') FROM json_each(?2)) RETURNING id",
-    )
-    .bind(now_ms)
-    .bind(&moved_json)
-    .fetch_all(&mut *conn)
-    .await?;
-    let mut out = std::collections::HashMap::new();
-    for id in firsts {
-        // The first receipt of this alert in queue order gets the news.
-        let Some((_, who)) = moved.iter().find(|(a, _)| *a == id) else {
-            continue;
-        };
-        let device = DeviceId::parse(who).map_err(|e| corrupt("device", e))?;
-        out.insert(id, (device, alert_in(&mut *conn, id).await?));
-    }
-    Ok(out)
+    press::deliveries_in(conn, &receipts, now_ms).await
 }
 
 impl SqliteStore {
@@ -384,7 +342,13 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10));
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(press::TEMP_TABLES).execute(conn).await?;
+                    Ok(())
+                })
+            })
+            .connect_with(options.clone().pragma("temp_store", "memory"))
             .await?;
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)

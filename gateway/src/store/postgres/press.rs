@@ -1,0 +1,89 @@
+//! The press path's two writes on PostgreSQL, a statement at a time inside the caller's
+//! transaction: the device's row is locked first, so that two gateways' presses and cancels of
+//! one device run one after the other and the dedup on (device, seq) is decided on committed
+//! data. (SQLite runs each as one call instead: `sqlite/press.rs`.)
+
+use super::sql::alerts::{alert_in, earlier_press, insert_event, insert_press, lock_device};
+use super::Conn;
+use crate::domain::{AlertId, DeviceId, Press};
+use crate::store::{alerts, AlertSummary, PressOutcome, RingPlan, StoreResult};
+
+/// [`Store::record_press`] in a transaction.
+pub(super) async fn record_press_in(
+    tx: &mut Conn,
+    device: &DeviceId,
+    press: &Press,
+    plan: &RingPlan,
+    now_ms: i64,
+) -> StoreResult<PressOutcome> {
+    if !lock_device(tx, device).await? {
+        return Ok(PressOutcome::UnknownDevice);
+    }
+    if let Some(earlier) = earlier_press(tx, device, press.seq).await? {
+        return Ok(PressOutcome::Duplicate(earlier));
+    }
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, \
+         raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms) \
+         SELECT d.id, $1, d.household, h.cluster, c.zone, $2, 'raised', $3, $4, $3, $5 \
+         FROM devices d JOIN households h ON h.id = d.household \
+         JOIN clusters c ON c.id = h.cluster WHERE d.id = $6 RETURNING id",
+    )
+    .bind(press.seq as i64)
+    .bind(press.kind.as_str())
+    .bind(now_ms)
+    .bind(press.device_ts_ms)
+    .bind(now_ms + plan.ring1_after_ms)
+    .bind(device.as_str())
+    .fetch_one(&mut *tx)
+    .await?;
+    insert_press(tx, device, press, id, now_ms).await?;
+    // Ring 0: every unit of the cluster's other households, and the zone's station.
+    sqlx::query(
+        "INSERT INTO recipients \
+         (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
+         SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+         FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
+         JOIN devices d ON d.household = h.id WHERE a.id = $1 \
+         UNION ALL \
+         SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+         FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = $1",
+    )
+    .bind(id)
+    .execute(&mut *tx)
+    .await?;
+    let actor = alerts::device_actor(device);
+    insert_event(tx, id, &actor, "raised", press.kind.as_str(), now_ms).await?;
+    Ok(PressOutcome::Raised(alert_in(tx, id).await?))
+}
+
+/// [`Store::mark_notified`] in a transaction.
+pub(super) async fn mark_notified_in(
+    tx: &mut Conn,
+    alert: AlertId,
+    now_ms: i64,
+) -> StoreResult<AlertSummary> {
+    let was_raised = sqlx::query(
+        "UPDATE alerts SET notified_at_ms = $1, updated_at_ms = $1, state = 'notified' \
+         WHERE id = $2 AND notified_at_ms IS NULL AND state = 'raised'",
+    )
+    .bind(now_ms)
+    .bind(alert.0)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if was_raised {
+        insert_event(tx, alert.0, "gateway", "notified", "", now_ms).await?;
+    } else {
+        // Cancelled (or further along) before the fan-out was recorded: only note the time.
+        sqlx::query(
+            "UPDATE alerts SET notified_at_ms = $1 WHERE id = $2 AND notified_at_ms IS NULL",
+        )
+        .bind(now_ms)
+        .bind(alert.0)
+        .execute(&mut *tx)
+        .await?;
+    }
+    alert_in(tx, alert.0).await
+}
