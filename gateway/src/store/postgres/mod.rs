@@ -47,9 +47,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::sql::alerts::{alert_in, insert_event, lock_alert};
 use self::sql::Commit;
-use crate::domain::{AlertId, DeviceId, ZoneCode};
+use crate::domain::{AlertId, DeviceId, Press, ZoneCode};
 use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
-use crate::store::{alerts, queue, AlertSummary, StoreError, StoreResult};
+use crate::store::{alerts, queue, AlertSummary, PressOutcome, RingPlan, StoreError, StoreResult};
 
 /// The store the shared SQL implements every trait for, and the sqlx types it is built with.
 type Backend = PgStore;
@@ -180,6 +180,22 @@ impl PgStore {
         });
         let lane = &self.lanes[alert.0.rem_euclid(LANES as i64) as usize];
         queue::in_order(lane, job, answer, lanes_gone)
+    }
+
+    /// A press, in a transaction of its own (see [`press::record_press_in`]).
+    fn press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        plan: &RingPlan,
+        now_ms: i64,
+    ) -> BoxFuture<'static, StoreResult<PressOutcome>> {
+        let (device, press, plan) = (device.clone(), press.clone(), *plan);
+        self.write(Commit::Transaction, move |tx| {
+            Box::pin(
+                async move { press::record_press_in(tx, &device, &press, &plan, now_ms).await },
+            )
+        })
     }
 
     /// A unit's receipt, in its alert's lane (see [`delivery_in`]).

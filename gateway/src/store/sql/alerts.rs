@@ -6,7 +6,7 @@ use async_trait::async_trait;
 
 use sqlx::query::Query;
 
-use super::super::press::{mark_notified_in, record_press_in};
+use super::super::press::mark_notified_in;
 use super::super::{Args, Backend, Conn, Db};
 use super::Commit;
 use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, ZoneCode};
@@ -587,11 +587,7 @@ impl Store for Backend {
         plan: &RingPlan,
         now_ms: i64,
     ) -> StoreResult<PressOutcome> {
-        let (device, press, plan) = (device.clone(), press.clone(), *plan);
-        self.write(Commit::Transaction, move |tx| {
-            Box::pin(async move { record_press_in(tx, &device, &press, &plan, now_ms).await })
-        })
-        .await
+        self.press(device, press, plan, now_ms).await
     }
 
     fn mark_notified(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary> {

@@ -25,9 +25,9 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::domain::{AlertId, DeviceId, ZoneCode};
+use crate::domain::{AlertId, DeviceId, Press, ZoneCode};
 use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
-use crate::store::{queue, AlertSummary, StoreError, StoreResult};
+use crate::store::{queue, AlertSummary, PressOutcome, RingPlan, StoreError, StoreResult};
 
 pub use crate::domain::haversine_m;
 
@@ -81,12 +81,39 @@ type Finish = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 type Job =
     Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, (bool, Finish)> + Send>;
 
-/// What the writer task runs: a general job, or a unit's delivery receipt. Receipts are nine
-/// a press; consecutive ones in the queue are written together in three statements.
+/// What the writer task runs: a press, a general job, or one of the many small writes that
+/// are written together when they are queued next to each other (receipts, heartbeats).
 enum Work {
-    Job(Job),
+    /// A press: the one write a person waits for. Alone in a batch, it is one call to the
+    /// database from `BEGIN` to `COMMIT` ([`lone_press`]).
+    Press(PressJob),
+    /// `lingers`: the job may wait up to [`RECEIPT_LINGER`] for company (the record of a
+    /// fan-out, an action), sharing the commit of the receipts and heartbeats around it.
+    Job {
+        job: Job,
+        lingers: bool,
+    },
     Delivery(Delivery),
     Heartbeat(Beat),
+}
+
+impl Work {
+    /// Whether the writer may hold a batch of only such work open for more.
+    fn lingers(&self) -> bool {
+        match self {
+            Work::Press(_) => false,
+            Work::Job { lingers, .. } => *lingers,
+            Work::Delivery(_) | Work::Heartbeat(_) => true,
+        }
+    }
+}
+
+struct PressJob {
+    device: DeviceId,
+    press: Press,
+    plan: RingPlan,
+    now_ms: i64,
+    reply: oneshot::Sender<StoreResult<PressOutcome>>,
 }
 
 /// A busy-path heartbeat and who waits for whether it applied.
@@ -130,6 +157,12 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
         linger_for_receipts(&mut queue, &mut jobs).await;
+        if let [Work::Press(_)] = jobs.as_slice() {
+            if let Some(Work::Press(press)) = jobs.pop() {
+                lone_press(&pool, press).await;
+            }
+            continue;
+        }
         let mut finishes = Vec::with_capacity(jobs.len());
         let outcome = run_batch(&pool, jobs.drain(..), &mut finishes).await;
         if let Err(e) = &outcome {
@@ -141,12 +174,12 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
     }
 }
 
-/// While `jobs` holds only delivery receipts and heartbeats, takes what else arrives within
-/// [`RECEIPT_LINGER`]; returns as soon as anything else is in the batch.
+/// While `jobs` holds only work that may linger (receipts, heartbeats, records of a fan-out),
+/// takes what else arrives within [`RECEIPT_LINGER`]; returns as soon as anything else (a
+/// press) is in the batch.
 async fn linger_for_receipts(queue: &mut mpsc::Receiver<Work>, jobs: &mut Vec<Work>) {
     let until = tokio::time::Instant::now() + RECEIPT_LINGER;
-    let lingers = |j: &Work| matches!(j, Work::Delivery(_) | Work::Heartbeat(_));
-    while jobs.len() < MAX_BATCH && jobs.iter().all(lingers) {
+    while jobs.len() < MAX_BATCH && jobs.iter().all(Work::lingers) {
         let room = MAX_BATCH - jobs.len();
         match tokio::time::timeout_at(until, queue.recv_many(jobs, room)).await {
             Ok(0) | Err(_) => return,
@@ -180,7 +213,8 @@ async fn run_batch(
                 }};
             }
             let (ok, finish) = match work {
-                Work::Job(job) => job(&mut conn).await,
+                Work::Job { job, .. } => job(&mut conn).await,
+                Work::Press(press) => pressed(&mut conn, press).await,
                 Work::Delivery(first) => {
                     let group = with_the_rest_of_its_run!(first, Work::Delivery);
                     deliveries(&mut conn, group).await
@@ -206,6 +240,38 @@ async fn run_batch(
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
     result
+}
+
+/// A press alone in its batch: one call to the database, its transaction included.
+async fn lone_press(pool: &SqlitePool, job: PressJob) {
+    let result = async {
+        let mut conn = pool.acquire().await?;
+        let outcome =
+            press::lone_press_in(&mut conn, &job.device, &job.press, &job.plan, job.now_ms).await;
+        if outcome.is_err() {
+            // Whatever part ran is undone; the transaction may already be closed.
+            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        }
+        outcome
+    }
+    .await;
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "write batch failed");
+    }
+    let _ = job.reply.send(result);
+}
+
+/// A press in a batch with other work: its statements in the batch's transaction.
+async fn pressed(conn: &mut SqliteConnection, job: PressJob) -> (bool, Finish) {
+    let result = press::record_press_in(conn, &job.device, &job.press, &job.plan, job.now_ms).await;
+    let ok = result.is_ok();
+    let finish: Finish = Box::new(move |commit_error| {
+        let _ = job.reply.send(match commit_error {
+            None => result,
+            Some(e) => Err(StoreError::Backend(format!("commit failed: {e}").into())),
+        });
+    });
+    (ok, finish)
 }
 
 /// Writes consecutive delivery receipts together: the units' recipients move to `delivered`
@@ -371,7 +437,7 @@ impl SqliteStore {
     /// (after the commit), so that a caller can keep its order in the queue without waiting.
     /// However a write asks to commit ([`sql::Commit`]), it comes here: the one writer runs
     /// all of them in call order and commits them in groups.
-    fn write<T, F>(&self, _commit: sql::Commit, work: F) -> BoxFuture<'static, StoreResult<T>>
+    fn write<T, F>(&self, commit: sql::Commit, work: F) -> BoxFuture<'static, StoreResult<T>>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, StoreResult<T>>
@@ -392,7 +458,30 @@ impl SqliteStore {
                 (ok, finish)
             })
         });
-        queue::in_order(&self.jobs, Work::Job(job), answer, writer_gone)
+        // Nobody waits on an alert's in-order writes to see a press through: they may share
+        // the receipts' commit.
+        let lingers = matches!(commit, sql::Commit::InOrder(_));
+        queue::in_order(&self.jobs, Work::Job { job, lingers }, answer, writer_gone)
+    }
+
+    /// A press: queued now, and written by itself in one call when nothing else waits (see
+    /// [`lone_press`]).
+    fn press(
+        &self,
+        device: &DeviceId,
+        press: &Press,
+        plan: &RingPlan,
+        now_ms: i64,
+    ) -> BoxFuture<'static, StoreResult<PressOutcome>> {
+        let (reply, answer) = oneshot::channel();
+        let job = PressJob {
+            device: device.clone(),
+            press: press.clone(),
+            plan: *plan,
+            now_ms,
+            reply,
+        };
+        queue::in_order(&self.jobs, Work::Press(job), answer, writer_gone)
     }
 
     /// A unit's receipt: queued now, and written together with the receipts queued next to

@@ -37,34 +37,42 @@ pub(super) const TEMP_TABLES: &str = "\
 /// station) and the timeline's first event follow from it. The one row returned is the new
 /// alert (`raised_now` true), or the earlier press's alert (a repeat), or none (an unknown
 /// device).
-const PRESS: &str = concat!(
-    "DELETE FROM temp.raised; ",
-    "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, \
-     raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms) \
-     SELECT d.id, $2, d.household, h.cluster, c.zone, $3, 'raised', $4, $5, $4, $6 \
-     FROM devices d JOIN households h ON h.id = d.household \
-     JOIN clusters c ON c.id = h.cluster \
-     WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM presses WHERE device = $1 AND seq = $2); ",
-    "INSERT INTO temp.raised (id) SELECT last_insert_rowid() WHERE changes() = 1; ",
-    "INSERT INTO presses (device, seq, kind, alert, at_ms) \
-     SELECT $1, $2, $3, id, $4 FROM temp.raised; ",
-    "INSERT INTO recipients \
-     (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
-     SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
-     FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
-     JOIN devices d ON d.household = h.id WHERE a.id = (SELECT id FROM temp.raised) \
-     UNION ALL \
-     SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
-     FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = (SELECT id FROM temp.raised); ",
-    "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
-     SELECT id, $4, $7, 'raised', $3 FROM temp.raised; ",
-    "SELECT ",
-    alert_columns!(),
-    ", a.id IN (SELECT id FROM temp.raised) AS raised_now",
-    alert_from!(),
-    "WHERE a.id = coalesce((SELECT id FROM temp.raised), \
-     (SELECT alert FROM presses WHERE device = $1 AND seq = $2))"
-);
+macro_rules! press_sql {
+    () => {
+        concat!(
+            "DELETE FROM temp.raised; ",
+            "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, \
+                 raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms) \
+                 SELECT d.id, $2, d.household, h.cluster, c.zone, $3, 'raised', $4, $5, $4, $6 \
+                 FROM devices d JOIN households h ON h.id = d.household \
+                 JOIN clusters c ON c.id = h.cluster \
+                 WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM presses WHERE device = $1 AND seq = $2); ",
+            "INSERT INTO temp.raised (id) SELECT last_insert_rowid() WHERE changes() = 1; ",
+            "INSERT INTO presses (device, seq, kind, alert, at_ms) \
+                 SELECT $1, $2, $3, id, $4 FROM temp.raised; ",
+            "INSERT INTO recipients \
+                 (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
+                 SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+                 FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
+                 JOIN devices d ON d.household = h.id WHERE a.id = (SELECT id FROM temp.raised) \
+                 UNION ALL \
+                 SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
+                 FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = (SELECT id FROM temp.raised); ",
+            "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
+                 SELECT id, $4, $7, 'raised', $3 FROM temp.raised; ",
+            "SELECT ",
+            alert_columns!(),
+            ", a.id IN (SELECT id FROM temp.raised) AS raised_now",
+            alert_from!(),
+            "WHERE a.id = coalesce((SELECT id FROM temp.raised), \
+                 (SELECT alert FROM presses WHERE device = $1 AND seq = $2))"
+        )
+    };
+}
+const PRESS: &str = press_sql!();
+
+/// [`PRESS`] in a transaction of its own: `BEGIN` to `COMMIT` in the same call.
+const LONE_PRESS: &str = concat!("BEGIN IMMEDIATE; ", press_sql!(), "; COMMIT");
 
 /// [`crate::store::Store::record_press`] in the writer's transaction.
 pub(super) async fn record_press_in(
@@ -74,7 +82,31 @@ pub(super) async fn record_press_in(
     plan: &RingPlan,
     now_ms: i64,
 ) -> StoreResult<PressOutcome> {
-    let row = sqlx::query(PRESS)
+    run_press(PRESS, conn, device, press, plan, now_ms).await
+}
+
+/// [`crate::store::Store::record_press`] committed by itself, in one call. On an error the
+/// caller rolls back whatever part of the transaction is still open.
+pub(super) async fn lone_press_in(
+    conn: &mut Conn,
+    device: &DeviceId,
+    press: &Press,
+    plan: &RingPlan,
+    now_ms: i64,
+) -> StoreResult<PressOutcome> {
+    run_press(LONE_PRESS, conn, device, press, plan, now_ms).await
+}
+
+async fn run_press(
+    sql: &'static str,
+    conn: &mut Conn,
+    device: &DeviceId,
+    press: &Press,
+    plan: &RingPlan,
+    now_ms: i64,
+) -> StoreResult<PressOutcome> {
+    // All rows, so that every statement (the COMMIT too) has run before the answer.
+    let row = sqlx::query(sql)
         .bind(device.as_str())
         .bind(press.seq as i64)
         .bind(press.kind.as_str())
@@ -82,8 +114,9 @@ pub(super) async fn record_press_in(
         .bind(press.device_ts_ms)
         .bind(now_ms + plan.ring1_after_ms)
         .bind(alerts::device_actor(device))
-        .fetch_optional(&mut *conn)
-        .await?;
+        .fetch_all(&mut *conn)
+        .await?
+        .pop();
     let Some(row) = row else {
         return Ok(PressOutcome::UnknownDevice);
     };
