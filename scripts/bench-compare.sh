@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # tenwatch side by side with the floor and the peer, in one run, on this machine (issue 6):
-#   tenwatch  `tenwatch serve`: edge (auth, ACL) + embedded rumqttd + gateway + SQLite (FULL sync)
+#   tenwatch  `tenwatch serve`: edge (auth, ACL) + embedded rumqttd + gateway + SQLite (FULL sync),
+#             with the per-unit press limit off (--press-refill 0): the find-max steps ask each of
+#             the units for up to 4 presses a second, which that flood guard refuses by design
+#             (it allows 5, then one every 2 s); the peer and the floor have no such guard
 #   floor     a plain rumqttd (no auth, no gateway); the press is the presser publishing the
 #             cluster alert itself (`tenwatch-sim bench --floor`)
 #   peer      Mosquitto (Debian) + Node-RED 4 running bench/peer/flows.json: press in, cluster
@@ -110,7 +113,7 @@ for sys in $only; do
     tenwatch)
       mqtt=$(free_port); http=$(free_port)
       RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$work/seed" --ring1-after 3600 --ring2-after 7200 \
-        --mqtt-listen "127.0.0.1:$mqtt" --http-listen "127.0.0.1:$http" 2>"$work/serve.log" &
+        --press-refill 0 --mqtt-listen "127.0.0.1:$mqtt" --http-listen "127.0.0.1:$http" 2>"$work/serve.log" &
       server=$!; pids+=("$server")
       for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
       run_bench tenwatch "$server" "" --broker "127.0.0.1:$mqtt"

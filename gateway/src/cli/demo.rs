@@ -97,6 +97,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         cancel_window: 30,
         connect_timeout: 5,
         max_payload: 2048,
+        press_burst: 5,
+        press_refill: 2.0,
         console: args.console.clone(),
         service: args.service.clone(),
     };

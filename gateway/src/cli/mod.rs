@@ -38,7 +38,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Run the broker and the gateway.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Seed a demo neighbourhood if empty, serve it, and simulate residents pressing.
     Demo(DemoArgs),
     /// Manage the registry.

@@ -67,6 +67,14 @@ pub struct ServeArgs {
     /// Largest payload a device may publish, in bytes.
     #[arg(long, env = "TENWATCH_MAX_PAYLOAD", default_value_t = 2048)]
     pub max_payload: usize,
+    /// Presses one unit may send back to back before the edge holds its presses back (a
+    /// flood from one unit's secret). A held-back press is acknowledged at the MQTT level and
+    /// dropped; the unit repeats it until the gateway answers, so nothing is lost, only late.
+    #[arg(long, env = "TENWATCH_PRESS_BURST", default_value_t = 5)]
+    pub press_burst: u32,
+    /// Seconds for a unit to earn one press back after its burst; 0 turns the limit off.
+    #[arg(long, env = "TENWATCH_PRESS_REFILL", default_value_t = 2.0)]
+    pub press_refill: f64,
     #[command(flatten)]
     pub console: crate::http::ConsoleArgs,
     #[command(flatten)]
@@ -222,6 +230,14 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.cancel_window = Duration::from_secs(args.cancel_window);
     config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.edge.max_payload = args.max_payload;
+    anyhow::ensure!(
+        args.press_refill.is_finite() && (0.0..=3600.0).contains(&args.press_refill),
+        "--press-refill must be between 0 and 3600 seconds"
+    );
+    config.edge.press_limit = tenwatch_broker::RateLimit {
+        burst: args.press_burst,
+        refill_every: Duration::from_secs_f64(args.press_refill),
+    };
     args.service.configure(&mut config)?;
     config.accounts.secure_cookie = args.secure_cookie;
     config.console = args.console.clone().into_config()?;
