@@ -22,7 +22,7 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
   --credentials-out "$work/c.json" >/dev/null
 mq=$(port); ht=$(port)
 RUST_LOG=error "$bin/tenwatch" serve --data-dir "$work/d" --ring1-after 3600 --ring2-after 7200 \
-  --mqtt-listen "127.0.0.1:$mq" --http-listen "127.0.0.1:$ht" >"$work/serve.log" 2>&1 &
+  --press-refill "${PRESS_REFILL:-2}" --mqtt-listen "127.0.0.1:$mq" --http-listen "127.0.0.1:$ht" >"$work/serve.log" 2>&1 &
 srv=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$ht/healthz" >/dev/null && break; sleep 0.1; done
 "$bin/tenwatch-sim" bench --credentials "$work/c.json" --devices "$n" --connect-rate 1000 \
@@ -32,6 +32,6 @@ sim=$!
 sleep 5   # connected and warmed up
 perf record -F 99 -g -p "$srv" -o "$work/perf.data" -- sleep "$secs" 2>/dev/null >/dev/null
 wait $sim || true
-perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf | \
+perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf | tee "${out%.svg}.folded" | \
   inferno-flamegraph --title "tenwatch serve, $n units, $rate presses/s" >"$out"
 echo "wrote $out"

@@ -114,3 +114,20 @@ pub trait DeviceAuthority: Send + Sync + 'static {
     /// Receives a presence event. Must not block; the gateway queues it.
     fn presence(&self, event: PresenceEvent);
 }
+
+/// The gateway's end of devices' uplink when it runs in the edge's process
+/// ([`Edge::with_uplink`]): every publish a device may make (`tw/d/{id}/up/...`, after the
+/// ACL, the size check and the rate limits) is handed over here instead of going through the
+/// router, which saves the router a pass and the gateway a wake-up per message. A device's
+/// publishes are handed over one after another, in the order they came.
+pub trait UplinkSink: Send + Sync + 'static {
+    /// Takes one publish; waits while the gateway's queue for it is full (the device's session
+    /// waits with it, and reads nothing more from that device meanwhile). `Err` once the
+    /// gateway has stopped.
+    fn uplink(&self, topic: &str, payload: bytes::Bytes)
+        -> BoxFuture<'_, Result<(), UplinkClosed>>;
+}
+
+/// The gateway behind an [`UplinkSink`] has stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UplinkClosed;

@@ -17,7 +17,8 @@ use tenwatch_broker::codec::{self, connack, packet, Connect};
 use tenwatch_broker::router::LocalLink;
 use tenwatch_broker::{
     start_router, AuthRefusal, BoxFuture, DeviceAuthority, DeviceGrant, DisconnectReason, Edge,
-    EdgeConfig, EdgeStats, PresenceEvent, RateLimit, RouterHandle, RouterSettings,
+    EdgeConfig, EdgeStats, PresenceEvent, RateLimit, RouterHandle, RouterSettings, UplinkClosed,
+    UplinkSink,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -82,6 +83,10 @@ fn fixture(name: &str) -> std::path::PathBuf {
 
 /// Router + edge (TCP and TLS listeners) with devices dev1..dev3 in cluster cl1, dev4 in cl2.
 async fn spawn_edge(config: EdgeConfig) -> Harness {
+    spawn_edge_with(config, None).await
+}
+
+async fn spawn_edge_with(config: EdgeConfig, uplink: Option<Arc<dyn UplinkSink>>) -> Harness {
     let router = start_router(RouterSettings::default()).expect("router starts");
     let (tx, presence) = mpsc::channel(1024);
     let mut devices = HashMap::new();
@@ -99,7 +104,11 @@ async fn spawn_edge(config: EdgeConfig) -> Harness {
         presence: tx,
     });
     let stats = Arc::new(EdgeStats::default());
-    let edge = Edge::new(config, router.clone(), authority, stats.clone()).expect("edge config");
+    let mut edge =
+        Edge::new(config, router.clone(), authority, stats.clone()).expect("edge config");
+    if let Some(sink) = uplink {
+        edge = edge.with_uplink(sink);
+    }
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let tls_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -872,6 +881,66 @@ async fn shutdown_closes_sessions_with_reason_shutdown() {
         .expect("serve returns")
         .expect("serve task");
     assert!(TcpStream::connect(h.addr).await.is_err(), "listener closed");
+}
+
+/// An uplink sink that records what it is handed.
+struct Recorded(mpsc::UnboundedSender<(String, Vec<u8>)>);
+
+impl UplinkSink for Recorded {
+    fn uplink(
+        &self,
+        topic: &str,
+        payload: bytes::Bytes,
+    ) -> BoxFuture<'_, Result<(), UplinkClosed>> {
+        let sent = self.0.send((topic.to_owned(), payload.to_vec()));
+        Box::pin(async move { sent.map_err(|_| UplinkClosed) })
+    }
+}
+
+#[tokio::test]
+async fn with_an_uplink_sink_device_publishes_go_to_it_in_order_not_through_the_router() {
+    let (tx, mut handed) = mpsc::unbounded_channel();
+    let mut h = spawn_edge_with(quick_config(), Some(Arc::new(Recorded(tx)))).await;
+    let mut watcher = h.local("tw/d/+/up/#").await;
+    let mut dev = h.device("dev1").await;
+
+    dev.publish("tw/d/dev1/up/press", br#"{"seq":1,"kind":"help"}"#.to_vec())
+        .await;
+    dev.publish("tw/d/dev1/up/heartbeat", br#"{"seq":2}"#.to_vec())
+        .await;
+    dev.next(|p| matches!(p, Packet::PubAck(_)))
+        .await
+        .expect("the edge's PUBACK");
+    let first = timeout(Duration::from_secs(5), handed.recv()).await;
+    let second = timeout(Duration::from_secs(5), handed.recv()).await;
+    assert_eq!(
+        first.expect("handed over").expect("sink open"),
+        (
+            "tw/d/dev1/up/press".into(),
+            br#"{"seq":1,"kind":"help"}"#.to_vec()
+        )
+    );
+    assert_eq!(
+        second.expect("handed over").expect("sink open"),
+        ("tw/d/dev1/up/heartbeat".into(), br#"{"seq":2}"#.to_vec())
+    );
+    // A marker published on the router after them is the first thing the router's
+    // subscriber sees: the device's publishes never went that way.
+    let router = h.router.clone();
+    let mut marker = tokio::task::spawn_blocking(move || router.link("marker", true))
+        .await
+        .expect("link task")
+        .expect("link");
+    marker
+        .tx
+        .publish("tw/d/dev9/up/marker", "m")
+        .expect("marker published");
+    loop {
+        if let Notification::Forward(f) = next_notification(&mut watcher).await {
+            assert_eq!(&f.publish.topic[..], b"tw/d/dev9/up/marker");
+            break;
+        }
+    }
 }
 
 #[tokio::test]

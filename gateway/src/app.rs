@@ -15,7 +15,9 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
 use crate::accounts::{Accounts, AccountsConfig};
-use crate::broker_link::{run_feed_relay, run_local_uplink, run_uplink, spawn_workers, Replicas};
+use crate::broker_link::{
+    run_feed_relay, run_local_uplink, run_uplink, spawn_workers, EdgeUplink, Replicas,
+};
 use crate::clock::Clock;
 use crate::devices::{run_presence, RegistryAuthority};
 use crate::downlink::{Downlink, Link};
@@ -423,12 +425,15 @@ impl Application {
         // `background` runs until aborted; `serving` (edge, HTTP) drains on the stop signal.
         let mut background: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
         let mut serving: JoinSet<(&'static str, anyhow::Result<()>)> = JoinSet::new();
+        // The embedded edge's direct uplink into the workers.
+        let mut edge_uplink = None;
         match connection {
             BrokerConnection::InProcess {
                 publisher,
                 subscriber,
             } => {
                 let shards = spawn_workers(&ingest, None, &mut background);
+                edge_uplink = Some(Arc::new(EdgeUplink::new(&shards.0)));
                 background.spawn(async move {
                     (
                         "broker-link",
@@ -505,8 +510,11 @@ impl Application {
             }
             // One edge for both listeners, so a device moving between TCP and TLS is one
             // session.
-            let edge = Edge::new(config.edge.clone(), router, authority, edge_stats.clone())
+            let mut edge = Edge::new(config.edge.clone(), router, authority, edge_stats.clone())
                 .context("device edge configuration")?;
+            if let Some(sink) = edge_uplink {
+                edge = edge.with_uplink(sink);
+            }
             let tls = edge_tls(&config)?;
             {
                 let (edge, stop) = (edge.clone(), stopped());

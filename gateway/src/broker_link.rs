@@ -2,10 +2,12 @@
 //! press path's workers, and what [`crate::downlink::Downlink`] publishes back.
 //!
 //! Two kinds of link, one shape:
-//! - **In-process** (the embedded rumqttd, the default): a local link to the router
-//!   ([`tenwatch_broker::RouterHandle::link`]); no socket, no loopback hop, no acknowledgements
-//!   (the router and the gateway share one process and one fate; a unit repeats its press until
-//!   `down/ack` anyway).
+//! - **In-process** (the embedded rumqttd, the default): the edge hands each device's publish
+//!   straight to its worker ([`EdgeUplink`], no router pass); the gateway publishes through a
+//!   local link to the router ([`tenwatch_broker::RouterHandle::link`]), and reads the uplink
+//!   topics on it too, for anything that reaches the router some other way. No socket, no
+//!   loopback hop, no acknowledgements (the edge, the router and the gateway share one process
+//!   and one fate; a unit repeats its press until `down/ack` anyway).
 //! - **rumqttc** (an external broker such as Mosquitto, `--mqtt-url`): QoS 1 uplinks
 //!   acknowledged in arrival order once stored, shared subscriptions between replicas, and the
 //!   replicas' station feed relayed through the broker.
@@ -17,8 +19,10 @@
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
+use bytes::Bytes;
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use tenwatch_broker::inproc::{Publisher, Subscriber};
+use tenwatch_broker::{BoxFuture, UplinkClosed, UplinkSink};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -99,6 +103,36 @@ pub fn spawn_workers(
         })
         .collect();
     (workers, AckQueue(acks_tx))
+}
+
+/// The edge's uplink in the embedded broker: each device's publish straight into its worker's
+/// queue, in the order the device sent them (one session hands them over one at a time).
+pub struct EdgeUplink {
+    shards: Vec<mpsc::Sender<Uplinked>>,
+}
+
+impl EdgeUplink {
+    pub fn new(shards: &[mpsc::Sender<Uplinked>]) -> Self {
+        Self {
+            shards: shards.to_vec(),
+        }
+    }
+}
+
+impl UplinkSink for EdgeUplink {
+    fn uplink(&self, topic: &str, payload: Bytes) -> BoxFuture<'_, Result<(), UplinkClosed>> {
+        let shard = &self.shards[shard_of(topic)];
+        let publish = Publish::from_bytes(topic, QoS::AtMostOnce, payload);
+        Box::pin(async move {
+            shard
+                .send(Uplinked {
+                    publish,
+                    order: None,
+                })
+                .await
+                .map_err(|_| UplinkClosed)
+        })
+    }
 }
 
 /// Where `run_uplink` tells the acknowledger about new connections.

@@ -16,7 +16,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -27,7 +27,7 @@ use tokio_rustls::TlsAcceptor;
 pub use limit::{RateLimit, TokenBucket};
 pub use stats::{EdgeStats, EdgeStatsSnapshot};
 
-use crate::{BrokerError, DeviceAuthority, RouterHandle};
+use crate::{BrokerError, DeviceAuthority, RouterHandle, UplinkSink};
 use stats::bump;
 
 /// How long [`Edge::serve`] waits for its sessions to close after the shutdown signal.
@@ -161,6 +161,8 @@ struct Shared {
     next_session: AtomicU64,
     /// One permit per device socket, shared by all listeners: `max_connections` in total.
     permits: Arc<Semaphore>,
+    /// Where devices' publishes go when the gateway shares the process; `None`: the router.
+    uplink: OnceLock<Arc<dyn UplinkSink>>,
 }
 
 impl Shared {
@@ -198,11 +200,19 @@ impl Edge {
                 sessions: Mutex::new(HashMap::new()),
                 next_session: AtomicU64::new(1),
                 permits,
+                uplink: OnceLock::new(),
             }),
         })
     }
 
     /// The edge's counters.
+    /// Hands devices' publishes to `sink` (the gateway in this process) instead of the router.
+    /// Call before serving; an edge keeps the first sink it is given.
+    pub fn with_uplink(self, sink: Arc<dyn UplinkSink>) -> Self {
+        let _ = self.shared.uplink.set(sink);
+        self
+    }
+
     pub fn stats(&self) -> &Arc<EdgeStats> {
         &self.shared.stats
     }

@@ -12,7 +12,7 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttd::protocol::{Packet, Publish};
 use rumqttd::Notification;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,7 +27,7 @@ use crate::codec::{self, packet, CodecError, Frame, SubscribeReasonCode};
 use crate::edge::limit::TokenBucket;
 use crate::edge::stats::bump;
 use crate::edge::Shared;
-use crate::{acl, DisconnectReason, PresenceEvent};
+use crate::{acl, DisconnectReason, PresenceEvent, UplinkClosed};
 
 /// Stop reading the device and the router while this much is waiting to be written to the
 /// device.
@@ -199,7 +199,7 @@ impl<'a> Relay<'a> {
 
     async fn on_device_frame(&mut self, frame: Frame, link: &mut RouterLink) -> Ended {
         match frame.packet_type() {
-            packet::PUBLISH => self.on_publish(&frame, link),
+            packet::PUBLISH => self.on_publish(&frame, link).await,
             packet::PUBACK => {
                 let id = codec::packet_id(frame.body())
                     .map_err(|error| self.malformed("PUBACK", error))?;
@@ -230,7 +230,7 @@ impl<'a> Relay<'a> {
         }
     }
 
-    fn on_publish(&mut self, frame: &Frame, link: &mut RouterLink) -> Ended {
+    async fn on_publish(&mut self, frame: &Frame, link: &mut RouterLink) -> Ended {
         let stats = &self.shared.stats;
         let publish = codec::parse_publish(frame.flags(), frame.body())
             .map_err(|error| self.malformed("PUBLISH", error))?;
@@ -265,8 +265,15 @@ impl<'a> Relay<'a> {
         if bucket.try_take(Instant::now()) {
             // RETAIN is not passed on (the link publishes unretained): a retained uplink would
             // be replayed to the gateway on every resubscribe.
-            link.publish(publish.topic, publish.payload)
-                .map_err(router_closed)?;
+            match self.shared.uplink.get() {
+                Some(sink) => sink
+                    .uplink(publish.topic, Bytes::copy_from_slice(publish.payload))
+                    .await
+                    .map_err(|UplinkClosed| End::Reason(DisconnectReason::RouterClosed))?,
+                None => link
+                    .publish(publish.topic, publish.payload)
+                    .map_err(router_closed)?,
+            }
         } else {
             bump(&stats.rate_limited);
             self.drops += 1;
