@@ -724,6 +724,77 @@ async fn press_flood_is_rate_limited_without_starving_others() {
 }
 
 #[tokio::test]
+async fn press_limits_survive_a_reconnect() {
+    let config = EdgeConfig {
+        press_limit: RateLimit {
+            burst: 3,
+            // No refill during the test, so the count is exact.
+            refill_every: Duration::from_secs(600),
+        },
+        ..quick_config()
+    };
+    let mut h = spawn_edge(config).await;
+    let mut gateway = h.internal("tw/d/+/up/#").await;
+    let press = |seq: u32| format!("{{\"seq\":{seq}}}").into_bytes();
+    let mut flooder = h.device("dev1").await;
+    for seq in 0..3 {
+        flooder.publish("tw/d/dev1/up/press", press(seq)).await;
+        flooder
+            .next(|p| matches!(p, Packet::PubAck(_)))
+            .await
+            .expect("PUBACK");
+    }
+    flooder.client.disconnect().await.expect("disconnect");
+    h.disconnected("dev1").await;
+    // A new session does not bring a new bucket.
+    let flooder = h.device("dev1").await;
+    for seq in 3..6 {
+        flooder.publish("tw/d/dev1/up/press", press(seq)).await;
+    }
+    let other = h.device("dev2").await;
+    other.publish("tw/d/dev2/up/press", press(1)).await;
+
+    let mut from_flooder = 0;
+    loop {
+        let p = gateway.next_publish().await;
+        match p.topic.as_str() {
+            "tw/d/dev1/up/press" => from_flooder += 1,
+            "tw/d/dev2/up/press" => break,
+            other => panic!("unexpected topic {other}"),
+        }
+    }
+    assert_eq!(from_flooder, 3, "the burst, across both sessions");
+    assert_eq!(h.stats.snapshot().rate_limited, 3);
+}
+
+#[tokio::test]
+async fn a_device_logging_in_too_often_is_told_to_come_back_later() {
+    let config = EdgeConfig {
+        connect_limit: RateLimit {
+            burst: 2,
+            refill_every: Duration::from_secs(600),
+        },
+        ..quick_config()
+    };
+    let mut h = spawn_edge(config).await;
+    for _ in 0..2 {
+        let dev = h.device("dev1").await;
+        dev.client.disconnect().await.expect("disconnect");
+        h.disconnected("dev1").await;
+    }
+    match Client::connect(h.addr, "dev1", "pw-dev1", 5).await {
+        Err(ConnectionError::ConnectionRefused(code)) => {
+            assert_eq!(code, ConnectReturnCode::ServiceUnavailable)
+        }
+        Err(other) => panic!("expected a CONNACK refusal, got {other:?}"),
+        Ok(_) => panic!("the third login within the limit's period must be refused"),
+    }
+    // Another device is not held back by it.
+    h.device("dev2").await;
+    assert_eq!(h.stats.snapshot().logins_refused, 1);
+}
+
+#[tokio::test]
 async fn idle_socket_does_not_block_others_and_is_closed_after_the_deadline() {
     let mut h = spawn_edge(quick_config()).await;
     let started = Instant::now();

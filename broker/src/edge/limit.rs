@@ -54,6 +54,18 @@ impl TokenBucket {
     }
 }
 
+/// One device's buckets, kept by the edge for as long as it runs (not per session): a unit
+/// that reconnects keeps what it had spent, so reconnecting does not reset its limits.
+#[derive(Debug, Clone)]
+pub struct DeviceBuckets {
+    /// Presses.
+    pub press: TokenBucket,
+    /// Every other uplink publish.
+    pub publish: TokenBucket,
+    /// Logins that passed the password check.
+    pub connect: TokenBucket,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
-pub use limit::{RateLimit, TokenBucket};
+pub use limit::{DeviceBuckets, RateLimit, TokenBucket};
 pub use stats::{EdgeStats, EdgeStatsSnapshot};
 
 use crate::{BrokerError, DeviceAuthority, RouterHandle, UplinkSink};
@@ -59,6 +59,10 @@ pub struct EdgeConfig {
     pub press_limit: RateLimit,
     /// Limit on every other uplink publish.
     pub publish_limit: RateLimit,
+    /// Limit on one device's logins (with the right password): more are answered "server
+    /// unavailable" and the device backs off. Like the publish limits, it is kept per device
+    /// across its sessions.
+    pub connect_limit: RateLimit,
     /// Device sockets held at once; more are closed at accept. Each device costs
     /// [`FDS_PER_DEVICE`] file descriptor: see [`max_devices_for_fd_limit`].
     pub max_connections: usize,
@@ -79,6 +83,10 @@ impl Default for EdgeConfig {
             publish_limit: RateLimit {
                 burst: 30,
                 refill_every: Duration::from_millis(100),
+            },
+            connect_limit: RateLimit {
+                burst: 20,
+                refill_every: Duration::from_secs(3),
             },
             max_connections: 18_000,
             tls: None,
@@ -102,6 +110,7 @@ impl EdgeConfig {
         for (name, limit) in [
             ("press_limit", self.press_limit),
             ("publish_limit", self.publish_limit),
+            ("connect_limit", self.connect_limit),
         ] {
             if limit.burst == 0 && !limit.refill_every.is_zero() {
                 return Err(BrokerError::EdgeConfig(format!(
@@ -161,11 +170,31 @@ struct Shared {
     next_session: AtomicU64,
     /// One permit per device socket, shared by all listeners: `max_connections` in total.
     permits: Arc<Semaphore>,
-    /// Where devices' publishes go when the gateway shares the process; `None`: the router.
+    /// Where devices' publishes go when the gateway shares the process; unset: the router.
     uplink: OnceLock<Arc<dyn UplinkSink>>,
+    /// Each device's rate-limit buckets, across its sessions (an entry per device that has
+    /// logged in with its password since the edge started).
+    limits: Mutex<HashMap<String, Arc<Mutex<DeviceBuckets>>>>,
 }
 
 impl Shared {
+    /// The device's buckets, made full on its first login since the edge started.
+    fn limits(&self, device: &str) -> Arc<Mutex<DeviceBuckets>> {
+        let mut limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        limits
+            .entry(device.to_owned())
+            .or_insert_with(|| {
+                let now = tokio::time::Instant::now();
+                let config = &self.config;
+                Arc::new(Mutex::new(DeviceBuckets {
+                    press: TokenBucket::new(config.press_limit, now),
+                    publish: TokenBucket::new(config.publish_limit, now),
+                    connect: TokenBucket::new(config.connect_limit, now),
+                }))
+            })
+            .clone()
+    }
+
     fn sessions(&self) -> std::sync::MutexGuard<'_, HashMap<String, session::SessionHandle>> {
         // A panic elsewhere while holding the lock leaves the map usable: every operation on
         // it is a single insert/remove.
@@ -201,6 +230,7 @@ impl Edge {
                 next_session: AtomicU64::new(1),
                 permits,
                 uplink: OnceLock::new(),
+                limits: Mutex::new(HashMap::new()),
             }),
         })
     }

@@ -178,7 +178,11 @@ pub(super) async fn refuse_device<W: AsyncWrite + Unpin>(
 }
 
 /// Answers a refused CONNECT with a CONNACK of `code` and closes.
-async fn refuse<W: AsyncWrite + Unpin>(w: &mut W, code: ConnectReturnCode, limit: Duration) {
+pub(super) async fn refuse<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    code: ConnectReturnCode,
+    limit: Duration,
+) {
     answer_and_close(w, &codec::encode_connack(false, code), limit).await;
 }
 

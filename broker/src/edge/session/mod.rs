@@ -18,7 +18,7 @@ mod subscriptions;
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -120,6 +120,23 @@ pub(super) async fn run<S>(
         return;
     };
 
+    // A device that logs in too often (a loop of reconnects, or its secret in a flood) is
+    // told to come back later; its buckets outlive its sessions, so reconnecting resets
+    // nothing.
+    let limits = shared.limits(&device);
+    let may_connect = limits
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .connect
+        .try_take(tokio::time::Instant::now());
+    if !may_connect {
+        bump(&shared.stats.logins_refused);
+        tracing::warn!(%device, %peer, "logins too frequent: refused, come back later");
+        let code = ConnectReturnCode::ServiceUnavailable;
+        login::refuse(&mut dev.w, code, shared.config.connect_timeout).await;
+        return;
+    }
+
     // `registration` gives the map entry back when `run` returns, whichever way it returns.
     let (registration, mut control, previous) = register(&shared, &device);
     let session = registration.id;
@@ -140,6 +157,7 @@ pub(super) async fn run<S>(
     let mut relay = Relay::new(
         &shared,
         &device,
+        limits,
         grant.cluster,
         session,
         connect.keep_alive,

@@ -10,6 +10,7 @@
 //! its link, holding the messages in its log).
 
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -24,7 +25,7 @@ use super::outbox::{Message, Outbox};
 use super::subscriptions::{Plan, Subscriptions};
 use super::{device_frame_cap, quote, Control, DeviceIo, End, READ_CHUNK};
 use crate::codec::{self, packet, CodecError, Frame, SubscribeReasonCode};
-use crate::edge::limit::TokenBucket;
+use crate::edge::limit::DeviceBuckets;
 use crate::edge::stats::bump;
 use crate::edge::Shared;
 use crate::{acl, DisconnectReason, PresenceEvent, UplinkClosed};
@@ -46,8 +47,8 @@ pub(super) struct Relay<'a> {
     shared: &'a Shared,
     device: &'a str,
     cluster: String,
-    press: TokenBucket,
-    publish: TokenBucket,
+    /// The device's rate limits, shared with its other sessions (see `Shared::limits`).
+    limits: Arc<Mutex<DeviceBuckets>>,
     /// The device's filters and the SUBSCRIBEs the router has not confirmed yet.
     subscriptions: Subscriptions,
     /// QoS 1 deliveries: the device's in-flight window and the queue behind it.
@@ -68,20 +69,18 @@ impl<'a> Relay<'a> {
     pub(super) fn new(
         shared: &'a Shared,
         device: &'a str,
+        limits: Arc<Mutex<DeviceBuckets>>,
         cluster: String,
         session: u64,
         keep_alive: u16,
         connack: &[u8],
     ) -> Self {
-        let now = Instant::now();
-        let config = &shared.config;
         Relay {
             shared,
             device,
             subscriptions: Subscriptions::new(device, &cluster),
             cluster,
-            press: TokenBucket::new(config.press_limit, now),
-            publish: TokenBucket::new(config.publish_limit, now),
+            limits,
             outbox: Outbox::new(),
             session,
             keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
@@ -257,12 +256,16 @@ impl<'a> Relay<'a> {
             tracing::warn!(device = self.device, "QoS 2 PUBLISH; closing");
             return violation("QoS 2 publish not supported".into());
         }
-        let bucket = if acl::is_press_topic(publish.topic) {
-            &mut self.press
-        } else {
-            &mut self.publish
+        let allowed = {
+            let mut buckets = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+            let bucket = if acl::is_press_topic(publish.topic) {
+                &mut buckets.press
+            } else {
+                &mut buckets.publish
+            };
+            bucket.try_take(Instant::now())
         };
-        if bucket.try_take(Instant::now()) {
+        if allowed {
             // RETAIN is not passed on (the link publishes unretained): a retained uplink would
             // be replayed to the gateway on every resubscribe.
             match self.shared.uplink.get() {
