@@ -263,7 +263,8 @@ async fn repeated_wrong_logins_are_rate_limited(db: TestDb) {
             StatusCode::UNAUTHORIZED
         );
     }
-    // Even the right password waits now: the limiter answers before any password is checked.
+    // From the same address even the right password waits now: the limiter answers before
+    // any password is checked. (Another address is not slowed down: tests/tests/http_guard.rs.)
     let (status, headers, body) = app.login("WANG", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     let retry_after: u64 = headers[header::RETRY_AFTER]
