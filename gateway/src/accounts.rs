@@ -572,6 +572,14 @@ pub enum LoginError {
     Internal(#[from] AccountError),
 }
 
+/// Sign-outs kept for feeds that have not looked yet; one that falls further behind checks
+/// its session in the store instead.
+const ENDED_SESSIONS: usize = 64;
+
+/// How often a long-lived connection (the station feed) checks that its session is still
+/// open, at most: a sign-out on another replica or an expiry is noticed within this.
+const SESSION_RECHECK: Duration = Duration::from_secs(30);
+
 /// Accounts and sessions: login, logout, and who a session token belongs to. Cheap to clone.
 #[derive(Clone)]
 pub struct Accounts {
@@ -580,6 +588,8 @@ pub struct Accounts {
 
 struct Inner {
     store: Arc<dyn AccountStore>,
+    /// The token hashes of sessions signed out here, so that open feeds close at once.
+    ended: tokio::sync::broadcast::Sender<String>,
     limiter: LoginLimiter,
     /// Bounds concurrent Argon2 work: each verification holds ~19 MiB on a blocking thread.
     hashing: Semaphore,
@@ -592,6 +602,7 @@ impl Accounts {
         Self {
             inner: Arc::new(Inner {
                 store,
+                ended: tokio::sync::broadcast::channel(ENDED_SESSIONS).0,
                 limiter: LoginLimiter::new(&config.limits),
                 hashing: Semaphore::new(cores),
                 config,
@@ -688,12 +699,38 @@ impl Accounts {
             .await
     }
 
+    /// Whether a session is still open, without extending it (a feed that stays open is not
+    /// a use of its session: an unattended console signs out when its session expires).
+    pub async fn still_open(&self, token: &str) -> Result<bool, StoreError> {
+        let Some(token) = SessionToken::parse(token) else {
+            return Ok(false);
+        };
+        self.store()
+            .session_open(&token.hash(), self.inner.config.clock.now_ms())
+            .await
+    }
+
+    /// How often a long-lived connection should ask [`still_open`](Self::still_open): a
+    /// quarter of the session lifetime, at most [`SESSION_RECHECK`].
+    pub fn session_recheck(&self) -> Duration {
+        (self.inner.config.session_lifetime / 4).clamp(Duration::from_millis(100), SESSION_RECHECK)
+    }
+
+    /// The token hashes ([`SessionToken::hash`]) of sessions signed out from now on.
+    pub fn ended_sessions(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.inner.ended.subscribe()
+    }
+
     /// Ends a session; an unknown or malformed token is not an error.
     pub async fn logout(&self, token: &str) -> Result<(), StoreError> {
-        match SessionToken::parse(token) {
-            Some(token) => self.store().delete_session(&token.hash()).await,
-            None => Ok(()),
-        }
+        let Some(token) = SessionToken::parse(token) else {
+            return Ok(());
+        };
+        let hash = token.hash();
+        self.store().delete_session(&hash).await?;
+        // Nobody listening is fine: no feed is open.
+        let _ = self.inner.ended.send(hash);
+        Ok(())
     }
 }
 
