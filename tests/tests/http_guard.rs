@@ -148,6 +148,30 @@ async fn connections_beyond_the_cap_are_refused_while_admitted_ones_are_served(
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_feeds_count_against_the_cap() -> anyhow::Result<()> {
+    let app = spawn_app_with(1, |c| {
+        c.http.limits.max_connections = 4;
+    })
+    .await?;
+    // Upgraded to WebSockets, these outlive their HTTP requests; they keep their places.
+    let mut feeds = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while feeds.len() < 4 {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "never opened 4 feeds"
+        );
+        if let Ok(feed) = open_feed(&app).await {
+            feeds.push(feed);
+        }
+    }
+    let mut fifth = TcpStream::connect(app.http).await?;
+    let got = String::from_utf8_lossy(&read_until_closed(&mut fifth).await?).into_owned();
+    assert!(got.starts_with("HTTP/1.1 503"), "{got:?}");
+    Ok(())
+}
+
 // --- 4. login throttling ---
 
 /// A client whose connections come from `source` (any 127.0.0.0/8 address is this machine).

@@ -152,8 +152,9 @@ pub async fn serve(
     Ok(())
 }
 
-/// One connection, until it closes or the server stops. The permit and the drain sender are
-/// held for its life.
+/// One connection, until it closes or the server stops; the drain sender is held until then.
+/// The permit goes with the socket, so that a connection upgraded to a WebSocket (which
+/// outlives this task) still counts against the cap.
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
@@ -161,10 +162,10 @@ async fn connection(
     http: Arc<hyper::server::conn::http1::Builder>,
     idle_timeout: Duration,
     mut stop: watch::Receiver<bool>,
-    _held: (OwnedSemaphorePermit, mpsc::Sender<()>),
+    (permit, _drain): (OwnedSemaphorePermit, mpsc::Sender<()>),
 ) {
     let _ = socket.set_nodelay(true);
-    let io = TokioIo::new(IdleTimeout::new(socket, idle_timeout));
+    let io = TokioIo::new(IdleTimeout::new(socket, idle_timeout, permit));
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         let mut router = router.clone();
@@ -190,6 +191,8 @@ async fn connection(
 /// `idle`; hyper (or the WebSocket on top) then closes the connection.
 struct IdleTimeout<T> {
     inner: T,
+    /// The connection's place under the cap, given back when the socket is closed.
+    _permit: OwnedSemaphorePermit,
     idle: Duration,
     /// When the client last sent a byte.
     last_read: Instant,
@@ -198,10 +201,11 @@ struct IdleTimeout<T> {
 }
 
 impl<T> IdleTimeout<T> {
-    fn new(inner: T, idle: Duration) -> Self {
+    fn new(inner: T, idle: Duration, permit: OwnedSemaphorePermit) -> Self {
         let now = Instant::now();
         Self {
             inner,
+            _permit: permit,
             idle,
             last_read: now,
             timer: Box::pin(tokio::time::sleep_until(now + idle)),
