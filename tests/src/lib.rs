@@ -66,10 +66,7 @@ pub async fn spawn_app_with(
     clusters: usize,
     tune: impl FnOnce(&mut Config),
 ) -> anyhow::Result<TestApp> {
-    let (dir, credentials, url) = seeded(clusters).await?;
-    let mut config = Config::new(url);
-    tune(&mut config);
-    start(dir, credentials, config, Some("127.0.0.1:0".parse()?)).await
+    spawn_embedded(clusters, tune, false).await
 }
 
 /// As [`spawn_app_with`], with `/metrics` on a listener of its own (`--metrics-listen`).
@@ -77,18 +74,24 @@ pub async fn spawn_app_with_metrics_listener(
     clusters: usize,
     tune: impl FnOnce(&mut Config),
 ) -> anyhow::Result<TestApp> {
+    spawn_embedded(clusters, tune, true).await
+}
+
+/// A seeded gateway with its embedded broker, `/metrics` apart or not.
+async fn spawn_embedded(
+    clusters: usize,
+    tune: impl FnOnce(&mut Config),
+    metrics_apart: bool,
+) -> anyhow::Result<TestApp> {
     let (dir, credentials, url) = seeded(clusters).await?;
     let mut config = Config::new(url);
     tune(&mut config);
-    let metrics = Some(TcpListener::bind("127.0.0.1:0").await?);
-    start_on(
-        dir,
-        credentials,
-        config,
-        Some("127.0.0.1:0".parse()?),
-        metrics,
-    )
-    .await
+    let metrics = match metrics_apart {
+        true => Some(TcpListener::bind("127.0.0.1:0").await?),
+        false => None,
+    };
+    let mqtt = Some("127.0.0.1:0".parse()?);
+    start_on(dir, credentials, config, mqtt, metrics).await
 }
 
 /// A gateway on a real Mosquitto broker (`--mqtt-url`), the broker's password and ACL files

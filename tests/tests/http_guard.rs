@@ -58,6 +58,26 @@ async fn healthz_on(socket: &mut TcpStream) -> anyhow::Result<String> {
     }
 }
 
+/// A new connection shown to be admitted by a `/healthz` answer. A place just given up (a
+/// client that closed) is free once the server has seen the close: a connection refused
+/// before that is tried again, until the deadline.
+async fn admitted_connection(http: SocketAddr) -> anyhow::Result<TcpStream> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "no connection was admitted"
+        );
+        let mut socket = TcpStream::connect(http).await?;
+        if healthz_on(&mut socket)
+            .await
+            .is_ok_and(|s| s == "HTTP/1.1 200 OK")
+        {
+            return Ok(socket);
+        }
+    }
+}
+
 // --- 1. idle, half-sent and too many connections ---
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,16 +129,8 @@ async fn connections_beyond_the_cap_are_refused_while_admitted_ones_are_served(
     // Four connections, each shown to be admitted by an answer. The harness's sign-in
     // connection may still hold a place for a moment: a connection refused then is retried.
     let mut admitted = Vec::new();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while admitted.len() < 4 {
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "never admitted 4");
-        let mut socket = TcpStream::connect(app.http).await?;
-        if healthz_on(&mut socket)
-            .await
-            .is_ok_and(|s| s == "HTTP/1.1 200 OK")
-        {
-            admitted.push(socket);
-        }
+    for _ in 0..4 {
+        admitted.push(admitted_connection(app.http).await?);
     }
     // The fifth is told and closed at once.
     let mut fifth = TcpStream::connect(app.http).await?;
@@ -131,20 +143,7 @@ async fn connections_beyond_the_cap_are_refused_while_admitted_ones_are_served(
     }
     // A place freed is a place for the next.
     drop(admitted.pop());
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the place was not freed"
-        );
-        let mut socket = TcpStream::connect(app.http).await?;
-        if healthz_on(&mut socket)
-            .await
-            .is_ok_and(|s| s == "HTTP/1.1 200 OK")
-        {
-            break;
-        }
-    }
+    admitted_connection(app.http).await?;
     Ok(())
 }
 

@@ -131,3 +131,13 @@ pub struct MetricsAccess {
     /// `/metrics` has its own listener, so the main one answers 404.
     pub elsewhere: bool,
 }
+
+/// A header map from pairs, for the unit tests of this wing.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, axum::http::HeaderValue::from_str(v).unwrap());
+    }
+    h
+}
