@@ -280,6 +280,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_refusal_is_a_whole_response() {
+        let text = std::str::from_utf8(FULL_RESPONSE).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
+    }
+
+    #[test]
     fn http_never_takes_the_devices_files() {
         // This machine's limit: 20,000 files, 18,000 for devices, 512 kept: 1,488 left.
         assert_eq!(connection_cap(1024, Some(20_000), 18_000), 1024);
