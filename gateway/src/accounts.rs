@@ -269,17 +269,24 @@ pub use crate::clock::Clock;
 
 // --- login limiter ---
 
-/// Login rate limits: token buckets per login name and per peer address.
+/// Login limits. Wrong passwords are counted per (name, client address), with a backoff that
+/// doubles, so that someone guessing from one place slows down only themselves: the rightful
+/// user at another address is never kept out. A looser bucket per address bounds how many
+/// names one address may try (and the Argon2 work it may cause).
 #[derive(Debug, Clone)]
 pub struct LimiterConfig {
-    /// Attempts a name may make at once before being slowed down.
+    /// Wrong passwords one address may give for one name before it has to wait.
     pub name_burst: u32,
-    /// Then one more attempt per this interval.
+    /// The first wait after those; each further wrong password doubles it ...
     pub name_every: Duration,
-    /// Attempts one peer may make at once (a station's operators may share one address).
+    /// ... up to this.
+    pub name_backoff_max: Duration,
+    /// Attempts one address may make at once, any names (a station's operators may share
+    /// one address).
     pub peer_burst: u32,
+    /// Then one more attempt per this interval.
     pub peer_every: Duration,
-    /// Buckets kept per map; beyond it the oldest is forgotten, so a spray of names or
+    /// Entries kept per map; beyond it the oldest is forgotten, so a spray of names or
     /// addresses cannot grow memory without bound.
     pub max_entries: usize,
 }
@@ -289,6 +296,7 @@ impl Default for LimiterConfig {
         Self {
             name_burst: 5,
             name_every: Duration::from_secs(10),
+            name_backoff_max: Duration::from_secs(15 * 60),
             peer_burst: 20,
             peer_every: Duration::from_secs(3),
             max_entries: 10_000,
@@ -368,32 +376,85 @@ impl<K: Hash + Eq + Clone> Buckets<K> {
                 now.saturating_duration_since(b.updated).as_secs_f64() / every.as_secs_f64();
             b.tokens + gained < burst
         });
-        while self.map.len() >= self.max_entries {
-            let oldest = self
-                .map
-                .iter()
-                .min_by_key(|(_, b)| b.updated)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => self.map.remove(&k),
-                None => break,
-            };
-        }
-    }
-
-    fn forget(&mut self, key: &K) {
-        self.map.remove(key);
+        forget_oldest(&mut self.map, self.max_entries, |b| b.updated);
     }
 }
 
-/// Limits login attempts per name (guessing one account's password) and per peer address
-/// (spraying many names, and burning CPU on Argon2).
+/// Removes the oldest entries until the map has room for one more.
+fn forget_oldest<K: Hash + Eq + Clone, V>(
+    map: &mut HashMap<K, V>,
+    max_entries: usize,
+    updated: impl Fn(&V) -> Instant,
+) {
+    while map.len() >= max_entries {
+        let oldest = map
+            .iter()
+            .min_by_key(|(_, v)| updated(v))
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(k) => map.remove(&k),
+            None => break,
+        };
+    }
+}
+
+/// Wrong passwords of one name from one address.
+#[derive(Debug, Clone, Copy)]
+struct Failures {
+    count: u32,
+    /// No attempt before this.
+    until: Instant,
+    updated: Instant,
+}
+
+/// Wrong passwords per (name, address), each past the burst doubling the wait.
+struct Backoff {
+    burst: u32,
+    first: Duration,
+    max: Duration,
+    max_entries: usize,
+    map: HashMap<(String, IpAddr), Failures>,
+}
+
+impl Backoff {
+    fn wait(&self, key: &(String, IpAddr), now: Instant) -> Duration {
+        self.map
+            .get(key)
+            .map_or(Duration::ZERO, |f| f.until.saturating_duration_since(now))
+    }
+
+    fn failed(&mut self, key: (String, IpAddr), now: Instant) {
+        if !self.map.contains_key(&key) {
+            // Entries whose wait is over and that are old are worth least: forget those first.
+            let max = self.max;
+            self.map
+                .retain(|_, f| f.until > now || now.saturating_duration_since(f.updated) < max);
+            forget_oldest(&mut self.map, self.max_entries, |f| f.updated);
+        }
+        let f = self.map.entry(key).or_insert(Failures {
+            count: 0,
+            until: now,
+            updated: now,
+        });
+        f.count = f.count.saturating_add(1);
+        f.updated = now;
+        if f.count >= self.burst {
+            let doublings = (f.count - self.burst).min(20);
+            let wait = self.first.saturating_mul(1 << doublings).min(self.max);
+            f.until = now + wait;
+        }
+    }
+}
+
+/// Limits login attempts per (name, address) with backoff (guessing one account's password
+/// from one place) and per address (spraying many names, and burning CPU on Argon2). No
+/// limit is per name alone: that would let anyone keep the rightful user out.
 pub struct LoginLimiter {
-    names: Mutex<Buckets<String>>,
+    failures: Mutex<Backoff>,
     peers: Mutex<Buckets<IpAddr>>,
 }
 
-/// The key of a login name: names are unique regardless of case, so are their buckets.
+/// The key of a login name: names are unique regardless of case, so are their limits.
 fn name_key(name: &str) -> String {
     name.chars()
         .take(AccountName::MAX_CHARS)
@@ -421,14 +482,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// An unknown client address (a caller that has none) shares one key.
+const UNKNOWN_PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
 impl LoginLimiter {
     pub fn new(config: &LimiterConfig) -> Self {
         Self {
-            names: Mutex::new(Buckets::new(
-                config.name_burst,
-                config.name_every,
-                config.max_entries,
-            )),
+            failures: Mutex::new(Backoff {
+                burst: config.name_burst.max(1),
+                first: config.name_every.max(Duration::from_millis(1)),
+                max: config.name_backoff_max.max(config.name_every),
+                max_entries: config.max_entries.max(1),
+                map: HashMap::new(),
+            }),
             peers: Mutex::new(Buckets::new(
                 config.peer_burst,
                 config.peer_every,
@@ -437,31 +503,36 @@ impl LoginLimiter {
         }
     }
 
-    /// Takes one attempt for `name` and `peer` (when known), or says how long to wait; a
-    /// refused attempt takes nothing.
+    fn key(name: &str, peer: Option<IpAddr>) -> (String, IpAddr) {
+        (name_key(name), peer_key(peer.unwrap_or(UNKNOWN_PEER)))
+    }
+
+    /// Takes one attempt for `name` from `peer`, or says how long to wait; a refused attempt
+    /// takes nothing.
     pub fn try_attempt(&self, name: &str, peer: Option<IpAddr>) -> Result<(), Duration> {
         let now = Instant::now();
-        let name = name_key(name);
-        let peer = peer.map(peer_key);
-        let mut names = lock(&self.names);
+        let key = Self::key(name, peer);
+        let failures = lock(&self.failures);
         let mut peers = lock(&self.peers);
-        let wait = names
-            .wait(&name, now)
-            .max(peer.map_or(Duration::ZERO, |p| peers.wait(&p, now)));
+        let wait = failures.wait(&key, now).max(peers.wait(&key.1, now));
         if !wait.is_zero() {
             return Err(wait);
         }
-        names.take(&name, now);
-        if let Some(p) = peer {
-            peers.take(&p, now);
-        }
+        peers.take(&key.1, now);
         Ok(())
     }
 
-    /// A correct password clears the name's bucket, so its owner is never slowed down by
-    /// their own earlier typos. The peer's bucket stays: it bounds hashing work per address.
-    pub fn succeeded(&self, name: &str) {
-        lock(&self.names).forget(&name_key(name));
+    /// A wrong password (or unknown name) for `name` from `peer`: past the burst, that pair
+    /// waits, twice as long each time.
+    pub fn failed(&self, name: &str, peer: Option<IpAddr>) {
+        lock(&self.failures).failed(Self::key(name, peer), Instant::now());
+    }
+
+    /// A correct password clears that name's failures from that address, so its owner is
+    /// never slowed down by their own earlier typos. The address's bucket stays: it bounds
+    /// hashing work per address.
+    pub fn succeeded(&self, name: &str, peer: Option<IpAddr>) {
+        lock(&self.failures).map.remove(&Self::key(name, peer));
     }
 }
 
@@ -501,6 +572,14 @@ pub enum LoginError {
     Internal(#[from] AccountError),
 }
 
+/// Sign-outs kept for feeds that have not looked yet; one that falls further behind checks
+/// its session in the store instead.
+const ENDED_SESSIONS: usize = 64;
+
+/// How often a long-lived connection (the station feed) checks that its session is still
+/// open, at most: a sign-out on another replica or an expiry is noticed within this.
+const SESSION_RECHECK: Duration = Duration::from_secs(30);
+
 /// Accounts and sessions: login, logout, and who a session token belongs to. Cheap to clone.
 #[derive(Clone)]
 pub struct Accounts {
@@ -509,6 +588,8 @@ pub struct Accounts {
 
 struct Inner {
     store: Arc<dyn AccountStore>,
+    /// The token hashes of sessions signed out here, so that open feeds close at once.
+    ended: tokio::sync::broadcast::Sender<String>,
     limiter: LoginLimiter,
     /// Bounds concurrent Argon2 work: each verification holds ~19 MiB on a blocking thread.
     hashing: Semaphore,
@@ -521,6 +602,7 @@ impl Accounts {
         Self {
             inner: Arc::new(Inner {
                 store,
+                ended: tokio::sync::broadcast::channel(ENDED_SESSIONS).0,
                 limiter: LoginLimiter::new(&config.limits),
                 hashing: Semaphore::new(cores),
                 config,
@@ -540,8 +622,9 @@ impl Accounts {
         self.inner.config.session_lifetime.as_millis() as i64
     }
 
-    /// Checks name and password and opens a session. `peer` is the client's address, for the
-    /// per-address limit (`None` when unknown: only the per-name limit applies).
+    /// Checks name and password and opens a session. `peer` is the client's address (behind a
+    /// trusted reverse proxy, the address it forwarded), for the limits; `None` when unknown:
+    /// every unknown caller then shares one address's limits.
     pub async fn login(
         &self,
         name: &str,
@@ -577,9 +660,12 @@ impl Accounts {
         };
         let record = match record {
             Some(r) if password_ok && !r.disabled => r,
-            _ => return Err(LoginError::WrongCredentials),
+            _ => {
+                self.inner.limiter.failed(name, peer);
+                return Err(LoginError::WrongCredentials);
+            }
         };
-        self.inner.limiter.succeeded(name);
+        self.inner.limiter.succeeded(name, peer);
         let token = SessionToken::generate();
         let now = self.inner.config.clock.now_ms();
         let expires_at_ms = now + self.lifetime_ms();
@@ -613,12 +699,38 @@ impl Accounts {
             .await
     }
 
+    /// Whether a session is still open, without extending it (a feed that stays open is not
+    /// a use of its session: an unattended console signs out when its session expires).
+    pub async fn still_open(&self, token: &str) -> Result<bool, StoreError> {
+        let Some(token) = SessionToken::parse(token) else {
+            return Ok(false);
+        };
+        self.store()
+            .session_open(&token.hash(), self.inner.config.clock.now_ms())
+            .await
+    }
+
+    /// How often a long-lived connection should ask [`still_open`](Self::still_open): a
+    /// quarter of the session lifetime, at most [`SESSION_RECHECK`].
+    pub fn session_recheck(&self) -> Duration {
+        (self.inner.config.session_lifetime / 4).clamp(Duration::from_millis(100), SESSION_RECHECK)
+    }
+
+    /// The token hashes ([`SessionToken::hash`]) of sessions signed out from now on.
+    pub fn ended_sessions(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.inner.ended.subscribe()
+    }
+
     /// Ends a session; an unknown or malformed token is not an error.
     pub async fn logout(&self, token: &str) -> Result<(), StoreError> {
-        match SessionToken::parse(token) {
-            Some(token) => self.store().delete_session(&token.hash()).await,
-            None => Ok(()),
-        }
+        let Some(token) = SessionToken::parse(token) else {
+            return Ok(());
+        };
+        let hash = token.hash();
+        self.store().delete_session(&hash).await?;
+        // Nobody listening is fine: no feed is open.
+        let _ = self.inner.ended.send(hash);
+        Ok(())
     }
 }
 
@@ -795,39 +907,55 @@ mod tests {
         LoginLimiter::new(&LimiterConfig {
             name_burst: 5,
             name_every: Duration::from_secs(10),
-            peer_burst: 8,
+            name_backoff_max: Duration::from_secs(60),
+            peer_burst: 100,
             peer_every: Duration::from_secs(1),
             max_entries: 3,
         })
     }
 
     #[tokio::test(start_paused = true)]
-    async fn five_attempts_then_one_per_ten_seconds() {
+    async fn wrong_passwords_back_off_per_name_and_address() {
         let l = limiter();
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let elsewhere: IpAddr = "198.51.100.7".parse().unwrap();
         for _ in 0..5 {
             l.try_attempt("wang", Some(ip)).unwrap();
+            l.failed("wang", Some(ip));
         }
-        let wait = l.try_attempt("Wang", Some(ip)).unwrap_err();
-        assert_eq!(wait, Duration::from_secs(10));
-        tokio::time::advance(Duration::from_secs(4)).await;
         assert_eq!(
-            l.try_attempt("wang", None).unwrap_err(),
-            Duration::from_secs(6)
+            l.try_attempt("Wang", Some(ip)).unwrap_err(),
+            Duration::from_secs(10)
         );
-        tokio::time::advance(Duration::from_secs(6)).await;
-        l.try_attempt("wang", None).unwrap();
-        assert!(l.try_attempt("wang", None).is_err());
-        // Another name from the same address is not slowed down by wang's bucket...
+        // The rightful user elsewhere, and other names from here, are not slowed down.
+        l.try_attempt("wang", Some(elsewhere)).unwrap();
         l.try_attempt("li", Some(ip)).unwrap();
-        // ... and a correct password clears wang's.
-        l.succeeded("wang");
-        l.try_attempt("wang", None).unwrap();
+        // Each further wrong password doubles the wait, up to the most.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        l.try_attempt("wang", Some(ip)).unwrap();
+        l.failed("wang", Some(ip));
+        assert_eq!(
+            l.try_attempt("wang", Some(ip)).unwrap_err(),
+            Duration::from_secs(20)
+        );
+        for _ in 0..5 {
+            l.failed("wang", Some(ip));
+        }
+        assert_eq!(
+            l.try_attempt("wang", Some(ip)).unwrap_err(),
+            Duration::from_secs(60)
+        );
+        // A correct password clears the pair.
+        l.succeeded("wang", Some(ip));
+        l.try_attempt("wang", Some(ip)).unwrap();
     }
 
     #[tokio::test(start_paused = true)]
     async fn one_address_spraying_names_is_limited() {
-        let l = limiter();
+        let l = LoginLimiter::new(&LimiterConfig {
+            peer_burst: 8,
+            ..LimiterConfig::default()
+        });
         let ip: IpAddr = "2001:db8::1".parse().unwrap();
         let same_64: IpAddr = "2001:db8::ffff:2".parse().unwrap();
         for i in 0..8 {
@@ -838,20 +966,24 @@ mod tests {
             .unwrap();
         }
         assert!(l.try_attempt("fresh", Some(ip)).is_err());
-        // The refused attempt took nothing from "fresh"'s bucket.
+        // The refused attempt took nothing from "fresh" elsewhere.
         l.try_attempt("fresh", Some("192.0.2.9".parse().unwrap()))
             .unwrap();
     }
 
     #[tokio::test(start_paused = true)]
-    async fn bucket_maps_stay_bounded() {
+    async fn limiter_maps_stay_bounded() {
         let l = limiter();
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for i in 0..100 {
-            l.try_attempt(&format!("n{i}"), None).unwrap();
+            l.failed(&format!("n{i}"), Some(ip));
+            l.try_attempt("x", Some(std::net::Ipv4Addr::from(i as u32).into()))
+                .unwrap();
             tokio::time::advance(Duration::from_millis(1)).await;
         }
-        assert!(lock(&l.names).map.len() <= 3);
+        assert!(lock(&l.failures).map.len() <= 3);
+        assert!(lock(&l.peers).map.len() <= 3);
         // The newest survive.
-        assert!(lock(&l.names).map.contains_key("n99"));
+        assert!(lock(&l.failures).map.contains_key(&("n99".to_owned(), ip)));
     }
 }

@@ -52,6 +52,8 @@ pub struct Config {
     pub external_mqtt: Option<ExternalMqtt>,
     /// What an external broker presents to `/api/broker/*`; `None`: those routes are off.
     pub broker_auth_secret: Option<Secret>,
+    /// HTTP connection limits, trusted proxies, the public origin, the metrics token.
+    pub http: crate::http::HttpConfig,
 }
 
 /// Written out by hand so that a database password never shows in a log line.
@@ -69,6 +71,7 @@ impl std::fmt::Debug for Config {
             .field("push", &self.push)
             .field("external_mqtt", &self.external_mqtt)
             .field("broker_auth_secret", &self.broker_auth_secret)
+            .field("http", &self.http)
             .finish()
     }
 }
@@ -166,6 +169,7 @@ impl Config {
             push: crate::push::PushConfig::default(),
             external_mqtt: None,
             broker_auth_secret: None,
+            http: crate::http::HttpConfig::default(),
         }
     }
 }
@@ -176,6 +180,8 @@ pub struct Listeners {
     pub mqtt: Option<TcpListener>,
     pub mqtt_tls: Option<TcpListener>,
     pub http: TcpListener,
+    /// `/metrics` alone (`--metrics-listen`); `None`: `/metrics` is on `http`, behind its token.
+    pub metrics: Option<TcpListener>,
 }
 
 /// The gateway's link to the broker, before [`Application::run`] starts reading it.
@@ -240,6 +246,8 @@ pub struct Application {
     mqtt_addr: Option<SocketAddr>,
     mqtt_tls_addr: Option<SocketAddr>,
     http_addr: SocketAddr,
+    /// `/metrics` alone, with `--metrics-listen`.
+    metrics_addr: Option<SocketAddr>,
     /// The alert service, built here so callers (the demo, tests) can act through it.
     ingest: Ingest,
     /// What devices are told, shared by the press path and the rings.
@@ -260,6 +268,12 @@ impl Application {
     /// Opens the store (migrating it) and starts the embedded router. Nothing is served yet.
     pub async fn build(config: Config, listeners: Listeners) -> anyhow::Result<Self> {
         crate::supervision::validate(&config.supervision).context("device supervision settings")?;
+        config
+            .http
+            .limits
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("HTTP settings")?;
         crate::push::validate(&config.push).context("Web Push settings")?;
         let store = store::open(&config.database_url).await.with_context(|| {
             format!(
@@ -342,6 +356,11 @@ impl Application {
             pusher.clone(),
         );
         let http_addr = listeners.http.local_addr()?;
+        let metrics_addr = listeners
+            .metrics
+            .as_ref()
+            .map(|l| l.local_addr())
+            .transpose()?;
         Ok(Self {
             store,
             router,
@@ -353,6 +372,7 @@ impl Application {
             mqtt_addr,
             mqtt_tls_addr,
             http_addr,
+            metrics_addr,
             ingest,
             downlink,
             pusher,
@@ -372,6 +392,10 @@ impl Application {
     }
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+    /// Where `/metrics` is served alone (`--metrics-listen`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
@@ -555,12 +579,45 @@ impl Application {
                 .broker_auth_secret
                 .as_ref()
                 .map(|s| s.0.as_str().into()),
+            trust: Arc::new(config.http.trust.clone()),
+            metrics_access: http::MetricsAccess {
+                token: config.http.metrics_token.as_deref().map(Arc::from),
+                elsewhere: listeners.metrics.is_some(),
+            },
         };
+        // HTTP gets what the open-file limit leaves once the devices have theirs.
+        let devices = match config.external_mqtt {
+            None => config.edge.max_connections,
+            Some(_) => 0,
+        };
+        let limits = config.http.limits;
+        let cap = http::server::connection_cap(
+            limits.max_connections,
+            tenwatch_broker::open_file_limit(),
+            devices,
+        );
+        if cap < limits.max_connections {
+            tracing::warn!(
+                wanted = limits.max_connections,
+                cap,
+                open_file_limit = ?tenwatch_broker::open_file_limit(),
+                devices,
+                "HTTP connections capped to keep open files for the devices: raise the open-file limit (ulimit -n) for more"
+            );
+        }
+        if let Some(listener) = listeners.metrics {
+            let (stop, app) = (stopped(), http::metrics_router(state.clone()));
+            serving.spawn(async move {
+                // A scraper or two: a small cap of its own.
+                let result = http::serve(listener, app, limits, 16, stop).await;
+                ("metrics-http", result.map_err(anyhow::Error::from))
+            });
+        }
         {
-            let stop = stopped();
+            let (stop, app) = (stopped(), http::router(state));
             let listener = listeners.http;
             serving.spawn(async move {
-                let result = http::serve(listener, state, stop)
+                let result = http::serve(listener, app, limits, cap, stop)
                     .await
                     .map_err(anyhow::Error::from);
                 ("http", result)

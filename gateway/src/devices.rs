@@ -197,8 +197,18 @@ pub async fn run_presence(
         }
         // After the session is stored: supervision checks it is the device's latest.
         supervision.presence(&event).await;
+        // Only the operators of the device's zone hear of it.
+        let zone = match store.device_credential(&id).await {
+            Ok(Some(credential)) => credential.zone,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(%device, error = %e, "presence not shown: no zone");
+                continue;
+            }
+        };
         feed.publish(&FeedEvent::Device {
             device,
+            zone: zone.as_str(),
             online,
             reason: reason.as_deref(),
             at_ms: now,

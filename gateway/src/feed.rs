@@ -28,9 +28,10 @@ pub enum FeedEvent<'a> {
         at_ms: i64,
         alert: &'a AlertSummary,
     },
-    /// A device came online or went offline.
+    /// A device came online or went offline: for the operators of its zone.
     Device {
         device: &'a str,
+        zone: &'a str,
         online: bool,
         reason: Option<&'a str>,
         at_ms: i64,
@@ -60,7 +61,8 @@ pub enum FeedEvent<'a> {
 /// One serialised event and who may receive it.
 #[derive(Debug, Clone)]
 pub struct FeedItem {
-    /// The alert's zone; `None` for device events, which go to operators.
+    /// The zone of the alert or device; every event has one (`None`, from an older replica,
+    /// goes to nobody).
     pub zone: Option<Arc<str>>,
     /// Device health and coverage are station business, not for the zone's volunteers.
     pub operators_only: bool,
@@ -121,7 +123,7 @@ impl Feed {
     pub fn publish(&self, event: &FeedEvent<'_>) {
         let zone = match event {
             FeedEvent::Alert { alert, .. } => Some(alert.zone.as_str().into()),
-            FeedEvent::Device { .. } => None,
+            FeedEvent::Device { zone, .. } => Some((*zone).into()),
             FeedEvent::DeviceHealth { report } => Some(report.zone.as_str().into()),
             FeedEvent::Coverage { coverage } => Some(coverage.zone.as_str().into()),
             FeedEvent::Push { zone, .. } => Some((*zone).into()),

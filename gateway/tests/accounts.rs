@@ -263,7 +263,8 @@ async fn repeated_wrong_logins_are_rate_limited(db: TestDb) {
             StatusCode::UNAUTHORIZED
         );
     }
-    // Even the right password waits now: the limiter answers before any password is checked.
+    // From the same address even the right password waits now: the limiter answers before
+    // any password is checked. (Another address is not slowed down: tests/tests/http_guard.rs.)
     let (status, headers, body) = app.login("WANG", PASSWORD).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     let retry_after: u64 = headers[header::RETRY_AFTER]
@@ -299,8 +300,9 @@ async fn garbage_is_a_clear_400(db: TestDb) {
             "{message}"
         );
     }
-    // Without a content type, a good body is still read.
-    let (status, _, _) = app
+    // Without the JSON content type a good body is refused: a page of another site can post
+    // a form or text/plain without asking the browser's leave.
+    let (status, _, reply) = app
         .send(
             Request::post("/api/session")
                 .body(Body::from(
@@ -309,7 +311,11 @@ async fn garbage_is_a_clear_400(db: TestDb) {
                 .unwrap(),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(
+        reply["error"],
+        "expected a request with Content-Type: application/json"
+    );
 }
 
 async fn sessions_slide_and_then_expire(db: TestDb) {

@@ -44,6 +44,8 @@ pub struct TestApp {
     pub token: String,
     pub mqtt: SocketAddr,
     pub http: SocketAddr,
+    /// `/metrics` on its own listener, when the app was started with one.
+    pub metrics_http: Option<SocketAddr>,
     pub dir: Arc<tempfile::TempDir>,
     pub credentials: Vec<Credential>,
     pub config: Config,
@@ -64,10 +66,32 @@ pub async fn spawn_app_with(
     clusters: usize,
     tune: impl FnOnce(&mut Config),
 ) -> anyhow::Result<TestApp> {
+    spawn_embedded(clusters, tune, false).await
+}
+
+/// As [`spawn_app_with`], with `/metrics` on a listener of its own (`--metrics-listen`).
+pub async fn spawn_app_with_metrics_listener(
+    clusters: usize,
+    tune: impl FnOnce(&mut Config),
+) -> anyhow::Result<TestApp> {
+    spawn_embedded(clusters, tune, true).await
+}
+
+/// A seeded gateway with its embedded broker, `/metrics` apart or not.
+async fn spawn_embedded(
+    clusters: usize,
+    tune: impl FnOnce(&mut Config),
+    metrics_apart: bool,
+) -> anyhow::Result<TestApp> {
     let (dir, credentials, url) = seeded(clusters).await?;
     let mut config = Config::new(url);
     tune(&mut config);
-    start(dir, credentials, config, Some("127.0.0.1:0".parse()?)).await
+    let metrics = match metrics_apart {
+        true => Some(TcpListener::bind("127.0.0.1:0").await?),
+        false => None,
+    };
+    let mqtt = Some("127.0.0.1:0".parse()?);
+    start_on(dir, credentials, config, mqtt, metrics).await
 }
 
 /// A gateway on a real Mosquitto broker (`--mqtt-url`), the broker's password and ACL files
@@ -140,6 +164,16 @@ async fn start(
     config: Config,
     mqtt: Option<SocketAddr>,
 ) -> anyhow::Result<TestApp> {
+    start_on(dir, credentials, config, mqtt, None).await
+}
+
+async fn start_on(
+    dir: Arc<tempfile::TempDir>,
+    credentials: Vec<Credential>,
+    config: Config,
+    mqtt: Option<SocketAddr>,
+    metrics: Option<TcpListener>,
+) -> anyhow::Result<TestApp> {
     let listeners = Listeners {
         mqtt: match mqtt {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -147,6 +181,7 @@ async fn start(
         },
         mqtt_tls: None,
         http: TcpListener::bind("127.0.0.1:0").await?,
+        metrics,
     };
     let app = Application::build(config.clone(), listeners).await?;
     // With an external broker the caller sets `mqtt` to the broker's address.
@@ -155,7 +190,7 @@ async fn start(
             .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
         app.http_addr(),
     );
-    let (metrics, edge_stats) = (app.metrics(), app.edge_stats());
+    let (metrics, edge_stats, metrics_http) = (app.metrics(), app.edge_stats(), app.metrics_addr());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
         let _ = stopped.await;
@@ -165,6 +200,7 @@ async fn start(
         token,
         mqtt,
         http,
+        metrics_http,
         dir,
         credentials,
         config,

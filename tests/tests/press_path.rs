@@ -153,7 +153,8 @@ async fn fan_out_owed_from_before_a_stop_is_sent_at_start() -> anyhow::Result<()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_inside_the_window_tells_the_neighbours() -> anyhow::Result<()> {
-    let app = spawn_app(1).await?;
+    const METRICS_TOKEN: &str = "scraper-token-0123456789";
+    let app = spawn_app_with(1, |c| c.http.metrics_token = Some(METRICS_TOKEN.into())).await?;
     let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
     let ack = units[5].press_and_wait_ack(1, "help").await?;
     let raised = units[6].expect_message("/alert").await?;
@@ -172,7 +173,11 @@ async fn cancel_inside_the_window_tells_the_neighbours() -> anyhow::Result<()> {
         .await?;
     assert_eq!(detail["state"], "cancelled");
     // A scraper reads the same story from /metrics, each counter typed and explained.
-    let metrics = reqwest::get(format!("http://{}/metrics", app.http)).await?;
+    let metrics = reqwest::Client::new()
+        .get(format!("http://{}/metrics", app.http))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await?;
     let content_type = metrics.headers()[reqwest::header::CONTENT_TYPE].to_str()?;
     assert!(content_type.starts_with("application/openmetrics-text"));
     let text = metrics.text().await?;

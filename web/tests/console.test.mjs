@@ -5,6 +5,7 @@
 
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
+import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 
@@ -187,6 +188,43 @@ describe("station console", { timeout: 180_000 }, () => {
       assert.equal(listed, 0);
     } finally {
       await context.close();
+    }
+  });
+
+  test("a page of another site on this host can neither act nor listen with the station's cookie", async () => {
+    // Another port of the same host is the same site: SameSite=Strict still sends the cookie,
+    // so only the gateway's Origin check stands between such a page and the station.
+    const station = await gw.signIn("station");
+    const { alerts } = await gw.api(station, "GET", "/api/alerts?state=open");
+    const target = alerts.find((a) => a.state !== "acknowledged");
+    assert.ok(target, "an alert not yet acknowledged");
+    const evil = http.createServer((_, res) => {
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+      res.end(`<form method="post" action="${gw.base}/api/alerts/${target.id}/acknowledge"><input name="x" value="1"></form>`);
+    });
+    await new Promise((r) => evil.listen(0, "127.0.0.1", r));
+    const other = await page.context().newPage();
+    try {
+      await other.goto(`http://127.0.0.1:${evil.address().port}/`);
+      // The station feed, opened from there, is refused before it opens.
+      const opened = await other.evaluate(
+        (url) =>
+          new Promise((resolve) => {
+            const ws = new WebSocket(url);
+            ws.onopen = () => resolve("open");
+            ws.onerror = () => resolve("refused");
+          }),
+        gw.base.replace("http://", "ws://") + "/api/feed",
+      );
+      assert.equal(opened, "refused");
+      // The form, posted with the cookie, is refused with a reason and changes nothing.
+      await Promise.all([other.waitForNavigation(), other.evaluate(() => document.forms[0].submit())]);
+      assert.match(await other.locator("body").innerText(), /cross-site request refused/);
+      const after = await gw.api(station, "GET", `/api/alerts/${target.id}`);
+      assert.equal(after.state, target.state);
+    } finally {
+      await other.close();
+      evil.close();
     }
   });
 

@@ -93,6 +93,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         mqtt_client_id: "tenwatch-gateway-1".into(),
         mqtt_share_group: "tenwatch".into(),
         broker_auth_secret: None,
+        http: Default::default(),
         secure_cookie: false,
         cancel_window: 30,
         connect_timeout: 5,

@@ -37,7 +37,7 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the broker and the gateway.
+    /// Run the broker and the gateway. (Boxed: its flags make it far the largest.)
     Serve(Box<ServeArgs>),
     /// Seed a demo neighbourhood if empty, serve it, and simulate residents pressing.
     Demo(DemoArgs),

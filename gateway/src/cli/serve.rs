@@ -54,6 +54,8 @@ pub struct ServeArgs {
     /// The HTTP API, station feed, station console and volunteer app.
     #[arg(long, env = "TENWATCH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Mark the session cookie `Secure`: set it when browsers reach the gateway over HTTPS
     /// (a TLS proxy in front), as the volunteer app's push needs in production.
     #[arg(long, env = "TENWATCH_SECURE_COOKIE")]
@@ -79,6 +81,95 @@ pub struct ServeArgs {
     pub console: crate::http::ConsoleArgs,
     #[command(flatten)]
     pub service: ServiceArgs,
+}
+
+/// How the HTTP server meets the network: its connection limits, the reverse proxies it
+/// believes, the origin browsers use, and who may read /metrics.
+#[derive(Args, Clone)]
+pub struct HttpArgs {
+    /// Seconds a client has to send a request's head; a kept-alive connection whose next
+    /// request has not come within it is closed too (idle and half-sent connections).
+    #[arg(long, env = "TENWATCH_HTTP_HEADER_TIMEOUT", default_value_t = 10.0)]
+    pub http_header_timeout: f64,
+    /// Seconds a connection may go without a byte from its client (a stalled request body, a
+    /// station feed whose browser is gone; browsers answer the feed's ping every 20 s).
+    #[arg(long, env = "TENWATCH_HTTP_IDLE_TIMEOUT", default_value_t = 60.0)]
+    pub http_idle_timeout: f64,
+    /// Most HTTP connections at once; more are answered 503 and closed. Never more than the
+    /// open-file limit leaves after the device edge's connections and 512 files for the
+    /// gateway itself (at least 32), so HTTP cannot take the devices' files.
+    #[arg(long, env = "TENWATCH_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+    /// A reverse proxy whose X-Forwarded-For is believed for the client's address (login
+    /// limits, logs); repeat for several, or comma-separate in the variable. Without it no
+    /// header is believed: the client is the connection's peer.
+    #[arg(long, env = "TENWATCH_TRUSTED_PROXY", value_delimiter = ',')]
+    pub trusted_proxy: Vec<std::net::IpAddr>,
+    /// The origin browsers reach the console at when it is not http:// + the Host header the
+    /// gateway sees, e.g. https://station.example.cn behind a TLS proxy that rewrites Host.
+    /// Writes and the station feed from other origins are refused.
+    #[arg(long, env = "TENWATCH_PUBLIC_ORIGIN")]
+    pub public_origin: Option<String>,
+    /// The bearer token a scraper presents to GET /metrics (at least 16 characters). Without
+    /// it and without --metrics-listen, /metrics is off.
+    #[arg(long, env = "TENWATCH_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+    /// Serve /metrics on this address only (e.g. a private network's), not on --http-listen;
+    /// with --metrics-token the token is asked for there too.
+    #[arg(long, env = "TENWATCH_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// The flags' defaults, for commands that serve without asking (the demo).
+impl Default for HttpArgs {
+    fn default() -> Self {
+        let limits = crate::http::HttpLimits::default();
+        Self {
+            http_header_timeout: limits.header_timeout.as_secs_f64(),
+            http_idle_timeout: limits.idle_timeout.as_secs_f64(),
+            http_max_connections: limits.max_connections,
+            trusted_proxy: Vec::new(),
+            public_origin: None,
+            metrics_token: None,
+            metrics_listen: None,
+        }
+    }
+}
+
+impl HttpArgs {
+    pub fn config(&self) -> anyhow::Result<crate::http::HttpConfig> {
+        let secs = |s: f64, flag: &str| {
+            anyhow::ensure!(
+                s.is_finite() && s > 0.0,
+                "{flag} must be a positive number of seconds"
+            );
+            Ok(Duration::from_secs_f64(s))
+        };
+        if let Some(token) = &self.metrics_token {
+            anyhow::ensure!(
+                token.len() >= 16,
+                "--metrics-token must be at least 16 characters"
+            );
+        }
+        let public_origin = self
+            .public_origin
+            .as_deref()
+            .map(crate::http::Trust::parse_origin)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
+        Ok(crate::http::HttpConfig {
+            limits: crate::http::HttpLimits {
+                header_timeout: secs(self.http_header_timeout, "--http-header-timeout")?,
+                idle_timeout: secs(self.http_idle_timeout, "--http-idle-timeout")?,
+                max_connections: self.http_max_connections,
+            },
+            trust: crate::http::Trust {
+                proxies: self.trusted_proxy.clone(),
+                public_origin,
+            },
+            metrics_token: self.metrics_token.clone(),
+        })
+    }
 }
 
 /// The class of service `serve` and `demo` both run with: how an alert nobody answers reaches
@@ -240,6 +331,7 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     };
     args.service.configure(&mut config)?;
     config.accounts.secure_cookie = args.secure_cookie;
+    config.http = args.http.config()?;
     config.console = args.console.clone().into_config()?;
     if let Some(secret) = &args.broker_auth_secret {
         anyhow::ensure!(
@@ -271,6 +363,10 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
             None => None,
         },
         http: bind(args.http_listen, "HTTP").await?,
+        metrics: match args.http.metrics_listen {
+            Some(addr) => Some(bind(addr, "/metrics").await?),
+            None => None,
+        },
     };
     Application::build(config, listeners).await
 }
@@ -291,5 +387,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.http_addr(),
         app.http_addr()
     );
+    if let Some(addr) = app.metrics_addr() {
+        println!("metrics http://{addr}/metrics");
+    }
     app.run(ctrl_c()).await
 }

@@ -17,6 +17,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use super::ApiError;
 use crate::accounts::{AccountKind, Accounts, LoginError, Principal};
@@ -41,6 +42,17 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, _)| *name == SESSION_COOKIE)
         .map(|(_, value)| value.trim_matches('"'))
+}
+
+/// Whether the request's `Authorization: Bearer` token is `secret` (compared in constant
+/// time): how machines (an external broker, a metrics scraper) prove themselves.
+pub(super) fn bearer_is(headers: &HeaderMap, secret: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    bool::from(given.as_bytes().ct_eq(secret.as_bytes()))
 }
 
 /// A signed-in account. Take it as a handler argument to require a session:
@@ -138,11 +150,34 @@ struct LoginBody {
     password: String,
 }
 
-/// The address a request came from, when the server was started with connect info.
+/// The address a request came from: the client address the gateway's guard found (behind a
+/// trusted proxy, the forwarded one), else the peer's, when the server gives connect info.
 fn peer_ip(parts_ext: &axum::http::Extensions) -> Option<IpAddr> {
+    if let Some(super::guard::ClientAddr(ip)) = parts_ext.get() {
+        return Some(*ip);
+    }
     parts_ext
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip())
+}
+
+/// Sign-in takes JSON only: a body of another type (a form, `text/plain`) is what a page of
+/// another site could send without asking, so it is refused with 415.
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().eq_ignore_ascii_case("application/json"))
+        .unwrap_or(false);
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::Body(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a request with Content-Type: application/json".into(),
+        ))
+    }
 }
 
 fn cookie(value: &str, max_age_zero: bool, secure: bool) -> HeaderValue {
@@ -164,7 +199,8 @@ where
 {
     let accounts = Accounts::from_ref(&state);
     let peer = peer_ip(req.extensions());
-    // Read as bytes and parse here: a missing content type or broken JSON is one clear 400.
+    require_json(req.headers())?;
+    // Read as bytes and parse here: broken JSON is one clear 400 that shows the shape.
     let body = axum::body::to_bytes(req.into_body(), 64 * 1024)
         .await
         .map_err(|_| ApiError::BadRequest("the request body is too large or unreadable".into()))?;
@@ -232,13 +268,7 @@ where
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(*k, HeaderValue::from_str(v).unwrap());
-        }
-        h
-    }
+    use crate::http::test_headers as headers;
 
     #[test]
     fn token_from_bearer_or_cookie() {

@@ -11,14 +11,13 @@
 //! `tw/c/{its cluster}/#`.
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 use tenwatch_broker::acl;
 
 use super::error::Body;
@@ -39,12 +38,7 @@ fn refuse_unless_broker(s: &AppState, headers: &HeaderMap) -> Option<Response> {
             ApiError::NotFound("no broker authentication configured".into()).into_response(),
         );
     };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(secret.as_bytes())) {
+    if super::auth::bearer_is(headers, secret) {
         None
     } else {
         Some(

@@ -21,6 +21,10 @@ pub enum ApiError {
     /// A wrong name and a wrong password get this same answer (401).
     #[error("wrong name or password")]
     WrongCredentials,
+    /// A route for a machine that presents a bearer token (401 with `WWW-Authenticate:
+    /// Bearer`); the text says which token.
+    #[error("{0}")]
+    TokenRequired(String),
     /// Too many login attempts (429 with `Retry-After` in whole seconds).
     #[error("too many login attempts: try again in {0} s")]
     Limited(u64),
@@ -83,7 +87,9 @@ impl From<StoreError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::SignInRequired | ApiError::WrongCredentials => StatusCode::UNAUTHORIZED,
+            ApiError::SignInRequired | ApiError::WrongCredentials | ApiError::TokenRequired(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -105,7 +111,7 @@ impl IntoResponse for ApiError {
         };
         let body = Json(json!({ "error": message }));
         match self {
-            ApiError::SignInRequired | ApiError::WrongCredentials => (
+            ApiError::SignInRequired | ApiError::WrongCredentials | ApiError::TokenRequired(_) => (
                 status,
                 [(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))],
                 body,

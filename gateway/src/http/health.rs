@@ -1,7 +1,10 @@
-//! `/healthz` and `/metrics`: open to anyone, for load balancers, supervisors and scrapers.
+//! `/healthz` and `/metrics`. `/healthz` is open, for load balancers and supervisors.
+//! `/metrics` is for a scraper that proves itself: with `--metrics-token` it asks for that
+//! bearer token (401 without it); with `--metrics-listen` it is served only on that address
+//! (404 on the main one); with neither it is off (404 saying how to turn it on).
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use prometheus_client::metrics::counter::ConstCounter;
@@ -33,7 +36,33 @@ pub(super) async fn healthz(State(s): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-pub(super) async fn metrics(State(s): State<AppState>) -> Response {
+/// `/metrics` on the main listener.
+pub(super) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if s.metrics_access.elsewhere {
+        return ApiError::NotFound(
+            "/metrics is served on its own address (--metrics-listen)".into(),
+        )
+        .into_response();
+    }
+    if s.metrics_access.token.is_none() {
+        return ApiError::NotFound(
+            "/metrics is off: start the gateway with --metrics-token or --metrics-listen".into(),
+        )
+        .into_response();
+    }
+    metrics_here(State(s), headers).await
+}
+
+/// `/metrics` where it is served: the token is asked for if one is set.
+pub(super) async fn metrics_here(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(token) = &s.metrics_access.token {
+        if !super::auth::bearer_is(&headers, token) {
+            return ApiError::TokenRequired(
+                "/metrics needs Authorization: Bearer <the --metrics-token>".into(),
+            )
+            .into_response();
+        }
+    }
     let mut registry = Registry::default();
     s.metrics
         .register(registry.sub_registry_with_prefix("tenwatch_gateway"));

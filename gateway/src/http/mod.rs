@@ -1,5 +1,6 @@
 //! The HTTP wing: every route the gateway answers, and the only part of the gateway that
-//! knows axum. `/healthz` and `/metrics` are open; behind a session are the alerts of the
+//! knows axum. `/healthz` is open; `/metrics` asks for its bearer token or is served on its
+//! own address ([`HttpConfig`]); behind a session are the alerts of the
 //! account's zones and the actions on them, the station feed WebSocket at `/api/feed`, the
 //! console's map and supervision views, and the volunteer app's duty, position, push
 //! subscriptions and check-ins. An external broker asks `/api/broker/*` with its own secret.
@@ -15,9 +16,11 @@
 //! - [`broker_auth`]: logins and the ACL for an external broker.
 //! - [`health`]: `/healthz` and `/metrics`.
 //! - [`web`]: the built pages of the console and the app, and their settings.
+//! - [`guard`]: the client's address (trusted proxies) and the same-origin checks on writes.
+//! - [`server`]: the accept loop: header and idle timeouts, the connection cap.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
@@ -30,20 +33,49 @@ pub mod broker_auth;
 pub mod console;
 pub mod error;
 pub mod feed;
+pub mod guard;
 pub mod health;
+pub mod server;
 pub mod state;
 pub mod supervision;
 pub mod volunteer;
 pub mod web;
 
 pub use error::ApiError;
+pub use guard::Trust;
+pub use server::HttpLimits;
 pub use state::AppState;
 pub use web::{ConsoleArgs, ConsoleConfig};
 
 /// Request bodies are small JSON documents; anything bigger is refused with 413.
 const MAX_BODY: usize = 64 * 1024;
 
+/// How the HTTP server meets the network: connection limits, who is trusted to say where a
+/// client is, the origin browsers use, and who may read `/metrics`.
+#[derive(Clone, Default)]
+pub struct HttpConfig {
+    pub limits: HttpLimits,
+    pub trust: Trust,
+    /// `/metrics` asks for this as a bearer token (`--metrics-token`).
+    pub metrics_token: Option<String>,
+}
+
+/// Written out by hand so that the metrics token never shows in a log line.
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("limits", &self.limits)
+            .field("trust", &self.trust)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
 pub fn router(state: AppState) -> Router {
+    let trust = state.trust.clone();
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
@@ -58,17 +90,54 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+        // Outermost last: the client's address is known before the origin check logs it.
+        .layer(axum::middleware::from_fn_with_state(
+            trust.clone(),
+            guard::cross_site_writes,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            trust,
+            guard::client_addr,
+        ))
 }
 
-/// Serves the API on an already-bound listener until `shutdown` completes, then lets open
-/// requests finish. Peers' addresses reach the handlers (the login limiter uses them).
+/// Only `/metrics`, for `--metrics-listen`: an address of its own (a private network, the
+/// scraper's side), where the token is still asked for if one is set.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics_here))
+        .with_state(state)
+}
+
+/// Serves `app` on an already-bound listener until `shutdown` completes, then lets open
+/// requests finish; the connections are limited by `limits` and at most `cap` at once
+/// ([`server::connection_cap`]). Peers' addresses reach the handlers (the login limiter
+/// uses them).
 pub async fn serve(
     listener: TcpListener,
-    state: AppState,
+    app: Router,
+    limits: HttpLimits,
+    cap: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, app, limits, cap, shutdown).await
+}
+
+/// Shared with the handlers: where `/metrics` is and what it asks for.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsAccess {
+    /// The bearer token `/metrics` asks for.
+    pub token: Option<Arc<str>>,
+    /// `/metrics` has its own listener, so the main one answers 404.
+    pub elsewhere: bool,
+}
+
+/// A header map from pairs, for the unit tests of this wing.
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &str)]) -> axum::http::HeaderMap {
+    let mut h = axum::http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.append(*k, axum::http::HeaderValue::from_str(v).unwrap());
+    }
+    h
 }

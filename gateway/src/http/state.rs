@@ -36,6 +36,10 @@ pub struct AppState {
     pub console: Arc<super::web::ConsoleConfig>,
     /// The bearer secret an external broker presents to `/api/broker/*`.
     pub broker_auth_secret: Option<Arc<str>>,
+    /// Trusted proxies and the public origin: where a client is, which pages are ours.
+    pub trust: Arc<super::Trust>,
+    /// Who may read `/metrics`, and where.
+    pub metrics_access: super::MetricsAccess,
 }
 
 impl FromRef<AppState> for Accounts {

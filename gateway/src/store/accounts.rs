@@ -72,6 +72,8 @@ pub trait AccountStore: Send + Sync + 'static {
         now_ms: i64,
         lifetime_ms: i64,
     ) -> StoreResult<Option<Principal>>;
+    /// Whether a session is open for an enabled account, without touching it.
+    async fn session_open(&self, token_hash: &str, now_ms: i64) -> StoreResult<bool>;
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
     /// Puts a volunteer on or off duty; going off duty forgets the position.
     /// [`StoreError::NotFound`] if `account` is not a volunteer.

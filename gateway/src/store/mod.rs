@@ -113,6 +113,8 @@ pub struct DeviceCredential {
     pub enabled: bool,
     /// The cluster whose topics the device may use.
     pub cluster: ClusterId,
+    /// The cluster's zone: whose station hears of the device.
+    pub zone: ZoneCode,
 }
 
 /// An alert as listed on the station feed and in `GET /api/alerts`.

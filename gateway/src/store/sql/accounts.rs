@@ -159,6 +159,18 @@ impl AccountStore for Backend {
         Ok(Some(principal))
     }
 
+    async fn session_open(&self, token_hash: &str, now_ms: i64) -> StoreResult<bool> {
+        let open: Option<(i64,)> = sqlx::query_as(
+            "SELECT s.expires_at_ms FROM sessions s JOIN accounts a ON a.id = s.account \
+             WHERE s.token_hash = $1 AND s.expires_at_ms > $2 AND a.disabled = FALSE",
+        )
+        .bind(token_hash)
+        .bind(now_ms)
+        .fetch_optional(self.reads())
+        .await?;
+        Ok(open.is_some())
+    }
+
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)

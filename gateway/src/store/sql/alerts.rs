@@ -545,18 +545,20 @@ impl Store for Backend {
     }
 
     async fn device_credential(&self, device: &DeviceId) -> StoreResult<Option<DeviceCredential>> {
-        let row: Option<(String, bool, String)> = sqlx::query_as(
-            "SELECT d.secret_hash, d.enabled, h.cluster FROM devices d \
-             JOIN households h ON h.id = d.household WHERE d.id = $1",
+        let row: Option<(String, bool, String, String)> = sqlx::query_as(
+            "SELECT d.secret_hash, d.enabled, h.cluster, c.zone FROM devices d \
+             JOIN households h ON h.id = d.household JOIN clusters c ON c.id = h.cluster \
+             WHERE d.id = $1",
         )
         .bind(device.as_str())
         .fetch_optional(self.reads())
         .await?;
-        row.map(|(secret_hash, enabled, cluster)| {
+        row.map(|(secret_hash, enabled, cluster, zone)| {
             Ok(DeviceCredential {
                 secret_hash,
                 enabled,
                 cluster: ClusterId::parse(&cluster).map_err(|e| corrupt("cluster", e))?,
+                zone: ZoneCode::parse(&zone).map_err(|e| corrupt("zone", e))?,
             })
         })
         .transpose()
