@@ -42,6 +42,16 @@ if ! cmp -s "$push_req" "$push_venv/installed-requirements.txt"; then
   fi
 fi
 
+# The gateway carries the web pages built before it (gateway/build.rs, http/web.rs): build
+# them first, so that the binary the tests run serves the console.
+if command -v npm >/dev/null 2>&1; then
+  echo "== building the web pages"
+  (cd web && npm ci --no-audit --no-fund && npm run build)
+  export TENWATCH_WEB_BUILT=1
+else
+  echo "== npm is missing: the gateway is built without its web pages" >&2
+  [ "${CI:-}" = true ] && exit 1
+fi
 echo "== building"
 cargo build --workspace --all-targets --locked
 # A throwaway PostgreSQL server for the store tests' PostgreSQL variants, stopped and removed

@@ -19,11 +19,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   exit 0
 fi
 
-echo "== building the station console and the volunteer app"
 # `npm ci`: exactly the locked versions, and a lock out of step with package.json fails here.
 # The lock lists every platform's build of Rollup's native package (npm installs only this
 # machine's); regenerate it with `npm install --package-lock-only`, never by hand.
-(cd web && npm ci --no-audit --no-fund && npm run build)
+# (scripts/test.sh builds them before the gateway, which embeds them, and says so.)
+if [ -z "${TENWATCH_WEB_BUILT:-}" ]; then
+  echo "== building the station console and the volunteer app"
+  (cd web && npm ci --no-audit --no-fund && npm run build)
+fi
 echo "== building tenwatch for the browser tests"
 cargo build --locked -p tenwatch-gateway --bin tenwatch
 # The tests run the binary just built, wherever CARGO_TARGET_DIR puts it.

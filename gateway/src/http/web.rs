@@ -1,30 +1,41 @@
 //! Serving the web pages: the station console (`/`) and the patrol volunteers' app (`/app/`,
-//! with its service worker `/app/sw.js` and manifest), both built by Vite into `web/dist` and
-//! read from that directory at request time, and the console's settings (tile URL, station
-//! time zone).
+//! with its service worker `/app/sw.js` and manifest), both built by Vite into `web/dist`, and
+//! the console's settings (tile URL, station time zone).
 //!
-//! The assets are not embedded, so `cargo build` never depends on npm: a gateway whose web
-//! directory holds no `index.html` answers the console's address with a page that says how
-//! to build it, and the API works as before.
+//! The pages are **embedded in the binary** when it is built ([`Pages`]): a copied binary
+//! serves its own console, wherever it runs. `cargo build` still never depends on npm: a
+//! binary built before `web/dist` existed carries no pages and answers the console's address
+//! with a page that says how to build them, and the API works as before. `--web-dir` serves
+//! another build from disk instead (a console under development, say).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use tower::ServiceExt;
 use tower_http::services::ServeDir;
 
 use super::{ApiError, AppState};
 
-/// Where `npm run build` puts the console in a source checkout; the default `--web-dir`.
-pub const SOURCE_WEB_DIST: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../web/dist");
+/// The console as `npm run build` left it in `web/dist` when this binary was built (nothing,
+/// if it had not been built; `build.rs` rebuilds the gateway when it changes).
+#[derive(rust_embed::RustEmbed)]
+#[folder = "../web/dist"]
+#[allow_missing = true]
+struct Pages;
+
+/// Whether this binary carries a built console.
+pub fn has_embedded_pages() -> bool {
+    Pages::get("index.html").is_some()
+}
 
 /// The console's settings, validated at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsoleConfig {
-    /// The built console (`web/dist`).
-    pub web_dir: PathBuf,
+    /// A built console to serve from disk instead of the embedded one.
+    pub web_dir: Option<PathBuf>,
     /// A Leaflet tile URL template (`https://…/{z}/{x}/{y}.png`); empty: no tiles, the map
     /// draws only the neighbourhood's own layer (offline stations).
     pub tile_url: String,
@@ -37,7 +48,7 @@ pub struct ConsoleConfig {
 impl Default for ConsoleConfig {
     fn default() -> Self {
         Self {
-            web_dir: PathBuf::from(SOURCE_WEB_DIST),
+            web_dir: None,
             tile_url: String::new(),
             tile_attribution: String::new(),
             time_zone: "Asia/Shanghai".to_owned(),
@@ -59,7 +70,8 @@ pub enum ConsoleConfigError {
 /// The console's command-line flags; flatten into `serve` and `demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConsoleArgs {
-    /// Directory of the built station console [default: web/dist of the source checkout].
+    /// Serve the station console from this directory (a `web/dist` built by `npm run build`)
+    /// instead of the one embedded in the binary when it was built.
     #[arg(long, env = "TENWATCH_WEB_DIR")]
     pub web_dir: Option<PathBuf>,
     /// Map tile URL template with {z}, {x}, {y}; empty: no tiles (the map draws households,
@@ -88,9 +100,7 @@ impl ConsoleArgs {
             return Err(ConsoleConfigError::TimeZone(time_zone));
         }
         Ok(ConsoleConfig {
-            web_dir: self
-                .web_dir
-                .unwrap_or_else(|| PathBuf::from(SOURCE_WEB_DIST)),
+            web_dir: self.web_dir,
             tile_url,
             tile_attribution: self.tile_attribution.trim().to_owned(),
             time_zone,
@@ -120,38 +130,79 @@ pub fn is_built(dir: &Path) -> bool {
 /// The router's fallback: unknown `/api/…` routes are JSON 404s; everything else is a file of
 /// the built console (`/` is its `index.html`).
 pub async fn fallback(State(s): State<AppState>, req: Request) -> Response {
-    let path = req.uri().path();
+    let path = req.uri().path().to_owned();
     if path == "/api" || path.starts_with("/api/") {
         return ApiError::NotFound("no such route".into()).into_response();
     }
-    let dir = &s.console.web_dir;
-    if !is_built(dir) {
-        return not_built(dir);
+    let mut response = match &s.console.web_dir {
+        Some(dir) if !is_built(dir) => return not_built(Some(dir)),
+        Some(dir) => match ServeDir::new(dir).oneshot(req).await {
+            Ok(response) => response.into_response(),
+            // ServeDir's error type is Infallible.
+            Err(never) => match never {},
+        },
+        None if !has_embedded_pages() => return not_built(None),
+        None => embedded(&path, req.headers()),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control(&path)),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&s.console.tile_url)) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
-    let cache = cache_control(path);
-    let csp = content_security_policy(&s.console.tile_url);
-    match ServeDir::new(dir).oneshot(req).await {
-        Ok(response) => {
-            let mut response = response.into_response();
-            let headers = response.headers_mut();
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-            headers.insert(
-                header::X_CONTENT_TYPE_OPTIONS,
-                HeaderValue::from_static("nosniff"),
-            );
-            headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-            headers.insert(
-                header::REFERRER_POLICY,
-                HeaderValue::from_static("no-referrer"),
-            );
-            if let Ok(csp) = HeaderValue::from_str(&csp) {
-                headers.insert(header::CONTENT_SECURITY_POLICY, csp);
+    response
+}
+
+/// A file of the embedded console, as a static file server answers: a folder's `index.html`
+/// for the folder (`/app` is sent to `/app/`), its content type, an ETag from its content
+/// (`304` when the browser has it), `404` for anything else.
+fn embedded(path: &str, request: &HeaderMap) -> Response {
+    let name = path.trim_start_matches('/');
+    let file = match name {
+        "" => Pages::get("index.html"),
+        n if n.ends_with('/') => Pages::get(&format!("{n}index.html")),
+        n => match Pages::get(n) {
+            Some(file) => Some(file),
+            None if Pages::get(&format!("{n}/index.html")).is_some() => {
+                return Redirect::temporary(&format!("{path}/")).into_response();
             }
-            response
-        }
-        // ServeDir's error type is Infallible.
-        Err(never) => match never {},
+            None => None,
+        },
+    };
+    let Some(file) = file else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let etag = format!("\"{}\"", hex::encode(&file.metadata.sha256_hash()[..16]));
+    let fresh = request
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|tags| tags.split(',').any(|t| t.trim() == etag));
+    let mut headers = HeaderMap::new();
+    if let Ok(etag) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, etag);
     }
+    if fresh {
+        return (StatusCode::NOT_MODIFIED, headers).into_response();
+    }
+    if let Ok(mime) = HeaderValue::from_str(file.metadata.mimetype()) {
+        headers.insert(header::CONTENT_TYPE, mime);
+    }
+    let body = match file.data {
+        Cow::Borrowed(bytes) => axum::body::Body::from(bytes),
+        Cow::Owned(bytes) => axum::body::Body::from(bytes),
+    };
+    (headers, body).into_response()
 }
 
 /// Vite names assets by content hash, so they never change; everything else always may. That
@@ -185,17 +236,29 @@ fn tile_origin(tile_url: &str) -> Option<String> {
     (!host.is_empty()).then(|| format!("{scheme}://{host}"))
 }
 
-fn not_built(dir: &Path) -> Response {
+/// The console's address when there is no console to serve: how to get one.
+fn not_built(dir: Option<&Path>) -> Response {
+    let what = match dir {
+        Some(dir) => format!(
+            "<p>The gateway is running and its API works, but <code>--web-dir</code> names \
+             <code>{}</code>, which holds no built console.</p><p>Run <code>npm ci &amp;&amp; \
+             npm run build</code> in <code>web/</code> and point <code>--web-dir</code> at its \
+             <code>dist</code>, or leave the flag out to serve the pages built into the \
+             binary.</p>",
+            html_escape(&dir.display().to_string())
+        ),
+        None => "<p>The gateway is running and its API works, but this binary was built \
+                 before its station console was: it carries no pages.</p><p>Run <code>npm ci \
+                 &amp;&amp; npm run build</code> in <code>web/</code>, then build tenwatch again \
+                 (<code>cargo build --release</code>; <code>scripts/demo.sh</code> does both), \
+                 or start it with <code>--web-dir</code> pointing at a built console.</p>"
+            .to_owned(),
+    };
     let page = format!(
         "<!doctype html><html lang=\"zh-CN\"><meta charset=\"utf-8\">\
          <title>tenwatch: console not built</title>\
          <body style=\"font:16px system-ui,sans-serif;max-width:40em;margin:4em auto\">\
-         <h1>站务台尚未构建 / console not built</h1>\
-         <p>The gateway is running and its API works, but the station console was not built \
-         into <code>{}</code>.</p><p>Run <code>npm ci &amp;&amp; npm run build</code> in \
-         <code>web/</code>, then reload this page (or start tenwatch with \
-         <code>--web-dir</code> pointing at a built console).</p></body></html>",
-        html_escape(&dir.display().to_string())
+         <h1>站务台尚未构建 / console not built</h1>{what}</body></html>"
     );
     (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response()
 }
