@@ -252,6 +252,8 @@ pub struct Application {
     push_worker: crate::push::PushWorker,
     /// This replica's feed events for the other replicas (external broker only).
     relay_queue: Option<tokio::sync::mpsc::Receiver<crate::feed::FeedItem>>,
+    /// Refused device logins, counted for `/metrics` and the station.
+    login_refusals: Arc<crate::supervision::LoginRefusals>,
 }
 
 impl Application {
@@ -358,6 +360,7 @@ impl Application {
             connection,
             push_worker,
             relay_queue,
+            login_refusals: Arc::default(),
         })
     }
 
@@ -388,6 +391,10 @@ impl Application {
     pub fn feed(&self) -> Feed {
         self.feed.clone()
     }
+    /// Refused device logins as counted so far.
+    pub fn login_refusals(&self) -> Arc<crate::supervision::LoginRefusals> {
+        self.login_refusals.clone()
+    }
 
     /// Serves until `shutdown` completes or a task fails; says which one ended.
     pub async fn run(
@@ -409,6 +416,7 @@ impl Application {
             connection,
             push_worker,
             relay_queue,
+            login_refusals,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -484,6 +492,7 @@ impl Application {
             feed: feed.clone(),
             clock: config.clock.clone(),
             policy: config.supervision,
+            refusals: login_refusals.clone(),
         };
         {
             let supervision = supervision.clone();
@@ -540,6 +549,7 @@ impl Application {
             feed,
             metrics,
             edge_stats,
+            login_refusals,
             mqtt_ready: ready_rx,
             started: Instant::now(),
             console: Arc::new(config.console.clone()),

@@ -49,6 +49,8 @@ pub struct TestApp {
     pub config: Config,
     pub metrics: Arc<tenwatch_gateway::metrics::Metrics>,
     pub edge_stats: Arc<tenwatch_broker::EdgeStats>,
+    /// Refused device logins as the gateway counts them.
+    pub login_refusals: Arc<tenwatch_gateway::supervision::LoginRefusals>,
     /// The external broker the devices use, when the gateway runs without its own.
     pub broker: Option<Arc<mosquitto::Mosquitto>>,
     stop: Option<oneshot::Sender<()>>,
@@ -155,7 +157,8 @@ async fn start(
             .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
         app.http_addr(),
     );
-    let (metrics, edge_stats) = (app.metrics(), app.edge_stats());
+    let (metrics, edge_stats, login_refusals) =
+        (app.metrics(), app.edge_stats(), app.login_refusals());
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
         let _ = stopped.await;
@@ -170,6 +173,7 @@ async fn start(
         config,
         metrics,
         edge_stats,
+        login_refusals,
         broker: None,
         stop: Some(stop),
         task: Some(task),
