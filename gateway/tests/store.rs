@@ -37,6 +37,7 @@ store_tests!(
     cancel_inside_the_window_only,
     receipts_move_units_and_the_first_is_told,
     an_alert_from_coming_to_resolved,
+    only_a_responder_marks_an_alert_on_scene,
     accounts_sessions_and_duty,
     push_subscriptions_outcomes_and_checkins,
     a_stale_disconnect_does_not_hide_a_reconnect,
@@ -500,6 +501,51 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
         "resolved is not open"
     );
     assert_eq!(store.next_ring_deadline().await.unwrap(), None);
+}
+
+async fn only_a_responder_marks_an_alert_on_scene(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let alert = raise(store.as_ref(), &device(&creds, 0), 1, T0).await;
+    let by = |who: &'static str, state, now| {
+        let target = Some((RecipientKind::Volunteer, who));
+        let actor = format!("volunteer:{who}");
+        store.apply(alert, &actor, Action::Recipient(state), target, "", now)
+    };
+    // A volunteer of the zone whom nobody notified or dispatched: refused with the reason,
+    // straight away or through "seen" first, and the climb goes on.
+    let on_scene = by("zhang", RecipientState::OnScene, T0 + 5_000).await;
+    assert!(
+        matches!(&on_scene, Err(StoreError::NotAllowed(m)) if m.contains("only a responder")),
+        "{on_scene:?}"
+    );
+    let seen = by("zhang", RecipientState::Seen, T0 + 5_000).await;
+    assert!(matches!(seen, Err(StoreError::NotAllowed(_))), "{seen:?}");
+    let still = store.alert(alert).await.unwrap().unwrap();
+    assert_eq!(still.state, AlertState::Raised);
+    assert_eq!(still.first_on_scene_at_ms, None);
+    assert!(still.next_ring_at_ms.is_some(), "the climb goes on");
+    // Dispatched, a volunteer may; so may one who said "coming", and the station itself.
+    let li = Some((RecipientKind::Volunteer, "li"));
+    by_station(store.as_ref(), alert, Action::Dispatch, li, "", T0 + 6_000)
+        .await
+        .unwrap();
+    let there = by("li", RecipientState::OnScene, T0 + 7_000).await.unwrap();
+    assert_eq!(there.alert.state, AlertState::OnScene);
+    assert_eq!(there.alert.first_on_scene_at_ms, Some(T0 + 7_000));
+    by("wu", RecipientState::Coming, T0 + 8_000).await.unwrap();
+    by("wu", RecipientState::OnScene, T0 + 9_000).await.unwrap();
+    let station = Some((RecipientKind::Station, DEMO_ZONE));
+    let on = Action::Recipient(RecipientState::OnScene);
+    by_station(store.as_ref(), alert, on, station, "", T0 + 9_500)
+        .await
+        .unwrap();
+    let detail = store.alert_detail(alert).await.unwrap().unwrap();
+    assert!(
+        detail.recipients.iter().all(|r| r.who != "zhang"),
+        "the refused volunteer is no recipient"
+    );
+    assert!(detail.timeline.iter().all(|e| e.actor != "volunteer:zhang"));
 }
 
 fn account(name: &str, kind: AccountKind, zones: &[&ZoneCode]) -> NewAccount {

@@ -15,7 +15,7 @@ use super::{ApiError, AppState};
 use crate::accounts::{AccountKind, AccountName, Principal};
 use crate::domain::AlertId;
 use crate::lifecycle::{Action, Category, RecipientState};
-use crate::store::{AlertFilter, AlertSummary, RecipientKind};
+use crate::store::{AlertFilter, AlertSummary, RecipientKind, StoreError};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -100,7 +100,12 @@ async fn act(
     let applied = s
         .ingest
         .apply_action(alert.id, &who.actor(), action, target, detail)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Not this account's to do, whatever the alert's state: 403 with the reason.
+            StoreError::NotAllowed(why) => ApiError::Forbidden(why),
+            other => ApiError::from(other),
+        })?;
     Ok(Json(applied.alert).into_response())
 }
 

@@ -62,6 +62,10 @@ pub enum StoreError {
     /// The alert's state does not allow the action (maps to 409 with this reason).
     #[error("{0}")]
     Refused(String),
+    /// The actor may not do this to this alert, whatever its state (maps to 403 with this
+    /// reason), e.g. a volunteer nobody asked marking an alert "on scene".
+    #[error("{0}")]
+    NotAllowed(String),
     /// The database failed; details are logged, not shown to clients.
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
