@@ -123,6 +123,16 @@ impl Rig {
         .await;
     }
 
+    /// A login naming `device` with a wrong password, from [`peer`].
+    async fn refused(&self, device: &str) {
+        self.presence(PresenceEvent::Refused {
+            device: device.into(),
+            peer: peer(),
+            refusal: AuthRefusal::BadCredentials,
+        })
+        .await;
+    }
+
     async fn disconnect(&self, device: &str, session: u64, reason: DisconnectReason) {
         self.presence(PresenceEvent::Disconnected {
             device: device.into(),
@@ -504,12 +514,7 @@ async fn a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device
     rig.disconnect(&d, 1, DisconnectReason::Replaced).await;
     rig.disconnect(&d, 1, DisconnectReason::ConnectionLost)
         .await;
-    rig.presence(PresenceEvent::Refused {
-        device: d.clone(),
-        peer: peer(),
-        refusal: AuthRefusal::BadCredentials,
-    })
-    .await;
+    rig.refused(&d).await;
     assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
     assert!(rig.device_reports(&d).is_empty());
 
@@ -517,12 +522,7 @@ async fn a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device
     // station, nothing on the feed; the attempts are counted under the id tried.
     let other = rig.device(5);
     for _ in 0..2 {
-        rig.presence(PresenceEvent::Refused {
-            device: other.clone(),
-            peer: peer(),
-            refusal: AuthRefusal::BadCredentials,
-        })
-        .await;
+        rig.refused(&other).await;
     }
     assert_eq!(rig.state(&other).await, (DeviceState::NeverSeen, None));
     assert!(rig.device_reports(&other).is_empty());
