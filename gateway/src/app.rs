@@ -44,6 +44,8 @@ pub struct Config {
     pub console: crate::http::ConsoleConfig,
     /// Heartbeat interval and grace, settle time, battery and coverage thresholds.
     pub supervision: crate::supervision::SupervisionPolicy,
+    /// What a unit back online hears again, and when the station sees an alert as stale.
+    pub ages: crate::ingest::AlertAges,
     /// Web Push to volunteers: VAPID subject, TTL, timeouts, retries, concurrency.
     pub push: crate::push::PushConfig,
     /// Devices connect to this broker instead of the embedded one and its edge.
@@ -64,6 +66,7 @@ impl std::fmt::Debug for Config {
             .field("clock", &self.clock)
             .field("console", &self.console)
             .field("supervision", &self.supervision)
+            .field("ages", &self.ages)
             .field("push", &self.push)
             .field("external_mqtt", &self.external_mqtt)
             .field("broker_auth_secret", &self.broker_auth_secret)
@@ -161,6 +164,7 @@ impl Config {
             clock: Clock::system(),
             console: crate::http::ConsoleConfig::default(),
             supervision: crate::supervision::SupervisionPolicy::default(),
+            ages: crate::ingest::AlertAges::default(),
             push: crate::push::PushConfig::default(),
             external_mqtt: None,
             broker_auth_secret: None,
@@ -261,6 +265,7 @@ impl Application {
     pub async fn build(config: Config, listeners: Listeners) -> anyhow::Result<Self> {
         crate::supervision::validate(&config.supervision).context("device supervision settings")?;
         crate::push::validate(&config.push).context("Web Push settings")?;
+        crate::ingest::validate_ages(&config.ages).context("catch-up and stale alert settings")?;
         let store = store::open(&config.database_url).await.with_context(|| {
             format!(
                 "opening the store at {}",
@@ -336,6 +341,8 @@ impl Application {
                 cancel_window: config.cancel_window,
                 plan: config.plan,
                 supervision: config.supervision,
+                ages: config.ages,
+                catch_up_on_request: config.external_mqtt.is_some(),
             },
             config.clock.clone(),
             ring_wake.clone(),

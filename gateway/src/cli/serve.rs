@@ -83,6 +83,8 @@ pub struct ServiceArgs {
     pub supervision: SupervisionArgs,
     #[command(flatten)]
     pub push: PushArgs,
+    #[command(flatten)]
+    pub ages: crate::ingest::AlertAgeArgs,
 }
 
 impl ServiceArgs {
@@ -91,6 +93,7 @@ impl ServiceArgs {
         config.plan = self.rings.plan()?;
         config.supervision = self.supervision.policy();
         config.push = self.push.config()?;
+        config.ages = self.ages.ages()?;
         Ok(())
     }
 }

@@ -56,7 +56,24 @@ async fn list_alerts(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let alerts = s.store.list_alerts(&filter).await?;
-    Ok(Json(json!({ "alerts": alerts })).into_response())
+    let (now, stale_after_ms) = (s.ingest.now(), s.ingest.stale_after_ms());
+    let alerts: Vec<Listed> = alerts
+        .into_iter()
+        .map(|alert| Listed {
+            stale: alert.is_stale(now, stale_after_ms),
+            alert,
+        })
+        .collect();
+    Ok(Json(json!({ "alerts": alerts, "stale_after_ms": stale_after_ms })).into_response())
+}
+
+/// An alert as listed for the station: open past `--stale-after` is `stale` (no unit will
+/// sound it again; the station should close it or act).
+#[derive(serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    alert: AlertSummary,
+    stale: bool,
 }
 
 async fn alert_detail(

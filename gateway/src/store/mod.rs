@@ -164,6 +164,14 @@ pub struct AlertSummary {
     pub closed_at_ms: Option<i64>,
 }
 
+impl AlertSummary {
+    /// Still open `stale_after_ms` after it was raised: shown to the station as stale (units
+    /// no longer hear it again when they come back; see `Ingest::catch_up`).
+    pub fn is_stale(&self, now_ms: i64, stale_after_ms: i64) -> bool {
+        self.state.is_open() && now_ms - self.raised_at_ms > stale_after_ms
+    }
+}
+
 /// Who receives an alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -428,8 +436,16 @@ pub trait Store:
     /// Open alerts whose fan-out is owed (the gateway stopped between store and fan-out).
     async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>>;
     async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertSummary>>;
-    /// The open alerts of a cluster, oldest first (what a unit back online has missed).
-    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>>;
+    /// What a unit back online may have missed: the open alerts it is a recipient of (raised
+    /// in its cluster, or a ring that reached it), raised at `from_ms` or later and reaching
+    /// it at `until_ms` or earlier, newest first, at most `limit`.
+    async fn catch_up_alerts(
+        &self,
+        device: &DeviceId,
+        from_ms: i64,
+        until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertSummary>>;
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>>;
     async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>>;
 
