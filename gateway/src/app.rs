@@ -86,19 +86,25 @@ impl std::fmt::Debug for Secret {
 
 /// An MQTT broker the devices use instead of the embedded router (EMQX, VerneMQ, Mosquitto):
 /// the broker authenticates devices and applies the ACL (see [`crate::http::broker_auth`]); the
-/// gateway shares the uplink with its replicas through a shared subscription, keeps a
-/// persistent session, and acknowledges each uplink only once it is stored.
+/// gateway shares the uplink with its replicas through a shared subscription and acknowledges
+/// each uplink only once it is stored.
 #[derive(Clone)]
 pub struct ExternalMqtt {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// Stable for a replica: the broker keeps its session (and unacknowledged uplinks)
-    /// across the replica's restarts.
+    /// Different for each replica (and stable, for the logs and `keep_session`).
     pub client_id: String,
     /// The shared-subscription group the replicas share the uplink in.
     pub share_group: String,
+    /// Keep a persistent session (`--mqtt-keep-session`): the broker holds the uplinks that
+    /// come while this gateway is away and hands them over when it is back. Only for a gateway
+    /// without replicas: a broker such as Mosquitto 2 keeps giving a dead replica's session
+    /// its turn of the shared subscription until that replica returns, and those uplinks wait
+    /// there instead of going to the survivors. Off (a clean session), a replica that dies
+    /// leaves the shared subscription as soon as the broker sees its connection end.
+    pub keep_session: bool,
 }
 
 impl std::fmt::Debug for ExternalMqtt {
@@ -110,6 +116,7 @@ impl std::fmt::Debug for ExternalMqtt {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("client_id", &self.client_id)
             .field("share_group", &self.share_group)
+            .field("keep_session", &self.keep_session)
             .finish()
     }
 }
@@ -149,6 +156,7 @@ impl ExternalMqtt {
             password,
             client_id: client_id.to_owned(),
             share_group: share_group.to_owned(),
+            keep_session: false,
         })
     }
 }
@@ -195,6 +203,10 @@ enum BrokerConnection {
     },
 }
 
+/// The gateway's MQTT keep-alive with an external broker: the bound on how long a replica that
+/// hangs (its connection still open) keeps its share of the uplink, 1.5 x this.
+pub const REPLICA_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 impl BrokerConnection {
     fn mqtt(ext: &ExternalMqtt) -> Self {
         let mut options = MqttOptions::new(&ext.client_id, &ext.host, ext.port);
@@ -202,9 +214,12 @@ impl BrokerConnection {
             options.set_credentials(user, ext.password.as_deref().unwrap_or(""));
         }
         options
-            // The broker keeps what this replica has not acknowledged while it is away.
-            .set_clean_session(false)
-            .set_keep_alive(Duration::from_secs(30))
+            // Clean unless asked (see `ExternalMqtt::keep_session`): a replica's end takes it
+            // out of the shared subscription, and units repeat what was in flight to it.
+            .set_clean_session(!ext.keep_session)
+            // A replica that hangs without closing its connection is dropped by the broker
+            // after 1.5 x this, and its share goes to the others.
+            .set_keep_alive(REPLICA_KEEP_ALIVE)
             .set_inflight(100)
             // Uplinks are acknowledged once stored, not when they arrive.
             .set_manual_acks(true)

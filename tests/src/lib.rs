@@ -104,6 +104,7 @@ pub async fn spawn_app_on_mosquitto(
         password: Some(mosquitto::GATEWAY_PASSWORD.into()),
         client_id: "tenwatch-gateway-test".into(),
         share_group: "tenwatch".into(),
+        keep_session: false,
     });
     tune(&mut config);
     let broker_addr = broker.addr;
