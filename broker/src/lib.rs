@@ -92,7 +92,8 @@ pub enum PresenceEvent {
     /// (their SUBACKs went out), once per session: what it missed while away can be sent now
     /// and will not be lost to a subscription not yet made.
     Subscribed { device: String, session: u64 },
-    /// A login was refused (reported so supervision can show "refused login").
+    /// A login naming this well-formed device id was refused (reported so the gateway can
+    /// count it; it says nothing about the device, whose id anyone can send).
     Refused {
         device: String,
         peer: SocketAddr,

@@ -382,6 +382,19 @@ async fn poll_task(
                     .iter()
                     .all(|c| matches!(c, SubscribeReasonCode::Success(_)));
                 if granted {
+                    // Subscribed: behind an external broker the gateway learns it only from
+                    // us, and sends what we missed meanwhile on down/alert.
+                    if !cfg.floor {
+                        let said = client.try_publish(
+                            ctx.topics.subscribed.clone(),
+                            QoS::AtLeastOnce,
+                            false,
+                            b"{}".to_vec(),
+                        );
+                        if let Err(e) = said {
+                            tracing::warn!(device = %ctx.cred.device, "cannot queue up/subscribed: {e}");
+                        }
+                    }
                     shared.session.fetch_add(1, Ordering::AcqRel);
                     shared.online.store(true, Ordering::Release);
                     shared.wake.notify_one();

@@ -276,6 +276,9 @@ pub struct Topics {
     pub heartbeat: String,
     pub delivered: String,
     pub respond: String,
+    /// `tw/d/{device}/up/subscribed`: sent once both subscriptions are granted; behind an
+    /// external broker the gateway answers with what the unit missed (on `down/alert`).
+    pub subscribed: String,
     pub down_filter: String,
     pub down_ack: String,
     pub down_prefix: String,
@@ -295,6 +298,7 @@ impl Topics {
             heartbeat: format!("{d}/up/heartbeat"),
             delivered: format!("{d}/up/delivered"),
             respond: format!("{d}/up/respond"),
+            subscribed: format!("{d}/up/subscribed"),
             down_filter: format!("{d}/down/#"),
             down_ack: format!("{d}/down/ack"),
             down_prefix: format!("{d}/down/"),
@@ -371,6 +375,7 @@ mod tests {
         assert_eq!(t.heartbeat, "tw/d/tw-0001-07/up/heartbeat");
         assert_eq!(t.delivered, "tw/d/tw-0001-07/up/delivered");
         assert_eq!(t.respond, "tw/d/tw-0001-07/up/respond");
+        assert_eq!(t.subscribed, "tw/d/tw-0001-07/up/subscribed");
         assert_eq!(t.down_filter, "tw/d/tw-0001-07/down/#");
         assert_eq!(t.down_ack, "tw/d/tw-0001-07/down/ack");
         assert_eq!(t.cluster_filter, "tw/c/11010501-03/#");

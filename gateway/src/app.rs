@@ -46,6 +46,8 @@ pub struct Config {
     pub console: crate::http::ConsoleConfig,
     /// Heartbeat interval and grace, settle time, battery and coverage thresholds.
     pub supervision: crate::supervision::SupervisionPolicy,
+    /// What a unit back online hears again, and when the station sees an alert as stale.
+    pub ages: crate::ingest::AlertAges,
     /// Web Push to volunteers: VAPID subject, TTL, timeouts, retries, concurrency.
     pub push: crate::push::PushConfig,
     /// Devices connect to this broker instead of the embedded one and its edge.
@@ -68,6 +70,7 @@ impl std::fmt::Debug for Config {
             .field("clock", &self.clock)
             .field("console", &self.console)
             .field("supervision", &self.supervision)
+            .field("ages", &self.ages)
             .field("push", &self.push)
             .field("external_mqtt", &self.external_mqtt)
             .field("broker_auth_secret", &self.broker_auth_secret)
@@ -88,19 +91,25 @@ impl std::fmt::Debug for Secret {
 
 /// An MQTT broker the devices use instead of the embedded router (EMQX, VerneMQ, Mosquitto):
 /// the broker authenticates devices and applies the ACL (see [`crate::http::broker_auth`]); the
-/// gateway shares the uplink with its replicas through a shared subscription, keeps a
-/// persistent session, and acknowledges each uplink only once it is stored.
+/// gateway shares the uplink with its replicas through a shared subscription and acknowledges
+/// each uplink only once it is stored.
 #[derive(Clone)]
 pub struct ExternalMqtt {
     pub host: String,
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
-    /// Stable for a replica: the broker keeps its session (and unacknowledged uplinks)
-    /// across the replica's restarts.
+    /// Different for each replica (and stable, for the logs and `keep_session`).
     pub client_id: String,
     /// The shared-subscription group the replicas share the uplink in.
     pub share_group: String,
+    /// Keep a persistent session (`--mqtt-keep-session`): the broker holds the uplinks that
+    /// come while this gateway is away and hands them over when it is back. Only for a gateway
+    /// without replicas: a broker such as Mosquitto 2 keeps giving a dead replica's session
+    /// its turn of the shared subscription until that replica returns, and those uplinks wait
+    /// there instead of going to the survivors. Off (a clean session), a replica that dies
+    /// leaves the shared subscription as soon as the broker sees its connection end.
+    pub keep_session: bool,
 }
 
 impl std::fmt::Debug for ExternalMqtt {
@@ -112,6 +121,7 @@ impl std::fmt::Debug for ExternalMqtt {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("client_id", &self.client_id)
             .field("share_group", &self.share_group)
+            .field("keep_session", &self.keep_session)
             .finish()
     }
 }
@@ -151,6 +161,7 @@ impl ExternalMqtt {
             password,
             client_id: client_id.to_owned(),
             share_group: share_group.to_owned(),
+            keep_session: false,
         })
     }
 }
@@ -166,6 +177,7 @@ impl Config {
             clock: Clock::system(),
             console: crate::http::ConsoleConfig::default(),
             supervision: crate::supervision::SupervisionPolicy::default(),
+            ages: crate::ingest::AlertAges::default(),
             push: crate::push::PushConfig::default(),
             external_mqtt: None,
             broker_auth_secret: None,
@@ -199,6 +211,10 @@ enum BrokerConnection {
     },
 }
 
+/// The gateway's MQTT keep-alive with an external broker: the bound on how long a replica that
+/// hangs (its connection still open) keeps its share of the uplink, 1.5 x this.
+pub const REPLICA_KEEP_ALIVE: Duration = Duration::from_secs(5);
+
 impl BrokerConnection {
     fn mqtt(ext: &ExternalMqtt) -> Self {
         let mut options = MqttOptions::new(&ext.client_id, &ext.host, ext.port);
@@ -206,9 +222,12 @@ impl BrokerConnection {
             options.set_credentials(user, ext.password.as_deref().unwrap_or(""));
         }
         options
-            // The broker keeps what this replica has not acknowledged while it is away.
-            .set_clean_session(false)
-            .set_keep_alive(Duration::from_secs(30))
+            // Clean unless asked (see `ExternalMqtt::keep_session`): a replica's end takes it
+            // out of the shared subscription, and units repeat what was in flight to it.
+            .set_clean_session(!ext.keep_session)
+            // A replica that hangs without closing its connection is dropped by the broker
+            // after 1.5 x this, and its share goes to the others.
+            .set_keep_alive(REPLICA_KEEP_ALIVE)
             .set_inflight(100)
             // Uplinks are acknowledged once stored, not when they arrive.
             .set_manual_acks(true)
@@ -262,6 +281,8 @@ pub struct Application {
     push_worker: crate::push::PushWorker,
     /// This replica's feed events for the other replicas (external broker only).
     relay_queue: Option<tokio::sync::mpsc::Receiver<crate::feed::FeedItem>>,
+    /// Refused device logins, counted for `/metrics` and the station.
+    login_refusals: Arc<crate::supervision::LoginRefusals>,
 }
 
 impl Application {
@@ -275,6 +296,7 @@ impl Application {
             .map_err(anyhow::Error::msg)
             .context("HTTP settings")?;
         crate::push::validate(&config.push).context("Web Push settings")?;
+        crate::ingest::validate_ages(&config.ages).context("catch-up and stale alert settings")?;
         let store = store::open(&config.database_url).await.with_context(|| {
             format!(
                 "opening the store at {}",
@@ -350,6 +372,8 @@ impl Application {
                 cancel_window: config.cancel_window,
                 plan: config.plan,
                 supervision: config.supervision,
+                ages: config.ages,
+                catch_up_on_request: config.external_mqtt.is_some(),
             },
             config.clock.clone(),
             ring_wake.clone(),
@@ -380,6 +404,7 @@ impl Application {
             connection,
             push_worker,
             relay_queue,
+            login_refusals: Arc::default(),
         })
     }
 
@@ -414,6 +439,10 @@ impl Application {
     pub fn feed(&self) -> Feed {
         self.feed.clone()
     }
+    /// Refused device logins as counted so far.
+    pub fn login_refusals(&self) -> Arc<crate::supervision::LoginRefusals> {
+        self.login_refusals.clone()
+    }
 
     /// Serves until `shutdown` completes or a task fails; says which one ended.
     pub async fn run(
@@ -435,6 +464,7 @@ impl Application {
             connection,
             push_worker,
             relay_queue,
+            login_refusals,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -513,6 +543,7 @@ impl Application {
             feed: feed.clone(),
             clock: config.clock.clone(),
             policy: config.supervision,
+            refusals: login_refusals.clone(),
         };
         {
             let supervision = supervision.clone();
@@ -572,6 +603,7 @@ impl Application {
             feed,
             metrics,
             edge_stats,
+            login_refusals,
             mqtt_ready: ready_rx,
             started: Instant::now(),
             console: Arc::new(config.console.clone()),

@@ -38,11 +38,14 @@ const SHARD_QUEUE: usize = 4096;
 /// repeat presses until acknowledged anyway); delivery receipts and heartbeats, nine and
 /// thousands of times more numerous, at QoS 0: rumqttd holds at most 100 unacknowledged QoS 1
 /// messages per client, which would cap the uplink.
-pub const UPLINK_FILTERS: [(&str, QoS); 4] = [
+/// A unit's `up/subscribed` (one per connection: it asks for its catch-up behind an external
+/// broker) comes at QoS 0 too.
+pub const UPLINK_FILTERS: [(&str, QoS); 5] = [
     ("tw/d/+/up/press", QoS::AtLeastOnce),
     ("tw/d/+/up/respond", QoS::AtLeastOnce),
     ("tw/d/+/up/delivered", QoS::AtMostOnce),
     ("tw/d/+/up/heartbeat", QoS::AtMostOnce),
+    ("tw/d/+/up/subscribed", QoS::AtMostOnce),
 ];
 
 fn shard_of(topic: &str) -> usize {

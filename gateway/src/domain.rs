@@ -284,9 +284,17 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Uplink {
     Press(Press),
-    Respond { alert: AlertId, answer: Answer },
-    Delivered { alert: AlertId },
+    Respond {
+        alert: AlertId,
+        answer: Answer,
+    },
+    Delivered {
+        alert: AlertId,
+    },
     Heartbeat(Heartbeat),
+    /// `tw/d/{device}/up/subscribed`: the unit's subscriptions are in place after a
+    /// (re)connection; behind an external broker, it asks for what it missed.
+    Subscribed,
 }
 
 /// Largest uplink payload the gateway reads; the edge refuses larger ones before they get here.
@@ -357,6 +365,10 @@ impl Uplink {
                     firmware: h.fw.map(|s| s.chars().take(32).collect()),
                 })
             }
+            "subscribed" => {
+                let _: wire::Subscribed = wire::read(payload).map_err(bad)?;
+                Uplink::Subscribed
+            }
             _ => return Err(ParseError::Topic(topic.chars().take(120).collect())),
         };
         Ok((device, uplink))
@@ -391,6 +403,10 @@ mod wire {
     pub(super) struct Delivered {
         pub alert: String,
     }
+
+    /// `up/subscribed`: a JSON object; nothing in it is read yet.
+    #[derive(Deserialize)]
+    pub(super) struct Subscribed {}
 
     #[derive(Deserialize)]
     pub(super) struct Heartbeat {
@@ -527,6 +543,14 @@ mod tests {
                 firmware: None
             })
         );
+    }
+
+    #[test]
+    fn a_unit_says_it_is_subscribed_with_any_object() {
+        let (device, up) = Uplink::parse("tw/d/dev1/up/subscribed", br#"{"boot":3}"#).unwrap();
+        assert_eq!((device.as_str(), up), ("dev1", Uplink::Subscribed));
+        let err = Uplink::parse("tw/d/dev1/up/subscribed", b"[]").unwrap_err();
+        assert!(err.to_string().contains("JSON object"), "{err}");
     }
 
     #[test]

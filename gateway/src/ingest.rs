@@ -35,6 +35,86 @@ pub struct IngestSettings {
     pub plan: RingPlan,
     /// Heartbeat interval, grace and health thresholds, applied to every heartbeat.
     pub supervision: SupervisionPolicy,
+    /// What a unit back online hears again, and when the station sees an alert as stale.
+    pub ages: AlertAges,
+    /// A unit's own `up/subscribed` asks for its catch-up (an external broker, which reports
+    /// no subscriptions); with the embedded edge the edge's report does, and the unit's is
+    /// ignored so that it is not told twice.
+    pub catch_up_on_request: bool,
+}
+
+/// How old an open alert may be for a unit back online to hear it again, how many such a unit
+/// hears, and when the station is shown one as stale. After a restart every unit comes back at
+/// once: each hears at most `catch_up_max` alerts, so a hundred alerts a station never closed
+/// cannot bury the units (and their own presses) under answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertAges {
+    /// The newest this many open alerts a unit is a recipient of (0: no catch-up).
+    pub catch_up_max: u32,
+    /// Only alerts raised within this long before the unit's subscriptions were in place.
+    pub catch_up_window: Duration,
+    /// Open longer than this, an alert is shown to the station as stale.
+    pub stale_after: Duration,
+}
+
+impl Default for AlertAges {
+    /// Three alerts, the last half hour: a unit that was away hears what may still need a
+    /// neighbour (a neighbour comes within minutes or not at all; 30 minutes is many times
+    /// ring 2's 90 s), never an alert of hours ago; and the station is told of an alert open
+    /// that long, because no unit will sound it again.
+    fn default() -> Self {
+        Self {
+            catch_up_max: 3,
+            catch_up_window: Duration::from_secs(30 * 60),
+            stale_after: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// Largest `--catch-up-max`: a returning unit must never get a backlog.
+pub const CATCH_UP_MAX_LIMIT: u32 = 20;
+
+/// Checks the ages at start-up, with what to change.
+pub fn validate_ages(ages: &AlertAges) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        ages.catch_up_max <= CATCH_UP_MAX_LIMIT,
+        "--catch-up-max must be at most {CATCH_UP_MAX_LIMIT} (a unit back online hears only the newest few alerts)"
+    );
+    anyhow::ensure!(
+        ages.catch_up_window <= Duration::from_secs(24 * 3600),
+        "--catch-up-window must be at most a day (86400 s): an alert hours old is not sounded again"
+    );
+    anyhow::ensure!(
+        !ages.stale_after.is_zero(),
+        "--stale-after must be above 0 s"
+    );
+    Ok(())
+}
+
+/// The ages as `tenwatch serve` and `tenwatch demo` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AlertAgeArgs {
+    /// Open alerts a unit back online hears again, newest first (0: none; at most 20).
+    #[arg(long, env = "TENWATCH_CATCH_UP_MAX", default_value_t = 3)]
+    pub catch_up_max: u32,
+    /// Seconds: a unit back online hears again only alerts raised this recently.
+    #[arg(long, env = "TENWATCH_CATCH_UP_WINDOW", default_value_t = 1800)]
+    pub catch_up_window: u64,
+    /// Seconds an alert may stay open before the station is shown it as stale.
+    #[arg(long, env = "TENWATCH_STALE_AFTER", default_value_t = 1800)]
+    pub stale_after: u64,
+}
+
+impl AlertAgeArgs {
+    pub fn ages(&self) -> anyhow::Result<AlertAges> {
+        let ages = AlertAges {
+            catch_up_max: self.catch_up_max,
+            catch_up_window: Duration::from_secs(self.catch_up_window),
+            stale_after: Duration::from_secs(self.stale_after),
+        };
+        validate_ages(&ages)?;
+        Ok(ages)
+    }
 }
 
 /// Handles parsed uplinks and the actions of volunteers and the station. Cheap to clone:
@@ -135,6 +215,14 @@ impl Ingest {
                     Answer::Declined => RecipientState::Declined,
                 };
                 self.unit_answer(&device, alert, wanted).await;
+            }
+            Uplink::Subscribed if self.settings.catch_up_on_request => {
+                // Off the worker: the unit's own press on this shard must not wait for it.
+                let (ingest, since) = (self.clone(), self.now());
+                tokio::spawn(async move { ingest.catch_up(&device, since).await });
+            }
+            Uplink::Subscribed => {
+                tracing::debug!(%device, "up/subscribed ignored: the edge reports subscriptions");
             }
             Uplink::Heartbeat(hb) => {
                 inc(&self.metrics.heartbeats);
@@ -361,33 +449,38 @@ impl Ingest {
         });
     }
 
-    /// A unit whose subscriptions are back in place (after a reconnect) gets the open alerts
-    /// of its cluster that it did not raise, on its own `down/alert`: an alert that went out
-    /// while it was away would otherwise never sound there.
-    /// `since_ms`: when its subscriptions were in place; alerts raised after it reached the
-    /// unit on the cluster topic and are not sent again.
+    /// A unit whose subscriptions are back in place (after a reconnect) hears again, on its own
+    /// `down/alert`, the open alerts it is a recipient of (raised in its cluster, or rings
+    /// that reached it from nearby), newest first: an alert that went out while it was away
+    /// would otherwise never sound there. Bounded by [`AlertAges`]: the newest
+    /// `catch_up_max`, raised within `catch_up_window`.
+    /// `since_ms`: when its subscriptions were in place; an alert that reached it later came on
+    /// the cluster topic and is not sent again.
     pub async fn catch_up(&self, device: &DeviceId, since_ms: i64) {
-        let cluster = match self.store.device_credential(device).await {
-            Ok(Some(c)) => c.cluster,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::error!(%device, error = %e, "open alerts not sent to a unit back online");
-                return;
-            }
-        };
-        let open = match self.store.open_alerts_of_cluster(&cluster).await {
-            Ok(open) => open,
-            Err(e) => {
-                tracing::error!(%device, error = %e, "open alerts not sent to a unit back online");
-                return;
-            }
-        };
-        for alert in open
-            .iter()
-            .filter(|a| &a.device != device && a.raised_at_ms <= since_ms)
+        let ages = self.settings.ages;
+        if ages.catch_up_max == 0 {
+            return;
+        }
+        let from_ms = since_ms - ages.catch_up_window.as_millis() as i64;
+        let missed = match self
+            .store
+            .catch_up_alerts(device, from_ms, since_ms, ages.catch_up_max)
+            .await
         {
+            Ok(missed) => missed,
+            Err(e) => {
+                tracing::error!(%device, error = %e, "open alerts not sent to a unit back online");
+                return;
+            }
+        };
+        for alert in &missed {
             self.downlink.device_alert(device, alert).await;
         }
+    }
+
+    /// How long an alert may stay open before the station is shown it as stale, in ms.
+    pub fn stale_after_ms(&self) -> i64 {
+        self.settings.ages.stale_after.as_millis() as i64
     }
 
     /// Records the fan-out: queued now (so it precedes the receipts it caused), committed
@@ -409,5 +502,33 @@ impl Ingest {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catch_up_is_bounded_and_stale_needs_an_age() {
+        assert!(validate_ages(&AlertAges::default()).is_ok());
+        let many = AlertAges {
+            catch_up_max: CATCH_UP_MAX_LIMIT + 1,
+            ..AlertAges::default()
+        };
+        assert!(validate_ages(&many)
+            .unwrap_err()
+            .to_string()
+            .contains("--catch-up-max"));
+        let hours = AlertAges {
+            catch_up_window: Duration::from_secs(25 * 3600),
+            ..AlertAges::default()
+        };
+        assert!(validate_ages(&hours).is_err());
+        let never = AlertAges {
+            stale_after: Duration::ZERO,
+            ..AlertAges::default()
+        };
+        assert!(validate_ages(&never).is_err());
     }
 }

@@ -1,8 +1,11 @@
 //! Device supervision: knowing that a panic button is dead, within the configured time, and
 //! telling the right people once.
 //!
-//! Evidence is the edge's presence reports (connected; disconnected with a reason; login
-//! refused) and the devices' heartbeats, never rumqttd's last will (it names the wrong session
+//! Evidence is the edge's presence reports (connected; disconnected with a reason) and the
+//! devices' heartbeats: only what an authenticated device did. A refused login is no evidence:
+//! anyone who reaches the port can send a CONNECT naming any device id, so it is counted
+//! ([`LoginRefusals`]) and shown to the station, never attributed to the device. Evidence is
+//! never rumqttd's last will never rumqttd's last will (it names the wrong session
 //! when a client id reconnects). A device is `online` while its evidence is fresh, `late` once
 //! its heartbeat is overdue, and `offline` after the interval plus the grace of silence, even if
 //! its TCP session still looks alive. The store applies each piece of evidence atomically (see
@@ -11,10 +14,14 @@
 //! and publishes the debounced reports on the station feed. The station's API over the same
 //! store is [`crate::http::supervision`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tenwatch_broker::{DisconnectReason, PresenceEvent};
+use serde::Serialize;
+use tenwatch_broker::{AuthRefusal, DisconnectReason, PresenceEvent};
 
 use crate::clock::Clock;
 use crate::domain::{DeviceId, Heartbeat};
@@ -106,6 +113,103 @@ pub async fn apply_heartbeat(
     Ok(())
 }
 
+/// Distinct device ids whose refused logins are kept one by one. Past this, the id refused
+/// least recently is forgotten (its attempts stay in the total): someone trying thousands of
+/// made-up ids costs a bounded amount of memory.
+pub const REFUSED_IDS_KEPT: usize = 1024;
+
+/// Refused device logins, counted in total and per device id tried, in memory (a flood of
+/// wrong passwords must cost no database write). Shown on `/metrics` and to the station; never
+/// a device's state.
+#[derive(Debug, Default)]
+pub struct LoginRefusals {
+    total: AtomicU64,
+    /// Never held across an await.
+    by_id: Mutex<HashMap<String, RefusedId>>,
+}
+
+/// The refused logins that named one device id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedId {
+    /// The device id tried (a well-formed one; it need not be registered).
+    pub device: String,
+    pub count: u64,
+    pub first_at_ms: i64,
+    pub last_at_ms: i64,
+    /// Where the last one came from, when known.
+    pub last_peer: Option<IpAddr>,
+    /// Why the last one was refused: `bad_credentials` (unknown id or wrong password),
+    /// `not_authorized` (disabled) or `unavailable` (the registry could not be asked).
+    pub last_reason: &'static str,
+}
+
+impl LoginRefusals {
+    /// Counts a refused login naming `device`.
+    pub fn record(&self, device: &str, peer: Option<IpAddr>, refusal: AuthRefusal, now_ms: i64) {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        let last_reason = match refusal {
+            AuthRefusal::BadCredentials => "bad_credentials",
+            AuthRefusal::NotAuthorized => "not_authorized",
+            AuthRefusal::Unavailable => "unavailable",
+        };
+        let mut by_id = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(seen) = by_id.get_mut(device) {
+            seen.count += 1;
+            seen.last_at_ms = now_ms;
+            seen.last_peer = peer;
+            seen.last_reason = last_reason;
+            return;
+        }
+        if by_id.len() >= REFUSED_IDS_KEPT {
+            let stalest = by_id
+                .values()
+                .min_by_key(|r| (r.last_at_ms, r.count))
+                .map(|r| r.device.clone());
+            if let Some(stalest) = stalest {
+                by_id.remove(&stalest);
+            }
+        }
+        by_id.insert(
+            device.to_owned(),
+            RefusedId {
+                device: device.to_owned(),
+                count: 1,
+                first_at_ms: now_ms,
+                last_at_ms: now_ms,
+                last_peer: peer,
+                last_reason,
+            },
+        );
+    }
+
+    /// Refused logins since the gateway started.
+    pub fn total(&self) -> u64 {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// Distinct device ids kept now.
+    pub fn ids(&self) -> usize {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The ids `shown` accepts, most refused first (then the latest), at most `limit`.
+    pub fn list(&self, shown: impl Fn(&str) -> bool, limit: usize) -> Vec<RefusedId> {
+        let mut list: Vec<RefusedId> = {
+            let by_id = self.by_id.lock().unwrap_or_else(|e| e.into_inner());
+            by_id
+                .values()
+                .filter(|r| shown(&r.device))
+                .cloned()
+                .collect()
+        };
+        list.sort_by(|a, b| {
+            (b.count, b.last_at_ms, &a.device).cmp(&(a.count, a.last_at_ms, &b.device))
+        });
+        list.truncate(limit);
+        list
+    }
+}
+
 /// The supervisor: presence evidence and the deadline task. Cheap to clone.
 #[derive(Clone)]
 pub struct Supervision {
@@ -113,10 +217,13 @@ pub struct Supervision {
     pub feed: Feed,
     pub clock: Clock,
     pub policy: SupervisionPolicy,
+    /// Where refused logins are counted (they change no device's state).
+    pub refusals: Arc<LoginRefusals>,
 }
 
 impl Supervision {
-    /// Applies an edge presence report; call it after the store recorded the session.
+    /// Applies an edge presence report; call it after the store recorded the session. A
+    /// refused login is only counted.
     pub async fn presence(&self, event: &PresenceEvent) {
         let (device, evidence) = match event {
             PresenceEvent::Connected {
@@ -136,10 +243,17 @@ impl Supervision {
                 ),
                 None => return,
             },
-            PresenceEvent::Refused { device, .. } => (device, PresenceEvidence::Refused),
+            PresenceEvent::Refused {
+                device,
+                peer,
+                refusal,
+            } => {
+                let now = self.clock.now_ms();
+                self.refusals.record(device, Some(peer.ip()), *refusal, now);
+                return;
+            }
             PresenceEvent::Subscribed { .. } => return,
         };
-        // A refused login may name anything; only registered ids are supervised.
         let Ok(id) = DeviceId::parse(device) else {
             return;
         };
@@ -214,6 +328,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(validate(&bad), Err(PolicyError::Grace));
+    }
+
+    #[test]
+    fn refused_logins_are_counted_per_id_within_a_bound() {
+        let refusals = LoginRefusals::default();
+        let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        for i in 0..3 {
+            refusals.record("d-1", Some(peer), AuthRefusal::BadCredentials, i);
+        }
+        refusals.record("d-2", None, AuthRefusal::NotAuthorized, 5);
+        let list = refusals.list(|_| true, 10);
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].device.as_str(), list[0].count), ("d-1", 3));
+        assert_eq!((list[0].first_at_ms, list[0].last_at_ms), (0, 2));
+        assert_eq!(list[0].last_peer, Some(peer));
+        assert_eq!(list[1].last_reason, "not_authorized");
+        assert_eq!(refusals.list(|d| d == "d-2", 10).len(), 1);
+        // Made-up ids by the thousand: the total counts them all, memory keeps the bound,
+        // and the id refused least recently goes first.
+        for i in 0..(REFUSED_IDS_KEPT as i64 * 2) {
+            refusals.record(&format!("x{i}"), None, AuthRefusal::BadCredentials, 10 + i);
+        }
+        assert_eq!(refusals.total(), 4 + REFUSED_IDS_KEPT as u64 * 2);
+        assert_eq!(refusals.ids(), REFUSED_IDS_KEPT);
     }
 
     #[test]

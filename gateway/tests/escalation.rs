@@ -70,6 +70,8 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
             cancel_window: Duration::from_secs(30),
             plan,
             supervision: Default::default(),
+            ages: Default::default(),
+            catch_up_on_request: false,
         },
         clock.clone(),
         Arc::default(),

@@ -37,6 +37,8 @@ store_tests!(
     cancel_inside_the_window_only,
     receipts_move_units_and_the_first_is_told,
     an_alert_from_coming_to_resolved,
+    only_a_responder_marks_an_alert_on_scene,
+    a_unit_back_online_catches_up_on_its_recent_alerts_and_rings_only,
     accounts_sessions_and_duty,
     push_subscriptions_outcomes_and_checkins,
     a_stale_disconnect_does_not_hide_a_reconnect,
@@ -500,6 +502,112 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
         "resolved is not open"
     );
     assert_eq!(store.next_ring_deadline().await.unwrap(), None);
+}
+
+async fn only_a_responder_marks_an_alert_on_scene(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let alert = raise(store.as_ref(), &device(&creds, 0), 1, T0).await;
+    let by = |who: &'static str, state, now| {
+        let target = Some((RecipientKind::Volunteer, who));
+        let actor = format!("volunteer:{who}");
+        store.apply(alert, &actor, Action::Recipient(state), target, "", now)
+    };
+    // A volunteer of the zone whom nobody notified or dispatched: refused with the reason,
+    // straight away or through "seen" first, and the climb goes on.
+    let on_scene = by("zhang", RecipientState::OnScene, T0 + 5_000).await;
+    assert!(
+        matches!(&on_scene, Err(StoreError::NotAllowed(m)) if m.contains("only a responder")),
+        "{on_scene:?}"
+    );
+    let seen = by("zhang", RecipientState::Seen, T0 + 5_000).await;
+    assert!(matches!(seen, Err(StoreError::NotAllowed(_))), "{seen:?}");
+    let still = store.alert(alert).await.unwrap().unwrap();
+    assert_eq!(still.state, AlertState::Raised);
+    assert_eq!(still.first_on_scene_at_ms, None);
+    assert!(still.next_ring_at_ms.is_some(), "the climb goes on");
+    // Dispatched, a volunteer may; so may one who said "coming", and the station itself.
+    let li = Some((RecipientKind::Volunteer, "li"));
+    by_station(store.as_ref(), alert, Action::Dispatch, li, "", T0 + 6_000)
+        .await
+        .unwrap();
+    let there = by("li", RecipientState::OnScene, T0 + 7_000).await.unwrap();
+    assert_eq!(there.alert.state, AlertState::OnScene);
+    assert_eq!(there.alert.first_on_scene_at_ms, Some(T0 + 7_000));
+    by("wu", RecipientState::Coming, T0 + 8_000).await.unwrap();
+    by("wu", RecipientState::OnScene, T0 + 9_000).await.unwrap();
+    let station = Some((RecipientKind::Station, DEMO_ZONE));
+    let on = Action::Recipient(RecipientState::OnScene);
+    by_station(store.as_ref(), alert, on, station, "", T0 + 9_500)
+        .await
+        .unwrap();
+    let detail = store.alert_detail(alert).await.unwrap().unwrap();
+    assert!(
+        detail.recipients.iter().all(|r| r.who != "zhang"),
+        "the refused volunteer is no recipient"
+    );
+    assert!(detail.timeline.iter().all(|e| e.actor != "volunteer:zhang"));
+}
+
+async fn a_unit_back_online_catches_up_on_its_recent_alerts_and_rings_only(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 2).await.unwrap();
+    let (presser, neighbour, nearby) = (device(&creds, 0), device(&creds, 4), device(&creds, 13));
+    let ids = |alerts: Vec<AlertSummary>| alerts.into_iter().map(|a| a.id).collect::<Vec<_>>();
+    let window = 30 * 60_000;
+    let missed = |who: DeviceId, until: i64, limit: u32| {
+        let store = store.clone();
+        async move {
+            ids(store
+                .catch_up_alerts(&who, until - window, until, limit)
+                .await
+                .unwrap())
+        }
+    };
+    let first = raise(store.as_ref(), &presser, 1, T0).await;
+    // Its cluster's alert, for a neighbour; never the presser's own; not yet for the nearby
+    // cluster, which no ring has reached.
+    assert_eq!(missed(neighbour.clone(), T0 + 1_000, 3).await, [first]);
+    assert!(missed(presser.clone(), T0 + 1_000, 3).await.is_empty());
+    assert!(missed(nearby.clone(), T0 + 1_000, 3).await.is_empty());
+    // Ring 1 reaches the nearby cluster: a unit of it back online after that hears the alert;
+    // back before it, the ring reached it live on its cluster topic.
+    let plan = RingPlan::default();
+    let fired = store
+        .fire_ring(first, &plan, T0 + 31_000)
+        .await
+        .unwrap()
+        .expect("ring 1 fires");
+    assert!(fired.added.iter().any(|r| r.who == nearby.as_str()));
+    assert_eq!(missed(nearby.clone(), T0 + 40_000, 3).await, [first]);
+    assert!(missed(nearby.clone(), T0 + 30_000, 3).await.is_empty());
+
+    // Five alerts later: the newest three only, newest first.
+    let mut later = Vec::new();
+    for i in 1..=5u64 {
+        let at = T0 + 60_000 + i as i64 * 1_000;
+        later.push(raise(store.as_ref(), &device(&creds, i as usize), 1, at).await);
+    }
+    let newest: Vec<AlertId> = later.iter().rev().take(3).copied().collect();
+    assert_eq!(missed(device(&creds, 9), T0 + 70_000, 3).await, newest);
+    // A closed alert is not sounded again; an alert older than the window never is.
+    let resolve = Action::Resolve(Category::FalseAlarm);
+    by_station(store.as_ref(), later[4], resolve, None, "", T0 + 71_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        missed(device(&creds, 9), T0 + 72_000, 10).await,
+        [later[3], later[2], later[1], later[0], first]
+    );
+    assert_eq!(
+        missed(nearby.clone(), T0 + window + 1_000, 3).await,
+        Vec::<AlertId>::new(),
+        "half an hour on, the ring's alert is not sounded again"
+    );
+    assert_eq!(
+        missed(device(&creds, 9), T0 + window + 1_000, 10).await,
+        [later[3], later[2], later[1], later[0]]
+    );
 }
 
 fn account(name: &str, kind: AccountKind, zones: &[&ZoneCode]) -> NewAccount {

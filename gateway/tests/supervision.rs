@@ -68,6 +68,7 @@ async fn rig(db: TestDb, clusters: usize) -> Rig {
             feed,
             clock: Clock::manual(T0),
             policy: policy(),
+            refusals: Arc::default(),
         },
         creds,
         feed_rx,
@@ -118,6 +119,16 @@ impl Rig {
             device: device.into(),
             session,
             peer: peer(),
+        })
+        .await;
+    }
+
+    /// A login naming `device` with a wrong password, from [`peer`].
+    async fn refused(&self, device: &str) {
+        self.presence(PresenceEvent::Refused {
+            device: device.into(),
+            peer: peer(),
+            refusal: AuthRefusal::BadCredentials,
         })
         .await;
     }
@@ -503,27 +514,30 @@ async fn a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device
     rig.disconnect(&d, 1, DisconnectReason::Replaced).await;
     rig.disconnect(&d, 1, DisconnectReason::ConnectionLost)
         .await;
-    rig.presence(PresenceEvent::Refused {
-        device: d.clone(),
-        peer: peer(),
-        refusal: AuthRefusal::BadCredentials,
-    })
-    .await;
+    rig.refused(&d).await;
     assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
     assert!(rig.device_reports(&d).is_empty());
 
-    // A device that can only fail to log in is offline for that reason.
+    // A device never seen, whose id a stranger tries: still never seen, no problem at the
+    // station, nothing on the feed; the attempts are counted under the id tried.
     let other = rig.device(5);
-    rig.presence(PresenceEvent::Refused {
-        device: other.clone(),
-        peer: peer(),
-        refusal: AuthRefusal::BadCredentials,
-    })
-    .await;
-    assert_eq!(
-        rig.state(&other).await,
-        (DeviceState::Offline, Some("refused_login".into()))
+    for _ in 0..2 {
+        rig.refused(&other).await;
+    }
+    assert_eq!(rig.state(&other).await, (DeviceState::NeverSeen, None));
+    assert!(rig.device_reports(&other).is_empty());
+    let problems = rig.open_problems().await;
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.device.as_ref().map(DeviceId::as_str) != Some(other.as_str())),
+        "{problems:?}"
     );
+    assert_eq!(rig.sup.refusals.total(), 3);
+    let counted = rig.sup.refusals.list(|d| d == other, 10);
+    assert_eq!(counted.len(), 1);
+    assert_eq!(counted[0].count, 2);
+    assert_eq!(counted[0].last_peer, Some(peer().ip()));
 }
 
 async fn a_gateway_restart_gives_online_devices_a_fresh_grace(db: TestDb) {

@@ -51,6 +51,8 @@ pub struct TestApp {
     pub config: Config,
     pub metrics: Arc<tenwatch_gateway::metrics::Metrics>,
     pub edge_stats: Arc<tenwatch_broker::EdgeStats>,
+    /// Refused device logins as the gateway counts them.
+    pub login_refusals: Arc<tenwatch_gateway::supervision::LoginRefusals>,
     /// The external broker the devices use, when the gateway runs without its own.
     pub broker: Option<Arc<mosquitto::Mosquitto>>,
     stop: Option<oneshot::Sender<()>>,
@@ -126,6 +128,7 @@ pub async fn spawn_app_on_mosquitto(
         password: Some(mosquitto::GATEWAY_PASSWORD.into()),
         client_id: "tenwatch-gateway-test".into(),
         share_group: "tenwatch".into(),
+        keep_session: false,
     });
     tune(&mut config);
     let broker_addr = broker.addr;
@@ -190,7 +193,12 @@ async fn start_on(
             .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
         app.http_addr(),
     );
-    let (metrics, edge_stats, metrics_http) = (app.metrics(), app.edge_stats(), app.metrics_addr());
+    let (metrics, edge_stats, metrics_http, login_refusals) = (
+        app.metrics(),
+        app.edge_stats(),
+        app.metrics_addr(),
+        app.login_refusals(),
+    );
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run(async move {
         let _ = stopped.await;
@@ -206,6 +214,7 @@ async fn start_on(
         config,
         metrics,
         edge_stats,
+        login_refusals,
         broker: None,
         stop: Some(stop),
         task: Some(task),

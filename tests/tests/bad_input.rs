@@ -115,6 +115,39 @@ async fn a_wrong_password_gets_a_refusing_connack() -> anyhow::Result<()> {
     assert!(why.contains("BadUserNamePassword"), "{why}");
     app.wait_for_edge("refusals counted", |s| s.logins_refused == 2)
         .await?;
+    // The gateway counts both, and shows the station the one naming a device of its zone.
+    wait_until("the gateway counted both", || {
+        app.login_refusals.total() == 2
+    })
+    .await?;
+    let (status, refused) = app.get_json("/api/refused-logins").await?;
+    assert_eq!((status, &refused["total"]), (200, &json!(2)), "{refused}");
+    let devices = refused["devices"].as_array().expect("devices");
+    assert_eq!(devices.len(), 1, "{refused}");
+    assert_eq!(devices[0]["device"], cred.device.as_str());
+    assert_eq!(devices[0]["count"], 1);
+    assert_eq!(devices[0]["last_peer"], "127.0.0.1");
+    // Not the device's doing: a unit never seen stays never seen, and no problem opens.
+    let (_, health) = app
+        .get_json(&format!("/api/devices/{}", cred.device))
+        .await?;
+    assert_eq!(health["state"], "never_seen", "{health}");
+    let (_, problems) = app.get_json("/api/problems").await?;
+    assert!(
+        problems["problems"]
+            .as_array()
+            .expect("problems")
+            .iter()
+            .all(|p| p["device"] != cred.device.as_str()),
+        "{problems}"
+    );
+    let metrics = reqwest::get(app.url("/metrics")).await?.text().await?;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "tenwatch_gateway_logins_refused_total 2"),
+        "{metrics}"
+    );
     // The right password still gets in.
     TestDevice::connect(app.mqtt, cred).await?;
     Ok(())

@@ -144,7 +144,13 @@ async fn a_press_made_while_the_gateway_is_down_is_delivered_by_the_broker_at_re
     if !require_mosquitto() {
         return Ok(());
     }
-    let mut app = spawn_app_on_mosquitto(1, |_| {}).await?;
+    // A gateway without replicas, keeping its session on the broker.
+    let mut app = spawn_app_on_mosquitto(1, |c| {
+        if let Some(ext) = c.external_mqtt.as_mut() {
+            ext.keep_session = true;
+        }
+    })
+    .await?;
     let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
     // One press while the gateway runs, so its session and subscription exist.
     units[0].press_and_wait_ack(1, "help").await?;

@@ -357,3 +357,63 @@ async fn bad_requests_get_a_clear_4xx() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volunteer_nobody_asked_cannot_mark_an_alert_on_scene() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let stranger = app.volunteer("vol-zhang", "11010501").await?;
+    let sent = app.volunteer("vol-li", "11010501").await?;
+    let mut units = connect_all(app.mqtt, &app.cluster(0)[..2]).await?;
+    let ack = units[0].press_and_wait_ack(1, "help").await?;
+    let id = ack["alert"].as_str().expect("id").to_owned();
+    let path = format!("/api/alerts/{id}/respond");
+
+    // Of the zone, but neither notified, coming nor dispatched: 403 with the reason, in both
+    // languages, and the alert stays as it was, still climbing.
+    for answer in ["on_scene", "seen"] {
+        let (status, body) = app
+            .post_as(&stranger, &path, json!({ "answer": answer }))
+            .await?;
+        let error = body["error"].as_str().unwrap_or("");
+        assert_eq!(status, 403, "{answer}: {body}");
+        assert!(
+            error.contains("only a responder who was notified, said coming or was dispatched")
+                && error.contains("只有收到通知"),
+            "{answer}: {body}"
+        );
+    }
+    let (_, detail) = app.get_json(&format!("/api/alerts/{id}")).await?;
+    assert!(
+        matches!(detail["state"].as_str(), Some("raised" | "notified")),
+        "{detail}"
+    );
+    assert!(detail["next_ring_at_ms"].is_i64(), "the climb goes on");
+    assert!(
+        !detail["recipients"]
+            .as_array()
+            .expect("recipients")
+            .iter()
+            .any(|r| r["who"] == "vol-zhang"),
+        "{detail}"
+    );
+
+    // Dispatched by the station, a volunteer may, and the presser's unit hears it.
+    let (status, body) = app
+        .post_json(
+            &format!("/api/alerts/{id}/dispatch"),
+            json!({ "volunteer": "vol-li" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post_as(&sent, &path, json!({ "answer": "on_scene" }))
+        .await?;
+    assert_eq!((status, body["state"].as_str()), (200, Some("on_scene")));
+    loop {
+        let ack = units[0].expect_ack(1).await?;
+        if ack["state"] == "on_scene" {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -96,13 +96,17 @@ async fn replica(
     Ok(Replica { child, http })
 }
 
-/// Presses and repeats the press (same seq) until acknowledged, as a unit does.
-async fn press_until_acked(mut unit: TestDevice) -> anyhow::Result<(TestDevice, Value, u32)> {
+/// A press acknowledged: the unit, its ack, how many copies it took, how long from the first.
+type Acked = (TestDevice, Value, u32, Duration);
+
+/// Presses and repeats the press (same seq) every 2 s until acknowledged, as a unit does.
+async fn press_until_acked(mut unit: TestDevice) -> anyhow::Result<Acked> {
+    let first = tokio::time::Instant::now();
     for attempt in 1..=15 {
         unit.press(1, "help").await?;
         let waited = tokio::time::timeout(Duration::from_secs(2), unit.expect_ack(1)).await;
         if let Ok(Ok(ack)) = waited {
-            return Ok((unit, ack, attempt));
+            return Ok((unit, ack, attempt, first.elapsed()));
         }
     }
     anyhow::bail!("{}: no ack after 15 presses", unit.id)
@@ -117,7 +121,19 @@ async fn on_postgresql_a_replica_killed_mid_burst_loses_nothing_and_duplicates_n
     let Some(db) = common::TestDb::postgres("replicas").await else {
         return Ok(());
     };
-    killed_mid_burst(db).await
+    killed_mid_burst(db, Death::Killed).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_replica_that_hangs_loses_its_share_within_the_keep_alive(
+) -> anyhow::Result<()> {
+    if !require_mosquitto() {
+        return Ok(());
+    }
+    let Some(db) = common::TestDb::postgres("replicas_hung").await else {
+        return Ok(());
+    };
+    killed_mid_burst(db, Death::Hung).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -127,13 +143,23 @@ async fn on_sqlite_a_replica_killed_mid_burst_loses_nothing_and_duplicates_nothi
         return Ok(());
     }
     // Two processes on one SQLite file (WAL): the small deployment's way to run a spare.
-    killed_mid_burst(common::TestDb::sqlite().await).await
+    killed_mid_burst(common::TestDb::sqlite().await, Death::Killed).await
+}
+
+/// How replica A stops in the middle of the burst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Death {
+    /// SIGKILL: its connection to the broker closes at once.
+    Killed,
+    /// SIGSTOP: it answers nothing, but its connection stays open until the broker's
+    /// keep-alive check (1.5 x the gateway's keep-alive) drops it.
+    Hung,
 }
 
 /// The two variants each hold 1,000 units and four processes: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn killed_mid_burst(db: common::TestDb) -> anyhow::Result<()> {
+async fn killed_mid_burst(db: common::TestDb, death: Death) -> anyhow::Result<()> {
     let _turn = ONE_AT_A_TIME.lock().await;
     let bin = tenwatch_bin()?;
     let dir = tempfile::tempdir()?;
@@ -196,22 +222,58 @@ async fn killed_mid_burst(db: common::TestDb) -> anyhow::Result<()> {
         });
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    a.child.start_kill()?;
-    let _ = a.child.wait().await;
+    match death {
+        Death::Killed => {
+            a.child.start_kill()?;
+            let _ = a.child.wait().await;
+        }
+        Death::Hung => {
+            let pid = a.child.id().expect("replica A runs").to_string();
+            let stopped = Command::new("kill").args(["-STOP", &pid]).status().await?;
+            anyhow::ensure!(stopped.success(), "replica A not stopped");
+        }
+    }
     let mut acked: BTreeMap<String, String> = BTreeMap::new();
-    let mut repeated = 0;
+    let (mut repeated, mut most_attempts, mut slowest) = (0, 0, Duration::ZERO);
     while let Some(done) = burst.join_next().await {
-        let (unit, ack, attempts) = done??;
+        let (unit, ack, attempts, took) = done??;
         if attempts > 1 {
             repeated += 1;
         }
+        most_attempts = most_attempts.max(attempts);
+        slowest = slowest.max(took);
         acked.insert(
             unit.id.clone(),
             ack["alert"].as_str().unwrap_or_default().to_owned(),
         );
     }
     assert_eq!(acked.len(), pressers.len(), "every press acknowledged");
-    eprintln!("{repeated} presses were repeated before their ack (replica A killed mid-burst)");
+    eprintln!(
+        "{}: {repeated} presses were repeated before their ack (replica A {death:?} mid-burst); \
+         at most {most_attempts} copies, the slowest acknowledged {slowest:?} after its first",
+        db.backend
+    );
+    // The survivor takes the dead replica's share as soon as the broker drops it from the
+    // shared subscription: a killed replica's connection closes at once, so a press in flight
+    // to it is answered on its first repeat (2 s later); a hung one is dropped after 1.5 x the
+    // gateway's keep-alive (7.5 s; Mosquitto checks about once a second), so a press needs at
+    // most that and one more repeat interval (measured: 6 copies, 10.1 s; 2 s more allowed
+    // for a loaded machine). Nothing waits for the dead replica to come back.
+    let (bound, copies) = match death {
+        Death::Killed => (Duration::from_secs(4), 2),
+        Death::Hung => (
+            tenwatch_gateway::app::REPLICA_KEEP_ALIVE.mul_f64(1.5) + Duration::from_secs(5),
+            7,
+        ),
+    };
+    assert!(
+        most_attempts <= copies && slowest <= bound,
+        "{death:?}: a press needed {most_attempts} copies and {slowest:?}: the dead replica kept its share"
+    );
+    if death == Death::Hung {
+        a.child.start_kill()?;
+        let _ = a.child.wait().await;
+    }
 
     // A comes back under the same client id (as a supervisor restarts it) and works through
     // the uplinks the broker parked in its session: repeats of presses already stored.

@@ -36,6 +36,8 @@ export interface AlertSummary {
   first_coming_at_ms: number | null;
   first_on_scene_at_ms: number | null;
   closed_at_ms: number | null;
+  /** In the list only: open longer than the gateway's --stale-after. */
+  stale?: boolean;
 }
 
 export type RecipientState =
@@ -225,7 +227,8 @@ export const api = {
     request<{ account: Account }>("POST", "/api/session", { name, password }),
   signOut: () => request<void>("DELETE", "/api/session"),
   map: () => request<ZoneMap>("GET", "/api/map"),
-  alerts: () => request<{ alerts: AlertSummary[] }>("GET", "/api/alerts?state=open&limit=500"),
+  alerts: () =>
+    request<{ alerts: AlertSummary[]; stale_after_ms: number }>("GET", "/api/alerts?state=open&limit=500"),
   alert: (id: number) => request<AlertDetail>("GET", `/api/alerts/${id}`),
   volunteers: () => request<{ volunteers: Volunteer[] }>("GET", "/api/volunteers"),
   acknowledge: (id: number) =>

@@ -22,7 +22,7 @@ import * as i18n from "./i18n";
 import { t } from "./i18n";
 import { langButton } from "./lang";
 import { ConsoleMap } from "./map";
-import { renderQueue, tick } from "./queue";
+import { renderQueue, setStaleAfter, tick } from "./queue";
 
 /** Closed alerts kept in the queue's "just closed" list. */
 const KEEP_CLOSED = 8;
@@ -194,7 +194,8 @@ export class ConsolePage {
 
   private async loadAlerts(): Promise<void> {
     try {
-      const { alerts } = await api.alerts();
+      const { alerts, stale_after_ms } = await api.alerts();
+      setStaleAfter(stale_after_ms);
       this.replaceOpen(alerts);
     } catch (e) {
       this.report(e);

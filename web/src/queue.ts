@@ -8,6 +8,19 @@ import { h } from "./dom";
 import { after, clock, elapsed } from "./format";
 import { label, t } from "./i18n";
 
+/** How long an alert may stay open before it is shown stale (the gateway's --stale-after). */
+let staleAfterMs = Number.POSITIVE_INFINITY;
+
+/** Set from the alert list: alerts that arrive later on the feed are judged by it too. */
+export function setStaleAfter(ms: number): void {
+  if (Number.isFinite(ms) && ms > 0) staleAfterMs = ms;
+}
+
+/** Open longer than --stale-after: no unit sounds it again; the station should close it. */
+export function isStale(a: AlertSummary, now = Date.now()): boolean {
+  return a.state !== "resolved" && a.state !== "cancelled" && now - a.raised_at_ms > staleAfterMs;
+}
+
 /** Critical first, then those nobody has taken, then newest. */
 export function queueOrder(a: AlertSummary, b: AlertSummary): number {
   return (
@@ -68,6 +81,7 @@ function entry(
         { class: "row2" },
         h("span", { class: `state state-${a.state}` }, label(t.states, a.state)),
         a.critical ? h("span", { class: "badge critical" }, t.critical) : null,
+        isStale(a) ? h("span", { class: "badge stale", title: t.staleTitle }, t.stale) : null,
         h("span", { class: "badge ring" }, t.ring(a.ring)),
         h("span", { class: "raised-at" }, clock(a.raised_at_ms)),
         a.category ? h("span", { class: "badge" }, label(t.categories, a.category)) : null,

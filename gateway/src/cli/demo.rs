@@ -92,6 +92,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         mqtt_password: None,
         mqtt_client_id: "tenwatch-gateway-1".into(),
         mqtt_share_group: "tenwatch".into(),
+        mqtt_keep_session: false,
         broker_auth_secret: None,
         http: Default::default(),
         secure_cookie: false,

@@ -40,6 +40,11 @@ pub struct ServeArgs {
     /// The shared-subscription group the replicas share the uplink in.
     #[arg(long, env = "TENWATCH_MQTT_SHARE_GROUP", default_value = "tenwatch")]
     pub mqtt_share_group: String,
+    /// Keep a persistent session on the external broker, which then holds the uplinks sent
+    /// while this gateway restarts. Only without replicas: a dead replica's session would keep
+    /// its share of the uplink from the others.
+    #[arg(long, env = "TENWATCH_MQTT_KEEP_SESSION")]
+    pub mqtt_keep_session: bool,
     /// The bearer secret an external broker presents to /api/broker/authenticate and
     /// /api/broker/authorize (EMQX HTTP auth); without it those routes are off.
     #[arg(long, env = "TENWATCH_BROKER_AUTH_SECRET", hide_env_values = true)]
@@ -182,6 +187,8 @@ pub struct ServiceArgs {
     pub supervision: SupervisionArgs,
     #[command(flatten)]
     pub push: PushArgs,
+    #[command(flatten)]
+    pub ages: crate::ingest::AlertAgeArgs,
 }
 
 impl ServiceArgs {
@@ -190,6 +197,7 @@ impl ServiceArgs {
         config.plan = self.rings.plan()?;
         config.supervision = self.supervision.policy();
         config.push = self.push.config()?;
+        config.ages = self.ages.ages()?;
         Ok(())
     }
 }
@@ -345,6 +353,7 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
         if args.mqtt_password.is_some() {
             ext.password = args.mqtt_password.clone();
         }
+        ext.keep_session = args.mqtt_keep_session;
         config.external_mqtt = Some(ext);
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {

@@ -15,7 +15,7 @@ use super::{ApiError, AppState};
 use crate::accounts::{AccountKind, AccountName, Principal};
 use crate::domain::AlertId;
 use crate::lifecycle::{Action, Category, RecipientState};
-use crate::store::{AlertFilter, AlertSummary, RecipientKind};
+use crate::store::{AlertFilter, AlertSummary, RecipientKind, StoreError};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -56,7 +56,24 @@ async fn list_alerts(
         limit: q.limit.unwrap_or(100).clamp(1, 1000),
     };
     let alerts = s.store.list_alerts(&filter).await?;
-    Ok(Json(json!({ "alerts": alerts })).into_response())
+    let (now, stale_after_ms) = (s.ingest.now(), s.ingest.stale_after_ms());
+    let alerts: Vec<Listed> = alerts
+        .into_iter()
+        .map(|alert| Listed {
+            stale: alert.is_stale(now, stale_after_ms),
+            alert,
+        })
+        .collect();
+    Ok(Json(json!({ "alerts": alerts, "stale_after_ms": stale_after_ms })).into_response())
+}
+
+/// An alert as listed for the station: open past `--stale-after` is `stale` (no unit will
+/// sound it again; the station should close it or act).
+#[derive(serde::Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    alert: AlertSummary,
+    stale: bool,
 }
 
 async fn alert_detail(
@@ -100,7 +117,12 @@ async fn act(
     let applied = s
         .ingest
         .apply_action(alert.id, &who.actor(), action, target, detail)
-        .await?;
+        .await
+        .map_err(|e| match e {
+            // Not this account's to do, whatever the alert's state: 403 with the reason.
+            StoreError::NotAllowed(why) => ApiError::Forbidden(why),
+            other => ApiError::from(other),
+        })?;
     Ok(Json(applied.alert).into_response())
 }
 

@@ -121,6 +121,11 @@ async fn authenticate(State(s): State<AppState>, BrokerAsks(b): BrokerAsks<Authn
         Err(tenwatch_broker::AuthRefusal::Unavailable) => unavailable(),
         Err(refusal) => {
             tracing::info!(device = %b.username.chars().take(64).collect::<String>(), ?refusal, "broker login refused");
+            // Counted per id only when it is one; never a device's state.
+            if crate::domain::DeviceId::parse(&b.username).is_ok() {
+                let now = s.ingest.now();
+                s.login_refusals.record(&b.username, None, refusal, now);
+            }
             verdict(false)
         }
     }

@@ -70,6 +70,17 @@ pub(super) async fn metrics_here(State(s): State<AppState>, headers: HeaderMap) 
         registry.sub_registry_with_prefix("tenwatch_edge"),
         &s.edge_stats.snapshot(),
     );
+    let gateway = registry.sub_registry_with_prefix("tenwatch_gateway");
+    gateway.register(
+        "logins_refused",
+        "Device logins refused (the edge's or an external broker's), any device id",
+        ConstCounter::new(s.login_refusals.total()),
+    );
+    gateway.register(
+        "logins_refused_ids",
+        "Distinct device ids with refused logins kept for the station",
+        ConstGauge::new(s.login_refusals.ids() as i64),
+    );
     let mut out = String::new();
     if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
         return ApiError::Internal(format!("metrics not encoded: {e}")).into_response();

@@ -22,6 +22,8 @@ pub struct AppState {
     pub feed: Feed,
     pub metrics: Arc<Metrics>,
     pub edge_stats: Arc<tenwatch_broker::EdgeStats>,
+    /// Refused device logins, per device id tried (counted, never a device's state).
+    pub login_refusals: Arc<crate::supervision::LoginRefusals>,
     /// True while the gateway's own MQTT link is subscribed to the uplink.
     pub mqtt_ready: watch::Receiver<bool>,
     pub started: Instant,

@@ -3,7 +3,9 @@
 //! - `GET /api/devices?state=&cluster=&limit=`: device health of the operator's zones;
 //! - `GET /api/devices/{id}`: one device with its history and problems;
 //! - `GET /api/clusters/health`: coverage per cluster (households reachable now);
-//! - `GET /api/problems?all=`: the "needs attention" list, with history and who to tell.
+//! - `GET /api/problems?all=`: the "needs attention" list, with history and who to tell;
+//! - `GET /api/refused-logins`: refused logins, in total and per device id of the
+//!   operator's zones (counted, never a device's state).
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +23,7 @@ use crate::store::supervision::{DeviceFilter, DeviceState, ProblemFilter};
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/devices", get(list_devices))
+        .route("/api/refused-logins", get(refused_logins))
         .route("/api/devices/{id}", get(device_detail))
         .route("/api/clusters/health", get(cluster_health))
         .route("/api/problems", get(problems))
@@ -135,4 +138,20 @@ async fn problems(
     };
     let problems = s.store.problems(&filter, &s.supervision).await?;
     Ok(Json(json!({ "problems": problems })).into_response())
+}
+
+/// Refused logins since the gateway started: the total (every id tried, registered or not)
+/// and, one by one, those naming a device of the operator's zones, most refused first.
+async fn refused_logins(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+) -> Result<Response, ApiError> {
+    let map = s.store.zone_map(&who.zones).await?;
+    let mine: std::collections::HashSet<&str> = map.devices.iter().map(|d| d.id.as_str()).collect();
+    let devices = s.login_refusals.list(|d| mine.contains(d), 200);
+    Ok(Json(json!({
+        "total": s.login_refusals.total(),
+        "devices": devices,
+    }))
+    .into_response())
 }

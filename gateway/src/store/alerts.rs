@@ -49,11 +49,20 @@ pub(crate) fn move_recipient(
                 None => RecipientMove::Stay,
             })
         }
-        // Units are recipients only when their ring reached them; a volunteer or the station
-        // may join an alert they saw on the map or were dispatched to.
+        // Units are recipients only when their ring reached them.
         None if kind == RecipientKind::Unit => Err(StoreError::NotFound(format!(
             "unit {who} among the recipients of this alert"
         ))),
+        // A volunteer joins an alert by the station's dispatch (wanted `notified`), or, seen on
+        // the map, by saying "coming" (and then stands for it on the timeline). Anything else
+        // from a volunteer nobody asked would let any volunteer of the zone mark any alert
+        // "on scene" and stop its climb, or become a recipient by "seen" first and then do so.
+        None if kind == RecipientKind::Volunteer
+            && !matches!(wanted, RecipientState::Coming | RecipientState::Notified) =>
+        {
+            Err(StoreError::NotAllowed(not_a_responder(wanted)))
+        }
+        // The station keeps its rights: it may join in any state.
         None => Ok(RecipientMove::Add(Recipient {
             kind,
             who: who.to_owned(),
@@ -67,6 +76,20 @@ pub(crate) fn move_recipient(
             push_at_ms: None,
         })),
     }
+}
+
+/// Why a volunteer who is not among an alert's recipients may not answer `wanted`, in the
+/// console's two languages.
+fn not_a_responder(wanted: RecipientState) -> String {
+    let (zh, en) = match wanted {
+        RecipientState::OnScene => ("标记到场", "mark it on scene"),
+        _ => ("回复此警情", "answer it"),
+    };
+    format!(
+        "只有收到通知、已答应前往或被派遣的队员才能{zh}；请先点「我来了」 / \
+         only a responder who was notified, said coming or was dispatched may {en}: \
+         say coming first"
+    )
 }
 
 /// The recipient state an action wants of its target, if it moves one.
@@ -194,6 +217,35 @@ mod tests {
         assert!(matches!(
             moved(None, Station, Coming),
             Ok(RecipientMove::Add(r)) if r.ring == 2 && r.label == "li"
+        ));
+    }
+
+    #[test]
+    fn only_a_responder_marks_on_scene_and_the_station_keeps_its_rights() {
+        use RecipientKind::{Station, Volunteer};
+        use RecipientState::{Coming, Declined, Notified, OnScene, Seen};
+        let moved = |current, kind, wanted| move_recipient(current, kind, "li", wanted, 1, 5);
+        // Nobody asked li: no "on scene", and no "seen" to become a recipient that way.
+        for wanted in [OnScene, Seen, Declined] {
+            assert!(
+                matches!(moved(None, Volunteer, wanted), Err(StoreError::NotAllowed(m)) if m.contains("only a responder")),
+                "{wanted:?}"
+            );
+        }
+        // Saying "coming" joins; notified (a ring, a dispatch) or coming may go on scene.
+        assert!(matches!(
+            moved(None, Volunteer, Coming),
+            Ok(RecipientMove::Add(r)) if r.state == Coming
+        ));
+        for current in [Notified, Coming, Declined] {
+            assert_eq!(
+                moved(Some(current), Volunteer, OnScene).unwrap(),
+                RecipientMove::To(OnScene)
+            );
+        }
+        assert!(matches!(
+            moved(None, Station, OnScene),
+            Ok(RecipientMove::Add(r)) if r.state == OnScene
         ));
     }
 

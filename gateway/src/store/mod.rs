@@ -62,6 +62,10 @@ pub enum StoreError {
     /// The alert's state does not allow the action (maps to 409 with this reason).
     #[error("{0}")]
     Refused(String),
+    /// The actor may not do this to this alert, whatever its state (maps to 403 with this
+    /// reason), e.g. a volunteer nobody asked marking an alert "on scene".
+    #[error("{0}")]
+    NotAllowed(String),
     /// The database failed; details are logged, not shown to clients.
     #[error("database error: {0}")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -160,6 +164,14 @@ pub struct AlertSummary {
     pub first_coming_at_ms: Option<i64>,
     pub first_on_scene_at_ms: Option<i64>,
     pub closed_at_ms: Option<i64>,
+}
+
+impl AlertSummary {
+    /// Still open `stale_after_ms` after it was raised: shown to the station as stale (units
+    /// no longer hear it again when they come back; see `Ingest::catch_up`).
+    pub fn is_stale(&self, now_ms: i64, stale_after_ms: i64) -> bool {
+        self.state.is_open() && now_ms - self.raised_at_ms > stale_after_ms
+    }
 }
 
 /// Who receives an alert.
@@ -426,8 +438,16 @@ pub trait Store:
     /// Open alerts whose fan-out is owed (the gateway stopped between store and fan-out).
     async fn alerts_owing_fanout(&self) -> StoreResult<Vec<AlertSummary>>;
     async fn list_alerts(&self, filter: &AlertFilter) -> StoreResult<Vec<AlertSummary>>;
-    /// The open alerts of a cluster, oldest first (what a unit back online has missed).
-    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>>;
+    /// What a unit back online may have missed: the open alerts it is a recipient of (raised
+    /// in its cluster, or a ring that reached it), raised at `from_ms` or later and reaching
+    /// it at `until_ms` or earlier, newest first, at most `limit`.
+    async fn catch_up_alerts(
+        &self,
+        device: &DeviceId,
+        from_ms: i64,
+        until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertSummary>>;
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>>;
     async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>>;
 

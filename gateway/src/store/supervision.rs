@@ -120,9 +120,9 @@ pub enum PresenceEvidence<'a> {
     /// A session ended; `reason` is the offline reason code. Ignored unless `session` is the
     /// device's latest.
     Disconnected { session: u64, reason: &'a str },
-    /// A login with this device id was refused.
-    Refused,
 }
+// A refused login is no evidence at all: it is not the device's (see
+// `crate::supervision::LoginRefusals`).
 
 /// What a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -479,10 +479,6 @@ pub(crate) fn presence_step<'a>(
         {
             PresenceStep::Offline(reason)
         }
-        // Someone else's wrong password must not take a connected device offline.
-        PresenceEvidence::Refused if !row.online && row.state != DeviceState::Online => {
-            PresenceStep::Offline("refused_login")
-        }
         _ => PresenceStep::Ignore,
     }
 }
@@ -732,11 +728,6 @@ mod tests {
         assert_eq!(
             presence_step(&offline, latest),
             PresenceStep::Offline("keepalive_lost")
-        );
-        let online = row(DeviceState::Online);
-        assert_eq!(
-            presence_step(&online, PresenceEvidence::Refused),
-            PresenceStep::Ignore
         );
     }
 

@@ -159,8 +159,9 @@ async fn authenticate<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Refuses the login of a well-formed device id: counts it, reports it (so supervision can
-/// show "refused login") and answers with the CONNACK that matches `refusal`.
+/// Refuses the login of a well-formed device id: counts it, reports it (the gateway counts it
+/// per id tried; it changes nothing about the device) and answers with the CONNACK that
+/// matches `refusal`.
 pub(super) async fn refuse_device<W: AsyncWrite + Unpin>(
     shared: &Shared,
     dev_w: &mut W,

@@ -123,12 +123,23 @@ async fn run_lane(mut queue: mpsc::Receiver<LaneJob>) {
     }
 }
 
+/// How long a gateway's session may sit idle inside a transaction before the server ends it.
+const IDLE_IN_TRANSACTION_TIMEOUT: &str = "5s";
+
 impl PgStore {
     /// Connects to `url` (`postgres://…` or `postgresql://…`) and applies the migrations.
     /// Several gateways may start at once: sqlx takes an advisory lock while migrating.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?;
+            .map_err(|e| StoreError::Invalid(format!("database URL: {e}")))?
+            // A replica that hangs inside a transaction (a stopped process, a frozen machine)
+            // would hold its row locks, and with them the other replicas' writes about those
+            // devices and alerts, until it died: the server ends such a session instead.
+            // Ours never wait on the network inside a transaction, so 5 s idle is a hung one.
+            .options([(
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT,
+            )]);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .acquire_timeout(Duration::from_secs(10))

@@ -728,13 +728,32 @@ impl Store for Backend {
         self.alerts(query).await
     }
 
-    async fn open_alerts_of_cluster(&self, cluster: &ClusterId) -> StoreResult<Vec<AlertSummary>> {
+    async fn catch_up_alerts(
+        &self,
+        device: &DeviceId,
+        from_ms: i64,
+        until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertSummary>> {
+        // From the unit's recipient rows (index `recipients_who`): ring 0 made every unit of
+        // the cluster's other households one, ring 1 the nearby units it reached. A recipient
+        // is never notified before its alert was raised, so `from_ms` bounds the index range.
         let sql = concat!(
-            alert_select!(),
-            "WHERE a.cluster = $1 AND a.state NOT IN ('resolved', 'cancelled') \
-             ORDER BY a.raised_at_ms, a.id LIMIT 100"
+            "SELECT ",
+            alert_columns!(),
+            " FROM recipients me JOIN alerts a ON a.id = me.alert \
+             JOIN households h ON h.id = a.household \
+             WHERE me.kind = 'unit' AND me.who = $1 \
+             AND me.notified_at_ms BETWEEN $2 AND $3 \
+             AND a.raised_at_ms >= $2 AND a.state NOT IN ('resolved', 'cancelled') \
+             ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT $4"
         );
-        self.alerts(sqlx::query(sql).bind(cluster.as_str())).await
+        let query = sqlx::query(sql)
+            .bind(device.as_str())
+            .bind(from_ms)
+            .bind(until_ms)
+            .bind(i64::from(limit));
+        self.alerts(query).await
     }
 
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>> {

@@ -196,7 +196,7 @@ async fn go_offline(
 ) -> StoreResult<()> {
     if row.state == DeviceState::Offline {
         if row.reason.as_deref() != Some(reason) {
-            // Still offline, for a new reason (a refused login after a lost connection):
+            // Still offline, for a new reason (a later disconnect of its latest session):
             // history and the open problem say so; the station was told already.
             sqlx::query("UPDATE devices SET sup_reason = $1 WHERE id = $2")
                 .bind(reason)
@@ -725,7 +725,6 @@ async fn device_history(
 enum OwnedEvidence {
     Connected { session: u64 },
     Disconnected { session: u64, reason: String },
-    Refused,
 }
 
 impl From<PresenceEvidence<'_>> for OwnedEvidence {
@@ -736,7 +735,6 @@ impl From<PresenceEvidence<'_>> for OwnedEvidence {
                 session,
                 reason: reason.to_owned(),
             },
-            PresenceEvidence::Refused => OwnedEvidence::Refused,
         }
     }
 }
@@ -751,7 +749,6 @@ impl OwnedEvidence {
                 session: *session,
                 reason,
             },
-            OwnedEvidence::Refused => PresenceEvidence::Refused,
         }
     }
 }
