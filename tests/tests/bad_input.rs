@@ -100,7 +100,8 @@ async fn subscribing_to_everything_or_another_cluster_fails() -> anyhow::Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_gets_a_refusing_connack() -> anyhow::Result<()> {
-    let app = spawn_app(1).await?;
+    const METRICS_TOKEN: &str = "scraper-token-0123456789";
+    let app = spawn_app_with(1, |c| c.http.metrics_token = Some(METRICS_TOKEN.into())).await?;
     let cred = &app.cluster(0)[0];
     let mut wrong = TestDevice::start(app.mqtt, cred, "not-the-password", DeviceOptions::default());
     let why = wrong.expect_disconnected().await?;
@@ -141,7 +142,13 @@ async fn a_wrong_password_gets_a_refusing_connack() -> anyhow::Result<()> {
             .all(|p| p["device"] != cred.device.as_str()),
         "{problems}"
     );
-    let metrics = reqwest::get(app.url("/metrics")).await?.text().await?;
+    let metrics = reqwest::Client::new()
+        .get(app.url("/metrics"))
+        .bearer_auth(METRICS_TOKEN)
+        .send()
+        .await?
+        .text()
+        .await?;
     assert!(
         metrics
             .lines()
