@@ -45,6 +45,8 @@ store_tests!(
     two_gateways_racing_fire_each_ring_once,
     two_gateways_racing_raise_a_repeated_press_once,
     two_gateways_sweeping_at_once_report_each_silent_device_once,
+    devices_are_listed_disabled_rotated_and_deleted_only_without_history,
+    accounts_are_listed_disabled_reset_and_deleted_only_without_history,
 );
 
 const T0: i64 = 1_800_000_000_000;
@@ -174,7 +176,7 @@ async fn the_registry_keeps_what_it_is_given_and_refuses_what_breaks_it(db: Test
     ));
     assert!(matches!(
         store.add_household(&household("h8", &cluster, 91.0)).await,
-        Err(StoreError::Invalid(_))
+        Err(StoreError::Invalid(m)) if m.contains("not a latitude") && !m.contains("CHECK")
     ));
     let h1 = HouseholdId::parse("h1").unwrap();
     let d1 = DeviceId::parse("d1").unwrap();
@@ -1017,4 +1019,110 @@ fn a_database_url_in_a_message_shows_no_password() {
         redacted_url("sqlite:/var/lib/tenwatch/tenwatch.db"),
         "sqlite:/var/lib/tenwatch/tenwatch.db"
     );
+}
+
+async fn devices_are_listed_disabled_rotated_and_deleted_only_without_history(db: TestDb) {
+    let s = db.open().await;
+    let creds = seed_demo(s.as_ref(), 1).await.unwrap();
+    let listed = s.list_devices(None).await.unwrap();
+    assert_eq!(listed.len(), 10);
+    assert!(listed
+        .windows(2)
+        .all(|w| w[0].id.as_str() < w[1].id.as_str()));
+    assert!(listed
+        .iter()
+        .all(|d| d.enabled && d.state == "never_seen" && d.zone.as_str() == DEMO_ZONE));
+    let other = ZoneCode::parse("11010502").unwrap();
+    s.add_zone(&other, "二区").await.unwrap();
+    assert!(s.list_devices(Some(&other)).await.unwrap().is_empty());
+    assert_eq!(s.list_devices(Some(&zone())).await.unwrap().len(), 10);
+
+    let (d0, d1) = (device(&creds, 0), device(&creds, 1));
+    assert!(s.set_device_enabled(&d0, false).await.unwrap());
+    assert!(!s.device_credential(&d0).await.unwrap().unwrap().enabled);
+    assert!(s.set_device_enabled(&d0, true).await.unwrap());
+    assert!(s.device_credential(&d0).await.unwrap().unwrap().enabled);
+    let nobody = DeviceId::parse("d-nobody").unwrap();
+    assert!(!s.set_device_enabled(&nobody, false).await.unwrap());
+    assert!(s.set_device_secret(&d1, "new-hash").await.unwrap());
+    assert_eq!(
+        s.device_credential(&d1).await.unwrap().unwrap().secret_hash,
+        "new-hash"
+    );
+
+    // A unit with a history stays: the presser's, and a neighbour's that was sent the alert.
+    raise(s.as_ref(), &d0, 1, T0).await;
+    for d in [&d0, &d1] {
+        let refused = s.delete_device(d).await;
+        assert!(
+            matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("disable it instead")),
+            "{refused:?}"
+        );
+    }
+    // One that never went up is removed, with its presence history.
+    let spare = DeviceId::parse("d-spare-01").unwrap();
+    let household = s.list_devices(None).await.unwrap()[0].household.clone();
+    s.add_device(&spare, &household, "h").await.unwrap();
+    assert!(s.delete_device(&spare).await.unwrap());
+    assert!(!s.delete_device(&spare).await.unwrap());
+    assert_eq!(s.list_devices(None).await.unwrap().len(), 10);
+}
+
+async fn accounts_are_listed_disabled_reset_and_deleted_only_without_history(db: TestDb) {
+    let s = db.open().await;
+    let z = zone();
+    s.add_zone(&z, "一区").await.unwrap();
+    let wang = s
+        .create_account(&account("wang", AccountKind::Operator, &[&z]), 0)
+        .await
+        .unwrap();
+    volunteer(s.as_ref(), "li", &z).await;
+    let zhao = volunteer(s.as_ref(), "zhao", &z).await;
+    let listed = s.list_accounts().await.unwrap();
+    let names: Vec<(&str, bool)> = listed.iter().map(|(a, d)| (a.name.as_str(), *d)).collect();
+    assert_eq!(names, [("li", false), ("wang", false), ("zhao", false)]);
+    assert_eq!(listed[1].0.zones, std::slice::from_ref(&z));
+
+    let name = AccountName::parse("WANG").unwrap();
+    let hour = 3_600_000;
+    s.create_session("t1", wang, 0, hour).await.unwrap();
+    assert!(s.session_open("t1", 1).await.unwrap());
+    assert!(s.set_account_disabled(&name, true).await.unwrap());
+    assert!(
+        !s.session_open("t1", 1).await.unwrap(),
+        "disabling ends its sessions"
+    );
+    assert!(s.account_by_name(&name).await.unwrap().unwrap().disabled);
+    assert!(s.set_account_disabled(&name, false).await.unwrap());
+    assert!(!s.account_by_name(&name).await.unwrap().unwrap().disabled);
+
+    s.create_session("t2", wang, 0, hour).await.unwrap();
+    assert!(s.set_password_hash(&name, "$argon2id$new").await.unwrap());
+    assert_eq!(
+        s.account_by_name(&name)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "$argon2id$new"
+    );
+    assert!(
+        !s.session_open("t2", 1).await.unwrap(),
+        "a new password ends its sessions"
+    );
+    let nobody = AccountName::parse("nobody").unwrap();
+    assert!(!s.set_password_hash(&nobody, "x").await.unwrap());
+    assert!(!s.set_account_disabled(&nobody, true).await.unwrap());
+
+    // A volunteer who checked in keeps the record; one who never did anything goes.
+    s.add_checkin(zhao, 39.95, 116.40, "", 100).await.unwrap();
+    let refused = s.delete_account(&AccountName::parse("zhao").unwrap()).await;
+    assert!(
+        matches!(&refused, Err(StoreError::Invalid(m)) if m.contains("disable it instead")),
+        "{refused:?}"
+    );
+    let li = AccountName::parse("li").unwrap();
+    assert!(s.delete_account(&li).await.unwrap());
+    assert!(s.account_by_name(&li).await.unwrap().is_none());
+    assert!(!s.delete_account(&li).await.unwrap());
 }

@@ -146,6 +146,90 @@ pub enum AdminCommand {
         #[arg(long)]
         gateway_password_env: Option<String>,
     },
+    /// List devices (id, household, cluster, zone, enabled, state, last seen).
+    ListDevices {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only this zone's.
+        #[arg(long)]
+        zone: Option<String>,
+    },
+    /// Refuse a device's logins from its next one on (a lost or stolen unit).
+    DisableDevice {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
+    /// Let a disabled device log in again.
+    EnableDevice {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
+    /// Give a device a new password (printed once); the old one stops working at once.
+    RotateDeviceSecret {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
+    /// Remove a device that never raised or received an alert (else: disable it).
+    DeleteDevice {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        id: String,
+    },
+    /// List operators and volunteers (name, kind, role, zones, disabled).
+    ListAccounts {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Stop an account signing in; its open sessions end at once.
+    DisableAccount {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        name: String,
+    },
+    /// Let a disabled account sign in again.
+    EnableAccount {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        name: String,
+    },
+    /// Set a new password for an account; its open sessions end.
+    ResetPassword {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        name: String,
+        /// The new password; prefer --password-env so it stays out of the shell history.
+        #[arg(long, conflicts_with = "password_env")]
+        password: Option<String>,
+        /// Read the new password from this environment variable.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
+    /// Remove an account that never responded to an alert nor checked in (else: disable it).
+    DeleteAccount {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// "no such …" as an error, for the admin commands that change one row.
+fn found(found: bool, what: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
+    if found {
+        Ok(())
+    } else {
+        bail!("no such {what}")
+    }
 }
 
 fn password_from(password: Option<String>, env: Option<String>) -> anyhow::Result<String> {
@@ -157,7 +241,21 @@ fn password_from(password: Option<String>, env: Option<String>) -> anyhow::Resul
     }
 }
 
+/// Which of a pair of commands sharing one arm was given.
+enum CmdKind {
+    Enable,
+    Disable,
+    Other,
+}
+
 pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
+    let cmd_kind = match &cmd {
+        AdminCommand::EnableDevice { .. } | AdminCommand::EnableAccount { .. } => CmdKind::Enable,
+        AdminCommand::DisableDevice { .. } | AdminCommand::DisableAccount { .. } => {
+            CmdKind::Disable
+        }
+        _ => CmdKind::Other,
+    };
     match cmd {
         AdminCommand::SeedDemo {
             store,
@@ -319,6 +417,114 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 credentials.len(),
                 credentials_out.display()
             );
+        }
+        AdminCommand::ListDevices { store, zone } => {
+            let zone = zone.as_deref().map(ZoneCode::parse).transpose()?;
+            let devices = store.open().await?.list_devices(zone.as_ref()).await?;
+            println!("device\thousehold\tcluster\tzone\tenabled\tstate\tlast seen (UTC)\tlabel");
+            for d in &devices {
+                let seen = d
+                    .last_seen_ms
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+                    .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+                    .unwrap_or_else(|| "-".into());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{seen}\t{}",
+                    d.id, d.household, d.cluster, d.zone, d.enabled, d.state, d.label
+                );
+            }
+            eprintln!("{} device(s)", devices.len());
+        }
+        AdminCommand::DisableDevice { store, id } | AdminCommand::EnableDevice { store, id } => {
+            let enable = matches!(cmd_kind, CmdKind::Enable);
+            let device = DeviceId::parse(&id)?;
+            let changed = store
+                .open()
+                .await?
+                .set_device_enabled(&device, enable)
+                .await?;
+            found(changed, format_args!("device {device}"))?;
+            println!(
+                "device {device} {}",
+                if enable {
+                    "enabled"
+                } else {
+                    "disabled: its next login is refused"
+                }
+            );
+        }
+        AdminCommand::RotateDeviceSecret { store, id } => {
+            let device = DeviceId::parse(&id)?;
+            let secret = crate::devices::new_secret();
+            let hash = crate::devices::hash_secret(secret.as_bytes());
+            let changed = store
+                .open()
+                .await?
+                .set_device_secret(&device, &hash)
+                .await?;
+            found(changed, format_args!("device {device}"))?;
+            println!("device {device}: its new password (shown once): {secret}");
+        }
+        AdminCommand::DeleteDevice { store, id } => {
+            let device = DeviceId::parse(&id)?;
+            let deleted = store.open().await?.delete_device(&device).await?;
+            found(deleted, format_args!("device {device}"))?;
+            println!("device {device} removed");
+        }
+        AdminCommand::ListAccounts { store } => {
+            let accounts = store.open().await?.list_accounts().await?;
+            println!("name\tkind\trole\tzones\tdisabled\tdisplay name");
+            for (a, disabled) in &accounts {
+                let zones: Vec<&str> = a.zones.iter().map(|z| z.as_str()).collect();
+                println!(
+                    "{}\t{}\t{}\t{}\t{disabled}\t{}",
+                    a.name,
+                    a.kind.as_str(),
+                    a.role.map(|r| r.as_str()).unwrap_or("-"),
+                    zones.join(","),
+                    a.display_name
+                );
+            }
+            eprintln!("{} account(s)", accounts.len());
+        }
+        AdminCommand::DisableAccount { store, name }
+        | AdminCommand::EnableAccount { store, name } => {
+            let disable = matches!(cmd_kind, CmdKind::Disable);
+            let name = accounts::AccountName::parse(&name)?;
+            let changed = store
+                .open()
+                .await?
+                .set_account_disabled(&name, disable)
+                .await?;
+            found(changed, format_args!("account {name}"))?;
+            println!(
+                "account {name} {}",
+                if disable {
+                    "disabled: its sessions ended"
+                } else {
+                    "enabled"
+                }
+            );
+        }
+        AdminCommand::ResetPassword {
+            store,
+            name,
+            password,
+            password_env,
+        } => {
+            let password = password_from(password, password_env)?;
+            accounts::check_password_policy(&password)?;
+            let name = accounts::AccountName::parse(&name)?;
+            let hash = accounts::hash_password(password).await?;
+            let changed = store.open().await?.set_password_hash(&name, &hash).await?;
+            found(changed, format_args!("account {name}"))?;
+            println!("account {name}: password changed, its sessions ended");
+        }
+        AdminCommand::DeleteAccount { store, name } => {
+            let name = accounts::AccountName::parse(&name)?;
+            let deleted = store.open().await?.delete_account(&name).await?;
+            found(deleted, format_args!("account {name}"))?;
+            println!("account {name} removed");
         }
         AdminCommand::ExportMosquitto {
             store,

@@ -89,6 +89,20 @@ pub trait AccountStore: Send + Sync + 'static {
     ) -> StoreResult<bool>;
     /// The enabled, on-duty volunteers of a zone with their last positions.
     async fn on_duty_volunteers(&self, zone: &ZoneCode) -> StoreResult<Vec<OnDutyVolunteer>>;
+
+    // --- administration (`tenwatch admin`) ---
+    /// Every account, by name, with whether it is disabled.
+    async fn list_accounts(&self) -> StoreResult<Vec<(Principal, bool)>>;
+    /// Disables (or enables again) an account; disabling ends its sessions at once. False if
+    /// there is no such account.
+    async fn set_account_disabled(&self, name: &AccountName, disabled: bool) -> StoreResult<bool>;
+    /// Sets a new password (its Argon2id hash) and ends the account's sessions. False if there
+    /// is no such account.
+    async fn set_password_hash(&self, name: &AccountName, password_hash: &str)
+        -> StoreResult<bool>;
+    /// Removes an account that never responded to an alert nor checked in; one with a history
+    /// is refused, naming it: disable it instead. False if there is no such account.
+    async fn delete_account(&self, name: &AccountName) -> StoreResult<bool>;
 }
 
 /// A position as a volunteer's phone reports it: refused unless it is a latitude and a

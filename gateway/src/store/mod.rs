@@ -330,6 +330,21 @@ pub struct AlertFilter {
 }
 
 /// Registry sizes, for `/healthz` and the demo's start-up line.
+/// A device as `tenwatch admin list-devices` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DeviceListing {
+    pub id: DeviceId,
+    pub household: HouseholdId,
+    /// What neighbours' units show for the household.
+    pub label: String,
+    pub cluster: ClusterId,
+    pub zone: ZoneCode,
+    pub enabled: bool,
+    /// Its supervision state (`online`, `offline`, `never_seen`, …).
+    pub state: String,
+    pub last_seen_ms: Option<i64>,
+}
+
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct RegistryCounts {
     /// Rows of each registry table.
@@ -375,6 +390,18 @@ pub trait Store:
     ) -> StoreResult<()>;
     async fn device_credential(&self, device: &DeviceId) -> StoreResult<Option<DeviceCredential>>;
     async fn counts(&self) -> StoreResult<RegistryCounts>;
+    /// The registry's devices, of one zone or all, by id (`tenwatch admin list-devices`).
+    async fn list_devices(&self, zone: Option<&ZoneCode>) -> StoreResult<Vec<DeviceListing>>;
+    /// Turns a device's logins on or off (a disabled one is refused at its next login);
+    /// false if there is no such device.
+    async fn set_device_enabled(&self, device: &DeviceId, enabled: bool) -> StoreResult<bool>;
+    /// Gives a device a new secret (its hash; the old one stops working at once); false if
+    /// there is no such device.
+    async fn set_device_secret(&self, device: &DeviceId, secret_hash: &str) -> StoreResult<bool>;
+    /// Removes a device that never raised or received an alert (a mistake, a unit that never
+    /// went up); one with a history is refused, naming it: disable it instead. False if there
+    /// is no such device.
+    async fn delete_device(&self, device: &DeviceId) -> StoreResult<bool>;
 
     // --- press path ---
     /// Stores a non-cancel press durably: a new alert with its ring-0 recipients (the

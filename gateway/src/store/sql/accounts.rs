@@ -242,4 +242,97 @@ impl AccountStore for Backend {
         .await?;
         rows.iter().map(rows::on_duty_volunteer).collect()
     }
+
+    async fn list_accounts(&self) -> StoreResult<Vec<(Principal, bool)>> {
+        let found = sqlx::query(concat!(
+            principal_columns!(),
+            ", a.disabled FROM accounts a ORDER BY a.name"
+        ))
+        .fetch_all(self.reads())
+        .await?;
+        found
+            .iter()
+            .map(|row| Ok((rows::principal(row)?, row.flag("disabled")?)))
+            .collect()
+    }
+
+    async fn set_account_disabled(&self, name: &AccountName, disabled: bool) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(concat!(
+            "UPDATE accounts SET disabled = $1 WHERE ",
+            name_is!("name", "$2")
+        ))
+        .bind(disabled)
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
+        if disabled {
+            end_sessions(&mut tx, name).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_password_hash(
+        &self,
+        name: &AccountName,
+        password_hash: &str,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(concat!(
+            "UPDATE accounts SET password_hash = $1 WHERE ",
+            name_is!("name", "$2")
+        ))
+        .bind(password_hash)
+        .bind(name.as_str())
+        .execute(&mut *tx)
+        .await?;
+        end_sessions(&mut tx, name).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_account(&self, name: &AccountName) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let found: Option<(i64, String, i64, i64)> = sqlx::query_as(concat!(
+            "SELECT a.id, a.name, \
+             (SELECT COUNT(*) FROM recipients r WHERE r.kind = 'volunteer' AND r.who = a.name), \
+             (SELECT COUNT(*) FROM checkins c WHERE c.account = a.id) \
+             FROM accounts a WHERE ",
+            name_is!("a.name", "$1")
+        ))
+        .bind(name.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, stored, alerts, checkins)) = found else {
+            return Ok(false);
+        };
+        if alerts + checkins > 0 {
+            return Err(StoreError::Invalid(format!(
+                "account {stored} was sent {alerts} alert(s) and checked in {checkins} time(s): \
+                 its history stays; disable it instead (tenwatch admin disable-account --name \
+                 {stored})"
+            )));
+        }
+        // Zones, duty, sessions and push subscriptions go with it (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM accounts WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+}
+
+/// Ends every session of the account named `name`.
+async fn end_sessions(tx: &mut super::super::Conn, name: &AccountName) -> StoreResult<()> {
+    sqlx::query(concat!(
+        "DELETE FROM sessions WHERE account IN (SELECT id FROM accounts WHERE ",
+        name_is!("name", "$1"),
+        ")"
+    ))
+    .bind(name.as_str())
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
 }

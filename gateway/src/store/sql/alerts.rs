@@ -15,8 +15,9 @@ use crate::store::alerts::{self, AlertChange, RecipientMove};
 use crate::store::sqlx_error::{refused, refused_naming};
 use crate::store::{
     corrupt, rings, rows, AlertDetail, AlertFilter, AlertSummary, Applied, CancelOutcome,
-    DeviceCredential, NewCluster, NewHousehold, Ordered, PressOutcome, Recipient, RecipientKind,
-    RegistryCounts, RingFired, RingPlan, Store, StoreError, StoreResult, TimelineEvent,
+    DeviceCredential, DeviceListing, NewCluster, NewHousehold, Ordered, PressOutcome, Recipient,
+    RecipientKind, RegistryCounts, RingFired, RingPlan, Store, StoreError, StoreResult,
+    TimelineEvent,
 };
 
 /// What a registry write's foreign keys point at.
@@ -137,6 +138,13 @@ pub(crate) async fn insert_press(
 }
 
 async fn insert_household(tx: &mut Conn, h: &NewHousehold) -> StoreResult<()> {
+    // In words, before the schema's CHECK would say it in SQL.
+    crate::store::accounts::check_position(h.lat, h.lon).map_err(|_| {
+        StoreError::Invalid(format!(
+            "household {}: {}, {} is not a latitude (-90 to 90) and longitude (-180 to 180)",
+            h.id, h.lat, h.lon
+        ))
+    })?;
     sqlx::query(
         "INSERT INTO households (id, cluster, label, address, lat, lon, notes, contacts) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -562,6 +570,95 @@ impl Store for Backend {
             })
         })
         .transpose()
+    }
+
+    async fn list_devices(&self, zone: Option<&ZoneCode>) -> StoreResult<Vec<DeviceListing>> {
+        let rows: Vec<(
+            String,
+            String,
+            String,
+            String,
+            String,
+            bool,
+            String,
+            Option<i64>,
+        )> = sqlx::query_as(
+            "SELECT d.id, d.household, h.label, h.cluster, c.zone, d.enabled, d.sup_state, \
+                 d.last_seen_ms FROM devices d JOIN households h ON h.id = d.household \
+                 JOIN clusters c ON c.id = h.cluster \
+                 WHERE CAST($1 AS TEXT) IS NULL OR c.zone = $1 ORDER BY d.id",
+        )
+        .bind(zone.map(|z| z.as_str()))
+        .fetch_all(self.reads())
+        .await?;
+        rows.into_iter()
+            .map(
+                |(id, household, label, cluster, zone, enabled, state, last_seen_ms)| {
+                    Ok(DeviceListing {
+                        id: DeviceId::parse(&id).map_err(|e| corrupt("device", e))?,
+                        household: HouseholdId::parse(&household)
+                            .map_err(|e| corrupt("household", e))?,
+                        label,
+                        cluster: ClusterId::parse(&cluster).map_err(|e| corrupt("cluster", e))?,
+                        zone: ZoneCode::parse(&zone).map_err(|e| corrupt("zone", e))?,
+                        enabled,
+                        state,
+                        last_seen_ms,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn set_device_enabled(&self, device: &DeviceId, enabled: bool) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE devices SET enabled = $1 WHERE id = $2")
+            .bind(enabled)
+            .bind(device.as_str())
+            .execute(self.writes())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_device_secret(&self, device: &DeviceId, secret_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE devices SET secret_hash = $1 WHERE id = $2")
+            .bind(secret_hash)
+            .bind(device.as_str())
+            .execute(self.writes())
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_device(&self, device: &DeviceId) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        if !lock_device(&mut tx, device).await? {
+            return Ok(false);
+        }
+        let (alerts, receipts): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM alerts WHERE device = $1), \
+             (SELECT COUNT(*) FROM recipients WHERE kind = 'unit' AND who = $1)",
+        )
+        .bind(device.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        if alerts + receipts > 0 {
+            return Err(StoreError::Invalid(format!(
+                "device {device} raised {alerts} alert(s) and was sent {receipts}: its history \
+                 stays; disable it instead (tenwatch admin disable-device --id {device})"
+            )));
+        }
+        for sql in [
+            "DELETE FROM device_events WHERE device = $1",
+            "DELETE FROM device_problems WHERE device = $1",
+            "DELETE FROM presses WHERE device = $1",
+            "DELETE FROM devices WHERE id = $1",
+        ] {
+            sqlx::query(sql)
+                .bind(device.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn counts(&self) -> StoreResult<RegistryCounts> {
