@@ -1,5 +1,6 @@
 //! The `tenwatch` binary as a deployer handles it: copied on its own to another directory, it
-//! still serves the station console and the volunteers' app, because it carries them.
+//! still serves the station console and the volunteers' app, because it carries them; a
+//! service manager's SIGTERM stops it in order; it says so when a setting is left a placeholder.
 
 use std::net::TcpListener;
 use std::path::Path;
@@ -66,14 +67,7 @@ async fn a_copied_binary_serves_the_console_it_was_built_with() -> anyhow::Resul
         .timeout(Duration::from_secs(10))
         .build()?;
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match http.get(url("/healthz")).send().await {
-            Ok(r) if r.status().is_success() => break,
-            _ if Instant::now() < deadline => tokio::task::yield_now().await,
-            other => anyhow::bail!("the copied binary never answered /healthz: {other:?}"),
-        }
-    }
+    until_serving(port).await?;
 
     // The console, byte for byte as `npm run build` wrote it.
     let page = http.get(url("/")).send().await?;
@@ -122,5 +116,59 @@ async fn a_copied_binary_serves_the_console_it_was_built_with() -> anyhow::Resul
     // Nothing else is made up.
     let missing = http.get(url("/assets/no-such-file.js")).send().await?;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+/// Polls `/healthz` until the gateway on `port` answers (or fails after 30 s).
+async fn until_serving(port: u16) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            _ if Instant::now() < deadline => tokio::task::yield_now().await,
+            other => anyhow::bail!("the gateway never answered /healthz: {other:?}"),
+        }
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_stops_serve_in_order_and_a_placeholder_vapid_subject_is_named(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tenwatch"))
+        .args(["serve", "--mqtt-listen", "127.0.0.1:0", "--http-listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    until_serving(port).await?;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()?;
+    assert!(term.success(), "kill -TERM failed");
+    let exited = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+    let log = String::from_utf8_lossy(&exited.stderr);
+    assert!(
+        exited.status.success(),
+        "SIGTERM must end serve with success, got {:?}; log:\n{log}",
+        exited.status
+    );
+    assert!(log.contains("SIGTERM: shutting down"), "{log}");
+    assert!(
+        log.contains("--vapid-subject is the placeholder"),
+        "the placeholder contact is named at start: {log}"
+    );
     Ok(())
 }

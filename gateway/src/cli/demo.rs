@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::serve::{build_app, ctrl_c, ServeArgs, ServiceArgs};
+use super::serve::{build_app, stop_signal, ServeArgs, ServiceArgs};
 use super::StoreArgs;
 use crate::accounts::{self, Role};
 use crate::domain::ZoneCode;
@@ -133,8 +133,10 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         let duration = args.duration.map(Duration::from_secs);
         async move {
             match duration {
-                Some(d) => tokio::select! { _ = tokio::time::sleep(d) => {}, _ = ctrl_c() => {} },
-                None => ctrl_c().await,
+                Some(d) => {
+                    tokio::select! { _ = tokio::time::sleep(d) => {}, _ = stop_signal() => {} }
+                }
+                None => stop_signal().await,
             }
             stop.cancel();
         }

@@ -210,7 +210,7 @@ pub struct PushArgs {
     #[arg(
         long,
         env = "TENWATCH_VAPID_SUBJECT",
-        default_value = "mailto:admin@tenwatch.invalid"
+        default_value = PLACEHOLDER_VAPID_SUBJECT
     )]
     pub vapid_subject: String,
     /// Seconds a push service may keep an alert for a phone that is off (TTL).
@@ -232,6 +232,7 @@ impl PushArgs {
         if !(self.push_timeout.is_finite() && self.push_timeout > 0.0) {
             bail!("--push-timeout must be a positive number of seconds");
         }
+
         Ok(crate::push::PushConfig {
             subject: self.vapid_subject.clone(),
             ttl: Duration::from_secs(self.push_ttl),
@@ -310,18 +311,47 @@ impl RingArgs {
     }
 }
 
+/// The `--vapid-subject` a station that did not set its own is left with (a warning at start).
+pub const PLACEHOLDER_VAPID_SUBJECT: &str = "mailto:admin@tenwatch.invalid";
+
 pub(super) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
         format!("cannot listen for {what} on {addr}: is another tenwatch running? choose another address")
     })
 }
 
-pub(super) async fn ctrl_c() {
-    if let Err(e) = tokio::signal::ctrl_c().await {
-        tracing::error!(error = %e, "cannot listen for Ctrl-C");
-        std::future::pending::<()>().await;
-    }
-    tracing::info!("Ctrl-C: shutting down");
+/// Ends when the process is asked to stop: Ctrl-C (SIGINT) in a terminal, or SIGTERM from a
+/// service manager (`systemctl stop`, `docker stop`). Either way the gateway shuts down in
+/// order: devices are told, the store is left consistent.
+pub(super) async fn stop_signal() {
+    let interrupt = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+        "Ctrl-C"
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+        "SIGTERM"
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&str>();
+    let why = tokio::select! {
+        why = interrupt => why,
+        why = terminate => why,
+    };
+    tracing::info!("{why}: shutting down");
 }
 
 pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
@@ -381,6 +411,14 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // (The demo keeps the placeholder quietly: its volunteers are simulated.)
+    if args.service.push.vapid_subject == PLACEHOLDER_VAPID_SUBJECT {
+        tracing::warn!(
+            "--vapid-subject is the placeholder {PLACEHOLDER_VAPID_SUBJECT}: push services may \
+             refuse or throttle a sender they cannot contact; give a mailto: or https: address \
+             of your station"
+        );
+    }
     let app = build_app(&args).await?;
     let devices = match (app.mqtt_addr(), &args.mqtt_url) {
         (Some(addr), _) => format!("mqtt://{addr}"),
@@ -399,5 +437,5 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(addr) = app.metrics_addr() {
         println!("metrics http://{addr}/metrics");
     }
-    app.run(ctrl_c()).await
+    app.run(stop_signal()).await
 }
