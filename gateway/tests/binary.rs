@@ -143,7 +143,7 @@ async fn sigterm_stops_serve_in_order_and_a_placeholder_vapid_subject_is_named(
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tenwatch"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tenwatch"))
         .args(["serve", "--mqtt-listen", "127.0.0.1:0", "--http-listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
@@ -153,7 +153,11 @@ async fn sigterm_stops_serve_in_order_and_a_placeholder_vapid_subject_is_named(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    until_serving(port).await?;
+    if let Err(e) = until_serving(port).await {
+        let mut child = Served(child);
+        let _ = child.0.kill();
+        return Err(e);
+    }
     let term = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()?;
