@@ -43,6 +43,7 @@ pub mod ingest;
 pub mod lifecycle;
 pub mod metrics;
 pub mod push;
+pub mod push_address;
 pub mod seed;
 pub mod store;
 pub mod supervision;

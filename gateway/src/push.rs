@@ -20,6 +20,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jwt_simple::prelude::{ECDSAP256PublicKeyLike, ES256KeyPair};
 use serde::Serialize;
+use tenwatch_broker::edge::{RateLimit, TokenBucket};
 use tokio::sync::{mpsc, Semaphore};
 use web_push::{
     ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency,
@@ -115,7 +116,16 @@ pub struct Pusher {
     public_key: Arc<str>,
     metrics: Arc<Metrics>,
     allow_loopback: bool,
+    /// Each volunteer's registrations of new subscriptions ([`Pusher::may_register`]).
+    registrations: Arc<Mutex<HashMap<i64, TokenBucket>>>,
 }
+
+/// New subscriptions a volunteer may register back to back (a few phones and browsers, each
+/// re-registering now and then), then one every [`REGISTRATION_REFILL`]. Each subscription
+/// is a connection opened on every dispatch: a volunteer must not make one alert open
+/// hundreds of them.
+const REGISTRATION_BURST: u32 = 20;
+const REGISTRATION_REFILL: Duration = Duration::from_secs(180);
 
 /// Takes the queued pushes and sends them; run it with [`PushWorker::run`].
 pub struct PushWorker {
@@ -157,6 +167,10 @@ impl Pusher {
             // A push service answers; it never sends the gateway somewhere else (a redirect
             // would re-send the POST to an address no volunteer's subscription named).
             .redirect(reqwest::redirect::Policy::none())
+            // Names resolve to public addresses only (see push_address).
+            .dns_resolver(Arc::new(crate::push_address::PublicOnly {
+                allow_loopback: config.allow_loopback,
+            }))
             .build()?;
         let (tx, rx) = mpsc::channel(QUEUE);
         let pusher = Pusher {
@@ -164,6 +178,7 @@ impl Pusher {
             public_key: key.public_key.clone().into(),
             metrics: metrics.clone(),
             allow_loopback: config.allow_loopback,
+            registrations: Arc::default(),
         };
         let sender = Arc::new(Sender {
             store,
@@ -181,6 +196,30 @@ impl Pusher {
     /// The browsers' `applicationServerKey` (base64url).
     pub fn public_key(&self) -> &str {
         &self.public_key
+    }
+
+    /// Whether volunteer `account` may register a subscription now; else how long until it
+    /// may ([`REGISTRATION_BURST`], [`REGISTRATION_REFILL`]).
+    pub fn may_register(&self, account: i64) -> Result<(), Duration> {
+        let now = tokio::time::Instant::now();
+        let mut all = self
+            .registrations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let bucket = all.entry(account).or_insert_with(|| {
+            TokenBucket::new(
+                RateLimit {
+                    burst: REGISTRATION_BURST,
+                    refill_every: REGISTRATION_REFILL,
+                },
+                now,
+            )
+        });
+        if bucket.try_take(now) {
+            Ok(())
+        } else {
+            Err(REGISTRATION_REFILL)
+        }
     }
 
     /// Whether endpoints on this machine are accepted (see [`PushConfig::allow_loopback`]).
@@ -409,6 +448,10 @@ impl Sender {
         alert: &AlertId,
         payload: &[u8],
     ) -> Result<reqwest::Request, String> {
+        // An address, which no resolver sees, is checked here, before anything is built.
+        let endpoint = reqwest::Url::parse(&sub.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+        crate::push_address::check_endpoint(&endpoint, self.config.allow_loopback)
+            .map_err(|why| format!("not sent: {why}"))?;
         let info = SubscriptionInfo::new(
             sub.endpoint.as_str(),
             sub.p256dh.as_str(),

@@ -47,6 +47,7 @@ store_tests!(
     two_gateways_sweeping_at_once_report_each_silent_device_once,
     devices_are_listed_disabled_rotated_and_deleted_only_without_history,
     accounts_are_listed_disabled_reset_and_deleted_only_without_history,
+    a_volunteer_keeps_the_newest_ten_push_subscriptions,
 );
 
 const T0: i64 = 1_800_000_000_000;
@@ -1125,4 +1126,28 @@ async fn accounts_are_listed_disabled_reset_and_deleted_only_without_history(db:
     assert!(s.delete_account(&li).await.unwrap());
     assert!(s.account_by_name(&li).await.unwrap().is_none());
     assert!(!s.delete_account(&li).await.unwrap());
+}
+
+async fn a_volunteer_keeps_the_newest_ten_push_subscriptions(db: TestDb) {
+    let s = db.open().await;
+    let z = zone();
+    s.add_zone(&z, "一区").await.unwrap();
+    let li = volunteer(s.as_ref(), "li", &z).await;
+    for i in 0..12 {
+        let endpoint = format!("https://push.example.org/{i}");
+        let sub = NewPushSubscription {
+            endpoint: &endpoint,
+            p256dh: "k",
+            auth: "a",
+            user_agent: "",
+        };
+        s.add_push_subscription(li, &sub, 1_000 + i).await.unwrap();
+    }
+    let kept = s.push_subscriptions_of("li").await.unwrap();
+    assert_eq!(kept.len(), 10);
+    assert!(
+        kept.iter()
+            .all(|k| !k.endpoint.ends_with("/0") && !k.endpoint.ends_with("/1")),
+        "the two registered longest ago are given up"
+    );
 }

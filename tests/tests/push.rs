@@ -478,3 +478,108 @@ async fn patrol_check_ins_are_kept_and_listed_newest_first() -> anyhow::Result<(
     assert_eq!(status, 403);
     Ok(())
 }
+
+/// A push endpoint that points inside the station's network is refused when a volunteer
+/// registers it, with the reason; and one that got into the store all the same (registered
+/// before this check existed) is never called: the push fails before any connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inward_endpoint_is_refused_at_registration_and_never_called() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let token = app.volunteer("vol-inward", ZONE).await?;
+    let key =
+        "BAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0A";
+    let auth = "AAECAwQFBgcICQoLDA0ODw";
+    for (endpoint, says) in [
+        ("https://0.0.0.0:8443/x", "unspecified"),
+        ("https://[::]/x", "unspecified"),
+        ("https://[::ffff:127.0.0.1]/x", "loopback"),
+        ("https://localhost./x", "this machine"),
+        ("https://10.20.30.40/x", "private"),
+        ("https://169.254.169.254/latest", "link-local"),
+        ("https://[fd12::1]/x", "unique local"),
+        ("https://intranet/x", "local network"),
+    ] {
+        let body = json!({ "endpoint": endpoint, "keys": { "p256dh": key, "auth": auth } });
+        let (status, answer) = app.post_as(&token, "/api/push/subscriptions", body).await?;
+        assert_eq!(status, 400, "{endpoint}: {answer}");
+        let error = answer["error"].as_str().unwrap_or("");
+        assert!(
+            error.contains(says),
+            "{endpoint}: {error:?} should say {says:?}"
+        );
+    }
+    let (_, me) = app.get_as(&token, "/api/volunteer/me").await?;
+    assert_eq!(me["subscriptions"], 0, "{me}");
+
+    // Stored directly, as an old registration would be: a listener on this machine that
+    // must never see the gateway.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let endpoint = format!("https://127.0.0.1:{}/push/x", listener.local_addr()?.port());
+    let store = tenwatch_gateway::store::open(&app.config.database_url).await?;
+    let account = store
+        .account_by_name(&tenwatch_gateway::accounts::AccountName::parse(
+            "vol-inward",
+        )?)
+        .await?
+        .expect("the volunteer");
+    store
+        .add_push_subscription(
+            account.principal.account_id,
+            &tenwatch_gateway::store::push::NewPushSubscription {
+                endpoint: &endpoint,
+                p256dh: key,
+                auth,
+                user_agent: "old",
+            },
+            0,
+        )
+        .await?;
+    let id = dispatch_fresh_alert(&app, "vol-inward", 1).await?;
+    let outcome = push_outcome(&app, &id, "vol-inward").await?;
+    assert!(
+        outcome.starts_with("failed: not sent:") && outcome.contains("loopback"),
+        "{outcome}"
+    );
+    // The outcome is written after the attempt: a connection would be waiting by now.
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the gateway connected to the inward endpoint: {other:?}"),
+    }
+    Ok(())
+}
+
+/// Registering subscriptions is limited per volunteer (a burst of 20, then one every 3 min:
+/// 429 with Retry-After), and a volunteer keeps the newest 10: one dispatch never opens
+/// hundreds of connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volunteer_cannot_pile_up_push_subscriptions() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let token = app.volunteer("vol-many", ZONE).await?;
+    let key =
+        "BAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4vMDEyMzQ1Njc4OTo7PD0-P0A";
+    let auth = "AAECAwQFBgcICQoLDA0ODw";
+    let subscribe = |i: u32| {
+        let body = json!({ "endpoint": format!("https://push.example.org/{i}"),
+            "keys": { "p256dh": key, "auth": auth } });
+        app.post_as(&token, "/api/push/subscriptions", body)
+    };
+    for i in 0..20 {
+        let (status, body) = subscribe(i).await?;
+        assert_eq!(status, 201, "{i}: {body}");
+    }
+    let (_, me) = app.get_as(&token, "/api/volunteer/me").await?;
+    assert_eq!(me["subscriptions"], 10, "the newest ten are kept: {me}");
+    let response = reqwest::Client::new()
+        .post(app.url("/api/push/subscriptions"))
+        .bearer_auth(&token)
+        .json(&json!({ "endpoint": "https://push.example.org/20",
+            "keys": { "p256dh": key, "auth": auth } }))
+        .send()
+        .await?;
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["retry-after"], "180");
+    let error = response.json::<Value>().await?["error"].to_string();
+    assert!(error.contains("too many new push subscriptions"), "{error}");
+    Ok(())
+}

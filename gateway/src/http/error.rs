@@ -28,6 +28,10 @@ pub enum ApiError {
     /// Too many login attempts (429 with `Retry-After` in whole seconds).
     #[error("too many login attempts: try again in {0} s")]
     Limited(u64),
+    /// Too many of something else: what, and the seconds until the next (429 with
+    /// `Retry-After`).
+    #[error("{0}: try again in {1} s")]
+    TooMany(&'static str, u64),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -90,7 +94,7 @@ impl IntoResponse for ApiError {
             ApiError::SignInRequired | ApiError::WrongCredentials | ApiError::TokenRequired(_) => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::Limited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Limited(_) | ApiError::TooMany(..) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) | ApiError::Refused(_) => StatusCode::CONFLICT,
@@ -117,7 +121,7 @@ impl IntoResponse for ApiError {
                 body,
             )
                 .into_response(),
-            ApiError::Limited(secs) => (
+            ApiError::Limited(secs) | ApiError::TooMany(_, secs) => (
                 status,
                 [(header::RETRY_AFTER, HeaderValue::from(secs))],
                 body,

@@ -63,16 +63,8 @@ fn check_subscription(body: &SubscriptionBody, allow_loopback: bool) -> Result<(
     let Ok(url) = reqwest::Url::parse(&body.endpoint) else {
         return bad("endpoint must be a URL");
     };
-    let loopback = match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d == "localhost",
-        None => false,
-    };
-    match url.scheme() {
-        "https" if !loopback || allow_loopback => {}
-        "http" if loopback && allow_loopback => {}
-        _ => return bad("endpoint must be an https URL of a push service"),
+    if let Err(why) = crate::push_address::check_endpoint(&url, allow_loopback) {
+        return bad(&why);
     }
     match URL_SAFE_NO_PAD.decode(body.keys.p256dh.trim_end_matches('=')) {
         Ok(k) if k.len() == 65 && k[0] == 4 => {}
@@ -92,6 +84,9 @@ async fn subscribe(
     Body(body): Body<SubscriptionBody>,
 ) -> Result<Response, ApiError> {
     check_subscription(&body, s.pusher.allows_loopback())?;
+    s.pusher
+        .may_register(who.account_id)
+        .map_err(|wait| ApiError::TooMany("too many new push subscriptions", wait.as_secs()))?;
     let user_agent: String = headers
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())

@@ -71,6 +71,10 @@ pub struct Checkin {
     pub at_ms: i64,
 }
 
+/// Push subscriptions one volunteer keeps at most (phones and browsers); registering one
+/// more gives up the one registered longest ago. Each is a request on every dispatch.
+pub const MAX_SUBSCRIPTIONS: usize = 10;
+
 #[async_trait]
 pub trait PushStore: Send + Sync + 'static {
     /// The stored key pair, or `candidate` stored now if there is none yet. Two gateways

@@ -6,7 +6,8 @@ use async_trait::async_trait;
 use super::super::Backend;
 use crate::domain::AlertId;
 use crate::store::push::{
-    Checkin, NewPushSubscription, PushStore, PushSubscriptionRecord, VapidKeyPair, VolunteerProfile,
+    Checkin, NewPushSubscription, PushStore, PushSubscriptionRecord, VapidKeyPair,
+    VolunteerProfile, MAX_SUBSCRIPTIONS,
 };
 use crate::store::sqlx_error::refused;
 use crate::store::{rows, StoreError, StoreResult};
@@ -47,7 +48,8 @@ impl PushStore for Backend {
         sub: &NewPushSubscription<'_>,
         now_ms: i64,
     ) -> StoreResult<i64> {
-        sqlx::query_scalar(
+        let mut tx = self.begin_write().await?;
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO push_subscriptions \
              (account, endpoint, p256dh, auth, user_agent, created_at_ms) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -62,9 +64,22 @@ impl PushStore for Backend {
         .bind(sub.auth)
         .bind(sub.user_agent)
         .bind(now_ms)
-        .fetch_one(self.writes())
+        .fetch_one(&mut *tx)
         .await
-        .map_err(|e| refused(e, ACCOUNT))
+        .map_err(|e| refused(e, ACCOUNT))?;
+        // The newest few stay: a phone or browser that has not registered again for longest
+        // is the one given up.
+        sqlx::query(
+            "DELETE FROM push_subscriptions WHERE account = $1 AND id NOT IN \
+             (SELECT id FROM push_subscriptions WHERE account = $1 \
+              ORDER BY created_at_ms DESC, id DESC LIMIT $2)",
+        )
+        .bind(account)
+        .bind(MAX_SUBSCRIPTIONS as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(id)
     }
 
     async fn remove_push_subscription(&self, account: i64, endpoint: &str) -> StoreResult<bool> {
