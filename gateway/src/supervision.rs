@@ -88,9 +88,14 @@ pub fn publish(feed: &Feed, reports: &[Report]) {
                     reason = report.reason.as_deref().unwrap_or(""), "device report");
                 feed.publish(&FeedEvent::DeviceHealth { report });
             }
-            Report::Coverage(coverage) => {
+            Report::Coverage(coverage) if coverage.below => {
                 tracing::warn!(cluster = %coverage.cluster, reachable = coverage.reachable,
-                    households = coverage.households, below = coverage.below, "cluster coverage");
+                    households = coverage.households, "cluster coverage fell below the minimum");
+                feed.publish(&FeedEvent::Coverage { coverage });
+            }
+            Report::Coverage(coverage) => {
+                tracing::info!(cluster = %coverage.cluster, reachable = coverage.reachable,
+                    households = coverage.households, "cluster coverage back above the minimum");
                 feed.publish(&FeedEvent::Coverage { coverage });
             }
         }

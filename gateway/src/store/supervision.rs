@@ -569,8 +569,10 @@ pub(crate) fn health_changes(
 pub(crate) type StoredCoverage = (i64, bool);
 
 /// Whether a recount moves a cluster's stored coverage: `None` if nothing changed, else
-/// whether it is below now and whether the station is told (it crossed the threshold; a
-/// cluster counted for the first time only if it starts below).
+/// whether it is below now and whether the station is told (it crossed the threshold). A
+/// cluster's first count is stored without a word: it comes with its first unit connecting,
+/// one of ten, and says nothing about a loss (a quiet start); the station's attention list
+/// shows a cluster below coverage from the devices' states either way.
 pub(crate) fn coverage_change(
     stored: Option<StoredCoverage>,
     reachable: u32,
@@ -585,7 +587,7 @@ pub(crate) fn coverage_change(
             None
         }
         Some((_, was_below)) => Some((below, was_below != below)),
-        None => Some((below, below)),
+        None => Some((below, false)),
     }
 }
 
@@ -770,6 +772,11 @@ mod tests {
             Some((true, true))
         );
         assert_eq!(coverage_change(None, 10, 10, &policy), Some((false, false)));
-        assert_eq!(coverage_change(None, 0, 10, &policy), Some((true, true)));
+        // The first count is stored quietly, below or not: it comes with the first unit.
+        assert_eq!(coverage_change(None, 1, 10, &policy), Some((true, false)));
+        assert_eq!(
+            coverage_change(Some((1, true)), 7, 10, &policy),
+            Some((false, true))
+        );
     }
 }
