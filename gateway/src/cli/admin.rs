@@ -223,13 +223,13 @@ pub enum AdminCommand {
     },
 }
 
-/// "no such …" as an error, for the admin commands that change one row.
-fn found(found: bool, what: std::fmt::Arguments<'_>) -> anyhow::Result<()> {
-    if found {
-        Ok(())
-    } else {
-        bail!("no such {what}")
+/// What an admin command that changes one row says: "`what` `done`", or "no such `what`".
+fn report(found: bool, what: std::fmt::Arguments<'_>, done: &str) -> anyhow::Result<()> {
+    if !found {
+        bail!("no such {what}");
     }
+    println!("{what} {done}");
+    Ok(())
 }
 
 fn password_from(password: Option<String>, env: Option<String>) -> anyhow::Result<String> {
@@ -443,15 +443,15 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 .await?
                 .set_device_enabled(&device, enable)
                 .await?;
-            found(changed, format_args!("device {device}"))?;
-            println!(
-                "device {device} {}",
+            report(
+                changed,
+                format_args!("device {device}"),
                 if enable {
                     "enabled"
                 } else {
                     "disabled: its next login is refused"
-                }
-            );
+                },
+            )?;
         }
         AdminCommand::RotateDeviceSecret { store, id } => {
             let device = DeviceId::parse(&id)?;
@@ -462,14 +462,16 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 .await?
                 .set_device_secret(&device, &hash)
                 .await?;
-            found(changed, format_args!("device {device}"))?;
-            println!("device {device}: its new password (shown once): {secret}");
+            report(
+                changed,
+                format_args!("device {device}"),
+                &format!("has a new password (shown once): {secret}"),
+            )?;
         }
         AdminCommand::DeleteDevice { store, id } => {
             let device = DeviceId::parse(&id)?;
             let deleted = store.open().await?.delete_device(&device).await?;
-            found(deleted, format_args!("device {device}"))?;
-            println!("device {device} removed");
+            report(deleted, format_args!("device {device}"), "removed")?;
         }
         AdminCommand::ListAccounts { store } => {
             let accounts = store.open().await?.list_accounts().await?;
@@ -496,15 +498,15 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 .await?
                 .set_account_disabled(&name, disable)
                 .await?;
-            found(changed, format_args!("account {name}"))?;
-            println!(
-                "account {name} {}",
+            report(
+                changed,
+                format_args!("account {name}"),
                 if disable {
                     "disabled: its sessions ended"
                 } else {
                     "enabled"
-                }
-            );
+                },
+            )?;
         }
         AdminCommand::ResetPassword {
             store,
@@ -517,14 +519,16 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
             let name = accounts::AccountName::parse(&name)?;
             let hash = accounts::hash_password(password).await?;
             let changed = store.open().await?.set_password_hash(&name, &hash).await?;
-            found(changed, format_args!("account {name}"))?;
-            println!("account {name}: password changed, its sessions ended");
+            report(
+                changed,
+                format_args!("account {name}"),
+                "has a new password; its sessions ended",
+            )?;
         }
         AdminCommand::DeleteAccount { store, name } => {
             let name = accounts::AccountName::parse(&name)?;
             let deleted = store.open().await?.delete_account(&name).await?;
-            found(deleted, format_args!("account {name}"))?;
-            println!("account {name} removed");
+            report(deleted, format_args!("account {name}"), "removed")?;
         }
         AdminCommand::ExportMosquitto {
             store,

@@ -246,8 +246,15 @@ async fn run_batch(
 async fn lone_press(pool: &SqlitePool, job: PressJob) {
     let result = async {
         let mut conn = pool.acquire().await?;
-        let outcome =
-            press::lone_press_in(&mut conn, &job.device, &job.press, &job.plan, job.now_ms).await;
+        let outcome = press::record_press_in(
+            &mut conn,
+            &job.device,
+            &job.press,
+            &job.plan,
+            job.now_ms,
+            true,
+        )
+        .await;
         if outcome.is_err() {
             // Whatever part ran is undone; the transaction may already be closed.
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
@@ -263,7 +270,8 @@ async fn lone_press(pool: &SqlitePool, job: PressJob) {
 
 /// A press in a batch with other work: its statements in the batch's transaction.
 async fn pressed(conn: &mut SqliteConnection, job: PressJob) -> (bool, Finish) {
-    let result = press::record_press_in(conn, &job.device, &job.press, &job.plan, job.now_ms).await;
+    let result =
+        press::record_press_in(conn, &job.device, &job.press, &job.plan, job.now_ms, false).await;
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
         let _ = job.reply.send(match commit_error {

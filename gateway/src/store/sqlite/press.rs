@@ -74,37 +74,18 @@ const PRESS: &str = press_sql!();
 /// [`PRESS`] in a transaction of its own: `BEGIN` to `COMMIT` in the same call.
 const LONE_PRESS: &str = concat!("BEGIN IMMEDIATE; ", press_sql!(), "; COMMIT");
 
-/// [`crate::store::Store::record_press`] in the writer's transaction.
+/// [`crate::store::Store::record_press`]: in the writer's transaction, or `alone`, committed
+/// by itself in the same call ([`LONE_PRESS`]; on an error the caller rolls back whatever part
+/// of the transaction is still open).
 pub(super) async fn record_press_in(
     conn: &mut Conn,
     device: &DeviceId,
     press: &Press,
     plan: &RingPlan,
     now_ms: i64,
+    alone: bool,
 ) -> StoreResult<PressOutcome> {
-    run_press(PRESS, conn, device, press, plan, now_ms).await
-}
-
-/// [`crate::store::Store::record_press`] committed by itself, in one call. On an error the
-/// caller rolls back whatever part of the transaction is still open.
-pub(super) async fn lone_press_in(
-    conn: &mut Conn,
-    device: &DeviceId,
-    press: &Press,
-    plan: &RingPlan,
-    now_ms: i64,
-) -> StoreResult<PressOutcome> {
-    run_press(LONE_PRESS, conn, device, press, plan, now_ms).await
-}
-
-async fn run_press(
-    sql: &'static str,
-    conn: &mut Conn,
-    device: &DeviceId,
-    press: &Press,
-    plan: &RingPlan,
-    now_ms: i64,
-) -> StoreResult<PressOutcome> {
+    let sql = if alone { LONE_PRESS } else { PRESS };
     // All rows, so that every statement (the COMMIT too) has run before the answer.
     let row = sqlx::query(sql)
         .bind(device.as_str())
