@@ -319,9 +319,17 @@ impl Ingest {
                 });
                 self.downlink.ack(device, press.seq, &alert).await;
             }
-            CancelOutcome::NothingOpen | CancelOutcome::UnknownDevice => {
+            CancelOutcome::NothingOpen(latest) => {
                 inc(&self.metrics.cancels_refused);
                 tracing::info!(%device, "cancel with no open alert");
+                // The unit hears its latest alert is closed already, and stops repeating.
+                if let Some(alert) = latest {
+                    self.downlink.ack(device, press.seq, &alert).await;
+                }
+            }
+            CancelOutcome::UnknownDevice => {
+                inc(&self.metrics.cancels_refused);
+                tracing::info!(%device, "cancel from a device not in the registry");
             }
         }
     }

@@ -268,6 +268,25 @@ async fn a_repeated_press_is_one_alert_fanned_out_once(db: TestDb) {
     assert_eq!(alert.label, creds[3].label);
     let again = record(store.as_ref(), &presser, 5, PressKind::Medical, T0 + 1_000).await;
     assert_eq!(again, PressOutcome::Duplicate(alert.clone()));
+    // Nothing open any more: a cancel is answered with the latest alert, closed, and so is
+    // its repeat (the unit stops repeating it).
+    let d2 = device(&creds, 1);
+    let only = raise(store.as_ref(), &d2, 1, T0).await;
+    assert!(matches!(
+        cancel(store.as_ref(), &d2, 2, T0 + 1_000).await,
+        CancelOutcome::Cancelled(_)
+    ));
+    let late = cancel(store.as_ref(), &d2, 3, T0 + 2_000).await;
+    assert!(
+        matches!(&late, CancelOutcome::NothingOpen(Some(a))
+            if a.id == only && a.state == AlertState::Cancelled),
+        "{late:?}"
+    );
+    let repeated = cancel(store.as_ref(), &d2, 3, T0 + 4_000).await;
+    assert!(
+        matches!(&repeated, CancelOutcome::Duplicate(a) if a.id == only),
+        "{repeated:?}"
+    );
     let ghost = DeviceId::parse("ghost").unwrap();
     assert_eq!(
         record(store.as_ref(), &ghost, 1, PressKind::Help, T0).await,
@@ -335,7 +354,7 @@ async fn cancel_inside_the_window_only(db: TestDb) {
     let d = device(&creds, 0);
     assert_eq!(
         cancel(store.as_ref(), &d, 1, T0).await,
-        CancelOutcome::NothingOpen
+        CancelOutcome::NothingOpen(None)
     );
     let first = raise(store.as_ref(), &d, 2, T0).await;
     let late = cancel(store.as_ref(), &d, 3, T0 + 31_000).await;

@@ -313,8 +313,9 @@ pub enum CancelOutcome {
     Duplicate(AlertSummary),
     /// The device's latest open alert is older than the cancel window: it stays open.
     TooLate(AlertSummary),
-    /// The device has no open alert to cancel.
-    NothingOpen,
+    /// The device has no open alert to cancel: its latest alert (closed), which the unit is
+    /// answered with so that it stops repeating the cancel, or none if it never raised one.
+    NothingOpen(Option<AlertSummary>),
     UnknownDevice,
 }
 

@@ -215,7 +215,21 @@ async fn cancel_press_in(
     .fetch_optional(&mut *tx)
     .await?;
     let Some((id, raised_at_ms)) = open else {
-        return Ok(CancelOutcome::NothingOpen);
+        // Answered with the latest alert, closed: the press is kept against it, so that a
+        // repeat of this cancel gets the same answer.
+        let latest: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM alerts WHERE device = $1 ORDER BY raised_at_ms DESC, id DESC LIMIT 1",
+        )
+        .bind(device.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(latest) = latest else {
+            return Ok(CancelOutcome::NothingOpen(None));
+        };
+        insert_press(tx, device, press, latest, now_ms).await?;
+        return Ok(CancelOutcome::NothingOpen(Some(
+            alert_in(tx, latest).await?,
+        )));
     };
     insert_press(tx, device, press, id, now_ms).await?;
     let actor = alerts::device_actor(device);
