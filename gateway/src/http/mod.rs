@@ -33,6 +33,8 @@ pub mod broker_auth;
 pub mod console;
 pub mod error;
 pub mod feed;
+#[cfg(test)]
+mod fuzz;
 pub mod guard;
 pub mod health;
 pub mod server;
