@@ -130,14 +130,21 @@ fn fixed_header() {
         });
 }
 
-/// Any CONNECT body: refused, or written back to a CONNECT that reads the same.
+/// Any CONNECT body: refused, or written back to a CONNECT that reads the same. Half the
+/// bodies start as MQTT 3.1.1's do (name and level): libFuzzer did not guess the string `MQTT`
+/// in 18 million runs, and behind it are the flags and fields.
 #[test]
 fn connect_bytes() {
     check!()
-        .with_type::<Vec<u8>>()
+        .with_type::<(bool, Vec<u8>)>()
         .with_iterations(SMOKE)
-        .for_each(|body| {
-            let Ok(connect) = codec::parse_connect(body) else {
+        .for_each(|(mqtt_3_1_1, rest)| {
+            let mut body = Vec::with_capacity(7 + rest.len());
+            if *mqtt_3_1_1 {
+                body.extend_from_slice(b"\0\x04MQTT\x04");
+            }
+            body.extend_from_slice(rest);
+            let Ok(connect) = codec::parse_connect(&body) else {
                 return;
             };
             if let Ok(bytes) = codec::encode_connect(&connect) {
