@@ -68,6 +68,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# /healthz shows each gateway's counters (read after each run) only with the metrics token.
+metrics_token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+export TENWATCH_METRICS_TOKEN=$metrics_token
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_tcp() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "nothing listens on $1" >&2; return 1; }
 wait_healthy() {
@@ -175,7 +178,7 @@ run_steady() {
   # shared the uplink. A dead replica answers nothing.
   local gm=""
   for port in ${metrics_ports:-}; do
-    gm+="$(curl -fs -m 5 "http://127.0.0.1:$port/healthz" | python3 -c 'import json,sys; g=json.load(sys.stdin)["gateway"]; print(json.dumps({k: g.get(k) for k in ("uplink_received","alerts_raised","presses_duplicate","deliveries")}))' 2>/dev/null || echo null),"
+    gm+="$(curl -fs -m 5 -H "Authorization: Bearer $metrics_token" "http://127.0.0.1:$port/healthz" | python3 -c 'import json,sys; g=json.load(sys.stdin)["gateway"]; print(json.dumps({k: g.get(k) for k in ("uplink_received","alerts_raised","presses_duplicate","deliveries")}))' 2>/dev/null || echo null),"
   done
   local procs=""
   for p in $servers; do

@@ -18,7 +18,9 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 "$bin/tenwatch" admin seed-demo --data-dir "$work/d" --clusters $((n / 10)) \
   --credentials-out "$work/c.json" >/dev/null
 mq=$(port); ht=$(port)
-RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$work/d" \
+# /healthz shows its counters (edge.connected below) only with the metrics token.
+metrics_token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+TENWATCH_METRICS_TOKEN=$metrics_token RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$work/d" \
   --heartbeat-interval 10 --heartbeat-grace 10 \
   --mqtt-listen "127.0.0.1:$mq" --http-listen "127.0.0.1:$ht" >"$work/serve.log" 2>&1 &
 srv=$!
@@ -34,7 +36,7 @@ t0=$(awk '{print $14+$15}' "/proc/$srv/stat"); sleep 20; t1=$(awk '{print $14+$1
   echo "server CPU over 20 s: $((t1 - t0)) ticks of $(getconf CLK_TCK)/s"
   echo "server open files: $(ls "/proc/$srv/fd" | wc -l)"
   grep VmRSS "/proc/$srv/status"
-  curl -fs "http://127.0.0.1:$ht/healthz" |
+  curl -fs -H "Authorization: Bearer $metrics_token" "http://127.0.0.1:$ht/healthz" |
     python3 -c "import sys,json; print('edge connected:', json.load(sys.stdin)['edge']['connected'])"
 } | tee "$out/scale-$n-cpu.txt"
 wait $sim || true

@@ -334,6 +334,16 @@ fn fits_u16(field: &[u8]) -> Result<(), CodecError> {
     }
 }
 
+/// A string field as MQTT 3.1.1 allows it (section 1.5.3): one that fits, without U+0000,
+/// which the parsers here refuse, so the edge never writes what it would not read.
+fn mqtt_string(s: &str) -> Result<(), CodecError> {
+    fits_u16(s.as_bytes())?;
+    if s.contains('\0') {
+        return Err(CodecError::InvalidString);
+    }
+    Ok(())
+}
+
 fn to_qos(qos: u8) -> Result<QoS, CodecError> {
     mqttbytes::qos(qos).map_err(|_| CodecError::InvalidFlags("qos over 2"))
 }
@@ -355,15 +365,15 @@ pub fn encode_connect(c: &Connect) -> Result<Vec<u8>, CodecError> {
             return Err(CodecError::Malformed("empty user name or password"))
         }
         (Some(username), password) => {
-            fits_u16(username.as_bytes())?;
+            mqtt_string(username)?;
             fits_u16(password.unwrap_or_default().as_bytes())?;
             Some(v4::Login::new(username, password.unwrap_or_default()))
         }
     };
-    fits_u16(c.client_id.as_bytes())?;
+    mqtt_string(&c.client_id)?;
     let last_will = match &c.will {
         Some(w) => {
-            fits_u16(w.topic.as_bytes())?;
+            mqtt_string(&w.topic)?;
             fits_u16(&w.payload)?;
             Some(v4::LastWill::new(
                 w.topic.as_str(),
@@ -445,7 +455,7 @@ pub fn encode_publish(
     packet_id: Option<u16>,
     payload: &[u8],
 ) -> Result<Vec<u8>, CodecError> {
-    fits_u16(topic.as_bytes())?;
+    mqtt_string(topic)?;
     let mut publish = v4::Publish::new(topic, to_qos(qos)?, payload);
     publish.retain = retain;
     if publish.qos != QoS::AtMostOnce {
@@ -492,7 +502,7 @@ pub fn encode_subscribe(packet_id: u16, filters: &[(&str, u8)]) -> Result<Vec<u8
     let filters = filters
         .iter()
         .map(|(filter, q)| {
-            fits_u16(filter.as_bytes())?;
+            mqtt_string(filter)?;
             Ok(v4::SubscribeFilter::new((*filter).to_owned(), to_qos(*q)?))
         })
         .collect::<Result<Vec<_>, CodecError>>()?;
@@ -735,6 +745,36 @@ mod tests {
             parse_connect(one_frame(&bytes).body()),
             Err(CodecError::InvalidString)
         );
+    }
+
+    #[test]
+    fn encoders_refuse_nul_as_the_parsers_do() {
+        // Found by the fuzz targets (broker/tests/fuzz_codec.rs): a string with U+0000 was
+        // written, and then refused by the edge's own parser.
+        let mut c = sample_connect();
+        c.client_id = "\0".into();
+        assert_eq!(encode_connect(&c), Err(CodecError::InvalidString));
+        let mut c = sample_connect();
+        c.username = Some("dev\0x".into());
+        assert_eq!(encode_connect(&c), Err(CodecError::InvalidString));
+        let mut c = sample_connect();
+        if let Some(will) = c.will.as_mut() {
+            will.topic = "tw/\0".into();
+        }
+        assert_eq!(encode_connect(&c), Err(CodecError::InvalidString));
+        assert_eq!(
+            encode_publish("\0", 0, true, None, b""),
+            Err(CodecError::InvalidString)
+        );
+        assert_eq!(
+            encode_subscribe(1, &[("tw/c/\0/#", 1)]),
+            Err(CodecError::InvalidString)
+        );
+        // A password is binary data: a NUL in it is fine.
+        let mut c = sample_connect();
+        c.password = Some(b"se\0cret".to_vec());
+        let f = one_frame(&encode_connect(&c).expect("encode"));
+        assert_eq!(parse_connect(f.body()), Ok(c));
     }
 
     #[test]

@@ -48,4 +48,7 @@ pub mod seed;
 pub mod store;
 pub mod supervision;
 
+#[cfg(test)]
+mod fuzz_json;
+
 pub use app::{Application, Config, Listeners};

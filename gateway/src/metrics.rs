@@ -1,6 +1,7 @@
-//! Counters of what the gateway did and refused, shown on `/healthz` (JSON) and `/metrics`
-//! (the Prometheus / OpenMetrics text format, written by the `prometheus-client` crate, with
-//! each counter's `# HELP` and `# TYPE`).
+//! Counters of what the gateway did and refused, shown on `/metrics` (the Prometheus /
+//! OpenMetrics text format, written by the `prometheus-client` crate, with each counter's
+//! `# HELP` and `# TYPE`) and, to the same readers (the metrics token or address), on
+//! `/healthz` as JSON.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

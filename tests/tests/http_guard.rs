@@ -403,3 +403,87 @@ async fn metrics_on_their_own_address_only() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+// --- /healthz: health for anyone, its counters only for whom /metrics answers ---
+
+/// `/healthz` as a client with `token` (or none) sees it at `url`.
+async fn health_at(url: String, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+const COUNTERS: [&str; 4] = ["uptime_s", "registry", "edge", "gateway"];
+
+fn assert_health_only(health: &Value) {
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["database"], "ok", "{health}");
+    assert_eq!(health["mqtt"], "ok", "{health}");
+    for field in COUNTERS {
+        assert!(health.get(field).is_none(), "{field} shown: {health}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_its_counters_only_with_the_metrics_token() -> anyhow::Result<()> {
+    let app = spawn_app_with(1, |c| c.http.metrics_token = Some(METRICS_TOKEN.into())).await?;
+    let _units = connect_all(app.mqtt, app.cluster(0)).await?;
+    // Anyone, a wrong token, a session's token: health, no counters.
+    for token in [
+        None,
+        Some("wrong-token-0123456789"),
+        Some(app.token.as_str()),
+    ] {
+        let (status, health) = health_at(app.url("/healthz"), token).await?;
+        assert_eq!(status, 200);
+        assert_health_only(&health);
+    }
+    // The scraper: the counters /metrics shows.
+    let (status, health) = health_at(app.url("/healthz"), Some(METRICS_TOKEN)).await?;
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["registry"]["devices"], 10, "{health}");
+    assert_eq!(health["edge"]["connected"], 10, "{health}");
+    assert!(health["gateway"].is_object(), "{health}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_without_a_metrics_token_shows_no_counters() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let (status, health) = health_at(app.url("/healthz"), None).await?;
+    assert_eq!(status, 200);
+    assert_health_only(&health);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_shows_its_counters_on_the_metrics_address() -> anyhow::Result<()> {
+    let app = spawn_app_with_metrics_listener(1, |_| {}).await?;
+    let own = app.metrics_http.expect("a metrics listener");
+    let (status, health) = health_at(format!("http://{own}/healthz"), None).await?;
+    assert_eq!(status, 200);
+    assert_eq!(health["registry"]["devices"], 10, "{health}");
+    // The public port: health only.
+    let (status, health) = health_at(app.url("/healthz"), None).await?;
+    assert_eq!(status, 200);
+    assert_health_only(&health);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_on_the_metrics_address_asks_for_the_token_when_set() -> anyhow::Result<()> {
+    let app =
+        spawn_app_with_metrics_listener(1, |c| c.http.metrics_token = Some(METRICS_TOKEN.into()))
+            .await?;
+    let own = app.metrics_http.expect("a metrics listener");
+    let (status, health) = health_at(format!("http://{own}/healthz"), None).await?;
+    assert_eq!(status, 200);
+    assert_health_only(&health);
+    let (_, health) = health_at(format!("http://{own}/healthz"), Some(METRICS_TOKEN)).await?;
+    assert_eq!(health["registry"]["devices"], 10, "{health}");
+    Ok(())
+}

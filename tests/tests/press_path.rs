@@ -215,7 +215,6 @@ async fn api_refuses_bad_requests_clearly() -> anyhow::Result<()> {
     let (status, health) = app.get_json("/healthz").await?;
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["registry"]["devices"], 10);
     let _ = json!({});
     Ok(())
 }

@@ -150,10 +150,30 @@ async fn acknowledge(
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct RespondBody {
+pub(super) struct RespondBody {
     /// `seen`, `coming`, `declined` or `on_scene`.
     answer: String,
+}
+
+impl RespondBody {
+    /// The recipient state asked for, if a person may ask for it.
+    pub(super) fn wanted(&self) -> Result<RecipientState, ApiError> {
+        match RecipientState::parse(&self.answer) {
+            Ok(
+                s @ (RecipientState::Delivered
+                | RecipientState::Seen
+                | RecipientState::Coming
+                | RecipientState::Declined
+                | RecipientState::OnScene),
+            ) => Ok(s),
+            _ => Err(ApiError::BadRequest(format!(
+                "answer must be delivered, seen, coming, declined or on_scene, not {:?}",
+                self.answer
+            ))),
+        }
+    }
 }
 
 /// A volunteer (or the station itself) answers: seen, coming, can't go, on scene.
@@ -163,21 +183,7 @@ async fn respond(
     Path(id): Path<String>,
     Body(body): Body<RespondBody>,
 ) -> Result<Response, ApiError> {
-    let wanted = match RecipientState::parse(&body.answer) {
-        Ok(
-            s @ (RecipientState::Delivered
-            | RecipientState::Seen
-            | RecipientState::Coming
-            | RecipientState::Declined
-            | RecipientState::OnScene),
-        ) => s,
-        _ => {
-            return Err(ApiError::BadRequest(format!(
-                "answer must be delivered, seen, coming, declined or on_scene, not {:?}",
-                body.answer
-            )))
-        }
-    };
+    let wanted = body.wanted()?;
     let alert = visible_alert(&s, &who, &id).await?;
     let target = match who.kind {
         AccountKind::Volunteer => (RecipientKind::Volunteer, who.name.clone()),
@@ -195,11 +201,21 @@ async fn respond(
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct DispatchBody {
+pub(super) struct DispatchBody {
     volunteer: String,
     #[serde(default)]
     note: String,
+}
+
+impl DispatchBody {
+    /// The volunteer's name and the note, checked.
+    pub(super) fn checked(&self) -> Result<(AccountName, String), ApiError> {
+        let name =
+            AccountName::parse(&self.volunteer).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok((name, text("note", &self.note, false)?))
+    }
 }
 
 /// The station sends a volunteer of the alert's zone.
@@ -210,8 +226,7 @@ async fn dispatch(
     Body(body): Body<DispatchBody>,
 ) -> Result<Response, ApiError> {
     let alert = visible_alert(&s, &who, &id).await?;
-    let name =
-        AccountName::parse(&body.volunteer).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (name, note) = body.checked()?;
     let volunteer = s
         .store
         .account_by_name(&name)
@@ -220,7 +235,6 @@ async fn dispatch(
         .ok_or_else(|| {
             ApiError::NotFound(format!("volunteer {name} not found in zone {}", alert.zone))
         })?;
-    let note = text("note", &body.note, false)?;
     let who_name = volunteer.principal.name;
     act(
         &s,
@@ -234,11 +248,21 @@ async fn dispatch(
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct ResolveBody {
+pub(super) struct ResolveBody {
     category: String,
     #[serde(default)]
     note: String,
+}
+
+impl ResolveBody {
+    /// The category and the note, checked.
+    pub(super) fn checked(&self) -> Result<(Category, String), ApiError> {
+        let category =
+            Category::parse(&self.category).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok((category, text("note", &self.note, false)?))
+    }
 }
 
 async fn resolve(
@@ -247,16 +271,22 @@ async fn resolve(
     Path(id): Path<String>,
     Body(body): Body<ResolveBody>,
 ) -> Result<Response, ApiError> {
-    let category =
-        Category::parse(&body.category).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let note = text("note", &body.note, false)?;
+    let (category, note) = body.checked()?;
     act(&s, &who, &id, Action::Resolve(category), None, &note).await
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct NoteBody {
+pub(super) struct NoteBody {
     text: String,
+}
+
+impl NoteBody {
+    /// The note, trimmed and bounded.
+    pub(super) fn checked(&self) -> Result<String, ApiError> {
+        text("text", &self.text, true)
+    }
 }
 
 async fn add_note(
@@ -265,6 +295,6 @@ async fn add_note(
     Path(id): Path<String>,
     Body(body): Body<NoteBody>,
 ) -> Result<Response, ApiError> {
-    let note = text("text", &body.text, true)?;
+    let note = body.checked()?;
     act(&s, &who, &id, Action::Note, None, &note).await
 }

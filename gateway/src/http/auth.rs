@@ -144,8 +144,9 @@ where
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub(super) struct LoginBody {
     name: String,
     password: String,
 }
@@ -235,7 +236,7 @@ where
         .into_response())
 }
 
-fn parse_login(body: &Bytes) -> Result<LoginBody, ApiError> {
+pub(super) fn parse_login(body: &Bytes) -> Result<LoginBody, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!(
             "expected a JSON object {{\"name\": \"...\", \"password\": \"...\"}}: {e}"

@@ -1,4 +1,8 @@
-//! `/healthz` and `/metrics`. `/healthz` is open, for load balancers and supervisors.
+//! `/healthz` and `/metrics`. `/healthz` answers anyone, for load balancers and supervisors,
+//! with health only: `ok` or `degraded` with the reason, the store and the MQTT link. Its
+//! counters (registry, edge, gateway) are what `/metrics` guards, so they are shown only to
+//! whom `/metrics` would answer: with the `--metrics-token` as a bearer token, or on the
+//! `--metrics-listen` address (there too with the token, if one is set).
 //! `/metrics` is for a scraper that proves itself: with `--metrics-token` it asks for that
 //! bearer token (401 without it); with `--metrics-listen` it is served only on that address
 //! (404 on the main one); with neither it is off (404 saying how to turn it on).
@@ -14,20 +18,50 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 
-pub(super) async fn healthz(State(s): State<AppState>) -> Response {
+/// `/healthz` on the main listener: the counters only with the metrics token.
+pub(super) async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let counters = s
+        .metrics_access
+        .token
+        .as_ref()
+        .is_some_and(|token| super::auth::bearer_is(&headers, token));
+    health(&s, counters).await
+}
+
+/// `/healthz` on the metrics listener: the counters too, with the token if one is set.
+pub(super) async fn healthz_here(State(s): State<AppState>, headers: HeaderMap) -> Response {
+    let counters = match &s.metrics_access.token {
+        Some(token) => super::auth::bearer_is(&headers, token),
+        None => true,
+    };
+    health(&s, counters).await
+}
+
+async fn health(s: &AppState, counters: bool) -> Response {
     let db = s.store.ping().await;
     let mqtt = *s.mqtt_ready.borrow();
-    let ok = db.is_ok() && mqtt;
-    let counts = s.store.counts().await.ok();
-    let body = json!({
+    let mut reasons = Vec::new();
+    if db.is_err() {
+        reasons.push("the database does not answer");
+    }
+    if !mqtt {
+        reasons.push("the MQTT link is down");
+    }
+    let ok = reasons.is_empty();
+    let mut body = json!({
         "status": if ok { "ok" } else { "degraded" },
         "database": if db.is_ok() { "ok" } else { "down" },
         "mqtt": if mqtt { "ok" } else { "down" },
-        "uptime_s": s.started.elapsed().as_secs(),
-        "registry": counts,
-        "edge": s.edge_stats.snapshot(),
-        "gateway": s.metrics.snapshot(),
     });
+    if !ok {
+        body["reason"] = json!(reasons.join("; "));
+    }
+    if counters {
+        body["uptime_s"] = json!(s.started.elapsed().as_secs());
+        body["registry"] = json!(s.store.counts().await.ok());
+        body["edge"] = json!(s.edge_stats.snapshot());
+        body["gateway"] = json!(s.metrics.snapshot());
+    }
     let status = if ok {
         StatusCode::OK
     } else {

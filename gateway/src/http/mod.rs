@@ -1,6 +1,6 @@
 //! The HTTP wing: every route the gateway answers, and the only part of the gateway that
-//! knows axum. `/healthz` is open; `/metrics` asks for its bearer token or is served on its
-//! own address ([`HttpConfig`]); behind a session are the alerts of the
+//! knows axum. `/healthz` is open (its counters are not); `/metrics` asks for its bearer token
+//! or is served on its own address ([`HttpConfig`]); behind a session are the alerts of the
 //! account's zones and the actions on them, the station feed WebSocket at `/api/feed`, the
 //! console's map and supervision views, and the volunteer app's duty, position, push
 //! subscriptions and check-ins. An external broker asks `/api/broker/*` with its own secret.
@@ -14,7 +14,7 @@
 //! - [`console`], [`supervision`]: the station console's map, settings and device health.
 //! - [`volunteer`]: the volunteer app's own routes.
 //! - [`broker_auth`]: logins and the ACL for an external broker.
-//! - [`health`]: `/healthz` and `/metrics`.
+//! - [`health`]: `/healthz` (its counters behind the metrics token) and `/metrics`.
 //! - [`web`]: the built pages of the console and the app, and their settings.
 //! - [`guard`]: the client's address (trusted proxies) and the same-origin checks on writes.
 //! - [`server`]: the accept loop: header and idle timeouts, the connection cap.
@@ -33,6 +33,8 @@ pub mod broker_auth;
 pub mod console;
 pub mod error;
 pub mod feed;
+#[cfg(test)]
+mod fuzz;
 pub mod guard;
 pub mod health;
 pub mod server;
@@ -101,11 +103,13 @@ pub fn router(state: AppState) -> Router {
         ))
 }
 
-/// Only `/metrics`, for `--metrics-listen`: an address of its own (a private network, the
-/// scraper's side), where the token is still asked for if one is set.
+/// Only `/metrics` and `/healthz` with its counters, for `--metrics-listen`: an address of
+/// its own (a private network, the scraper's side), where the token is still asked for if one
+/// is set.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(health::metrics_here))
+        .route("/healthz", get(health::healthz_here))
         .with_state(state)
 }
 

@@ -37,7 +37,8 @@ async fn push_key(State(s): State<AppState>, Authenticated(_): Authenticated) ->
 
 /// `PushSubscription.toJSON()`.
 #[derive(Debug, Deserialize)]
-struct SubscriptionBody {
+#[cfg_attr(test, derive(serde::Serialize))]
+pub(super) struct SubscriptionBody {
     endpoint: String,
     #[serde(default, rename = "expirationTime")]
     _expiration_time: Option<serde_json::Value>,
@@ -45,6 +46,7 @@ struct SubscriptionBody {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct SubscriptionKeys {
     p256dh: String,
     auth: String,
@@ -55,7 +57,10 @@ const MAX_ENDPOINT: usize = 2048;
 
 /// Checks what a browser sent as its subscription, so a bad one is refused now rather than
 /// failing at the first alert.
-fn check_subscription(body: &SubscriptionBody, allow_loopback: bool) -> Result<(), ApiError> {
+pub(super) fn check_subscription(
+    body: &SubscriptionBody,
+    allow_loopback: bool,
+) -> Result<(), ApiError> {
     let bad = |why: &str| Err(ApiError::BadRequest(why.to_owned()));
     if body.endpoint.len() > MAX_ENDPOINT {
         return bad("endpoint is too long");
@@ -112,8 +117,9 @@ async fn subscribe(
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct UnsubscribeBody {
+pub(super) struct UnsubscribeBody {
     endpoint: String,
 }
 
@@ -147,12 +153,27 @@ async fn me(State(s): State<AppState>, Volunteer(who): Volunteer) -> Result<Resp
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct CheckinBody {
+pub(super) struct CheckinBody {
     lat: f64,
     lon: f64,
     #[serde(default)]
     note: String,
+}
+
+impl CheckinBody {
+    /// The position and the trimmed note, checked.
+    pub(super) fn checked(&self) -> Result<(f64, f64, &str), ApiError> {
+        check_position(self.lat, self.lon)?;
+        let note = self.note.trim();
+        if note.chars().count() > MAX_NOTE {
+            return Err(ApiError::BadRequest(format!(
+                "a check-in note is at most {MAX_NOTE} characters"
+            )));
+        }
+        Ok((self.lat, self.lon, note))
+    }
 }
 
 /// Longest check-in note, in characters.
@@ -163,16 +184,10 @@ async fn checkin(
     Volunteer(who): Volunteer,
     Body(b): Body<CheckinBody>,
 ) -> Result<Response, ApiError> {
-    check_position(b.lat, b.lon)?;
-    let note = b.note.trim();
-    if note.chars().count() > MAX_NOTE {
-        return Err(ApiError::BadRequest(format!(
-            "a check-in note is at most {MAX_NOTE} characters"
-        )));
-    }
+    let (lat, lon, note) = b.checked()?;
     let c = s
         .store
-        .add_checkin(who.account_id, b.lat, b.lon, note, s.ingest.now())
+        .add_checkin(who.account_id, lat, lon, note, s.ingest.now())
         .await?;
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
@@ -195,7 +210,7 @@ async fn checkins(
 }
 
 /// A position a phone sent: a finite latitude and longitude on the globe.
-fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
+pub(super) fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
     if lat.is_finite() && lon.is_finite() && lat.abs() <= 90.0 && lon.abs() <= 180.0 {
         Ok(())
     } else {
@@ -206,8 +221,9 @@ fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct DutyBody {
+pub(super) struct DutyBody {
     on_duty: bool,
 }
 
@@ -223,10 +239,18 @@ async fn set_duty(
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
-struct PositionBody {
+pub(super) struct PositionBody {
     lat: f64,
     lon: f64,
+}
+
+impl PositionBody {
+    pub(super) fn checked(&self) -> Result<(f64, f64), ApiError> {
+        check_position(self.lat, self.lon)?;
+        Ok((self.lat, self.lon))
+    }
 }
 
 async fn set_position(
@@ -234,10 +258,10 @@ async fn set_position(
     Volunteer(who): Volunteer,
     Body(p): Body<PositionBody>,
 ) -> Result<Response, ApiError> {
-    check_position(p.lat, p.lon)?;
+    let (lat, lon) = p.checked()?;
     if !s
         .store
-        .update_position(who.account_id, p.lat, p.lon, s.ingest.now())
+        .update_position(who.account_id, lat, lon, s.ingest.now())
         .await?
     {
         return Err(ApiError::Refused(
