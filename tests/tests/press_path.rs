@@ -175,7 +175,10 @@ async fn cancel_inside_the_window_tells_the_neighbours() -> anyhow::Result<()> {
     // A second cancel, nothing open any more: the unit hears its alert is closed already
     // (and so stops repeating the cancel).
     let again = units[5].press_and_wait_ack(3, "cancel").await?;
-    assert_eq!((&again["alert"], &again["state"]), (&ack["alert"], &json!("cancelled")));
+    assert_eq!(
+        (&again["alert"], &again["state"]),
+        (&ack["alert"], &json!("cancelled"))
+    );
     // A scraper reads the same story from /metrics, each counter typed and explained.
     let metrics = reqwest::Client::new()
         .get(format!("http://{}/metrics", app.http))

@@ -28,6 +28,7 @@ fn written(uplink: &Uplink) -> serde_json::Value {
         Uplink::Heartbeat(h) => json!({
             "seq": h.seq, "battery": h.battery, "tamper": h.tamper, "rssi": h.rssi, "fw": h.firmware,
         }),
+        Uplink::Subscribed => json!({}),
     }
 }
 
@@ -37,6 +38,7 @@ fn what(uplink: &Uplink) -> &'static str {
         Uplink::Respond { .. } => "respond",
         Uplink::Delivered { .. } => "delivered",
         Uplink::Heartbeat(_) => "heartbeat",
+        Uplink::Subscribed => "subscribed",
     }
 }
 
@@ -101,6 +103,7 @@ enum What {
     Respond,
     Delivered,
     Heartbeat,
+    Subscribed,
     Other,
 }
 
@@ -111,6 +114,7 @@ impl What {
             What::Respond => "respond",
             What::Delivered => "delivered",
             What::Heartbeat => "heartbeat",
+            What::Subscribed => "subscribed",
             What::Other => "ack",
         }
     }
