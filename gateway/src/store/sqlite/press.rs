@@ -144,10 +144,13 @@ pub(super) async fn mark_notified_in(
 /// in the queue (`first_unit`).
 const DELIVERED: &str = concat!(
     "DELETE FROM temp.moved; DELETE FROM temp.firsts; ",
-    // Driven from the (small) JSON list into the primary key: a row-value IN over a subquery
-    // would scan every recipient ever stored.
+    // Driven from the (small) JSON list into the primary key, named: a row-value IN over a
+    // subquery would scan every recipient ever stored, and SQLite 3.51's planner otherwise
+    // takes the unit's index (`recipients_who`, for catch-up), which walks every alert the
+    // unit was ever sent (2.4 ms a group after a minute at 200 presses/s, and growing).
     "INSERT OR IGNORE INTO temp.moved (rid, seq, alert, who) \
-     SELECT r.rowid, j.key, r.alert, r.who FROM json_each($2) j JOIN recipients r \
+     SELECT r.rowid, j.key, r.alert, r.who FROM json_each($2) j \
+     JOIN recipients r INDEXED BY sqlite_autoindex_recipients_1 \
      ON r.alert = json_extract(j.value, '$[0]') AND r.kind = 'unit' \
      AND r.who = json_extract(j.value, '$[1]') WHERE r.state = 'notified' ORDER BY j.key; ",
     "UPDATE recipients SET state = 'delivered', updated_at_ms = $1 \
