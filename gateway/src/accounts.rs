@@ -11,19 +11,18 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::Hash;
 use std::net::IpAddr;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::domain::{text_newtype, ZoneCode};
+use crate::domain::ZoneCode;
+pub use crate::identity::{AccountKind, AccountName, InvalidIdentity, Principal, Role};
 pub use crate::store::accounts::{AccountRecord, AccountStore, NewAccount, OnDutyVolunteer};
 use crate::store::StoreError;
 
@@ -40,97 +39,11 @@ pub enum AccountError {
     Hashing(String),
 }
 
-/// `as_str` and `FromStr` of an enum named by text (in the database, the API and on the command
-/// line), from one table of its variants' names; any other text is refused as
-/// `$what must be "a" or "b", not "x"`.
-macro_rules! named_enum {
-    ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
-        impl $ty {
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name,)+
-                }
-            }
-        }
-
-        impl FromStr for $ty {
-            type Err = AccountError;
-            fn from_str(s: &str) -> Result<Self, AccountError> {
-                match s {
-                    $($name => Ok($ty::$variant),)+
-                    _ => {
-                        let names = [$(format!("{:?}", $name)),+].join(" or ");
-                        Err(AccountError::Invalid(format!(
-                            "{} must be {names}, not {s:?}",
-                            $what
-                        )))
-                    }
-                }
-            }
-        }
-    };
-}
-
-/// Operators work at the station console; volunteers patrol with the phone app.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AccountKind {
-    Operator,
-    Volunteer,
-}
-
-named_enum!(AccountKind, "account kind", { Operator => "operator", Volunteer => "volunteer" });
-
-/// An operator's role. Monitors watch and handle alerts; admins also manage the registry.
-/// `FromStr` lets clap take `--role monitor|admin` directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Monitor,
-    Admin,
-}
-
-named_enum!(Role, "role", { Monitor => "monitor", Admin => "admin" });
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl From<InvalidIdentity> for AccountError {
+    fn from(e: InvalidIdentity) -> Self {
+        AccountError::Invalid(e.0)
     }
 }
-
-/// A login name: 1–64 characters, no control characters, no whitespace at either end.
-/// Names are unique regardless of ASCII case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct AccountName(String);
-
-impl AccountName {
-    pub const MAX_CHARS: usize = 64;
-
-    pub fn parse(s: &str) -> Result<Self, AccountError> {
-        let bad = |why: &str| {
-            AccountError::Invalid(format!(
-                "account name {:?} {why}",
-                s.chars().take(80).collect::<String>()
-            ))
-        };
-        let count = s.chars().count();
-        if count == 0 {
-            return Err(bad("is empty"));
-        }
-        if count > Self::MAX_CHARS {
-            return Err(bad("is longer than 64 characters"));
-        }
-        if s.chars().any(char::is_control) {
-            return Err(bad("contains a control character"));
-        }
-        if s.trim() != s {
-            return Err(bad("starts or ends with whitespace"));
-        }
-        Ok(Self(s.to_owned()))
-    }
-}
-text_newtype!(AccountName);
 
 /// Shortest password accepted for a new account, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -151,36 +64,6 @@ pub fn check_password_policy(password: &str) -> Result<(), AccountError> {
         )));
     }
     Ok(())
-}
-
-/// Who made a request: an account with an open session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Principal {
-    #[serde(skip)]
-    pub account_id: i64,
-    pub name: String,
-    pub display_name: String,
-    pub kind: AccountKind,
-    /// `None` for volunteers.
-    pub role: Option<Role>,
-    /// The zones this account may see; a volunteer has exactly one.
-    pub zones: Vec<ZoneCode>,
-}
-
-impl Principal {
-    pub fn may_see(&self, zone: &ZoneCode) -> bool {
-        self.zones.contains(zone)
-    }
-    pub fn is_operator(&self) -> bool {
-        self.kind == AccountKind::Operator
-    }
-    pub fn is_admin(&self) -> bool {
-        self.role == Some(Role::Admin)
-    }
-    /// How this account appears as the actor of a timeline event.
-    pub fn actor(&self) -> String {
-        format!("{}:{}", self.kind.as_str(), self.name)
-    }
 }
 
 // --- passwords ---

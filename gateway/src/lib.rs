@@ -39,6 +39,7 @@ pub mod escalation;
 pub mod external_broker;
 pub mod feed;
 pub mod http;
+pub mod identity;
 pub mod ingest;
 pub mod lifecycle;
 pub mod metrics;

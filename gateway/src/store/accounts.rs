@@ -7,8 +7,8 @@
 use async_trait::async_trait;
 
 use super::{StoreError, StoreResult};
-use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
+use crate::identity::{AccountKind, AccountName, Principal, Role};
 
 #[derive(Debug, Clone)]
 pub struct NewAccount {

@@ -12,8 +12,8 @@ use super::supervision::{
     SupervisionPolicy, FLAPPING_AT,
 };
 use super::{corrupt, AlertSummary, Recipient, RecipientKind, StoreResult};
-use crate::accounts::Principal;
 use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, ZoneCode};
+use crate::identity::Principal;
 use crate::lifecycle::RecipientState;
 
 /// One stored row, read by column name. Each backend implements it for its own row type

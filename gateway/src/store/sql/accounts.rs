@@ -4,8 +4,8 @@
 use async_trait::async_trait;
 
 use super::super::Backend;
-use crate::accounts::{AccountKind, AccountName, Principal, Role};
 use crate::domain::ZoneCode;
+use crate::identity::{AccountKind, AccountName, Principal, Role};
 use crate::store::accounts::{
     check_account_zones, check_position, AccountRecord, AccountStore, NewAccount, OnDutyVolunteer,
     SLIDE_STEP_MS,

@@ -3,7 +3,7 @@
 //! accounts, is `gateway/tests/store.rs`, run on SQLite and on PostgreSQL.
 
 use super::*;
-use crate::accounts::{AccountKind, AccountName, Role};
+use crate::identity::{AccountKind, AccountName, Role};
 use crate::store::accounts::{AccountStore, NewAccount};
 use crate::store::map::{MapStore, ZoneMap};
 use crate::store::{sqlite_url_in, Store};
