@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 
 use super::StoreArgs;
 use crate::accounts::{self, Role};
@@ -85,12 +85,8 @@ pub enum AdminCommand {
         store: StoreArgs,
         #[arg(long)]
         name: String,
-        /// The password; prefer --password-env so it stays out of the shell history.
-        #[arg(long, conflicts_with = "password_env")]
-        password: Option<String>,
-        /// Read the password from this environment variable.
-        #[arg(long)]
-        password_env: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[arg(long, value_parser = ["monitor", "admin"], default_value = "monitor")]
         role: String,
         /// A zone the operator may see (repeatable).
@@ -105,10 +101,8 @@ pub enum AdminCommand {
         store: StoreArgs,
         #[arg(long)]
         name: String,
-        #[arg(long, conflicts_with = "password_env")]
-        password: Option<String>,
-        #[arg(long)]
-        password_env: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
         #[arg(long)]
         zone: String,
         #[arg(long, default_value = "")]
@@ -207,12 +201,8 @@ pub enum AdminCommand {
         store: StoreArgs,
         #[arg(long)]
         name: String,
-        /// The new password; prefer --password-env so it stays out of the shell history.
-        #[arg(long, conflicts_with = "password_env")]
-        password: Option<String>,
-        /// Read the new password from this environment variable.
-        #[arg(long)]
-        password_env: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     /// Remove an account that never responded to an alert nor checked in (else: disable it).
     DeleteAccount {
@@ -230,6 +220,23 @@ fn report(found: bool, what: std::fmt::Arguments<'_>, done: &str) -> anyhow::Res
     }
     println!("{what} {done}");
     Ok(())
+}
+
+/// An account's password, given on the command line or (better) through the environment.
+#[derive(Args)]
+pub struct PasswordArgs {
+    /// The password; prefer --password-env so it stays out of the shell history.
+    #[arg(long, conflicts_with = "password_env")]
+    password: Option<String>,
+    /// Read the password from this environment variable.
+    #[arg(long)]
+    password_env: Option<String>,
+}
+
+impl PasswordArgs {
+    fn read(self) -> anyhow::Result<String> {
+        password_from(self.password, self.password_env)
+    }
 }
 
 fn password_from(password: Option<String>, env: Option<String>) -> anyhow::Result<String> {
@@ -277,12 +284,11 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
             store,
             name,
             password,
-            password_env,
             role,
             zones,
             display_name,
         } => {
-            let password = password_from(password, password_env)?;
+            let password = password.read()?;
             let zones = zones
                 .iter()
                 .map(|z| ZoneCode::parse(z))
@@ -308,12 +314,11 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
             store,
             name,
             password,
-            password_env,
             zone,
             display_name,
             phone,
         } => {
-            let password = password_from(password, password_env)?;
+            let password = password.read()?;
             let zone = ZoneCode::parse(&zone)?;
             let s = store.open().await?;
             let who = accounts::create_volunteer(
@@ -512,9 +517,8 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
             store,
             name,
             password,
-            password_env,
         } => {
-            let password = password_from(password, password_env)?;
+            let password = password.read()?;
             accounts::check_password_policy(&password)?;
             let name = accounts::AccountName::parse(&name)?;
             let hash = accounts::hash_password(password).await?;
