@@ -283,6 +283,8 @@ pub struct Application {
     relay_queue: Option<tokio::sync::mpsc::Receiver<crate::feed::FeedItem>>,
     /// Refused device logins, counted for `/metrics` and the station.
     login_refusals: Arc<crate::supervision::LoginRefusals>,
+    /// Heartbeats that report nothing new, kept in memory and flushed in batches.
+    heartbeats: Arc<crate::heartbeats::HeartbeatLedger>,
 }
 
 impl Application {
@@ -379,6 +381,14 @@ impl Application {
             ring_wake.clone(),
             pusher.clone(),
         );
+        let heartbeats = crate::heartbeats::HeartbeatLedger::new(
+            store.clone(),
+            feed.clone(),
+            config.supervision,
+            metrics.clone(),
+            config.clock.clone(),
+        );
+        let ingest = ingest.with_heartbeats(heartbeats.clone());
         let http_addr = listeners.http.local_addr()?;
         let metrics_addr = listeners
             .metrics
@@ -405,6 +415,7 @@ impl Application {
             push_worker,
             relay_queue,
             login_refusals: Arc::default(),
+            heartbeats,
         })
     }
 
@@ -465,6 +476,7 @@ impl Application {
             push_worker,
             relay_queue,
             login_refusals,
+            heartbeats,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -544,7 +556,9 @@ impl Application {
             clock: config.clock.clone(),
             policy: config.supervision,
             refusals: login_refusals.clone(),
+            heartbeats: Some(heartbeats.clone()),
         };
+        background.spawn(async move { ("heartbeats", heartbeats.run().await) });
         {
             let supervision = supervision.clone();
             background.spawn(async move { ("supervision", supervision.run().await) });

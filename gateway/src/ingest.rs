@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::domain::{haversine_m, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
 use crate::downlink::Downlink;
 use crate::feed::{Feed, FeedEvent};
+use crate::heartbeats::HeartbeatLedger;
 use crate::lifecycle::{Action, RecipientState};
 use crate::metrics::{inc, Metrics};
 use crate::push::{PushReason, Pusher};
@@ -132,6 +133,9 @@ pub struct Ingest {
     ring_wake: Arc<Notify>,
     /// Web Push to volunteers' phones; queues and returns at once.
     pusher: Pusher,
+    /// Where heartbeats go when the gateway runs one ([`Ingest::with_heartbeats`]); else
+    /// each is applied to the store before the worker takes the next message.
+    heartbeats: Option<Arc<HeartbeatLedger>>,
 }
 
 impl Ingest {
@@ -157,7 +161,15 @@ impl Ingest {
             clock,
             ring_wake,
             pusher,
+            heartbeats: None,
         }
+    }
+
+    /// Heartbeats go to `ledger`: those that report nothing new are kept in memory and written
+    /// in batches, the others are applied off the uplink worker.
+    pub fn with_heartbeats(mut self, ledger: Arc<HeartbeatLedger>) -> Self {
+        self.heartbeats = Some(ledger);
+        self
     }
 
     /// Pays the fan-out owed by alerts stored before a stop.
@@ -226,6 +238,11 @@ impl Ingest {
             }
             Uplink::Heartbeat(hb) => {
                 inc(&self.metrics.heartbeats);
+                if let Some(ledger) = &self.heartbeats {
+                    // Kept in memory, or applied on a task of its own: not awaited here.
+                    let _ = ledger.beat(device, hb);
+                    return;
+                }
                 // Evidence of life and the device's health, reported once per change.
                 let supervised = crate::supervision::apply_heartbeat(
                     self.store.as_ref(),

@@ -14,7 +14,8 @@
 //! - [`downlink`]: what devices are told (cluster alert, `down/ack`, catch-up).
 //! - [`escalation`]: rings 1 and 2, fired from deadlines stored with each alert.
 //! - [`supervision`]: device supervision (online, late, offline with the reason), health,
-//!   cluster coverage and the "needs attention" list.
+//!   cluster coverage and the "needs attention" list; [`heartbeats`]: the beats that report
+//!   nothing new, kept in memory and written in batches.
 //! - [`push`]: Web Push to volunteers' phones (VAPID, retries, per-origin limits), off the
 //!   press path.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
@@ -38,6 +39,7 @@ pub mod downlink;
 pub mod escalation;
 pub mod external_broker;
 pub mod feed;
+pub mod heartbeats;
 pub mod http;
 pub mod identity;
 pub mod ingest;

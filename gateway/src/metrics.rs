@@ -58,8 +58,10 @@ counters! {
     deliveries,
     /// "Coming" / "declined" answers from units.
     responses,
-    /// Heartbeats stored.
+    /// Heartbeats received.
     heartbeats,
+    /// Heartbeats that reported nothing new, kept in memory and written with the next flush.
+    heartbeats_kept,
     /// Store operations that failed (the device will repeat its press).
     store_errors,
     /// Publishes to the broker that could not be queued.

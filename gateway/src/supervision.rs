@@ -26,6 +26,7 @@ use tenwatch_broker::{AuthRefusal, DisconnectReason, PresenceEvent};
 use crate::clock::Clock;
 use crate::domain::{DeviceId, Heartbeat};
 use crate::feed::{Feed, FeedEvent};
+use crate::heartbeats::HeartbeatLedger;
 use crate::store::supervision::{PresenceEvidence, Report};
 use crate::store::{Store, StoreResult};
 
@@ -224,6 +225,9 @@ pub struct Supervision {
     pub policy: SupervisionPolicy,
     /// Where refused logins are counted (they change no device's state).
     pub refusals: Arc<LoginRefusals>,
+    /// The heartbeats kept in memory, when the gateway keeps them: written before every pass,
+    /// and told of every device whose state moved by another path.
+    pub heartbeats: Option<Arc<HeartbeatLedger>>,
 }
 
 impl Supervision {
@@ -262,6 +266,9 @@ impl Supervision {
         let Ok(id) = DeviceId::parse(device) else {
             return;
         };
+        if let Some(ledger) = &self.heartbeats {
+            ledger.forget(&id);
+        }
         match self
             .store
             .supervise_presence(&id, evidence, &self.policy, self.clock.now_ms())
@@ -274,10 +281,21 @@ impl Supervision {
 
     /// Applies every deadline due now; returns the reports (also published).
     pub async fn tick(&self) -> StoreResult<Vec<Report>> {
+        if let Some(ledger) = &self.heartbeats {
+            // A unit whose beat waits in memory is not silent.
+            ledger.flush().await?;
+        }
         let reports = self
             .store
             .supervise_due(&self.policy, self.clock.now_ms())
             .await?;
+        if let Some(ledger) = &self.heartbeats {
+            for report in &reports {
+                if let Report::Device(report) = report {
+                    ledger.forget(&report.device);
+                }
+            }
+        }
         publish(&self.feed, &reports);
         Ok(reports)
     }

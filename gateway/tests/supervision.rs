@@ -17,6 +17,7 @@ use tenwatch_broker::{AuthRefusal, DisconnectReason, PresenceEvent};
 use tenwatch_gateway::clock::Clock;
 use tenwatch_gateway::domain::{DeviceId, Heartbeat, ZoneCode};
 use tenwatch_gateway::feed::Feed;
+use tenwatch_gateway::heartbeats::HeartbeatLedger;
 use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
 use tenwatch_gateway::store::supervision::{
     DeviceFilter, DeviceReportKind, DeviceState, Problem, ProblemFilter, Report,
@@ -35,6 +36,9 @@ store_tests!(
     coverage_drops_below_seven_of_ten_and_recovers,
     a_stale_disconnect_and_a_stranger_s_wrong_password_do_not_take_a_device_offline,
     a_gateway_restart_gives_online_devices_a_fresh_grace,
+    a_beat_that_reports_nothing_new_is_kept_and_written_before_the_supervisor_judges,
+    a_beat_with_news_is_applied_at_once,
+    a_kept_beat_whose_device_moved_meanwhile_is_applied_in_full_at_the_flush,
 );
 
 const T0: i64 = 1_800_000_000_000;
@@ -69,6 +73,7 @@ async fn rig(db: TestDb, clusters: usize) -> Rig {
             clock: Clock::manual(T0),
             policy: policy(),
             refusals: Arc::default(),
+            heartbeats: None,
         },
         creds,
         feed_rx,
@@ -567,4 +572,156 @@ async fn a_gateway_restart_gives_online_devices_a_fresh_grace(db: TestDb) {
         kinds(&rig.sup.tick().await.unwrap()),
         [DeviceReportKind::Offline]
     );
+}
+
+/// The rig's supervisor with a heartbeat ledger, as `tenwatch serve` runs it.
+fn with_ledger(rig: &mut Rig) -> Arc<HeartbeatLedger> {
+    let ledger = HeartbeatLedger::new(
+        rig.sup.store.clone(),
+        rig.sup.feed.clone(),
+        rig.sup.policy,
+        Arc::default(),
+        rig.sup.clock.clone(),
+    );
+    rig.sup.heartbeats = Some(ledger.clone());
+    ledger
+}
+
+fn beat(battery: u8) -> Heartbeat {
+    Heartbeat {
+        seq: 1,
+        battery: Some(battery),
+        tamper: false,
+        rssi: Some(-60),
+        firmware: Some("1.2.0".into()),
+    }
+}
+
+impl Rig {
+    async fn last_heartbeat(&self, device: &str) -> Option<i64> {
+        self.sup
+            .store
+            .device_health(
+                &DeviceId::parse(device).unwrap(),
+                &self.sup.policy,
+                self.sup.clock.now_ms(),
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .health
+            .last_heartbeat_ms
+    }
+}
+
+/// Beats through the ledger; waits for the full path when the beat takes it. Returns whether
+/// the beat was kept in memory.
+async fn ledger_beat(ledger: &Arc<HeartbeatLedger>, device: &str, hb: Heartbeat) -> bool {
+    match ledger.beat(DeviceId::parse(device).unwrap(), hb) {
+        Some(applying) => {
+            applying.await.unwrap();
+            false
+        }
+        None => true,
+    }
+}
+
+async fn a_beat_that_reports_nothing_new_is_kept_and_written_before_the_supervisor_judges(
+    db: TestDb,
+) {
+    let mut rig = rig(db, 1).await;
+    let ledger = with_ledger(&mut rig);
+    let d = rig.device(2);
+    rig.connect(&d, 1).await;
+    rig.sup.clock.advance_ms(1_000);
+    // The first beat is news (its readings are not known yet): stored at once.
+    assert!(!ledger_beat(&ledger, &d, beat(90)).await);
+    assert_eq!(rig.last_heartbeat(&d).await, Some(T0 + 1_000));
+
+    // The next one says the same: kept in memory, not yet in the store.
+    rig.sup.clock.advance_ms(60_000);
+    assert!(ledger_beat(&ledger, &d, beat(90)).await);
+    assert_eq!(ledger.kept(), 1);
+    assert_eq!(rig.last_heartbeat(&d).await, Some(T0 + 1_000));
+    rig.reports();
+
+    // Past the first beat's interval and grace, the supervisor writes the kept beat before it
+    // judges: the unit that beat is not reported offline.
+    rig.sup.clock.advance_ms(31_000);
+    rig.sup.tick().await.unwrap();
+    assert_eq!(ledger.kept(), 0);
+    assert_eq!(rig.last_heartbeat(&d).await, Some(T0 + 61_000));
+    assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
+    assert!(
+        rig.device_reports(&d).is_empty(),
+        "no report for a unit that beat"
+    );
+
+    // Silent for real: offline at its own deadline, and its next beat is news again.
+    rig.sup.clock.advance_ms(60_000);
+    rig.sup.tick().await.unwrap();
+    assert_eq!(
+        rig.state(&d).await,
+        (DeviceState::Offline, Some("heartbeat_missed".into()))
+    );
+    rig.sup.clock.advance_ms(1_000);
+    assert!(!ledger_beat(&ledger, &d, beat(90)).await);
+    assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
+}
+
+async fn a_beat_with_news_is_applied_at_once(db: TestDb) {
+    let mut rig = rig(db, 1).await;
+    let ledger = with_ledger(&mut rig);
+    let d = rig.device(4);
+    rig.connect(&d, 1).await;
+    assert!(!ledger_beat(&ledger, &d, beat(90)).await);
+    assert!(ledger_beat(&ledger, &d, beat(90)).await);
+    rig.reports();
+    // The battery fell below the threshold: not kept, the station hears it now.
+    rig.sup.clock.advance_ms(60_000);
+    assert!(!ledger_beat(&ledger, &d, beat(10)).await);
+    let reports = rig.device_reports(&d);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0]["event"], "low_battery");
+    // And the new level is what the next beats are compared with.
+    assert!(ledger_beat(&ledger, &d, beat(10)).await);
+}
+
+async fn a_kept_beat_whose_device_moved_meanwhile_is_applied_in_full_at_the_flush(db: TestDb) {
+    let mut rig = rig(db, 1).await;
+    let ledger = with_ledger(&mut rig);
+    let d = rig.device(6);
+    rig.connect(&d, 1).await;
+    assert!(!ledger_beat(&ledger, &d, beat(90)).await);
+    // The store moves the device offline by a path the ledger is not told of.
+    let id = DeviceId::parse(&d).unwrap();
+    let now = rig.sup.clock.now_ms();
+    rig.sup
+        .store
+        .record_presence(&id, 1, false, Some("test"), now)
+        .await
+        .unwrap();
+    rig.sup
+        .store
+        .supervise_presence(
+            &id,
+            tenwatch_gateway::store::supervision::PresenceEvidence::Disconnected {
+                session: 1,
+                reason: "connection_lost",
+            },
+            &rig.sup.policy,
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rig.state(&d).await.0, DeviceState::Offline);
+    rig.reports();
+    // Its next beat looks like the last one and is kept; the flush finds the device offline,
+    // refuses the short write, and applies the beat in full: the unit is back online.
+    rig.sup.clock.advance_ms(5_000);
+    assert!(ledger_beat(&ledger, &d, beat(90)).await);
+    ledger.flush().await.unwrap();
+    assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
+    assert_eq!(rig.last_heartbeat(&d).await, Some(T0 + 5_000));
+    assert_eq!(ledger.kept(), 0);
 }

@@ -33,7 +33,7 @@ pub const RSSI_STEP: i16 = 10;
 /// the evidence times move. Each backend writes these as cheaply as it can (SQLite: many in one
 /// statement); anything else takes the full path.
 #[derive(Debug, Clone)]
-pub(crate) struct FastHeartbeat {
+pub struct FastHeartbeat {
     pub device: DeviceId,
     pub now_ms: i64,
     pub battery: Option<i64>,
@@ -325,6 +325,14 @@ pub trait SupervisionStore: Send + Sync + 'static {
         policy: &SupervisionPolicy,
         now_ms: i64,
     ) -> StoreResult<Vec<Report>>;
+    /// Heartbeats kept in memory and written together ([`crate::heartbeats`]): each moves its
+    /// device's evidence if the device is online and nothing it reports differs from what is
+    /// stored, as [`SupervisionStore::supervise_heartbeat`]'s busy path does. Returns the
+    /// devices whose beat applied; the others need the full path.
+    async fn heartbeats_unchanged(
+        &self,
+        beats: Vec<FastHeartbeat>,
+    ) -> StoreResult<std::collections::HashSet<String>>;
     /// An edge presence report, applied after [`super::Store::record_presence`].
     async fn supervise_presence(
         &self,

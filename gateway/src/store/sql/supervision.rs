@@ -403,29 +403,56 @@ impl SupervisionStore for Backend {
         if self.fast_heartbeat(fast).await? {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_write().await?;
-        let Some(mut row) = load_device(&mut tx, device).await? else {
-            return Ok(Vec::new());
-        };
-        let mut changes = Changes::default();
-        go_online(&mut tx, &mut row, "heartbeat", policy, now_ms, &mut changes).await?;
-        let rssi_recorded =
-            apply_health(&mut tx, &mut row, hb, policy, now_ms, &mut changes).await?;
-        sqlx::query(
-            "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, evidence_ms = $1, \
-             battery = COALESCE($2, battery), tamper = $3, rssi = $4, \
-             firmware = COALESCE($5, firmware), rssi_recorded = $6 WHERE id = $7",
-        )
-        .bind(now_ms)
-        .bind(battery)
-        .bind(hb.tamper)
-        .bind(rssi)
-        .bind(hb.firmware.as_deref())
-        .bind(rssi_recorded.map(i64::from))
-        .bind(device.as_str())
-        .execute(&mut *tx)
-        .await?;
-        commit_reports(tx, policy, now_ms, changes).await
+        // Through the writer, like presence: the first heartbeats of thousands of units
+        // coming online share commits instead of holding the writer one transaction each.
+        let (device, hb, policy) = (device.clone(), hb.clone(), *policy);
+        self.write(Commit::Transaction, move |conn| {
+            Box::pin(async move {
+                let Some(mut row) = load_device(conn, &device).await? else {
+                    return Ok(Vec::new());
+                };
+                let mut changes = Changes::default();
+                go_online(conn, &mut row, "heartbeat", &policy, now_ms, &mut changes).await?;
+                let rssi_recorded =
+                    apply_health(conn, &mut row, &hb, &policy, now_ms, &mut changes).await?;
+                sqlx::query(
+                    "UPDATE devices SET last_heartbeat_ms = $1, last_seen_ms = $1, \
+                     evidence_ms = $1, battery = COALESCE($2, battery), tamper = $3, rssi = $4, \
+                     firmware = COALESCE($5, firmware), rssi_recorded = $6 WHERE id = $7",
+                )
+                .bind(now_ms)
+                .bind(battery)
+                .bind(hb.tamper)
+                .bind(rssi)
+                .bind(hb.firmware.as_deref())
+                .bind(rssi_recorded.map(i64::from))
+                .bind(device.as_str())
+                .execute(&mut *conn)
+                .await?;
+                refresh_coverage(conn, &policy, now_ms, &mut changes).await?;
+                Ok(changes.reports)
+            })
+        })
+        .await
+    }
+
+    async fn heartbeats_unchanged(
+        &self,
+        beats: Vec<FastHeartbeat>,
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        // Queued at once, in order: SQLite's writer writes a run of them in one statement.
+        let devices: Vec<String> = beats.iter().map(|b| b.device.as_str().to_owned()).collect();
+        let writes: Vec<_> = beats.into_iter().map(|b| self.fast_heartbeat(b)).collect();
+        let mut applied = std::collections::HashSet::new();
+        for (device, done) in devices
+            .into_iter()
+            .zip(futures::future::join_all(writes).await)
+        {
+            if done? {
+                applied.insert(device);
+            }
+        }
+        Ok(applied)
     }
 
     async fn supervise_presence(
