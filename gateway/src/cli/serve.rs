@@ -314,8 +314,23 @@ impl RingArgs {
 /// The `--vapid-subject` a station that did not set its own is left with (a warning at start).
 pub const PLACEHOLDER_VAPID_SUBJECT: &str = "mailto:admin@tenwatch.invalid";
 
+/// Connections the kernel holds for a listener before `accept` takes them. tokio's `bind`
+/// asks for 1,024; when every unit of a neighbourhood reconnects at once (a router reboot, a
+/// gateway restart) a larger queue turns refused SYNs, each a unit waiting out its backoff,
+/// into connections accepted a moment later. Linux caps it at `net.core.somaxconn` (4,096).
+const LISTEN_BACKLOG: u32 = 8192;
+
 pub(super) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| {
+    let listen = || -> std::io::Result<TcpListener> {
+        let socket = match addr {
+            SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        socket.bind(addr)?;
+        socket.listen(LISTEN_BACKLOG)
+    };
+    listen().with_context(|| {
         format!("cannot listen for {what} on {addr}: is another tenwatch running? choose another address")
     })
 }

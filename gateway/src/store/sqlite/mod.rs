@@ -14,6 +14,7 @@
 //! Everything else, the SQL itself, is shared with PostgreSQL in `store/sql/`, built here
 //! with SQLite's types and phrases (see the macros below).
 
+use std::collections::VecDeque;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -140,7 +141,9 @@ const MAX_BATCH: usize = 1024;
 const RECEIPT_LINGER: Duration = Duration::from_millis(5);
 
 pub struct SqliteStore {
-    /// The writer task's queue.
+    /// The writer task's queue for presses: taken before anything else.
+    presses: mpsc::Sender<Work>,
+    /// The writer task's queue for every other write.
     jobs: mpsc::Sender<Work>,
     /// The single writer connection.
     writer: SqlitePool,
@@ -152,19 +155,41 @@ fn writer_gone() -> StoreError {
     StoreError::Backend("the database writer stopped".into())
 }
 
-/// The writer task: group commit of queued jobs until the store is dropped.
-async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
-    let mut jobs = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        linger_for_receipts(&mut queue, &mut jobs).await;
-        if let [Work::Press(_)] = jobs.as_slice() {
-            if let Some(Work::Press(press)) = jobs.pop() {
+/// The writer task: group commit of queued jobs until the store is dropped. Presses have a
+/// queue of their own and go first: when every unit of a neighbourhood comes back at once,
+/// thousands of presence and heartbeat writes are queued, and a resident's press must not wait
+/// behind them (a press at such a moment waited 30 s before this).
+async fn run_writer(
+    pool: SqlitePool,
+    mut presses: mpsc::Receiver<Work>,
+    mut queue: mpsc::Receiver<Work>,
+) {
+    let mut jobs: VecDeque<Work> = VecDeque::with_capacity(MAX_BATCH);
+    let (mut presses_open, mut queue_open) = (true, true);
+    loop {
+        if jobs.is_empty() {
+            let (mut got, mut others) = (Vec::with_capacity(MAX_BATCH), Vec::new());
+            tokio::select! {
+                biased;
+                n = presses.recv_many(&mut got, MAX_BATCH), if presses_open => presses_open = n > 0,
+                n = queue.recv_many(&mut others, MAX_BATCH), if queue_open => queue_open = n > 0,
+                else => return,
+            }
+            got.append(&mut others);
+            linger_for_receipts(&mut presses, &mut queue, &mut got).await;
+            jobs.extend(got);
+            if jobs.is_empty() {
+                continue;
+            }
+        }
+        if let (1, Some(Work::Press(_))) = (jobs.len(), jobs.front()) {
+            if let Some(Work::Press(press)) = jobs.pop_front() {
                 lone_press(&pool, press).await;
             }
             continue;
         }
         let mut finishes = Vec::with_capacity(jobs.len());
-        let outcome = run_batch(&pool, jobs.drain(..), &mut finishes).await;
+        let outcome = run_batch(&pool, &mut jobs, &mut presses, &mut finishes).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, jobs = finishes.len(), "write batch failed");
         }
@@ -177,44 +202,74 @@ async fn run_writer(pool: SqlitePool, mut queue: mpsc::Receiver<Work>) {
 /// While `jobs` holds only work that may linger (receipts, heartbeats, records of a fan-out),
 /// takes what else arrives within [`RECEIPT_LINGER`]; returns as soon as anything else (a
 /// press) is in the batch.
-async fn linger_for_receipts(queue: &mut mpsc::Receiver<Work>, jobs: &mut Vec<Work>) {
+async fn linger_for_receipts(
+    presses: &mut mpsc::Receiver<Work>,
+    queue: &mut mpsc::Receiver<Work>,
+    jobs: &mut Vec<Work>,
+) {
     let until = tokio::time::Instant::now() + RECEIPT_LINGER;
     while jobs.len() < MAX_BATCH && jobs.iter().all(Work::lingers) {
         let room = MAX_BATCH - jobs.len();
-        match tokio::time::timeout_at(until, queue.recv_many(jobs, room)).await {
+        let (mut press, mut others) = (Vec::new(), Vec::new());
+        let more = tokio::time::timeout_at(until, async {
+            tokio::select! {
+                biased;
+                n = presses.recv_many(&mut press, room) => n,
+                n = queue.recv_many(&mut others, room) => n,
+            }
+        });
+        let got = more.await;
+        jobs.append(&mut press);
+        jobs.append(&mut others);
+        match got {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
     }
 }
 
+/// Runs queued jobs in one transaction, each in its own savepoint, until `jobs` is empty or a
+/// press has run: a press waiting in its queue runs next, and the batch commits right after it.
 async fn run_batch(
     pool: &SqlitePool,
-    jobs: impl Iterator<Item = Work>,
+    jobs: &mut VecDeque<Work>,
+    presses: &mut mpsc::Receiver<Work>,
     finishes: &mut Vec<Finish>,
 ) -> StoreResult<()> {
     let mut conn = pool.acquire().await?;
     let run = async {
-        // Each job runs in its own savepoint. The statements between two jobs go to the
-        // database in one call (each call is a round trip to sqlx's worker thread).
+        // The statements between two jobs go to the database in one call (each call is a
+        // round trip to sqlx's worker thread).
         sqlx::raw_sql("BEGIN IMMEDIATE; SAVEPOINT job")
             .execute(&mut *conn)
             .await?;
-        let mut jobs = jobs.peekable();
-        while let Some(work) = jobs.next() {
+        let mut pressed_here = false;
+        loop {
+            let work = match presses.try_recv() {
+                Ok(press) => press,
+                Err(_) => match jobs.pop_front() {
+                    Some(work) => work,
+                    None => break,
+                },
+            };
             // Receipts and heartbeats queued next to each other are written together.
             macro_rules! with_the_rest_of_its_run {
                 ($first:expr, $kind:path) => {{
                     let mut group = vec![$first];
-                    while let Some($kind(next)) = jobs.next_if(|w| matches!(w, $kind(_))) {
-                        group.push(next);
+                    while matches!(jobs.front(), Some($kind(_))) {
+                        if let Some($kind(next)) = jobs.pop_front() {
+                            group.push(next);
+                        }
                     }
                     group
                 }};
             }
             let (ok, finish) = match work {
                 Work::Job { job, .. } => job(&mut conn).await,
-                Work::Press(press) => pressed(&mut conn, press).await,
+                Work::Press(press) => {
+                    pressed_here = true;
+                    pressed(&mut conn, press).await
+                }
                 Work::Delivery(first) => {
                     let group = with_the_rest_of_its_run!(first, Work::Delivery);
                     deliveries(&mut conn, group).await
@@ -225,13 +280,17 @@ async fn run_batch(
                 }
             };
             finishes.push(finish);
-            let between = match (ok, jobs.peek().is_some()) {
+            let more = !pressed_here && !jobs.is_empty();
+            let between = match (ok, more) {
                 (true, true) => "RELEASE job; SAVEPOINT job",
                 (false, true) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
                 (true, false) => "RELEASE job; COMMIT",
                 (false, false) => "ROLLBACK TO job; RELEASE job; COMMIT",
             };
             sqlx::raw_sql(between).execute(&mut *conn).await?;
+            if !more {
+                break;
+            }
         }
         Ok::<_, StoreError>(())
     };
@@ -433,8 +492,10 @@ impl SqliteStore {
             .connect_with(options.read_only(true))
             .await?;
         let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(run_writer(writer.clone(), queue));
+        let (presses, press_queue) = mpsc::channel(WRITE_QUEUE);
+        tokio::spawn(run_writer(writer.clone(), press_queue, queue));
         Ok(Self {
+            presses,
             jobs,
             writer,
             reader,
@@ -489,7 +550,7 @@ impl SqliteStore {
             now_ms,
             reply,
         };
-        queue::in_order(&self.jobs, Work::Press(job), answer, writer_gone)
+        queue::in_order(&self.presses, Work::Press(job), answer, writer_gone)
     }
 
     /// A unit's receipt: queued now, and written together with the receipts queued next to
