@@ -237,6 +237,9 @@ export const api = {
     request<AlertSummary>("POST", `/api/alerts/${id}/dispatch`, { volunteer, note }),
   note: (id: number, text: string) =>
     request<AlertSummary>("POST", `/api/alerts/${id}/notes`, { text }),
+  /** The station's own answer as a recipient: `on_scene` when its officers got there. */
+  respond: (id: number, answer: "on_scene") =>
+    request<AlertSummary>("POST", `/api/alerts/${id}/respond`, { answer }),
   resolve: (id: number, category: Category, note: string) =>
     request<AlertSummary>("POST", `/api/alerts/${id}/resolve`, { category, note }),
 };

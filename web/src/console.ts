@@ -26,6 +26,8 @@ import { renderQueue, setStaleAfter, tick } from "./queue";
 
 /** Closed alerts kept in the queue's "just closed" list. */
 const KEEP_CLOSED = 8;
+/** How often the open alert's panel is refetched, in seconds. */
+const DETAIL_REFRESH_S = 5;
 /** Details (recipients) fetched for queue entries at most, newest first. */
 const MAX_DETAILS = 40;
 
@@ -43,6 +45,7 @@ export class ConsolePage {
   private redrawQueued = false;
   private timers: number[] = [];
   private detailShown = false;
+  private seconds = 0;
 
   private readonly alarm = new Alarm(() => this.queueRedraw());
   private readonly feed: Feed;
@@ -153,10 +156,11 @@ export class ConsolePage {
     this.detail = new DetailPanel(this.els.detail, {
       close: () => this.select(null),
       acknowledge: async (id) => this.applied(await api.acknowledge(id)),
+      onScene: async (id) => this.applied(await api.respond(id, "on_scene")),
       dispatch: async (id, v, note) => this.applied(await api.dispatch(id, v, note)),
       note: async (id, text) => this.applied(await api.note(id, text)),
       resolve: async (id, c, note) => this.applied(await api.resolve(id, c, note)),
-    });
+    }, this.account);
     this.redraw();
   }
 
@@ -483,6 +487,11 @@ export class ConsolePage {
 
   private everySecond(): void {
     tick(this.root);
+    // Receipts after the first come without a feed event: the open alert's panel refetches
+    // now and then, so that its count of units that sounded catches up.
+    this.seconds++;
+    const shown = this.selected === null ? undefined : this.open.get(this.selected);
+    if (shown && this.seconds % DETAIL_REFRESH_S === 0) this.scheduleDetail(shown.id);
     const c = this.root.querySelector<HTMLElement>("[data-clock]");
     if (c?.firstChild) c.firstChild.textContent = `${clock(Date.now())} `;
   }

@@ -165,6 +165,11 @@ export async function press(gw, cred, seq, kind = "help") {
   await run("mosquitto_pub", [...mosquittoArgs(gw, cred), "-t", `tw/d/${cred.device}/up/press`, "-m", payload]);
 }
 
+/** Any uplink of a device (`delivered`, `respond`, …), as the unit would send it; resolves on PUBACK. */
+export async function uplink(gw, cred, topic, body) {
+  await run("mosquitto_pub", [...mosquittoArgs(gw, cred), "-t", `tw/d/${cred.device}/up/${topic}`, "-m", JSON.stringify(body)]);
+}
+
 /** The presser's unit, listening to its own `down/ack` (with -d, so we see the SUBACK). */
 export async function listenForAcks(gw, cred) {
   const proc = track(
