@@ -220,7 +220,7 @@ export interface Problem {
 }
 
 export const api = {
-  problems: () => request<{ problems: Problem[] }>("GET", "/api/problems?limit=200"),
+  problems: () => request<{ problems: Problem[] }>("GET", "/api/problems?limit=1000"),
   config: () => request<ConsoleConfig>("GET", "/api/console/config"),
   session: () => request<{ account: Account }>("GET", "/api/session"),
   signIn: (name: string, password: string) =>

@@ -339,6 +339,8 @@ export class ConsolePage {
           // Supervision's reports: an offline episode began or ended.
           if (m.event === "offline") patch.online = false;
           if (m.event === "recovered") patch.online = true;
+          // Come or gone, it has been seen: no longer "never connected".
+          if (patch.online !== undefined) patch.last_seen_ms = typeof m.at_ms === "number" ? m.at_ms : Date.now();
           if (typeof m.battery === "number") patch.battery = m.battery;
           if (typeof m.reason === "string" || m.reason === null) patch.disconnect_reason = m.reason as string | null;
           this.map.updateDevice(m.device, patch);
@@ -366,7 +368,9 @@ export class ConsolePage {
     this.selected = id;
     if (id !== null) {
       const a = this.open.get(id) ?? this.closed.find((c) => c.id === id);
-      if (a) this.map.focus(a.lat, a.lon);
+      // With the panel open the map keeps its width: pan there now. Otherwise the panel's
+      // opening narrows the map, which is framed anew after it (redraw).
+      if (a && this.detailShown) this.map.focus(a.lat, a.lon);
       void this.loadDetail(id);
       void this.loadVolunteers();
     }
@@ -406,14 +410,7 @@ export class ConsolePage {
       this.problems,
     );
     this.map.setAlerts(open, this.selected);
-    const health = this.map.health();
-    this.els.status.textContent = [
-      `${health.households} ${t.households}`,
-      health.offline ? t.devicesOffline(health.offline) : "",
-      health.low ? t.lowBattery(health.low) : "",
-    ]
-      .filter(Boolean)
-      .join(" · ");
+    this.status();
 
     const selected =
       this.selected === null
@@ -425,10 +422,37 @@ export class ConsolePage {
       this.detail.hide();
     }
     if (Boolean(selected) !== this.detailShown) {
-      // The map's column changed width: Leaflet must measure it again.
+      // The map's column changed width: Leaflet measures it again and frames the alert, or
+      // the whole zone once the panel is closed.
       this.detailShown = Boolean(selected);
-      requestAnimationFrame(() => this.map.invalidate());
+      const focus = selected ? { lat: selected.lat, lon: selected.lon } : null;
+      requestAnimationFrame(() => this.map.resized(focus));
     }
+  }
+
+  /**
+   * The line under the map. Its counts are the "needs attention" list's own, so the two
+   * always agree: a device is offline when supervision says so (an open offline episode),
+   * not merely without a session (never connected yet, or given its grace after a gateway
+   * restart). Devices that never connected are counted apart: they are not in the list.
+   */
+  private status(): void {
+    const count = (kind: string) => this.problems.filter((p) => p.kind === kind).length;
+    const offline = count("offline");
+    const low = count("low_battery");
+    const never = this.map.neverConnected();
+    const el = this.els.status;
+    el.dataset.offline = String(offline);
+    el.dataset.low = String(low);
+    el.dataset.never = String(never);
+    el.textContent = [
+      `${this.map.households()} ${t.households}`,
+      offline ? t.devicesOffline(offline) : "",
+      low ? t.lowBattery(low) : "",
+      never ? t.neverConnected(never) : "",
+    ]
+      .filter(Boolean)
+      .join(" · ");
   }
 
   private header(waiting: number): void {
@@ -502,6 +526,7 @@ export class ConsolePage {
     const legend = this.root.querySelector(".legend");
     legend?.replaceWith(this.legend());
     this.map.relabel(this.mapData, [...this.open.values()], this.selected);
+    this.map.setVolunteers(this.volunteers);
     this.redraw();
   }
 

@@ -7,15 +7,21 @@ import "leaflet/dist/leaflet.css";
 
 import type { AlertSummary, MapDevice, MapHousehold, Volunteer, ZoneMap } from "./api";
 import { needsAcknowledgement } from "./api";
+import { h } from "./dom";
 import { t, label } from "./i18n";
 
 /** Below this battery percentage a device is shown as needing a battery. */
 export const LOW_BATTERY = 20;
 
-const CLUSTER_COLOURS = [
-  "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
-  "#17becf", "#bcbd22", "#7f7f7f", "#ff7f0e", "#3b5b92",
-  "#5b8c2a", "#a05195",
+/**
+ * Clusters' colours: blues, greens, purples, browns and greys. Reds, oranges and pinks are
+ * the alerts' alone (style.css: --alert #d62828, taken #e8590c, critical #8b0000), so that a
+ * cluster is never mistaken for an alert at a glance.
+ */
+export const CLUSTER_COLOURS = [
+  "#1f77b4", "#2ca02c", "#6a4c93", "#17becf", "#7f7f7f",
+  "#3b5b92", "#5b8c2a", "#9467bd", "#4f5d2f", "#5c7cfa",
+  "#006d77", "#845ef7",
 ];
 
 export type Health = "online" | "offline" | "low" | "unknown";
@@ -122,6 +128,12 @@ export class ConsoleMap {
   private leaders = new Set<string>();
   private alertMarkers = new Map<number, L.Marker>();
   private fitted = false;
+  /** Every household of the operator's zones: what "fit to zone" shows. */
+  private zoneBounds: L.LatLngBounds | null = null;
+  private fitButton: HTMLButtonElement;
+  private declutterQueued = false;
+  /** The volunteers last drawn. */
+  private volunteersKey = "";
 
   constructor(
     el: HTMLElement,
@@ -142,6 +154,71 @@ export class ConsoleMap {
     this.volunteerLayer.addTo(this.map);
     this.alertLayer.addTo(this.map);
     this.map.setView([39.956, 116.41], 16);
+    this.fitButton = h("button", { type: "button", class: "fit-zone" });
+    this.fitButton.addEventListener("click", () => this.fitZone());
+    this.labelFitButton();
+    const bar = h("div", { class: "leaflet-bar fit-zone-bar" }, this.fitButton);
+    L.DomEvent.disableClickPropagation(bar);
+    const FitControl = L.Control.extend({ onAdd: () => bar });
+    new FitControl({ position: "topleft" }).addTo(this.map);
+    this.map.on("zoomend moveend resize", () => this.queueDeclutter());
+    // The zoom level, for whoever looks at the page from outside (the browser tests).
+    this.map.on("zoomend", () => (el.dataset.zoom = String(this.map.getZoom())));
+  }
+
+  private labelFitButton(): void {
+    this.fitButton.textContent = t.fitZone;
+    this.fitButton.title = t.fitZoneTitle;
+    this.fitButton.setAttribute("aria-label", t.fitZoneTitle);
+  }
+
+  /** Shows every household of the zones (the button, and after the panel closes). */
+  fitZone(): void {
+    if (!this.zoneBounds) return;
+    this.map.fitBounds(this.zoneBounds, { padding: [40, 40], maxZoom: 18, animate: false });
+  }
+
+  /**
+   * The map's column changed width (the alert panel opened or closed): Leaflet measures it
+   * again, then shows the selected alert, or the whole zone when none is. Without this the
+   * view kept its old centre, off to one side of the narrower map, and could show nothing.
+   */
+  resized(focus: { lat: number; lon: number } | null): void {
+    this.map.invalidateSize({ animate: false, pan: false });
+    if (focus) this.map.setView([focus.lat, focus.lon], Math.max(this.map.getZoom(), 17), { animate: false });
+    else this.fitZone();
+  }
+
+  private queueDeclutter(): void {
+    if (this.declutterQueued) return;
+    this.declutterQueued = true;
+    requestAnimationFrame(() => {
+      this.declutterQueued = false;
+      this.declutter();
+    });
+  }
+
+  /**
+   * Labels must not cover each other: alerts' labels always show; then volunteers' names,
+   * then street names, each hidden while it would overlap one already shown.
+   */
+  private declutter(): void {
+    const root = this.map.getContainer();
+    const placed: DOMRect[] = [];
+    const overlaps = (r: DOMRect) =>
+      placed.some((p) => r.left < p.right && p.left < r.right && r.top < p.bottom && p.top < r.bottom);
+    for (const selector of [".alert-tip", ".vol-label", ".street-label"]) {
+      root.querySelectorAll<HTMLElement>(selector).forEach((el) => {
+        el.classList.remove("label-hidden");
+        const r = el.getBoundingClientRect();
+        if (r.width === 0 && r.height === 0) return;
+        if (selector !== ".alert-tip" && overlaps(r)) {
+          el.classList.add("label-hidden");
+          return;
+        }
+        placed.push(r);
+      });
+    }
   }
 
   /** Draws the neighbourhood: streets, cluster outlines, households. */
@@ -219,13 +296,15 @@ export class ConsoleMap {
       this.styleHousehold(h.id);
     }
 
-    if (!this.fitted && data.households.length > 0) {
+    this.zoneBounds =
+      data.households.length > 0
+        ? L.latLngBounds(data.households.map((h) => [h.lat, h.lon] as [number, number]))
+        : null;
+    if (!this.fitted && this.zoneBounds) {
       this.fitted = true;
-      this.map.fitBounds(
-        L.latLngBounds(data.households.map((h) => [h.lat, h.lon] as [number, number])),
-        { padding: [40, 40], maxZoom: 18, animate: false },
-      );
+      this.fitZone();
     }
+    this.queueDeclutter();
   }
 
   private householdTooltip(h: MapHousehold): string {
@@ -276,20 +355,25 @@ export class ConsoleMap {
     }
   }
 
-  /** Counts for the status line: households, devices offline, low batteries. */
-  health(): { households: number; offline: number; low: number } {
-    let offline = 0;
-    let low = 0;
+  /** Households drawn, for the status line. */
+  households(): number {
+    return this.householdById.size;
+  }
+
+  /** Enabled devices the edge has never seen (installed, not yet switched on). */
+  neverConnected(): number {
+    let n = 0;
     for (const devices of this.devicesByHousehold.values()) {
-      for (const d of devices) {
-        if (!d.online) offline++;
-        else if (d.battery !== null && d.battery < LOW_BATTERY) low++;
-      }
+      n += devices.filter((d) => d.enabled && !d.online && d.last_seen_ms === null).length;
     }
-    return { households: this.householdById.size, offline, low };
+    return n;
   }
 
   setVolunteers(volunteers: Volunteer[]): void {
+    // Polled every 15 s: redrawn only when someone moved, came or went (no flicker).
+    const key = JSON.stringify(volunteers.map(({ volunteer: v }) => [v.name, v.display_name, v.lat, v.lon]));
+    if (key === this.volunteersKey) return;
+    this.volunteersKey = key;
     this.volunteerLayer.clearLayers();
     for (const { volunteer: v } of volunteers) {
       if (v.lat === null || v.lon === null) continue;
@@ -300,10 +384,17 @@ export class ConsoleMap {
           iconSize: [22, 22],
         }),
         keyboard: false,
+        title: `${v.display_name || v.name} · ${t.legendVolunteer}`,
       })
-        .bindTooltip(`${escapeHtml(v.display_name || v.name)} · ${escapeHtml(t.legendVolunteer)}`)
+        .bindTooltip(escapeHtml(v.display_name || v.name), {
+          permanent: true,
+          direction: "right",
+          offset: [10, 0],
+          className: "vol-label",
+        })
         .addTo(this.volunteerLayer);
     }
+    this.queueDeclutter();
   }
 
   /** The open alerts: a flashing pin on each household; the selected one is ringed. */
@@ -343,6 +434,7 @@ export class ConsoleMap {
         marker.setTooltipContent(tip);
       }
     }
+    this.queueDeclutter();
   }
 
   focus(lat: number, lon: number): void {
@@ -351,13 +443,11 @@ export class ConsoleMap {
 
   /** After the language changes: tooltips are built from the current strings. */
   relabel(data: ZoneMap | null, alerts: AlertSummary[], selected: number | null): void {
+    this.labelFitButton();
+    this.volunteersKey = "";
     if (data) this.setData(data);
     for (const m of this.alertMarkers.values()) m.remove();
     this.alertMarkers.clear();
     this.setAlerts(alerts, selected);
-  }
-
-  invalidate(): void {
-    this.map.invalidateSize();
   }
 }

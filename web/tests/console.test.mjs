@@ -149,6 +149,8 @@ describe("station console", { timeout: 180_000 }, () => {
         assert.ok(await inView(panel.locator(control)), `${control} in view on opening`);
       }
       assert.equal(await panel.evaluate((el) => el.scrollTop), 0);
+      // The narrower map is framed anew on the alert.
+      await until("the alert's pin in view", () => inView(page.locator(`.alert-pin[data-household="${presser.household}"]`)));
       assert.match(await panel.locator(".contacts").innerText(), /138/);
       assert.ok((await panel.locator("tr.recipient").count()) >= 10, "nine neighbours and the station");
 
@@ -230,6 +232,17 @@ describe("station console", { timeout: 180_000 }, () => {
     const text = await entry.innerText();
     assert.match(text, /离线/);
     assert.match(text, /十户长/, "the cluster leader is named as someone to tell");
+    // The line under the map counts what the list shows: devices that never connected are
+    // not offline (they are counted apart), and every offline one is listed.
+    const footer = page.locator(".map-status");
+    const counted = async () => {
+      const m = /(\d+) 台离线/.exec(await footer.innerText());
+      return m ? Number(m[1]) : 0;
+    };
+    await until("the footer and the list to agree", async () => (await counted()) === (await page.locator(".problem-offline").count()));
+    assert.ok((await counted()) >= 1);
+    const never = /(\d+) 台从未连接/.exec(await footer.innerText());
+    assert.ok(never && Number(never[1]) + (await counted()) <= 20, await footer.innerText());
   });
 
   test("the feed drops and comes back, and the page catches up", async () => {
