@@ -176,6 +176,7 @@ export class ConsolePage {
         {},
         item("sw-online", t.legendOnline),
         item("sw-offline", t.legendOffline),
+        item("sw-never", t.legendNever),
         item("sw-low", t.legendLowBattery),
         item("sw-leader", t.legendLeader),
         item("sw-volunteer", t.legendVolunteer),

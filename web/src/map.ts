@@ -24,11 +24,13 @@ export const CLUSTER_COLOURS = [
   "#006d77", "#845ef7",
 ];
 
-export type Health = "online" | "offline" | "low" | "unknown";
+export type Health = "online" | "offline" | "never" | "low" | "unknown";
 
 export function householdHealth(devices: MapDevice[]): Health {
   if (devices.length === 0) return "unknown";
-  if (devices.some((d) => !d.online)) return "offline";
+  const down = devices.filter((d) => !d.online);
+  // Never switched on is not offline: the footer and the attention list say so too.
+  if (down.length > 0) return down.every((d) => d.last_seen_ms === null) ? "never" : "offline";
   if (devices.some((d) => d.battery !== null && d.battery < LOW_BATTERY)) return "low";
   return "online";
 }
@@ -311,7 +313,13 @@ export class ConsoleMap {
     const devices = this.devicesByHousehold.get(h.id) ?? [];
     const health = householdHealth(devices);
     const state =
-      health === "online" ? t.legendOnline : health === "low" ? t.legendLowBattery : t.legendOffline;
+      health === "online"
+        ? t.legendOnline
+        : health === "low"
+          ? t.legendLowBattery
+          : health === "never"
+            ? t.legendNever
+            : t.legendOffline;
     const battery = devices.map((d) => d.battery).find((b) => b !== null);
     return (
       `<b>${escapeHtml(h.label)}</b>${this.leaders.has(h.id) ? ` · ${escapeHtml(t.legendLeader)}` : ""}` +
@@ -327,7 +335,7 @@ export class ConsoleMap {
     const health = householdHealth(this.devicesByHousehold.get(id) ?? []);
     const leader = this.leaders.has(id);
     marker.setStyle({
-      color: health === "low" ? "#f59f00" : health === "online" ? "#ffffff" : colour,
+      color: health === "low" ? "#f59f00" : health === "online" ? "#ffffff" : health === "never" ? "#adb5bd" : colour,
       weight: health === "low" ? 4 : leader ? 3 : 2,
       dashArray: health === "online" || health === "low" ? undefined : "2 3",
       fillColor: health === "online" || health === "low" ? colour : "#ffffff",

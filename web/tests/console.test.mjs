@@ -243,6 +243,10 @@ describe("station console", { timeout: 180_000 }, () => {
     assert.ok((await counted()) >= 1);
     const never = /(\d+) 台从未连接/.exec(await footer.innerText());
     assert.ok(never && Number(never[1]) + (await counted()) <= 20, await footer.innerText());
+    // The map says the same: that unit's household is offline, one never switched on is not.
+    assert.match(await page.locator(`path.hh[data-household="${unit.household}"]`).getAttribute("class"), /hh-offline/);
+    assert.match(await page.locator(`path.hh[data-household="${device(2, 1).household}"]`).getAttribute("class"), /hh-never/);
+    assert.equal(await page.locator("path.hh-never").count(), Number(never[1]));
   });
 
   test("the feed drops and comes back, and the page catches up", async () => {
