@@ -81,7 +81,7 @@ export function eventDetail(e: TimelineEvent, d: AlertDetail): string {
       m = /^(\w+) \S+?:\s?([\s\S]*)$/.exec(text);
       if (m && m[1] && (CATEGORIES as readonly string[]).includes(m[1])) {
         const category = label(t.categories, m[1]);
-        return m[2] ? `${category}：${m[2]}` : category;
+        return m[2] ? t.withNote(category, m[2]) : category;
       }
       return text;
     }

@@ -342,6 +342,15 @@ describe("station console", { timeout: 180_000 }, () => {
     await page.locator("header.top button.lang-switch").click();
     await page.locator("header.top h1").filter({ hasText: "Station console" }).waitFor();
     assert.match(await page.locator(".queue-title").innerText(), /Alert queue/);
+    // In English too, no code: the false alarm's panel says "False alarm".
+    await page.locator(".alert-list.closed .alert-item").filter({ hasText: device(1, 3).label }).locator("button").click();
+    const panel = page.locator("section.detail");
+    await panel.locator(".resolved-as").filter({ hasText: "False alarm" }).waitFor();
+    const snake = /\b[a-z]+(?:_[a-z0-9]+)+\b/;
+    assert.doesNotMatch(await panel.innerText(), snake);
+    assert.doesNotMatch(await page.locator("aside.queue").innerText(), snake);
+    assert.match(await panel.locator(".timeline").innerText(), /resolved — False alarm: 住户误按/);
+    await panel.locator("button.close").click();
     await page.reload();
     await page.locator("header.top h1").filter({ hasText: "Station console" }).waitFor();
     assert.match(await page.locator(".alert-list.open").innerText(), /Intrusion|Fire/);
