@@ -201,20 +201,39 @@ export class ConsoleMap {
   }
 
   /**
-   * Labels must not cover each other: alerts' labels always show; then volunteers' names,
-   * then street names, each hidden while it would overlap one already shown.
+   * Labels must not cover each other. Alerts' labels always show: above their pin, or below
+   * it when that is where they cover no other alert's. Then volunteers' names, then street
+   * names, each hidden while it would overlap a label already shown.
    */
   private declutter(): void {
-    const root = this.map.getContainer();
     const placed: DOMRect[] = [];
     const overlaps = (r: DOMRect) =>
       placed.some((p) => r.left < p.right && p.left < r.right && r.top < p.bottom && p.top < r.bottom);
-    for (const selector of [".alert-tip", ".vol-label", ".street-label"]) {
+    for (const marker of this.alertMarkers.values()) {
+      const tip = marker.getTooltip();
+      if (!tip) continue;
+      const place = (direction: "top" | "bottom") => {
+        tip.options.direction = direction;
+        tip.options.offset = L.point(0, direction === "top" ? -16 : 16);
+        tip.update();
+        return tip.getElement()?.getBoundingClientRect();
+      };
+      let r = place("top");
+      if (r && overlaps(r)) {
+        const below = place("bottom");
+        if (below && !overlaps(below)) r = below;
+        else r = place("top");
+      }
+      if (r) placed.push(r);
+    }
+    const root = this.map.getContainer();
+    for (const selector of [".vol-label", ".street-label"]) {
       root.querySelectorAll<HTMLElement>(selector).forEach((el) => {
         el.classList.remove("label-hidden");
         const r = el.getBoundingClientRect();
-        if (r.width === 0 && r.height === 0) return;
-        if (selector !== ".alert-tip" && overlaps(r)) {
+        // Nothing to show, or a label on its way out (Leaflet fades a removed tooltip).
+        if ((r.width === 0 && r.height === 0) || el.style.opacity === "0") return;
+        if (overlaps(r)) {
           el.classList.add("label-hidden");
           return;
         }
