@@ -75,7 +75,7 @@ export function eventDetail(e: TimelineEvent, d: AlertDetail): string {
   switch (e.action) {
     case "raised":
       // The press's kind.
-      return text in t.kinds ? label(t.kinds, text) : text;
+      return Object.hasOwn(t.kinds, text) ? label(t.kinds, text) : text;
     case "resolved": {
       // "false_alarm 误报: note" (the code, its Chinese name, the note).
       m = /^(\w+) \S+?:\s?([\s\S]*)$/.exec(text);
@@ -302,10 +302,14 @@ function actionForms(
     });
   });
 
-  const firstRow = h("div", { class: "action-row first" }, ack, onScene);
-  const dispatchRow = h("div", { class: "action-row" }, volunteerSelect, dispatchBtn);
-  const resolveRow = h("div", { class: "action-row" }, categorySelect, resolveNote, resolveBtn);
-  const top = h("section", { class: "actions", "aria-label": t.actions }, firstRow, dispatchRow, resolveRow, out);
+  const top = h(
+    "section",
+    { class: "actions", "aria-label": t.actions },
+    h("div", { class: "action-row first" }, ack, onScene),
+    h("div", { class: "action-row" }, volunteerSelect, dispatchBtn),
+    h("div", { class: "action-row" }, categorySelect, resolveNote, resolveBtn),
+    out,
+  );
   const note = h(
     "section",
     { class: "note-form" },
@@ -317,18 +321,10 @@ function actionForms(
     top,
     note,
     refresh(a, d, volunteers) {
-      const open = isOpen(a.state);
-      top.hidden = !open;
+      // A closed alert has nothing left to do but notes.
+      top.hidden = !isOpen(a.state);
       ack.disabled = !needsAcknowledgement(a);
-      ack.hidden = !open;
-      const own = d?.recipients.find((r) => isOwn(r, me));
-      onScene.disabled = own?.state === "on_scene";
-      onScene.hidden = !open;
-      firstRow.hidden = !open;
-      dispatchRow.hidden = !open;
-      resolveBtn.disabled = !open;
-      categorySelect.disabled = !open;
-      resolveNote.disabled = !open;
+      onScene.disabled = d?.recipients.find((r) => isOwn(r, me))?.state === "on_scene";
       const key = volunteers.map((v) => v.volunteer.name).join(",");
       if (key !== volunteerKey) {
         volunteerKey = key;
