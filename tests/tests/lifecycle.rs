@@ -417,3 +417,66 @@ async fn a_volunteer_nobody_asked_cannot_mark_an_alert_on_scene() -> anyhow::Res
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_station_marks_an_alert_on_scene_itself() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    {
+        let store = tenwatch_gateway::store::open(&app.config.database_url).await?;
+        let zone = tenwatch_gateway::domain::ZoneCode::parse("11010502")?;
+        store.add_zone(&zone, "第二责任区").await?;
+    }
+    let other = app.operator("station-b", "11010502").await?;
+    let mut units = connect_all(app.mqtt, &app.cluster(0)[..2]).await?;
+    let ack = units[0].press_and_wait_ack(1, "help").await?;
+    let id = ack["alert"].as_str().expect("id").to_owned();
+    let path = format!("/api/alerts/{id}/respond");
+    let on_scene = json!({ "answer": "on_scene" });
+
+    // Another zone's operator: the alert does not exist for them, and nothing changes.
+    let (status, _) = app.post_as(&other, &path, on_scene.clone()).await?;
+    assert_eq!(status, 404);
+    let (_, detail) = app.get_json(&format!("/api/alerts/{id}")).await?;
+    assert!(detail["first_on_scene_at_ms"].is_null(), "{detail}");
+
+    // The zone's own station: on scene, and the presser's unit hears it.
+    let (status, body) = app.post_json(&path, on_scene.clone()).await?;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("on_scene")),
+        "{body}"
+    );
+    loop {
+        let ack = units[0].expect_ack(1).await?;
+        if ack["state"] == "on_scene" {
+            break;
+        }
+    }
+    // Said twice, it is news once.
+    let (status, _) = app.post_json(&path, on_scene).await?;
+    assert_eq!(status, 200);
+
+    // The station's own row is on scene, and the timeline says the station did it.
+    let (_, detail) = app.get_json(&format!("/api/alerts/{id}")).await?;
+    let stations: Vec<&Value> = detail["recipients"]
+        .as_array()
+        .expect("recipients")
+        .iter()
+        .filter(|r| r["kind"] == "station")
+        .collect();
+    assert_eq!(stations.len(), 1, "{detail}");
+    assert_eq!(
+        (stations[0]["who"].as_str(), stations[0]["state"].as_str()),
+        (Some("11010501"), Some("on_scene"))
+    );
+    let on_scene_events: Vec<&str> = detail["timeline"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter(|e| e["action"] == "on_scene")
+        .filter_map(|e| e["actor"].as_str())
+        .collect();
+    assert_eq!(on_scene_events, ["operator:station"]);
+    assert!(detail["first_on_scene_at_ms"].is_i64(), "{detail}");
+    Ok(())
+}

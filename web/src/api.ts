@@ -220,7 +220,7 @@ export interface Problem {
 }
 
 export const api = {
-  problems: () => request<{ problems: Problem[] }>("GET", "/api/problems?limit=200"),
+  problems: () => request<{ problems: Problem[] }>("GET", "/api/problems?limit=1000"),
   config: () => request<ConsoleConfig>("GET", "/api/console/config"),
   session: () => request<{ account: Account }>("GET", "/api/session"),
   signIn: (name: string, password: string) =>
@@ -237,6 +237,9 @@ export const api = {
     request<AlertSummary>("POST", `/api/alerts/${id}/dispatch`, { volunteer, note }),
   note: (id: number, text: string) =>
     request<AlertSummary>("POST", `/api/alerts/${id}/notes`, { text }),
+  /** The station's own answer as a recipient: `on_scene` when its officers got there. */
+  respond: (id: number, answer: "on_scene") =>
+    request<AlertSummary>("POST", `/api/alerts/${id}/respond`, { answer }),
   resolve: (id: number, category: Category, note: string) =>
     request<AlertSummary>("POST", `/api/alerts/${id}/resolve`, { category, note }),
 };

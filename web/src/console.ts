@@ -26,6 +26,8 @@ import { renderQueue, setStaleAfter, tick } from "./queue";
 
 /** Closed alerts kept in the queue's "just closed" list. */
 const KEEP_CLOSED = 8;
+/** How often the open alert's panel is refetched, in seconds. */
+const DETAIL_REFRESH_S = 5;
 /** Details (recipients) fetched for queue entries at most, newest first. */
 const MAX_DETAILS = 40;
 
@@ -43,6 +45,7 @@ export class ConsolePage {
   private redrawQueued = false;
   private timers: number[] = [];
   private detailShown = false;
+  private seconds = 0;
 
   private readonly alarm = new Alarm(() => this.queueRedraw());
   private readonly feed: Feed;
@@ -153,10 +156,11 @@ export class ConsolePage {
     this.detail = new DetailPanel(this.els.detail, {
       close: () => this.select(null),
       acknowledge: async (id) => this.applied(await api.acknowledge(id)),
+      onScene: async (id) => this.applied(await api.respond(id, "on_scene")),
       dispatch: async (id, v, note) => this.applied(await api.dispatch(id, v, note)),
       note: async (id, text) => this.applied(await api.note(id, text)),
       resolve: async (id, c, note) => this.applied(await api.resolve(id, c, note)),
-    });
+    }, this.account);
     this.redraw();
   }
 
@@ -172,6 +176,7 @@ export class ConsolePage {
         {},
         item("sw-online", t.legendOnline),
         item("sw-offline", t.legendOffline),
+        item("sw-never", t.legendNever),
         item("sw-low", t.legendLowBattery),
         item("sw-leader", t.legendLeader),
         item("sw-volunteer", t.legendVolunteer),
@@ -335,6 +340,8 @@ export class ConsolePage {
           // Supervision's reports: an offline episode began or ended.
           if (m.event === "offline") patch.online = false;
           if (m.event === "recovered") patch.online = true;
+          // Come or gone, it has been seen: no longer "never connected".
+          if (patch.online !== undefined) patch.last_seen_ms = typeof m.at_ms === "number" ? m.at_ms : Date.now();
           if (typeof m.battery === "number") patch.battery = m.battery;
           if (typeof m.reason === "string" || m.reason === null) patch.disconnect_reason = m.reason as string | null;
           this.map.updateDevice(m.device, patch);
@@ -362,7 +369,9 @@ export class ConsolePage {
     this.selected = id;
     if (id !== null) {
       const a = this.open.get(id) ?? this.closed.find((c) => c.id === id);
-      if (a) this.map.focus(a.lat, a.lon);
+      // With the panel open the map keeps its width: pan there now. Otherwise the panel's
+      // opening narrows the map, which is framed anew after it (redraw).
+      if (a && this.detailShown) this.map.focus(a.lat, a.lon);
       void this.loadDetail(id);
       void this.loadVolunteers();
     }
@@ -402,14 +411,7 @@ export class ConsolePage {
       this.problems,
     );
     this.map.setAlerts(open, this.selected);
-    const health = this.map.health();
-    this.els.status.textContent = [
-      `${health.households} ${t.households}`,
-      health.offline ? t.devicesOffline(health.offline) : "",
-      health.low ? t.lowBattery(health.low) : "",
-    ]
-      .filter(Boolean)
-      .join(" · ");
+    this.status();
 
     const selected =
       this.selected === null
@@ -421,10 +423,37 @@ export class ConsolePage {
       this.detail.hide();
     }
     if (Boolean(selected) !== this.detailShown) {
-      // The map's column changed width: Leaflet must measure it again.
+      // The map's column changed width: Leaflet measures it again and frames the alert, or
+      // the whole zone once the panel is closed.
       this.detailShown = Boolean(selected);
-      requestAnimationFrame(() => this.map.invalidate());
+      const focus = selected ? { lat: selected.lat, lon: selected.lon } : null;
+      requestAnimationFrame(() => this.map.resized(focus));
     }
+  }
+
+  /**
+   * The line under the map. Its counts are the "needs attention" list's own, so the two
+   * always agree: a device is offline when supervision says so (an open offline episode),
+   * not merely without a session (never connected yet, or given its grace after a gateway
+   * restart). Devices that never connected are counted apart: they are not in the list.
+   */
+  private status(): void {
+    const count = (kind: string) => this.problems.filter((p) => p.kind === kind).length;
+    const offline = count("offline");
+    const low = count("low_battery");
+    const never = this.map.neverConnected();
+    const el = this.els.status;
+    el.dataset.offline = String(offline);
+    el.dataset.low = String(low);
+    el.dataset.never = String(never);
+    el.textContent = [
+      `${this.map.households()} ${t.households}`,
+      offline ? t.devicesOffline(offline) : "",
+      low ? t.lowBattery(low) : "",
+      never ? t.neverConnected(never) : "",
+    ]
+      .filter(Boolean)
+      .join(" · ");
   }
 
   private header(waiting: number): void {
@@ -483,6 +512,11 @@ export class ConsolePage {
 
   private everySecond(): void {
     tick(this.root);
+    // Receipts after the first come without a feed event: the open alert's panel refetches
+    // now and then, so that its count of units that sounded catches up.
+    this.seconds++;
+    const shown = this.selected === null ? undefined : this.open.get(this.selected);
+    if (shown && this.seconds % DETAIL_REFRESH_S === 0) this.scheduleDetail(shown.id);
     const c = this.root.querySelector<HTMLElement>("[data-clock]");
     if (c?.firstChild) c.firstChild.textContent = `${clock(Date.now())} `;
   }
@@ -493,6 +527,7 @@ export class ConsolePage {
     const legend = this.root.querySelector(".legend");
     legend?.replaceWith(this.legend());
     this.map.relabel(this.mapData, [...this.open.values()], this.selected);
+    this.map.setVolunteers(this.volunteers);
     this.redraw();
   }
 

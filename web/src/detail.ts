@@ -1,9 +1,11 @@
-// The alert panel: the household (address, notes for responders, contacts), its cluster and
-// leader, the first-response times, every recipient's state, the timeline, and the actions.
-// The information part is redrawn on every change; the action forms are built once per
-// alert so that a note being typed survives live updates.
+// The alert panel. At the top, visible on opening without scrolling: the state and the
+// actions (acknowledge, the station on scene, dispatch, resolve). Below: the household
+// (address, notes for responders, contacts), its cluster and leader, the first-response times,
+// every recipient's state (the station's own row first), the timeline, and a note form.
+// The information parts are redrawn on every change; the forms are built once per alert so
+// that what is being typed survives live updates.
 
-import type { AlertDetail, AlertSummary, Category, Volunteer } from "./api";
+import type { Account, AlertDetail, AlertSummary, Category, Recipient, TimelineEvent, Volunteer } from "./api";
 import { ApiError, CATEGORIES, isOpen, needsAcknowledgement } from "./api";
 import { h } from "./dom";
 import { dateTime, elapsed } from "./format";
@@ -13,6 +15,8 @@ import { responseTimes } from "./queue";
 export interface DetailActions {
   close(): void;
   acknowledge(id: number): Promise<void>;
+  /** The station's own people are there. */
+  onScene(id: number): Promise<void>;
   dispatch(id: number, volunteer: string, note: string): Promise<void>;
   note(id: number, text: string): Promise<void>;
   resolve(id: number, category: Category, note: string): Promise<void>;
@@ -36,37 +40,185 @@ async function run(button: HTMLButtonElement, out: HTMLElement, f: () => Promise
   }
 }
 
-/** "device:d-…-03" → "户机 和平里东街3号"; "operator:station" → "站务 station". */
-function actorName(actor: string, recipients: AlertDetail["recipients"], own: AlertDetail): string {
-  const [kind, who] = actor.includes(":") ? [actor.slice(0, actor.indexOf(":")), actor.slice(actor.indexOf(":") + 1)] : [actor, ""];
+/** The station's own recipient row: the zone's station, of a zone this account keeps. */
+function isOwn(r: Recipient, me: Account): boolean {
+  return r.kind === "station" && me.zones.includes(r.who);
+}
+
+/** "device:d-…-03" → "户机 和平里东街3号"; "operator:station" → "站务 和平里派出所 值班台". */
+function actorName(actor: string, d: AlertDetail, me: Account): string {
+  const colon = actor.indexOf(":");
+  const [kind, who] = colon >= 0 ? [actor.slice(0, colon), actor.slice(colon + 1)] : [actor, ""];
   let name = who;
   if (kind === "device") {
-    name = who === own.device ? own.label : (recipients.find((r) => r.who === who)?.label ?? who);
+    name = who === d.device ? d.label : (d.recipients.find((r) => r.who === who)?.label ?? who);
   } else if (kind === "volunteer") {
-    name = recipients.find((r) => r.kind === "volunteer" && r.who === who)?.label || who;
+    name = volunteerName(who, d);
+  } else if (kind === "operator" && who === me.name) {
+    name = me.display_name || who;
   }
   return `${label(t.actors, kind)}${name ? ` ${name}` : ""}`;
 }
 
-function info(d: AlertDetail): HTMLElement {
+function volunteerName(who: string, d: AlertDetail): string {
+  return d.recipients.find((r) => r.kind === "volunteer" && r.who === who)?.label || who;
+}
+
+/**
+ * The words of an event's detail. The gateway writes its own events' details in English
+ * (rings, a late cancel, a resolution's category code, a dispatch's account name); they are
+ * said here in the page's language. People's notes are shown as written.
+ */
+export function eventDetail(e: TimelineEvent, d: AlertDetail): string {
+  const text = e.detail;
+  let m: RegExpExecArray | null;
+  switch (e.action) {
+    case "raised":
+      // The press's kind.
+      return Object.hasOwn(t.kinds, text) ? label(t.kinds, text) : text;
+    case "resolved": {
+      // "false_alarm 误报: note" (the code, its Chinese name, the note).
+      m = /^(\w+) \S+?:\s?([\s\S]*)$/.exec(text);
+      if (m && m[1] && (CATEGORIES as readonly string[]).includes(m[1])) {
+        const category = label(t.categories, m[1]);
+        return m[2] ? t.withNote(category, m[2]) : category;
+      }
+      return text;
+    }
+    case "dispatched": {
+      // "patrol1 note": the volunteer's account name, then the note.
+      const [who, ...rest] = text.split(" ");
+      if (who && d.recipients.some((r) => r.kind === "volunteer" && r.who === who)) {
+        return [volunteerName(who, d), ...rest].join(" ");
+      }
+      return text;
+    }
+    case "ring1":
+      m = /^nobody coming after (\d+) s: (\d+) units in (\d+) nearby clusters and (\d+) volunteers within (\d+) m$/.exec(text);
+      return m ? t.ring1Detail(Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5])) : text;
+    case "ring2":
+      m = /^nobody coming after (\d+) s: alert is critical; (\d+) more on-duty volunteers of the zone$/.exec(text);
+      return m ? t.ring2Detail(Number(m[1]), Number(m[2])) : text;
+    case "cancel_refused":
+      m = /^cancel pressed (\d+) s after the alert, window is (\d+) s$/.exec(text);
+      return m ? t.cancelLate(Number(m[1]), Number(m[2])) : text;
+    default:
+      return text;
+  }
+}
+
+/** A unit's "it sounded" receipt: nine of them come with every press. */
+function isReceipt(e: TimelineEvent): boolean {
+  return e.action === "delivered" && e.actor.startsWith("device:");
+}
+
+/** What the station's own row says: on scene, acknowledged by it, or its recipient state. */
+function ownState(r: Recipient, d: AlertDetail): { key: string; text: string } {
+  if (r.state === "on_scene") return { key: "on_scene", text: label(t.recipientStates, "on_scene") };
+  const byStation = (action: string) => d.timeline.some((e) => e.action === action && e.actor.startsWith("operator:"));
+  if (byStation("acknowledged")) return { key: "acknowledged", text: t.stationAcknowledged };
+  if (byStation("dispatched")) return { key: "dispatched", text: t.stationDispatched };
+  return { key: r.state, text: label(t.recipientStates, r.state) };
+}
+
+function recipientRow(r: Recipient, d: AlertDetail, me: Account): HTMLElement {
+  const own = isOwn(r, me);
+  const state = own ? ownState(r, d) : { key: r.state, text: label(t.recipientStates, r.state) };
+  return h(
+    "tr",
+    { class: `recipient r-${r.state}${own ? " own" : ""}`, "data-recipient": r.who, "data-state": state.key },
+    h("td", {}, label(t.recipientKinds, r.kind)),
+    h("td", { class: "who" }, r.label || r.who, own ? [" ", h("span", { class: "own-tag" }, t.you)] : null),
+    h("td", {}, t.ring(r.ring)),
+    h("td", { class: `rstate rstate-${state.key}` }, state.text),
+    h("td", { class: "dist" }, r.distance_m === null ? "" : t.distance(r.distance_m)),
+    h(
+      "td",
+      { class: `push push-${(r.push ?? "").split(":")[0]}`, title: r.push ?? "" },
+      r.push ? label(t.pushOutcomes, r.push.split(":")[0] ?? r.push) : "",
+    ),
+  );
+}
+
+function stateRank(s: string): number {
+  return ["notified", "delivered", "seen", "declined", "coming", "on_scene"].indexOf(s);
+}
+
+/** How the timeline is drawn: whether the folded receipts are open (kept across redraws). */
+interface Fold {
+  open: boolean;
+}
+
+function timelineItem(e: TimelineEvent, d: AlertDetail, me: Account): HTMLElement {
+  const detail = eventDetail(e, d);
+  const action = e.action === "delivered" && e.actor.startsWith("volunteer:") ? "delivered_phone" : e.action;
+  return h(
+    "li",
+    {},
+    h("time", {}, dateTime(e.at_ms)),
+    " ",
+    h("span", { class: "actor", title: e.actor }, actorName(e.actor, d, me)),
+    " ",
+    h("span", { class: "action", "data-action": e.action }, label(t.events, action)),
+    detail ? h("span", { class: "event-detail" }, ` — ${detail}`) : null,
+  );
+}
+
+/** The timeline, with the units' receipts folded into one line where the first came. */
+function timeline(d: AlertDetail, me: Account, fold: Fold): HTMLElement {
+  const receipts = d.timeline.filter(isReceipt);
+  const items: HTMLElement[] = [];
+  let folded = false;
+  for (const e of d.timeline) {
+    if (receipts.length < 2 || !isReceipt(e)) {
+      items.push(timelineItem(e, d, me));
+      continue;
+    }
+    if (folded) continue;
+    folded = true;
+    const details = h(
+      "details",
+      { class: "receipts", open: fold.open },
+      h(
+        "summary",
+        {},
+        h("time", {}, dateTime(e.at_ms)),
+        " ",
+        h("span", { class: "action", "data-action": "delivered" }, t.unitsSounded(receipts.length)),
+      ),
+      h("ol", {}, receipts.map((r) => timelineItem(r, d, me))),
+    );
+    details.addEventListener("toggle", () => (fold.open = details.open));
+    items.push(h("li", { class: "fold" }, details));
+  }
+  return h("section", { class: "timeline" }, h("h3", {}, t.timeline), h("ol", {}, items));
+}
+
+/** The state line under the title: state, critical, ring, elapsed, how it ended. */
+function status(d: AlertSummary): HTMLElement {
   const closed = !isOpen(d.state);
   return h(
     "div",
+    { class: "detail-status" },
+    h("span", { class: `state state-${d.state}` }, label(t.states, d.state)),
+    d.critical ? h("span", { class: "badge critical" }, t.critical) : null,
+    h("span", { class: "badge ring" }, t.ring(d.ring)),
+    closed ? null : h("span", { class: "since big", "data-since": d.raised_at_ms }, elapsed(Date.now() - d.raised_at_ms)),
+    d.state === "resolved" && d.category
+      ? h("span", { class: "resolved-as" }, t.closedAs(label(t.categories, d.category)))
+      : null,
+    d.state === "cancelled" ? h("span", { class: "resolved-as" }, t.cancelledByPresser) : null,
+  );
+}
+
+function info(d: AlertDetail, me: Account, fold: Fold): HTMLElement {
+  const recipients = [...d.recipients].sort(
+    (x, y) =>
+      Number(isOwn(y, me)) - Number(isOwn(x, me)) || stateRank(y.state) - stateRank(x.state) || x.ring - y.ring,
+  );
+  return h(
+    "div",
     { class: "detail-info" },
-    h(
-      "div",
-      { class: "detail-status" },
-      h("span", { class: `state state-${d.state}` }, label(t.states, d.state)),
-      d.critical ? h("span", { class: "badge critical" }, t.critical) : null,
-      h("span", { class: "badge ring" }, t.ring(d.ring)),
-      closed
-        ? null
-        : h("span", { class: "since big", "data-since": d.raised_at_ms }, elapsed(Date.now() - d.raised_at_ms)),
-      d.state === "resolved" && d.category
-        ? h("span", { class: "resolved-as" }, t.closedAs(label(t.categories, d.category)))
-        : null,
-      d.state === "cancelled" ? h("span", { class: "resolved-as" }, t.cancelledByPresser) : null,
-    ),
     h(
       "section",
       { class: "household" },
@@ -91,86 +243,33 @@ function info(d: AlertDetail): HTMLElement {
       "section",
       { class: "recipients" },
       h("h3", {}, t.recipients, ` (${d.recipients.length})`),
-      h(
-        "table",
-        {},
-        h(
-          "tbody",
-          {},
-          [...d.recipients]
-            .sort((x, y) => stateRank(y.state) - stateRank(x.state) || x.ring - y.ring)
-            .map((r) =>
-              h(
-                "tr",
-                { class: `recipient r-${r.state}`, "data-recipient": r.who },
-                h("td", {}, label(t.recipientKinds, r.kind)),
-                h("td", { class: "who" }, r.label || r.who),
-                h("td", {}, t.ring(r.ring)),
-                h("td", { class: `rstate rstate-${r.state}` }, label(t.recipientStates, r.state)),
-                h("td", { class: "dist" }, r.distance_m === null ? "" : t.distance(r.distance_m)),
-                h(
-                  "td",
-                  { class: `push push-${(r.push ?? "").split(":")[0]}`, title: r.push ?? "" },
-                  r.push ? label(t.pushOutcomes, r.push.split(":")[0] ?? r.push) : "",
-                ),
-              ),
-            ),
-        ),
-      ),
+      h("table", {}, h("tbody", {}, recipients.map((r) => recipientRow(r, d, me)))),
     ),
-    h(
-      "section",
-      { class: "timeline" },
-      h("h3", {}, t.timeline),
-      h(
-        "ol",
-        {},
-        d.timeline.map((e) =>
-          h(
-            "li",
-            {},
-            h("time", {}, dateTime(e.at_ms)),
-            " ",
-            h("span", { class: "actor", title: e.actor }, actorName(e.actor, d.recipients, d)),
-            " ",
-            h("span", { class: "action", "data-action": e.action }, label(t.events, e.action)),
-            e.detail ? h("span", { class: "event-detail" }, ` — ${e.detail}`) : null,
-          ),
-        ),
-      ),
-    ),
+    timeline(d, me, fold),
   );
-}
-
-function stateRank(s: string): number {
-  return ["notified", "delivered", "seen", "declined", "coming", "on_scene"].indexOf(s);
 }
 
 /** The forms; `refresh` updates what is enabled without touching what was typed. */
 function actionForms(
   id: number,
   actions: DetailActions,
-): { el: HTMLElement; refresh(d: AlertSummary, volunteers: Volunteer[]): void } {
+  me: Account,
+): {
+  top: HTMLElement;
+  note: HTMLElement;
+  refresh(a: AlertSummary, d: AlertDetail | undefined, volunteers: Volunteer[]): void;
+} {
   const out = h("p", { class: "action-error", role: "alert" });
   const ack = h("button", { type: "button", class: "primary ack-button" }, t.acknowledge);
   ack.addEventListener("click", () => void run(ack, out, () => actions.acknowledge(id)));
+  const onScene = h("button", { type: "button", class: "on-scene-button" }, t.stationOnScene);
+  onScene.addEventListener("click", () => void run(onScene, out, () => actions.onScene(id)));
 
   const volunteerSelect = h("select", { "aria-label": t.chooseVolunteer, class: "volunteer-select" });
   const dispatchBtn = h("button", { type: "button", class: "dispatch-button" }, t.dispatch);
   dispatchBtn.addEventListener("click", () => {
     if (!volunteerSelect.value) return;
     void run(dispatchBtn, out, () => actions.dispatch(id, volunteerSelect.value, ""));
-  });
-
-  const noteText = h("textarea", { rows: 2, placeholder: t.notePlaceholder, "aria-label": t.addNote, class: "note-text" });
-  const noteBtn = h("button", { type: "button", class: "note-button" }, t.addNote);
-  noteBtn.addEventListener("click", () => {
-    const text = noteText.value.trim();
-    if (!text) return;
-    void run(noteBtn, out, async () => {
-      await actions.note(id, text);
-      noteText.value = "";
-    });
   });
 
   const categorySelect = h(
@@ -191,28 +290,41 @@ function actionForms(
     void run(resolveBtn, out, () => actions.resolve(id, category, resolveNote.value.trim()));
   });
 
-  const dispatchRow = h("div", { class: "action-row" }, volunteerSelect, dispatchBtn);
-  const el = h(
+  const noteOut = h("p", { class: "action-error", role: "alert" });
+  const noteText = h("textarea", { rows: 2, placeholder: t.notePlaceholder, "aria-label": t.addNote, class: "note-text" });
+  const noteBtn = h("button", { type: "button", class: "note-button" }, t.addNote);
+  noteBtn.addEventListener("click", () => {
+    const text = noteText.value.trim();
+    if (!text) return;
+    void run(noteBtn, noteOut, async () => {
+      await actions.note(id, text);
+      noteText.value = "";
+    });
+  });
+
+  const top = h(
     "section",
-    { class: "actions" },
-    h("h3", {}, t.actions),
-    h("div", { class: "action-row" }, ack),
-    dispatchRow,
-    h("div", { class: "action-row" }, noteText, noteBtn),
+    { class: "actions", "aria-label": t.actions },
+    h("div", { class: "action-row first" }, ack, onScene),
+    h("div", { class: "action-row" }, volunteerSelect, dispatchBtn),
     h("div", { class: "action-row" }, categorySelect, resolveNote, resolveBtn),
     out,
   );
+  const note = h(
+    "section",
+    { class: "note-form" },
+    h("div", { class: "action-row" }, noteText, noteBtn),
+    noteOut,
+  );
   let volunteerKey = "";
   return {
-    el,
-    refresh(a, volunteers) {
-      const open = isOpen(a.state);
+    top,
+    note,
+    refresh(a, d, volunteers) {
+      // A closed alert has nothing left to do but notes.
+      top.hidden = !isOpen(a.state);
       ack.disabled = !needsAcknowledgement(a);
-      ack.hidden = !open;
-      dispatchRow.hidden = !open;
-      resolveBtn.disabled = !open;
-      categorySelect.disabled = !open;
-      resolveNote.disabled = !open;
+      onScene.disabled = d?.recipients.find((r) => isOwn(r, me))?.state === "on_scene";
       const key = volunteers.map((v) => v.volunteer.name).join(",");
       if (key !== volunteerKey) {
         volunteerKey = key;
@@ -234,17 +346,21 @@ function actionForms(
 export class DetailPanel {
   private forms: ReturnType<typeof actionForms> | null = null;
   private formsFor: number | null = null;
+  private statusBox = h("div", { class: "detail-state" });
   private infoBox = h("div", { class: "detail-body" });
+  private fold: Fold = { open: false };
 
   constructor(
     private readonly el: HTMLElement,
     private readonly actions: DetailActions,
+    private readonly me: Account,
   ) {}
 
   /** Draws `summary` (always current) with `detail` (may lag a moment behind). */
   show(summary: AlertSummary, detail: AlertDetail | undefined, volunteers: Volunteer[]): void {
     if (this.formsFor !== summary.id) {
-      this.forms = actionForms(summary.id, this.actions);
+      if (this.el.dataset.alertId !== String(summary.id)) this.fold = { open: false };
+      this.forms = actionForms(summary.id, this.actions, this.me);
       this.formsFor = summary.id;
       this.el.replaceChildren(
         h(
@@ -253,8 +369,10 @@ export class DetailPanel {
           h("h2", { class: "detail-title" }),
           h("button", { type: "button", class: "close", "aria-label": t.detailClose, onclick: () => this.actions.close() }, "×"),
         ),
+        this.statusBox,
+        this.forms.top,
         this.infoBox,
-        this.forms.el,
+        this.forms.note,
       );
     }
     this.el.hidden = false;
@@ -262,9 +380,10 @@ export class DetailPanel {
     this.el.dataset.state = summary.state;
     const title = this.el.querySelector(".detail-title");
     if (title) title.textContent = `${label(t.kinds, summary.kind)} · ${summary.label}`;
+    this.statusBox.replaceChildren(status(summary));
     const merged = detail ? { ...detail, ...summary } : undefined;
-    this.infoBox.replaceChildren(merged ? info(merged) : h("p", {}, t.loading));
-    this.forms?.refresh(summary, volunteers);
+    this.infoBox.replaceChildren(merged ? info(merged, this.me, this.fold) : h("p", {}, t.loading));
+    this.forms?.refresh(summary, merged, volunteers);
   }
 
   hide(): void {

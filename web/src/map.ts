@@ -7,22 +7,30 @@ import "leaflet/dist/leaflet.css";
 
 import type { AlertSummary, MapDevice, MapHousehold, Volunteer, ZoneMap } from "./api";
 import { needsAcknowledgement } from "./api";
+import { h } from "./dom";
 import { t, label } from "./i18n";
 
 /** Below this battery percentage a device is shown as needing a battery. */
 export const LOW_BATTERY = 20;
 
-const CLUSTER_COLOURS = [
-  "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
-  "#17becf", "#bcbd22", "#7f7f7f", "#ff7f0e", "#3b5b92",
-  "#5b8c2a", "#a05195",
+/**
+ * Clusters' colours: blues, greens, purples, browns and greys. Reds, oranges and pinks are
+ * the alerts' alone (style.css: --alert #d62828, taken #e8590c, critical #8b0000), so that a
+ * cluster is never mistaken for an alert at a glance.
+ */
+export const CLUSTER_COLOURS = [
+  "#1f77b4", "#2ca02c", "#6a4c93", "#17becf", "#7f7f7f",
+  "#3b5b92", "#5b8c2a", "#9467bd", "#4f5d2f", "#5c7cfa",
+  "#006d77", "#845ef7",
 ];
 
-export type Health = "online" | "offline" | "low" | "unknown";
+export type Health = "online" | "offline" | "never" | "low" | "unknown";
 
 export function householdHealth(devices: MapDevice[]): Health {
   if (devices.length === 0) return "unknown";
-  if (devices.some((d) => !d.online)) return "offline";
+  const down = devices.filter((d) => !d.online);
+  // Never switched on is not offline: the footer and the attention list say so too.
+  if (down.length > 0) return down.every((d) => d.last_seen_ms === null) ? "never" : "offline";
   if (devices.some((d) => d.battery !== null && d.battery < LOW_BATTERY)) return "low";
   return "online";
 }
@@ -122,6 +130,12 @@ export class ConsoleMap {
   private leaders = new Set<string>();
   private alertMarkers = new Map<number, L.Marker>();
   private fitted = false;
+  /** Every household of the operator's zones: what "fit to zone" shows. */
+  private zoneBounds: L.LatLngBounds | null = null;
+  private fitButton: HTMLButtonElement;
+  private declutterQueued = false;
+  /** The volunteers last drawn. */
+  private volunteersKey = "";
 
   constructor(
     el: HTMLElement,
@@ -142,6 +156,90 @@ export class ConsoleMap {
     this.volunteerLayer.addTo(this.map);
     this.alertLayer.addTo(this.map);
     this.map.setView([39.956, 116.41], 16);
+    this.fitButton = h("button", { type: "button", class: "fit-zone" });
+    this.fitButton.addEventListener("click", () => this.fitZone());
+    this.labelFitButton();
+    const bar = h("div", { class: "leaflet-bar fit-zone-bar" }, this.fitButton);
+    L.DomEvent.disableClickPropagation(bar);
+    const FitControl = L.Control.extend({ onAdd: () => bar });
+    new FitControl({ position: "topleft" }).addTo(this.map);
+    this.map.on("zoomend moveend resize", () => this.queueDeclutter());
+    // The zoom level, for whoever looks at the page from outside (the browser tests).
+    this.map.on("zoomend", () => (el.dataset.zoom = String(this.map.getZoom())));
+  }
+
+  private labelFitButton(): void {
+    this.fitButton.textContent = t.fitZone;
+    this.fitButton.title = t.fitZoneTitle;
+    this.fitButton.setAttribute("aria-label", t.fitZoneTitle);
+  }
+
+  /** Shows every household of the zones (the button, and after the panel closes). */
+  fitZone(): void {
+    if (!this.zoneBounds) return;
+    this.map.fitBounds(this.zoneBounds, { padding: [40, 40], maxZoom: 18, animate: false });
+  }
+
+  /**
+   * The map's column changed width (the alert panel opened or closed): Leaflet measures it
+   * again, then shows the selected alert, or the whole zone when none is. Without this the
+   * view kept its old centre, off to one side of the narrower map, and could show nothing.
+   */
+  resized(focus: { lat: number; lon: number } | null): void {
+    this.map.invalidateSize({ animate: false, pan: false });
+    if (focus) this.map.setView([focus.lat, focus.lon], Math.max(this.map.getZoom(), 17), { animate: false });
+    else this.fitZone();
+  }
+
+  private queueDeclutter(): void {
+    if (this.declutterQueued) return;
+    this.declutterQueued = true;
+    requestAnimationFrame(() => {
+      this.declutterQueued = false;
+      this.declutter();
+    });
+  }
+
+  /**
+   * Labels must not cover each other. Alerts' labels always show: above their pin, or below
+   * it when that is where they cover no other alert's. Then volunteers' names, then street
+   * names, each hidden while it would overlap a label already shown.
+   */
+  private declutter(): void {
+    const placed: DOMRect[] = [];
+    const overlaps = (r: DOMRect) =>
+      placed.some((p) => r.left < p.right && p.left < r.right && r.top < p.bottom && p.top < r.bottom);
+    for (const marker of this.alertMarkers.values()) {
+      const tip = marker.getTooltip();
+      if (!tip) continue;
+      const place = (direction: "top" | "bottom") => {
+        tip.options.direction = direction;
+        tip.options.offset = L.point(0, direction === "top" ? -16 : 16);
+        tip.update();
+        return tip.getElement()?.getBoundingClientRect();
+      };
+      let r = place("top");
+      if (r && overlaps(r)) {
+        const below = place("bottom");
+        if (below && !overlaps(below)) r = below;
+        else r = place("top");
+      }
+      if (r) placed.push(r);
+    }
+    const root = this.map.getContainer();
+    for (const selector of [".vol-label", ".street-label"]) {
+      root.querySelectorAll<HTMLElement>(selector).forEach((el) => {
+        el.classList.remove("label-hidden");
+        const r = el.getBoundingClientRect();
+        // Nothing to show, or a label on its way out (Leaflet fades a removed tooltip).
+        if ((r.width === 0 && r.height === 0) || el.style.opacity === "0") return;
+        if (overlaps(r)) {
+          el.classList.add("label-hidden");
+          return;
+        }
+        placed.push(r);
+      });
+    }
   }
 
   /** Draws the neighbourhood: streets, cluster outlines, households. */
@@ -219,20 +317,28 @@ export class ConsoleMap {
       this.styleHousehold(h.id);
     }
 
-    if (!this.fitted && data.households.length > 0) {
+    this.zoneBounds =
+      data.households.length > 0
+        ? L.latLngBounds(data.households.map((h) => [h.lat, h.lon] as [number, number]))
+        : null;
+    if (!this.fitted && this.zoneBounds) {
       this.fitted = true;
-      this.map.fitBounds(
-        L.latLngBounds(data.households.map((h) => [h.lat, h.lon] as [number, number])),
-        { padding: [40, 40], maxZoom: 18, animate: false },
-      );
+      this.fitZone();
     }
+    this.queueDeclutter();
   }
 
   private householdTooltip(h: MapHousehold): string {
     const devices = this.devicesByHousehold.get(h.id) ?? [];
     const health = householdHealth(devices);
     const state =
-      health === "online" ? t.legendOnline : health === "low" ? t.legendLowBattery : t.legendOffline;
+      health === "online"
+        ? t.legendOnline
+        : health === "low"
+          ? t.legendLowBattery
+          : health === "never"
+            ? t.legendNever
+            : t.legendOffline;
     const battery = devices.map((d) => d.battery).find((b) => b !== null);
     return (
       `<b>${escapeHtml(h.label)}</b>${this.leaders.has(h.id) ? ` · ${escapeHtml(t.legendLeader)}` : ""}` +
@@ -248,7 +354,7 @@ export class ConsoleMap {
     const health = householdHealth(this.devicesByHousehold.get(id) ?? []);
     const leader = this.leaders.has(id);
     marker.setStyle({
-      color: health === "low" ? "#f59f00" : health === "online" ? "#ffffff" : colour,
+      color: health === "low" ? "#f59f00" : health === "online" ? "#ffffff" : health === "never" ? "#adb5bd" : colour,
       weight: health === "low" ? 4 : leader ? 3 : 2,
       dashArray: health === "online" || health === "low" ? undefined : "2 3",
       fillColor: health === "online" || health === "low" ? colour : "#ffffff",
@@ -276,20 +382,25 @@ export class ConsoleMap {
     }
   }
 
-  /** Counts for the status line: households, devices offline, low batteries. */
-  health(): { households: number; offline: number; low: number } {
-    let offline = 0;
-    let low = 0;
+  /** Households drawn, for the status line. */
+  households(): number {
+    return this.householdById.size;
+  }
+
+  /** Enabled devices the edge has never seen (installed, not yet switched on). */
+  neverConnected(): number {
+    let n = 0;
     for (const devices of this.devicesByHousehold.values()) {
-      for (const d of devices) {
-        if (!d.online) offline++;
-        else if (d.battery !== null && d.battery < LOW_BATTERY) low++;
-      }
+      n += devices.filter((d) => d.enabled && !d.online && d.last_seen_ms === null).length;
     }
-    return { households: this.householdById.size, offline, low };
+    return n;
   }
 
   setVolunteers(volunteers: Volunteer[]): void {
+    // Polled every 15 s: redrawn only when someone moved, came or went (no flicker).
+    const key = JSON.stringify(volunteers.map(({ volunteer: v }) => [v.name, v.display_name, v.lat, v.lon]));
+    if (key === this.volunteersKey) return;
+    this.volunteersKey = key;
     this.volunteerLayer.clearLayers();
     for (const { volunteer: v } of volunteers) {
       if (v.lat === null || v.lon === null) continue;
@@ -300,10 +411,17 @@ export class ConsoleMap {
           iconSize: [22, 22],
         }),
         keyboard: false,
+        title: `${v.display_name || v.name} · ${t.legendVolunteer}`,
       })
-        .bindTooltip(`${escapeHtml(v.display_name || v.name)} · ${escapeHtml(t.legendVolunteer)}`)
+        .bindTooltip(escapeHtml(v.display_name || v.name), {
+          permanent: true,
+          direction: "right",
+          offset: [10, 0],
+          className: "vol-label",
+        })
         .addTo(this.volunteerLayer);
     }
+    this.queueDeclutter();
   }
 
   /** The open alerts: a flashing pin on each household; the selected one is ringed. */
@@ -343,6 +461,7 @@ export class ConsoleMap {
         marker.setTooltipContent(tip);
       }
     }
+    this.queueDeclutter();
   }
 
   focus(lat: number, lon: number): void {
@@ -351,13 +470,11 @@ export class ConsoleMap {
 
   /** After the language changes: tooltips are built from the current strings. */
   relabel(data: ZoneMap | null, alerts: AlertSummary[], selected: number | null): void {
+    this.labelFitButton();
+    this.volunteersKey = "";
     if (data) this.setData(data);
     for (const m of this.alertMarkers.values()) m.remove();
     this.alertMarkers.clear();
     this.setAlerts(alerts, selected);
-  }
-
-  invalidate(): void {
-    this.map.invalidateSize();
   }
 }

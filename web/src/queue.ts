@@ -113,18 +113,30 @@ export function responseTimes(a: AlertSummary, className: string): HTMLElement {
   );
 }
 
+/** What a problem is, in words: the gateway's reasons are codes or English. */
+export function problemWhat(p: Problem): string {
+  switch (p.kind) {
+    case "coverage":
+      return p.reachable !== null && p.households !== null ? t.coverageWhat(p.reachable, p.households) : "";
+    case "offline":
+      return t.offlineReason(p.reason);
+    case "low_battery":
+      // The level when it was opened: "15%".
+      return t.batteryAt(p.reason);
+    case "tamper":
+      return t.tamperOpened;
+    default:
+      return p.reason;
+  }
+}
+
 /** The "needs attention" list: dead, weak or tampered units and thin clusters, and whom to tell. */
 function attention(problems: Problem[]): HTMLElement[] {
   const item = (p: Problem) => {
     const who = p.notify
       .filter((n) => n.role !== "station")
       .map((n) => `${n.role === "cluster_leader" ? t.roleLeader : t.roleHousehold} ${n.label} ${n.contacts}`.trim());
-    const what =
-      p.kind === "coverage" && p.reachable !== null && p.households !== null
-        ? `${p.reachable}/${p.households}`
-        : p.kind === "offline"
-          ? t.offlineReason(p.reason)
-          : p.reason;
+    const what = problemWhat(p);
     return h(
       "li",
       { class: `problem problem-${p.kind}`, "data-device": p.device ?? "" },

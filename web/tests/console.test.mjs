@@ -11,7 +11,7 @@ import { after, before, describe, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, killAll, listenForAcks, press, seed, until } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, killAll, listenForAcks, press, seed, until, uplink } from "./harness.mjs";
 
 const SHOTS = path.join(ROOT, "docs/screenshots");
 const VIEWPORT = { width: 1440, height: 860 };
@@ -31,6 +31,36 @@ async function signIn(p, name, password = PASSWORD) {
   await p.locator("#name").fill(name);
   await p.locator("#password").fill(password);
   await p.getByRole("button", { name: /登录|Sign in/ }).click();
+}
+
+/**
+ * The gateway's codes (kinds, states, categories, actors, reasons) that must never show as
+ * such in the Chinese console: each has its words.
+ */
+const CODES = [
+  "help", "medical", "fire", "intrusion", "cancel", "raised", "notified", "acknowledged", "on_scene",
+  "resolved", "cancelled", "delivered", "seen", "coming", "declined", "consult", "dispute", "crime",
+  "complaint", "false_alarm", "unit", "volunteer", "station", "operator", "gateway", "device",
+  "offline", "low_battery", "tamper", "coverage", "ring1", "ring2", "cancel_refused", "accepted",
+  "no_subscription", "expired", "failed",
+];
+
+/** No raw code in `text`: no snake_case word and none of CODES. */
+function assertNoCodes(text, where) {
+  const snake = /\b[a-z]+(?:_[a-z0-9]+)+\b/.exec(text);
+  assert.equal(snake, null, `${where} shows the code ${snake?.[0]}: ${text}`);
+  const code = new RegExp(`\\b(?:${CODES.join("|")})\\b`).exec(text);
+  assert.equal(code, null, `${where} shows the code ${code?.[0]}: ${text}`);
+}
+
+/** Whether `locator`'s element is in the window and not covered (what a click there hits). */
+async function inView(locator) {
+  return locator.evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    if (r.width === 0 || r.top < 0 || r.left < 0 || r.bottom > innerHeight || r.right > innerWidth) return false;
+    const hit = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return hit !== null && (hit === el || el.contains(hit));
+  });
 }
 
 /** The device of household `n` (1-based) of cluster `c` (1-based) of the demo zone. */
@@ -106,21 +136,55 @@ describe("station console", { timeout: 180_000 }, () => {
     await page.screenshot({ path: path.join(SHOTS, "console-alert.png") });
   });
 
-  test("acknowledge and resolve from the page; the presser's unit hears each state", async () => {
+  test("the actions are at the top; the station acknowledges, is on scene and resolves; the unit hears each state", async () => {
     const presser = device(1, 3);
     const unit = await listenForAcks(gw, presser);
     try {
+      // A laptop's window: on opening, the actions are in view without scrolling.
+      await page.setViewportSize({ width: 1280, height: 800 });
       await page.locator(".alert-item").filter({ hasText: presser.label }).locator("button").click();
       const panel = page.locator("section.detail");
       await panel.locator(".address").filter({ hasText: presser.label }).waitFor();
+      for (const control of ["button.ack-button", "button.on-scene-button", "select.volunteer-select", "button.dispatch-button", "select.category-select", "button.resolve-button"]) {
+        assert.ok(await inView(panel.locator(control)), `${control} in view on opening`);
+      }
+      assert.equal(await panel.evaluate((el) => el.scrollTop), 0);
+      // The narrower map is framed anew on the alert.
+      await until("the alert's pin in view", () => inView(page.locator(`.alert-pin[data-household="${presser.household}"]`)));
       assert.match(await panel.locator(".contacts").innerText(), /138/);
       assert.ok((await panel.locator("tr.recipient").count()) >= 10, "nine neighbours and the station");
+
+      // The nine neighbours' units sound: one line says so, and opens on the nine.
+      const id = await panel.getAttribute("data-alert-id");
+      const neighbours = [1, 2, 4, 5, 6, 7, 8, 9, 10].map((n) => device(1, n));
+      await Promise.all(neighbours.map((n) => uplink(gw, n, "delivered", { alert: id })));
+      const station = await gw.signIn("station");
+      await until("the nine receipts stored", async () =>
+        (await gw.api(station, "GET", `/api/alerts/${id}`)).timeline.filter((e) => e.action === "delivered").length === 9);
+      // Only the first receipt is news on the feed: the open panel catches up on its own.
+      const fold = panel.locator(".timeline li.fold");
+      await until("the receipts folded into one line", async () => (await fold.count()) === 1 && /9 户已响铃/.test(await fold.innerText()), 12_000);
+      const receipts = fold.locator("details > ol > li");
+      assert.equal(await receipts.count(), 9);
+      assert.equal(await receipts.first().isVisible(), false, "folded");
+      assert.equal(await panel.locator(".timeline > ol > li:not(.fold)").filter({ hasText: "户机已响铃" }).count(), 0);
+      await fold.locator("summary").click();
+      await until("nine rows shown", async () => (await receipts.filter({ hasText: "户机已响铃" }).count()) === 9 && (await receipts.first().isVisible()));
+      // The picture shows the panel as it opens: the actions first.
+      await panel.evaluate((el) => el.scrollTo(0, 0));
       await page.screenshot({ path: path.join(SHOTS, "console-detail.png") });
 
       await panel.locator("button.ack-button").click();
       const acked = await unit.next((a) => a.state === "acknowledged");
       assert.equal(acked.seq, seq - 1);
       await until("acknowledged on the page", async () => (await panel.getAttribute("data-state")) === "acknowledged");
+      // The station's own row comes first and says what the station did.
+      const own = panel.locator("tr.recipient.own");
+      await until("the station's row acknowledged", async () => (await own.getAttribute("data-state")) === "acknowledged");
+      assert.match(await own.innerText(), /本站/);
+      assert.match(await own.innerText(), /已确认接警/);
+      assert.equal(await panel.locator("tr.recipient").first().getAttribute("data-recipient"), await own.getAttribute("data-recipient"));
+      assert.ok(await receipts.first().isVisible(), "the opened receipts stay open across updates");
 
       // Dispatch the on-duty volunteer: they join the recipients.
       await panel.locator("select.volunteer-select").selectOption("patrol1");
@@ -133,14 +197,27 @@ describe("station console", { timeout: 180_000 }, () => {
       await panel.locator("button.note-button").click();
       await panel.locator(".timeline").filter({ hasText: "已电话联系住户" }).waitFor();
 
-      await panel.locator("select.category-select").selectOption("help");
+      // The station's own officers get there: the alert is on scene, and the unit hears it.
+      await panel.locator("button.on-scene-button").click();
+      await unit.next((a) => a.state === "on_scene");
+      await until("on scene on the page", async () => (await panel.getAttribute("data-state")) === "on_scene");
+      await until("the station's row on scene", async () => (await own.getAttribute("data-state")) === "on_scene");
+      assert.match(await own.innerText(), /已到场/);
+      await until("the button done", () => panel.locator("button.on-scene-button").isDisabled());
+      await panel.locator(".timeline li").filter({ hasText: "站务 和平里派出所 值班台 已到场" }).waitFor();
+
+      await panel.locator("select.category-select").selectOption("false_alarm");
+      await panel.locator("input.resolve-note").fill("住户误按");
       await panel.locator("button.resolve-button").click();
       await unit.next((a) => a.state === "resolved");
       await until("resolved on the page", async () => (await panel.getAttribute("data-state")) === "resolved");
       await page.locator(".alert-list.closed .alert-item").filter({ hasText: presser.label }).waitFor();
-      assert.match(await panel.locator(".resolved-as").innerText(), /求助/);
+      assert.match(await panel.locator(".resolved-as").innerText(), /误报/);
+      await panel.locator(".timeline li").filter({ hasText: "结案 — 误报：住户误按" }).waitFor();
+      assertNoCodes(await panel.innerText(), "the resolved alert's panel");
     } finally {
       await unit.stop();
+      await page.setViewportSize(VIEWPORT);
     }
   });
 
@@ -155,6 +232,21 @@ describe("station console", { timeout: 180_000 }, () => {
     const text = await entry.innerText();
     assert.match(text, /离线/);
     assert.match(text, /十户长/, "the cluster leader is named as someone to tell");
+    // The line under the map counts what the list shows: devices that never connected are
+    // not offline (they are counted apart), and every offline one is listed.
+    const footer = page.locator(".map-status");
+    const counted = async () => {
+      const m = /(\d+) 台离线/.exec(await footer.innerText());
+      return m ? Number(m[1]) : 0;
+    };
+    await until("the footer and the list to agree", async () => (await counted()) === (await page.locator(".problem-offline").count()));
+    assert.ok((await counted()) >= 1);
+    const never = /(\d+) 台从未连接/.exec(await footer.innerText());
+    assert.ok(never && Number(never[1]) + (await counted()) <= 20, await footer.innerText());
+    // The map says the same: that unit's household is offline, one never switched on is not.
+    assert.match(await page.locator(`path.hh[data-household="${unit.household}"]`).getAttribute("class"), /hh-offline/);
+    assert.match(await page.locator(`path.hh[data-household="${device(2, 1).household}"]`).getAttribute("class"), /hh-never/);
+    assert.equal(await page.locator("path.hh-never").count(), Number(never[1]));
   });
 
   test("the feed drops and comes back, and the page catches up", async () => {
@@ -189,6 +281,24 @@ describe("station console", { timeout: 180_000 }, () => {
     } finally {
       await context.close();
     }
+  });
+
+  test("kinds, states and categories are words in Chinese, never codes", async () => {
+    const panel = page.locator("section.detail");
+    // The intrusion (open) in the panel.
+    const intruded = device(2, 5);
+    await page.locator(".alert-list.open .alert-item").filter({ hasText: intruded.label }).locator("button").click();
+    await panel.locator(".address").filter({ hasText: intruded.label }).waitFor();
+    assert.match(await panel.locator(".detail-title").innerText(), /入室警报/);
+    assertNoCodes(await panel.innerText(), "the intrusion's panel");
+    // The false alarm (closed), the whole queue and the needs-attention list.
+    await page.locator(".alert-list.closed .alert-item").filter({ hasText: device(1, 3).label }).locator("button").click();
+    await panel.locator(".resolved-as").filter({ hasText: "误报" }).waitFor();
+    assertNoCodes(await panel.innerText(), "the false alarm's panel");
+    assertNoCodes(await page.locator("aside.queue").innerText(), "the queue");
+    assertNoCodes(await page.locator(".map-status").innerText(), "the map's status line");
+    await panel.locator("button.close").click();
+    await panel.waitFor({ state: "hidden" });
   });
 
   test("a page of another site on this host can neither act nor listen with the station's cookie", async () => {
@@ -232,6 +342,15 @@ describe("station console", { timeout: 180_000 }, () => {
     await page.locator("header.top button.lang-switch").click();
     await page.locator("header.top h1").filter({ hasText: "Station console" }).waitFor();
     assert.match(await page.locator(".queue-title").innerText(), /Alert queue/);
+    // In English too, no code: the false alarm's panel says "False alarm".
+    await page.locator(".alert-list.closed .alert-item").filter({ hasText: device(1, 3).label }).locator("button").click();
+    const panel = page.locator("section.detail");
+    await panel.locator(".resolved-as").filter({ hasText: "False alarm" }).waitFor();
+    const snake = /\b[a-z]+(?:_[a-z0-9]+)+\b/;
+    assert.doesNotMatch(await panel.innerText(), snake);
+    assert.doesNotMatch(await page.locator("aside.queue").innerText(), snake);
+    assert.match(await panel.locator(".timeline").innerText(), /resolved — False alarm: 住户误按/);
+    await panel.locator("button.close").click();
     await page.reload();
     await page.locator("header.top h1").filter({ hasText: "Station console" }).waitFor();
     assert.match(await page.locator(".alert-list.open").innerText(), /Intrusion|Fire/);

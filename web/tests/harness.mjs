@@ -72,11 +72,11 @@ export async function until(what, f, ms = 10_000, every = 50) {
 }
 
 /** A seeded data directory with two zones, their operators and a volunteer. */
-export async function seed() {
+export async function seed({ clusters = 2 } = {}) {
   const dir = await mkdtemp(path.join(os.tmpdir(), "tenwatch-web-"));
   const d = ["--data-dir", dir];
   const credsPath = path.join(dir, "credentials.json");
-  await tenwatch("admin", "seed-demo", ...d, "--clusters", "2", "--credentials-out", credsPath);
+  await tenwatch("admin", "seed-demo", ...d, "--clusters", String(clusters), "--credentials-out", credsPath);
   await tenwatch("admin", "add-zone", ...d, "--code", OTHER_ZONE, "--name", "和平里社区 第二责任区");
   await tenwatch("admin", "add-cluster", ...d, "--id", `${OTHER_ZONE}-001`, "--zone", OTHER_ZONE, "--name", "民旺南街 1-10号 十户联防组");
   await tenwatch(
@@ -163,6 +163,11 @@ function mosquittoArgs(gw, cred) {
 export async function press(gw, cred, seq, kind = "help") {
   const payload = JSON.stringify({ seq, kind, ts: Date.now() });
   await run("mosquitto_pub", [...mosquittoArgs(gw, cred), "-t", `tw/d/${cred.device}/up/press`, "-m", payload]);
+}
+
+/** Any uplink of a device (`delivered`, `respond`, …), as the unit would send it; resolves on PUBACK. */
+export async function uplink(gw, cred, topic, body) {
+  await run("mosquitto_pub", [...mosquittoArgs(gw, cred), "-t", `tw/d/${cred.device}/up/${topic}`, "-m", JSON.stringify(body)]);
 }
 
 /** The presser's unit, listening to its own `down/ack` (with -d, so we see the SUBACK). */

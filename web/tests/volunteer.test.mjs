@@ -438,6 +438,37 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     assert.equal(await pageEl.locator("button.answer-coming").getAttribute("aria-pressed"), "true");
     assert.match(await pageEl.locator(".alert-distance").innerText(), /距您 \d+ 米/);
     assert.match(await pageEl.locator(".known-card").innerText(), /联系人/);
+    // Navigate: the phone's maps app by a geo: link, and the platform's map (not Apple's on
+    // this Linux phone). Only the addresses are checked: nothing is followed off this machine.
+    const [lat, lon] = [presser.lat.toFixed(6), presser.lon.toFixed(6)];
+    const geo = pageEl.locator("a.nav-geo");
+    assert.equal(await geo.innerText(), "导航前往");
+    assert.equal(await geo.getAttribute("href"), `geo:${lat},${lon}?q=${lat},${lon}(${encodeURIComponent(presser.label)})`);
+    const maps = pageEl.locator("a.nav-maps");
+    assert.equal(await maps.innerText(), "高德地图");
+    const amap = new URL(await maps.getAttribute("href"));
+    assert.equal(amap.origin, "https://uri.amap.com");
+    assert.equal(amap.searchParams.get("to"), `${lon},${lat},${presser.label}`);
+    assert.equal(amap.searchParams.get("coordinate"), "wgs84");
+    assert.ok(await geo.isVisible() && (await maps.isVisible()));
+    // An iPhone gets Apple Maps (iOS has no geo: handler), with the same point.
+    const iphone = await browser.newContext({
+      viewport: PHONE,
+      userAgent: "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    });
+    try {
+      await iphone.addCookies(await context.cookies());
+      const ios = await iphone.newPage();
+      await ios.goto(`${gw.base}/app/#/alert/${alertId}`);
+      const apple = ios.locator("a.nav-maps");
+      await apple.waitFor();
+      assert.equal(await apple.innerText(), "苹果地图");
+      const url = new URL(await apple.getAttribute("href"));
+      assert.equal(url.origin, "https://maps.apple.com");
+      assert.equal(url.searchParams.get("daddr"), `${lat},${lon}`);
+    } finally {
+      await iphone.close();
+    }
     // The household and the volunteer on the map.
     await pageEl.locator("path.pin-alert").waitFor();
     await pageEl.locator("path.pin-me").waitFor();
@@ -471,6 +502,7 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     await until("English", async () => (await pageEl.locator(".my-state").innerText()).startsWith("Your answer"));
     await page.reload();
     await until("still English", async () => (await page.locator(".my-state").innerText()) === "Your answer: on scene");
+    assert.equal(await page.locator("a.nav-geo").innerText(), "Navigate");
     assert.equal(await page.locator("nav.tabs .tab").first().innerText(), "Duty");
     await page.screenshot({ path: path.join(SHOTS, "volunteer-alert-en.png") });
     const tag = tagOf(alertId);

@@ -13,6 +13,7 @@ import type { AlertDetail, Answer, Recipient } from "./api";
 import { ApiError, distanceM, isOpen, volunteerApi } from "./api";
 import { fill, h } from "../dom";
 import { ago, label, t, timeOf } from "./i18n";
+import { geoHref, mapsLink } from "./navigate";
 
 const POLL_MS = 5_000;
 
@@ -138,7 +139,23 @@ export class AlertPage implements Page {
         dist !== null ? h("strong", { class: "alert-distance" }, t.awayFromYou(t.away(dist))) : null,
         h("span", { class: "muted" }, `${t.raisedAt} ${timeOf(d.raised_at_ms)} · ${ago(d.raised_at_ms)}`),
       ),
+      this.navigation(d),
       this.error ? h("p", { class: "error", role: "alert" }, this.error) : null,
+    );
+  }
+
+  /** The phone's maps app (`geo:`) and the platform's map, both to the household's door. */
+  private navigation(d: AlertDetail): HTMLElement {
+    const maps = mapsLink(d.lat, d.lon, d.label, navigator.userAgent);
+    return h(
+      "div",
+      { class: "navigate", role: "group", "aria-label": t.navigateTitle },
+      h("a", { class: "nav-link nav-geo", href: geoHref(d.lat, d.lon, d.label), title: t.navigateTitle }, t.navigate),
+      h(
+        "a",
+        { class: `nav-link nav-maps nav-${maps.app}`, href: maps.href, target: "_blank", rel: "noopener noreferrer" },
+        maps.app === "apple" ? t.appleMaps : t.amap,
+      ),
     );
   }
 
