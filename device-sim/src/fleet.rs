@@ -24,6 +24,32 @@ pub struct FleetCounters {
     pub connect_failures: AtomicU64,
     pub subscribe_refused: AtomicU64,
     pub malformed: AtomicU64,
+    /// Why connection attempts failed: the error's words (numbers and addresses left out) →
+    /// how many times.
+    pub failure_reasons: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl FleetCounters {
+    /// The failure reasons so far, most frequent first.
+    pub fn failure_reasons(&self) -> Vec<(String, u64)> {
+        let reasons = self
+            .failure_reasons
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut list: Vec<(String, u64)> = reasons.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        list.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        list
+    }
+}
+
+/// An error's words without its numbers (ports, addresses, counts), so that failures of one
+/// kind are counted together.
+fn reason_of(error: &str) -> String {
+    let words: String = error
+        .chars()
+        .map(|c| if c.is_ascii_digit() { '#' } else { c })
+        .collect();
+    words.chars().take(120).collect()
 }
 
 struct CountingSink {
@@ -38,12 +64,17 @@ impl EventSink for CountingSink {
             DeviceEvent::Online => {
                 c.online.fetch_add(1, Ordering::AcqRel);
             }
-            DeviceEvent::Offline { was_online, .. } => {
+            DeviceEvent::Offline { error, was_online } => {
                 if *was_online {
                     c.online.fetch_sub(1, Ordering::AcqRel);
                     c.disconnects.fetch_add(1, Ordering::AcqRel);
                 } else {
                     c.connect_failures.fetch_add(1, Ordering::AcqRel);
+                    let mut reasons = c
+                        .failure_reasons
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    *reasons.entry(reason_of(error)).or_default() += 1;
                 }
             }
             DeviceEvent::SubscribeRefused => {

@@ -231,6 +231,9 @@ pub struct StormReport {
     pub reconnect_us: Latency,
     /// Connection attempts that failed (refused, timed out) while the fleet came back.
     pub connect_failures: u64,
+    /// Why attempts failed since the fleet started (the first connections too), most frequent
+    /// first: the error's words, numbers as `#`.
+    pub connect_failure_reasons: Vec<(String, u64)>,
     pub timeout_s: f64,
     pub press_fraction: f64,
     pub presses_planned: u64,

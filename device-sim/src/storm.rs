@@ -157,6 +157,7 @@ pub async fn run(
             .connect_failures
             .load(Ordering::Acquire)
             .saturating_sub(failures_before),
+        connect_failure_reasons: fleet.counters.failure_reasons(),
         timeout_s: cfg.timeout.as_secs_f64(),
         press_fraction: cfg.press_fraction,
         presses_planned: pressers as u64,

@@ -226,7 +226,11 @@ impl Ingest {
                     Answer::Coming => RecipientState::Coming,
                     Answer::Declined => RecipientState::Declined,
                 };
-                self.unit_answer(&device, alert, wanted).await;
+                // Off the worker: a unit's answer waits for the writer's queue, and the
+                // presses behind it on this worker must not (a reconnect storm queues thousands
+                // of writes; answers to the alerts raised meanwhile held the presses back).
+                let ingest = self.clone();
+                tokio::spawn(async move { ingest.unit_answer(&device, alert, wanted).await });
             }
             Uplink::Subscribed if self.settings.catch_up_on_request => {
                 // Off the worker: the unit's own press on this shard must not wait for it.
