@@ -25,9 +25,9 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 mqtt=$(free_port); http=$(free_port)
 RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$work/d" --mqtt-listen "127.0.0.1:$mqtt" \
   --http-listen "127.0.0.1:$http" --heartbeat-interval "$interval" --heartbeat-grace "$grace" \
-  --ring1-after 3600 --ring2-after 7200 --metrics-token scale 2>"$work/serve.log" &
+  --ring1-after 3600 --ring2-after 7200 --metrics-token scale-bench-token-0001 2>"$work/serve.log" &
 srv=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null && break; kill -0 $srv 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }; sleep 0.1; done
 
 echo "== $n units connect and heartbeat every $interval s"
 "$bin/tenwatch-sim" run --credentials "$work/c.json" --broker "127.0.0.1:$mqtt" --devices "$n" \
@@ -40,7 +40,7 @@ echo "$connected"
 # Two intervals for every unit's first beat (the full path: battery and signal are news),
 # then the window in which they only say "still here".
 sleep $((2 * interval))
-metric() { curl -fs -H 'authorization: Bearer scale' "http://127.0.0.1:$http/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric() { curl -fs -H 'authorization: Bearer scale-bench-token-0001' "http://127.0.0.1:$http/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 beats0=$(metric tenwatch_gateway_heartbeats_total); kept0=$(metric tenwatch_gateway_heartbeats_kept_total); t0=$(ticks "$srv")
 sleep "$window"
 t1=$(ticks "$srv"); beats1=$(metric tenwatch_gateway_heartbeats_total); kept1=$(metric tenwatch_gateway_heartbeats_kept_total)
