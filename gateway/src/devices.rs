@@ -156,13 +156,63 @@ pub fn reason_text(reason: &DisconnectReason) -> String {
     }
 }
 
-/// Writes the edge's presence reports to the store and the station feed, in order.
+/// Presence reports written at once, each device's in order: a device's reports go to one of
+/// these workers, picked by its id. One worker wrote a storm of 15,000 units coming back one
+/// report after another, each waiting for its own commit; the station saw them back a minute
+/// later, and the queue overflowed.
+const PRESENCE_WORKERS: usize = 16;
+
+/// Writes the edge's presence reports to the store and the station feed, in order per device.
 pub async fn run_presence(
     mut rx: mpsc::Receiver<PresenceEvent>,
     store: Arc<dyn Store>,
     feed: Feed,
     supervision: crate::supervision::Supervision,
 ) -> anyhow::Result<()> {
+    let mut workers = Vec::with_capacity(PRESENCE_WORKERS);
+    let mut running = tokio::task::JoinSet::new();
+    for _ in 0..PRESENCE_WORKERS {
+        let (tx, worker_rx) = mpsc::channel(PRESENCE_QUEUE / PRESENCE_WORKERS);
+        let (store, feed, supervision) = (store.clone(), feed.clone(), supervision.clone());
+        running.spawn(presence_worker(worker_rx, store, feed, supervision));
+        workers.push(tx);
+    }
+    while let Some(event) = rx.recv().await {
+        let device = match &event {
+            PresenceEvent::Connected { device, .. }
+            | PresenceEvent::Disconnected { device, .. } => device,
+            // Handled by the authority as it happens (see `RegistryAuthority::presence`).
+            PresenceEvent::Subscribed { .. } => continue,
+            // Counted in memory at once: no store write to wait for.
+            PresenceEvent::Refused {
+                device,
+                peer,
+                refusal,
+            } => {
+                tracing::warn!(%device, %peer, ?refusal, "device login refused");
+                supervision.presence(&event).await;
+                continue;
+            }
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(device, &mut h);
+        let worker = &workers[(std::hash::Hasher::finish(&h) as usize) % PRESENCE_WORKERS];
+        if worker.send(event).await.is_err() {
+            break;
+        }
+    }
+    drop(workers);
+    while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One worker of [`run_presence`]: its devices' reports, one after another.
+async fn presence_worker(
+    mut rx: mpsc::Receiver<PresenceEvent>,
+    store: Arc<dyn Store>,
+    feed: Feed,
+    supervision: crate::supervision::Supervision,
+) {
     while let Some(event) = rx.recv().await {
         let (device, session, online, reason) = match &event {
             PresenceEvent::Connected {
@@ -173,17 +223,7 @@ pub async fn run_presence(
                 session,
                 reason,
             } => (device, *session, false, Some(reason_text(reason))),
-            // Handled by the authority as it happens (see `RegistryAuthority::presence`).
-            PresenceEvent::Subscribed { .. } => continue,
-            PresenceEvent::Refused {
-                device,
-                peer,
-                refusal,
-            } => {
-                tracing::warn!(%device, %peer, ?refusal, "device login refused");
-                supervision.presence(&event).await;
-                continue;
-            }
+            PresenceEvent::Subscribed { .. } | PresenceEvent::Refused { .. } => continue,
         };
         let Ok(id) = DeviceId::parse(device) else {
             continue;
@@ -214,7 +254,6 @@ pub async fn run_presence(
             at_ms: now,
         });
     }
-    Ok(())
 }
 
 #[cfg(test)]
