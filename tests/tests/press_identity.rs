@@ -134,3 +134,71 @@ async fn on_sqlite_a_household_pressing_again_adds_to_its_open_alert() -> anyhow
 async fn on_postgresql_a_household_pressing_again_adds_to_its_open_alert() -> anyhow::Result<()> {
     a_household_pressing_again_adds_to_its_open_alert("postgres").await
 }
+
+/// The simulator's units do the same (`Device::power_cycle`): a new boot id, presses counted
+/// from 1 again, and the gateway raises a new alert for seq 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulated_unit_power_cycled_raises_a_new_alert_for_seq_one() -> anyhow::Result<()> {
+    use std::sync::Arc;
+    use tenwatch_sim::device::{self, DeviceConfig, DeviceCtx, DeviceEvent, EventSink};
+    use tenwatch_sim::proto::{Ack, PressKind, Topics};
+    use tokio::sync::mpsc;
+
+    struct Sink(mpsc::UnboundedSender<DeviceEvent>);
+    impl EventSink for Sink {
+        fn event(&self, _: &DeviceCtx, _: tokio::time::Instant, event: DeviceEvent) {
+            let _ = self.0.send(event);
+        }
+    }
+    // Merging off: this is about what a press is, not what it joins.
+    let app = spawn_app_with(1, |c| c.presses.merge_window_ms = 0).await?;
+    let text = serde_json::to_string(&app.credentials)?;
+    let cred = tenwatch_sim::creds::parse(&text, "spawn_app")?.remove(0);
+    let ctx = Arc::new(DeviceCtx {
+        index: 0,
+        topics: Topics::new(&cred.device, &cred.cluster),
+        cred,
+    });
+    let mut cfg = DeviceConfig::new(app.mqtt.ip().to_string(), app.mqtt.port());
+    cfg.heartbeat = None;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let (stop, tracker) = (
+        tokio_util::sync::CancellationToken::new(),
+        tokio_util::task::TaskTracker::new(),
+    );
+    let unit = device::spawn(
+        ctx,
+        Arc::new(cfg),
+        Arc::new(Sink(tx)),
+        stop.clone(),
+        &tracker,
+    );
+    let mut next_first_ack = async || -> anyhow::Result<Ack> {
+        loop {
+            let event = tokio::time::timeout(DEADLINE, events.recv())
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the unit stopped"))?;
+            if let DeviceEvent::Acked {
+                ack, first: true, ..
+            } = event
+            {
+                return Ok(ack);
+            }
+        }
+    };
+    // Pressed before it is online: sent as soon as it is.
+    unit.press(PressKind::Help)?;
+    let first = next_first_ack().await?;
+    unit.power_cycle()?;
+    unit.press(PressKind::Help)?;
+    let second = next_first_ack().await?;
+    assert_eq!((first.seq, second.seq), (1, 1));
+    assert!(first.boot.is_some() && second.boot.is_some());
+    assert_ne!(first.boot, second.boot);
+    assert_ne!(first.alert, second.alert);
+    assert_eq!(second.boot, unit.boot_id());
+    stop.cancel();
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
