@@ -1388,3 +1388,62 @@ async fn a_volunteer_keeps_the_newest_ten_push_subscriptions(db: TestDb) {
         "the two registered longest ago are given up"
     );
 }
+
+/// PostgreSQL's 0008 on a database holding alerts and presses of before it: the rows are kept,
+/// each old alert counts its one press, and a repeat of an old press still gets its alert.
+/// (SQLite's rebuild has its own test, in `store/sqlite/tests.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrates_old_presses_keeping_their_alerts() {
+    let Some(db) = TestDb::postgres("migrate_old_presses").await else {
+        return;
+    };
+    let now = T0;
+    {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::migrate!("migrations/postgres")
+            .run_to(7, &pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO zones (code, name) VALUES ('11010501', '一区'); \
+             INSERT INTO clusters (id, zone, name) VALUES ('c1', '11010501', 'one'); \
+             INSERT INTO households (id, cluster, label, address, lat, lon) VALUES \
+               ('h1', 'c1', 'one', 'one st', 39.9, 116.4); \
+             INSERT INTO devices (id, household, secret_hash) VALUES ('d1', 'h1', 'x'); \
+             INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, raised_at_ms, \
+               updated_at_ms) VALUES ('d1', 6, 'h1', 'c1', '11010501', 'fire', 'notified', {now}, {now}); \
+             INSERT INTO presses (device, seq, kind, alert, at_ms) VALUES ('d1', 6, 'fire', 1, {now});"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = db.open().await;
+    let d1 = DeviceId::parse("d1").unwrap();
+    let again = record(store.as_ref(), &d1, 6, PressKind::Fire, now + 1_000).await;
+    let PressOutcome::Duplicate(alert) = again else {
+        panic!("the old press's alert, got {again:?}")
+    };
+    assert_eq!((alert.id, alert.seq, alert.presses), (AlertId(1), 6, 1));
+    assert_eq!((alert.boot.clone(), alert.last_press_at_ms), (None, now));
+    // The old UNIQUE (device, seq) is gone: the same seq a window later is another alert.
+    let off = PressRules {
+        merge_window_ms: 0,
+        ..PressRules::default()
+    };
+    let later = store
+        .record_press(
+            &d1,
+            &press(6, PressKind::Fire),
+            &RingPlan::default(),
+            &off,
+            now + 3_600_000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&later, PressOutcome::Raised(a) if a.id == AlertId(2) && a.seq == 6),
+        "{later:?}"
+    );
+}
