@@ -3,7 +3,10 @@
 #   tenwatch  `tenwatch serve`: edge (auth, ACL) + embedded rumqttd + gateway + SQLite (FULL sync),
 #             with the per-unit press limit off (--press-refill 0): the find-max steps ask each of
 #             the units for up to 4 presses a second, which that flood guard refuses by design
-#             (it allows 5, then one every 2 s); the peer and the floor have no such guard
+#             (it allows 5, then one every 2 s); the peer and the floor have no such guard; and
+#             with merging off (--press-merge-window 0): the steps press random units again and
+#             again on alerts that stay open, which would otherwise join their household's
+#             alert instead of raising one each, as the peer and the floor do
 #   floor     a plain rumqttd (no auth, no gateway); the press is the presser publishing the
 #             cluster alert itself (`tenwatch-sim bench --floor`)
 #   peer      Mosquitto (Debian) + Node-RED 4 running bench/peer/flows.json: press in, cluster
@@ -113,7 +116,7 @@ for sys in $only; do
     tenwatch)
       mqtt=$(free_port); http=$(free_port)
       RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$work/seed" --ring1-after 3600 --ring2-after 7200 \
-        --press-refill 0 --mqtt-listen "127.0.0.1:$mqtt" --http-listen "127.0.0.1:$http" 2>"$work/serve.log" &
+        --press-refill 0 --press-merge-window 0 --mqtt-listen "127.0.0.1:$mqtt" --http-listen "127.0.0.1:$http" 2>"$work/serve.log" &
       server=$!; pids+=("$server")
       for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done
       run_bench tenwatch "$server" "" --broker "127.0.0.1:$mqtt"

@@ -202,7 +202,9 @@ for sys in $only; do
       data="$work/embedded"; creds="$work/creds-embedded.json"
       "$bin/tenwatch" admin seed-demo --data-dir "$data" --clusters $((n / 10)) --credentials-out "$creds" >/dev/null
       mqtt=$(free_port); http=$(free_port)
-      RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$data" --ring1-after 3600 --ring2-after 7200 \
+      # --press-merge-window 0: the bench presses random units again and again on alerts that stay
+      # open; each press raises an alert of its own, as in every earlier run (docs/bench/compare.md).
+      RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$data" --ring1-after 3600 --ring2-after 7200 --press-merge-window 0 \
         --mqtt-listen "127.0.0.1:$mqtt" --http-listen "127.0.0.1:$http" >/dev/null 2>"$work/serve-embedded.log" &
       server=$!; pids+=("$server")
       wait_healthy "$http"; metrics_ports=$http
@@ -224,7 +226,7 @@ for sys in $only; do
       gws=""; metrics_ports=""
       for i in $(seq "$replicas"); do
         http=$(free_port); metrics_ports+="$http "
-        RUST_LOG=warn "$bin/tenwatch" serve --database-url "$db" --ring1-after 3600 --ring2-after 7200 \
+        RUST_LOG=warn "$bin/tenwatch" serve --database-url "$db" --ring1-after 3600 --ring2-after 7200 --press-merge-window 0 \
           --mqtt-url "mqtt://tenwatch-gateway@127.0.0.1:$mqtt" --mqtt-password "$gw_password" \
           --mqtt-client-id "gw-$i" --http-listen "127.0.0.1:$http" >/dev/null 2>"$dir/serve-$i.log" &
         gw=$!; pids+=("$gw"); gws+="$gw "

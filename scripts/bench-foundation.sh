@@ -22,7 +22,9 @@ for n in "${counts[@]}"; do
   data="$work/data-$n"; creds="$work/creds-$n.json"
   "$bin/tenwatch" admin seed-demo --data-dir "$data" --clusters $((n / 10)) --credentials-out "$creds" >/dev/null
   mqtt=$(free_port); http=$(free_port)
-  RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$data" --ring1-after 3600 --ring2-after 7200 \
+  # --press-merge-window 0: the bench presses random units again and again on alerts that stay
+  # open; each press raises an alert of its own, as in every earlier run (docs/bench/compare.md).
+  RUST_LOG=warn,rumqttd=off "$bin/tenwatch" serve --data-dir "$data" --ring1-after 3600 --ring2-after 7200 --press-merge-window 0 \
     --mqtt-listen "127.0.0.1:$mqtt" --http-listen "127.0.0.1:$http" 2>"$work/serve-$n.log" &
   server=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$http/healthz" >/dev/null && break; sleep 0.1; done

@@ -74,6 +74,9 @@ pub struct DeviceConfig {
     /// The benchmark's floor (no gateway): a press publishes the cluster alert itself, and the
     /// presser's own copy of it stands in for the ack. See [`floor_alert_id`].
     pub floor: bool,
+    /// Send a boot id (random at each power-up) with every press, as current units do;
+    /// false: as units of an older firmware, the seq alone.
+    pub boot_ids: bool,
 }
 
 impl DeviceConfig {
@@ -90,6 +93,7 @@ impl DeviceConfig {
             reconnect_max: Duration::from_secs(10),
             connect_timeout_s: 10,
             floor: false,
+            boot_ids: true,
         }
     }
 }
@@ -148,6 +152,7 @@ pub trait EventSink: Send + Sync + 'static {
 #[derive(Debug)]
 enum Command {
     Press(PressKind),
+    PowerCycle,
 }
 
 /// Why a press request was not taken.
@@ -180,6 +185,21 @@ impl Device {
                 mpsc::error::TrySendError::Full(_) => PressError::Busy,
                 mpsc::error::TrySendError::Closed(_) => PressError::Stopped,
             })
+    }
+
+    /// Simulates a power cycle (a battery change, a replacement unit): the unit forgets its
+    /// pending presses, takes a new boot id and counts its presses from 1 again. It stays
+    /// connected: what matters to the gateway is what its next press says.
+    pub fn power_cycle(&self) -> Result<(), PressError> {
+        self.cmd.try_send(Command::PowerCycle).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => PressError::Busy,
+            mpsc::error::TrySendError::Closed(_) => PressError::Stopped,
+        })
+    }
+
+    /// This power-up's boot id (none for a unit set up without boot ids).
+    pub fn boot_id(&self) -> Option<String> {
+        self.shared.lock().boot.clone()
     }
 
     /// Connected and subscribed.
@@ -218,6 +238,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
+    /// This power-up's boot id, sent with every press and matched against each ack's.
+    boot: Option<String>,
     pending: BTreeMap<u64, Pending>,
     /// Alert ids this household raised (recent ones), to tell its own cluster alert apart.
     own_alerts: VecDeque<AlertId>,
@@ -470,7 +492,10 @@ fn on_publish(
             let (first, pressed_at) = {
                 let mut st = shared.lock();
                 st.remember_own(&ack.alert);
-                match st.pending.remove(&ack.seq) {
+                // An ack naming another boot answers a press of before a power cycle (a later
+                // ack of an old alert): it must not settle this power-up's press of that seq.
+                let ours = ack.boot.is_none() || ack.boot == st.boot;
+                match ours.then(|| st.pending.remove(&ack.seq)).flatten() {
                     Some(p) => {
                         shared.pending_count.fetch_sub(1, Ordering::AcqRel);
                         (true, p.first_sent)
@@ -577,9 +602,11 @@ fn floor_own_copy(
     };
     let ack = Ack {
         seq,
+        boot: None,
         alert: alert.alert.clone(),
         state: crate::proto::AlertState::Raised,
         responders: 0,
+        presses: 1,
     };
     sink.event(
         ctx,
@@ -663,8 +690,12 @@ async fn driver_task(
     mut cmd_rx: mpsc::Receiver<Command>,
     shutdown: CancellationToken,
 ) {
-    // Nothing is persisted: starting from the wall clock keeps seqs increasing across restarts.
-    let mut next_seq = unix_ms();
+    // A power-up: a new boot id, and presses counted from 1 (nothing is persisted).
+    let power_up = || {
+        shared.lock().boot = cfg.boot_ids.then(crate::proto::new_boot_id);
+        1
+    };
+    let mut next_seq = power_up();
     let mut hb_seq = unix_ms();
     let mut battery: u8 = rand::thread_rng().gen_range(60..=100);
     // Spread the first heartbeats over a whole period so they don't arrive in one burst.
@@ -699,6 +730,11 @@ async fn driver_task(
                         due: Some(Instant::now()),
                     });
                     next_seq += 1;
+                }
+                Some(Command::PowerCycle) => {
+                    let forgotten = std::mem::take(&mut shared.lock().pending).len();
+                    shared.pending_count.fetch_sub(forgotten, Ordering::AcqRel);
+                    next_seq = power_up();
                 }
             },
             _ = shared.wake.notified() => {
@@ -760,6 +796,7 @@ fn send_due_presses(
     let session = shared.session.load(Ordering::Acquire);
     {
         let mut st = shared.lock();
+        let boot = st.boot.clone();
         for (&seq, p) in st.pending.iter_mut() {
             if p.due.is_none_or(|d| d > now) {
                 continue;
@@ -781,6 +818,7 @@ fn send_due_presses(
                     seq,
                     kind: p.kind,
                     ts: p.ts,
+                    boot: boot.clone(),
                 };
                 (ctx.topics.press.clone(), serde_json::to_vec(&press))
             };

@@ -40,6 +40,10 @@ struct Common {
     /// MQTT keep-alive in seconds.
     #[arg(long, env = "TENWATCH_SIM_KEEP_ALIVE", default_value_t = 60)]
     keep_alive: u64,
+    /// Units of an older firmware: presses carry no boot id, only their seq (counted from 1
+    /// at each start of this program, as after a power cycle).
+    #[arg(long, env = "TENWATCH_SIM_NO_BOOT_ID")]
+    no_boot_id: bool,
 }
 
 #[derive(Args, Debug)]
@@ -190,6 +194,7 @@ fn secs(v: f64, what: &str) -> anyhow::Result<Duration> {
 fn device_config(common: &Common, heartbeat: u64) -> anyhow::Result<DeviceConfig> {
     let (host, port) = tenwatch_sim::parse_broker(&common.broker).map_err(anyhow::Error::msg)?;
     let mut cfg = DeviceConfig::new(host, port);
+    cfg.boot_ids = !common.no_boot_id;
     if common.keep_alive < 5 {
         bail!("--keep-alive must be at least 5 seconds");
     }

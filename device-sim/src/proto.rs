@@ -205,10 +205,20 @@ impl AlertState {
 /// `tw/d/{device}/up/press`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Press {
+    /// Counted from 1 at each power-up.
     pub seq: u64,
     pub kind: PressKind,
     /// Unix time in milliseconds when the button was pressed (the same on every repeat).
     pub ts: u64,
+    /// This power-up's random id: with it the gateway tells a press after a reboot (seq 1
+    /// again) from an old one. Units of an older firmware send none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<String>,
+}
+
+/// A new power-up's boot id: 64 random bits in hex.
+pub fn new_boot_id() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 /// `tw/d/{device}/up/heartbeat`.
@@ -246,10 +256,21 @@ pub struct Respond {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct Ack {
     pub seq: u64,
+    /// The boot id of the press answered, if it had one (a gateway that knows none sends
+    /// none: the seq alone then matches).
+    #[serde(default)]
+    pub boot: Option<String>,
     pub alert: AlertId,
     pub state: AlertState,
     #[serde(default)]
     pub responders: u32,
+    /// Presses the household made on the alert (a press joining an open alert makes it 2, 3…).
+    #[serde(default = "one")]
+    pub presses: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// `tw/c/{cluster}/alert`: what every unit of the cluster (the presser's included) receives.
@@ -264,6 +285,10 @@ pub struct ClusterAlert {
     /// How many neighbours are coming (the gateway re-sends the alert when it changes).
     #[serde(default)]
     pub responders: u32,
+    /// Presses the household made on it: the gateway re-sends the alert when the household
+    /// presses again, and units sound again.
+    #[serde(default = "one")]
+    pub presses: u32,
     /// Not in the contract; used to recognise the unit's own alert if a gateway sends it.
     #[serde(default)]
     pub from_device: Option<String>,
@@ -388,11 +413,21 @@ mod tests {
             seq: 17,
             kind: PressKind::Medical,
             ts: 1_700_000_000_000,
+            boot: None,
         };
         assert_eq!(
             serde_json::to_value(&press).expect("serialises"),
             json!({"seq":17,"kind":"medical","ts":1_700_000_000_000u64})
         );
+        let booted = Press {
+            boot: Some("00ff00ff00ff00ff".into()),
+            ..press
+        };
+        assert_eq!(
+            serde_json::to_value(&booted).expect("serialises")["boot"],
+            "00ff00ff00ff00ff"
+        );
+        assert_ne!(new_boot_id(), new_boot_id());
         let hb = Heartbeat {
             seq: 3,
             battery: 88,
@@ -433,9 +468,11 @@ mod tests {
             got,
             Inbound::Ack(Ack {
                 seq: 5,
+                boot: None,
                 alert: AlertId("A12".into()),
                 state: AlertState::OnScene,
-                responders: 2
+                responders: 2,
+                presses: 1,
             })
         );
         let got = t

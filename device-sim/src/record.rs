@@ -24,6 +24,10 @@ struct PressRec {
     attempts: u32,
     ack_at: Option<Instant>,
     alert: Option<AlertId>,
+    /// The alert's press count in the first ack: 1 for the press that raised it, more for a
+    /// press that joined its household's open alert. Its fan-out is the cluster alert with
+    /// that count.
+    presses: u32,
 }
 
 #[derive(Default)]
@@ -31,14 +35,17 @@ struct AlertRec {
     /// First receipt per device index.
     receipts: HashMap<u32, Instant>,
     /// (device, state, responders) seen, to spot duplicate deliveries (a change of state or
-    /// of the responder count is an update, not a duplicate).
+    /// of the responder count is an update, not a duplicate; another press count is another
+    /// record).
     states_seen: HashSet<(u32, AlertState, u32)>,
 }
 
 #[derive(Default)]
 struct RecState {
     presses: HashMap<(u32, u64), PressRec>,
-    alerts: HashMap<AlertId, AlertRec>,
+    /// By (alert, its press count): a press that joins an open alert is heard again by the
+    /// neighbours with the count it made.
+    alerts: HashMap<(AlertId, u32), AlertRec>,
     acks_seen: HashSet<(u32, u64, AlertState, u32)>,
     duplicates: Duplicates,
 }
@@ -193,7 +200,11 @@ impl Recorder {
             if let Some(at) = p.ack_at {
                 t.last_ack = later(t.last_ack, at);
             }
-            let Some(alert) = p.alert.as_ref().and_then(|a| st.alerts.get(a)) else {
+            let Some(alert) = p
+                .alert
+                .as_ref()
+                .and_then(|a| st.alerts.get(&(a.clone(), p.presses)))
+            else {
                 continue;
             };
             for n in self.clusters.neighbours(dev as usize) {
@@ -232,7 +243,10 @@ impl Recorder {
                 r.presses_without_neighbours += 1;
                 continue;
             }
-            let receipts = st.alerts.get(alert).map(|a| &a.receipts);
+            let receipts = st
+                .alerts
+                .get(&(alert.clone(), p.presses))
+                .map(|a| &a.receipts);
             let mut last = Some(p.t0);
             for n in neighbours {
                 match receipts.and_then(|rc| rc.get(n)) {
@@ -284,6 +298,7 @@ impl EventSink for Recorder {
                             attempts: 1,
                             ack_at: None,
                             alert: None,
+                            presses: 1,
                         },
                     );
                 } else if let Some(p) = st.presses.get_mut(&(idx, seq)) {
@@ -308,6 +323,7 @@ impl EventSink for Recorder {
                         None => {
                             p.ack_at = Some(at);
                             p.alert = Some(ack.alert.clone());
+                            p.presses = ack.presses;
                             newly_acked_measured = p.measured;
                         }
                         Some(a) if *a != ack.alert => conflicting = true,
@@ -324,7 +340,7 @@ impl EventSink for Recorder {
             }
             DeviceEvent::Alert { alert, .. } => {
                 let mut st = self.lock();
-                let rec = st.alerts.entry(alert.alert).or_default();
+                let rec = st.alerts.entry((alert.alert, alert.presses)).or_default();
                 rec.receipts.entry(idx).or_insert(at);
                 let dup = !rec.states_seen.insert((idx, alert.state, alert.responders));
                 if dup {
@@ -406,9 +422,11 @@ mod tests {
         DeviceEvent::Acked {
             ack: Ack {
                 seq,
+                boot: None,
                 alert: AlertId(alert.into()),
                 state,
                 responders: 0,
+                presses: 1,
             },
             first: state == AlertState::Raised,
             pressed_at: None,
@@ -423,6 +441,7 @@ mod tests {
                 kind: PressKind::Help,
                 state,
                 responders: 0,
+                presses: 1,
                 from_device: None,
             },
             own: false,
@@ -490,6 +509,40 @@ mod tests {
         assert_eq!(a.count, 2);
         assert!(a.p50.expect("sample").abs_diff(12_000) <= 12, "{a:?}");
         assert!(a.max.expect("sample").abs_diff(2_010_000) <= 2_010, "{a:?}");
+    }
+
+    #[test]
+    fn a_press_joining_an_open_alert_is_linked_to_its_own_fan_out() {
+        let creds = creds(3, 3);
+        let c = ctxs(&creds);
+        let rec = Recorder::new(&creds);
+        rec.set_measuring(true);
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        rec.event(&c[0], ms(0), sent(1, 1));
+        rec.event(&c[1], ms(4), alert("A1", AlertState::Raised));
+        rec.event(&c[2], ms(5), alert("A1", AlertState::Raised));
+        rec.event(&c[0], ms(6), ack(1, "A1", AlertState::Raised));
+        // The household presses again: the same alert, heard again with two presses.
+        rec.event(&c[0], ms(1000), sent(2, 1));
+        let mut again = alert("A1", AlertState::Notified);
+        if let DeviceEvent::Alert { alert, .. } = &mut again {
+            alert.presses = 2;
+        }
+        rec.event(&c[1], ms(1003), again.clone());
+        rec.event(&c[2], ms(1007), again);
+        let mut merged = ack(2, "A1", AlertState::Notified);
+        if let DeviceEvent::Acked { ack, .. } = &mut merged {
+            ack.presses = 2;
+        }
+        rec.event(&c[0], ms(1008), merged);
+        let r = rec.result(Duration::from_secs(1));
+        assert_eq!((r.presses_acked, r.neighbours_incomplete), (2, 0));
+        assert_eq!(r.duplicates.neighbour_deliveries, 0);
+        let nb = r.latency_neighbours_us;
+        // 5 ms for the first press, 7 ms (not 0) for the second.
+        assert_eq!(nb.count, 2);
+        assert!(nb.max.expect("samples").abs_diff(7_000) <= 7, "{nb:?}");
     }
 
     #[test]

@@ -239,9 +239,11 @@ mod tests {
     fn ack_lines_read_like_the_unit_display() {
         let mut a = Ack {
             seq: 9,
+            boot: None,
             alert: AlertId("A12".into()),
             state: AlertState::Raised,
             responders: 0,
+            presses: 1,
         };
         assert_eq!(describe_ack(&a), "received (alert A12, seq 9)");
         a.state = AlertState::Acknowledged;

@@ -26,7 +26,7 @@ use crate::feed::Feed;
 use crate::http::{self, AppState};
 use crate::ingest::{Ingest, IngestSettings};
 use crate::metrics::Metrics;
-use crate::store::{self, RingPlan, Store};
+use crate::store::{self, PressRules, RingPlan, Store};
 
 /// Everything `tenwatch serve` can be told.
 #[derive(Clone)]
@@ -35,6 +35,8 @@ pub struct Config {
     pub database_url: String,
     /// How long after a press its presser may cancel the alert.
     pub cancel_window: Duration,
+    /// When a press repeats an earlier one, and when it joins its household's open alert.
+    pub presses: PressRules,
     /// Device edge limits and deadlines.
     pub edge: EdgeConfig,
     /// When escalation rings fire and how far ring 1 reaches.
@@ -64,6 +66,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &store::redacted_url(&self.database_url))
             .field("cancel_window", &self.cancel_window)
+            .field("presses", &self.presses)
             .field("edge", &self.edge)
             .field("plan", &self.plan)
             .field("accounts", &self.accounts)
@@ -171,6 +174,7 @@ impl Config {
         Self {
             database_url: database_url.into(),
             cancel_window: Duration::from_secs(30),
+            presses: PressRules::default(),
             edge: EdgeConfig::default(),
             plan: RingPlan::default(),
             accounts: AccountsConfig::default(),
@@ -372,6 +376,7 @@ impl Application {
             metrics.clone(),
             IngestSettings {
                 cancel_window: config.cancel_window,
+                presses: config.presses,
                 plan: config.plan,
                 supervision: config.supervision,
                 ages: config.ages,

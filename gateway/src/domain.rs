@@ -253,13 +253,64 @@ impl AlertState {
     }
 }
 
-/// `tw/d/{device}/up/press`: `{seq, kind, ts}`.
+/// A unit's power-up id, sent with its presses (`boot`): random at every power-up, so that a
+/// press is told apart by (device, boot, seq) and a counter that starts again after a battery
+/// change or a replacement never makes a new press look like an old one. 1 to 32 letters,
+/// digits, `-` or `_`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct BootId(String);
+
+impl BootId {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        if s.is_empty() || s.len() > 32 {
+            return Err(invalid("boot id", s, "must be 1 to 32 characters"));
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                "boot id",
+                s,
+                "only letters, digits, '-' and '_' are allowed",
+            ));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    /// As stored: the id, or `""` for a press without one.
+    pub fn stored(boot: Option<&BootId>) -> &str {
+        boot.map_or("", |b| b.as_str())
+    }
+
+    /// From its stored form (`""`: none).
+    pub fn from_stored(s: &str) -> Result<Option<Self>, ParseError> {
+        match s {
+            "" => Ok(None),
+            s => Self::parse(s).map(Some),
+        }
+    }
+}
+text_newtype!(BootId);
+
+/// `tw/d/{device}/up/press`: `{seq, kind, ts, boot}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Press {
     pub seq: u64,
+    /// The unit's power-up id, if it sends one; without it a press is told apart by its `seq`
+    /// alone, for a bounded time (`PressRules::repeat_window_ms`).
+    pub boot: Option<BootId>,
     pub kind: PressKind,
     /// The device's clock (unix ms), informational only: devices' clocks drift.
     pub device_ts_ms: Option<i64>,
+}
+
+impl Press {
+    /// What tells it apart on its device, as its `down/ack` names it: (seq, boot).
+    pub fn identity(&self) -> (u64, Option<&BootId>) {
+        (self.seq, self.boot.as_ref())
+    }
 }
 
 /// `tw/d/{device}/up/heartbeat`: `{seq, battery, tamper, rssi?}`.
@@ -335,6 +386,9 @@ impl Uplink {
                 };
                 Uplink::Press(Press {
                     seq: p.seq,
+                    // A boot id that is not one is ignored, not refused: the press is then
+                    // told apart by its seq, as an older unit's, and is never lost over it.
+                    boot: p.boot.as_deref().and_then(|b| BootId::parse(b).ok()),
                     kind,
                     device_ts_ms: p.ts,
                 })
@@ -391,6 +445,8 @@ mod wire {
         pub kind: Option<String>,
         #[serde(default, deserialize_with = "lenient")]
         pub ts: Option<i64>,
+        #[serde(default, deserialize_with = "lenient")]
+        pub boot: Option<String>,
     }
 
     #[derive(Deserialize)]
@@ -513,10 +569,43 @@ mod tests {
             up,
             Uplink::Press(Press {
                 seq: 7,
+                boot: None,
                 kind: PressKind::Help,
                 device_ts_ms: Some(1)
             })
         );
+    }
+
+    #[test]
+    fn a_press_carries_its_boot_id_and_a_bad_one_is_ignored() {
+        let (_, up) =
+            Uplink::parse("tw/d/dev1/up/press", br#"{"seq":1,"boot":"9f3a-01"}"#).unwrap();
+        let Uplink::Press(press) = up else {
+            panic!("a press")
+        };
+        assert_eq!(press.boot.as_ref().map(BootId::as_str), Some("9f3a-01"));
+        for bad in [
+            r#""""#,
+            r#""a/b""#,
+            r#"7"#,
+            &format!("{:?}", "x".repeat(33)),
+        ] {
+            let payload = format!(r#"{{"seq":1,"boot":{bad}}}"#);
+            let (_, up) = Uplink::parse("tw/d/dev1/up/press", payload.as_bytes()).unwrap();
+            assert!(
+                matches!(
+                    up,
+                    Uplink::Press(Press {
+                        seq: 1,
+                        boot: None,
+                        ..
+                    })
+                ),
+                "{payload}"
+            );
+        }
+        assert_eq!(BootId::stored(None), "");
+        assert_eq!(BootId::from_stored("").unwrap(), None);
     }
 
     #[test]
@@ -527,6 +616,7 @@ mod tests {
             up,
             Uplink::Press(Press {
                 seq: 3,
+                boot: None,
                 kind: PressKind::Help,
                 device_ts_ms: None
             })

@@ -11,7 +11,7 @@ use serde::Serialize;
 use tenwatch_broker::inproc::Publisher;
 
 use crate::clock::Clock;
-use crate::domain::{AlertId, AlertState, DeviceId};
+use crate::domain::{AlertId, AlertState, BootId, DeviceId};
 use crate::metrics::{inc, Metrics};
 use crate::store::AlertSummary;
 
@@ -24,16 +24,23 @@ struct ClusterAlert<'a> {
     state: AlertState,
     /// How many are coming: units show "2 coming" so neighbours know help is on its way.
     responders: u32,
+    /// Presses the household made on it: units sound again when it grows.
+    presses: u32,
     ts: i64,
 }
 
 /// `tw/d/{device}/down/ack`: feedback to the presser.
 #[derive(Debug, Serialize)]
-struct Ack {
+struct Ack<'a> {
     seq: u64,
+    /// The boot id of the press answered, when it had one: with `seq`, what the unit
+    /// matches its pending press on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    boot: Option<&'a BootId>,
     alert: AlertId,
     state: AlertState,
     responders: u32,
+    presses: u32,
 }
 
 /// How the gateway reaches the broker.
@@ -80,12 +87,21 @@ impl Downlink {
 
     /// `tw/d/{device}/down/ack`: the press `seq` is stored; the alert's state and how many
     /// are coming.
-    pub async fn ack(&self, device: &DeviceId, seq: u64, alert: &AlertSummary) {
+    /// `down/ack` for the press `(seq, boot)` of `device`, with the alert it raised, joined
+    /// or cancelled.
+    pub async fn ack(
+        &self,
+        device: &DeviceId,
+        (seq, boot): (u64, Option<&BootId>),
+        alert: &AlertSummary,
+    ) {
         let body = Ack {
             seq,
+            boot,
             alert: alert.id,
             state: alert.state,
             responders: alert.responders,
+            presses: alert.presses,
         };
         self.publish(format!("tw/d/{device}/down/ack"), &body).await;
     }
@@ -97,6 +113,7 @@ impl Downlink {
             kind: &alert.kind,
             state: alert.state,
             responders: alert.responders,
+            presses: alert.presses,
             ts: self.clock.now_ms(),
         }
     }

@@ -23,7 +23,8 @@ use crate::lifecycle::{Action, RecipientState};
 use crate::metrics::{inc, Metrics};
 use crate::push::{PushReason, Pusher};
 use crate::store::{
-    AlertSummary, Applied, CancelOutcome, PressOutcome, RecipientKind, RingPlan, Store, StoreResult,
+    AlertSummary, Applied, CancelOutcome, PressOutcome, PressRules, RecipientKind, RingPlan, Store,
+    StoreResult,
 };
 use crate::supervision::SupervisionPolicy;
 
@@ -32,6 +33,8 @@ use crate::supervision::SupervisionPolicy;
 pub struct IngestSettings {
     /// How long after raising an alert its presser may still cancel it.
     pub cancel_window: Duration,
+    /// When a press repeats an earlier one, and when it joins its household's open alert.
+    pub presses: PressRules,
     /// When rings fire and how far ring 1 reaches.
     pub plan: RingPlan,
     /// Heartbeat interval, grace and health thresholds, applied to every heartbeat.
@@ -178,7 +181,9 @@ impl Ingest {
         for alert in &owed {
             tracing::warn!(alert = %alert.id, "fan-out owed from before a restart: sending it now");
             self.fan_out(alert, "raised").await;
-            self.downlink.ack(&alert.device, alert.seq, alert).await;
+            self.downlink
+                .ack(&alert.device, alert.first_press(), alert)
+                .await;
             // Awaited here: devices are let in only once the debt is recorded as paid.
             self.store.mark_notified(alert.id, self.now()).await?;
         }
@@ -267,7 +272,13 @@ impl Ingest {
     async fn press(&self, device: &DeviceId, press: &Press) {
         let outcome = match self
             .store
-            .record_press(device, press, &self.settings.plan, self.now())
+            .record_press(
+                device,
+                press,
+                &self.settings.plan,
+                &self.settings.presses,
+                self.now(),
+            )
             .await
         {
             Ok(o) => o,
@@ -284,9 +295,25 @@ impl Ingest {
                 tracing::info!(alert = %alert.id, %device, seq = press.seq, kind = %alert.kind,
                     cluster = %alert.cluster, "alert raised");
                 self.fan_out(&alert, "raised").await;
-                self.downlink.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.identity(), &alert).await;
                 self.mark_notified(&alert).await;
                 self.ring_wake.notify_one();
+            }
+            PressOutcome::Merged(alert) => {
+                inc(&self.metrics.presses_merged);
+                tracing::info!(alert = %alert.id, %device, seq = press.seq, presses = alert.presses,
+                    "press added to the household's open alert");
+                // Every cluster the alert reached hears it again, so that units sound again.
+                self.tell_clusters(&alert).await;
+                self.feed.publish(&FeedEvent::Alert {
+                    event: "pressed_again",
+                    at_ms: self.now(),
+                    alert: &alert,
+                });
+                self.downlink.ack(device, press.identity(), &alert).await;
+                if alert.notified_at_ms.is_none() {
+                    self.mark_notified(&alert).await;
+                }
             }
             PressOutcome::Duplicate(alert) => {
                 inc(&self.metrics.presses_duplicate);
@@ -295,7 +322,7 @@ impl Ingest {
                     self.fan_out(&alert, "raised").await;
                     self.mark_notified(&alert).await;
                 }
-                self.downlink.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.identity(), &alert).await;
             }
             PressOutcome::UnknownDevice => {
                 inc(&self.metrics.presses_unknown_device);
@@ -308,7 +335,7 @@ impl Ingest {
         let window_ms = self.settings.cancel_window.as_millis() as i64;
         let outcome = match self
             .store
-            .cancel_press(device, press, window_ms, self.now())
+            .cancel_press(device, press, window_ms, &self.settings.presses, self.now())
             .await
         {
             Ok(o) => o,
@@ -323,12 +350,12 @@ impl Ingest {
                 inc(&self.metrics.alerts_cancelled);
                 tracing::info!(alert = %alert.id, %device, "alert cancelled by the presser");
                 self.fan_out(&alert, "cancelled").await;
-                self.downlink.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.identity(), &alert).await;
                 self.push_closed(&alert);
             }
             CancelOutcome::Duplicate(alert) => {
                 inc(&self.metrics.presses_duplicate);
-                self.downlink.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.identity(), &alert).await;
             }
             CancelOutcome::TooLate(alert) => {
                 inc(&self.metrics.cancels_refused);
@@ -338,14 +365,14 @@ impl Ingest {
                     at_ms: self.now(),
                     alert: &alert,
                 });
-                self.downlink.ack(device, press.seq, &alert).await;
+                self.downlink.ack(device, press.identity(), &alert).await;
             }
             CancelOutcome::NothingOpen(latest) => {
                 inc(&self.metrics.cancels_refused);
                 tracing::info!(%device, "cancel with no open alert");
                 // The unit hears its latest alert is closed already, and stops repeating.
                 if let Some(alert) = latest {
-                    self.downlink.ack(device, press.seq, &alert).await;
+                    self.downlink.ack(device, press.identity(), &alert).await;
                 }
             }
             CancelOutcome::UnknownDevice => {
@@ -419,17 +446,23 @@ impl Ingest {
             )
         );
         if applied.state_changed || responders_moved {
-            self.downlink.ack(&a.device, a.seq, a).await;
-            match self.store.alert_clusters(a.id).await {
-                Ok(clusters) => {
-                    for cluster in clusters {
-                        self.downlink.cluster_alert(cluster.as_str(), a).await;
-                    }
-                }
-                Err(e) => tracing::error!(alert = %a.id, error = %e, "alerted clusters unknown"),
-            }
+            self.downlink.ack(&a.device, a.first_press(), a).await;
+            self.tell_clusters(a).await;
         }
         Ok(applied)
+    }
+
+    /// The alert as it is now, on the topic of its own cluster and of every cluster a ring
+    /// reached.
+    async fn tell_clusters(&self, alert: &AlertSummary) {
+        match self.store.alert_clusters(alert.id).await {
+            Ok(clusters) => {
+                for cluster in clusters {
+                    self.downlink.cluster_alert(cluster.as_str(), alert).await;
+                }
+            }
+            Err(e) => tracing::error!(alert = %alert.id, error = %e, "alerted clusters unknown"),
+        }
     }
 
     pub fn now(&self) -> i64 {

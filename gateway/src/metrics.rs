@@ -48,6 +48,8 @@ counters! {
     alerts_raised,
     /// Presses repeated with a seq already stored (answered with the same alert).
     presses_duplicate,
+    /// New presses added to their household's open alert instead of raising another.
+    presses_merged,
     /// Presses from devices not in the registry.
     presses_unknown_device,
     /// Alerts cancelled inside the window.

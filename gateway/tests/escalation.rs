@@ -23,7 +23,9 @@ use tenwatch_gateway::lifecycle::{Action, RecipientState};
 use tenwatch_gateway::metrics::Metrics;
 use tenwatch_gateway::push::{PushConfig, Pusher};
 use tenwatch_gateway::seed::{seed_demo, Credential};
-use tenwatch_gateway::store::{self, PressOutcome, RecipientKind, RingFired, RingPlan, Store};
+use tenwatch_gateway::store::{
+    self, PressOutcome, PressRules, RecipientKind, RingFired, RingPlan, Store,
+};
 
 use common::TestDb;
 
@@ -68,6 +70,7 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
         metrics,
         IngestSettings {
             cancel_window: Duration::from_secs(30),
+            presses: Default::default(),
             plan,
             supervision: Default::default(),
             ages: Default::default(),
@@ -103,12 +106,19 @@ async fn neighbourhood(db: &TestDb) -> (String, Vec<Credential>) {
 async fn press(store: &dyn Store, device: &str, now: i64) -> AlertId {
     let press = Press {
         seq: 1,
+        boot: None,
         kind: PressKind::Help,
         device_ts_ms: None,
     };
     let device = DeviceId::parse(device).expect("device id");
     match store
-        .record_press(&device, &press, &RingPlan::default(), now)
+        .record_press(
+            &device,
+            &press,
+            &RingPlan::default(),
+            &PressRules::default(),
+            now,
+        )
         .await
         .expect("press stored")
     {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tenwatch_gateway::accounts::{AccountKind, AccountName, Role};
 use tenwatch_gateway::domain::{
-    AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, PressKind, ZoneCode,
+    AlertId, AlertState, BootId, ClusterId, DeviceId, HouseholdId, Press, PressKind, ZoneCode,
 };
 use tenwatch_gateway::lifecycle::{Action, Category, RecipientState};
 use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
@@ -26,7 +26,7 @@ use tenwatch_gateway::store::supervision::{
 };
 use tenwatch_gateway::store::{
     AlertFilter, AlertSummary, Applied, CancelOutcome, NewCluster, NewHousehold, Ordered,
-    PressOutcome, RecipientKind, RingPlan, Store, StoreError,
+    PressOutcome, PressRules, RecipientKind, RingPlan, Store, StoreError,
 };
 
 use common::TestDb;
@@ -34,6 +34,8 @@ use common::TestDb;
 store_tests!(
     the_registry_keeps_what_it_is_given_and_refuses_what_breaks_it,
     a_repeated_press_is_one_alert_fanned_out_once,
+    a_press_is_told_apart_by_its_boot_and_a_bare_seq_only_for_a_while,
+    a_household_pressing_again_adds_to_its_open_alert,
     cancel_inside_the_window_only,
     receipts_move_units_and_the_first_is_told,
     an_alert_from_coming_to_resolved,
@@ -63,6 +65,7 @@ fn device(creds: &[Credential], i: usize) -> DeviceId {
 fn press(seq: u64, kind: PressKind) -> Press {
     Press {
         seq,
+        boot: None,
         kind,
         device_ts_ms: None,
     }
@@ -77,7 +80,13 @@ async fn record(
     now: i64,
 ) -> PressOutcome {
     store
-        .record_press(device, &press(seq, kind), &RingPlan::default(), now)
+        .record_press(
+            device,
+            &press(seq, kind),
+            &RingPlan::default(),
+            &PressRules::default(),
+            now,
+        )
         .await
         .unwrap()
 }
@@ -92,7 +101,13 @@ async fn raise(store: &dyn Store, device: &DeviceId, seq: u64, now: i64) -> Aler
 /// A cancel press, with a 30 s window.
 async fn cancel(store: &dyn Store, device: &DeviceId, seq: u64, now: i64) -> CancelOutcome {
     store
-        .cancel_press(device, &press(seq, PressKind::Cancel), 30_000, now)
+        .cancel_press(
+            device,
+            &press(seq, PressKind::Cancel),
+            30_000,
+            &PressRules::default(),
+            now,
+        )
         .await
         .unwrap()
 }
@@ -253,6 +268,204 @@ async fn the_registry_keeps_what_it_is_given_and_refuses_what_breaks_it(db: Test
     store.ping().await.unwrap();
 }
 
+/// A press with a boot id: (device, boot, seq).
+fn booted(seq: u64, boot: &str) -> Press {
+    Press {
+        boot: Some(BootId::parse(boot).unwrap()),
+        ..press(seq, PressKind::Help)
+    }
+}
+
+async fn store_press(
+    store: &dyn Store,
+    device: &DeviceId,
+    press: &Press,
+    now: i64,
+) -> PressOutcome {
+    store
+        .record_press(
+            device,
+            press,
+            &RingPlan::default(),
+            &PressRules::default(),
+            now,
+        )
+        .await
+        .unwrap()
+}
+
+/// A unit whose counter starts again (a battery change, a replacement) presses seq 1 again:
+/// with a new boot id that is a new press, while the same boot and seq is a repeat however
+/// late; without a boot id the seq alone tells, for the repeat window only (10 minutes).
+async fn a_press_is_told_apart_by_its_boot_and_a_bare_seq_only_for_a_while(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let (unit, old_unit) = (device(&creds, 0), device(&creds, 1));
+    let window = PressRules::default().repeat_window_ms;
+
+    let PressOutcome::Raised(first) =
+        store_press(store.as_ref(), &unit, &booted(1, "b1"), T0).await
+    else {
+        panic!("a new alert")
+    };
+    assert_eq!(first.boot.as_ref().map(BootId::as_str), Some("b1"));
+    let late_repeat = store_press(store.as_ref(), &unit, &booted(1, "b1"), T0 + 2 * window).await;
+    assert_eq!(late_repeat, PressOutcome::Duplicate(first.clone()));
+    // Rebooted, and counting from 1 again: a new alert, which names the new boot.
+    let rebooted = store_press(store.as_ref(), &unit, &booted(1, "b2"), T0 + 3 * window).await;
+    let PressOutcome::Raised(second) = &rebooted else {
+        panic!("a new alert after a reboot, got {rebooted:?}")
+    };
+    assert_ne!(second.id, first.id);
+    assert_eq!(second.first_press().1.map(BootId::as_str), Some("b2"));
+    let repeat = store_press(
+        store.as_ref(),
+        &unit,
+        &booted(1, "b2"),
+        T0 + 3 * window + 2_000,
+    )
+    .await;
+    assert_eq!(repeat, PressOutcome::Duplicate(second.clone()));
+
+    // A unit that sends no boot id: a repeat within the window, a new press after it.
+    let PressOutcome::Raised(bare) =
+        record(store.as_ref(), &old_unit, 5, PressKind::Fire, T0).await
+    else {
+        panic!("a new alert")
+    };
+    assert_eq!(bare.boot, None);
+    assert_eq!(
+        record(store.as_ref(), &old_unit, 5, PressKind::Fire, T0 + window).await,
+        PressOutcome::Duplicate(bare.clone())
+    );
+    let later = record(
+        store.as_ref(),
+        &old_unit,
+        5,
+        PressKind::Fire,
+        T0 + window + 1,
+    )
+    .await;
+    let PressOutcome::Raised(anew) = &later else {
+        panic!("a new alert once the repeat window is over, got {later:?}")
+    };
+    assert_ne!(anew.id, bare.id);
+    // From then on its repeats are the new alert's.
+    assert_eq!(
+        record(
+            store.as_ref(),
+            &old_unit,
+            5,
+            PressKind::Fire,
+            T0 + window + 3_000
+        )
+        .await,
+        PressOutcome::Duplicate(anew.clone())
+    );
+    // A cancel is told apart the same way: with a new boot, seq 1 is a new cancel.
+    let cancel_b2 = Press {
+        kind: PressKind::Cancel,
+        ..booted(1, "b3")
+    };
+    let cancelled = store
+        .cancel_press(
+            &unit,
+            &cancel_b2,
+            30_000,
+            &PressRules::default(),
+            T0 + 3 * window + 5_000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&cancelled, CancelOutcome::Cancelled(a) if a.id == second.id),
+        "{cancelled:?}"
+    );
+    assert_eq!(listed(store.as_ref(), false, vec![zone()]).await.len(), 4);
+}
+
+/// A household that presses again while its alert is open adds to that alert: one press more,
+/// the latest press's time, a timeline entry, the same recipients. Another kind, another
+/// household, a closed alert or a window gone by make a new alert; a window of 0 never merges.
+async fn a_household_pressing_again_adds_to_its_open_alert(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let (d, neighbour) = (device(&creds, 0), device(&creds, 1));
+    let window = PressRules::default().merge_window_ms;
+    let first = raise(store.as_ref(), &d, 1, T0).await;
+    let recipients = store.recipients(first).await.unwrap().len();
+
+    let again = record(store.as_ref(), &d, 2, PressKind::Help, T0 + 60_000).await;
+    let PressOutcome::Merged(merged) = &again else {
+        panic!("one more press on the open alert, got {again:?}")
+    };
+    assert_eq!((merged.id, merged.presses), (first, 2));
+    assert_eq!(merged.last_press_at_ms, T0 + 60_000);
+    assert_eq!(
+        merged.first_press(),
+        (1, None),
+        "acks still name the first press"
+    );
+    // Its repeat is a repeat, not a third press.
+    assert_eq!(
+        record(store.as_ref(), &d, 2, PressKind::Help, T0 + 62_000).await,
+        PressOutcome::Duplicate(merged.clone())
+    );
+    assert_eq!(store.recipients(first).await.unwrap().len(), recipients);
+    let detail = store.alert_detail(first).await.unwrap().unwrap();
+    let actions: Vec<_> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["raised", "pressed_again"]);
+
+    // Another kind, another household: alerts of their own.
+    let fire = record(store.as_ref(), &d, 3, PressKind::Fire, T0 + 70_000).await;
+    assert!(matches!(fire, PressOutcome::Raised(_)), "{fire:?}");
+    let theirs = record(store.as_ref(), &neighbour, 1, PressKind::Help, T0 + 70_000).await;
+    assert!(matches!(theirs, PressOutcome::Raised(_)), "{theirs:?}");
+
+    // The window runs from the latest press.
+    let late = T0 + 60_000 + window;
+    let still = record(store.as_ref(), &d, 4, PressKind::Help, late).await;
+    assert!(
+        matches!(&still, PressOutcome::Merged(a) if a.id == first && a.presses == 3),
+        "{still:?}"
+    );
+    let gone = record(store.as_ref(), &d, 5, PressKind::Help, late + window + 1).await;
+    let PressOutcome::Raised(newer) = gone else {
+        panic!("a new alert once the window is over, got {gone:?}")
+    };
+
+    // Closed: a new alert.
+    by_station(
+        store.as_ref(),
+        newer.id,
+        Action::Resolve(Category::Help),
+        None,
+        "",
+        late + window + 2,
+    )
+    .await
+    .unwrap();
+    let after = record(store.as_ref(), &d, 6, PressKind::Help, late + window + 3).await;
+    assert!(matches!(after, PressOutcome::Raised(_)), "{after:?}");
+
+    // Merging off.
+    let off = PressRules {
+        merge_window_ms: 0,
+        ..PressRules::default()
+    };
+    let each = store
+        .record_press(
+            &d,
+            &press(7, PressKind::Help),
+            &RingPlan::default(),
+            &off,
+            late + window + 4,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(each, PressOutcome::Raised(_)), "{each:?}");
+}
+
 async fn a_repeated_press_is_one_alert_fanned_out_once(db: TestDb) {
     let store = db.open().await;
     let creds = seed_demo(store.as_ref(), 2).await.unwrap();
@@ -359,7 +572,11 @@ async fn cancel_inside_the_window_only(db: TestDb) {
     let first = raise(store.as_ref(), &d, 2, T0).await;
     let late = cancel(store.as_ref(), &d, 3, T0 + 31_000).await;
     assert!(matches!(late, CancelOutcome::TooLate(ref a) if a.state == AlertState::Raised));
-    let second = raise(store.as_ref(), &d, 4, T0 + 40_000).await;
+    // Another kind: a new alert, not one more press on the first.
+    let second = match record(store.as_ref(), &d, 4, PressKind::Medical, T0 + 40_000).await {
+        PressOutcome::Raised(a) => a.id,
+        other => panic!("expected a new alert, got {other:?}"),
+    };
     let ok = cancel(store.as_ref(), &d, 5, T0 + 45_000).await;
     let CancelOutcome::Cancelled(cancelled) = ok else {
         panic!("expected cancelled, got {ok:?}")
@@ -959,6 +1176,7 @@ async fn two_gateways_racing_raise_a_repeated_press_once(db: TestDb) {
         let (a, b) = (a.unwrap(), b.unwrap());
         let id = |o: &PressOutcome| match o {
             PressOutcome::Raised(a) | PressOutcome::Duplicate(a) => a.id,
+            PressOutcome::Merged(a) => panic!("one press per household: {a:?}"),
             PressOutcome::UnknownDevice => panic!("known device"),
         };
         assert_eq!(id(&a), id(&b));
@@ -1168,5 +1386,64 @@ async fn a_volunteer_keeps_the_newest_ten_push_subscriptions(db: TestDb) {
         kept.iter()
             .all(|k| !k.endpoint.ends_with("/0") && !k.endpoint.ends_with("/1")),
         "the two registered longest ago are given up"
+    );
+}
+
+/// PostgreSQL's 0008 on a database holding alerts and presses of before it: the rows are kept,
+/// each old alert counts its one press, and a repeat of an old press still gets its alert.
+/// (SQLite's rebuild has its own test, in `store/sqlite/tests.rs`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_migrates_old_presses_keeping_their_alerts() {
+    let Some(db) = TestDb::postgres("migrate_old_presses").await else {
+        return;
+    };
+    let now = T0;
+    {
+        let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+        sqlx::migrate!("migrations/postgres")
+            .run_to(7, &pool)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO zones (code, name) VALUES ('11010501', '一区'); \
+             INSERT INTO clusters (id, zone, name) VALUES ('c1', '11010501', 'one'); \
+             INSERT INTO households (id, cluster, label, address, lat, lon) VALUES \
+               ('h1', 'c1', 'one', 'one st', 39.9, 116.4); \
+             INSERT INTO devices (id, household, secret_hash) VALUES ('d1', 'h1', 'x'); \
+             INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, raised_at_ms, \
+               updated_at_ms) VALUES ('d1', 6, 'h1', 'c1', '11010501', 'fire', 'notified', {now}, {now}); \
+             INSERT INTO presses (device, seq, kind, alert, at_ms) VALUES ('d1', 6, 'fire', 1, {now});"
+        )))
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = db.open().await;
+    let d1 = DeviceId::parse("d1").unwrap();
+    let again = record(store.as_ref(), &d1, 6, PressKind::Fire, now + 1_000).await;
+    let PressOutcome::Duplicate(alert) = again else {
+        panic!("the old press's alert, got {again:?}")
+    };
+    assert_eq!((alert.id, alert.seq, alert.presses), (AlertId(1), 6, 1));
+    assert_eq!((alert.boot.clone(), alert.last_press_at_ms), (None, now));
+    // The old UNIQUE (device, seq) is gone: the same seq a window later is another alert.
+    let off = PressRules {
+        merge_window_ms: 0,
+        ..PressRules::default()
+    };
+    let later = store
+        .record_press(
+            &d1,
+            &press(6, PressKind::Fire),
+            &RingPlan::default(),
+            &off,
+            now + 3_600_000,
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(&later, PressOutcome::Raised(a) if a.id == AlertId(2) && a.seq == 6),
+        "{later:?}"
     );
 }

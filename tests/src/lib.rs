@@ -79,6 +79,21 @@ pub async fn spawn_app_with_metrics_listener(
     spawn_embedded(clusters, tune, true).await
 }
 
+/// As [`spawn_app_with`], on the database `url` (a PostgreSQL one, say), seeded here.
+pub async fn spawn_app_on_database(
+    url: &str,
+    clusters: usize,
+    tune: impl FnOnce(&mut Config),
+) -> anyhow::Result<TestApp> {
+    init_tracing();
+    let dir = Arc::new(tempfile::tempdir()?);
+    let credentials = seed_into(url, clusters).await?;
+    let mut config = Config::new(url);
+    tune(&mut config);
+    let mqtt = Some("127.0.0.1:0".parse()?);
+    start_on(dir, credentials, config, mqtt, None).await
+}
+
 /// A seeded gateway with its embedded broker, `/metrics` apart or not.
 async fn spawn_embedded(
     clusters: usize,
@@ -145,7 +160,13 @@ async fn seeded(
     init_tracing();
     let dir = Arc::new(tempfile::tempdir()?);
     let url = tenwatch_gateway::store::sqlite_url_in(dir.path());
-    let store = tenwatch_gateway::store::open(&url).await?;
+    let credentials = seed_into(&url, clusters).await?;
+    Ok((dir, credentials, url))
+}
+
+/// `clusters` demo clusters and the station operator, in the database `url`.
+async fn seed_into(url: &str, clusters: usize) -> anyhow::Result<Vec<Credential>> {
+    let store = tenwatch_gateway::store::open(url).await?;
     let credentials = seed::seed_demo(store.as_ref(), clusters).await?;
     let zone = tenwatch_gateway::domain::ZoneCode::parse(seed::DEMO_ZONE)?;
     tenwatch_gateway::accounts::create_operator(
@@ -158,7 +179,7 @@ async fn seeded(
     )
     .await?;
     drop(store);
-    Ok((dir, credentials, url))
+    Ok(credentials)
 }
 
 async fn start(
@@ -622,6 +643,27 @@ impl TestDevice {
             serde_json::json!({ "seq": seq, "kind": kind, "ts": chrono_ms() }),
         )
         .await
+    }
+
+    /// Presses as a unit that sends its boot id (random at each power-up), and waits for the
+    /// `down/ack` of that (boot, seq); returns the ack.
+    pub async fn press_after_boot(
+        &mut self,
+        boot: &str,
+        seq: u64,
+        kind: &str,
+    ) -> anyhow::Result<Value> {
+        self.publish(
+            "press",
+            serde_json::json!({ "seq": seq, "boot": boot, "kind": kind, "ts": chrono_ms() }),
+        )
+        .await?;
+        loop {
+            let ack = self.expect_message("/down/ack").await?;
+            if ack["seq"] == seq && ack["boot"] == boot {
+                return Ok(ack);
+            }
+        }
     }
 
     /// Presses and waits for the `down/ack` of that seq; returns the ack.

@@ -131,11 +131,20 @@ async fn fan_out_owed_from_before_a_stop_is_sent_at_start() -> anyhow::Result<()
     let device = tenwatch_gateway::domain::DeviceId::parse(&app.cluster(0)[2].device)?;
     let press = tenwatch_gateway::domain::Press {
         seq: 9,
+        boot: None,
         kind: tenwatch_gateway::domain::PressKind::Intrusion,
         device_ts_ms: None,
     };
+    // Stored just now: a unit without a boot id repeats a press only within the repeat window.
+    let now = tenwatch_gateway::domain::now_ms();
     store
-        .record_press(&device, &press, &Default::default(), 1)
+        .record_press(
+            &device,
+            &press,
+            &Default::default(),
+            &Default::default(),
+            now,
+        )
         .await?;
     drop(store);
     let app = app.restart().await?;

@@ -97,6 +97,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         http: Default::default(),
         secure_cookie: false,
         cancel_window: 30,
+        press_repeat_window: 600,
+        press_merge_window: 600,
         connect_timeout: 5,
         max_payload: 2048,
         press_burst: 5,

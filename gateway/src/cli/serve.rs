@@ -68,6 +68,14 @@ pub struct ServeArgs {
     /// Seconds after a press during which its presser may cancel it.
     #[arg(long, env = "TENWATCH_CANCEL_WINDOW", default_value_t = 30)]
     pub cancel_window: u64,
+    /// Seconds: a press of a unit that sends no boot id repeats an earlier one with the same
+    /// seq only within this long of it; later it is a new press (its counter started again).
+    #[arg(long, env = "TENWATCH_PRESS_REPEAT_WINDOW", default_value_t = 600)]
+    pub press_repeat_window: u64,
+    /// Seconds: a household's new press joins its open alert of the same kind whose latest
+    /// press is at most this old, instead of raising another (0: every press raises its own).
+    #[arg(long, env = "TENWATCH_PRESS_MERGE_WINDOW", default_value_t = 600)]
+    pub press_merge_window: u64,
     /// Seconds a device has to send CONNECT after opening its connection.
     #[arg(long, env = "TENWATCH_CONNECT_TIMEOUT", default_value_t = 5)]
     pub connect_timeout: u64,
@@ -369,9 +377,21 @@ pub(super) async fn stop_signal() {
     tracing::info!("{why}: shutting down");
 }
 
+fn press_rules(repeat_s: u64, merge_s: u64) -> crate::store::PressRules {
+    crate::store::PressRules {
+        repeat_window_ms: repeat_s as i64 * 1000,
+        merge_window_ms: merge_s as i64 * 1000,
+    }
+}
+
 pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     let mut config = Config::new(args.store.url()?);
     config.cancel_window = Duration::from_secs(args.cancel_window);
+    anyhow::ensure!(
+        args.press_repeat_window <= 86_400 && args.press_merge_window <= 86_400,
+        "--press-repeat-window and --press-merge-window must be at most a day (86400 s)"
+    );
+    config.presses = press_rules(args.press_repeat_window, args.press_merge_window);
     config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.edge.max_payload = args.max_payload;
     anyhow::ensure!(

@@ -55,6 +55,10 @@ pub(super) async fn station(ingest: Ingest, feed: Feed, stop: CancellationToken)
                 a["category"].as_str().unwrap_or("?")
             ),
             "cancelled" => println!("↩️  {id} cancelled by the presser"),
+            "pressed_again" => println!(
+                "🚨 {id} {label} pressed again (press {}): its units sound again",
+                a["presses"].as_u64().unwrap_or(0)
+            ),
             other => println!("   {id} {other}"),
         }
         let Ok(alert) = AlertId::parse(id) else {

@@ -39,7 +39,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, ZoneCode};
+use crate::domain::{
+    AlertId, AlertState, BootId, ClusterId, DeviceId, HouseholdId, Press, ZoneCode,
+};
 use crate::lifecycle::{Action, RecipientState};
 
 impl From<crate::lifecycle::Refusal> for StoreError {
@@ -164,9 +166,20 @@ pub struct AlertSummary {
     pub first_coming_at_ms: Option<i64>,
     pub first_on_scene_at_ms: Option<i64>,
     pub closed_at_ms: Option<i64>,
+    /// The boot id of the press that raised it (a later `down/ack` carries it with `seq`).
+    pub boot: Option<BootId>,
+    /// Presses the household made on it (1: the one that raised it; more were merged into
+    /// it), and when the latest was stored.
+    pub presses: u32,
+    pub last_press_at_ms: i64,
 }
 
 impl AlertSummary {
+    /// The press that raised it, as a later `down/ack` names it: (seq, boot).
+    pub fn first_press(&self) -> (u64, Option<&BootId>) {
+        (self.seq, self.boot.as_ref())
+    }
+
     /// Still open `stale_after_ms` after it was raised: shown to the station as stale (units
     /// no longer hear it again when they come back; see `Ingest::catch_up`).
     pub fn is_stale(&self, now_ms: i64, stale_after_ms: i64) -> bool {
@@ -294,12 +307,44 @@ pub struct AlertDetail {
     pub timeline: Vec<TimelineEvent>,
 }
 
+/// How presses are told apart and grouped (`--press-repeat-window`, `--press-merge-window`).
+///
+/// A press is a repeat of an earlier one with the same (device, boot, seq). A unit that sends
+/// a boot id (random at each power-up) is always told apart that way. A unit that sends none
+/// has only its `seq`, which starts again when its counter does (a battery change, a
+/// replacement): its press repeats an earlier one only within `repeat_window_ms` of it (units
+/// repeat within seconds while they wait for their ack); later, the same seq is a new press.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PressRules {
+    /// How long a press without a boot id may be a repeat of an earlier one with its seq.
+    pub repeat_window_ms: i64,
+    /// A new press joins its household's open alert of the same kind whose latest press is
+    /// at most this old, instead of raising another (0: never).
+    pub merge_window_ms: i64,
+}
+
+impl Default for PressRules {
+    /// Ten minutes each: a unit waiting for its ack repeats every 10 s, so a press ten
+    /// minutes old with the same seq is another press; and a household pressing again within
+    /// ten minutes of its last press of the same kind, alert still open, is the same trouble.
+    fn default() -> Self {
+        Self {
+            repeat_window_ms: 600_000,
+            merge_window_ms: 600_000,
+        }
+    }
+}
+
 /// The result of storing a press.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PressOutcome {
     /// A new alert, durable now.
     Raised(AlertSummary),
-    /// The same (device, seq) was seen before: the alert it made (or cancelled).
+    /// A new press of a household whose open alert of that kind was pressed within the merge
+    /// window: counted on that alert, durable now.
+    Merged(AlertSummary),
+    /// A repeat of a press seen before ([`PressRules`]): the alert it made, joined or
+    /// cancelled.
     Duplicate(AlertSummary),
     /// No such device in the registry.
     UnknownDevice,
@@ -405,24 +450,28 @@ pub trait Store:
     async fn delete_device(&self, device: &DeviceId) -> StoreResult<bool>;
 
     // --- press path ---
-    /// Stores a non-cancel press durably: a new alert with its ring-0 recipients (the
-    /// cluster's other units and the station) and its ring-1 deadline, or the alert this
-    /// (device, seq) made before.
+    /// Stores a non-cancel press durably: the alert this press made before (a repeat, see
+    /// [`PressRules`]), else the household's open alert of the same kind pressed within the
+    /// merge window, one press more, else a new alert with its ring-0 recipients (the
+    /// cluster's other units and the station) and its ring-1 deadline.
     async fn record_press(
         &self,
         device: &DeviceId,
         press: &Press,
         plan: &RingPlan,
+        rules: &PressRules,
         now_ms: i64,
     ) -> StoreResult<PressOutcome>;
     /// Records that the alert's fan-out went out (raised → notified); [`Ordered`].
     fn mark_notified(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary>;
     /// A `cancel` press: cancels the device's latest open alert if raised within the window.
+    /// A repeat of a cancel (as [`PressRules`] tells) gets the same answer.
     async fn cancel_press(
         &self,
         device: &DeviceId,
         press: &Press,
         window_ms: i64,
+        rules: &PressRules,
         now_ms: i64,
     ) -> StoreResult<CancelOutcome>;
     /// Applies an action by `actor` (`device:…`, `operator:…`, `volunteer:…`) to an alert and

@@ -12,7 +12,7 @@ use super::supervision::{
     SupervisionPolicy, FLAPPING_AT,
 };
 use super::{corrupt, AlertSummary, Recipient, RecipientKind, StoreResult};
-use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, ZoneCode};
+use crate::domain::{AlertId, AlertState, BootId, ClusterId, DeviceId, HouseholdId, ZoneCode};
 use crate::identity::Principal;
 use crate::lifecycle::RecipientState;
 
@@ -69,6 +69,9 @@ pub(crate) fn alert(row: &impl Columns) -> StoreResult<AlertSummary> {
         first_coming_at_ms: row.opt_int("first_coming_at_ms")?,
         first_on_scene_at_ms: row.opt_int("first_on_scene_at_ms")?,
         closed_at_ms: row.opt_int("closed_at_ms")?,
+        boot: row.parsed("boot", "boot id", BootId::from_stored)?,
+        presses: row.int("presses")? as u32,
+        last_press_at_ms: row.int("last_press_at_ms")?,
     })
 }
 

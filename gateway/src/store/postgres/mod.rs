@@ -49,7 +49,9 @@ use self::sql::alerts::{alert_in, insert_event, lock_alert};
 use self::sql::Commit;
 use crate::domain::{AlertId, DeviceId, Press, ZoneCode};
 use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
-use crate::store::{alerts, queue, AlertSummary, PressOutcome, RingPlan, StoreError, StoreResult};
+use crate::store::{
+    alerts, queue, AlertSummary, PressOutcome, PressRules, RingPlan, StoreError, StoreResult,
+};
 
 /// The store the shared SQL implements every trait for, and the sqlx types it is built with.
 type Backend = PgStore;
@@ -199,13 +201,14 @@ impl PgStore {
         device: &DeviceId,
         press: &Press,
         plan: &RingPlan,
+        rules: &PressRules,
         now_ms: i64,
     ) -> BoxFuture<'static, StoreResult<PressOutcome>> {
-        let (device, press, plan) = (device.clone(), press.clone(), *plan);
+        let (device, press, plan, rules) = (device.clone(), press.clone(), *plan, *rules);
         self.write(Commit::Transaction, move |tx| {
-            Box::pin(
-                async move { press::record_press_in(tx, &device, &press, &plan, now_ms).await },
-            )
+            Box::pin(async move {
+                press::record_press_in(tx, &device, &press, &plan, &rules, now_ms).await
+            })
         })
     }
 

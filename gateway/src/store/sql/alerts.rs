@@ -9,14 +9,16 @@ use sqlx::query::Query;
 use super::super::press::mark_notified_in;
 use super::super::{Args, Backend, Conn, Db};
 use super::Commit;
-use crate::domain::{AlertId, AlertState, ClusterId, DeviceId, HouseholdId, Press, ZoneCode};
+use crate::domain::{
+    AlertId, AlertState, BootId, ClusterId, DeviceId, HouseholdId, Press, ZoneCode,
+};
 use crate::lifecycle::{alert_next, Action, RecipientState};
 use crate::store::alerts::{self, AlertChange, RecipientMove};
 use crate::store::sqlx_error::{refused, refused_naming};
 use crate::store::{
     corrupt, rings, rows, AlertDetail, AlertFilter, AlertSummary, Applied, CancelOutcome,
-    DeviceCredential, DeviceListing, NewCluster, NewHousehold, Ordered, PressOutcome, Recipient,
-    RecipientKind, RegistryCounts, RingFired, RingPlan, Store, StoreError, StoreResult,
+    DeviceCredential, DeviceListing, NewCluster, NewHousehold, Ordered, PressOutcome, PressRules,
+    Recipient, RecipientKind, RegistryCounts, RingFired, RingPlan, Store, StoreError, StoreResult,
     TimelineEvent,
 };
 
@@ -99,24 +101,34 @@ pub(crate) async fn insert_event(
     Ok(())
 }
 
-/// The alert an earlier press with this (device, seq) made or cancelled.
+/// The alert made, joined or cancelled by the press this one repeats, if it is a repeat
+/// ([`PressRules`]: the same (device, boot, seq); without a boot id, only within the repeat
+/// window).
 pub(crate) async fn earlier_press(
     tx: &mut Conn,
     device: &DeviceId,
-    seq: u64,
+    press: &Press,
+    rules: &PressRules,
+    now_ms: i64,
 ) -> StoreResult<Option<AlertSummary>> {
-    let alert: Option<Option<i64>> =
-        sqlx::query_scalar("SELECT alert FROM presses WHERE device = $1 AND seq = $2")
-            .bind(device.as_str())
-            .bind(seq as i64)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let alert: Option<Option<i64>> = sqlx::query_scalar(
+        "SELECT alert FROM presses WHERE device = $1 AND boot = $2 AND seq = $3 \
+         AND ($2 <> '' OR at_ms >= $4)",
+    )
+    .bind(device.as_str())
+    .bind(BootId::stored(press.boot.as_ref()))
+    .bind(press.seq as i64)
+    .bind(now_ms - rules.repeat_window_ms)
+    .fetch_optional(&mut *tx)
+    .await?;
     match alert.flatten() {
         Some(id) => Ok(Some(alert_in(tx, id).await?)),
         None => Ok(None),
     }
 }
 
+/// Records a press that is not a repeat: over the row of an earlier press with the same
+/// identity whose repeat window is over.
 pub(crate) async fn insert_press(
     tx: &mut Conn,
     device: &DeviceId,
@@ -125,13 +137,16 @@ pub(crate) async fn insert_press(
     now_ms: i64,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO presses (device, seq, kind, alert, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO presses (device, boot, seq, kind, alert, at_ms) \
+         VALUES ($1, $6, $2, $3, $4, $5) ON CONFLICT (device, boot, seq) DO UPDATE \
+         SET kind = excluded.kind, alert = excluded.alert, at_ms = excluded.at_ms",
     )
     .bind(device.as_str())
     .bind(press.seq as i64)
     .bind(press.kind.as_str())
     .bind(alert)
     .bind(now_ms)
+    .bind(BootId::stored(press.boot.as_ref()))
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -197,12 +212,13 @@ async fn cancel_press_in(
     device: &DeviceId,
     press: &Press,
     window_ms: i64,
+    rules: &PressRules,
     now_ms: i64,
 ) -> StoreResult<CancelOutcome> {
     if !lock_device(tx, device).await? {
         return Ok(CancelOutcome::UnknownDevice);
     }
-    if let Some(earlier) = earlier_press(tx, device, press.seq).await? {
+    if let Some(earlier) = earlier_press(tx, device, press, rules, now_ms).await? {
         return Ok(CancelOutcome::Duplicate(earlier));
     }
     let open: Option<(i64, i64)> = sqlx::query_as(concat!(
@@ -698,9 +714,10 @@ impl Store for Backend {
         device: &DeviceId,
         press: &Press,
         plan: &RingPlan,
+        rules: &PressRules,
         now_ms: i64,
     ) -> StoreResult<PressOutcome> {
-        self.press(device, press, plan, now_ms).await
+        self.press(device, press, plan, rules, now_ms).await
     }
 
     fn mark_notified(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary> {
@@ -714,11 +731,14 @@ impl Store for Backend {
         device: &DeviceId,
         press: &Press,
         window_ms: i64,
+        rules: &PressRules,
         now_ms: i64,
     ) -> StoreResult<CancelOutcome> {
-        let (device, press) = (device.clone(), press.clone());
+        let (device, press, rules) = (device.clone(), press.clone(), *rules);
         self.write(Commit::Transaction, move |tx| {
-            Box::pin(async move { cancel_press_in(tx, &device, &press, window_ms, now_ms).await })
+            Box::pin(async move {
+                cancel_press_in(tx, &device, &press, window_ms, &rules, now_ms).await
+            })
         })
         .await
     }

@@ -28,7 +28,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{AlertId, DeviceId, Press, ZoneCode};
 use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
-use crate::store::{queue, AlertSummary, PressOutcome, RingPlan, StoreError, StoreResult};
+use crate::store::{
+    queue, AlertSummary, PressOutcome, PressRules, RingPlan, StoreError, StoreResult,
+};
 
 pub use crate::domain::haversine_m;
 
@@ -113,6 +115,7 @@ struct PressJob {
     device: DeviceId,
     press: Press,
     plan: RingPlan,
+    rules: PressRules,
     now_ms: i64,
     reply: oneshot::Sender<StoreResult<PressOutcome>>,
 }
@@ -305,15 +308,7 @@ async fn run_batch(
 async fn lone_press(pool: &SqlitePool, job: PressJob) {
     let result = async {
         let mut conn = pool.acquire().await?;
-        let outcome = press::record_press_in(
-            &mut conn,
-            &job.device,
-            &job.press,
-            &job.plan,
-            job.now_ms,
-            true,
-        )
-        .await;
+        let outcome = press::record_press_in(&mut conn, &job, true).await;
         if outcome.is_err() {
             // Whatever part ran is undone; the transaction may already be closed.
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
@@ -329,8 +324,7 @@ async fn lone_press(pool: &SqlitePool, job: PressJob) {
 
 /// A press in a batch with other work: its statements in the batch's transaction.
 async fn pressed(conn: &mut SqliteConnection, job: PressJob) -> (bool, Finish) {
-    let result =
-        press::record_press_in(conn, &job.device, &job.press, &job.plan, job.now_ms, false).await;
+    let result = press::record_press_in(conn, &job, false).await;
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
         let _ = job.reply.send(match commit_error {
@@ -540,6 +534,7 @@ impl SqliteStore {
         device: &DeviceId,
         press: &Press,
         plan: &RingPlan,
+        rules: &PressRules,
         now_ms: i64,
     ) -> BoxFuture<'static, StoreResult<PressOutcome>> {
         let (reply, answer) = oneshot::channel();
@@ -547,6 +542,7 @@ impl SqliteStore {
             device: device.clone(),
             press: press.clone(),
             plan: *plan,
+            rules: *rules,
             now_ms,
             reply,
         };

@@ -1,5 +1,6 @@
-//! The press path's writes on SQLite, each **one call** to the database: a press, the record of
-//! its fan-out, and a group of delivery receipts.
+//! The press path's writes on SQLite, each **one call** to the database: a press (a new alert,
+//! or one more press on its household's open alert), the record of its fan-out, and a group of
+//! delivery receipts.
 //!
 //! sqlx runs SQLite on a worker thread of its own, and every call to it is a round trip
 //! between threads: a press written a statement at a time took a dozen of them, and they were
@@ -14,42 +15,66 @@
 
 use std::collections::HashMap;
 
-use super::Conn;
-use crate::domain::{AlertId, DeviceId, Press};
+use super::{Conn, PressJob};
+use crate::domain::{AlertId, BootId, DeviceId};
 use crate::store::rows::{self, Columns};
-use crate::store::{
-    alerts, corrupt, AlertSummary, PressOutcome, RingPlan, StoreError, StoreResult,
-};
+use crate::store::{alerts, corrupt, AlertSummary, PressOutcome, StoreError, StoreResult};
 
 /// Created on the writer's connection when it opens (they live as long as it does).
 pub(super) const TEMP_TABLES: &str = "\
     CREATE TEMP TABLE IF NOT EXISTS raised (id INTEGER NOT NULL); \
+    CREATE TEMP TABLE IF NOT EXISTS merged (id INTEGER NOT NULL); \
     CREATE TEMP TABLE IF NOT EXISTS moved (rid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, \
         alert INTEGER NOT NULL, who TEXT NOT NULL); \
     CREATE TEMP TABLE IF NOT EXISTS firsts (id INTEGER PRIMARY KEY);";
 
+/// "This press was stored before" ([`PressRules`]): the same (device, boot, seq), and for a
+/// unit that sends no boot id (`$8` = '') only within the repeat window (`$9`).
+macro_rules! a_repeat {
+    () => {
+        "EXISTS (SELECT 1 FROM presses WHERE device = $1 AND boot = $8 AND seq = $2 \
+         AND ($8 <> '' OR at_ms >= $4 - $9))"
+    };
+}
+
 /// A press: `$1` device, `$2` seq, `$3` kind, `$4` now, `$5` the device's time, `$6` when
-/// ring 1 is due, `$7` the timeline's actor.
+/// ring 1 is due, `$7` the timeline's actor, `$8` the boot id ('' none), `$9` the repeat
+/// window and `$10` the merge window ([`PressRules`]).
 ///
-/// The alert is inserted unless the device is unknown or (device, seq) was pressed before;
-/// `temp.raised` then holds its id (`changes()` is the count of the statement just before),
-/// and the press, ring 0 (every unit of the cluster's other households, and the zone's
-/// station) and the timeline's first event follow from it. The one row returned is the new
-/// alert (`raised_now` true), or the earlier press's alert (a repeat), or none (an unknown
-/// device).
+/// Unless the device is unknown or the press is a repeat ([`a_repeat!`]), `temp.merged`
+/// holds the household's open alert of this kind pressed within the merge window, if there
+/// is one; that alert counts one press more. Else the alert is inserted, `temp.raised` then
+/// holds its id (`changes()` is the count of the statement just before), and ring 0 (every
+/// unit of the cluster's other households, and the zone's station) follows from it. The
+/// press (which overwrites the row of a seq whose repeat window is over) and the timeline's
+/// event follow from either. The one row returned is the new alert (`raised_now`), the alert
+/// joined (`merged_now`), the earlier press's alert (a repeat), or none (an unknown device).
 macro_rules! press_sql {
     () => {
         concat!(
-            "DELETE FROM temp.raised; ",
-            "INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, \
-                 raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms) \
-                 SELECT d.id, $2, d.household, h.cluster, c.zone, $3, 'raised', $4, $5, $4, $6 \
-                 FROM devices d JOIN households h ON h.id = d.household \
+            "DELETE FROM temp.raised; DELETE FROM temp.merged; ",
+            "INSERT INTO temp.merged (id) SELECT a.id FROM devices d \
+                 JOIN alerts a ON a.household = d.household \
+                 WHERE d.id = $1 AND $10 > 0 AND a.last_press_at_ms >= $4 - $10 \
+                 AND a.kind = $3 AND a.state NOT IN ('resolved', 'cancelled') AND NOT ",
+            a_repeat!(),
+            " ORDER BY a.last_press_at_ms DESC, a.id DESC LIMIT 1; ",
+            "INSERT INTO alerts (device, seq, boot, household, cluster, zone, kind, state, \
+                 raised_at_ms, device_ts_ms, updated_at_ms, next_ring_at_ms, last_press_at_ms) \
+                 SELECT d.id, $2, $8, d.household, h.cluster, c.zone, $3, 'raised', $4, $5, $4, \
+                 $6, $4 FROM devices d JOIN households h ON h.id = d.household \
                  JOIN clusters c ON c.id = h.cluster \
-                 WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM presses WHERE device = $1 AND seq = $2); ",
+                 WHERE d.id = $1 AND NOT EXISTS (SELECT 1 FROM temp.merged) AND NOT ",
+            a_repeat!(),
+            "; ",
             "INSERT INTO temp.raised (id) SELECT last_insert_rowid() WHERE changes() = 1; ",
-            "INSERT INTO presses (device, seq, kind, alert, at_ms) \
-                 SELECT $1, $2, $3, id, $4 FROM temp.raised; ",
+            "UPDATE alerts SET presses = presses + 1, last_press_at_ms = $4, updated_at_ms = $4 \
+                 WHERE id IN (SELECT id FROM temp.merged); ",
+            "INSERT INTO presses (device, boot, seq, kind, alert, at_ms) \
+                 SELECT $1, $8, $2, $3, id, $4 \
+                 FROM (SELECT id FROM temp.raised UNION ALL SELECT id FROM temp.merged) WHERE TRUE \
+                 ON CONFLICT (device, boot, seq) DO UPDATE \
+                 SET kind = excluded.kind, alert = excluded.alert, at_ms = excluded.at_ms; ",
             "INSERT INTO recipients \
                  (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
                  SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
@@ -59,13 +84,15 @@ macro_rules! press_sql {
                  SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
                  FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = (SELECT id FROM temp.raised); ",
             "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
-                 SELECT id, $4, $7, 'raised', $3 FROM temp.raised; ",
+                 SELECT id, $4, $7, 'raised', $3 FROM temp.raised \
+                 UNION ALL SELECT id, $4, $7, 'pressed_again', $3 FROM temp.merged; ",
             "SELECT ",
             alert_columns!(),
-            ", a.id IN (SELECT id FROM temp.raised) AS raised_now",
+            ", a.id IN (SELECT id FROM temp.raised) AS raised_now, \
+             a.id IN (SELECT id FROM temp.merged) AS merged_now",
             alert_from!(),
-            "WHERE a.id = coalesce((SELECT id FROM temp.raised), \
-                 (SELECT alert FROM presses WHERE device = $1 AND seq = $2))"
+            "WHERE a.id = coalesce((SELECT id FROM temp.raised), (SELECT id FROM temp.merged), \
+                 (SELECT alert FROM presses WHERE device = $1 AND boot = $8 AND seq = $2))"
         )
     };
 }
@@ -79,13 +106,11 @@ const LONE_PRESS: &str = concat!("BEGIN IMMEDIATE; ", press_sql!(), "; COMMIT");
 /// of the transaction is still open).
 pub(super) async fn record_press_in(
     conn: &mut Conn,
-    device: &DeviceId,
-    press: &Press,
-    plan: &RingPlan,
-    now_ms: i64,
+    job: &PressJob,
     alone: bool,
 ) -> StoreResult<PressOutcome> {
     let sql = if alone { LONE_PRESS } else { PRESS };
+    let (device, press, now_ms) = (&job.device, &job.press, job.now_ms);
     // All rows, so that every statement (the COMMIT too) has run before the answer.
     let row = sqlx::query(sql)
         .bind(device.as_str())
@@ -93,8 +118,11 @@ pub(super) async fn record_press_in(
         .bind(press.kind.as_str())
         .bind(now_ms)
         .bind(press.device_ts_ms)
-        .bind(now_ms + plan.ring1_after_ms)
+        .bind(now_ms + job.plan.ring1_after_ms)
         .bind(alerts::device_actor(device))
+        .bind(BootId::stored(press.boot.as_ref()))
+        .bind(job.rules.repeat_window_ms)
+        .bind(job.rules.merge_window_ms)
         .fetch_all(&mut *conn)
         .await?
         .pop();
@@ -104,6 +132,8 @@ pub(super) async fn record_press_in(
     let alert = rows::alert(&row)?;
     Ok(if row.flag("raised_now")? {
         PressOutcome::Raised(alert)
+    } else if row.flag("merged_now")? {
+        PressOutcome::Merged(alert)
     } else {
         PressOutcome::Duplicate(alert)
     })

@@ -63,3 +63,144 @@ async fn map_shows_only_the_asked_zones() -> anyhow::Result<()> {
     assert_eq!(store.zone_map(&[]).await?, ZoneMap::default());
     Ok(())
 }
+
+/// A database of before boot ids and merged presses (migrated to 0007, holding alerts, their
+/// presses, a cancel, recipients and events) takes 0008's rebuild of `alerts` and `presses`:
+/// every row and id kept, every child row still pointing at its alert, the indexes made
+/// again, the id counter kept, and an old press's repeat still answered with its alert.
+#[tokio::test]
+async fn a_database_of_old_presses_migrates_keeping_every_row_and_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = sqlite_url_in(dir.path());
+    let now = crate::domain::now_ms();
+    {
+        let options = SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let old = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options)
+            .await
+            .unwrap();
+        sqlx::migrate!("migrations/sqlite")
+            .run_to(7, &old)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO zones (code, name) VALUES ('11010501', '一区'); \
+             INSERT INTO clusters (id, zone, name) VALUES ('c1', '11010501', 'one'); \
+             INSERT INTO households (id, cluster, label, address, lat, lon) VALUES \
+               ('h1', 'c1', 'one', 'one st', 39.9, 116.4), ('h2', 'c1', 'two', 'two st', 39.9, 116.4); \
+             INSERT INTO devices (id, household, secret_hash) VALUES ('d1', 'h1', 'x'), ('d2', 'h2', 'y'); \
+             INSERT INTO alerts (device, seq, household, cluster, zone, kind, state, raised_at_ms, \
+               updated_at_ms, closed_at_ms) VALUES \
+               ('d1', 5, 'h1', 'c1', '11010501', 'help', 'resolved', {old}, {old}, {old}), \
+               ('d1', 6, 'h1', 'c1', '11010501', 'fire', 'notified', {now}, {now}, NULL), \
+               ('d2', 1, 'h2', 'c1', '11010501', 'help', 'raised', {now}, {now}, NULL); \
+             DELETE FROM alerts WHERE id = 3; \
+             INSERT INTO presses (device, seq, kind, alert, at_ms) VALUES \
+               ('d1', 5, 'help', 1, {old}), ('d1', 6, 'fire', 2, {now}), ('d1', 7, 'cancel', 2, {now}); \
+             INSERT INTO recipients (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
+               VALUES (1, 'unit', 'd2', 'two', 0, 'delivered', {old}, {old}), \
+               (2, 'unit', 'd2', 'two', 0, 'notified', {now}, {now}); \
+             INSERT INTO alert_events (alert, at_ms, actor, action) VALUES \
+               (1, {old}, 'device:d1', 'raised'), (2, {now}, 'device:d1', 'raised');",
+            old = now - 86_400_000,
+        )))
+        .execute(&old)
+        .await
+        .unwrap();
+        old.close().await;
+    }
+
+    let s = SqliteStore::open(&url).await.unwrap();
+    let alerts: Vec<(i64, String, i64, String, String, i64, i64)> = sqlx::query_as(
+        "SELECT id, device, seq, state, boot, presses, last_press_at_ms - raised_at_ms \
+         FROM alerts ORDER BY id",
+    )
+    .fetch_all(&s.reader)
+    .await
+    .unwrap();
+    assert_eq!(
+        alerts,
+        [
+            (1, "d1".into(), 5, "resolved".into(), String::new(), 1, 0),
+            (2, "d1".into(), 6, "notified".into(), String::new(), 1, 0),
+        ]
+    );
+    let presses: Vec<(String, String, i64, i64)> =
+        sqlx::query_as("SELECT device, boot, seq, alert FROM presses ORDER BY seq")
+            .fetch_all(&s.reader)
+            .await
+            .unwrap();
+    assert_eq!(
+        presses,
+        [
+            ("d1".into(), String::new(), 5, 1),
+            ("d1".into(), String::new(), 6, 2),
+            ("d1".into(), String::new(), 7, 2)
+        ]
+    );
+    let children: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM recipients), (SELECT COUNT(*) FROM alert_events)",
+    )
+    .fetch_one(&s.reader)
+    .await
+    .unwrap();
+    assert_eq!(children, (2, 2));
+    let broken: Vec<(String,)> = sqlx::query_as("PRAGMA foreign_key_check")
+        .fetch_all(&s.writer)
+        .await
+        .unwrap();
+    assert!(broken.is_empty(), "{broken:?}");
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' \
+         AND tbl_name IN ('alerts', 'presses') ORDER BY name",
+    )
+    .fetch_all(&s.reader)
+    .await
+    .unwrap();
+    assert_eq!(
+        indexes,
+        [
+            "alerts_device_raised",
+            "alerts_household_pressed",
+            "alerts_next_ring",
+            "alerts_zone_raised",
+            "sqlite_autoindex_presses_1"
+        ],
+        "UNIQUE (device, seq) on alerts is gone, every other index is back"
+    );
+
+    // The store reads the old rows: a repeat of the open alert's press gets it, with its
+    // recipient; the old resolved alert's seq, a day on, is a new press.
+    let device = DeviceId::parse("d1").unwrap();
+    let fire = Press {
+        seq: 6,
+        boot: None,
+        kind: crate::domain::PressKind::Fire,
+        device_ts_ms: None,
+    };
+    let (plan, rules) = (RingPlan::default(), PressRules::default());
+    let again = s
+        .record_press(&device, &fire, &plan, &rules, now + 1_000)
+        .await;
+    assert!(
+        matches!(&again, Ok(PressOutcome::Duplicate(a)) if a.id.0 == 2),
+        "{again:?}"
+    );
+    let old_seq = Press {
+        seq: 5,
+        kind: crate::domain::PressKind::Help,
+        ..fire
+    };
+    let new = s
+        .record_press(&device, &old_seq, &plan, &rules, now + 2_000)
+        .await;
+    // The id counter went on from the deleted alert 3.
+    assert!(
+        matches!(&new, Ok(PressOutcome::Raised(a)) if a.id.0 == 4),
+        "{new:?}"
+    );
+}
