@@ -135,6 +135,7 @@ const zh = {
   } as Record<string, string>,
   events: {
     raised: "发起求助",
+    pressed_again: "再次求助",
     notified: "已通知邻居与派出所",
     cancelled: "求助人取消",
     cancel_refused: "取消被拒（超过时限）",
@@ -295,6 +296,7 @@ const en: Strings = {
   },
   events: {
     raised: "pressed for help",
+    pressed_again: "pressed again",
     notified: "neighbours and station notified",
     cancelled: "cancelled by the presser",
     cancel_refused: "cancel refused (too late)",
