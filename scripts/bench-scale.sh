@@ -6,18 +6,18 @@
 #   - the server's CPU while N units only heartbeat (from /proc/PID/stat over WINDOW s);
 #   - the storm: every unit back (connected, both subscriptions granted) and every press
 #     acknowledged, with the time each took (`tenwatch-sim bench --scenario storm`).
-# Writes docs/bench/scale-N.json (and the storm's own report beside it). Loopback only; bounded
+# Writes OUT/scale-N.json (and the storm's own report beside it), OUT=docs/bench/scale by default. Loopback only; bounded
 # (about 3 minutes at 15,000); stops by itself.
 #   bash scripts/bench-scale.sh [N=15000] [INTERVAL=10] [WINDOW=30]
 # N units need N open files in the simulator and about N + 50 in the server: the machine's
 # 20,000 allows 15,000 with room for the rest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-n=${1:-15000}; interval=${2:-10}; window=${3:-30}
+n=${1:-15000}; interval=${2:-10}; window=${3:-30}; out=${OUT:-docs/bench/scale}
 grace=$((interval / 2 > 1 ? interval / 2 : 1))
 bin="${CARGO_TARGET_DIR:-target}/release"
 cargo build --release --locked -p tenwatch-gateway -p tenwatch-sim --bins
-work=$(mktemp -d)
+work=$(mktemp -d); mkdir -p "$out"
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -52,12 +52,11 @@ echo "== storm: $n units drop at once and come back; 1 % press at the drop"
 "$bin/tenwatch-sim" bench --credentials "$work/c.json" --broker "127.0.0.1:$mqtt" --devices "$n" \
   --heartbeat "$interval" --connect-rate 2000 --connect-timeout 120 --server-pid "$srv" \
   --scenario storm --storm-press-fraction 0.01 --storm-timeout 60 --grace 30 \
-  --report "docs/bench/scale-$n-storm.json" | tail -4
+  --report "$out/scale-$n-storm.json" | tail -4
 
-mkdir -p docs/bench
 python3 - "$n" "$interval" "$grace" "$window" "$t0" "$t1" "${beats0:-0}" "${beats1:-0}" "${kept0:-0}" "${kept1:-0}" \
-  "$rss" "$fds" "$offline" "$connected" "docs/bench/scale-$n-storm.json" "$(git rev-parse --short HEAD)" \
-  > "docs/bench/scale-$n.json" <<'PY'
+  "$rss" "$fds" "$offline" "$connected" "$out/scale-$n-storm.json" "$(git rev-parse --short HEAD)" \
+  > "$out/scale-$n.json" <<'PY'
 import json, os, sys
 (n, interval, grace, window, t0, t1, b0, b1, k0, k1, rss, fds, offline, connected, storm, git) = sys.argv[1:]
 n, window = int(n), float(window)
@@ -83,4 +82,4 @@ print(json.dumps({
             "press_to_ack_us": st.get("press_to_ack_us"), "reconnect_us": st.get("reconnect_us")},
 }, indent=2))
 PY
-cat "docs/bench/scale-$n.json"
+cat "$out/scale-$n.json"
