@@ -144,9 +144,11 @@ const MAX_BATCH: usize = 1024;
 const RECEIPT_LINGER: Duration = Duration::from_millis(5);
 
 pub struct SqliteStore {
-    /// The writer task's queue for presses: taken before anything else.
+    /// The writer task's queue for the press path, taken before anything else: presses, and
+    /// the writes about an alert that follow them in call order (its fan-out's record,
+    /// receipts, answers and actions).
     presses: mpsc::Sender<Work>,
-    /// The writer task's queue for every other write.
+    /// The writer task's queue for every other write (supervision: presence, heartbeats).
     jobs: mpsc::Sender<Work>,
     /// The single writer connection.
     writer: SqlitePool,
@@ -158,8 +160,8 @@ fn writer_gone() -> StoreError {
     StoreError::Backend("the database writer stopped".into())
 }
 
-/// The writer task: group commit of queued jobs until the store is dropped. Presses have a
-/// queue of their own and go first: when every unit of a neighbourhood comes back at once,
+/// The writer task: group commit of queued jobs until the store is dropped. The press path has
+/// a queue of its own that goes first: when every unit of a neighbourhood comes back at once,
 /// thousands of presence and heartbeat writes are queued, and a resident's press must not wait
 /// behind them (a press at such a moment waited 30 s before this).
 async fn run_writer(
@@ -167,32 +169,36 @@ async fn run_writer(
     mut presses: mpsc::Receiver<Work>,
     mut queue: mpsc::Receiver<Work>,
 ) {
-    let mut jobs: VecDeque<Work> = VecDeque::with_capacity(MAX_BATCH);
+    let mut queued = Queued::default();
     let (mut presses_open, mut queue_open) = (true, true);
     loop {
-        if jobs.is_empty() {
-            let (mut got, mut others) = (Vec::with_capacity(MAX_BATCH), Vec::new());
+        if queued.is_empty() {
+            let (mut path, mut rest) = (Vec::with_capacity(MAX_BATCH), Vec::new());
             tokio::select! {
                 biased;
-                n = presses.recv_many(&mut got, MAX_BATCH), if presses_open => presses_open = n > 0,
-                n = queue.recv_many(&mut others, MAX_BATCH), if queue_open => queue_open = n > 0,
+                n = presses.recv_many(&mut path, MAX_BATCH), if presses_open => presses_open = n > 0,
+                n = queue.recv_many(&mut rest, MAX_BATCH), if queue_open => queue_open = n > 0,
                 else => return,
             }
-            got.append(&mut others);
-            linger_for_receipts(&mut presses, &mut queue, &mut got).await;
-            jobs.extend(got);
-            if jobs.is_empty() {
+            queued.path.extend(path);
+            queued.rest.extend(rest);
+            linger_for_receipts(&mut presses, &mut queue, &mut queued).await;
+            if queued.is_empty() {
                 continue;
             }
         }
-        if let (1, Some(Work::Press(_))) = (jobs.len(), jobs.front()) {
-            if let Some(Work::Press(press)) = jobs.pop_front() {
+        if let (1, Some(Work::Press(_)), true) = (
+            queued.path.len(),
+            queued.path.front(),
+            queued.rest.is_empty(),
+        ) {
+            if let Some(Work::Press(press)) = queued.path.pop_front() {
                 lone_press(&pool, press).await;
             }
             continue;
         }
-        let mut finishes = Vec::with_capacity(jobs.len());
-        let outcome = run_batch(&pool, &mut jobs, &mut presses, &mut finishes).await;
+        let mut finishes = Vec::with_capacity(queued.len());
+        let outcome = run_batch(&pool, &mut queued, &mut presses, &mut finishes).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, jobs = finishes.len(), "write batch failed");
         }
@@ -202,28 +208,51 @@ async fn run_writer(
     }
 }
 
-/// While `jobs` holds only work that may linger (receipts, heartbeats, records of a fan-out),
+/// What the writer has taken from its two queues and not yet run, each in its queue's order.
+#[derive(Default)]
+struct Queued {
+    /// From the press path's queue: run first, in order.
+    path: VecDeque<Work>,
+    /// From the other queue.
+    rest: VecDeque<Work>,
+}
+
+impl Queued {
+    fn is_empty(&self) -> bool {
+        self.path.is_empty() && self.rest.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.path.len() + self.rest.len()
+    }
+
+    fn all_linger(&self) -> bool {
+        self.path.iter().chain(&self.rest).all(Work::lingers)
+    }
+}
+
+/// While `queued` holds only work that may linger (receipts, heartbeats, records of a fan-out),
 /// takes what else arrives within [`RECEIPT_LINGER`]; returns as soon as anything else (a
 /// press) is in the batch.
 async fn linger_for_receipts(
     presses: &mut mpsc::Receiver<Work>,
     queue: &mut mpsc::Receiver<Work>,
-    jobs: &mut Vec<Work>,
+    queued: &mut Queued,
 ) {
     let until = tokio::time::Instant::now() + RECEIPT_LINGER;
-    while jobs.len() < MAX_BATCH && jobs.iter().all(Work::lingers) {
-        let room = MAX_BATCH - jobs.len();
-        let (mut press, mut others) = (Vec::new(), Vec::new());
+    while queued.len() < MAX_BATCH && queued.all_linger() {
+        let room = MAX_BATCH - queued.len();
+        let (mut path, mut rest) = (Vec::new(), Vec::new());
         let more = tokio::time::timeout_at(until, async {
             tokio::select! {
                 biased;
-                n = presses.recv_many(&mut press, room) => n,
-                n = queue.recv_many(&mut others, room) => n,
+                n = presses.recv_many(&mut path, room) => n,
+                n = queue.recv_many(&mut rest, room) => n,
             }
         });
         let got = more.await;
-        jobs.append(&mut press);
-        jobs.append(&mut others);
+        queued.path.extend(path);
+        queued.rest.extend(rest);
         match got {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
@@ -231,11 +260,12 @@ async fn linger_for_receipts(
     }
 }
 
-/// Runs queued jobs in one transaction, each in its own savepoint, until `jobs` is empty or a
-/// press has run: a press waiting in its queue runs next, and the batch commits right after it.
+/// Runs queued jobs in one transaction, each in its own savepoint: the press path's first (those
+/// taken already, then any that came since), then the others; until nothing is left or a press
+/// has run, which the batch commits right after.
 async fn run_batch(
     pool: &SqlitePool,
-    jobs: &mut VecDeque<Work>,
+    queued: &mut Queued,
     presses: &mut mpsc::Receiver<Work>,
     finishes: &mut Vec<Finish>,
 ) -> StoreResult<()> {
@@ -246,12 +276,19 @@ async fn run_batch(
         sqlx::raw_sql("BEGIN IMMEDIATE; SAVEPOINT job")
             .execute(&mut *conn)
             .await?;
-        let mut pressed_here = false;
+        let (mut pressed_here, mut taken) = (false, 0);
         loop {
-            let work = match presses.try_recv() {
-                Ok(press) => press,
-                Err(_) => match jobs.pop_front() {
-                    Some(work) => work,
+            // What came on the press path since goes next, up to a batch's worth.
+            if queued.path.is_empty() && taken < MAX_BATCH {
+                if let Ok(work) = presses.try_recv() {
+                    queued.path.push_back(work);
+                }
+            }
+            taken += 1;
+            let (work, from) = match queued.path.pop_front() {
+                Some(work) => (work, &mut queued.path),
+                None => match queued.rest.pop_front() {
+                    Some(work) => (work, &mut queued.rest),
                     None => break,
                 },
             };
@@ -259,8 +296,8 @@ async fn run_batch(
             macro_rules! with_the_rest_of_its_run {
                 ($first:expr, $kind:path) => {{
                     let mut group = vec![$first];
-                    while matches!(jobs.front(), Some($kind(_))) {
-                        if let Some($kind(next)) = jobs.pop_front() {
+                    while matches!(from.front(), Some($kind(_))) {
+                        if let Some($kind(next)) = from.pop_front() {
                             group.push(next);
                         }
                     }
@@ -283,7 +320,7 @@ async fn run_batch(
                 }
             };
             finishes.push(finish);
-            let more = !pressed_here && !jobs.is_empty();
+            let more = !pressed_here && !queued.is_empty();
             let between = match (ok, more) {
                 (true, true) => "RELEASE job; SAVEPOINT job",
                 (false, true) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
@@ -524,7 +561,11 @@ impl SqliteStore {
         // Nobody waits on an alert's in-order writes to see a press through: they may share
         // the receipts' commit.
         let lingers = matches!(commit, sql::Commit::InOrder(_));
-        queue::in_order(&self.jobs, Work::Job { job, lingers }, answer, writer_gone)
+        // An alert's in-order writes (its fan-out's record, answers and actions) follow its
+        // press on the press path's queue: a repeat of the press must find the fan-out
+        // recorded, and a receipt its recipient notified.
+        let queue = if lingers { &self.presses } else { &self.jobs };
+        queue::in_order(queue, Work::Job { job, lingers }, answer, writer_gone)
     }
 
     /// A press: queued now, and written by itself in one call when nothing else waits (see
@@ -564,7 +605,7 @@ impl SqliteStore {
             now_ms,
             reply,
         };
-        queue::in_order(&self.jobs, Work::Delivery(delivery), answer, writer_gone)
+        queue::in_order(&self.presses, Work::Delivery(delivery), answer, writer_gone)
     }
 
     /// A busy-path heartbeat: queued now, and written in one statement with the heartbeats

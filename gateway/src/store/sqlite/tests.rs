@@ -204,3 +204,44 @@ async fn a_database_of_old_presses_migrates_keeping_every_row_and_index() {
         "{new:?}"
     );
 }
+
+#[tokio::test]
+async fn a_repeat_press_queued_behind_its_fan_out_record_finds_it_recorded() -> anyhow::Result<()> {
+    use crate::domain::{DeviceId, Press, PressKind};
+    use crate::store::{PressOutcome, PressRules, RingPlan};
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
+    let creds = crate::seed::seed_demo(&store, 1).await?;
+    let device = DeviceId::parse(&creds[0].device)?;
+    let press = Press {
+        seq: 7,
+        boot: None,
+        kind: PressKind::Help,
+        device_ts_ms: None,
+    };
+    let (plan, rules) = (RingPlan::default(), PressRules::default());
+    let PressOutcome::Raised(alert) = store
+        .record_press(&device, &press, &plan, &rules, 1_000)
+        .await?
+    else {
+        panic!("a new alert");
+    };
+    // What the press path does: the fan-out's record is queued (not awaited) before the
+    // unit's repeat of its press arrives. Both are queued before the writer looks; a repeat
+    // that overtook the record would find the fan-out owed and sound the neighbours again.
+    let recorded = store.mark_notified(alert.id, 1_010);
+    let repeat = store.record_press(&device, &press, &plan, &rules, 1_020);
+    match repeat.await? {
+        PressOutcome::Duplicate(again) => {
+            assert_eq!(again.id, alert.id);
+            assert_eq!(
+                again.notified_at_ms,
+                Some(1_010),
+                "the fan-out was recorded first"
+            );
+        }
+        other => panic!("expected the repeat, got {other:?}"),
+    }
+    recorded.await?;
+    Ok(())
+}
