@@ -103,6 +103,13 @@ impl DeviceAuthority for RegistryAuthority {
         }
         match self.presence.try_send(event) {
             Ok(()) => {}
+            // The gateway's own stop closes every session at once: those reports say nothing
+            // about the devices (the next start gives each a fresh grace), so losing them to a
+            // full queue is not worth an error line per device.
+            Err(mpsc::error::TrySendError::Full(PresenceEvent::Disconnected {
+                reason: tenwatch_broker::DisconnectReason::Shutdown,
+                ..
+            })) => {}
             Err(mpsc::error::TrySendError::Full(event)) => {
                 inc(&self.metrics.presence_dropped);
                 tracing::error!(?event, "presence queue full: an edge report was dropped");
