@@ -517,6 +517,30 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     await until("Chinese again", async () => (await page.locator("nav.tabs .tab").first().innerText()) === "值守");
   });
 
+  test("the list puts an alert nobody is coming to before a nearer one that has help", async () => {
+    // The alert of (1, 3), next to this phone, has the volunteer and a neighbour on it by now;
+    // a household of the other cluster, farther away, presses and nobody is coming yet.
+    const far = device(2, 8);
+    const phone = device(1, 6);
+    const away = (d) => Math.hypot(d.lat - phone.lat, (d.lon - phone.lon) * Math.cos((phone.lat * Math.PI) / 180));
+    assert.ok(away(far) > away(device(1, 3)), "the test's premise: the new alert is the farther one");
+    await press(gw, far, ++seq, "help");
+    const alert = await until("the far alert at the station", async () => {
+      const { alerts } = await gw.api(station, "GET", "/api/alerts");
+      return alerts.find((a) => a.household === far.household);
+    });
+    await page.goto(`${gw.base}/app/#/`);
+    const rows = page.locator(".alert-list a.alert-row");
+    await page.locator(`.alert-row[data-alert="${alert.id}"]`).waitFor();
+    const order = await rows.evaluateAll((els) => els.map((e) => e.dataset.alert));
+    assert.ok(
+      order.indexOf(alert.id) < order.indexOf(alertId),
+      `nobody is coming to ${alert.id}: it comes before ${alertId}, which is nearer and has help (${order})`,
+    );
+    assert.match(await page.locator(`.alert-row[data-alert="${alert.id}"]`).innerText(), /暂无人响应/);
+    assert.equal(order.at(-1), alertId, `the alert with help comes last (${order})`);
+  });
+
   test("patrol check-in records the time and position and lists it", async () => {
     await page.getByRole("link", { name: "巡逻签到" }).click();
     await page.locator("#checkin-note").fill("东门 一切正常");

@@ -160,8 +160,13 @@ export class HomePage implements Page {
   private drawAlerts(): void {
     const here = this.app.geo.latest ?? this.app.duty.me?.position ?? null;
     const withDistance = this.app.alerts.map((a) => ({ a, d: here ? distanceM(here, a) : null }));
-    withDistance.sort((x, y) =>
-      x.d !== null && y.d !== null ? x.d - y.d : y.a.raised_at_ms - x.a.raised_at_ms,
+    // By need: an alert nobody is coming to first, then critical ones (ring 2), then the
+    // nearest (the newest when there is no position).
+    const need = (a: AlertSummary) => (a.responders > 0 ? 2 : 0) + (a.critical ? 0 : 1);
+    withDistance.sort(
+      (x, y) =>
+        need(x.a) - need(y.a) ||
+        (x.d !== null && y.d !== null ? x.d - y.d : y.a.raised_at_ms - x.a.raised_at_ms),
     );
     fill(this.list, 
       h("div", { class: "card-head" }, h("h2", {}, t.alertsTitle), h("span", { class: "count" }, this.app.alerts.length)),
