@@ -261,8 +261,9 @@ async fn linger_for_receipts(
 }
 
 /// Runs queued jobs in one transaction, each in its own savepoint: the press path's first (those
-/// taken already, then any that came since), then the others; until nothing is left or a press
-/// has run, which the batch commits right after.
+/// taken already, then any that came since), then the others; until nothing is left, or a press
+/// has run and the press path's jobs taken with it have too: the batch commits then, and the
+/// others wait for the next one.
 async fn run_batch(
     pool: &SqlitePool,
     queued: &mut Queued,
@@ -278,8 +279,10 @@ async fn run_batch(
             .await?;
         let (mut pressed_here, mut taken) = (false, 0);
         loop {
-            // What came on the press path since goes next, up to a batch's worth.
-            if queued.path.is_empty() && taken < MAX_BATCH {
+            // What came on the press path since goes next, up to a batch's worth, until a
+            // press has run: then the batch commits once what it holds of the press path has
+            // run (presses queued together still share one commit).
+            if queued.path.is_empty() && !pressed_here && taken < MAX_BATCH {
                 if let Ok(work) = presses.try_recv() {
                     queued.path.push_back(work);
                 }
@@ -320,7 +323,7 @@ async fn run_batch(
                 }
             };
             finishes.push(finish);
-            let more = !pressed_here && !queued.is_empty();
+            let more = !queued.path.is_empty() || (!pressed_here && !queued.rest.is_empty());
             let between = match (ok, more) {
                 (true, true) => "RELEASE job; SAVEPOINT job",
                 (false, true) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
