@@ -180,6 +180,7 @@ impl HeartbeatLedger {
             .filter(|(device, _)| !applied.contains(device.as_str()))
             .collect();
         for (device, beat) in refused {
+            inc(&self.metrics.heartbeats_reapplied);
             self.forget(&device);
             let hb = Heartbeat {
                 seq: 0,
@@ -208,6 +209,13 @@ impl HeartbeatLedger {
     /// Beats waiting for the next flush.
     pub fn kept(&self) -> usize {
         self.book().kept.len()
+    }
+
+    /// Kept beats that a flush found changed and applied in full, since the start.
+    pub fn reapplied(&self) -> u64 {
+        self.metrics
+            .heartbeats_reapplied
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 

@@ -64,6 +64,9 @@ counters! {
     heartbeats,
     /// Heartbeats that reported nothing new, kept in memory and written with the next flush.
     heartbeats_kept,
+    /// Kept heartbeats the flush found their device changed for (state or readings), applied
+    /// in full instead.
+    heartbeats_reapplied,
     /// Store operations that failed (the device will repeat its press).
     store_errors,
     /// Publishes to the broker that could not be queued.

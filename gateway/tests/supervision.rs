@@ -39,6 +39,7 @@ store_tests!(
     a_beat_that_reports_nothing_new_is_kept_and_written_before_the_supervisor_judges,
     a_beat_with_news_is_applied_at_once,
     a_kept_beat_whose_device_moved_meanwhile_is_applied_in_full_at_the_flush,
+    one_flush_writes_the_kept_beats_of_many_units_and_refuses_the_one_that_moved,
 );
 
 const T0: i64 = 1_800_000_000_000;
@@ -724,4 +725,72 @@ async fn a_kept_beat_whose_device_moved_meanwhile_is_applied_in_full_at_the_flus
     assert_eq!(rig.state(&d).await, (DeviceState::Online, None));
     assert_eq!(rig.last_heartbeat(&d).await, Some(T0 + 5_000));
     assert_eq!(ledger.kept(), 0);
+}
+
+async fn one_flush_writes_the_kept_beats_of_many_units_and_refuses_the_one_that_moved(db: TestDb) {
+    let mut rig = rig(db, 1).await;
+    let ledger = with_ledger(&mut rig);
+    // Readings with and without the optional fields: the flush's statement takes both.
+    let bare = Heartbeat {
+        seq: 1,
+        battery: None,
+        tamper: false,
+        rssi: None,
+        firmware: None,
+    };
+    let units: Vec<(String, Heartbeat)> = (0..5)
+        .map(|i| {
+            (
+                rig.device(i),
+                if i % 2 == 0 { beat(80) } else { bare.clone() },
+            )
+        })
+        .collect();
+    for (session, (d, hb)) in units.iter().enumerate() {
+        rig.connect(d, session as u64 + 1).await;
+        assert!(
+            !ledger_beat(&ledger, d, hb.clone()).await,
+            "the first beat is news"
+        );
+    }
+    // Unit 3 is moved offline by a path the ledger is not told of.
+    let moved = DeviceId::parse(&units[3].0).unwrap();
+    let now = rig.sup.clock.now_ms();
+    rig.sup
+        .store
+        .record_presence(&moved, 4, false, Some("test"), now)
+        .await
+        .unwrap();
+    rig.sup
+        .store
+        .supervise_presence(
+            &moved,
+            tenwatch_gateway::store::supervision::PresenceEvidence::Disconnected {
+                session: 4,
+                reason: "connection_lost",
+            },
+            &rig.sup.policy,
+            now,
+        )
+        .await
+        .unwrap();
+    rig.sup.clock.advance_ms(10_000);
+    for (d, hb) in &units {
+        assert!(
+            ledger_beat(&ledger, d, hb.clone()).await,
+            "{d}: nothing new, kept"
+        );
+    }
+    assert_eq!(ledger.kept(), 5);
+    ledger.flush().await.unwrap();
+    assert_eq!(ledger.kept(), 0);
+    assert_eq!(
+        ledger.reapplied(),
+        1,
+        "only the unit that moved needed the full path"
+    );
+    for (d, _) in &units {
+        assert_eq!(rig.last_heartbeat(d).await, Some(T0 + 10_000), "{d}");
+        assert_eq!(rig.state(d).await, (DeviceState::Online, None), "{d}");
+    }
 }

@@ -232,6 +232,16 @@ impl PgStore {
         })
     }
 
+    /// A flush of kept heartbeats ([`crate::heartbeats`]): one statement for all of them.
+    fn fast_heartbeats(
+        &self,
+        beats: Vec<FastHeartbeat>,
+    ) -> BoxFuture<'static, StoreResult<std::collections::HashSet<String>>> {
+        self.write(Commit::Statement, move |conn| {
+            Box::pin(async move { fast_heartbeats_in(conn, &beats).await })
+        })
+    }
+
     fn reads(&self) -> &PgPool {
         &self.pool
     }
@@ -316,6 +326,42 @@ async fn delivery_in(
         Some(id) => Ok(Some(alert_in(tx, id).await?)),
         None => Ok(None),
     }
+}
+
+/// Many [`FastHeartbeat`]s in one statement, each as [`fast_heartbeat_in`] applies it alone;
+/// returns the devices whose beat applied.
+async fn fast_heartbeats_in(
+    conn: &mut PgConnection,
+    beats: &[FastHeartbeat],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let ids: Vec<&str> = beats.iter().map(|b| b.device.as_str()).collect();
+    let nows: Vec<i64> = beats.iter().map(|b| b.now_ms).collect();
+    let rssis: Vec<Option<i64>> = beats.iter().map(|b| b.rssi).collect();
+    let batteries: Vec<Option<i64>> = beats.iter().map(|b| b.battery).collect();
+    let tampers: Vec<bool> = beats.iter().map(|b| b.tamper).collect();
+    let firmwares: Vec<Option<&str>> = beats.iter().map(|b| b.firmware.as_deref()).collect();
+    let applied: Vec<String> = sqlx::query_scalar(
+        "UPDATE devices AS d SET last_heartbeat_ms = j.now, last_seen_ms = j.now, \
+         evidence_ms = j.now, rssi = j.rssi \
+         FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BOOLEAN[], \
+                     $6::TEXT[]) AS j(id, now, rssi, battery, tamper, fw) \
+         WHERE d.id = j.id AND d.sup_state = 'online' \
+         AND (j.battery IS NULL OR d.battery IS NOT DISTINCT FROM j.battery) \
+         AND d.tamper IS NOT DISTINCT FROM j.tamper \
+         AND (j.fw IS NULL OR d.firmware IS NOT DISTINCT FROM j.fw) \
+         AND (j.rssi IS NULL OR abs(j.rssi - d.rssi_recorded) < $7) \
+         RETURNING d.id",
+    )
+    .bind(&ids)
+    .bind(&nows)
+    .bind(&rssis)
+    .bind(&batteries)
+    .bind(&tampers)
+    .bind(&firmwares)
+    .bind(i64::from(RSSI_STEP))
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(applied.into_iter().collect())
 }
 
 /// One [`FastHeartbeat`] by itself: whether it applied (the device is online and its health did

@@ -440,19 +440,8 @@ impl SupervisionStore for Backend {
         &self,
         beats: Vec<FastHeartbeat>,
     ) -> StoreResult<std::collections::HashSet<String>> {
-        // Queued at once, in order: SQLite's writer writes a run of them in one statement.
-        let devices: Vec<String> = beats.iter().map(|b| b.device.as_str().to_owned()).collect();
-        let writes: Vec<_> = beats.into_iter().map(|b| self.fast_heartbeat(b)).collect();
-        let mut applied = std::collections::HashSet::new();
-        for (device, done) in devices
-            .into_iter()
-            .zip(futures::future::join_all(writes).await)
-        {
-            if done? {
-                applied.insert(device);
-            }
-        }
-        Ok(applied)
+        // Each backend in one statement: SQLite's writer as a run, PostgreSQL with UNNEST.
+        self.fast_heartbeats(beats).await
     }
 
     async fn supervise_presence(

@@ -623,6 +623,28 @@ impl SqliteStore {
         )
     }
 
+    /// A flush of kept heartbeats ([`crate::heartbeats`]): queued at once, in order, so the
+    /// writer writes them as one run in one statement ([`heartbeats`]).
+    fn fast_heartbeats(
+        &self,
+        beats: Vec<FastHeartbeat>,
+    ) -> BoxFuture<'static, StoreResult<std::collections::HashSet<String>>> {
+        let devices: Vec<String> = beats.iter().map(|b| b.device.as_str().to_owned()).collect();
+        let writes: Vec<_> = beats.into_iter().map(|b| self.fast_heartbeat(b)).collect();
+        Box::pin(async move {
+            let mut applied = std::collections::HashSet::new();
+            for (device, done) in devices
+                .into_iter()
+                .zip(futures::future::join_all(writes).await)
+            {
+                if done? {
+                    applied.insert(device);
+                }
+            }
+            Ok(applied)
+        })
+    }
+
     fn reads(&self) -> &SqlitePool {
         &self.reader
     }
