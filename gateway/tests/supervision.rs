@@ -599,6 +599,26 @@ fn beat(battery: u8) -> Heartbeat {
 }
 
 impl Rig {
+    /// The store moves `device` offline (its `session` lost) without the supervisor, so the
+    /// heartbeat ledger is not told.
+    async fn offline_behind_the_ledger(&self, device: &str, session: u64) {
+        let id = DeviceId::parse(device).unwrap();
+        let now = self.sup.clock.now_ms();
+        let store = &self.sup.store;
+        store
+            .record_presence(&id, session, false, Some("test"), now)
+            .await
+            .unwrap();
+        let lost = tenwatch_gateway::store::supervision::PresenceEvidence::Disconnected {
+            session,
+            reason: "connection_lost",
+        };
+        store
+            .supervise_presence(&id, lost, &self.sup.policy, now)
+            .await
+            .unwrap();
+    }
+
     async fn last_heartbeat(&self, device: &str) -> Option<i64> {
         self.sup
             .store
@@ -695,26 +715,7 @@ async fn a_kept_beat_whose_device_moved_meanwhile_is_applied_in_full_at_the_flus
     rig.connect(&d, 1).await;
     assert!(!ledger_beat(&ledger, &d, beat(90)).await);
     // The store moves the device offline by a path the ledger is not told of.
-    let id = DeviceId::parse(&d).unwrap();
-    let now = rig.sup.clock.now_ms();
-    rig.sup
-        .store
-        .record_presence(&id, 1, false, Some("test"), now)
-        .await
-        .unwrap();
-    rig.sup
-        .store
-        .supervise_presence(
-            &id,
-            tenwatch_gateway::store::supervision::PresenceEvidence::Disconnected {
-                session: 1,
-                reason: "connection_lost",
-            },
-            &rig.sup.policy,
-            now,
-        )
-        .await
-        .unwrap();
+    rig.offline_behind_the_ledger(&d, 1).await;
     assert_eq!(rig.state(&d).await.0, DeviceState::Offline);
     rig.reports();
     // Its next beat looks like the last one and is kept; the flush finds the device offline,
@@ -754,26 +755,7 @@ async fn one_flush_writes_the_kept_beats_of_many_units_and_refuses_the_one_that_
         );
     }
     // Unit 3 is moved offline by a path the ledger is not told of.
-    let moved = DeviceId::parse(&units[3].0).unwrap();
-    let now = rig.sup.clock.now_ms();
-    rig.sup
-        .store
-        .record_presence(&moved, 4, false, Some("test"), now)
-        .await
-        .unwrap();
-    rig.sup
-        .store
-        .supervise_presence(
-            &moved,
-            tenwatch_gateway::store::supervision::PresenceEvidence::Disconnected {
-                session: 4,
-                reason: "connection_lost",
-            },
-            &rig.sup.policy,
-            now,
-        )
-        .await
-        .unwrap();
+    rig.offline_behind_the_ledger(&units[3].0, 4).await;
     rig.sup.clock.advance_ms(10_000);
     for (d, hb) in &units {
         assert!(
