@@ -14,6 +14,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::store::supervision::Report;
 use crate::store::AlertSummary;
 
 /// Events kept for slow clients before they must resynchronise.
@@ -118,6 +119,29 @@ impl Feed {
     /// An event another replica made: to this replica's stations only, not relayed again.
     pub fn inject(&self, item: FeedItem) {
         let _ = self.tx.send(item);
+    }
+
+    /// Puts supervision's reports on the feed, each to its zone's operators, and logs them.
+    pub fn reports(&self, reports: &[Report]) {
+        for report in reports {
+            match report {
+                Report::Device(report) => {
+                    tracing::info!(device = %report.device, event = ?report.event,
+                        reason = report.reason.as_deref().unwrap_or(""), "device report");
+                    self.publish(&FeedEvent::DeviceHealth { report });
+                }
+                Report::Coverage(coverage) if coverage.below => {
+                    tracing::warn!(cluster = %coverage.cluster, reachable = coverage.reachable,
+                        households = coverage.households, "cluster coverage fell below the minimum");
+                    self.publish(&FeedEvent::Coverage { coverage });
+                }
+                Report::Coverage(coverage) => {
+                    tracing::info!(cluster = %coverage.cluster, reachable = coverage.reachable,
+                        households = coverage.households, "cluster coverage back above the minimum");
+                    self.publish(&FeedEvent::Coverage { coverage });
+                }
+            }
+        }
     }
 
     pub fn publish(&self, event: &FeedEvent<'_>) {

@@ -28,8 +28,8 @@ use crate::domain::{DeviceId, Heartbeat};
 use crate::feed::Feed;
 use crate::metrics::{inc, Metrics};
 use crate::store::supervision::FastHeartbeat;
+use crate::store::supervision::SupervisionPolicy;
 use crate::store::{Store, StoreResult};
-use crate::supervision::SupervisionPolicy;
 
 /// How often kept beats are written: a quarter of the grace, at most a second, at least 25 ms.
 /// A unit's beat is then stored well before the grace after its due time runs out.
@@ -123,7 +123,7 @@ impl HeartbeatLedger {
 
     /// The full path for one beat; its readings become the reference once stored.
     async fn apply(&self, device: DeviceId, hb: Heartbeat, now_ms: i64) {
-        let applied = crate::supervision::apply_heartbeat(
+        let applied = apply_heartbeat(
             self.store.as_ref(),
             &self.feed,
             &self.policy,
@@ -217,6 +217,22 @@ impl HeartbeatLedger {
             .heartbeats_reapplied
             .load(std::sync::atomic::Ordering::Relaxed)
     }
+}
+
+/// Applies a heartbeat in full (the store's own busy path first) and reports what changed.
+pub async fn apply_heartbeat(
+    store: &dyn Store,
+    feed: &Feed,
+    policy: &SupervisionPolicy,
+    device: &DeviceId,
+    heartbeat: &Heartbeat,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let reports = store
+        .supervise_heartbeat(device, heartbeat, policy, now_ms)
+        .await?;
+    feed.reports(&reports);
+    Ok(())
 }
 
 fn fast(device: &DeviceId, hb: &Heartbeat, now_ms: i64) -> FastHeartbeat {

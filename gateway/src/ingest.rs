@@ -253,7 +253,7 @@ impl Ingest {
                     return;
                 }
                 // Evidence of life and the device's health, reported once per change.
-                let supervised = crate::supervision::apply_heartbeat(
+                let supervised = crate::heartbeats::apply_heartbeat(
                     self.store.as_ref(),
                     &self.feed,
                     &self.settings.supervision,

@@ -24,8 +24,8 @@ use serde::Serialize;
 use tenwatch_broker::{AuthRefusal, DisconnectReason, PresenceEvent};
 
 use crate::clock::Clock;
-use crate::domain::{DeviceId, Heartbeat};
-use crate::feed::{Feed, FeedEvent};
+use crate::domain::DeviceId;
+use crate::feed::Feed;
 use crate::heartbeats::HeartbeatLedger;
 use crate::store::supervision::{PresenceEvidence, Report};
 use crate::store::{Store, StoreResult};
@@ -80,44 +80,8 @@ pub fn offline_reason(reason: &DisconnectReason) -> Option<&'static str> {
     }
 }
 
-/// Puts reports on the station feed, each to its zone's operators.
-pub fn publish(feed: &Feed, reports: &[Report]) {
-    for report in reports {
-        match report {
-            Report::Device(report) => {
-                tracing::info!(device = %report.device, event = ?report.event,
-                    reason = report.reason.as_deref().unwrap_or(""), "device report");
-                feed.publish(&FeedEvent::DeviceHealth { report });
-            }
-            Report::Coverage(coverage) if coverage.below => {
-                tracing::warn!(cluster = %coverage.cluster, reachable = coverage.reachable,
-                    households = coverage.households, "cluster coverage fell below the minimum");
-                feed.publish(&FeedEvent::Coverage { coverage });
-            }
-            Report::Coverage(coverage) => {
-                tracing::info!(cluster = %coverage.cluster, reachable = coverage.reachable,
-                    households = coverage.households, "cluster coverage back above the minimum");
-                feed.publish(&FeedEvent::Coverage { coverage });
-            }
-        }
-    }
-}
-
-/// Applies a heartbeat (from the uplink workers) and reports what changed.
-pub async fn apply_heartbeat(
-    store: &dyn Store,
-    feed: &Feed,
-    policy: &SupervisionPolicy,
-    device: &DeviceId,
-    heartbeat: &Heartbeat,
-    now_ms: i64,
-) -> StoreResult<()> {
-    let reports = store
-        .supervise_heartbeat(device, heartbeat, policy, now_ms)
-        .await?;
-    publish(feed, &reports);
-    Ok(())
-}
+/// Applied by the heartbeat ledger's module; named here too, beside the rest of supervision.
+pub use crate::heartbeats::apply_heartbeat;
 
 /// Distinct device ids whose refused logins are kept one by one. Past this, the id refused
 /// least recently is forgotten (its attempts stay in the total): someone trying thousands of
@@ -274,7 +238,7 @@ impl Supervision {
             .supervise_presence(&id, evidence, &self.policy, self.clock.now_ms())
             .await
         {
-            Ok(reports) => publish(&self.feed, &reports),
+            Ok(reports) => self.feed.reports(&reports),
             Err(e) => tracing::error!(%device, error = %e, "presence not supervised"),
         }
     }
@@ -296,7 +260,7 @@ impl Supervision {
                 }
             }
         }
-        publish(&self.feed, &reports);
+        self.feed.reports(&reports);
         Ok(reports)
     }
 
