@@ -32,7 +32,7 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$ht/healthz" >/dev/null && br
   --report "$work/r.json" >"$work/sim.txt" 2>&1 &
 sim=$!
 sleep 5   # connected and warmed up
-perf record -F 99 -g -p "$srv" -o "$work/perf.data" -- sleep "$secs" 2>/dev/null >/dev/null
+perf record -F ${FREQ:-99} ${CALLGRAPH:--g} -p "$srv" -o "$work/perf.data" -- sleep "$secs" 2>/dev/null >/dev/null
 wait $sim || true
 perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf | tee "${out%.svg}.folded" | \
   inferno-flamegraph --title "tenwatch serve, $n units, $rate presses/s" >"$out"

@@ -11,7 +11,7 @@ use rumqttc::{AsyncClient, MqttOptions};
 use tenwatch_broker::inproc::{Publisher, Subscriber};
 use tenwatch_broker::{Edge, EdgeConfig, EdgeStats, RouterHandle, RouterSettings, TlsFiles};
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::accounts::{Accounts, AccountsConfig};
@@ -278,7 +278,7 @@ pub struct Application {
     /// Web Push to volunteers (queues; `push_worker` sends).
     pusher: crate::push::Pusher,
     /// Wakes the escalator when the press path stores a new ring deadline.
-    ring_wake: Arc<Notify>,
+    ring_wake: Arc<crate::escalation::RingWake>,
     /// The gateway's link to the broker, read once `run` starts.
     connection: BrokerConnection,
     /// Sends the pushes the ingest queues, once `run` starts.
@@ -368,7 +368,7 @@ impl Application {
         .await
         .context("setting up Web Push")?;
         let downlink = Downlink::new(connection.link(), metrics.clone(), config.clock.clone());
-        let ring_wake = Arc::new(Notify::new());
+        let ring_wake = Arc::new(crate::escalation::RingWake::default());
         let ingest = Ingest::new(
             store.clone(),
             downlink.clone(),

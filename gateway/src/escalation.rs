@@ -8,6 +8,7 @@
 //! restart every overdue ring fires, and the store's compare-and-set on the ring number makes
 //! each ring fire once even when several gateways share the database.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,51 @@ use crate::store::{RecipientKind, RingFired, RingPlan, Store};
 /// Even with no deadline in sight, look again this often: another gateway sharing the
 /// database may have stored one.
 const POLL: Duration = Duration::from_secs(1);
+
+/// How the press path tells the escalator of a new deadline. Only a deadline earlier than the
+/// one the escalator already waits for wakes it: at a steady rate of presses, each new alert's
+/// ring 1 falls after the earliest one pending, and the escalator reads the store once a
+/// second instead of twice a press.
+#[derive(Debug)]
+pub struct RingWake {
+    /// The earliest deadline the escalator knows of (ms of the clock), `i64::MAX` for none.
+    earliest_ms: AtomicI64,
+    notify: Notify,
+}
+
+impl Default for RingWake {
+    fn default() -> Self {
+        Self {
+            earliest_ms: AtomicI64::new(i64::MAX),
+            notify: Notify::new(),
+        }
+    }
+}
+
+impl RingWake {
+    /// A deadline was stored: wakes the escalator if it falls before what it waits for.
+    pub fn announce(&self, at_ms: i64) {
+        if self.earliest_ms.fetch_min(at_ms, Ordering::AcqRel) > at_ms {
+            self.notify.notify_one();
+        }
+    }
+
+    /// The escalator is about to read the store's earliest deadline: anything announced from
+    /// now on wakes it, so nothing stored while it reads is missed.
+    fn forget(&self) {
+        self.earliest_ms.store(i64::MAX, Ordering::Release);
+    }
+
+    /// What the store said is earliest; returns the earliest known, announced ones included.
+    fn learn(&self, at_ms: Option<i64>) -> Option<i64> {
+        let at_ms = at_ms.unwrap_or(i64::MAX);
+        let earliest = self
+            .earliest_ms
+            .fetch_min(at_ms, Ordering::AcqRel)
+            .min(at_ms);
+        (earliest != i64::MAX).then_some(earliest)
+    }
+}
 
 /// The escalator's handles: where deadlines are stored, whom a ring reaches and how they are
 /// told. Cheap to clone.
@@ -73,21 +119,27 @@ pub async fn tick(esc: &Escalation) -> anyhow::Result<Vec<RingFired>> {
 }
 
 /// Fires rings as they fall due until the task is stopped.
-pub async fn run(esc: Escalation, wake: Arc<Notify>) -> anyhow::Result<()> {
+pub async fn run(esc: Escalation, wake: Arc<RingWake>) -> anyhow::Result<()> {
     loop {
+        wake.forget();
         if let Err(e) = tick(&esc).await {
             tracing::error!(error = %e, "escalation check failed; retrying");
         }
-        let next = match esc.store.next_ring_deadline().await {
-            Ok(Some(at)) => esc
-                .clock
-                .instant_at(at)
-                .min(tokio::time::Instant::now() + POLL),
-            Ok(None) | Err(_) => tokio::time::Instant::now() + POLL,
+        let stored = match esc.store.next_ring_deadline().await {
+            Ok(at) => at,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the next ring deadline; retrying");
+                None
+            }
+        };
+        let poll = tokio::time::Instant::now() + POLL;
+        let next = match wake.learn(stored) {
+            Some(at) => esc.clock.instant_at(at).min(poll),
+            None => poll,
         };
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
-            _ = wake.notified() => {}
+            _ = wake.notify.notified() => {}
             _ = esc.clock.moved() => {}
         }
     }

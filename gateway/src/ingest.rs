@@ -12,11 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use crate::clock::Clock;
 use crate::domain::{haversine_m, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
 use crate::downlink::Downlink;
+use crate::escalation::RingWake;
 use crate::feed::{Feed, FeedEvent};
 use crate::heartbeats::HeartbeatLedger;
 use crate::lifecycle::{Action, RecipientState};
@@ -132,8 +131,8 @@ pub struct Ingest {
     metrics: Arc<Metrics>,
     settings: IngestSettings,
     clock: Clock,
-    /// Wakes the escalator when a new deadline is stored.
-    ring_wake: Arc<Notify>,
+    /// Tells the escalator of each new deadline.
+    ring_wake: Arc<RingWake>,
     /// Web Push to volunteers' phones; queues and returns at once.
     pusher: Pusher,
     /// Where heartbeats go when the gateway runs one ([`Ingest::with_heartbeats`]); else
@@ -142,8 +141,8 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// `ring_wake` is notified whenever a new alert stores a ring deadline: the escalator
-    /// waiting on it looks again.
+    /// `ring_wake` hears every new alert's ring deadline: the escalator looks again when it is
+    /// earlier than the one it waits for.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
@@ -152,7 +151,7 @@ impl Ingest {
         metrics: Arc<Metrics>,
         settings: IngestSettings,
         clock: Clock,
-        ring_wake: Arc<Notify>,
+        ring_wake: Arc<RingWake>,
         pusher: Pusher,
     ) -> Self {
         Self {
@@ -297,7 +296,9 @@ impl Ingest {
                 self.fan_out(&alert, "raised").await;
                 self.downlink.ack(device, press.identity(), &alert).await;
                 self.mark_notified(&alert).await;
-                self.ring_wake.notify_one();
+                if let Some(at) = alert.next_ring_at_ms {
+                    self.ring_wake.announce(at);
+                }
             }
             PressOutcome::Merged(alert) => {
                 inc(&self.metrics.presses_merged);

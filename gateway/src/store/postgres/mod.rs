@@ -212,6 +212,17 @@ impl PgStore {
         })
     }
 
+    /// The record of an alert's fan-out, in its alert's lane.
+    fn notified(
+        &self,
+        alert: AlertId,
+        now_ms: i64,
+    ) -> BoxFuture<'static, StoreResult<AlertSummary>> {
+        self.write(Commit::InOrder(alert), move |tx| {
+            Box::pin(async move { press::mark_notified_in(tx, alert, now_ms).await })
+        })
+    }
+
     /// A unit's receipt, in its alert's lane (see [`delivery_in`]).
     fn delivery(
         &self,

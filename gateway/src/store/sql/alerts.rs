@@ -6,7 +6,6 @@ use async_trait::async_trait;
 
 use sqlx::query::Query;
 
-use super::super::press::mark_notified_in;
 use super::super::{Args, Backend, Conn, Db};
 use super::Commit;
 use crate::domain::{
@@ -721,9 +720,7 @@ impl Store for Backend {
     }
 
     fn mark_notified(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary> {
-        self.write(Commit::InOrder(alert), move |tx| {
-            Box::pin(async move { mark_notified_in(tx, alert, now_ms).await })
-        })
+        self.notified(alert, now_ms)
     }
 
     async fn cancel_press(

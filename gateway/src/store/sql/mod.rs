@@ -17,7 +17,8 @@
 //!   (pools for reads and for rare one-statement writes), `begin_write()` (a write
 //!   transaction of its own, for rare writes), `write(commit, job)` (a write of the busy
 //!   alert and supervision paths, committed as [`Commit`] asks), `snapshot()` (reads that
-//!   see one moment), `delivery(…)` (a unit's receipt, which each backend writes its own way)
+//!   see one moment), `notified(…)` and `delivery(…)` (the record of an alert's fan-out and a
+//!   unit's receipt, which each backend writes its own way)
 //!   and `zone_list(zones)` (a list of zones as `in_list!` binds it);
 //! - the few phrases in which the dialects differ, as macros that expand to string literals
 //!   (so that every query stays a `&'static str`): `lock!()` / `lock!("table")` (PostgreSQL

@@ -8,7 +8,9 @@
 //! is therefore still durable before it is fanned out, but a thousand presses and their
 //! delivery receipts share a handful of fsyncs instead of needing one each. A job that fails
 //! rolls back its savepoint alone. Jobs run in queue order, so one device's messages keep
-//! their order. Rare registry writes use the single-connection writer pool directly; reads use
+//! their order. The writer task owns its connection. Rare writes (the registry, accounts,
+//! supervision's passes) use a single-connection pool of their own, and SQLite's write lock
+//! (waited for up to the busy timeout) keeps them apart from the writer's batches; reads use
 //! their own pool and never wait on writes.
 //!
 //! Everything else, the SQL itself, is shared with PostgreSQL in `store/sql/`, built here
@@ -23,7 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqliteConnection, Transaction};
+use sqlx::{ConnectOptions as _, Sqlite, SqliteConnection, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::domain::{AlertId, DeviceId, Press, ZoneCode};
@@ -96,7 +98,9 @@ enum Work {
         job: Job,
         lingers: bool,
     },
+    /// A receipt, or the record of a fan-out: a run of them is one call ([`receipts`]).
     Delivery(Delivery),
+    Notified(Noted),
     Heartbeat(Beat),
 }
 
@@ -106,8 +110,13 @@ impl Work {
         match self {
             Work::Press(_) => false,
             Work::Job { lingers, .. } => *lingers,
-            Work::Delivery(_) | Work::Heartbeat(_) => true,
+            Work::Delivery(_) | Work::Notified(_) | Work::Heartbeat(_) => true,
         }
+    }
+
+    /// A receipt or a fan-out's record: written together with the others of its run.
+    fn is_receipt(&self) -> bool {
+        matches!(self, Work::Delivery(_) | Work::Notified(_))
     }
 }
 
@@ -131,6 +140,13 @@ struct Delivery {
     device: DeviceId,
     now_ms: i64,
     reply: oneshot::Sender<StoreResult<Option<AlertSummary>>>,
+}
+
+/// The record of an alert's fan-out.
+struct Noted {
+    alert: AlertId,
+    now_ms: i64,
+    reply: oneshot::Sender<StoreResult<AlertSummary>>,
 }
 
 /// Jobs queued before callers wait to enqueue.
@@ -165,7 +181,7 @@ fn writer_gone() -> StoreError {
 /// thousands of presence and heartbeat writes are queued, and a resident's press must not wait
 /// behind them (a press at such a moment waited 30 s before this).
 async fn run_writer(
-    pool: SqlitePool,
+    mut conn: SqliteConnection,
     mut presses: mpsc::Receiver<Work>,
     mut queue: mpsc::Receiver<Work>,
 ) {
@@ -187,18 +203,15 @@ async fn run_writer(
                 continue;
             }
         }
-        if let (1, Some(Work::Press(_)), true) = (
-            queued.path.len(),
-            queued.path.front(),
-            queued.rest.is_empty(),
-        ) {
-            if let Some(Work::Press(press)) = queued.path.pop_front() {
-                lone_press(&pool, press).await;
+        // The usual batches go to the database in one call, transaction included.
+        if queued.rest.is_empty() {
+            if let Some(single) = Single::take(&mut queued.path) {
+                single.run(&mut conn).await;
+                continue;
             }
-            continue;
         }
         let mut finishes = Vec::with_capacity(queued.len());
-        let outcome = run_batch(&pool, &mut queued, &mut presses, &mut finishes).await;
+        let outcome = run_batch(&mut conn, &mut queued, &mut presses, &mut finishes).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, jobs = finishes.len(), "write batch failed");
         }
@@ -265,12 +278,11 @@ async fn linger_for_receipts(
 /// has run and the press path's jobs taken with it have too: the batch commits then, and the
 /// others wait for the next one.
 async fn run_batch(
-    pool: &SqlitePool,
+    conn: &mut SqliteConnection,
     queued: &mut Queued,
     presses: &mut mpsc::Receiver<Work>,
     finishes: &mut Vec<Finish>,
 ) -> StoreResult<()> {
-    let mut conn = pool.acquire().await?;
     let run = async {
         // The statements between two jobs go to the database in one call (each call is a
         // round trip to sqlx's worker thread).
@@ -308,18 +320,21 @@ async fn run_batch(
                 }};
             }
             let (ok, finish) = match work {
-                Work::Job { job, .. } => job(&mut conn).await,
+                Work::Job { job, .. } => job(&mut *conn).await,
                 Work::Press(press) => {
                     pressed_here = true;
-                    pressed(&mut conn, press).await
+                    pressed(&mut *conn, press).await
                 }
-                Work::Delivery(first) => {
-                    let group = with_the_rest_of_its_run!(first, Work::Delivery);
-                    deliveries(&mut conn, group).await
+                first @ (Work::Delivery(_) | Work::Notified(_)) => {
+                    let mut run = vec![first];
+                    while from.front().is_some_and(Work::is_receipt) {
+                        run.extend(from.pop_front());
+                    }
+                    receipts(&mut *conn, run).await
                 }
                 Work::Heartbeat(first) => {
                     let group = with_the_rest_of_its_run!(first, Work::Heartbeat);
-                    heartbeats(&mut conn, group).await
+                    heartbeats(&mut *conn, group).await
                 }
             };
             finishes.push(finish);
@@ -344,27 +359,204 @@ async fn run_batch(
     result
 }
 
-/// A press alone in its batch: one call to the database, its transaction included.
-async fn lone_press(pool: &SqlitePool, job: PressJob) {
-    let result = async {
-        let mut conn = pool.acquire().await?;
-        let outcome = press::record_press_in(&mut conn, &job, true).await;
-        if outcome.is_err() {
+/// A batch that is one call to the database, `BEGIN` to `COMMIT`: a press alone, a run of
+/// receipts and fan-out records alone, or the two in queue order (at a steady rate, each
+/// press meets the receipts of the one before it).
+struct Single {
+    press: Option<PressJob>,
+    run: Receipts,
+    press_first: bool,
+}
+
+impl Single {
+    /// Takes the batch out of `path` if it has one of those shapes.
+    fn take(path: &mut VecDeque<Work>) -> Option<Self> {
+        let presses = path.iter().filter(|w| matches!(w, Work::Press(_))).count();
+        let receipts = path.iter().filter(|w| w.is_receipt()).count();
+        let press_at = path.iter().position(|w| matches!(w, Work::Press(_)));
+        let fits = presses + receipts == path.len()
+            && match press_at {
+                None => receipts > 0,
+                Some(at) => presses == 1 && (at == 0 || at == path.len() - 1),
+            };
+        if !fits {
+            return None;
+        }
+        let press_first = press_at == Some(0);
+        let mut press = None;
+        let mut run = Vec::with_capacity(receipts);
+        for work in path.drain(..) {
+            match work {
+                Work::Press(job) => press = Some(job),
+                other => run.push(other),
+            }
+        }
+        Some(Self {
+            press,
+            run: Receipts::from(run),
+            press_first,
+        })
+    }
+
+    async fn run(self, conn: &mut SqliteConnection) {
+        let Self {
+            press,
+            run,
+            press_first,
+        } = self;
+        let call = match (&press, run.is_empty()) {
+            (Some(job), true) => press::OneCall::Press { job, alone: true },
+            (None, _) => press::OneCall::Receipts {
+                run: run.as_run(),
+                alone: true,
+            },
+            (Some(job), false) => press::OneCall::Both {
+                job,
+                run: run.as_run(),
+                press_first,
+            },
+        };
+        let both = matches!(call, press::OneCall::Both { .. });
+        let result = press::one_call(conn, call).await;
+        if result.is_err() {
             // Whatever part ran is undone; the transaction may already be closed.
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
         }
-        outcome
+        match (result, press) {
+            (Err(e), Some(job)) if both => {
+                // Each on its own, so that one's failure is not the other's.
+                tracing::warn!(error = %e, "a press and receipts written together failed: writing each alone");
+                let (first, second) = (
+                    Self {
+                        press: Some(job),
+                        run: Receipts::default(),
+                        press_first: true,
+                    },
+                    Self {
+                        press: None,
+                        run,
+                        press_first: false,
+                    },
+                );
+                if press_first {
+                    Box::pin(first.run(conn)).await;
+                    Box::pin(second.run(conn)).await;
+                } else {
+                    Box::pin(second.run(conn)).await;
+                    Box::pin(first.run(conn)).await;
+                }
+            }
+            (Err(e), press) => {
+                tracing::error!(error = %e, "write batch failed");
+                let failed = e.to_string();
+                if let Some(job) = press {
+                    let _ = job.reply.send(Err(e));
+                }
+                run.answer(Err(failed));
+            }
+            (Ok(written), press) => {
+                if let (Some(job), Some(outcome)) = (press, written.press) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                run.answer(Ok(written.receipts));
+            }
+        }
     }
-    .await;
-    if let Err(e) = &result {
-        tracing::error!(error = %e, "write batch failed");
+}
+
+/// A run of receipts and fan-out records, each with who waits for it.
+#[derive(Default)]
+struct Receipts {
+    delivered: Vec<Delivery>,
+    noted: Vec<Noted>,
+    pairs: Vec<(i64, String)>,
+    records: Vec<(i64, i64)>,
+}
+
+impl From<Vec<Work>> for Receipts {
+    fn from(run: Vec<Work>) -> Self {
+        let mut out = Self::default();
+        for work in run {
+            match work {
+                Work::Delivery(d) => out.delivered.push(d),
+                Work::Notified(n) => out.noted.push(n),
+                // Only receipts and records are gathered into a run.
+                Work::Press(_) | Work::Job { .. } | Work::Heartbeat(_) => {}
+            }
+        }
+        out.pairs = out
+            .delivered
+            .iter()
+            .map(|d| (d.alert.0, d.device.as_str().to_owned()))
+            .collect();
+        out.records = out.noted.iter().map(|n| (n.alert.0, n.now_ms)).collect();
+        out
     }
-    let _ = job.reply.send(result);
+}
+
+impl Receipts {
+    fn is_empty(&self) -> bool {
+        self.delivered.is_empty() && self.noted.is_empty()
+    }
+
+    /// What [`press::one_call`] writes: one time for the receipts, the earliest's (they are
+    /// at most one batch apart).
+    fn as_run(&self) -> press::ReceiptRun<'_> {
+        press::ReceiptRun {
+            receipts: &self.pairs,
+            noted: &self.records,
+            now_ms: self.delivered.iter().map(|d| d.now_ms).min().unwrap_or(0),
+        }
+    }
+
+    /// Answers each: a receipt with its alert when it was that alert's first delivery (for
+    /// the station feed), a record with the alert as it left it.
+    fn answer(self, result: Result<press::Receipted, String>) {
+        let (
+            error,
+            press::Receipted {
+                noted: mut left,
+                mut firsts,
+            },
+        ) = match result {
+            Ok(written) => (None, written),
+            Err(e) => (Some(e), press::Receipted::default()),
+        };
+        let failed = |what: &str, e: &str| StoreError::Backend(format!("{what}: {e}").into());
+        for n in self.noted {
+            let answer = match (&error, left.remove(&n.alert.0)) {
+                (Some(e), _) => Err(failed("fan-out not recorded", e)),
+                (None, Some(alert)) => Ok(alert),
+                (None, None) => Err(StoreError::NotFound(format!("alert {}", n.alert))),
+            };
+            let _ = n.reply.send(answer);
+        }
+        for d in self.delivered {
+            let answer = match &error {
+                Some(e) => Err(failed("delivery not stored", e)),
+                None => Ok(match firsts.get(&d.alert.0) {
+                    Some((device, _)) if *device == d.device => {
+                        firsts.remove(&d.alert.0).map(|(_, alert)| alert)
+                    }
+                    _ => None,
+                }),
+            };
+            let _ = d.reply.send(answer);
+        }
+    }
 }
 
 /// A press in a batch with other work: its statements in the batch's transaction.
 async fn pressed(conn: &mut SqliteConnection, job: PressJob) -> (bool, Finish) {
-    let result = press::record_press_in(conn, &job, false).await;
+    let result = press::one_call(
+        conn,
+        press::OneCall::Press {
+            job: &job,
+            alone: false,
+        },
+    )
+    .await
+    .map(|w| w.press.unwrap_or(PressOutcome::UnknownDevice));
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
         let _ = job.reply.send(match commit_error {
@@ -375,30 +567,26 @@ async fn pressed(conn: &mut SqliteConnection, job: PressJob) -> (bool, Finish) {
     (ok, finish)
 }
 
-/// Writes consecutive delivery receipts together: the units' recipients move to `delivered`
-/// (only from `notified`: a late receipt changes nothing), one timeline event each, and the
-/// alerts' first delivery time. Each receipt is answered with its alert when it was that
-/// alert's first delivery, for the station feed.
-async fn deliveries(conn: &mut SqliteConnection, group: Vec<Delivery>) -> (bool, Finish) {
-    let result = deliveries_in(conn, &group).await;
+/// A run of receipts and fan-out records in a batch with other work: one call, in the
+/// batch's transaction.
+async fn receipts(conn: &mut SqliteConnection, run: Vec<Work>) -> (bool, Finish) {
+    let run = Receipts::from(run);
+    let result = press::one_call(
+        conn,
+        press::OneCall::Receipts {
+            run: run.as_run(),
+            alone: false,
+        },
+    )
+    .await
+    .map(|w| w.receipts);
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
         let error = group_error(commit_error, &result);
-        let mut firsts = result.unwrap_or_default();
-        for d in group {
-            let answer = match &error {
-                Some(e) => Err(StoreError::Backend(
-                    format!("delivery not stored: {e}").into(),
-                )),
-                None => Ok(match firsts.get(&d.alert.0) {
-                    Some((device, _)) if *device == d.device => {
-                        firsts.remove(&d.alert.0).map(|(_, alert)| alert)
-                    }
-                    _ => None,
-                }),
-            };
-            let _ = d.reply.send(answer);
-        }
+        run.answer(match error {
+            Some(e) => Err(e),
+            None => Ok(result.unwrap_or_default()),
+        });
     });
     (ok, finish)
 }
@@ -483,21 +671,6 @@ async fn fast_heartbeats_in(
     Ok(applied.into_iter().collect())
 }
 
-/// The first delivery of each alert in the group: alert id → (the device whose receipt it was,
-/// the alert as it is now).
-async fn deliveries_in(
-    conn: &mut SqliteConnection,
-    group: &[Delivery],
-) -> StoreResult<std::collections::HashMap<i64, (DeviceId, AlertSummary)>> {
-    // One time for the group: the earliest receipt's (they are at most one batch apart).
-    let now_ms = group.iter().map(|d| d.now_ms).min().unwrap_or(0);
-    let receipts: Vec<(i64, &str)> = group
-        .iter()
-        .map(|d| (d.alert.0, d.device.as_str()))
-        .collect();
-    press::deliveries_in(conn, &receipts, now_ms).await
-}
-
 impl SqliteStore {
     pub async fn open(url: &str) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)
@@ -507,27 +680,35 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
+        // sqlx's pool sends a ping to the connection's thread at every acquire (unless told
+        // not to) and at every release: two round trips between threads around each use. The
+        // busy path's writer therefore owns a connection of its own for its whole life; the
+        // pools serve rare writes and reads, without the ping before each acquire.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::raw_sql(press::TEMP_TABLES).execute(conn).await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options.clone().pragma("temp_store", "memory"))
+            .test_before_acquire(false)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite")
             .run(&writer)
             .await
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let mut busy_writer = options
+            .clone()
+            .pragma("temp_store", "memory")
+            .connect()
+            .await?;
+        sqlx::raw_sql(press::TEMP_TABLES)
+            .execute(&mut busy_writer)
+            .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.read_only(true))
             .await?;
         let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
         let (presses, press_queue) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(run_writer(writer.clone(), press_queue, queue));
+        tokio::spawn(run_writer(busy_writer, press_queue, queue));
         Ok(Self {
             presses,
             jobs,
@@ -609,6 +790,22 @@ impl SqliteStore {
             reply,
         };
         queue::in_order(&self.presses, Work::Delivery(delivery), answer, writer_gone)
+    }
+
+    /// The record of an alert's fan-out: queued now, on the press path after its press, and
+    /// written together with the receipts queued next to it (see [`receipts`]).
+    fn notified(
+        &self,
+        alert: AlertId,
+        now_ms: i64,
+    ) -> BoxFuture<'static, StoreResult<AlertSummary>> {
+        let (reply, answer) = oneshot::channel();
+        let noted = Noted {
+            alert,
+            now_ms,
+            reply,
+        };
+        queue::in_order(&self.presses, Work::Notified(noted), answer, writer_gone)
     }
 
     /// A busy-path heartbeat: queued now, and written in one statement with the heartbeats

@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 
 use super::{Conn, PressJob};
-use crate::domain::{AlertId, BootId, DeviceId};
+use crate::domain::{BootId, DeviceId};
 use crate::store::rows::{self, Columns};
 use crate::store::{alerts, corrupt, AlertSummary, PressOutcome, StoreError, StoreResult};
 
@@ -26,7 +26,9 @@ pub(super) const TEMP_TABLES: &str = "\
     CREATE TEMP TABLE IF NOT EXISTS merged (id INTEGER NOT NULL); \
     CREATE TEMP TABLE IF NOT EXISTS moved (rid INTEGER PRIMARY KEY, seq INTEGER NOT NULL, \
         alert INTEGER NOT NULL, who TEXT NOT NULL); \
-    CREATE TEMP TABLE IF NOT EXISTS firsts (id INTEGER PRIMARY KEY);";
+    CREATE TEMP TABLE IF NOT EXISTS firsts (id INTEGER PRIMARY KEY); \
+    CREATE TEMP TABLE IF NOT EXISTS noted (id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, \
+        at_ms INTEGER NOT NULL);";
 
 /// "This press was stored before" ([`PressRules`]): the same (device, boot, seq), and for a
 /// unit that sends no boot id (`$8` = '') only within the repeat window (`$9`).
@@ -86,7 +88,7 @@ macro_rules! press_sql {
             "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
                  SELECT id, $4, $7, 'raised', $3 FROM temp.raised \
                  UNION ALL SELECT id, $4, $7, 'pressed_again', $3 FROM temp.merged; ",
-            "SELECT ",
+            "SELECT 'press' AS part, ",
             alert_columns!(),
             ", a.id IN (SELECT id FROM temp.raised) AS raised_now, \
              a.id IN (SELECT id FROM temp.merged) AS merged_now",
@@ -101,123 +103,211 @@ const PRESS: &str = press_sql!();
 /// [`PRESS`] in a transaction of its own: `BEGIN` to `COMMIT` in the same call.
 const LONE_PRESS: &str = concat!("BEGIN IMMEDIATE; ", press_sql!(), "; COMMIT");
 
-/// [`crate::store::Store::record_press`]: in the writer's transaction, or `alone`, committed
-/// by itself in the same call ([`LONE_PRESS`]; on an error the caller rolls back whatever part
-/// of the transaction is still open).
-pub(super) async fn record_press_in(
-    conn: &mut Conn,
-    job: &PressJob,
-    alone: bool,
-) -> StoreResult<PressOutcome> {
-    let sql = if alone { LONE_PRESS } else { PRESS };
-    let (device, press, now_ms) = (&job.device, &job.press, job.now_ms);
-    // All rows, so that every statement (the COMMIT too) has run before the answer.
-    let row = sqlx::query(sql)
-        .bind(device.as_str())
-        .bind(press.seq as i64)
-        .bind(press.kind.as_str())
-        .bind(now_ms)
-        .bind(press.device_ts_ms)
-        .bind(now_ms + job.plan.ring1_after_ms)
-        .bind(alerts::device_actor(device))
-        .bind(BootId::stored(press.boot.as_ref()))
-        .bind(job.rules.repeat_window_ms)
-        .bind(job.rules.merge_window_ms)
-        .fetch_all(&mut *conn)
-        .await?
-        .pop();
-    let Some(row) = row else {
-        return Ok(PressOutcome::UnknownDevice);
-    };
-    let alert = rows::alert(&row)?;
-    Ok(if row.flag("raised_now")? {
-        PressOutcome::Raised(alert)
-    } else if row.flag("merged_now")? {
-        PressOutcome::Merged(alert)
-    } else {
-        PressOutcome::Duplicate(alert)
-    })
-}
-
-/// The fan-out's record: `$1` now, `$2` the alert. A raised alert becomes `notified` with a
-/// timeline event; one cancelled (or further along) before the fan-out was recorded only gets
-/// the time noted. Returns the alert as it is then.
-const NOTIFIED: &str = concat!(
-    "UPDATE alerts SET notified_at_ms = $1, updated_at_ms = $1, state = 'notified' \
-     WHERE id = $2 AND notified_at_ms IS NULL AND state = 'raised'; ",
-    "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
-     SELECT $2, $1, 'gateway', 'notified', '' WHERE changes() = 1; ",
-    "UPDATE alerts SET notified_at_ms = $1 WHERE id = $2 AND notified_at_ms IS NULL; ",
-    alert_select!(),
-    "WHERE a.id = $2"
-);
-
-/// [`crate::store::Store::mark_notified`] in the writer's transaction.
-pub(super) async fn mark_notified_in(
-    conn: &mut Conn,
-    alert: AlertId,
-    now_ms: i64,
-) -> StoreResult<AlertSummary> {
-    let row = sqlx::query(NOTIFIED)
-        .bind(now_ms)
-        .bind(alert.0)
-        .fetch_one(&mut *conn)
-        .await?;
-    rows::alert(&row)
-}
-
-/// Receipts: `$1` now, `$2` a JSON list of `[alert, device]` in queue order.
+/// The records of fan-outs and the units' receipts, in one call: `$now` (the receipts'),
+/// `$receipts` a JSON list of receipts `[alert, device]` in queue order, `$noted` a JSON list
+/// of fan-out records `[alert, now]` in queue order (parameters numbered `$1`–`$3` alone,
+/// `$11`–`$13` after a press's ten). The records go first, so that an alert's timeline
+/// says `notified` before its units' `delivered`.
 ///
-/// The units' recipients move to `delivered` (only from `notified`: a late or repeated receipt
-/// changes nothing), each with a timeline event, and the alerts' first delivery time is set.
-/// Returns each alert whose first delivery this was, with the unit whose receipt came first
-/// in the queue (`first_unit`).
-const DELIVERED: &str = concat!(
-    "DELETE FROM temp.moved; DELETE FROM temp.firsts; ",
-    // Driven from the (small) JSON list into the primary key, named: a row-value IN over a
-    // subquery would scan every recipient ever stored, and SQLite 3.51's planner otherwise
-    // takes the unit's index (`recipients_who`, for catch-up), which walks every alert the
-    // unit was ever sent (2.4 ms a group after a minute at 200 presses/s, and growing).
-    "INSERT OR IGNORE INTO temp.moved (rid, seq, alert, who) \
-     SELECT r.rowid, j.key, r.alert, r.who FROM json_each($2) j \
-     JOIN recipients r INDEXED BY sqlite_autoindex_recipients_1 \
-     ON r.alert = json_extract(j.value, '$[0]') AND r.kind = 'unit' \
-     AND r.who = json_extract(j.value, '$[1]') WHERE r.state = 'notified' ORDER BY j.key; ",
-    "UPDATE recipients SET state = 'delivered', updated_at_ms = $1 \
-     WHERE rowid IN (SELECT rid FROM temp.moved); ",
-    "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
-     SELECT alert, $1, 'device:' || who, 'delivered', '' FROM temp.moved ORDER BY seq; ",
-    "INSERT INTO temp.firsts (id) SELECT DISTINCT a.id FROM temp.moved m \
-     JOIN alerts a ON a.id = m.alert WHERE a.first_delivered_at_ms IS NULL; ",
-    "UPDATE alerts SET first_delivered_at_ms = $1 WHERE id IN (SELECT id FROM temp.firsts); ",
-    "SELECT ",
-    alert_columns!(),
-    ", (SELECT m.who FROM temp.moved m WHERE m.alert = a.id ORDER BY m.seq LIMIT 1) \
-     AS first_unit",
-    alert_from!(),
-    "WHERE a.id IN (SELECT id FROM temp.firsts)"
+/// A fan-out's record: a raised alert becomes `notified` with a timeline event; one cancelled
+/// (or further along) before the fan-out was recorded only gets the time noted. Each such
+/// alert is returned as it is then (`part` = 'notified').
+///
+/// A receipt: the unit's recipient moves to `delivered` (only from `notified`: a late or
+/// repeated receipt changes nothing), with a timeline event, and the alert's first delivery
+/// time is set. Each alert whose first delivery this was is returned (`part` = 'delivered'),
+/// with the unit whose receipt came first in the queue (`first_unit`).
+macro_rules! receipts_sql {
+    ($now:literal, $receipts:literal, $noted:literal) => {
+        concat!(
+            "DELETE FROM temp.noted; ",
+            // CROSS JOIN keeps the (small) list outside: else SQLite's planner scans every
+            // alert ever stored and looks each up in the list.
+            "INSERT OR IGNORE INTO temp.noted (id, seq, at_ms) \
+             SELECT json_extract(j.value, '$[0]'), j.key, json_extract(j.value, '$[1]') \
+             FROM json_each(", $noted, ") j ORDER BY j.key; ",
+            "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
+             SELECT a.id, n.at_ms, 'gateway', 'notified', '' FROM temp.noted n \
+             CROSS JOIN alerts a ON a.id = n.id \
+             WHERE a.notified_at_ms IS NULL AND a.state = 'raised' ORDER BY n.seq; ",
+            // `id IN (…)` and a lookup per row: `UPDATE … FROM temp.noted` scans every alert.
+            "UPDATE alerts SET state = 'notified', notified_at_ms = \
+             (SELECT n.at_ms FROM temp.noted n WHERE n.id = alerts.id), \
+             updated_at_ms = (SELECT n.at_ms FROM temp.noted n WHERE n.id = alerts.id) \
+             WHERE id IN (SELECT id FROM temp.noted) AND notified_at_ms IS NULL \
+             AND state = 'raised'; ",
+            "UPDATE alerts SET notified_at_ms = \
+             (SELECT n.at_ms FROM temp.noted n WHERE n.id = alerts.id) \
+             WHERE id IN (SELECT id FROM temp.noted) AND notified_at_ms IS NULL; ",
+            "SELECT 'notified' AS part, NULL AS first_unit, ",
+            alert_columns!(),
+            alert_from!(),
+            "WHERE a.id IN (SELECT id FROM temp.noted); ",
+            "DELETE FROM temp.moved; DELETE FROM temp.firsts; ",
+            // Driven from the (small) JSON list into the primary key, named: a row-value IN
+            // over a subquery would scan every recipient ever stored, and SQLite 3.51's
+            // planner otherwise takes the unit's index (`recipients_who`, for catch-up), which
+            // walks every alert the unit was ever sent (2.4 ms a group after a minute at 200
+            // presses/s, and growing).
+            "INSERT OR IGNORE INTO temp.moved (rid, seq, alert, who) \
+             SELECT r.rowid, j.key, r.alert, r.who FROM json_each(", $receipts, ") j \
+             JOIN recipients r INDEXED BY sqlite_autoindex_recipients_1 \
+             ON r.alert = json_extract(j.value, '$[0]') AND r.kind = 'unit' \
+             AND r.who = json_extract(j.value, '$[1]') WHERE r.state = 'notified' ORDER BY j.key; ",
+            "UPDATE recipients SET state = 'delivered', updated_at_ms = ", $now, " \
+             WHERE rowid IN (SELECT rid FROM temp.moved); ",
+            "INSERT INTO alert_events (alert, at_ms, actor, action, detail) \
+             SELECT alert, ", $now, ", 'device:' || who, 'delivered', '' FROM temp.moved ORDER BY seq; ",
+            "INSERT INTO temp.firsts (id) SELECT DISTINCT a.id FROM temp.moved m \
+             JOIN alerts a ON a.id = m.alert WHERE a.first_delivered_at_ms IS NULL; ",
+            "UPDATE alerts SET first_delivered_at_ms = ", $now, " WHERE id IN (SELECT id FROM temp.firsts); ",
+            "SELECT 'delivered' AS part, \
+             (SELECT m.who FROM temp.moved m WHERE m.alert = a.id ORDER BY m.seq LIMIT 1) \
+             AS first_unit, ",
+            alert_columns!(),
+            alert_from!(),
+            "WHERE a.id IN (SELECT id FROM temp.firsts)"
+        )
+    };
+}
+const RECEIPTS: &str = receipts_sql!("$1", "$2", "$3");
+
+/// [`RECEIPTS`] in a transaction of its own: `BEGIN` to `COMMIT` in the same call.
+const LONE_RECEIPTS: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    receipts_sql!("$1", "$2", "$3"),
+    "; COMMIT"
 );
 
-/// Writes a group of receipts (`(alert, device)` in queue order) at `now_ms`: see
-/// [`DELIVERED`]. Returns alert id → (the unit whose receipt was the first, the alert).
-pub(super) async fn deliveries_in(
-    conn: &mut Conn,
-    receipts: &[(i64, &str)],
-    now_ms: i64,
-) -> StoreResult<HashMap<i64, (DeviceId, AlertSummary)>> {
-    let json = serde_json::to_string(receipts).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    let found = sqlx::query(DELIVERED)
-        .bind(now_ms)
-        .bind(&json)
-        .fetch_all(&mut *conn)
-        .await?;
-    found
-        .iter()
-        .map(|row| {
-            let alert = rows::alert(row)?;
-            let who = row.text("first_unit")?;
-            let device = DeviceId::parse(&who).map_err(|e| corrupt("device", e))?;
-            Ok((alert.id.0, (device, alert)))
-        })
-        .collect()
+/// A run of receipts and records, then a press, committed together in one call.
+const RECEIPTS_THEN_PRESS: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    receipts_sql!("$11", "$12", "$13"),
+    "; ",
+    press_sql!(),
+    "; COMMIT"
+);
+
+/// A press, then a run of receipts and records, committed together in one call.
+const PRESS_THEN_RECEIPTS: &str = concat!(
+    "BEGIN IMMEDIATE; ",
+    press_sql!(),
+    "; ",
+    receipts_sql!("$11", "$12", "$13"),
+    "; COMMIT"
+);
+
+/// A run of receipts (`(alert, device)` in queue order, at `now_ms`) and fan-out records
+/// (`(alert, now)` in queue order), as [`RECEIPTS`] writes them.
+pub(super) struct ReceiptRun<'a> {
+    pub receipts: &'a [(i64, String)],
+    pub noted: &'a [(i64, i64)],
+    pub now_ms: i64,
+}
+
+/// What the writer sends to the database in one call.
+pub(super) enum OneCall<'a> {
+    /// A press, in the batch's transaction or `alone` with its own `BEGIN` and `COMMIT`.
+    Press { job: &'a PressJob, alone: bool },
+    /// A run of receipts and records, likewise.
+    Receipts { run: ReceiptRun<'a>, alone: bool },
+    /// A press and a run in queue order (`press_first`), with their `BEGIN` and `COMMIT`:
+    /// the batch at a steady rate (a press, and the receipts of the one before).
+    Both {
+        job: &'a PressJob,
+        run: ReceiptRun<'a>,
+        press_first: bool,
+    },
+}
+
+/// What a run of receipts and records wrote: per alert id, the alert as its record left it
+/// (`noted`), and the first delivery (the unit whose receipt it was, the alert).
+#[derive(Default)]
+pub(super) struct Receipted {
+    pub noted: HashMap<i64, AlertSummary>,
+    pub firsts: HashMap<i64, (DeviceId, AlertSummary)>,
+}
+
+/// What one call wrote: the press's outcome if it held a press, and what its run wrote.
+pub(super) struct Written {
+    pub press: Option<PressOutcome>,
+    pub receipts: Receipted,
+}
+
+/// Sends `call` to the database as one query of many statements ([`PRESS`], [`RECEIPTS`] and
+/// their transactions). On an error the caller rolls back whatever part of the transaction is
+/// still open.
+pub(super) async fn one_call(conn: &mut Conn, call: OneCall<'_>) -> StoreResult<Written> {
+    let (job, run, sql) = match call {
+        OneCall::Press { job, alone } => (Some(job), None, if alone { LONE_PRESS } else { PRESS }),
+        OneCall::Receipts { run, alone } => (
+            None,
+            Some(run),
+            if alone { LONE_RECEIPTS } else { RECEIPTS },
+        ),
+        OneCall::Both {
+            job,
+            run,
+            press_first,
+        } => (
+            Some(job),
+            Some(run),
+            if press_first {
+                PRESS_THEN_RECEIPTS
+            } else {
+                RECEIPTS_THEN_PRESS
+            },
+        ),
+    };
+    let mut query = sqlx::query(sql);
+    if let Some(job) = job {
+        let (device, press, now_ms) = (&job.device, &job.press, job.now_ms);
+        query = query
+            .bind(device.as_str())
+            .bind(press.seq as i64)
+            .bind(press.kind.as_str())
+            .bind(now_ms)
+            .bind(press.device_ts_ms)
+            .bind(now_ms + job.plan.ring1_after_ms)
+            .bind(alerts::device_actor(device))
+            .bind(BootId::stored(press.boot.as_ref()))
+            .bind(job.rules.repeat_window_ms)
+            .bind(job.rules.merge_window_ms);
+    }
+    if let Some(run) = &run {
+        let receipts =
+            serde_json::to_string(run.receipts).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let noted =
+            serde_json::to_string(run.noted).map_err(|e| StoreError::Backend(Box::new(e)))?;
+        query = query.bind(run.now_ms).bind(receipts).bind(noted);
+    }
+    // All rows, so that every statement (the COMMIT too) has run before the answer.
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut written = Written {
+        press: job.map(|_| PressOutcome::UnknownDevice),
+        receipts: Receipted::default(),
+    };
+    for row in &rows {
+        let alert = rows::alert(row)?;
+        match row.text("part")?.as_str() {
+            "press" => {
+                written.press = Some(if row.flag("raised_now")? {
+                    PressOutcome::Raised(alert)
+                } else if row.flag("merged_now")? {
+                    PressOutcome::Merged(alert)
+                } else {
+                    PressOutcome::Duplicate(alert)
+                })
+            }
+            "notified" => {
+                written.receipts.noted.insert(alert.id.0, alert);
+            }
+            _ => {
+                let who = row.text("first_unit")?;
+                let device = DeviceId::parse(&who).map_err(|e| corrupt("device", e))?;
+                written.receipts.firsts.insert(alert.id.0, (device, alert));
+            }
+        }
+    }
+    Ok(written)
 }

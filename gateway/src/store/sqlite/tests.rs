@@ -245,3 +245,76 @@ async fn a_repeat_press_queued_behind_its_fan_out_record_finds_it_recorded() -> 
     recorded.await?;
     Ok(())
 }
+
+/// At a steady rate each press meets, in the writer's queue, the fan-out record and receipts of
+/// the press before it; the writer sends them to the database as one call. Every caller still
+/// gets its own answer, and the timeline keeps its order.
+#[tokio::test]
+async fn a_press_written_with_the_receipts_before_it_answers_each_caller() -> anyhow::Result<()> {
+    use crate::domain::{DeviceId, Press, PressKind};
+    use crate::store::{PressOutcome, PressRules, RingPlan};
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
+    let creds = crate::seed::seed_demo(&store, 1).await?;
+    let devices: Vec<DeviceId> = creds
+        .iter()
+        .map(|c| DeviceId::parse(&c.device))
+        .collect::<Result<_, _>>()?;
+    let press = |seq| Press {
+        seq,
+        boot: None,
+        kind: PressKind::Help,
+        device_ts_ms: None,
+    };
+    let (plan, rules) = (RingPlan::default(), PressRules::default());
+    let PressOutcome::Raised(first) = store
+        .record_press(&devices[0], &press(1), &plan, &rules, 1_000)
+        .await?
+    else {
+        panic!("a new alert");
+    };
+    // Queued together before the writer looks: the first alert's record and two receipts
+    // (the second unit's twice), then another household's press.
+    let recorded = store.mark_notified(first.id, 1_010);
+    let receipt_a = store.record_delivery(first.id, &devices[1], 1_020);
+    let receipt_b = store.record_delivery(first.id, &devices[2], 1_021);
+    let receipt_again = store.record_delivery(first.id, &devices[1], 1_022);
+    let next = press(1);
+    let second = store.record_press(&devices[3], &next, &plan, &rules, 1_030);
+
+    let recorded = recorded.await?;
+    assert_eq!(recorded.notified_at_ms, Some(1_010));
+    assert_eq!(recorded.state.as_str(), "notified");
+    let first_delivery = receipt_a
+        .await?
+        .expect("the first receipt is the first delivery");
+    assert_eq!(first_delivery.first_delivered_at_ms, Some(1_020));
+    assert!(receipt_b.await?.is_none(), "only the first receipt is news");
+    assert!(
+        receipt_again.await?.is_none(),
+        "a repeated receipt changes nothing"
+    );
+    match second.await? {
+        PressOutcome::Raised(alert) => assert_ne!(alert.id, first.id),
+        other => panic!("expected a new alert, got {other:?}"),
+    }
+
+    let detail = store.alert_detail(first.id).await?.expect("the alert");
+    let actions: Vec<(&str, &str)> = detail
+        .timeline
+        .iter()
+        .map(|e| (e.action.as_str(), e.actor.as_str()))
+        .collect();
+    let unit = |d: &DeviceId| format!("device:{d}");
+    let (u1, u2) = (unit(&devices[1]), unit(&devices[2]));
+    assert_eq!(
+        actions,
+        vec![
+            ("raised", unit(&devices[0]).as_str()),
+            ("notified", "gateway"),
+            ("delivered", u1.as_str()),
+            ("delivered", u2.as_str()),
+        ]
+    );
+    Ok(())
+}
