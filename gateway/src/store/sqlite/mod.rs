@@ -293,9 +293,12 @@ async fn run_batch(
         loop {
             // What came on the press path since goes next, up to a batch's worth, until a
             // press has run: then the batch commits once what it holds of the press path has
-            // run (presses queued together still share one commit).
-            if queued.path.is_empty() && !pressed_here && taken < MAX_BATCH {
-                if let Ok(work) = presses.try_recv() {
+            // run (presses queued together still share one commit). All of it at once, so that
+            // receipts that came one by one are written as one run (taken one at a time, at
+            // 500 presses a second they were a call each, and the queue grew without end).
+            if queued.path.is_empty() && !pressed_here {
+                while taken + queued.path.len() < MAX_BATCH {
+                    let Ok(work) = presses.try_recv() else { break };
                     queued.path.push_back(work);
                 }
             }
