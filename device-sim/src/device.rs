@@ -530,6 +530,7 @@ fn on_publish(
             // The floor measures bare fan-out: units receive but publish nothing back.
             let sound = !own && first && !alert.state.is_closed() && !cfg.floor;
             let alert_id = alert.alert.clone();
+            let enough = alert.enough;
             sink.event(ctx, at, DeviceEvent::Alert { alert, own, first });
             if sound {
                 let delivered = Delivered {
@@ -555,7 +556,9 @@ fn on_publish(
                     },
                     Err(e) => tracing::error!("cannot serialise delivered: {e}"),
                 }
-                if cfg.respond_probability > 0.0
+                // A resident does not set out for an alert that already has enough help.
+                if !enough
+                    && cfg.respond_probability > 0.0
                     && rand::thread_rng().gen_bool(cfg.respond_probability.clamp(0.0, 1.0))
                 {
                     respond(ctx, cfg, sink, client, tracker, shutdown, alert_id);

@@ -289,6 +289,10 @@ pub struct ClusterAlert {
     /// presses again, and units sound again.
     #[serde(default = "one")]
     pub presses: u32,
+    /// Enough people are coming (the gateway's `--enough-help` for the alert's kind): the unit
+    /// shows "enough help is on the way", and its resident need not go.
+    #[serde(default)]
+    pub enough: bool,
     /// Not in the contract; used to recognise the unit's own alert if a gateway sends it.
     #[serde(default)]
     pub from_device: Option<String>,

@@ -442,6 +442,7 @@ mod tests {
                 state,
                 responders: 0,
                 presses: 1,
+                enough: false,
                 from_device: None,
             },
             own: false,

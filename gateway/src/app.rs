@@ -37,6 +37,8 @@ pub struct Config {
     pub cancel_window: Duration,
     /// When a press repeats an earlier one, and when it joins its household's open alert.
     pub presses: PressRules,
+    /// How many coming are enough for an alert of each kind.
+    pub enough: crate::lifecycle::EnoughHelp,
     /// Device edge limits and deadlines.
     pub edge: EdgeConfig,
     /// When escalation rings fire and how far ring 1 reaches.
@@ -175,6 +177,7 @@ impl Config {
             database_url: database_url.into(),
             cancel_window: Duration::from_secs(30),
             presses: PressRules::default(),
+            enough: crate::lifecycle::EnoughHelp::default(),
             edge: EdgeConfig::default(),
             plan: RingPlan::default(),
             accounts: AccountsConfig::default(),
@@ -367,7 +370,12 @@ impl Application {
         )
         .await
         .context("setting up Web Push")?;
-        let downlink = Downlink::new(connection.link(), metrics.clone(), config.clock.clone());
+        let downlink = Downlink::new(
+            connection.link(),
+            metrics.clone(),
+            config.clock.clone(),
+            config.enough,
+        );
         let ring_wake = Arc::new(crate::escalation::RingWake::default());
         let ingest = Ingest::new(
             store.clone(),
@@ -377,6 +385,7 @@ impl Application {
             IngestSettings {
                 cancel_window: config.cancel_window,
                 presses: config.presses,
+                enough: config.enough,
                 plan: config.plan,
                 supervision: config.supervision,
                 ages: config.ages,

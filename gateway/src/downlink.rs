@@ -12,6 +12,7 @@ use tenwatch_broker::inproc::Publisher;
 
 use crate::clock::Clock;
 use crate::domain::{AlertId, AlertState, BootId, DeviceId};
+use crate::lifecycle::EnoughHelp;
 use crate::metrics::{inc, Metrics};
 use crate::store::AlertSummary;
 
@@ -26,6 +27,9 @@ struct ClusterAlert<'a> {
     responders: u32,
     /// Presses the household made on it: units sound again when it grows.
     presses: u32,
+    /// Enough people are coming ([`EnoughHelp`]): a unit shows "enough help is on the way"
+    /// and its resident need not go.
+    enough: bool,
     ts: i64,
 }
 
@@ -41,6 +45,8 @@ struct Ack<'a> {
     state: AlertState,
     responders: u32,
     presses: u32,
+    /// Enough people are coming ([`EnoughHelp`]).
+    enough: bool,
 }
 
 /// How the gateway reaches the broker.
@@ -61,14 +67,17 @@ pub struct Downlink {
     metrics: Arc<Metrics>,
     /// Stamps each cluster alert with the gateway's time.
     clock: Clock,
+    /// How many coming are enough, per kind.
+    enough: EnoughHelp,
 }
 
 impl Downlink {
-    pub fn new(link: Link, metrics: Arc<Metrics>, clock: Clock) -> Self {
+    pub fn new(link: Link, metrics: Arc<Metrics>, clock: Clock, enough: EnoughHelp) -> Self {
         Self {
             link,
             metrics,
             clock,
+            enough,
         }
     }
 
@@ -102,6 +111,7 @@ impl Downlink {
             state: alert.state,
             responders: alert.responders,
             presses: alert.presses,
+            enough: self.enough.is_enough(&alert.kind, alert.responders),
         };
         self.publish(format!("tw/d/{device}/down/ack"), &body).await;
     }
@@ -114,6 +124,7 @@ impl Downlink {
             state: alert.state,
             responders: alert.responders,
             presses: alert.presses,
+            enough: self.enough.is_enough(&alert.kind, alert.responders),
             ts: self.clock.now_ms(),
         }
     }

@@ -18,7 +18,7 @@ use crate::downlink::Downlink;
 use crate::escalation::RingWake;
 use crate::feed::{Feed, FeedEvent};
 use crate::heartbeats::HeartbeatLedger;
-use crate::lifecycle::{Action, RecipientState};
+use crate::lifecycle::{Action, EnoughHelp, RecipientState};
 use crate::metrics::{inc, Metrics};
 use crate::push::{PushReason, Pusher};
 use crate::store::{
@@ -34,6 +34,9 @@ pub struct IngestSettings {
     pub cancel_window: Duration,
     /// When a press repeats an earlier one, and when it joins its household's open alert.
     pub presses: PressRules,
+    /// How many coming are enough: when one more makes it so, the volunteers not coming are
+    /// told by a push (the units hear it in the cluster alert).
+    pub enough: EnoughHelp,
     /// When rings fire and how far ring 1 reaches.
     pub plan: RingPlan,
     /// Heartbeat interval, grace and health thresholds, applied to every heartbeat.
@@ -450,6 +453,13 @@ impl Ingest {
             self.downlink.ack(&a.device, a.first_press(), a).await;
             self.tell_clusters(a).await;
         }
+        let came = matches!(
+            action,
+            Action::Recipient(RecipientState::Coming | RecipientState::OnScene)
+        );
+        if came && a.state.is_open() && self.settings.enough.just_enough(&a.kind, a.responders) {
+            self.push_to_waiting(a, PushReason::Enough);
+        }
         Ok(applied)
     }
 
@@ -480,22 +490,32 @@ impl Ingest {
     /// Replaces the notification of every volunteer pushed about `alert` (and not declined)
     /// with "no need to come". Off the caller's path: it reads the recipients in a task.
     fn push_closed(&self, alert: &AlertSummary) {
+        self.push_to_waiting(alert, PushReason::Closed);
+    }
+
+    /// Pushes `reason` to every volunteer the alert reached who may still be on their way or
+    /// deciding: all but those who declined, and for "enough help" all but those coming.
+    fn push_to_waiting(&self, alert: &AlertSummary, reason: PushReason) {
         let (store, pusher, alert) = (self.store.clone(), self.pusher.clone(), alert.clone());
         tokio::spawn(async move {
             let recipients = match store.alert_detail(alert.id).await {
                 Ok(Some(detail)) => detail.recipients,
                 Ok(None) => return,
                 Err(e) => {
-                    tracing::error!(alert = %alert.id, error = %e, "volunteers to tell the alert is over unknown");
+                    tracing::error!(alert = %alert.id, error = %e, "volunteers to tell unknown");
                     return;
                 }
             };
             for r in recipients {
-                if r.kind == RecipientKind::Volunteer
-                    && r.push.is_some()
-                    && r.state != RecipientState::Declined
-                {
-                    pusher.notify(&alert, &r.who, None, PushReason::Closed);
+                let told = match reason {
+                    PushReason::Enough => !matches!(
+                        r.state,
+                        RecipientState::Declined | RecipientState::Coming | RecipientState::OnScene
+                    ),
+                    _ => r.state != RecipientState::Declined,
+                };
+                if r.kind == RecipientKind::Volunteer && r.push.is_some() && told {
+                    pusher.notify(&alert, &r.who, None, reason);
                 }
             }
         });

@@ -193,11 +193,105 @@ pub fn alert_next(current: AlertState, action: Action) -> Result<AlertState, Ref
     }
 }
 
+/// How many people coming (or on scene) are enough for an alert of each kind: once that many
+/// are, the others are told that enough help is on the way (units in the cluster alert,
+/// volunteers by a push), so that one call brings help and not a crowd. 0: no limit for that
+/// kind. Counted over every responder, neighbours and volunteers alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnoughHelp {
+    pub help: u32,
+    pub medical: u32,
+    pub fire: u32,
+    pub intrusion: u32,
+}
+
+impl Default for EnoughHelp {
+    /// Three neighbours and a volunteer for most alerts; more hands for a fire.
+    fn default() -> Self {
+        Self {
+            help: 4,
+            medical: 4,
+            fire: 6,
+            intrusion: 4,
+        }
+    }
+}
+
+impl EnoughHelp {
+    /// How many are enough for an alert of `kind` (0: no limit).
+    pub fn needed(&self, kind: &str) -> u32 {
+        match kind {
+            "medical" => self.medical,
+            "fire" => self.fire,
+            "intrusion" => self.intrusion,
+            _ => self.help,
+        }
+    }
+
+    /// Whether `responders` coming are enough for an alert of `kind`.
+    pub fn is_enough(&self, kind: &str, responders: u32) -> bool {
+        let needed = self.needed(kind);
+        needed > 0 && responders >= needed
+    }
+
+    /// Whether one more responder made it enough just now (`responders` counts them).
+    pub fn just_enough(&self, kind: &str, responders: u32) -> bool {
+        let needed = self.needed(kind);
+        needed > 0 && responders == needed
+    }
+
+    /// The defaults changed by a list such as `help=4,fire=6` (kinds left out keep theirs).
+    pub fn parse(list: &str) -> Result<Self, ParseError> {
+        let mut out = Self::default();
+        for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = || ParseError::Invalid {
+                what: "enough-help entry",
+                value: item.chars().take(80).collect(),
+                why: "expected KIND=COUNT: KIND one of help, medical, fire, intrusion; COUNT a \
+                      whole number from 0 (no limit) to 1000",
+            };
+            let (kind, count) = item.split_once('=').ok_or_else(bad)?;
+            let count: u32 = count.trim().parse().map_err(|_| bad())?;
+            if count > 1000 {
+                return Err(bad());
+            }
+            match kind.trim() {
+                "help" => out.help = count,
+                "medical" => out.medical = count,
+                "fire" => out.fire = count,
+                "intrusion" => out.intrusion = count,
+                _ => return Err(bad()),
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use AlertState::*;
     use RecipientState as R;
+
+    #[test]
+    fn enough_help_is_counted_per_kind_and_a_bad_list_is_refused_in_words() {
+        let enough = EnoughHelp::parse("help=2, fire=0").unwrap();
+        assert_eq!((enough.help, enough.fire), (2, 0));
+        assert_eq!(
+            enough.medical,
+            EnoughHelp::default().medical,
+            "left out: the default"
+        );
+        assert!(!enough.is_enough("help", 1));
+        assert!(enough.is_enough("help", 2) && enough.just_enough("help", 2));
+        assert!(enough.is_enough("help", 3) && !enough.just_enough("help", 3));
+        assert!(!enough.is_enough("fire", 50), "0: no limit");
+        assert_eq!(EnoughHelp::parse("").unwrap(), EnoughHelp::default());
+        for bad in ["help", "help=x", "flood=3", "help=-1", "help=1001"] {
+            let why = EnoughHelp::parse(bad).unwrap_err().to_string();
+            assert!(why.contains("expected KIND=COUNT"), "{bad}: {why}");
+        }
+    }
 
     #[test]
     fn the_happy_path() {

@@ -100,6 +100,9 @@ pub enum PushReason {
     Alert,
     /// The alert is over: the notification is replaced by "no need to come".
     Closed,
+    /// Enough people are coming: the notification is replaced by "enough help is on the way"
+    /// ([`crate::lifecycle::EnoughHelp`]).
+    Enough,
 }
 
 struct Job {
@@ -294,7 +297,8 @@ impl Sender {
                 format!("failed: {e}")
             }
         };
-        if job.reason == PushReason::Closed {
+        // What the station sees of a volunteer's push is the alert's own.
+        if job.reason != PushReason::Alert {
             return;
         }
         let now = self.clock.now_ms();
@@ -546,19 +550,26 @@ fn kind_names(kind: &str) -> (&'static str, &'static str) {
 fn payload(job: &Job) -> Vec<u8> {
     let a = &job.alert;
     let (zh, en) = kind_names(&a.kind);
-    let closed = job.reason == PushReason::Closed;
-    let (title, title_en) = if closed {
-        (
+    let (title, title_en) = match job.reason {
+        PushReason::Closed => (
             format!("已解除 · {}", a.label),
             format!("Over · {}", a.label),
-        )
-    } else {
-        (format!("{zh} · {}", a.label), format!("{en} · {}", a.label))
+        ),
+        PushReason::Enough => (
+            format!("人手已够 · {}", a.label),
+            format!("Enough help · {}", a.label),
+        ),
+        PushReason::Alert => (format!("{zh} · {}", a.label), format!("{en} · {}", a.label)),
     };
-    let (body, body_en) = if closed {
+    let (body, body_en) = if job.reason == PushReason::Closed {
         (
             "警情已处理,无需前往。".to_owned(),
             "This alert is closed: no need to come.".to_owned(),
+        )
+    } else if job.reason == PushReason::Enough {
+        (
+            format!("已有 {} 人赶去,您可不必前往。", a.responders),
+            format!("{} coming, enough help: you need not come.", a.responders),
         )
     } else {
         let mut zh_parts = vec![a.address.clone()];

@@ -61,7 +61,12 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
     .await
     .expect("pusher");
     let feed = Feed::new();
-    let downlink = Downlink::new(Link::Mqtt(client), metrics.clone(), clock.clone());
+    let downlink = Downlink::new(
+        Link::Mqtt(client),
+        metrics.clone(),
+        clock.clone(),
+        Default::default(),
+    );
     let plan = RingPlan::default();
     let ingest = Ingest::new(
         store.clone(),
@@ -71,6 +76,7 @@ async fn gateway(url: &str, clock: &Clock) -> Gateway {
         IngestSettings {
             cancel_window: Duration::from_secs(30),
             presses: Default::default(),
+            enough: Default::default(),
             plan,
             supervision: Default::default(),
             ages: Default::default(),

@@ -99,6 +99,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         cancel_window: 30,
         press_repeat_window: 600,
         press_merge_window: 600,
+        enough_help: crate::lifecycle::EnoughHelp::default(),
         connect_timeout: 5,
         max_payload: 2048,
         press_burst: 5,

@@ -76,6 +76,12 @@ pub struct ServeArgs {
     /// press is at most this old, instead of raising another (0: every press raises its own).
     #[arg(long, env = "TENWATCH_PRESS_MERGE_WINDOW", default_value_t = 600)]
     pub press_merge_window: u64,
+    /// How many people coming are enough, per kind: once that many are, the other units hear
+    /// "enough help is on the way" and volunteers not coming get a push saying so. KIND=COUNT
+    /// pairs; kinds left out keep their default (help=4, medical=4, fire=6, intrusion=4); a
+    /// count of 0 sets no limit.
+    #[arg(long, env = "TENWATCH_ENOUGH_HELP", default_value = "", value_parser = parse_enough)]
+    pub enough_help: crate::lifecycle::EnoughHelp,
     /// Seconds a device has to send CONNECT after opening its connection.
     #[arg(long, env = "TENWATCH_CONNECT_TIMEOUT", default_value_t = 5)]
     pub connect_timeout: u64,
@@ -377,6 +383,10 @@ pub(super) async fn stop_signal() {
     tracing::info!("{why}: shutting down");
 }
 
+fn parse_enough(list: &str) -> Result<crate::lifecycle::EnoughHelp, String> {
+    crate::lifecycle::EnoughHelp::parse(list).map_err(|e| e.to_string())
+}
+
 fn press_rules(repeat_s: u64, merge_s: u64) -> crate::store::PressRules {
     crate::store::PressRules {
         repeat_window_ms: repeat_s as i64 * 1000,
@@ -392,6 +402,7 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
         "--press-repeat-window and --press-merge-window must be at most a day (86400 s)"
     );
     config.presses = press_rules(args.press_repeat_window, args.press_merge_window);
+    config.enough = args.enough_help;
     config.edge.connect_timeout = Duration::from_secs(args.connect_timeout);
     config.edge.max_payload = args.max_payload;
     anyhow::ensure!(
