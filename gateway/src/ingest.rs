@@ -476,6 +476,11 @@ impl Ingest {
         }
     }
 
+    /// How many coming are enough, per kind.
+    pub fn enough_help(&self) -> EnoughHelp {
+        self.settings.enough
+    }
+
     pub fn now(&self) -> i64 {
         self.clock.now_ms()
     }

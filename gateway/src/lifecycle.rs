@@ -197,7 +197,7 @@ pub fn alert_next(current: AlertState, action: Action) -> Result<AlertState, Ref
 /// are, the others are told that enough help is on the way (units in the cluster alert,
 /// volunteers by a push), so that one call brings help and not a crowd. 0: no limit for that
 /// kind. Counted over every responder, neighbours and volunteers alike.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct EnoughHelp {
     pub help: u32,
     pub medical: u32,

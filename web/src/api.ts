@@ -91,6 +91,8 @@ export interface ConsoleConfig {
   tile_attribution: string;
   time_zone: string;
   version: string;
+  /** How many coming are enough, per kind (absent from an older gateway). */
+  enough_help?: Record<string, number>;
 }
 
 export interface MapZone {

@@ -7,6 +7,7 @@ import type { Account, ConsoleConfig } from "./api";
 import { api, ApiError, whenSignedOut } from "./api";
 import { ConsolePage } from "./console";
 import { h } from "./dom";
+import { setEnoughHelp } from "./enough";
 import { setTimeZone } from "./format";
 import { setLang, currentLang, t } from "./i18n";
 import { showLogin } from "./login";
@@ -36,6 +37,7 @@ async function boot(): Promise<void> {
   } catch {
     // An old gateway without the settings route: the defaults do.
   }
+  setEnoughHelp(config.enough_help);
   if (!setTimeZone(config.time_zone)) tzWarning = t.tzWarn(config.time_zone);
   whenSignedOut(signInPage);
   try {

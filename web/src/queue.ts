@@ -5,6 +5,7 @@
 import type { AlertDetail, AlertSummary, Problem } from "./api";
 import { needsAcknowledgement } from "./api";
 import { h } from "./dom";
+import { isEnough } from "./enough";
 import { after, clock, elapsed } from "./format";
 import { label, t } from "./i18n";
 
@@ -31,6 +32,13 @@ export function queueOrder(a: AlertSummary, b: AlertSummary): number {
   );
 }
 
+/** How many of those coming a card names. */
+const NAMED = 3;
+
+function closed(a: AlertSummary): boolean {
+  return a.state === "resolved" || a.state === "cancelled";
+}
+
 /** Names of the recipients coming or on scene, from the alert's detail if loaded. */
 function comingNames(detail: AlertDetail | undefined): string[] {
   if (!detail) return [];
@@ -46,8 +54,11 @@ function entry(
   open: (id: number) => void,
 ): HTMLElement {
   const unacked = needsAcknowledgement(a);
-  const names = comingNames(detail);
-  const closed = a.state === "resolved" || a.state === "cancelled";
+  // The nearest few by name (the detail lists recipients by ring and distance), then a count.
+  const all = comingNames(detail);
+  const names = all.length > NAMED ? [...all.slice(0, NAMED), t.more(all.length - NAMED)] : all;
+  const enough = !closed(a) && isEnough(a.kind, a.responders);
+  const isClosed = closed(a);
   return h(
     "li",
     {
@@ -68,7 +79,7 @@ function entry(
         { class: "row1" },
         h("span", { class: `kind kind-${a.kind}` }, label(t.kinds, a.kind)),
         h("span", { class: "label" }, a.label),
-        closed
+        isClosed
           ? h("span", { class: "since" }, clock(a.closed_at_ms ?? a.updated_at_ms))
           : h(
               "span",
@@ -91,6 +102,7 @@ function entry(
         { class: "row3 coming" },
         a.responders > 0 ? t.responders(a.responders) : t.nobodyComing,
         names.length > 0 ? `: ${names.join("、")}` : "",
+        enough ? h("span", { class: "badge enough", title: t.enoughTitle }, t.enough) : null,
       ),
       responseTimes(a, "times"),
     ),

@@ -15,6 +15,8 @@ export const zhWords = {
   langSwitch: "English",
   langSwitchLabel: "Switch to English",
   failed: "操作失败：",
+  enough: "人手已够",
+  enoughTitle: "赶来的人数已达到此类警情所需，其他人可不必前往",
   kinds: {
     help: "求助",
     medical: "急救",
@@ -45,6 +47,8 @@ export const enWords: Words = {
   langSwitch: "中文",
   langSwitchLabel: "切换到中文",
   failed: "Failed: ",
+  enough: "enough help",
+  enoughTitle: "As many are coming as this kind of alert needs: the others need not come",
   kinds: {
     help: "Help",
     medical: "Medical",

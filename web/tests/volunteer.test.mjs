@@ -19,7 +19,7 @@ import { after, before, describe, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, killAll, press, seed, until } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, killAll, press, seed, until, uplink } from "./harness.mjs";
 
 const SHOTS = path.join(ROOT, "docs/screenshots");
 const PHONE = { width: 390, height: 844 };
@@ -539,6 +539,39 @@ describe("volunteer app", { timeout: 240_000 }, () => {
     );
     assert.match(await page.locator(`.alert-row[data-alert="${alert.id}"]`).innerText(), /暂无人响应/);
     assert.equal(order.at(-1), alertId, `the alert with help comes last (${order})`);
+  });
+
+  test("an alert that already has enough help says so, and 我来了 asks first", async () => {
+    // Four neighbours answer "coming" to a press of cluster 2: enough for help (4 by default).
+    const presser = device(2, 2);
+    await press(gw, presser, ++seq, "help");
+    const alert = await until("the alert at the station", async () => {
+      const { alerts } = await gw.api(station, "GET", "/api/alerts");
+      return alerts.find((a) => a.household === presser.household && a.state !== "resolved");
+    });
+    for (const n of [3, 4, 5, 6]) await uplink(gw, device(2, n), "respond", { alert: alert.id, answer: "coming" });
+    await until("four coming", async () => (await gw.api(station, "GET", `/api/alerts/${alert.id}`)).responders === 4);
+
+    await page.goto(`${gw.base}/app/#/alert/${alert.id}`);
+    const pageEl = page.locator(`.alert-page[data-alert="${alert.id}"]`);
+    const note = pageEl.locator(".enough-note");
+    await note.waitFor();
+    assert.match(await note.innerText(), /人手已够：已有 4 人赶去/);
+    // 我来了 asks first; "Stay" leaves the answer as it was.
+    await pageEl.locator("button.answer-coming").click();
+    const ask = pageEl.getByRole("alertdialog");
+    await ask.waitFor();
+    assert.match(await ask.innerText(), /已有 4 人赶去，人手已够。您仍要前往吗？/);
+    await ask.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: path.join(SHOTS, "volunteer-enough-help.png") });
+    await ask.getByRole("button", { name: "不去了" }).click();
+    await ask.waitFor({ state: "detached" });
+    assert.equal(await pageEl.locator(".my-state strong").innerText(), "未响应");
+    // "Go anyway" answers: the station sees five coming.
+    await pageEl.locator("button.answer-coming").click();
+    await pageEl.getByRole("alertdialog").getByRole("button", { name: "仍要前往" }).click();
+    await until("my answer shown", async () => (await pageEl.locator(".my-state strong").innerText()) === "正在赶来");
+    assert.equal((await gw.api(station, "GET", `/api/alerts/${alert.id}`)).responders, 5);
   });
 
   test("patrol check-in records the time and position and lists it", async () => {

@@ -26,6 +26,7 @@ async fn config(State(s): State<AppState>) -> Response {
         "tile_attribution": s.console.tile_attribution,
         "time_zone": s.console.time_zone,
         "version": env!("CARGO_PKG_VERSION"),
+        "enough_help": s.ingest.enough_help(),
     }))
     .into_response()
 }

@@ -12,6 +12,7 @@ import type { Change, Host, Page } from "./page";
 import type { AlertDetail, Answer, Recipient } from "./api";
 import { ApiError, distanceM, isOpen, volunteerApi } from "./api";
 import { fill, h } from "../dom";
+import { isEnough } from "../enough";
 import { ago, label, t, timeOf } from "./i18n";
 import { geoHref, mapsLink } from "./navigate";
 
@@ -31,6 +32,8 @@ export class AlertPage implements Page {
   private detail: AlertDetail | null = null;
   private error = "";
   private busy: Answer | null = null;
+  /** "I'm coming" was pressed on an alert that already has enough help: ask first. */
+  private askingEnough = false;
   private answerError = "";
   private seenSent = false;
   private map: L.Map | null = null;
@@ -181,12 +184,56 @@ export class AlertPage implements Page {
           class: `answer answer-${answer} ${cls}`,
           "aria-pressed": state === answer ? "true" : "false",
           disabled: disabled || this.busy !== null,
-          onclick: () => void this.respond(answer),
+          onclick: () => {
+            if (answer === "coming" && enough && state !== "coming") {
+              this.askingEnough = true;
+              this.drawAnswer();
+              return;
+            }
+            void this.respond(answer);
+          },
         },
         h("span", { class: "answer-main" }, main),
         h("span", { class: "answer-sub" }, sub),
       );
     const onScene = state === "on_scene";
+    const comingNow = state === "coming" || state === "on_scene";
+    const enough = isEnough(d.kind, d.responders);
+    const ask = this.askingEnough
+      ? h(
+          "div",
+          { class: "enough-ask", role: "alertdialog", "aria-label": t.enough },
+          h("p", {}, t.enoughAsk(d.responders)),
+          h(
+            "div",
+            { class: "enough-ask-buttons" },
+            h(
+              "button",
+              {
+                type: "button",
+                class: "still-go",
+                onclick: () => {
+                  this.askingEnough = false;
+                  void this.respond("coming");
+                },
+              },
+              t.stillGo,
+            ),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "stay",
+                onclick: () => {
+                  this.askingEnough = false;
+                  this.drawAnswer();
+                },
+              },
+              t.stay,
+            ),
+          ),
+        )
+      : null;
     fill(this.answer, 
       h(
         "p",
@@ -194,6 +241,8 @@ export class AlertPage implements Page {
         `${t.yourAnswer}: `,
         h("strong", { "data-state": state ?? "none" }, state ? label(t.recipientStates, state) : t.notAnswered),
       ),
+      enough && !comingNow ? h("p", { class: "enough-note", role: "status" }, t.enoughNow(d.responders)) : null,
+      ask,
       h(
         "div",
         { class: "answer-grid" },

@@ -8,6 +8,7 @@ import type { Account, ConsoleConfig } from "./api";
 import { ApiError, volunteerApi, whenSignedOut } from "./api";
 import { App } from "./app";
 import { h } from "../dom";
+import { setEnoughHelp } from "../enough";
 import { currentLang, setLang, t } from "./i18n";
 import { showLogin, showOperatorNotice } from "./login";
 import { serviceWorker } from "./push";
@@ -38,6 +39,7 @@ async function boot(): Promise<void> {
   void serviceWorker();
   try {
     config = await volunteerApi.config();
+    setEnoughHelp(config.enough_help);
   } catch {
     // Offline or an old gateway: no tiles, and the page says so when it cannot reach the API.
   }
