@@ -263,6 +263,24 @@ describe("station console", { timeout: 180_000 }, () => {
     await page.locator(`.alert-pin[data-household="${presser.household}"]`).waitFor();
   });
 
+  test("five coming: the card names the nearest three, counts the rest and says enough help", async () => {
+    const presser = device(2, 2);
+    await press(gw, presser, ++seq, "help");
+    const item = page.locator(".alert-list.open .alert-item").filter({ hasText: presser.label });
+    await item.waitFor();
+    const station = await gw.signIn("station");
+    const { alerts } = await gw.api(station, "GET", "/api/alerts");
+    const alert = alerts.find((a) => a.household === presser.household && a.state !== "resolved");
+    for (const n of [3, 6, 7, 9, 10]) await uplink(gw, device(2, n), "respond", { alert: alert.id, answer: "coming" });
+    const coming = item.locator(".row3.coming");
+    await until("five coming on the card", async () => /5 人赶来/.test(await coming.innerText()));
+    await until("three named, two counted", async () => /另有 2 人/.test(await coming.innerText()));
+    const text = await coming.innerText();
+    const named = [3, 6, 7, 9, 10].filter((n) => text.includes(device(2, n).label));
+    assert.equal(named.length, 3, `three named: ${text}`);
+    assert.equal(await coming.locator(".badge.enough").innerText(), "人手已够");
+  });
+
   test("an operator of another zone does not see the alert", async () => {
     const context = await browser.newContext({ viewport: VIEWPORT });
     const other = await context.newPage();
