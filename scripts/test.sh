@@ -15,6 +15,11 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 fc-list :lang=zh 2>/dev/null | grep -q . || need_apt+=(fonts-wqy-microhei)
 # The store tests run on PostgreSQL too: the server's binaries (the tests start their own).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+# packaging/ tried as shipped: the systemd unit (systemd-analyze verify) and the TLS proxy
+# example (nginx, with a certificate openssl makes).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+[ -x /usr/sbin/nginx ] || need_apt+=(nginx-light)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_apt[*]}"
