@@ -221,7 +221,90 @@ export interface Problem {
   notify: { channel: string; role: string; who: string; label: string; contacts: string }[];
 }
 
+/** A closed alert as the history lists it (`GET /api/alerts/history`). */
+export interface HistoryAlert extends AlertSummary {
+  cluster_name: string;
+  raised_at: string;
+  closed_at: string | null;
+  /** From the press to resolved or cancelled. */
+  duration_ms: number | null;
+}
+
+/** The history's filters; times are unix ms. */
+export interface HistoryQuery {
+  from?: number;
+  to?: number;
+  kind?: string;
+  category?: string;
+  state?: string;
+  cluster?: string;
+  household?: string;
+  q?: string;
+  cursor?: string;
+  limit?: number;
+}
+
+/** A device's health now, as supervision sees it. */
+export interface DeviceHealth {
+  device: string;
+  household: string;
+  label: string;
+  cluster: string;
+  zone: string;
+  state: "online" | "late" | "offline" | "never_seen";
+  reason: string | null;
+  since_ms: number | null;
+  connected: boolean;
+  last_heartbeat_ms: number | null;
+  battery: number | null;
+  battery_low: boolean;
+  tamper: boolean;
+  rssi: number | null;
+  firmware: string | null;
+}
+
+export interface PresenceChange {
+  at_ms: number;
+  at: string;
+  state: "online" | "offline";
+  /** Offline: why (a code); online: what showed it alive (`connected`, `heartbeat`). */
+  reason: string;
+}
+
+export interface BatteryReading {
+  at_ms: number;
+  at: string;
+  level: number;
+}
+
+/** `GET /api/devices/{id}/history`: presence and battery in a window, oldest first. */
+export interface DeviceHistory {
+  device: DeviceHealth;
+  from_ms: number;
+  to_ms: number;
+  presence_before: PresenceChange | null;
+  presence: PresenceChange[];
+  battery_before: BatteryReading | null;
+  battery: BatteryReading[];
+  truncated: boolean;
+  /** The level under which a battery is reported low (percent). */
+  battery_low: number;
+}
+
+function query(q: object): string {
+  const params = new URLSearchParams();
+  for (const [k, v] of Object.entries(q)) {
+    if (v !== undefined && v !== null && v !== "") params.set(k, String(v));
+  }
+  const s = params.toString();
+  return s ? `?${s}` : "";
+}
+
 export const api = {
+  history: (q: HistoryQuery) =>
+    request<{ alerts: HistoryAlert[]; next: string | null }>("GET", `/api/alerts/history${query(q)}`),
+  deviceHistory: (id: string, from: number, to: number) =>
+    request<DeviceHistory>("GET", `/api/devices/${encodeURIComponent(id)}/history${query({ from, to })}`),
   problems: () => request<{ problems: Problem[] }>("GET", "/api/problems?limit=1000"),
   config: () => request<ConsoleConfig>("GET", "/api/console/config"),
   session: () => request<{ account: Account }>("GET", "/api/session"),

@@ -1,6 +1,7 @@
-// The console page: header (zones, clock, feed state, sound, language, sign-out), the banner
-// shown while the live feed is down, the map, the alert queue and the alert panel. It keeps
-// the open alerts, applies feed events to them and redraws what changed.
+// The console page: header (zones, clock, feed state, sound, history, language, sign-out), the
+// banner shown while the live feed is down, the map and the alert queue (or, in their place,
+// the alert history), the alert panel, and a device's record over it all. It keeps the open
+// alerts, applies feed events to them and redraws what changed.
 
 import type {
   Account,
@@ -15,9 +16,11 @@ import type {
 import { api, ApiError, isOpen, needsAcknowledgement } from "./api";
 import { Alarm } from "./alarm";
 import { DetailPanel } from "./detail";
+import { DevicePage } from "./device";
 import { h } from "./dom";
 import { Feed, type FeedStatus } from "./feed";
 import { clock, stationTimeZone } from "./format";
+import { HistoryView } from "./history";
 import * as i18n from "./i18n";
 import { t } from "./i18n";
 import { langButton } from "./lang";
@@ -51,11 +54,15 @@ export class ConsolePage {
   private readonly feed: Feed;
   private map!: ConsoleMap;
   private detail!: DetailPanel;
+  private history!: HistoryView;
+  private devicePage!: DevicePage;
   private els!: {
     header: HTMLElement;
     banner: HTMLElement;
     queue: HTMLElement;
     detail: HTMLElement;
+    history: HTMLElement;
+    mapWrap: HTMLElement;
     mapEl: HTMLElement;
     status: HTMLElement;
   };
@@ -127,13 +134,16 @@ export class ConsolePage {
 
   private layout(): void {
     const mapEl = h("div", { id: "map", class: "map", role: "region", "aria-label": "map" });
+    const status = h("div", { class: "map-status" });
     this.els = {
       header: h("header", { class: "top" }),
       banner: h("div", { class: "feed-banner", role: "alert", hidden: true }),
       queue: h("aside", { class: "queue", "aria-label": t.queueTitle }),
       detail: h("section", { class: "detail", hidden: true, "aria-label": "alert" }),
+      history: h("section", { class: "history", hidden: true, "aria-label": t.historyTitle }),
+      mapWrap: h("div", { class: "map-wrap" }, mapEl, status, this.legend()),
       mapEl,
-      status: h("div", { class: "map-status" }),
+      status,
     };
     this.root.replaceChildren(
       h(
@@ -144,7 +154,8 @@ export class ConsolePage {
         h(
           "main",
           { class: "body" },
-          h("div", { class: "map-wrap" }, mapEl, this.els.status, this.legend()),
+          this.els.history,
+          this.els.mapWrap,
           this.els.queue,
           this.els.detail,
         ),
@@ -152,7 +163,19 @@ export class ConsolePage {
     );
     this.map = new ConsoleMap(mapEl, this.config.tile_url, this.config.tile_attribution, {
       select: (id) => this.select(id),
+      device: (id) => this.devicePage.open(id),
     });
+    this.devicePage = new DevicePage(this.root, {
+      householdHistory: (household, name) => {
+        this.history.showHousehold(household, name);
+        this.showHistory(true);
+      },
+    });
+    this.history = new HistoryView(
+      this.els.history,
+      { open: (id) => this.select(id), device: (id) => this.devicePage.open(id) },
+      () => this.mapData,
+    );
     this.detail = new DetailPanel(this.els.detail, {
       close: () => this.select(null),
       acknowledge: async (id) => this.applied(await api.acknowledge(id)),
@@ -160,6 +183,7 @@ export class ConsolePage {
       dispatch: async (id, v, note) => this.applied(await api.dispatch(id, v, note)),
       note: async (id, text) => this.applied(await api.note(id, text)),
       resolve: async (id, c, note) => this.applied(await api.resolve(id, c, note)),
+      device: (id) => this.devicePage.open(id),
     }, this.account);
     this.redraw();
   }
@@ -409,6 +433,7 @@ export class ConsolePage {
       this.selected,
       (id) => this.select(id),
       this.problems,
+      (id) => this.devicePage.open(id),
     );
     this.map.setAlerts(open, this.selected);
     this.status();
@@ -481,6 +506,16 @@ export class ConsolePage {
         feed === "live" ? t.feedLive : feed === "connecting" ? t.feedConnecting : t.feedDownNow,
       ),
       soundButton,
+      h(
+        "button",
+        {
+          type: "button",
+          class: "history-button",
+          "aria-pressed": this.history.shown ? "true" : "false",
+          onclick: () => this.showHistory(!this.history.shown),
+        },
+        this.history.shown ? t.historyBack : t.historyButton,
+      ),
       langButton(i18n, () => this.relabel(), "lang-switch"),
       h("span", { class: "who" }, this.account.display_name || this.account.name),
       h("button", { type: "button", class: "sign-out", onclick: () => void this.signOut() }, t.signOut),
@@ -521,9 +556,22 @@ export class ConsolePage {
     if (c?.firstChild) c.firstChild.textContent = `${clock(Date.now())} `;
   }
 
+  /** The history in the place of the map and the queue, or the map and the queue again. */
+  private showHistory(on: boolean): void {
+    if (on) this.history.show();
+    else this.history.hide();
+    this.els.mapWrap.hidden = on;
+    this.els.queue.hidden = on;
+    this.redraw();
+    // The map's box was hidden: Leaflet measures it again.
+    if (!on) requestAnimationFrame(() => this.map.resized(null));
+  }
+
   /** Shows everything anew in the language just switched to. */
   private relabel(): void {
     this.detail.reset();
+    this.history.relabel();
+    this.devicePage.relabel();
     const legend = this.root.querySelector(".legend");
     legend?.replaceWith(this.legend());
     this.map.relabel(this.mapData, [...this.open.values()], this.selected);

@@ -20,6 +20,8 @@ export interface DetailActions {
   dispatch(id: number, volunteer: string, note: string): Promise<void>;
   note(id: number, text: string): Promise<void>;
   resolve(id: number, category: Category, note: string): Promise<void>;
+  /** Opens the record of the presser's unit. */
+  device(id: string): void;
 }
 
 function errorText(e: unknown): string {
@@ -211,7 +213,7 @@ function status(d: AlertSummary): HTMLElement {
   );
 }
 
-function info(d: AlertDetail, me: Account, fold: Fold): HTMLElement {
+function info(d: AlertDetail, me: Account, fold: Fold, openDevice: (id: string) => void): HTMLElement {
   const recipients = [...d.recipients].sort(
     (x, y) =>
       Number(isOwn(y, me)) - Number(isOwn(x, me)) || stateRank(y.state) - stateRank(x.state) || x.ring - y.ring,
@@ -236,6 +238,12 @@ function info(d: AlertDetail, me: Account, fold: Fold): HTMLElement {
         h("dd", {}, d.cluster_name),
         h("dt", {}, t.leader),
         h("dd", { class: "leader" }, d.leader ?? t.noLeader),
+        h("dt", {}, t.deviceOpen),
+        h(
+          "dd",
+          {},
+          h("button", { type: "button", class: "link device-link", "data-device": d.device, onclick: () => openDevice(d.device) }, `${t.deviceOpen} · ${d.device}`),
+        ),
       ),
     ),
     h("section", {}, h("h3", {}, t.firstResponse), responseTimes(d, "response-times")),
@@ -382,7 +390,7 @@ export class DetailPanel {
     if (title) title.textContent = `${label(t.kinds, summary.kind)} · ${summary.label}`;
     this.statusBox.replaceChildren(status(summary));
     const merged = detail ? { ...detail, ...summary } : undefined;
-    this.infoBox.replaceChildren(merged ? info(merged, this.me, this.fold) : h("p", {}, t.loading));
+    this.infoBox.replaceChildren(merged ? info(merged, this.me, this.fold, (id) => this.actions.device(id)) : h("p", {}, t.loading));
     this.forms?.refresh(summary, merged, volunteers);
   }
 

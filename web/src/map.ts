@@ -115,6 +115,8 @@ function streetLine(households: MapHousehold[]): [number, number][] {
 
 export interface MapCallbacks {
   select(alertId: number): void;
+  /** A household's marker was clicked: its unit's record. */
+  device(deviceId: string): void;
 }
 
 export class ConsoleMap {
@@ -312,6 +314,10 @@ export class ConsoleMap {
     for (const h of data.households) {
       const marker = L.circleMarker([h.lat, h.lon], { radius: this.leaders.has(h.id) ? 8 : 6 });
       marker.bindTooltip(() => this.householdTooltip(h));
+      marker.on("click", () => {
+        const unit = this.devicesByHousehold.get(h.id)?.[0];
+        if (unit) this.callbacks.device(unit.id);
+      });
       this.householdMarkers.set(h.id, marker);
       marker.addTo(this.householdLayer);
       this.styleHousehold(h.id);
@@ -342,7 +348,8 @@ export class ConsoleMap {
     const battery = devices.map((d) => d.battery).find((b) => b !== null);
     return (
       `<b>${escapeHtml(h.label)}</b>${this.leaders.has(h.id) ? ` · ${escapeHtml(t.legendLeader)}` : ""}` +
-      `<br>${escapeHtml(state)}${battery !== undefined && battery !== null ? ` · ${battery}%` : ""}`
+      `<br>${escapeHtml(state)}${battery !== undefined && battery !== null ? ` · ${battery}%` : ""}` +
+      (devices.length > 0 ? `<br><small>${escapeHtml(t.mapDeviceHint)}</small>` : "")
     );
   }
 

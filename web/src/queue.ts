@@ -143,7 +143,7 @@ export function problemWhat(p: Problem): string {
 }
 
 /** The "needs attention" list: dead, weak or tampered units and thin clusters, and whom to tell. */
-function attention(problems: Problem[]): HTMLElement[] {
+function attention(problems: Problem[], openDevice: (id: string) => void): HTMLElement[] {
   const item = (p: Problem) => {
     const who = p.notify
       .filter((n) => n.role !== "station")
@@ -161,6 +161,9 @@ function attention(problems: Problem[]): HTMLElement[] {
       ),
       h("div", { class: "problem-what" }, what, p.flapping ? ` · ${t.flapping(p.flaps)}` : ""),
       who.length > 0 ? h("div", { class: "problem-who" }, `${t.tellWho}: ${who.join("; ")}`) : null,
+      p.device !== null
+        ? h("button", { type: "button", class: "link device-link", onclick: () => p.device !== null && openDevice(p.device) }, t.deviceOpen)
+        : null,
     );
   };
   return [
@@ -179,6 +182,7 @@ export function renderQueue(
   selected: number | null,
   select: (id: number) => void,
   problems: Problem[] = [],
+  openDevice: (id: string) => void = () => {},
 ): void {
   const sorted = [...open].sort(queueOrder);
   const parts: (HTMLElement | null)[] = [
@@ -198,7 +202,7 @@ export function renderQueue(
           closed.map((a) => entry(a, details.get(a.id), a.id === selected, select)),
         )
       : null,
-    ...attention(problems),
+    ...attention(problems, openDevice),
   ];
   el.replaceChildren(...parts.filter((p): p is HTMLElement => p !== null));
 }

@@ -319,6 +319,93 @@ describe("station console", { timeout: 180_000 }, () => {
     await panel.waitFor({ state: "hidden" });
   });
 
+  test("the history finds the resolved alert by its filters and opens it; its unit's record shows its presence", async () => {
+    const presser = device(1, 3);
+    await page.locator("header.top button.history-button").click();
+    const view = page.locator("section.history");
+    await view.waitFor();
+    // The history takes the map's and the queue's place.
+    assert.equal(await page.locator("aside.queue").isVisible(), false);
+    const rows = view.locator("tr.history-row");
+    await rows.first().waitFor();
+
+    // The false alarm resolved earlier, found by its category and its household's words.
+    await view.locator("select.history-category").selectOption("false_alarm");
+    await view.locator("input.history-q").fill(presser.label);
+    await view.locator("button.history-search").click();
+    const only = async (label) => (await rows.count()) === 1 && (await rows.first().innerText()).includes(label);
+    await until("the false alarm alone", () => only(presser.label));
+    const row = await rows.first().innerText();
+    assert.match(row, /急救/);
+    assert.match(row, /误报/);
+    assert.match(row, /十户联防组|联防组/);
+    assert.match(row, /\d+:\d\d/, "how long it was open");
+    assertNoCodes(await view.innerText(), "the history");
+    // A kind it is not: nothing, and the page says so.
+    await view.locator("select.history-kind").selectOption("fire");
+    await view.locator("button.history-search").click();
+    await view.locator(".history-empty").waitFor();
+    await view.locator("select.history-kind").selectOption("medical");
+    await view.locator("button.history-search").click();
+    await until("the false alarm again", () => only(presser.label));
+
+    // The row opens the alert's panel with its timeline.
+    await rows.first().click();
+    const panel = page.locator("section.detail");
+    await panel.locator(".resolved-as").filter({ hasText: "误报" }).waitFor();
+    await panel.locator(".timeline li").filter({ hasText: "结案 — 误报：住户误按" }).waitFor();
+    await page.screenshot({ path: path.join(SHOTS, "console-history.png") });
+
+    // From the panel, its unit's record: it came online and went away, each with its reason.
+    await panel.locator("button.device-link").click();
+    const record = page.locator("dialog.device-page");
+    await record.locator(".presence-list li.presence-online").first().waitFor();
+    assert.ok((await record.locator(".presence-list li.presence-offline").count()) >= 1);
+    assert.match(await record.locator(".presence-list").innerText(), /上线 — 已连接/);
+    assert.match(await record.locator(".presence-list li.presence-offline").first().innerText(), /离线 — \S/);
+    assert.match(await record.locator("h2").innerText(), new RegExp(presser.label));
+    assertNoCodes(await record.innerText(), "the device record");
+    await page.keyboard.press("Escape");
+    await record.waitFor({ state: "hidden" });
+    await panel.locator("button.close").click();
+    await page.locator("header.top button.history-button").click();
+    await view.waitFor({ state: "hidden" });
+    // The map is back, framed on the zone again: the open alerts' pins are in view.
+    await until("the alerts' pins in view", async () => {
+      const pins = await page.locator(".alert-pin").all();
+      return pins.length > 0 && (await Promise.all(pins.map(inView))).every(Boolean);
+    });
+
+    // The unit that lost power, from the needs-attention list: offline, and why.
+    const lost = device(2, 4);
+    await page.locator(".problem-offline", { hasText: lost.label }).locator("button.device-link").click();
+    await record.locator(".presence-list li.presence-offline").first().waitFor();
+    assert.match(await record.locator(".device-state").innerText(), /离线/);
+    await record.locator("button.close").click();
+    await record.waitFor({ state: "hidden" });
+
+    // A unit whose battery ran down, from its household's marker on the map: the chart and
+    // its readings.
+    const weak = device(2, 3);
+    const station = await gw.signIn("station");
+    for (const [n, battery] of [[1, 64], [2, 15]]) {
+      await uplink(gw, weak, "heartbeat", { seq: n, battery });
+      await until(`the ${battery}% reading stored`, async () =>
+        (await gw.api(station, "GET", `/api/devices/${weak.device}/history`)).battery.length === n);
+    }
+    await page.locator(`path.hh[data-household="${weak.household}"]`).click();
+    const chart = record.locator("svg.battery-chart");
+    await chart.waitFor();
+    assert.equal(await chart.getAttribute("aria-label"), "电量从 64% 到 15%，最低 15%");
+    assert.equal(await record.locator("circle.dot.low").count(), 1, "the low reading marked");
+    await record.locator(".battery-data summary").click();
+    assert.deepEqual(await record.locator(".battery-data tbody td:nth-child(2)").allInnerTexts(), ["15%", "64%"]);
+    assertNoCodes(await record.innerText(), "the device record");
+    await page.screenshot({ path: path.join(SHOTS, "console-device.png") });
+    await record.locator("button.close").click();
+    await record.waitFor({ state: "hidden" });
+  });
+
   test("a page of another site on this host can neither act nor listen with the station's cookie", async () => {
     // Another port of the same host is the same site: SameSite=Strict still sends the cookie,
     // so only the gateway's Origin check stands between such a page and the station.

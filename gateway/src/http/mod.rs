@@ -2,7 +2,7 @@
 //! knows axum. `/healthz` is open (its counters are not); `/metrics` asks for its bearer token
 //! or is served on its own address ([`HttpConfig`]); behind a session are the alerts of the
 //! account's zones and the actions on them, the station feed WebSocket at `/api/feed`, the
-//! console's map and supervision views, and the volunteer app's duty, position, push
+//! console's map, supervision and history views, and the volunteer app's duty, position, push
 //! subscriptions and check-ins. An external broker asks `/api/broker/*` with its own secret.
 //!
 //! # Layout
@@ -11,6 +11,7 @@
 //! - [`auth`]: sign-in (`/api/session`) and the [`auth::Authenticated`], [`auth::Operator`]
 //!   and [`auth::Volunteer`] extractors.
 //! - [`alerts`], [`feed`]: the alert API and the station feed.
+//! - [`history`]: closed alerts searched and paged, a device's presence and battery history.
 //! - [`console`], [`supervision`]: the station console's map, settings and device health.
 //! - [`volunteer`]: the volunteer app's own routes.
 //! - [`broker_auth`]: logins and the ACL for an external broker.
@@ -37,6 +38,7 @@ pub mod feed;
 mod fuzz;
 pub mod guard;
 pub mod health;
+pub mod history;
 pub mod server;
 pub mod state;
 pub mod supervision;
@@ -83,6 +85,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/api/feed", get(feed::feed))
         .merge(alerts::routes())
+        .merge(history::routes())
         .merge(auth::session_routes())
         .merge(console::routes())
         .merge(supervision::routes())

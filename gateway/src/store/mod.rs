@@ -8,8 +8,8 @@
 //!
 //! # Layout
 //! - this file: the [`Store`] trait (registry, press path, alerts, presence) and its types;
-//! - [`accounts`], [`map`], [`push`], [`supervision`]: the other store traits, each with its
-//!   types and the rules both backends apply, free of sqlx;
+//! - [`accounts`], [`history`], [`map`], [`push`], [`supervision`]: the other store traits,
+//!   each with its types and the rules both backends apply, free of sqlx;
 //! - `alerts`, [`rings`], `rows`: the decisions of the alert path, of escalation rings, and
 //!   of what a stored row means, as plain functions both backends call;
 //! - `sql/`: every trait implemented once in SQL both databases accept, compiled into each
@@ -19,6 +19,7 @@
 
 pub mod accounts;
 mod alerts;
+pub mod history;
 pub mod map;
 pub mod postgres;
 pub mod push;
@@ -30,6 +31,7 @@ mod sqlx_error;
 pub mod supervision;
 
 pub use accounts::AccountStore;
+pub use history::HistoryStore;
 pub use map::MapStore;
 pub use push::PushStore;
 pub use supervision::SupervisionStore;
@@ -412,7 +414,7 @@ pub type Ordered<T> = futures::future::BoxFuture<'static, StoreResult<T>>;
 
 #[async_trait]
 pub trait Store:
-    AccountStore + MapStore + PushStore + SupervisionStore + Send + Sync + 'static
+    AccountStore + HistoryStore + MapStore + PushStore + SupervisionStore + Send + Sync + 'static
 {
     // --- registry ---
     async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()>;

@@ -5,6 +5,7 @@
 use std::fmt::Display;
 
 use super::accounts::OnDutyVolunteer;
+use super::history::{BatteryReading, PresenceChange};
 use super::map::{MapCluster, MapDevice, MapHousehold, MapZone};
 use super::push::{Checkin, PushSubscriptionRecord};
 use super::supervision::{
@@ -277,6 +278,23 @@ pub(crate) fn history_entry(row: &impl Columns) -> StoreResult<HistoryEntry> {
         kind: row.text("kind")?,
         value: row.text("value")?,
         detail: row.text("detail")?,
+    })
+}
+
+/// A presence change, from `device_events` (`online` or `offline`; the reason in `detail`).
+pub(crate) fn presence_change(row: &impl Columns) -> StoreResult<PresenceChange> {
+    Ok(PresenceChange {
+        at_ms: row.int("at_ms")?,
+        state: row.text("kind")?,
+        reason: row.text("detail")?,
+    })
+}
+
+/// A battery level, from `device_events` (`battery`, the percent in `value`).
+pub(crate) fn battery_reading(row: &impl Columns) -> StoreResult<BatteryReading> {
+    Ok(BatteryReading {
+        at_ms: row.int("at_ms")?,
+        level: row.parsed("value", "battery level", str::parse::<u8>)?,
     })
 }
 

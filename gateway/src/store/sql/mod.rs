@@ -61,6 +61,7 @@ macro_rules! alert_select {
 
 mod accounts;
 pub(crate) mod alerts;
+mod history;
 mod map;
 mod push;
 mod supervision;

@@ -1,0 +1,370 @@
+//! What the station looks back on (operators only, scoped to their zones):
+//!
+//! - `GET /api/alerts/history`: closed alerts, newest first, filtered by time, kind,
+//!   category, state, cluster, household and words of the household's label or address,
+//!   a page at a time with an opaque cursor (`next`);
+//! - `GET /api/devices/{id}/history`: one device's presence changes and battery levels in a
+//!   time window, with what was true just before it.
+//!
+//! Times are taken as unix milliseconds or ISO 8601 (RFC 3339) and answered as both: every
+//! `…_ms` has an ISO 8601 UTC twin without the suffix. A parameter that does not parse is a
+//! 400 that says which and what it should be.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{zones_for, Operator};
+use super::error::Params;
+use super::{ApiError, AppState};
+use crate::domain::{AlertId, ClusterId, DeviceId, HouseholdId, PressKind};
+use crate::lifecycle::Category;
+use crate::store::history::{
+    AlertHistoryFilter, BatteryReading, ClosedAlert, DeviceTimeline, PresenceChange,
+};
+
+/// A page of history holds this many alerts unless asked otherwise, and at most [`MAX_PAGE`].
+const DEFAULT_PAGE: u32 = 50;
+const MAX_PAGE: u32 = 200;
+/// Words searched for are at most this long (characters).
+const MAX_TEXT: usize = 100;
+/// A device's history covers the last week unless asked otherwise.
+const DEFAULT_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// Each of a device's series holds at most this many changes (the newest of the window).
+const DEVICE_CHANGES: u32 = 500;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/alerts/history", get(alert_history))
+        .route("/api/devices/{id}/history", get(device_history))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Raised at or after, and before (unix ms or ISO 8601).
+    from: Option<String>,
+    to: Option<String>,
+    kind: Option<String>,
+    category: Option<String>,
+    /// `resolved` or `cancelled`.
+    state: Option<String>,
+    cluster: Option<String>,
+    household: Option<String>,
+    /// Words of the household's label or address.
+    q: Option<String>,
+    zone: Option<String>,
+    limit: Option<u32>,
+    /// The `next` of the page before.
+    cursor: Option<String>,
+}
+
+/// A closed alert as the history answers it: its times also in ISO 8601, and how long it
+/// was open.
+#[derive(Serialize)]
+struct HistoryItem {
+    #[serde(flatten)]
+    alert: ClosedAlert,
+    raised_at: String,
+    closed_at: Option<String>,
+    /// From the press to resolved or cancelled.
+    duration_ms: Option<i64>,
+}
+
+async fn alert_history(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Params(q): Params<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(bad(format!(
+            "limit must be from 1 to {MAX_PAGE}, not {limit}"
+        )));
+    }
+    let from_ms = q.from.as_deref().map(|v| time("from", v)).transpose()?;
+    let to_ms = q.to.as_deref().map(|v| time("to", v)).transpose()?;
+    if let (Some(from), Some(to)) = (from_ms, to_ms) {
+        if from >= to {
+            return Err(bad("from must be earlier than to".to_owned()));
+        }
+    }
+    let filter = AlertHistoryFilter {
+        zones: zones_for(&who, q.zone.as_deref())?,
+        from_ms,
+        to_ms,
+        kind: q.kind.as_deref().map(kind).transpose()?,
+        category: q
+            .category
+            .as_deref()
+            .map(|c| Category::parse(c).map_err(|e| bad(e.to_string())))
+            .transpose()?,
+        cancelled: q.state.as_deref().map(state).transpose()?,
+        cluster: q
+            .cluster
+            .as_deref()
+            .map(|c| ClusterId::parse(c).map_err(|e| bad(e.to_string())))
+            .transpose()?,
+        household: q
+            .household
+            .as_deref()
+            .map(|h| HouseholdId::parse(h).map_err(|e| bad(e.to_string())))
+            .transpose()?,
+        text: q.q.as_deref().map(words).transpose()?.flatten(),
+        after: q
+            .cursor
+            .as_deref()
+            .map(Cursor::parse)
+            .transpose()?
+            .map(|c| (c.raised_at_ms, c.id)),
+        // One more than asked: whether there is a next page.
+        limit: limit + 1,
+    };
+    let mut found = s.store.alert_history(&filter).await?;
+    let next = if found.len() > limit as usize {
+        found.truncate(limit as usize);
+        found.last().map(|a| {
+            Cursor {
+                raised_at_ms: a.alert.raised_at_ms,
+                id: a.alert.id,
+            }
+            .encode()
+        })
+    } else {
+        None
+    };
+    let alerts: Vec<HistoryItem> = found
+        .into_iter()
+        .map(|alert| HistoryItem {
+            raised_at: iso(alert.alert.raised_at_ms),
+            closed_at: alert.alert.closed_at_ms.map(iso),
+            duration_ms: alert
+                .alert
+                .closed_at_ms
+                .map(|c| c - alert.alert.raised_at_ms),
+            alert,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "alerts": alerts, "next": next })).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowQuery {
+    /// The window (unix ms or ISO 8601): the last week before now unless given.
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// A moment of a device's history, with its time in ISO 8601 too.
+#[derive(Serialize)]
+struct Stamped<T> {
+    #[serde(flatten)]
+    item: T,
+    at: String,
+}
+
+fn presence(p: PresenceChange) -> Stamped<PresenceChange> {
+    Stamped {
+        at: iso(p.at_ms),
+        item: p,
+    }
+}
+
+fn battery(b: BatteryReading) -> Stamped<BatteryReading> {
+    Stamped {
+        at: iso(b.at_ms),
+        item: b,
+    }
+}
+
+async fn device_history(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+    Params(q): Params<WindowQuery>,
+) -> Result<Response, ApiError> {
+    let id = DeviceId::parse(&id).map_err(|e| bad(e.to_string()))?;
+    let now = s.ingest.now();
+    let to_ms =
+        q.to.as_deref()
+            .map(|v| time("to", v))
+            .transpose()?
+            .unwrap_or(now);
+    let from_ms = match q.from.as_deref() {
+        Some(v) => time("from", v)?,
+        None => to_ms.saturating_sub(DEFAULT_WINDOW_MS),
+    };
+    if from_ms >= to_ms {
+        return Err(bad("from must be earlier than to".to_owned()));
+    }
+    let policy = s.supervision;
+    // A device of another zone is answered exactly like one that does not exist.
+    let health = match s.store.device_health(&id, &policy, now).await? {
+        Some(detail) if who.may_see(&detail.health.zone) => detail.health,
+        _ => return Err(ApiError::NotFound(format!("device {id} not found"))),
+    };
+    let DeviceTimeline {
+        presence_before,
+        presence: changes,
+        battery_before,
+        battery: levels,
+        truncated,
+    } = s
+        .store
+        .device_timeline(&id, from_ms, to_ms, DEVICE_CHANGES)
+        .await?;
+    Ok(Json(serde_json::json!({
+        "device": health,
+        "from_ms": from_ms,
+        "from": iso(from_ms),
+        "to_ms": to_ms,
+        "to": iso(to_ms),
+        "presence_before": presence_before.map(presence),
+        "presence": changes.into_iter().map(presence).collect::<Vec<_>>(),
+        "battery_before": battery_before.map(battery),
+        "battery": levels.into_iter().map(battery).collect::<Vec<_>>(),
+        "truncated": truncated,
+        "heartbeat_interval_ms": policy.heartbeat_interval_ms,
+        "battery_low": policy.battery_low,
+    }))
+    .into_response())
+}
+
+/// Where the next page starts: after the last alert of this one, in the list's order. Opaque
+/// to clients (base64 of `raised_at_ms.id`), so its form can change.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Cursor {
+    raised_at_ms: i64,
+    id: AlertId,
+}
+
+impl Cursor {
+    fn encode(self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}.{}", self.raised_at_ms, self.id.0))
+    }
+
+    fn parse(s: &str) -> Result<Self, ApiError> {
+        let refused = || {
+            bad(
+                "cursor is not one this server gave: use the `next` of the page before, or \
+                 leave it out to start from the newest"
+                    .to_owned(),
+            )
+        };
+        let text = URL_SAFE_NO_PAD.decode(s).map_err(|_| refused())?;
+        let text = String::from_utf8(text).map_err(|_| refused())?;
+        let (at, id) = text.split_once('.').ok_or_else(refused)?;
+        match (at.parse::<i64>(), id.parse::<i64>()) {
+            (Ok(raised_at_ms), Ok(id)) if id > 0 => Ok(Cursor {
+                raised_at_ms,
+                id: AlertId(id),
+            }),
+            _ => Err(refused()),
+        }
+    }
+}
+
+fn bad(why: String) -> ApiError {
+    ApiError::BadRequest(why)
+}
+
+/// A time parameter: unix milliseconds, or ISO 8601 with its offset
+/// (`2026-12-05T08:00:00+08:00`, `2026-12-05T00:00:00Z`).
+fn time(field: &str, value: &str) -> Result<i64, ApiError> {
+    let value = value.trim();
+    if let Ok(ms) = value.parse::<i64>() {
+        return Ok(ms);
+    }
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            bad(format!(
+                "{field} must be a time: milliseconds since 1970-01-01 UTC, or ISO 8601 with \
+                 its offset such as 2026-12-05T08:00:00+08:00; not {:?}",
+                value.chars().take(40).collect::<String>()
+            ))
+        })
+}
+
+/// An alert's kind as the history filters it (a cancel press raises no alert).
+fn kind(value: &str) -> Result<PressKind, ApiError> {
+    match PressKind::parse(value) {
+        Ok(kind) if kind != PressKind::Cancel => Ok(kind),
+        _ => Err(bad(format!(
+            "kind must be help, medical, fire or intrusion, not {:?}",
+            value.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// `resolved` or `cancelled`: whether only cancelled alerts are wanted.
+fn state(value: &str) -> Result<bool, ApiError> {
+    match value {
+        "resolved" => Ok(false),
+        "cancelled" => Ok(true),
+        other => Err(bad(format!(
+            "state must be resolved or cancelled (the history holds closed alerts only), not {:?}",
+            other.chars().take(40).collect::<String>()
+        ))),
+    }
+}
+
+/// Words to search for: trimmed; none if empty.
+fn words(value: &str) -> Result<Option<String>, ApiError> {
+    let value = value.trim();
+    if value.chars().count() > MAX_TEXT {
+        return Err(bad(format!("q is longer than {MAX_TEXT} characters")));
+    }
+    Ok((!value.is_empty()).then(|| value.to_owned()))
+}
+
+/// `2026-12-05T08:00:00.000Z`.
+fn iso(ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_and_a_forged_one_is_refused_in_words() {
+        let c = Cursor {
+            raised_at_ms: 1_764_900_000_123,
+            id: AlertId(42),
+        };
+        assert_eq!(Cursor::parse(&c.encode()).unwrap(), c);
+        for forged in [
+            "",
+            "%%%",
+            "bm90IGEgY3Vyc29y",
+            &URL_SAFE_NO_PAD.encode("5.0"),
+        ] {
+            let e = Cursor::parse(forged).unwrap_err().to_string();
+            assert!(
+                e.contains("cursor is not one this server gave"),
+                "{forged}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn times_are_milliseconds_or_iso_8601() {
+        assert_eq!(time("from", "1764892800000").unwrap(), 1_764_892_800_000);
+        assert_eq!(
+            time("from", "2025-12-05T08:00:00+08:00").unwrap(),
+            1_764_892_800_000
+        );
+        assert_eq!(iso(1_764_892_800_000), "2025-12-05T00:00:00.000Z");
+        let e = time("to", "yesterday").unwrap_err().to_string();
+        assert!(e.starts_with("to must be a time"), "{e}");
+    }
+}

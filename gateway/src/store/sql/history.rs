@@ -1,0 +1,168 @@
+//! [`HistoryStore`] in shared SQL: closed alerts searched for the station, and a device's
+//! presence and battery over a window, both read from what the live paths already store.
+//!
+//! Every bound is bound, never NULL where an index is meant to help: the time window and the
+//! cursor are one range on `raised_at_ms` ([`raised_range`]), so the walk starts and stops
+//! in an index. Which index leads depends on the filter, so there are three texts of one
+//! query: by household (`alerts_household_pressed`), by cluster (`alerts_cluster_raised`,
+//! migration 0009) and by zone (`alerts_zone_raised`). A device's history is read through
+//! `device_events_kind` (0009): its presence changes and its battery levels apart, each a
+//! range on time.
+
+use async_trait::async_trait;
+
+use super::super::{Backend, Conn, Row};
+use crate::domain::DeviceId;
+use crate::store::history::{
+    contains_pattern, raised_range, AlertHistoryFilter, ClosedAlert, DeviceTimeline, HistoryStore,
+};
+use crate::store::rows::{self, Columns};
+use crate::store::StoreResult;
+
+/// The closed alerts' columns, their households and clusters; the `WHERE` that follows leads
+/// with one of the three index terms, then [`history_rest!`].
+macro_rules! history_select {
+    () => {
+        concat!(
+            "SELECT ",
+            alert_columns!(),
+            ", c.name AS cluster_name",
+            alert_from!(),
+            "JOIN clusters c ON c.id = a.cluster WHERE "
+        )
+    };
+}
+
+/// Every filter of [`AlertHistoryFilter`], bound in this order: zones ($1), the raised-at
+/// range ($2, $3, $4: see [`raised_range`]), kind, category, state, cluster, household,
+/// words ($5 to $10) and the limit ($11).
+macro_rules! history_rest {
+    () => {
+        concat!(
+            " AND a.zone ",
+            in_list!("$1"),
+            " AND a.state IN ('resolved', 'cancelled') \
+             AND a.raised_at_ms BETWEEN $2 AND $3 AND (a.raised_at_ms < $3 OR a.id < $4) \
+             AND (CAST($5 AS TEXT) IS NULL OR a.kind = $5) \
+             AND (CAST($6 AS TEXT) IS NULL OR a.category = $6) \
+             AND (CAST($7 AS TEXT) IS NULL OR a.state = $7) \
+             AND (CAST($8 AS TEXT) IS NULL OR a.cluster = $8) \
+             AND (CAST($9 AS TEXT) IS NULL OR a.household = $9) \
+             AND (CAST($10 AS TEXT) IS NULL OR lower(h.label) LIKE $10 ESCAPE '\\' \
+                  OR lower(h.address) LIKE $10 ESCAPE '\\') \
+             ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT $11"
+        )
+    };
+}
+
+const BY_HOUSEHOLD: &str = concat!(history_select!(), "a.household = $9", history_rest!());
+const BY_CLUSTER: &str = concat!(history_select!(), "a.cluster = $8", history_rest!());
+const BY_ZONE: &str = concat!(history_select!(), "TRUE", history_rest!());
+
+/// A device's events of some kinds in a window, newest first; `$2` and `$3` the window.
+const PRESENCE: &str = "SELECT at_ms, kind, value, detail FROM device_events \
+     WHERE device = $1 AND kind IN ('online', 'offline') AND at_ms >= $2 AND at_ms < $3 \
+     ORDER BY at_ms DESC, id DESC LIMIT $4";
+const BATTERY: &str = "SELECT at_ms, kind, value, detail FROM device_events \
+     WHERE device = $1 AND kind = 'battery' AND at_ms >= $2 AND at_ms < $3 \
+     ORDER BY at_ms DESC, id DESC LIMIT $4";
+
+#[async_trait]
+impl HistoryStore for Backend {
+    async fn alert_history(&self, f: &AlertHistoryFilter) -> StoreResult<Vec<ClosedAlert>> {
+        if f.zones.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = if f.household.is_some() {
+            BY_HOUSEHOLD
+        } else if f.cluster.is_some() {
+            BY_CLUSTER
+        } else {
+            BY_ZONE
+        };
+        let (lo, hi, hi_id) = raised_range(f);
+        let state = f
+            .cancelled
+            .map(|c| if c { "cancelled" } else { "resolved" });
+        let found = sqlx::query(sql)
+            .bind(Backend::zone_list(&f.zones)?)
+            .bind(lo)
+            .bind(hi)
+            .bind(hi_id)
+            .bind(f.kind.map(|k| k.as_str()))
+            .bind(f.category.map(|c| c.as_str()))
+            .bind(state)
+            .bind(f.cluster.as_ref().map(|c| c.as_str()))
+            .bind(f.household.as_ref().map(|h| h.as_str()))
+            .bind(f.text.as_deref().map(contains_pattern))
+            .bind(i64::from(f.limit))
+            .fetch_all(self.reads())
+            .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(ClosedAlert {
+                    alert: rows::alert(row)?,
+                    cluster_name: row.text("cluster_name")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn device_timeline(
+        &self,
+        device: &DeviceId,
+        from_ms: i64,
+        to_ms: i64,
+        limit: u32,
+    ) -> StoreResult<DeviceTimeline> {
+        // One snapshot: the value before the window and the changes in it agree.
+        let mut tx = self.snapshot().await?;
+        let take = i64::from(limit) + 1;
+        let mut presence = events(&mut tx, PRESENCE, device, from_ms, to_ms, take).await?;
+        let presence_before = events(&mut tx, PRESENCE, device, i64::MIN, from_ms, 1).await?;
+        let mut battery = events(&mut tx, BATTERY, device, from_ms, to_ms, take).await?;
+        let battery_before = events(&mut tx, BATTERY, device, i64::MIN, from_ms, 1).await?;
+        tx.commit().await?;
+        let limit = limit as usize;
+        let truncated = presence.len() > limit || battery.len() > limit;
+        presence.truncate(limit);
+        battery.truncate(limit);
+        Ok(DeviceTimeline {
+            presence_before: presence_before
+                .first()
+                .map(rows::presence_change)
+                .transpose()?,
+            presence: oldest_first(&presence, rows::presence_change)?,
+            battery_before: battery_before
+                .first()
+                .map(rows::battery_reading)
+                .transpose()?,
+            battery: oldest_first(&battery, rows::battery_reading)?,
+            truncated,
+        })
+    }
+}
+
+/// The device's events that `sql` selects in [from, to), newest first, at most `limit`.
+async fn events(
+    tx: &mut Conn,
+    sql: &'static str,
+    device: &DeviceId,
+    from_ms: i64,
+    to_ms: i64,
+    limit: i64,
+) -> StoreResult<Vec<Row>> {
+    Ok(sqlx::query(sql)
+        .bind(device.as_str())
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?)
+}
+
+/// Rows read newest first, parsed oldest first: as a timeline and a chart read them.
+fn oldest_first<T>(found: &[Row], parse: fn(&Row) -> StoreResult<T>) -> StoreResult<Vec<T>> {
+    found.iter().rev().map(parse).collect()
+}

@@ -1,0 +1,395 @@
+//! What a station monitor looks back on, through the real edge and the HTTP API, on SQLite
+//! and on PostgreSQL: closed alerts found by time, kind, category, state, cluster, household
+//! and words of the address; paged with the cursor the answer gives, every alert once; an
+//! operator of another zone sees none of it; every bad parameter is a 400 that says what is
+//! wrong. And a device's page: its presence changes with their reasons and its battery levels.
+
+// The gateway store tests' helper for a fresh PostgreSQL database (its macro is not used here).
+#[allow(unused_macros)]
+#[path = "../../gateway/tests/common/mod.rs"]
+mod common;
+
+use std::time::Duration;
+
+use anyhow::bail;
+use serde_json::{json, Value};
+use tenwatch_tests::*;
+
+/// A gateway with two clusters on a fresh SQLite file, or on a fresh PostgreSQL database
+/// (none: skipped outside CI, as the store tests are). The database is dropped last.
+async fn app_on(backend: &str, test: &str) -> anyhow::Result<Option<(common::TestDb, TestApp)>> {
+    let db = match backend {
+        "sqlite" => common::TestDb::sqlite().await,
+        _ => match common::TestDb::postgres(test).await {
+            Some(db) => db,
+            None => return Ok(None),
+        },
+    };
+    let app = spawn_app_on_database(&db.url, 2, |_| {}).await?;
+    Ok(Some((db, app)))
+}
+
+/// GETs `path` as `token` until `check` holds on a 200 answer (what the gateway applies off
+/// the uplink worker, such as a heartbeat's battery, shows a moment later).
+async fn once(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = app.get_as(token, path).await?;
+        if status == 200 && check(&body) {
+            return Ok(body);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("{path} never showed what was expected: {status} {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The alert ids of a history answer, in its order.
+fn ids(body: &Value) -> Vec<String> {
+    body["alerts"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn resolve(app: &TestApp, id: &str, category: &str) -> anyhow::Result<()> {
+    let (status, body) = app
+        .post_json(
+            &format!("/api/alerts/{id}/resolve"),
+            json!({ "category": category, "note": "" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+async fn history(app: &TestApp, query: &str) -> anyhow::Result<Value> {
+    let (status, body) = app.get_json(&format!("/api/alerts/history{query}")).await?;
+    assert_eq!(status, 200, "{query}: {body}");
+    Ok(body)
+}
+
+async fn closed_alerts_are_found_paged_and_kept_to_their_zone(backend: &str) -> anyhow::Result<()> {
+    let Some((_db, app)) = app_on(backend, "history_alerts").await? else {
+        return Ok(());
+    };
+    let mut home = connect_all(app.mqtt, &app.cluster(0)[..3]).await?;
+    let mut away = connect_all(app.mqtt, &app.cluster(1)[..2]).await?;
+
+    // Four alerts closed, one left open, raised in this order.
+    let medical = home[0].press_and_wait_ack(1, "medical").await?["alert"].clone();
+    let fire = home[1].press_and_wait_ack(1, "fire").await?["alert"].clone();
+    let help = away[0].press_and_wait_ack(1, "help").await?["alert"].clone();
+    let intrusion = home[2].press_and_wait_ack(1, "intrusion").await?["alert"].clone();
+    let cancel = home[2].press_and_wait_ack(2, "cancel").await?;
+    assert_eq!(cancel["state"], "cancelled");
+    let open = away[1].press_and_wait_ack(1, "help").await?["alert"].clone();
+    let [medical, fire, help, intrusion, open] =
+        [medical, fire, help, intrusion, open].map(|v| v.as_str().unwrap_or_default().to_owned());
+    resolve(&app, &medical, "help").await?;
+    resolve(&app, &fire, "误报").await?;
+    resolve(&app, &help, "dispute").await?;
+
+    // Newest first, closed ones only, each with its times in words a machine reads twice.
+    let all = history(&app, "").await?;
+    assert_eq!(
+        ids(&all),
+        [&intrusion, &help, &fire, &medical].map(String::clone),
+        "{all}"
+    );
+    assert!(!ids(&all).contains(&open));
+    assert_eq!(all["next"], Value::Null);
+    let first = &all["alerts"][3];
+    assert_eq!(
+        (&first["kind"], &first["category"], &first["state"]),
+        (&json!("medical"), &json!("help"), &json!("resolved"))
+    );
+    assert_eq!(
+        first["cluster_name"].as_str().map(|n| !n.is_empty()),
+        Some(true)
+    );
+    let raised = first["raised_at"].as_str().unwrap_or_default();
+    assert!(raised.ends_with('Z') && raised.contains('T'), "{first}");
+    assert_eq!(
+        first["duration_ms"].as_i64(),
+        Some(
+            first["closed_at_ms"].as_i64().unwrap_or(-1)
+                - first["raised_at_ms"].as_i64().unwrap_or(0)
+        )
+    );
+
+    // Each filter.
+    let cases: Vec<(String, Vec<&String>)> = vec![
+        ("?kind=fire".into(), vec![&fire]),
+        ("?category=help".into(), vec![&medical]),
+        ("?category=%E8%AF%AF%E6%8A%A5".into(), vec![&fire]),
+        ("?state=cancelled".into(), vec![&intrusion]),
+        ("?state=resolved&kind=help".into(), vec![&help]),
+        (
+            format!("?cluster={}", app.cluster(1)[0].cluster),
+            vec![&help],
+        ),
+        (
+            format!("?household={}", app.cluster(0)[2].household),
+            vec![&intrusion],
+        ),
+        // A LIKE wildcard is a character to find, not "anything".
+        ("?q=%25".into(), vec![]),
+    ];
+    for (query, want) in cases {
+        let want: Vec<String> = want.into_iter().cloned().collect();
+        assert_eq!(ids(&history(&app, &query).await?), want, "{query}");
+    }
+    // Words of the address: the household's own label finds its alert, not the others'.
+    let label = app.cluster(1)[0].label.clone();
+    let found = ids(&history(&app, &format!("?q={}", urlencode(&label))).await?);
+    assert!(
+        found.contains(&help) && !found.contains(&medical),
+        "{label}: {found:?}"
+    );
+
+    // A time window, in milliseconds or ISO 8601: from is inclusive, to is not.
+    let fire_ms = all["alerts"][2]["raised_at_ms"]
+        .as_i64()
+        .unwrap_or_default();
+    let fire_iso = all["alerts"][2]["raised_at"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let since = ids(&history(&app, &format!("?from={}", urlencode(&fire_iso))).await?);
+    assert!(
+        since.contains(&fire) && !since.contains(&medical),
+        "{since:?}"
+    );
+    let before = ids(&history(&app, &format!("?to={fire_ms}")).await?);
+    assert!(
+        before.contains(&medical) && !before.contains(&fire),
+        "{before:?}"
+    );
+
+    // Paged one at a time, following `next`: every closed alert once, in order.
+    let mut paged = Vec::new();
+    let mut query = "?limit=1".to_owned();
+    loop {
+        let page = history(&app, &query).await?;
+        assert_eq!(page["alerts"].as_array().map(Vec::len), Some(1), "{page}");
+        paged.extend(ids(&page));
+        match page["next"].as_str() {
+            Some(next) => query = format!("?limit=1&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(paged, ids(&all));
+    // A cursor goes on with the filtered list it came from.
+    let page = history(&app, "?limit=2&state=resolved").await?;
+    let rest = history(
+        &app,
+        &format!(
+            "?limit=2&state=resolved&cursor={}",
+            page["next"].as_str().unwrap_or_default()
+        ),
+    )
+    .await?;
+    assert_eq!(ids(&page), [&help, &fire].map(String::clone));
+    assert_eq!(
+        (ids(&rest), &rest["next"]),
+        (vec![medical.clone()], &Value::Null)
+    );
+
+    // Another zone's operator: nothing, not even by naming this zone or its device.
+    {
+        let store = tenwatch_gateway::store::open(&app.config.database_url).await?;
+        let zone = tenwatch_gateway::domain::ZoneCode::parse("11010502")?;
+        store.add_zone(&zone, "第二责任区").await?;
+    }
+    let other = app.operator("station-b", "11010502").await?;
+    for query in ["", "?zone=11010501", "?kind=medical"] {
+        let (status, body) = app
+            .get_as(&other, &format!("/api/alerts/history{query}"))
+            .await?;
+        assert_eq!(
+            (status, &body["alerts"], &body["next"]),
+            (200, &json!([]), &Value::Null)
+        );
+    }
+    let device = &app.cluster(0)[0].device;
+    let (status, body) = app
+        .get_as(&other, &format!("/api/devices/{device}/history"))
+        .await?;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some(format!("device {device} not found").as_str()))
+    );
+    // A volunteer is no station.
+    let volunteer = app.volunteer("vol-li", "11010501").await?;
+    let (status, _) = app.get_as(&volunteer, "/api/alerts/history").await?;
+    assert_eq!(status, 403);
+
+    // Bad parameters: 400, saying what is wrong.
+    let bad = [
+        ("?limit=0", "limit must be from 1 to 200"),
+        ("?limit=500", "limit must be from 1 to 200"),
+        ("?limit=many", "limit"),
+        ("?from=yesterday", "from must be a time"),
+        ("?to=2026-13-01", "to must be a time"),
+        ("?from=2000&to=1000", "from must be earlier than to"),
+        (
+            "?kind=cancel",
+            "kind must be help, medical, fire or intrusion",
+        ),
+        ("?category=party", "category"),
+        ("?state=open", "state must be resolved or cancelled"),
+        ("?cluster=a%2Fb", "cluster"),
+        ("?household=%2B", "household"),
+        ("?cursor=bm9wZQ", "cursor is not one this server gave"),
+        ("?colour=red", "unknown field `colour`"),
+    ];
+    for (query, words) in bad {
+        let (status, body) = app.get_json(&format!("/api/alerts/history{query}")).await?;
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            status == 400 && error.contains(words),
+            "{query}: {status} {body}"
+        );
+    }
+    let (status, body) = app
+        .get_json(&format!("/api/devices/{device}/history?from=later"))
+        .await?;
+    assert_eq!(status, 400, "{body}");
+    Ok(())
+}
+
+async fn a_device_page_shows_its_presence_and_battery(backend: &str) -> anyhow::Result<()> {
+    let Some((_db, app)) = app_on(backend, "history_device").await? else {
+        return Ok(());
+    };
+    let cred = &app.cluster(0)[4];
+    let path = format!("/api/devices/{}/history", cred.device);
+    let unit = TestDevice::connect(app.mqtt, cred).await?;
+    let levels = |body: &Value| -> Vec<i64> {
+        body["battery"]
+            .as_array()
+            .map(|b| b.iter().filter_map(|r| r["level"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    let states = |b: &Value| -> Vec<(String, String)> {
+        b["presence"]
+            .as_array()
+            .map(|p| {
+                p.iter()
+                    .map(|c| {
+                        let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                        (text("state"), text("reason"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let pair = |s: &str, r: &str| (s.to_owned(), r.to_owned());
+    // Online first (the edge's report is applied on its own path: a heartbeat ahead of it
+    // would bring the unit online itself).
+    once(&app, &app.token, &path, |b| {
+        states(b) == [pair("online", "connected")]
+    })
+    .await?;
+    // Each level seen before the next is sent: a heartbeat that changes something is applied
+    // on a task of its own, so two sent at once may land in either order.
+    unit.publish("heartbeat", json!({ "seq": 1, "battery": 80 }))
+        .await?;
+    once(&app, &app.token, &path, |b| levels(b) == [80]).await?;
+    unit.publish("heartbeat", json!({ "seq": 2, "battery": 74 }))
+        .await?;
+    // (The state now and the history are two reads: the first may come a moment before.)
+    let page = once(&app, &app.token, &path, |b| {
+        levels(b) == [80, 74] && b["device"]["battery"] == 74
+    })
+    .await?;
+    assert_eq!(page["device"]["device"], json!(cred.device));
+    assert!(page["battery"][0]["at"]
+        .as_str()
+        .is_some_and(|t| t.ends_with('Z')));
+
+    // It leaves cleanly, and (as units do) comes straight back: the page tells both, in order,
+    // the reason with the leaving.
+    unit.client.disconnect().await?;
+    let page = once(&app, &app.token, &path, |b| states(b).len() == 3).await?;
+    assert_eq!(
+        states(&page),
+        [
+            pair("online", "connected"),
+            pair("offline", "clean_disconnect"),
+            pair("online", "connected")
+        ],
+        "{page}"
+    );
+    assert_eq!(page["device"]["state"], "online");
+
+    // A window before any of it holds nothing; one after it tells what was true before it.
+    let first = [&page["battery"][0], &page["presence"][0]]
+        .iter()
+        .filter_map(|c| c["at_ms"].as_i64())
+        .min()
+        .unwrap_or_default();
+    let (status, early) = app
+        .get_json(&format!("{path}?from={}&to={first}", first - 60_000))
+        .await?;
+    assert_eq!(
+        (status, &early["presence"], &early["battery"]),
+        (200, &json!([]), &json!([]))
+    );
+    let last = page["presence"][2]["at_ms"].as_i64().unwrap_or_default();
+    let (_, late) = app.get_json(&format!("{path}?from={}", last + 1)).await?;
+    assert_eq!(
+        (
+            &late["presence"],
+            &late["presence_before"]["reason"],
+            &late["battery_before"]["level"]
+        ),
+        (&json!([]), &json!("connected"), &json!(74)),
+        "{late}"
+    );
+    Ok(())
+}
+
+/// Percent-encodes a query value (labels are Chinese, ISO times carry `+` and `:`).
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_closed_alerts_are_found_paged_and_kept_to_their_zone() -> anyhow::Result<()> {
+    closed_alerts_are_found_paged_and_kept_to_their_zone("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_closed_alerts_are_found_paged_and_kept_to_their_zone() -> anyhow::Result<()>
+{
+    closed_alerts_are_found_paged_and_kept_to_their_zone("postgres").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_device_page_shows_its_presence_and_battery() -> anyhow::Result<()> {
+    a_device_page_shows_its_presence_and_battery("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_device_page_shows_its_presence_and_battery() -> anyhow::Result<()> {
+    a_device_page_shows_its_presence_and_battery("postgres").await
+}
