@@ -25,20 +25,6 @@ const CLUSTERS: usize = 100;
 /// Households 1–3 of each cluster press: 30 %.
 const PRESSERS_PER_CLUSTER: usize = 3;
 
-/// The `tenwatch` binary `cargo build --workspace` made next to this test.
-fn tenwatch_bin() -> anyhow::Result<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
-    let bin = target.join("debug/tenwatch");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 struct Replica {
     child: Child,
     http: std::net::SocketAddr,

@@ -9,6 +9,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use super::serve::{build_app, stop_signal, ServeArgs, ServiceArgs};
+use super::station::{station, Pace};
 use super::StoreArgs;
 use crate::accounts::{self, Role};
 use crate::domain::ZoneCode;
@@ -33,6 +34,10 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Seconds each step of the simulated station monitor takes (on scene, resolved, a
+    /// call to a household nobody came to); by default 15 s to on scene, 20 s to resolved.
+    #[arg(long)]
+    pub monitor_pace: Option<f64>,
     #[command(flatten)]
     pub console: crate::http::ConsoleArgs,
 }
@@ -43,6 +48,11 @@ const DEMO_OPERATOR: (&str, &str) = ("demo", "tenwatch-demo");
 const DEMO_VOLUNTEER: (&str, &str) = ("patrol", "tenwatch-demo");
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    let pace = match args.monitor_pace {
+        None => Pace::default(),
+        Some(s) if s.is_finite() && s >= 0.0 => Pace::every(Duration::from_secs_f64(s)),
+        Some(s) => bail!("--monitor-pace {s}: expected seconds, 0 or more"),
+    };
     let store = args.store.open().await?;
     let credentials_path = args.store.data_dir.join("demo-credentials.json");
     if store.counts().await?.households == 0 {
@@ -112,7 +122,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .context("the demo runs the embedded broker")?,
         app.http_addr(),
     );
-    let (ingest, app_feed) = (app.ingest(), app.feed());
+    // Subscribed before the gateway runs: the monitor hears what it says at start-up.
+    let (ingest, feed, store) = (app.ingest(), app.feed().subscribe(), app.store());
     println!("tenwatch demo — 十户联防演示");
     println!(
         "  station console  http://{http}/   (sign in: {} / {})",
@@ -144,7 +155,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let server = tokio::spawn(app.run(shutdown));
-    let station = tokio::spawn(super::station::station(ingest, app_feed, stop.clone()));
+    let zone = ZoneCode::parse(seed::DEMO_ZONE)?;
+    let station = tokio::spawn(station(ingest, feed, store, zone, pace, stop.clone()));
     let creds = tenwatch_sim::creds::load(&credentials_path)?;
     let mut device = tenwatch_sim::device::DeviceConfig::new(mqtt.ip().to_string(), mqtt.port());
     device.respond_probability = 0.25;
