@@ -1,12 +1,14 @@
 //! `tenwatch demo`: seeds a neighbourhood on first start (with a station operator and a
 //! patrol volunteer to sign in as), serves it on the embedded broker, plays its households
 //! with the simulator and narrates every alert's life through [`super::station`].
+//! `tenwatch demo press HOUSEHOLD` ([`super::demo_press`]) presses as a spare unit of a
+//! household of a running demo.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::serve::{build_app, stop_signal, ServeArgs, ServiceArgs};
 use super::station::{station, Pace};
@@ -16,7 +18,11 @@ use crate::domain::ZoneCode;
 use crate::seed::{self, write_credentials};
 
 #[derive(Args, Clone)]
+// `tenwatch demo press …` takes its own flags: the demo's own ones do not go with it.
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
+    #[command(subcommand)]
+    pub action: Option<DemoAction>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -42,12 +48,24 @@ pub struct DemoArgs {
     pub console: crate::http::ConsoleArgs,
 }
 
+#[derive(Subcommand, Clone)]
+pub enum DemoAction {
+    /// Press the panic button of a household of the running demo, as a spare unit of that
+    /// household (its own simulated unit keeps its connection), and print what the unit is
+    /// told: the alert, how many neighbours' units sounded, how many are coming.
+    // Boxed: the demo's own flags stay the larger part of `tenwatch demo`.
+    Press(Box<super::demo_press::PressArgs>),
+}
+
 /// The demo's station operator, printed at start so a person can sign in to the console.
 const DEMO_OPERATOR: (&str, &str) = ("demo", "tenwatch-demo");
 /// The demo's patrol volunteer, for the phone app at /app/.
 const DEMO_VOLUNTEER: (&str, &str) = ("patrol", "tenwatch-demo");
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if let Some(DemoAction::Press(press)) = args.action {
+        return super::demo_press::press(*press).await;
+    }
     let pace = match args.monitor_pace {
         None => Pace::default(),
         Some(s) if s.is_finite() && s >= 0.0 => Pace::every(Duration::from_secs_f64(s)),
