@@ -521,10 +521,10 @@ fn on_publish(
                 let mut st = shared.lock();
                 let own = st.own_alerts.contains(&alert.alert)
                     || alert.from_device.as_deref() == Some(ctx.cred.device.as_str())
-                    // The ack may lag the cluster alert; a pending press from a household with
-                    // the same label is the best guess that this is our own alert.
-                    || (!st.pending.is_empty()
-                        && ctx.cred.label.as_deref() == Some(alert.from_label.as_str()));
+                    // Its household's label: pressed here (the ack may lag the cluster alert)
+                    // or on another unit of the household (a spare button). A household is not
+                    // its own neighbour: the gateway counts none of its units a recipient.
+                    || ctx.cred.label.as_deref() == Some(alert.from_label.as_str());
                 (own, st.first_sighting(&alert.alert))
             };
             // The floor measures bare fan-out: units receive but publish nothing back.

@@ -706,6 +706,23 @@ pub async fn connect_all(
     Ok(devices)
 }
 
+/// The `tenwatch` binary `cargo build --workspace` made (in `CARGO_TARGET_DIR`, else the
+/// workspace's `target/`), for tests that run it as a person would.
+pub fn tenwatch_bin() -> anyhow::Result<std::path::PathBuf> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
+        });
+    let bin = target.join("debug/tenwatch");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: build the workspace first (scripts/test.sh does)",
+        bin.display()
+    );
+    Ok(bin)
+}
+
 /// Whether a test that needs an outside program may skip without it: never on CI.
 /// The `tenwatch` binary `cargo build --workspace` made next to the tests (honouring
 /// `CARGO_TARGET_DIR`), for tests that run it as a process.

@@ -1,21 +1,28 @@
 //! `tenwatch demo`: seeds a neighbourhood on first start (with a station operator and a
 //! patrol volunteer to sign in as), serves it on the embedded broker, plays its households
 //! with the simulator and narrates every alert's life through [`super::station`].
+//! `tenwatch demo press HOUSEHOLD` ([`super::demo_press`]) presses as a spare unit of a
+//! household of a running demo.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use super::serve::{build_app, stop_signal, ServeArgs, ServiceArgs};
+use super::station::{station, Pace};
 use super::StoreArgs;
 use crate::accounts::{self, Role};
 use crate::domain::ZoneCode;
 use crate::seed::{self, write_credentials};
 
 #[derive(Args, Clone)]
+// `tenwatch demo press …` takes its own flags: the demo's own ones do not go with it.
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
+    #[command(subcommand)]
+    pub action: Option<DemoAction>,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -33,8 +40,21 @@ pub struct DemoArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Seconds each step of the simulated station monitor takes (on scene, resolved, a
+    /// call to a household nobody came to); by default 15 s to on scene, 20 s to resolved.
+    #[arg(long)]
+    pub monitor_pace: Option<f64>,
     #[command(flatten)]
     pub console: crate::http::ConsoleArgs,
+}
+
+#[derive(Subcommand, Clone)]
+pub enum DemoAction {
+    /// Press the panic button of a household of the running demo, as a spare unit of that
+    /// household (its own simulated unit keeps its connection), and print what the unit is
+    /// told: the alert, how many neighbours' units sounded, how many are coming.
+    // Boxed: the demo's own flags stay the larger part of `tenwatch demo`.
+    Press(Box<super::demo_press::PressArgs>),
 }
 
 /// The demo's station operator, printed at start so a person can sign in to the console.
@@ -43,6 +63,14 @@ const DEMO_OPERATOR: (&str, &str) = ("demo", "tenwatch-demo");
 const DEMO_VOLUNTEER: (&str, &str) = ("patrol", "tenwatch-demo");
 
 pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
+    if let Some(DemoAction::Press(press)) = args.action {
+        return super::demo_press::press(*press).await;
+    }
+    let pace = match args.monitor_pace {
+        None => Pace::default(),
+        Some(s) if s.is_finite() && s >= 0.0 => Pace::every(Duration::from_secs_f64(s)),
+        Some(s) => bail!("--monitor-pace {s}: expected seconds, 0 or more"),
+    };
     let store = args.store.open().await?;
     let credentials_path = args.store.data_dir.join("demo-credentials.json");
     if store.counts().await?.households == 0 {
@@ -113,7 +141,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
             .context("the demo runs the embedded broker")?,
         app.http_addr(),
     );
-    let (ingest, app_feed) = (app.ingest(), app.feed());
+    // Subscribed before the gateway runs: the monitor hears what it says at start-up.
+    let (ingest, feed, store) = (app.ingest(), app.feed().subscribe(), app.store());
     println!("tenwatch demo — 十户联防演示");
     println!(
         "  station console  http://{http}/   (sign in: {} / {})",
@@ -145,7 +174,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         }
     };
     let server = tokio::spawn(app.run(shutdown));
-    let station = tokio::spawn(super::station::station(ingest, app_feed, stop.clone()));
+    let zone = ZoneCode::parse(seed::DEMO_ZONE)?;
+    let station = tokio::spawn(station(ingest, feed, store, zone, pace, stop.clone()));
     let creds = tenwatch_sim::creds::load(&credentials_path)?;
     let mut device = tenwatch_sim::device::DeviceConfig::new(mqtt.ip().to_string(), mqtt.port());
     device.respond_probability = 0.25;

@@ -4,7 +4,8 @@
 //! because they end at the terminal.
 //!
 //! - [`serve`]: `tenwatch serve` and the flags that become an [`crate::Config`];
-//! - [`demo`]: `tenwatch demo`, the seeded neighbourhood with its narrating station;
+//! - [`demo`]: `tenwatch demo`, the seeded neighbourhood with its narrating station, and
+//!   `tenwatch demo press`, a newcomer's press as a spare unit of a household;
 //! - [`admin`]: `tenwatch admin …`, the registry and accounts.
 
 use std::path::PathBuf;
@@ -17,6 +18,7 @@ use crate::store::{self, Store};
 
 pub mod admin;
 pub mod demo;
+pub mod demo_press;
 pub mod serve;
 mod station;
 
