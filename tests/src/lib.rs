@@ -724,23 +724,6 @@ pub fn tenwatch_bin() -> anyhow::Result<std::path::PathBuf> {
 }
 
 /// Whether a test that needs an outside program may skip without it: never on CI.
-/// The `tenwatch` binary `cargo build --workspace` made next to the tests (honouring
-/// `CARGO_TARGET_DIR`), for tests that run it as a process.
-pub fn tenwatch_bin() -> anyhow::Result<std::path::PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target"))
-        });
-    let bin = target.join("debug/tenwatch");
-    anyhow::ensure!(
-        bin.exists(),
-        "{} is missing: build the workspace first (scripts/test.sh does)",
-        bin.display()
-    );
-    Ok(bin)
-}
-
 pub fn require_tool(tool: &str) -> bool {
     let found = std::process::Command::new("sh")
         .arg("-c")
