@@ -322,7 +322,11 @@ async fn a_device_page_shows_its_presence_and_battery(backend: &str) -> anyhow::
     // It leaves cleanly, and (as units do) comes straight back: the page tells both, in order,
     // the reason with the leaving.
     unit.client.disconnect().await?;
-    let page = once(&app, &app.token, &path, |b| states(b).len() == 3).await?;
+    // (The state now is read apart from the history: wait for both to have caught up.)
+    let page = once(&app, &app.token, &path, |b| {
+        states(b).len() == 3 && b["device"]["state"] == "online"
+    })
+    .await?;
     assert_eq!(
         states(&page),
         [
