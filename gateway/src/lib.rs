@@ -48,6 +48,7 @@ pub mod metrics;
 pub mod push;
 pub mod push_address;
 pub mod seed;
+pub mod stats;
 pub mod store;
 pub mod supervision;
 

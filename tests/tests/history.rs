@@ -397,3 +397,138 @@ async fn on_sqlite_a_device_page_shows_its_presence_and_battery() -> anyhow::Res
 async fn on_postgresql_a_device_page_shows_its_presence_and_battery() -> anyhow::Result<()> {
     a_device_page_shows_its_presence_and_battery("postgres").await
 }
+
+/// The figures of a period (`/api/stats`): each alert of the operator's zones counted once, by
+/// kind and category, with cancels, false alarms and what is still open, and how long the first
+/// delivery and the first "I'm coming" took; a cluster or a period narrows it; another zone's
+/// operator gets nothing; a bad parameter is a 400 that says what is wrong.
+async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow::Result<()> {
+    let Some((_db, app)) = app_on(backend, "history_stats").await? else {
+        return Ok(());
+    };
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    let mut home = connect_all(app.mqtt, &app.cluster(0)[..4]).await?;
+    let mut away = connect_all(app.mqtt, &app.cluster(1)[..1]).await?;
+
+    // A help alert: a neighbour's unit sounds, another's resident is coming.
+    let help = home[0].press_and_wait_ack(1, "help").await?["alert"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    home[1]
+        .publish("delivered", json!({ "alert": help }))
+        .await?;
+    home[2]
+        .publish("respond", json!({ "alert": help, "answer": "coming" }))
+        .await?;
+    let detail = once(&app, &app.token, &format!("/api/alerts/{help}"), |b| {
+        b["first_delivered_at_ms"].is_i64() && b["first_coming_at_ms"].is_i64()
+    })
+    .await?;
+    let took = |field: &str| {
+        detail[field].as_i64().unwrap_or(0) - detail["raised_at_ms"].as_i64().unwrap_or(0)
+    };
+    // A fire resolved as a false alarm, an intrusion withdrawn, a medical alert elsewhere.
+    let fire = home[1].press_and_wait_ack(1, "fire").await?["alert"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    resolve(&app, &fire, "false_alarm").await?;
+    home[3].press_and_wait_ack(1, "intrusion").await?;
+    assert_eq!(
+        home[3].press_and_wait_ack(2, "cancel").await?["state"],
+        "cancelled"
+    );
+    away[0].press_and_wait_ack(1, "medical").await?;
+
+    let (status, all) = app.get_json("/api/stats").await?;
+    assert_eq!(status, 200, "{all}");
+    assert_eq!(all["alerts"], 4, "{all}");
+    assert_eq!(
+        all["by_kind"],
+        json!({ "fire": 1, "help": 1, "intrusion": 1, "medical": 1 })
+    );
+    assert_eq!(all["by_category"], json!({ "false_alarm": 1 }));
+    assert_eq!(
+        (&all["open"], &all["cancelled"], &all["false_alarms"]),
+        (&json!(2), &json!(1), &json!(1))
+    );
+    assert_eq!(
+        (&all["escalated_ring1"], &all["escalated_ring2"]),
+        (&json!(0), &json!(0))
+    );
+    let delivery = took("first_delivered_at_ms");
+    assert_eq!(
+        all["first_delivery"],
+        json!({ "n": 1, "p50_ms": delivery, "p90_ms": delivery, "max_ms": delivery })
+    );
+    assert_eq!(all["first_coming"]["n"], 1);
+    assert_eq!(all["first_coming"]["p50_ms"], took("first_coming_at_ms"));
+    assert_eq!(all["first_on_scene"]["n"], 0);
+    assert!(
+        all["to"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{all}"
+    );
+
+    // One cluster; a period before any of it.
+    let (_, one) = app
+        .get_json(&format!("/api/stats?cluster={}", app.cluster(1)[0].cluster))
+        .await?;
+    assert_eq!(
+        (&one["alerts"], &one["by_kind"]),
+        (&json!(1), &json!({ "medical": 1 }))
+    );
+    let (_, before) = app
+        .get_json(&format!(
+            "/api/stats?from={}&to={started}",
+            started - 3_600_000
+        ))
+        .await?;
+    assert_eq!(before["alerts"], 0, "{before}");
+
+    // Another zone's operator counts none of it, even naming this zone.
+    {
+        let store = tenwatch_gateway::store::open(&app.config.database_url).await?;
+        let zone = tenwatch_gateway::domain::ZoneCode::parse("11010502")?;
+        store.add_zone(&zone, "第二责任区").await?;
+    }
+    let other = app.operator("station-b", "11010502").await?;
+    for query in ["", "?zone=11010501"] {
+        let (status, body) = app.get_as(&other, &format!("/api/stats{query}")).await?;
+        assert_eq!(
+            (status, &body["alerts"]),
+            (200, &json!(0)),
+            "{query}: {body}"
+        );
+    }
+
+    // Bad parameters: 400, saying what is wrong.
+    for (query, words) in [
+        ("?from=yesterday", "from must be a time"),
+        ("?from=2000&to=1000", "from must be earlier than to"),
+        ("?from=0&to=40000000000", "at most a year"),
+        ("?cluster=no%20such", "cluster"),
+        ("?zone=1", "zone"),
+        ("?limit=5", "unknown field"),
+    ] {
+        let (status, body) = app.get_json(&format!("/api/stats{query}")).await?;
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(
+            status == 400 && error.contains(words),
+            "{query}: {status} {body}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_the_figures_of_a_period_count_each_alert_once() -> anyhow::Result<()> {
+    the_figures_of_a_period_count_each_alert_once("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_the_figures_of_a_period_count_each_alert_once() -> anyhow::Result<()> {
+    the_figures_of_a_period_count_each_alert_once("postgres").await
+}

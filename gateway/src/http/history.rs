@@ -4,7 +4,9 @@
 //!   category, state, cluster, household and words of the household's label or address,
 //!   a page at a time with an opaque cursor (`next`);
 //! - `GET /api/devices/{id}/history`: one device's presence changes and battery levels in a
-//!   time window, with what was true just before it.
+//!   time window, with what was true just before it;
+//! - `GET /api/stats`: the figures of a period (counts by kind and category, cancels, false
+//!   alarms, escalations, and how long the first delivery, "coming" and on scene took).
 //!
 //! Times are taken as unix milliseconds or ISO 8601 (RFC 3339) and answered as both: every
 //! `…_ms` has an ISO 8601 UTC twin without the suffix. A parameter that does not parse is a
@@ -24,8 +26,9 @@ use super::error::Params;
 use super::{ApiError, AppState};
 use crate::domain::{AlertId, ClusterId, DeviceId, HouseholdId, PressKind};
 use crate::lifecycle::Category;
+use crate::stats::Statistics;
 use crate::store::history::{
-    AlertHistoryFilter, BatteryReading, ClosedAlert, DeviceTimeline, PresenceChange,
+    AlertHistoryFilter, BatteryReading, ClosedAlert, DeviceTimeline, FiguresFilter, PresenceChange,
 };
 
 /// A page of history holds this many alerts unless asked otherwise, and at most [`MAX_PAGE`].
@@ -42,6 +45,7 @@ pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/alerts/history", get(alert_history))
         .route("/api/devices/{id}/history", get(device_history))
+        .route("/api/stats", get(stats))
 }
 
 #[derive(Debug, Deserialize)]
@@ -301,6 +305,61 @@ fn kind(value: &str) -> Result<PressKind, ApiError> {
             value.chars().take(40).collect::<String>()
         ))),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsQuery {
+    /// The period (unix ms or ISO 8601): the alerts raised in `[from, to)`; by default the
+    /// last half-month (the 警情公示 bulletin's period).
+    from: Option<String>,
+    to: Option<String>,
+    zone: Option<String>,
+    cluster: Option<String>,
+}
+
+/// The half-month the bulletin covers, the statistics' default period.
+const HALF_MONTH_MS: i64 = 15 * 24 * 3600 * 1000;
+/// The longest period asked at once: a year.
+const MAX_PERIOD_MS: i64 = 366 * 24 * 3600 * 1000;
+
+async fn stats(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Params(q): Params<StatsQuery>,
+) -> Result<Response, ApiError> {
+    let to_ms = q.to.as_deref().map(|v| time("to", v)).transpose()?;
+    let to_ms = to_ms.unwrap_or_else(|| s.ingest.now());
+    let from_ms = match q.from.as_deref() {
+        Some(v) => time("from", v)?,
+        None => to_ms.saturating_sub(HALF_MONTH_MS),
+    };
+    if from_ms >= to_ms {
+        return Err(bad("from must be earlier than to".to_owned()));
+    }
+    if to_ms - from_ms > MAX_PERIOD_MS {
+        return Err(bad("the period is at most a year: ask for less".to_owned()));
+    }
+    let filter = FiguresFilter {
+        zones: zones_for(&who, q.zone.as_deref())?,
+        from_ms,
+        to_ms,
+        cluster: q
+            .cluster
+            .as_deref()
+            .map(|c| ClusterId::parse(c).map_err(|e| bad(e.to_string())))
+            .transpose()?,
+    };
+    let figures = s.store.alert_figures(&filter).await?;
+    let mut answer = serde_json::to_value(Statistics::of(&figures))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    answer["from_ms"] = from_ms.into();
+    answer["from"] = iso(from_ms).into();
+    answer["to_ms"] = to_ms.into();
+    answer["to"] = iso(to_ms).into();
+    answer["zones"] =
+        serde_json::to_value(&filter.zones).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(answer).into_response())
 }
 
 /// `resolved` or `cancelled`: whether only cancelled alerts are wanted.

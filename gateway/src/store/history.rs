@@ -77,8 +77,35 @@ pub struct DeviceTimeline {
     pub truncated: bool,
 }
 
+/// One alert as the statistics count it ([`crate::stats`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertFigures {
+    pub kind: String,
+    pub state: String,
+    /// The category it was resolved with.
+    pub category: Option<String>,
+    /// The furthest ring it reached (0: its own cluster and the station only).
+    pub ring: u32,
+    pub raised_at_ms: i64,
+    pub first_delivered_at_ms: Option<i64>,
+    pub first_coming_at_ms: Option<i64>,
+    pub first_on_scene_at_ms: Option<i64>,
+}
+
+/// Which alerts the statistics count: those raised in `[from_ms, to_ms)` in these zones (an
+/// operator's own), of one cluster if given.
+#[derive(Debug, Clone)]
+pub struct FiguresFilter {
+    pub zones: Vec<ZoneCode>,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub cluster: Option<ClusterId>,
+}
+
 #[async_trait]
 pub trait HistoryStore: Send + Sync + 'static {
+    /// Every alert raised in the filter's window and zones, as the statistics count them.
+    async fn alert_figures(&self, filter: &FiguresFilter) -> StoreResult<Vec<AlertFigures>>;
     /// Closed (resolved or cancelled) alerts matching `filter`, newest first, at most
     /// `filter.limit`.
     async fn alert_history(&self, filter: &AlertHistoryFilter) -> StoreResult<Vec<ClosedAlert>>;

@@ -14,7 +14,8 @@ use async_trait::async_trait;
 use super::super::{Backend, Conn, Row};
 use crate::domain::DeviceId;
 use crate::store::history::{
-    contains_pattern, raised_range, AlertHistoryFilter, ClosedAlert, DeviceTimeline, HistoryStore,
+    contains_pattern, raised_range, AlertFigures, AlertHistoryFilter, ClosedAlert, DeviceTimeline,
+    FiguresFilter, HistoryStore,
 };
 use crate::store::rows::{self, Columns};
 use crate::store::StoreResult;
@@ -67,8 +68,46 @@ const BATTERY: &str = "SELECT at_ms, kind, value, detail FROM device_events \
      WHERE device = $1 AND kind = 'battery' AND at_ms >= $2 AND at_ms < $3 \
      ORDER BY at_ms DESC, id DESC LIMIT $4";
 
+/// What the statistics count of each alert raised in a window (`$2`, `$3`) of the zones
+/// (`$1`), of one cluster (`$4`) if given: a range of `alerts_zone_raised`.
+const FIGURES: &str = concat!(
+    "SELECT a.kind, a.state, a.category, a.ring, a.raised_at_ms, a.first_delivered_at_ms, \
+     a.first_coming_at_ms, a.first_on_scene_at_ms FROM alerts a WHERE a.zone ",
+    in_list!("$1"),
+    " AND a.raised_at_ms >= $2 AND a.raised_at_ms < $3 \
+     AND (CAST($4 AS TEXT) IS NULL OR a.cluster = $4)"
+);
+
 #[async_trait]
 impl HistoryStore for Backend {
+    async fn alert_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<AlertFigures>> {
+        if f.zones.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = sqlx::query(FIGURES)
+            .bind(Backend::zone_list(&f.zones)?)
+            .bind(f.from_ms)
+            .bind(f.to_ms)
+            .bind(f.cluster.as_ref().map(|c| c.as_str()))
+            .fetch_all(self.reads())
+            .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(AlertFigures {
+                    kind: row.text("kind")?,
+                    state: row.text("state")?,
+                    category: row.opt_text("category")?,
+                    ring: u32::try_from(row.int("ring")?).unwrap_or_default(),
+                    raised_at_ms: row.int("raised_at_ms")?,
+                    first_delivered_at_ms: row.opt_int("first_delivered_at_ms")?,
+                    first_coming_at_ms: row.opt_int("first_coming_at_ms")?,
+                    first_on_scene_at_ms: row.opt_int("first_on_scene_at_ms")?,
+                })
+            })
+            .collect()
+    }
+
     async fn alert_history(&self, f: &AlertHistoryFilter) -> StoreResult<Vec<ClosedAlert>> {
         if f.zones.is_empty() {
             return Ok(Vec::new());

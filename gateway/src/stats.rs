@@ -1,0 +1,157 @@
+//! The station's figures for a period (issue 15's statistics): how many alerts of each kind
+//! and category, how many were cancelled, false alarms or escalated, and how long the first
+//! delivery, the first "I'm coming" and the first on scene took (p50, p90, max). Pure
+//! functions over what the store reads ([`AlertFigures`]): the same figures on both backends.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::store::history::AlertFigures;
+
+/// How long one step took across the period's alerts that reached it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Durations {
+    /// Alerts that reached the step.
+    pub n: usize,
+    pub p50_ms: Option<i64>,
+    pub p90_ms: Option<i64>,
+    pub max_ms: Option<i64>,
+}
+
+impl Durations {
+    /// Percentiles by nearest rank (the value at or below which `p` % of them fall).
+    fn of(mut took: Vec<i64>) -> Self {
+        took.sort_unstable();
+        let rank = |p: usize| {
+            let n = took.len();
+            (n > 0).then(|| took[(p * n).div_ceil(100).clamp(1, n) - 1])
+        };
+        Self {
+            n: took.len(),
+            p50_ms: rank(50),
+            p90_ms: rank(90),
+            max_ms: took.last().copied(),
+        }
+    }
+}
+
+/// The figures of a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Statistics {
+    /// Alerts raised in the period.
+    pub alerts: usize,
+    /// By kind (`help`, `medical`, `fire`, `intrusion`).
+    pub by_kind: BTreeMap<String, usize>,
+    /// Resolved alerts by the category the station gave them (`consult`, `help`, `dispute`,
+    /// `crime`, `complaint`, `false_alarm`).
+    pub by_category: BTreeMap<String, usize>,
+    /// Still open at the moment of the answer.
+    pub open: usize,
+    /// Withdrawn by the presser within the cancel window.
+    pub cancelled: usize,
+    /// Resolved as a false alarm (误报).
+    pub false_alarms: usize,
+    /// Nobody came in time: ring 1 reached nearby clusters and volunteers; ring 2 the whole zone.
+    pub escalated_ring1: usize,
+    pub escalated_ring2: usize,
+    /// From the press to the first neighbour's unit sounding, to the first "I'm coming", and
+    /// to the first on scene.
+    pub first_delivery: Durations,
+    pub first_coming: Durations,
+    pub first_on_scene: Durations,
+}
+
+impl Statistics {
+    pub fn of(alerts: &[AlertFigures]) -> Self {
+        let mut out = Self {
+            alerts: alerts.len(),
+            ..Self::default()
+        };
+        let (mut delivery, mut coming, mut on_scene) = (Vec::new(), Vec::new(), Vec::new());
+        for a in alerts {
+            *out.by_kind.entry(a.kind.clone()).or_default() += 1;
+            match a.state.as_str() {
+                "cancelled" => out.cancelled += 1,
+                "resolved" => {}
+                _ => out.open += 1,
+            }
+            if let Some(category) = &a.category {
+                *out.by_category.entry(category.clone()).or_default() += 1;
+                if category == "false_alarm" {
+                    out.false_alarms += 1;
+                }
+            }
+            if a.ring >= 1 {
+                out.escalated_ring1 += 1;
+            }
+            if a.ring >= 2 {
+                out.escalated_ring2 += 1;
+            }
+            let after = |at: Option<i64>| at.map(|t| (t - a.raised_at_ms).max(0));
+            delivery.extend(after(a.first_delivered_at_ms));
+            coming.extend(after(a.first_coming_at_ms));
+            on_scene.extend(after(a.first_on_scene_at_ms));
+        }
+        out.first_delivery = Durations::of(delivery);
+        out.first_coming = Durations::of(coming);
+        out.first_on_scene = Durations::of(on_scene);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(kind: &str, state: &str, category: Option<&str>, ring: u32) -> AlertFigures {
+        AlertFigures {
+            kind: kind.into(),
+            state: state.into(),
+            category: category.map(Into::into),
+            ring,
+            raised_at_ms: 1_000,
+            first_delivered_at_ms: None,
+            first_coming_at_ms: None,
+            first_on_scene_at_ms: None,
+        }
+    }
+
+    #[test]
+    fn counts_and_percentiles_by_nearest_rank() {
+        let mut all = vec![
+            alert("help", "resolved", Some("help"), 0),
+            alert("help", "resolved", Some("false_alarm"), 1),
+            alert("fire", "cancelled", None, 0),
+            alert("medical", "notified", None, 2),
+        ];
+        for (a, took) in all.iter_mut().zip([100, 300, 200, 10_000]) {
+            a.first_delivered_at_ms = Some(a.raised_at_ms + took);
+        }
+        all[0].first_coming_at_ms = Some(61_000);
+        let s = Statistics::of(&all);
+        assert_eq!(s.alerts, 4);
+        assert_eq!(s.by_kind["help"], 2);
+        assert_eq!((s.by_kind["fire"], s.by_kind["medical"]), (1, 1));
+        assert_eq!(s.by_category.get("help"), Some(&1));
+        assert_eq!((s.cancelled, s.false_alarms, s.open), (1, 1, 1));
+        assert_eq!((s.escalated_ring1, s.escalated_ring2), (2, 1));
+        assert_eq!(
+            s.first_delivery,
+            Durations {
+                n: 4,
+                p50_ms: Some(200),
+                p90_ms: Some(10_000),
+                max_ms: Some(10_000)
+            }
+        );
+        assert_eq!(s.first_coming.n, 1);
+        assert_eq!(s.first_coming.p50_ms, Some(60_000));
+        assert_eq!(
+            s.first_on_scene,
+            Durations::default(),
+            "nobody on scene yet"
+        );
+        assert_eq!(Statistics::of(&[]), Statistics::default());
+    }
+}
