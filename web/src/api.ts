@@ -291,6 +291,31 @@ export interface DeviceHistory {
   battery_low: number;
 }
 
+/** How long one step took (`GET /api/stats`), from the press. */
+export interface StepTimes {
+  n: number;
+  p50_ms: number | null;
+  p90_ms: number | null;
+  max_ms: number | null;
+}
+
+/** The figures of a period (`GET /api/stats`). */
+export interface Stats {
+  from_ms: number;
+  to_ms: number;
+  alerts: number;
+  by_kind: Record<string, number>;
+  by_category: Record<string, number>;
+  open: number;
+  cancelled: number;
+  false_alarms: number;
+  escalated_ring1: number;
+  escalated_ring2: number;
+  first_delivery: StepTimes;
+  first_coming: StepTimes;
+  first_on_scene: StepTimes;
+}
+
 function query(q: object): string {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(q)) {
@@ -301,6 +326,7 @@ function query(q: object): string {
 }
 
 export const api = {
+  stats: (q: { from?: number; to?: number; cluster?: string }) => request<Stats>("GET", `/api/stats${query(q)}`),
   history: (q: HistoryQuery) =>
     request<{ alerts: HistoryAlert[]; next: string | null }>("GET", `/api/alerts/history${query(q)}`),
   deviceHistory: (id: string, from: number, to: number) =>

@@ -8,6 +8,7 @@ import { ApiError, api, CATEGORIES } from "./api";
 import { fill, h } from "./dom";
 import { dateMinute, duration, stationDayStart } from "./format";
 import { label, t } from "./i18n";
+import type { StatsView } from "./stats";
 
 /** Alerts fetched per page. */
 const PAGE = 50;
@@ -31,6 +32,11 @@ export class HistoryView {
   private footer = h("div", { class: "history-footer" });
   /** The household the list is narrowed to (from a device record), with a way out. */
   private chip = h("p", { class: "history-chip", hidden: true });
+  /** The search, or the figures of a period ([`StatsView`]): one tab each. */
+  private search_ = h("div", { class: "history-search-tab" });
+  private statsEl = h("div", { class: "stats", hidden: true });
+  /** Loaded on the first visit to its tab (it brings the chart library). */
+  private stats: Promise<StatsView> | null = null;
 
   constructor(
     private readonly el: HTMLElement,
@@ -38,6 +44,19 @@ export class HistoryView {
     private readonly zoneMap: () => ZoneMap | null,
   ) {
     this.build();
+  }
+
+  /** The search tab, or the statistics tab. */
+  private tab(stats: boolean): void {
+    this.statsEl.hidden = !stats;
+    this.search_.hidden = stats;
+    for (const b of this.el.querySelectorAll<HTMLElement>(".history-tab")) {
+      b.setAttribute("aria-selected", String((b.dataset.tab === "stats") === stats));
+    }
+    if (stats) {
+      this.stats ??= import("./stats").then((m) => new m.StatsView(this.statsEl, this.zoneMap));
+      void this.stats.then((v) => v.show());
+    }
   }
 
   /** Shows the view; the first time, with the latest closed alerts. */
@@ -57,6 +76,7 @@ export class HistoryView {
   /** A household's alerts (from its device record). */
   showHousehold(household: string, name: string): void {
     this.build();
+    this.tab(false);
     this.el.hidden = false;
     this.chip.hidden = false;
     this.chip.replaceChildren(
@@ -75,6 +95,7 @@ export class HistoryView {
       if (input instanceof HTMLInputElement || input instanceof HTMLSelectElement) input.value = String(v);
     }
     this.draw();
+    void this.stats?.then((v) => v.relabel());
   }
 
   private build(): void {
@@ -125,12 +146,23 @@ export class HistoryView {
         void this.search();
       }, 0);
     });
-    this.el.replaceChildren(
+    const tabButton = (name: string, text: string, selected: boolean) =>
+      h(
+        "button",
+        { type: "button", role: "tab", class: "history-tab", "data-tab": name, "aria-selected": String(selected), onclick: () => this.tab(name === "stats") },
+        text,
+      );
+    this.search_.replaceChildren(
       h("header", { class: "history-head" }, h("h2", {}, t.historyTitle)),
       this.form,
       this.chip,
       this.list,
       this.footer,
+    );
+    this.el.replaceChildren(
+      h("div", { class: "history-tabs", role: "tablist" }, tabButton("search", t.searchTab, !this.search_.hidden), tabButton("stats", t.statsTab, this.search_.hidden)),
+      this.search_,
+      this.statsEl,
     );
   }
 

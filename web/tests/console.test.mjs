@@ -4,7 +4,7 @@
 // as a monitor's day does. Screenshots of the console go to docs/screenshots/.
 
 import assert from "node:assert/strict";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import http from "node:http";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -404,6 +404,40 @@ describe("station console", { timeout: 180_000 }, () => {
     await page.screenshot({ path: path.join(SHOTS, "console-device.png") });
     await record.locator("button.close").click();
     await record.waitFor({ state: "hidden" });
+  });
+
+  test("the statistics of the last half-month: the same counts as the API, charts, and each table as CSV", async () => {
+    const station = await gw.signIn("station");
+    const api = await gw.api(station, "GET", "/api/stats");
+    assert.ok(api.alerts >= 3 && api.false_alarms >= 1, `the run so far has alerts: ${JSON.stringify(api)}`);
+    await page.locator("header.top button.history-button").click();
+    const view = page.locator("section.history");
+    await view.getByRole("tab", { name: "统计" }).click();
+    const tiles = view.locator(".stats-tiles");
+    await tiles.waitFor();
+    assert.equal(await tiles.locator(".stats-tile.alerts strong").innerText(), String(api.alerts));
+    assert.equal(await tiles.locator(".stats-tile.false strong").innerText(), String(api.false_alarms));
+    assert.equal(await tiles.locator(".stats-tile.cancelled strong").innerText(), String(api.cancelled));
+    // The bars are drawn (a canvas with its size), and the table beside says the same in words.
+    const byKind = view.locator(".stats-block.by-kind");
+    const box = await byKind.locator("canvas.stats-chart").boundingBox();
+    assert.ok(box && box.width > 100 && box.height > 100, `a drawn chart: ${JSON.stringify(box)}`);
+    const kindRows = await byKind.locator("tbody tr").allInnerTexts();
+    assert.ok(kindRows.some((r) => r.includes("急救") && r.includes(String(api.by_kind.medical ?? 0))), kindRows.join(" | "));
+    const categoryText = await view.locator(".stats-block.by-category tbody").innerText();
+    assert.match(categoryText, new RegExp(`误报\\s+${api.by_category.false_alarm}`));
+    assert.match(await view.locator(".stats-block.step-times tbody").innerText(), /首户响铃/);
+    assertNoCodes(await view.innerText(), "the statistics");
+    // Each table downloads as CSV, in the same words.
+    const [download] = await Promise.all([page.waitForEvent("download"), byKind.locator("a.stats-csv").click()]);
+    assert.match(download.suggestedFilename(), /^tenwatch-by-kind-\d{4}-\d\d-\d\d\.csv$/);
+    const csv = await readFile(await download.path(), "utf8");
+    const lines = csv.replace(/^\uFEFF/, "").trim().split(/\r\n/);
+    assert.equal(lines[0], "类型,次数");
+    assert.ok(lines.includes(`急救,${api.by_kind.medical ?? 0}`), lines.join(" | "));
+    await page.screenshot({ path: path.join(SHOTS, "console-stats.png") });
+    await page.locator("header.top button.history-button").click();
+    await view.waitFor({ state: "hidden" });
   });
 
   test("a page of another site on this host can neither act nor listen with the station's cookie", async () => {

@@ -1,0 +1,197 @@
+// The station's figures for a period (`GET /api/stats`): how many alerts, by kind and by the
+// category they were resolved with (bar charts by Chart.js), cancels, false alarms, escalations,
+// and how long the first unit, the first "I'm coming" and the first on scene took. Every table
+// downloads as CSV. Periods end now: the last half-month (the 警情公示 bulletin's), week or month.
+
+import { BarController, BarElement, CategoryScale, Chart, LinearScale, Tooltip } from "chart.js";
+
+import type { Stats, StepTimes, ZoneMap } from "./api";
+import { ApiError, api, CATEGORIES } from "./api";
+import { h } from "./dom";
+import { dateMinute, duration } from "./format";
+import { label, t } from "./i18n";
+
+Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip);
+
+const KINDS = ["help", "medical", "fire", "intrusion"];
+const DAY = 86_400_000;
+const PERIODS: Record<string, number> = { half: 15 * DAY, week: 7 * DAY, month: 30 * DAY };
+
+/** A table as rows of cells, its first row the header. */
+type Table = (string | number)[][];
+
+/** `text` as a CSV file the browser downloads (UTF-8 with a byte-order mark, for spreadsheets). */
+function csvLink(name: string, table: Table): HTMLElement {
+  const cell = (v: string | number) => {
+    const s = String(v);
+    return /[",\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+  };
+  const text = "\uFEFF" + table.map((r) => r.map(cell).join(",")).join("\r\n") + "\r\n";
+  const href = URL.createObjectURL(new Blob([text], { type: "text/csv;charset=utf-8" }));
+  return h("a", { class: "stats-csv", href, download: name }, t.statsCsv);
+}
+
+function tableOf(table: Table, cls: string): HTMLElement {
+  const [head = [], ...rows] = table;
+  return h(
+    "table",
+    { class: `stats-table ${cls}` },
+    h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, String(c))))),
+    h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, String(c)))))),
+  );
+}
+
+export class StatsView {
+  private form!: HTMLFormElement;
+  private body = h("div", { class: "stats-body", "aria-live": "polite" });
+  private charts: Chart[] = [];
+  private generation = 0;
+  private last: Stats | null = null;
+
+  constructor(
+    private readonly el: HTMLElement,
+    private readonly zoneMap: () => ZoneMap | null,
+  ) {
+    this.build();
+  }
+
+  /** Fetches the default period the first time. */
+  show(): void {
+    if (this.generation === 0) void this.load();
+  }
+
+  relabel(): void {
+    const period = (this.form.elements.namedItem("period") as HTMLSelectElement | null)?.value;
+    const cluster = (this.form.elements.namedItem("cluster") as HTMLSelectElement | null)?.value;
+    this.build();
+    if (period) (this.form.elements.namedItem("period") as HTMLSelectElement).value = period;
+    if (cluster) (this.form.elements.namedItem("cluster") as HTMLSelectElement).value = cluster;
+    if (this.last) this.draw(this.last);
+  }
+
+  private build(): void {
+    const clusters = this.zoneMap()?.clusters ?? [];
+    this.form = h(
+      "form",
+      { class: "stats-filters" },
+      h(
+        "label",
+        {},
+        h("span", {}, t.statsPeriod),
+        h("select", { name: "period", class: "stats-period" }, Object.keys(PERIODS).map((p) => h("option", { value: p }, label(t.statsPeriods, p)))),
+      ),
+      h(
+        "label",
+        {},
+        h("span", {}, t.historyCluster),
+        h(
+          "select",
+          { name: "cluster", class: "stats-cluster" },
+          h("option", { value: "" }, t.statsAllClusters),
+          clusters.map((c) => h("option", { value: c.id }, c.name || c.id)),
+        ),
+      ),
+      h("button", { type: "submit", class: "primary stats-show" }, t.statsShow),
+    );
+    this.form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      void this.load();
+    });
+    this.el.replaceChildren(h("header", { class: "history-head" }, h("h2", {}, t.statsTitle)), this.form, this.body);
+  }
+
+  private async load(): Promise<void> {
+    const generation = ++this.generation;
+    const f = new FormData(this.form);
+    const to = Date.now();
+    const from = to - (PERIODS[String(f.get("period") ?? "half")] ?? 15 * DAY);
+    const cluster = String(f.get("cluster") ?? "") || undefined;
+    this.body.replaceChildren(h("p", { class: "history-loading" }, t.loading));
+    try {
+      const stats = await api.stats({ from, to, cluster });
+      if (generation !== this.generation) return;
+      this.last = stats;
+      this.draw(stats);
+    } catch (e) {
+      if (generation !== this.generation) return;
+      const why = e instanceof ApiError ? (e.status === 0 ? t.network : e.message) : String(e);
+      this.body.replaceChildren(h("p", { class: "history-error", role: "alert" }, t.statsFailed + why));
+    }
+  }
+
+  private draw(s: Stats): void {
+    for (const c of this.charts) c.destroy();
+    this.charts = [];
+    const period = `${dateMinute(s.from_ms)} – ${dateMinute(s.to_ms)}`;
+    if (s.alerts === 0) {
+      this.body.replaceChildren(h("p", { class: "stats-period-line" }, period), h("p", { class: "history-empty" }, t.statsNone));
+      return;
+    }
+    const tile = (name: string, value: number, cls: string) =>
+      h("div", { class: `stats-tile ${cls}` }, h("strong", {}, String(value)), h("span", {}, name));
+    const byKind: Table = [[t.historyKind, t.statsCount], ...KINDS.map((k) => [label(t.kinds, k), s.by_kind[k] ?? 0])];
+    const byCategory: Table = [
+      [t.historyCategory, t.statsCount],
+      ...CATEGORIES.map((c) => [label(t.categories, c), s.by_category[c] ?? 0]),
+    ];
+    const time = (ms: number | null) => (ms === null ? "—" : duration(ms));
+    const step = (name: string, x: StepTimes) => [name, x.n, time(x.p50_ms), time(x.p90_ms), time(x.max_ms)];
+    const times: Table = [
+      [t.statsStep, t.statsCount, t.statsP50, t.statsP90, t.statsMax],
+      step(t.statsFirstDelivery, s.first_delivery),
+      step(t.statsFirstComing, s.first_coming),
+      step(t.statsFirstOnScene, s.first_on_scene),
+    ];
+    const day = new Date(s.to_ms).toISOString().slice(0, 10);
+    const chart = (table: Table, cls: string) => {
+      const canvas = h("canvas", { class: `stats-chart ${cls}`, role: "img", "aria-label": String(table[0]?.[0] ?? "") }) as HTMLCanvasElement;
+      const rows = table.slice(1);
+      this.charts.push(
+        new Chart(canvas, {
+          type: "bar",
+          data: {
+            labels: rows.map((r) => String(r[0])),
+            datasets: [{ data: rows.map((r) => Number(r[1])), backgroundColor: "#1c7ed6" }],
+          },
+          options: {
+            animation: false,
+            responsive: true,
+            maintainAspectRatio: false,
+            scales: { y: { beginAtZero: true, ticks: { precision: 0 } } },
+            plugins: { tooltip: { enabled: true } },
+          },
+        }),
+      );
+      return h("div", { class: "stats-chart-box" }, canvas);
+    };
+    const block = (title: string, table: Table, cls: string, withChart: boolean) =>
+      h(
+        "section",
+        { class: `stats-block ${cls}` },
+        h("h3", {}, title),
+        withChart ? chart(table, cls) : null,
+        tableOf(table, cls),
+        csvLink(`tenwatch-${cls}-${day}.csv`, table),
+      );
+    this.body.replaceChildren(
+      h("p", { class: "stats-period-line" }, period),
+      h(
+        "div",
+        { class: "stats-tiles" },
+        tile(t.statsAlerts, s.alerts, "alerts"),
+        tile(t.statsOpen, s.open, "open"),
+        tile(t.statsCancelled, s.cancelled, "cancelled"),
+        tile(t.statsFalse, s.false_alarms, "false"),
+        tile(t.statsRing1, s.escalated_ring1, "ring1"),
+        tile(t.statsRing2, s.escalated_ring2, "ring2"),
+      ),
+      h(
+        "div",
+        { class: "stats-blocks" },
+        block(t.statsByKind, byKind, "by-kind", true),
+        block(t.statsByCategory, byCategory, "by-category", true),
+        block(t.statsTimes, times, "step-times", false),
+      ),
+    );
+  }
+}
