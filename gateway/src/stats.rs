@@ -3,11 +3,11 @@
 //! delivery, the first "I'm coming" and the first on scene took (p50, p90, max). Pure
 //! functions over what the store reads ([`AlertFigures`]): the same figures on both backends.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::store::history::AlertFigures;
+use crate::store::history::{AlertFigures, VolunteerFigure};
 
 /// How long one step took across the period's alerts that reached it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -36,6 +36,70 @@ impl Durations {
     }
 }
 
+/// What one volunteer did in the period: alerts they came to (said "coming" or were on
+/// scene), how fast they said "coming" (median from the press), and patrol check-ins.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct VolunteerStats {
+    pub volunteer: String,
+    pub display_name: String,
+    pub came: usize,
+    pub on_scene: usize,
+    pub coming_p50_ms: Option<i64>,
+    pub checkins: i64,
+}
+
+/// Per volunteer, those who came most first (then by name); volunteers who neither came nor
+/// checked in are left out.
+fn volunteers(rows: &[VolunteerFigure]) -> Vec<VolunteerStats> {
+    #[derive(Default)]
+    struct Acc {
+        display_name: String,
+        came: BTreeSet<i64>,
+        on_scene: BTreeSet<i64>,
+        /// Per alert, the first "coming" after the press.
+        coming: BTreeMap<i64, i64>,
+        checkins: i64,
+    }
+    let mut by: BTreeMap<&str, Acc> = BTreeMap::new();
+    for r in rows {
+        let acc = by.entry(&r.volunteer).or_default();
+        if acc.display_name.is_empty() {
+            acc.display_name.clone_from(&r.display_name);
+        }
+        match r.action.as_str() {
+            "coming" => {
+                acc.came.insert(r.alert);
+                let took = (r.at_ms - r.raised_at_ms).max(0);
+                let first = acc.coming.entry(r.alert).or_insert(took);
+                *first = (*first).min(took);
+            }
+            "on_scene" => {
+                acc.came.insert(r.alert);
+                acc.on_scene.insert(r.alert);
+            }
+            _ => acc.checkins += r.checkins,
+        }
+    }
+    let mut out: Vec<VolunteerStats> = by
+        .into_iter()
+        .filter(|(_, a)| !a.came.is_empty() || a.checkins > 0)
+        .map(|(name, a)| VolunteerStats {
+            volunteer: name.to_owned(),
+            display_name: a.display_name,
+            came: a.came.len(),
+            on_scene: a.on_scene.len(),
+            coming_p50_ms: Durations::of(a.coming.into_values().collect()).p50_ms,
+            checkins: a.checkins,
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.came
+            .cmp(&a.came)
+            .then_with(|| a.volunteer.cmp(&b.volunteer))
+    });
+    out
+}
+
 /// The figures of a period.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Statistics {
@@ -60,10 +124,12 @@ pub struct Statistics {
     pub first_delivery: Durations,
     pub first_coming: Durations,
     pub first_on_scene: Durations,
+    /// Which volunteers came, how often and how fast; their patrol check-ins.
+    pub volunteers: Vec<VolunteerStats>,
 }
 
 impl Statistics {
-    pub fn of(alerts: &[AlertFigures]) -> Self {
+    pub fn of(alerts: &[AlertFigures], volunteer_rows: &[VolunteerFigure]) -> Self {
         let mut out = Self {
             alerts: alerts.len(),
             ..Self::default()
@@ -96,6 +162,7 @@ impl Statistics {
         out.first_delivery = Durations::of(delivery);
         out.first_coming = Durations::of(coming);
         out.first_on_scene = Durations::of(on_scene);
+        out.volunteers = volunteers(volunteer_rows);
         out
     }
 }
@@ -129,7 +196,50 @@ mod tests {
             a.first_delivered_at_ms = Some(a.raised_at_ms + took);
         }
         all[0].first_coming_at_ms = Some(61_000);
-        let s = Statistics::of(&all);
+        let row = |volunteer: &str, action: &str, alert: i64, at_ms: i64, checkins: i64| {
+            VolunteerFigure {
+                volunteer: volunteer.into(),
+                display_name: format!("{volunteer} name"),
+                action: action.into(),
+                alert,
+                raised_at_ms: 1_000,
+                at_ms,
+                checkins,
+            }
+        };
+        let answers = [
+            row("li", "coming", 1, 31_000, 0),
+            row("li", "coming", 1, 90_000, 0),
+            row("li", "on_scene", 1, 200_000, 0),
+            row("li", "coming", 2, 11_000, 0),
+            row("zhao", "on_scene", 3, 50_000, 0),
+            row("li", "", 0, 0, 2),
+            row("zhao", "", 0, 0, 0),
+            row("wang", "", 0, 0, 0),
+        ];
+        let s = Statistics::of(&all, &answers);
+        assert_eq!(
+            s.volunteers,
+            vec![
+                VolunteerStats {
+                    volunteer: "li".into(),
+                    display_name: "li name".into(),
+                    came: 2,
+                    on_scene: 1,
+                    coming_p50_ms: Some(10_000),
+                    checkins: 2
+                },
+                VolunteerStats {
+                    volunteer: "zhao".into(),
+                    display_name: "zhao name".into(),
+                    came: 1,
+                    on_scene: 1,
+                    coming_p50_ms: None,
+                    checkins: 0
+                },
+            ],
+            "wang neither came nor checked in"
+        );
         assert_eq!(s.alerts, 4);
         assert_eq!(s.by_kind["help"], 2);
         assert_eq!((s.by_kind["fire"], s.by_kind["medical"]), (1, 1));
@@ -152,6 +262,6 @@ mod tests {
             Durations::default(),
             "nobody on scene yet"
         );
-        assert_eq!(Statistics::of(&[]), Statistics::default());
+        assert_eq!(Statistics::of(&[], &[]), Statistics::default());
     }
 }

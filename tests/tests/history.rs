@@ -430,6 +430,25 @@ async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow:
     let took = |field: &str| {
         detail[field].as_i64().unwrap_or(0) - detail["raised_at_ms"].as_i64().unwrap_or(0)
     };
+    // A patrol volunteer comes to it too, and checks in once on patrol.
+    let volunteer = app.volunteer("vol-li", "11010501").await?;
+    let (status, body) = app
+        .post_as(
+            &volunteer,
+            &format!("/api/alerts/{help}/respond"),
+            json!({ "answer": "coming" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let p = &app.cluster(0)[0];
+    let (status, body) = app
+        .post_as(
+            &volunteer,
+            "/api/volunteer/checkin",
+            json!({ "lat": p.lat, "lon": p.lon, "note": "北门 north gate" }),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
     // A fire resolved as a false alarm, an intrusion withdrawn, a medical alert elsewhere.
     let fire = home[1].press_and_wait_ack(1, "fire").await?["alert"]
         .as_str()
@@ -467,6 +486,24 @@ async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow:
     assert_eq!(all["first_coming"]["n"], 1);
     assert_eq!(all["first_coming"]["p50_ms"], took("first_coming_at_ms"));
     assert_eq!(all["first_on_scene"]["n"], 0);
+    // Which volunteers came, and their check-ins.
+    let volunteers = all["volunteers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(volunteers.len(), 1, "{all}");
+    assert_eq!(
+        (
+            &volunteers[0]["volunteer"],
+            &volunteers[0]["came"],
+            &volunteers[0]["on_scene"],
+            &volunteers[0]["checkins"]
+        ),
+        (&json!("vol-li"), &json!(1), &json!(0), &json!(1))
+    );
+    assert!(
+        volunteers[0]["coming_p50_ms"]
+            .as_i64()
+            .is_some_and(|ms| ms >= 0),
+        "{all}"
+    );
     assert!(
         all["to"].as_str().is_some_and(|t| t.ends_with('Z')),
         "{all}"

@@ -314,6 +314,14 @@ export interface Stats {
   first_delivery: StepTimes;
   first_coming: StepTimes;
   first_on_scene: StepTimes;
+  volunteers: {
+    volunteer: string;
+    display_name: string;
+    came: number;
+    on_scene: number;
+    coming_p50_ms: number | null;
+    checkins: number;
+  }[];
 }
 
 function query(q: object): string {

@@ -142,6 +142,10 @@ export class StatsView {
       step(t.statsFirstComing, s.first_coming),
       step(t.statsFirstOnScene, s.first_on_scene),
     ];
+    const volunteers: Table = [
+      [t.statsVolunteer, t.statsCame, t.statsOnScene, t.statsComingP50, t.statsCheckins],
+      ...s.volunteers.map((v) => [v.display_name || v.volunteer, v.came, v.on_scene, time(v.coming_p50_ms), v.checkins]),
+    ];
     const day = new Date(s.to_ms).toISOString().slice(0, 10);
     const chart = (table: Table, cls: string) => {
       const canvas = h("canvas", { class: `stats-chart ${cls}`, role: "img", "aria-label": String(table[0]?.[0] ?? "") }) as HTMLCanvasElement;
@@ -191,6 +195,9 @@ export class StatsView {
         block(t.statsByKind, byKind, "by-kind", true),
         block(t.statsByCategory, byCategory, "by-category", true),
         block(t.statsTimes, times, "step-times", false),
+        s.volunteers.length > 0
+          ? block(t.statsVolunteers, volunteers, "volunteers", false)
+          : h("section", { class: "stats-block volunteers" }, h("h3", {}, t.statsVolunteers), h("p", { class: "history-empty" }, t.statsNoVolunteers)),
       ),
     );
   }

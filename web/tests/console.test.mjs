@@ -408,7 +408,14 @@ describe("station console", { timeout: 180_000 }, () => {
 
   test("the statistics of the last half-month: the same counts as the API, charts, and each table as CSV", async () => {
     const station = await gw.signIn("station");
+    // The on-duty volunteer checks in on patrol twice.
+    const vol = await gw.signIn("patrol1");
+    for (const n of [1, 2]) {
+      await gw.api(vol, "POST", "/api/volunteer/checkin", { lat: device(1, n).lat, lon: device(1, n).lon, note: "巡逻" });
+    }
     const api = await gw.api(station, "GET", "/api/stats");
+    const patrol = api.volunteers.find((v) => v.volunteer === "patrol1");
+    assert.equal(patrol?.checkins, 2, JSON.stringify(api.volunteers));
     assert.ok(api.alerts >= 3 && api.false_alarms >= 1, `the run so far has alerts: ${JSON.stringify(api)}`);
     await page.locator("header.top button.history-button").click();
     const view = page.locator("section.history");
@@ -427,6 +434,8 @@ describe("station console", { timeout: 180_000 }, () => {
     const categoryText = await view.locator(".stats-block.by-category tbody").innerText();
     assert.match(categoryText, new RegExp(`误报\\s+${api.by_category.false_alarm}`));
     assert.match(await view.locator(".stats-block.step-times tbody").innerText(), /首户响铃/);
+    const patrolRow = view.locator(".stats-block.volunteers tbody tr").filter({ hasText: patrol.display_name || "patrol1" });
+    assert.match(await patrolRow.innerText(), new RegExp(`\\s${patrol.came}\\s+${patrol.on_scene}\\s+\\S+\\s+2$`));
     assertNoCodes(await view.innerText(), "the statistics");
     // Each table downloads as CSV, in the same words.
     const [download] = await Promise.all([page.waitForEvent("download"), byKind.locator("a.stats-csv").click()]);

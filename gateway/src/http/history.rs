@@ -351,7 +351,8 @@ async fn stats(
             .transpose()?,
     };
     let figures = s.store.alert_figures(&filter).await?;
-    let mut answer = serde_json::to_value(Statistics::of(&figures))
+    let volunteers = s.store.volunteer_figures(&filter).await?;
+    let mut answer = serde_json::to_value(Statistics::of(&figures, &volunteers))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     answer["from_ms"] = from_ms.into();
     answer["from"] = iso(from_ms).into();

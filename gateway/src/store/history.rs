@@ -92,6 +92,21 @@ pub struct AlertFigures {
     pub first_on_scene_at_ms: Option<i64>,
 }
 
+/// A volunteer's answer to an alert of the period (`coming` or `on_scene`), or a volunteer of
+/// the zones with no answer (`action` empty) but check-ins: what the statistics say of each.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolunteerFigure {
+    pub volunteer: String,
+    pub display_name: String,
+    /// `coming`, `on_scene`, or '' for a row that only carries check-ins.
+    pub action: String,
+    pub alert: i64,
+    pub raised_at_ms: i64,
+    pub at_ms: i64,
+    /// Patrol check-ins in the period (on the check-in rows).
+    pub checkins: i64,
+}
+
 /// Which alerts the statistics count: those raised in `[from_ms, to_ms)` in these zones (an
 /// operator's own), of one cluster if given.
 #[derive(Debug, Clone)]
@@ -106,6 +121,9 @@ pub struct FiguresFilter {
 pub trait HistoryStore: Send + Sync + 'static {
     /// Every alert raised in the filter's window and zones, as the statistics count them.
     async fn alert_figures(&self, filter: &FiguresFilter) -> StoreResult<Vec<AlertFigures>>;
+    /// Volunteers' answers (`coming`, `on_scene`) to those alerts, and the patrol check-ins
+    /// in the window of the zones' volunteers (one row each, `action` empty).
+    async fn volunteer_figures(&self, filter: &FiguresFilter) -> StoreResult<Vec<VolunteerFigure>>;
     /// Closed (resolved or cancelled) alerts matching `filter`, newest first, at most
     /// `filter.limit`.
     async fn alert_history(&self, filter: &AlertHistoryFilter) -> StoreResult<Vec<ClosedAlert>>;

@@ -15,7 +15,7 @@ use super::super::{Backend, Conn, Row};
 use crate::domain::DeviceId;
 use crate::store::history::{
     contains_pattern, raised_range, AlertFigures, AlertHistoryFilter, ClosedAlert, DeviceTimeline,
-    FiguresFilter, HistoryStore,
+    FiguresFilter, HistoryStore, VolunteerFigure,
 };
 use crate::store::rows::{self, Columns};
 use crate::store::StoreResult;
@@ -78,8 +78,55 @@ const FIGURES: &str = concat!(
      AND (CAST($4 AS TEXT) IS NULL OR a.cluster = $4)"
 );
 
+/// Volunteers' answers to the alerts of [`FIGURES`] (through `alert_events_alert`), then the
+/// check-ins in the window of the zones' volunteers (through `checkins_account`).
+const VOLUNTEER_FIGURES: &str = concat!(
+    "SELECT substr(e.actor, 11) AS volunteer, coalesce(v.display_name, '') AS display_name, \
+     e.action, a.id AS alert, a.raised_at_ms, e.at_ms, 0 AS checkins \
+     FROM alerts a JOIN alert_events e ON e.alert = a.id \
+     LEFT JOIN accounts v ON v.kind = 'volunteer' AND v.name = substr(e.actor, 11) \
+     WHERE a.zone ",
+    in_list!("$1"),
+    " AND a.raised_at_ms >= $2 AND a.raised_at_ms < $3 \
+     AND (CAST($4 AS TEXT) IS NULL OR a.cluster = $4) \
+     AND e.action IN ('coming', 'on_scene') AND e.actor LIKE 'volunteer:%' \
+     UNION ALL \
+     SELECT v.name, v.display_name, '', 0, 0, 0, \
+     (SELECT COUNT(*) FROM checkins c WHERE c.account = v.id AND c.at_ms >= $2 AND c.at_ms < $3) \
+     FROM accounts v JOIN account_zones z ON z.account = v.id \
+     WHERE v.kind = 'volunteer' AND z.zone ",
+    in_list!("$1"),
+);
+
 #[async_trait]
 impl HistoryStore for Backend {
+    async fn volunteer_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<VolunteerFigure>> {
+        if f.zones.is_empty() {
+            return Ok(Vec::new());
+        }
+        let found = sqlx::query(VOLUNTEER_FIGURES)
+            .bind(Backend::zone_list(&f.zones)?)
+            .bind(f.from_ms)
+            .bind(f.to_ms)
+            .bind(f.cluster.as_ref().map(|c| c.as_str()))
+            .fetch_all(self.reads())
+            .await?;
+        found
+            .iter()
+            .map(|row| {
+                Ok(VolunteerFigure {
+                    volunteer: row.text("volunteer")?,
+                    display_name: row.text("display_name")?,
+                    action: row.text("action")?,
+                    alert: row.int("alert")?,
+                    raised_at_ms: row.int("raised_at_ms")?,
+                    at_ms: row.int("at_ms")?,
+                    checkins: row.int("checkins")?,
+                })
+            })
+            .collect()
+    }
+
     async fn alert_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<AlertFigures>> {
         if f.zones.is_empty() {
             return Ok(Vec::new());
