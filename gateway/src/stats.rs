@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono::{Datelike, TimeZone, Timelike};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::store::history::{AlertFigures, VolunteerFigure};
@@ -126,17 +128,38 @@ pub struct Statistics {
     pub first_on_scene: Durations,
     /// Which volunteers came, how often and how fast; their patrol check-ins.
     pub volunteers: Vec<VolunteerStats>,
+    /// Where and when (hot spots): alerts by hour of the day (0–23) and by day of the week
+    /// (Monday first) in the station's time zone, and by cluster, most first.
+    pub by_hour: Vec<usize>,
+    pub by_weekday: Vec<usize>,
+    pub by_cluster: Vec<ClusterCount>,
+}
+
+/// A cluster's alerts in the period.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClusterCount {
+    pub cluster: String,
+    pub alerts: usize,
 }
 
 impl Statistics {
-    pub fn of(alerts: &[AlertFigures], volunteer_rows: &[VolunteerFigure]) -> Self {
+    /// `tz`: the station's time zone, for the hours and weekdays.
+    pub fn of(alerts: &[AlertFigures], volunteer_rows: &[VolunteerFigure], tz: Tz) -> Self {
         let mut out = Self {
             alerts: alerts.len(),
+            by_hour: vec![0; 24],
+            by_weekday: vec![0; 7],
             ..Self::default()
         };
+        let mut clusters: BTreeMap<&str, usize> = BTreeMap::new();
         let (mut delivery, mut coming, mut on_scene) = (Vec::new(), Vec::new(), Vec::new());
         for a in alerts {
             *out.by_kind.entry(a.kind.clone()).or_default() += 1;
+            *clusters.entry(&a.cluster).or_default() += 1;
+            if let Some(at) = tz.timestamp_millis_opt(a.raised_at_ms).single() {
+                out.by_hour[at.hour() as usize] += 1;
+                out.by_weekday[at.weekday().num_days_from_monday() as usize] += 1;
+            }
             match a.state.as_str() {
                 "cancelled" => out.cancelled += 1,
                 "resolved" => {}
@@ -163,6 +186,18 @@ impl Statistics {
         out.first_coming = Durations::of(coming);
         out.first_on_scene = Durations::of(on_scene);
         out.volunteers = volunteers(volunteer_rows);
+        out.by_cluster = clusters
+            .into_iter()
+            .map(|(cluster, alerts)| ClusterCount {
+                cluster: cluster.to_owned(),
+                alerts,
+            })
+            .collect();
+        out.by_cluster.sort_by(|a, b| {
+            b.alerts
+                .cmp(&a.alerts)
+                .then_with(|| a.cluster.cmp(&b.cluster))
+        });
         out
     }
 }
@@ -173,6 +208,7 @@ mod tests {
 
     fn alert(kind: &str, state: &str, category: Option<&str>, ring: u32) -> AlertFigures {
         AlertFigures {
+            cluster: format!("c-{ring}"),
             kind: kind.into(),
             state: state.into(),
             category: category.map(Into::into),
@@ -192,10 +228,6 @@ mod tests {
             alert("fire", "cancelled", None, 0),
             alert("medical", "notified", None, 2),
         ];
-        for (a, took) in all.iter_mut().zip([100, 300, 200, 10_000]) {
-            a.first_delivered_at_ms = Some(a.raised_at_ms + took);
-        }
-        all[0].first_coming_at_ms = Some(61_000);
         let row = |volunteer: &str, action: &str, alert: i64, at_ms: i64, checkins: i64| {
             VolunteerFigure {
                 volunteer: volunteer.into(),
@@ -217,7 +249,41 @@ mod tests {
             row("zhao", "", 0, 0, 0),
             row("wang", "", 0, 0, 0),
         ];
-        let s = Statistics::of(&all, &answers);
+        // 2026-12-05 (a Saturday) 23:30 UTC is Sunday 07:30 in Shanghai.
+        all[3].raised_at_ms = 1_796_513_400_000;
+        for a in &mut all[..3] {
+            a.raised_at_ms = 1_796_468_400_000; // Saturday 11:00 UTC, 19:00 in Shanghai
+        }
+        for (a, took) in all.iter_mut().zip([100, 300, 200, 10_000]) {
+            a.first_delivered_at_ms = Some(a.raised_at_ms + took);
+        }
+        all[0].first_coming_at_ms = Some(all[0].raised_at_ms + 60_000);
+        let s = Statistics::of(&all, &answers, chrono_tz::Asia::Shanghai);
+        let mut hours = vec![0; 24];
+        (hours[19], hours[7]) = (3, 1);
+        assert_eq!(s.by_hour, hours);
+        assert_eq!(
+            s.by_weekday,
+            vec![0, 0, 0, 0, 0, 3, 1],
+            "Saturday and Sunday"
+        );
+        assert_eq!(
+            s.by_cluster,
+            vec![
+                ClusterCount {
+                    cluster: "c-0".into(),
+                    alerts: 2
+                },
+                ClusterCount {
+                    cluster: "c-1".into(),
+                    alerts: 1
+                },
+                ClusterCount {
+                    cluster: "c-2".into(),
+                    alerts: 1
+                },
+            ]
+        );
         assert_eq!(
             s.volunteers,
             vec![
@@ -262,6 +328,7 @@ mod tests {
             Durations::default(),
             "nobody on scene yet"
         );
-        assert_eq!(Statistics::of(&[], &[]), Statistics::default());
+        let none = Statistics::of(&[], &[], chrono_tz::UTC);
+        assert_eq!((none.alerts, none.by_hour.iter().sum::<usize>()), (0, 0));
     }
 }

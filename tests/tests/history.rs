@@ -486,6 +486,23 @@ async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow:
     assert_eq!(all["first_coming"]["n"], 1);
     assert_eq!(all["first_coming"]["p50_ms"], took("first_coming_at_ms"));
     assert_eq!(all["first_on_scene"]["n"], 0);
+    // Where and when: every alert in one hour and one weekday, and by cluster, most first.
+    let sum = |v: &Value| {
+        v.as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).sum::<u64>())
+    };
+    assert_eq!(
+        (sum(&all["by_hour"]), sum(&all["by_weekday"])),
+        (Some(4), Some(4))
+    );
+    assert_eq!(all["by_hour"].as_array().map(Vec::len), Some(24));
+    assert_eq!(
+        all["by_cluster"],
+        json!([
+            { "cluster": app.cluster(0)[0].cluster, "alerts": 3 },
+            { "cluster": app.cluster(1)[0].cluster, "alerts": 1 }
+        ])
+    );
     // Which volunteers came, and their check-ins.
     let volunteers = all["volunteers"].as_array().cloned().unwrap_or_default();
     assert_eq!(volunteers.len(), 1, "{all}");

@@ -314,6 +314,9 @@ export interface Stats {
   first_delivery: StepTimes;
   first_coming: StepTimes;
   first_on_scene: StepTimes;
+  by_hour: number[];
+  by_weekday: number[];
+  by_cluster: { cluster: string; alerts: number }[];
   volunteers: {
     volunteer: string;
     display_name: string;

@@ -146,6 +146,10 @@ export class StatsView {
       [t.statsVolunteer, t.statsCame, t.statsOnScene, t.statsComingP50, t.statsCheckins],
       ...s.volunteers.map((v) => [v.display_name || v.volunteer, v.came, v.on_scene, time(v.coming_p50_ms), v.checkins]),
     ];
+    const byHour: Table = [[t.statsHour, t.statsCount], ...s.by_hour.map((n, hour) => [`${hour}:00`, n])];
+    const byWeekday: Table = [[t.statsWeekday, t.statsCount], ...s.by_weekday.map((n, d) => [t.statsWeekdays[d] ?? String(d), n])];
+    const names = new Map((this.zoneMap()?.clusters ?? []).map((c) => [c.id, c.name || c.id]));
+    const byCluster: Table = [[t.historyCluster, t.statsCount], ...s.by_cluster.map((c) => [names.get(c.cluster) ?? c.cluster, c.alerts])];
     const day = new Date(s.to_ms).toISOString().slice(0, 10);
     const chart = (table: Table, cls: string) => {
       const canvas = h("canvas", { class: `stats-chart ${cls}`, role: "img", "aria-label": String(table[0]?.[0] ?? "") }) as HTMLCanvasElement;
@@ -168,13 +172,14 @@ export class StatsView {
       );
       return h("div", { class: "stats-chart-box" }, canvas);
     };
-    const block = (title: string, table: Table, cls: string, withChart: boolean) =>
+    /** `folded`: a long table under its chart opens on demand. */
+    const block = (title: string, table: Table, cls: string, withChart: boolean, folded = false) =>
       h(
         "section",
         { class: `stats-block ${cls}` },
         h("h3", {}, title),
         withChart ? chart(table, cls) : null,
-        tableOf(table, cls),
+        folded ? h("details", {}, h("summary", {}, t.statsTable), tableOf(table, cls)) : tableOf(table, cls),
         csvLink(`tenwatch-${cls}-${day}.csv`, table),
       );
     this.body.replaceChildren(
@@ -195,6 +200,9 @@ export class StatsView {
         block(t.statsByKind, byKind, "by-kind", true),
         block(t.statsByCategory, byCategory, "by-category", true),
         block(t.statsTimes, times, "step-times", false),
+        block(t.statsByHour, byHour, "by-hour", true, true),
+        block(t.statsByWeekday, byWeekday, "by-weekday", true),
+        block(t.statsByCluster, byCluster, "by-cluster", false),
         s.volunteers.length > 0
           ? block(t.statsVolunteers, volunteers, "volunteers", false)
           : h("section", { class: "stats-block volunteers" }, h("h3", {}, t.statsVolunteers), h("p", { class: "history-empty" }, t.statsNoVolunteers)),

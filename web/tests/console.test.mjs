@@ -436,6 +436,13 @@ describe("station console", { timeout: 180_000 }, () => {
     assert.match(await view.locator(".stats-block.step-times tbody").innerText(), /首户响铃/);
     const patrolRow = view.locator(".stats-block.volunteers tbody tr").filter({ hasText: patrol.display_name || "patrol1" });
     assert.match(await patrolRow.innerText(), new RegExp(`\\s${patrol.came}\\s+${patrol.on_scene}\\s+\\S+\\s+2$`));
+    // Where and when: bars by hour and weekday, and the clusters by name, most first.
+    for (const cls of ["by-hour", "by-weekday"]) {
+      const drawn = await view.locator(`.stats-block.${cls} canvas.stats-chart`).boundingBox();
+      assert.ok(drawn && drawn.width > 100, `${cls} drawn`);
+    }
+    const firstCluster = await view.locator(".stats-block.by-cluster tbody tr").first().innerText();
+    assert.match(firstCluster, new RegExp(`联防组\\s+${api.by_cluster[0].alerts}$`), firstCluster);
     assertNoCodes(await view.innerText(), "the statistics");
     // Each table downloads as CSV, in the same words.
     const [download] = await Promise.all([page.waitForEvent("download"), byKind.locator("a.stats-csv").click()]);

@@ -352,7 +352,13 @@ async fn stats(
     };
     let figures = s.store.alert_figures(&filter).await?;
     let volunteers = s.store.volunteer_figures(&filter).await?;
-    let mut answer = serde_json::to_value(Statistics::of(&figures, &volunteers))
+    // The console checked the name at start; an unknown one counts in Beijing time.
+    let tz: chrono_tz::Tz = s
+        .console
+        .time_zone
+        .parse()
+        .unwrap_or(chrono_tz::Asia::Shanghai);
+    let mut answer = serde_json::to_value(Statistics::of(&figures, &volunteers, tz))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     answer["from_ms"] = from_ms.into();
     answer["from"] = iso(from_ms).into();

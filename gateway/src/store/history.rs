@@ -80,6 +80,7 @@ pub struct DeviceTimeline {
 /// One alert as the statistics count it ([`crate::stats`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertFigures {
+    pub cluster: String,
     pub kind: String,
     pub state: String,
     /// The category it was resolved with.

@@ -71,7 +71,7 @@ const BATTERY: &str = "SELECT at_ms, kind, value, detail FROM device_events \
 /// What the statistics count of each alert raised in a window (`$2`, `$3`) of the zones
 /// (`$1`), of one cluster (`$4`) if given: a range of `alerts_zone_raised`.
 const FIGURES: &str = concat!(
-    "SELECT a.kind, a.state, a.category, a.ring, a.raised_at_ms, a.first_delivered_at_ms, \
+    "SELECT a.cluster, a.kind, a.state, a.category, a.ring, a.raised_at_ms, a.first_delivered_at_ms, \
      a.first_coming_at_ms, a.first_on_scene_at_ms FROM alerts a WHERE a.zone ",
     in_list!("$1"),
     " AND a.raised_at_ms >= $2 AND a.raised_at_ms < $3 \
@@ -142,6 +142,7 @@ impl HistoryStore for Backend {
             .iter()
             .map(|row| {
                 Ok(AlertFigures {
+                    cluster: row.text("cluster")?,
                     kind: row.text("kind")?,
                     state: row.text("state")?,
                     category: row.opt_text("category")?,
