@@ -98,20 +98,30 @@ const VOLUNTEER_FIGURES: &str = concat!(
     in_list!("$1"),
 );
 
+/// The rows of one of the statistics' queries, each bound alike: zones ($1), the window ($2,
+/// $3) and a cluster ($4); none for no zones.
+async fn figure_rows(
+    store: &Backend,
+    sql: &'static str,
+    f: &FiguresFilter,
+) -> StoreResult<Vec<Row>> {
+    if f.zones.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query(sql)
+        .bind(Backend::zone_list(&f.zones)?)
+        .bind(f.from_ms)
+        .bind(f.to_ms)
+        .bind(f.cluster.as_ref().map(|c| c.as_str()))
+        .fetch_all(store.reads())
+        .await?)
+}
+
 #[async_trait]
 impl HistoryStore for Backend {
     async fn volunteer_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<VolunteerFigure>> {
-        if f.zones.is_empty() {
-            return Ok(Vec::new());
-        }
-        let found = sqlx::query(VOLUNTEER_FIGURES)
-            .bind(Backend::zone_list(&f.zones)?)
-            .bind(f.from_ms)
-            .bind(f.to_ms)
-            .bind(f.cluster.as_ref().map(|c| c.as_str()))
-            .fetch_all(self.reads())
-            .await?;
-        found
+        figure_rows(self, VOLUNTEER_FIGURES, f)
+            .await?
             .iter()
             .map(|row| {
                 Ok(VolunteerFigure {
@@ -128,17 +138,8 @@ impl HistoryStore for Backend {
     }
 
     async fn alert_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<AlertFigures>> {
-        if f.zones.is_empty() {
-            return Ok(Vec::new());
-        }
-        let found = sqlx::query(FIGURES)
-            .bind(Backend::zone_list(&f.zones)?)
-            .bind(f.from_ms)
-            .bind(f.to_ms)
-            .bind(f.cluster.as_ref().map(|c| c.as_str()))
-            .fetch_all(self.reads())
-            .await?;
-        found
+        figure_rows(self, FIGURES, f)
+            .await?
             .iter()
             .map(|row| {
                 Ok(AlertFigures {
