@@ -453,11 +453,13 @@ impl Ingest {
             self.downlink.ack(&a.device, a.first_press(), a).await;
             self.tell_clusters(a).await;
         }
-        let came = matches!(
-            action,
-            Action::Recipient(RecipientState::Coming | RecipientState::OnScene)
-        );
-        if came && a.state.is_open() && self.settings.enough.just_enough(&a.kind, a.responders) {
+        // One more coming (a recipient moves forward only, and nobody comes back from on
+        // scene): if that made it enough, tell the others once. Arriving on scene after
+        // "coming" adds nobody, so it tells nobody again.
+        let one_more = applied.recipient_changed
+            && matches!(action, Action::Recipient(RecipientState::Coming));
+        if one_more && a.state.is_open() && self.settings.enough.just_enough(&a.kind, a.responders)
+        {
             self.push_to_waiting(a, PushReason::Enough);
         }
         Ok(applied)

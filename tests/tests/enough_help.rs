@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tenwatch_tests::push::{require_push_emulator, PushEmulator};
 use tenwatch_tests::*;
 
-/// Waits until unit `at` hears its cluster's alert with `responders` coming, and returns it.
+/// Waits until `unit` hears its cluster's alert with `responders` coming, and returns it.
 async fn heard_with(unit: &mut TestDevice, responders: u64) -> anyhow::Result<Value> {
     loop {
         let body = unit.expect_message("/alert").await?;
@@ -137,5 +137,31 @@ async fn volunteers_not_coming_are_told_enough_help_is_on_the_way() -> anyhow::R
     assert_eq!(told[1].topic, told[0].topic);
     // vol-zhao, who is coming, is not told to stay home.
     assert_eq!(emulator.messages(&subs[1].id).await?.messages.len(), 1);
+
+    // vol-zhao arrives: still one person, so vol-li is not told again; the next thing on
+    // vol-li's phone is the alert's end.
+    let (status, body) = app
+        .post_as(
+            &tokens[1],
+            &format!("/api/alerts/{id}/respond"),
+            json!({ "answer": "on_scene" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = app
+        .post_json(
+            &format!("/api/alerts/{id}/resolve"),
+            json!({ "category": "help", "note": "" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    let told = emulator
+        .wait_for_messages(&subs[0].id, 3, Duration::from_secs(15))
+        .await?;
+    let last: Value = serde_json::from_str(told[2].payload.as_deref().expect("a body"))?;
+    assert!(
+        last["title"].as_str().unwrap_or("").starts_with("已解除"),
+        "the third push is the end, not enough help again: {last}"
+    );
     Ok(())
 }
