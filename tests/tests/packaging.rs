@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tenwatch_tests::*;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
 
 fn packaging(file: &str) -> PathBuf {
@@ -67,14 +67,6 @@ fn env_file(path: &Path) -> anyhow::Result<Vec<(String, String)>> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect())
-}
-
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +145,8 @@ async fn the_tls_proxy_example_carries_the_console_a_secure_sign_in_and_the_feed
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(d.join("serve.log"))?)
         .kill_on_drop(true);
-    let _gateway = Running(serve.spawn()?);
+    // Killed when the test ends, as nginx below (kill_on_drop).
+    let _gateway = serve.spawn()?;
 
     // nginx with the example's server block, made to run as this user on this test's ports.
     let site = std::fs::read_to_string(packaging("nginx-tenwatch.conf"))?
@@ -189,7 +182,7 @@ async fn the_tls_proxy_example_carries_the_console_a_secure_sign_in_and_the_feed
         .stderr(std::fs::File::create(d.join("nginx.log"))?)
         .kill_on_drop(true)
         .spawn()?;
-    let _nginx = Running(nginx);
+    let _nginx = nginx;
 
     let roots = reqwest::Certificate::from_pem(&std::fs::read(&cert)?)?;
     let client = reqwest::Client::builder()

@@ -3,7 +3,7 @@
 // closed. Each entry is a button that opens the alert.
 
 import type { AlertDetail, AlertSummary, Problem } from "./api";
-import { needsAcknowledgement } from "./api";
+import { isOpen, needsAcknowledgement } from "./api";
 import { h } from "./dom";
 import { isEnough } from "./enough";
 import { after, clock, elapsed } from "./format";
@@ -35,10 +35,6 @@ export function queueOrder(a: AlertSummary, b: AlertSummary): number {
 /** How many of those coming a card names. */
 const NAMED = 3;
 
-function closed(a: AlertSummary): boolean {
-  return a.state === "resolved" || a.state === "cancelled";
-}
-
 /** Names of the recipients coming or on scene, from the alert's detail if loaded. */
 function comingNames(detail: AlertDetail | undefined): string[] {
   if (!detail) return [];
@@ -57,8 +53,8 @@ function entry(
   // The nearest few by name (the detail lists recipients by ring and distance), then a count.
   const all = comingNames(detail);
   const names = all.length > NAMED ? [...all.slice(0, NAMED), t.more(all.length - NAMED)] : all;
-  const enough = !closed(a) && isEnough(a.kind, a.responders);
-  const isClosed = closed(a);
+  const isClosed = !isOpen(a.state);
+  const enough = !isClosed && isEnough(a.kind, a.responders);
   return h(
     "li",
     {

@@ -5,7 +5,7 @@
 use std::fmt::Display;
 
 use super::accounts::OnDutyVolunteer;
-use super::history::{BatteryReading, PresenceChange};
+use super::history::{AlertFigures, BatteryReading, PresenceChange, VolunteerFigure};
 use super::map::{MapCluster, MapDevice, MapHousehold, MapZone};
 use super::push::{Checkin, PushSubscriptionRecord};
 use super::supervision::{
@@ -295,6 +295,34 @@ pub(crate) fn battery_reading(row: &impl Columns) -> StoreResult<BatteryReading>
     Ok(BatteryReading {
         at_ms: row.int("at_ms")?,
         level: row.parsed("value", "battery level", str::parse::<u8>)?,
+    })
+}
+
+/// What the statistics count of an alert, from `alerts`.
+pub(crate) fn alert_figures(row: &impl Columns) -> StoreResult<AlertFigures> {
+    Ok(AlertFigures {
+        cluster: row.text("cluster")?,
+        kind: row.text("kind")?,
+        state: row.text("state")?,
+        category: row.opt_text("category")?,
+        ring: u32::try_from(row.int("ring")?).unwrap_or_default(),
+        raised_at_ms: row.int("raised_at_ms")?,
+        first_delivered_at_ms: row.opt_int("first_delivered_at_ms")?,
+        first_coming_at_ms: row.opt_int("first_coming_at_ms")?,
+        first_on_scene_at_ms: row.opt_int("first_on_scene_at_ms")?,
+    })
+}
+
+/// A volunteer's answer to an alert, or their check-ins (`action` empty).
+pub(crate) fn volunteer_figure(row: &impl Columns) -> StoreResult<VolunteerFigure> {
+    Ok(VolunteerFigure {
+        volunteer: row.text("volunteer")?,
+        display_name: row.text("display_name")?,
+        action: row.text("action")?,
+        alert: row.int("alert")?,
+        raised_at_ms: row.int("raised_at_ms")?,
+        at_ms: row.int("at_ms")?,
+        checkins: row.int("checkins")?,
     })
 }
 

@@ -120,41 +120,13 @@ async fn figure_rows(
 #[async_trait]
 impl HistoryStore for Backend {
     async fn volunteer_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<VolunteerFigure>> {
-        figure_rows(self, VOLUNTEER_FIGURES, f)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(VolunteerFigure {
-                    volunteer: row.text("volunteer")?,
-                    display_name: row.text("display_name")?,
-                    action: row.text("action")?,
-                    alert: row.int("alert")?,
-                    raised_at_ms: row.int("raised_at_ms")?,
-                    at_ms: row.int("at_ms")?,
-                    checkins: row.int("checkins")?,
-                })
-            })
-            .collect()
+        let found = figure_rows(self, VOLUNTEER_FIGURES, f).await?;
+        found.iter().map(rows::volunteer_figure).collect()
     }
 
     async fn alert_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<AlertFigures>> {
-        figure_rows(self, FIGURES, f)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(AlertFigures {
-                    cluster: row.text("cluster")?,
-                    kind: row.text("kind")?,
-                    state: row.text("state")?,
-                    category: row.opt_text("category")?,
-                    ring: u32::try_from(row.int("ring")?).unwrap_or_default(),
-                    raised_at_ms: row.int("raised_at_ms")?,
-                    first_delivered_at_ms: row.opt_int("first_delivered_at_ms")?,
-                    first_coming_at_ms: row.opt_int("first_coming_at_ms")?,
-                    first_on_scene_at_ms: row.opt_int("first_on_scene_at_ms")?,
-                })
-            })
-            .collect()
+        let found = figure_rows(self, FIGURES, f).await?;
+        found.iter().map(rows::alert_figures).collect()
     }
 
     async fn alert_history(&self, f: &AlertHistoryFilter) -> StoreResult<Vec<ClosedAlert>> {

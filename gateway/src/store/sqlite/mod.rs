@@ -311,17 +311,6 @@ async fn run_batch(
                 },
             };
             // Receipts and heartbeats queued next to each other are written together.
-            macro_rules! with_the_rest_of_its_run {
-                ($first:expr, $kind:path) => {{
-                    let mut group = vec![$first];
-                    while matches!(from.front(), Some($kind(_))) {
-                        if let Some($kind(next)) = from.pop_front() {
-                            group.push(next);
-                        }
-                    }
-                    group
-                }};
-            }
             let (ok, finish) = match work {
                 Work::Job { job, .. } => job(&mut *conn).await,
                 Work::Press(press) => {
@@ -336,7 +325,12 @@ async fn run_batch(
                     receipts(&mut *conn, run).await
                 }
                 Work::Heartbeat(first) => {
-                    let group = with_the_rest_of_its_run!(first, Work::Heartbeat);
+                    let mut group = vec![first];
+                    while let Some(Work::Heartbeat(_)) = from.front() {
+                        if let Some(Work::Heartbeat(next)) = from.pop_front() {
+                            group.push(next);
+                        }
+                    }
                     heartbeats(&mut *conn, group).await
                 }
             };
