@@ -58,6 +58,8 @@ else
   [ "${CI:-}" = true ] && exit 1
 fi
 echo "== building"
+# One clean build: incremental artefacts would only take disk (gigabytes) that nothing reads again.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 cargo build --workspace --all-targets --locked
 # A throwaway PostgreSQL server for the store tests' PostgreSQL variants, stopped and removed
 # on exit (unless TENWATCH_TEST_POSTGRES_URL already names one).
