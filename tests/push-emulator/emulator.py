@@ -14,9 +14,14 @@ that a sender's handling of those can be tested.
                             "to"?: another subscription's id (redirect: 307 to its endpoint,
                             with a body a sender must not show anyone)}
     GET  /messages/<id>    {"messages": [...], "attempts": [...], "rejections": [...]}
+    GET  /stats            {"messages": accepted in all, "cpu_s": this process's CPU seconds}
+    GET  /wait?messages=N&timeout_ms=T
+                           /stats once N pushes in all were accepted, or after T ms
     GET  /healthz
 
-Started with `--port 0`, it prints `listening http://127.0.0.1:PORT` once bound. It exits on
+Started with `--port 0`, it prints `listening http://127.0.0.1:PORT` once bound. Behind a TLS
+front (an HTTP/2 reverse proxy, as real push services have), `--origin https://HOST:PORT` names
+the front in the endpoints it hands out and is the `aud` it expects. It exits on
 SIGTERM, SIGINT or when its standard input closes (so it never outlives the test that owns it).
 """
 
@@ -29,6 +34,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
 
 import http_ece
 from cryptography.exceptions import InvalidSignature
@@ -93,6 +99,8 @@ class State:
         self.lock = threading.Lock()
         self.changed = threading.Condition(self.lock)
         self.subs = {}
+        # Pushes accepted in all subscriptions.
+        self.accepted = 0
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -149,6 +157,14 @@ class Handler(BaseHTTPRequestHandler):
         name, sub_id, n = self.route()
         if name == "healthz" and n == 1:
             return self.answer(200, {"ok": True})
+        if name == "stats" and n == 1:
+            with self.state.lock:
+                return self.answer(200, self.stats())
+        if name == "wait" and n == 1:
+            try:
+                return self.wait()
+            except Reject as r:
+                return self.answer(r.status, {"error": r.reason})
         if name == "messages" and sub_id:
             with self.state.lock:
                 sub = self.state.subs.get(sub_id)
@@ -178,6 +194,23 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(404, {"error": "no such route"})
         except Reject as r:
             self.answer(r.status, {"error": r.reason})
+
+    def stats(self):
+        """What a benchmark reads (under the lock): pushes accepted and this process's CPU."""
+        return {"messages": self.state.accepted, "cpu_s": time.process_time()}
+
+    def wait(self):
+        query = parse_qs(urlsplit(self.path).query)
+        try:
+            want = int(query["messages"][0])
+            timeout_s = int(query.get("timeout_ms", ["10000"])[0]) / 1000
+        except (KeyError, ValueError):
+            raise Reject(400, "wait needs messages=N (and timeout_ms=T)")
+        deadline = time.monotonic() + timeout_s
+        with self.state.changed:
+            while self.state.accepted < want and time.monotonic() < deadline:
+                self.state.changed.wait(deadline - time.monotonic())
+            return self.answer(200, self.stats())
 
     # ---- control
 
@@ -257,7 +290,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def deliver(self, sub: Subscription):
         """(status, headers, body) for one push; status None when it hung and was let go."""
-        attempt = {"at_ms": now_ms(), "status": None}
+        arrived_at_ms = now_ms()
+        attempt = {"at_ms": arrived_at_ms, "status": None}
         with self.state.lock:
             sub.attempts.append(attempt)
 
@@ -277,8 +311,11 @@ class Handler(BaseHTTPRequestHandler):
         except Reject as r:
             settle(r.status)
             raise
-        with self.state.lock:
+        message["arrived_at_ms"] = arrived_at_ms
+        with self.state.changed:
             sub.messages.append(message)
+            self.state.accepted += 1
+            self.state.changed.notify_all()
         settle(201)
         location = f"{self.state.origin}/message/{secrets.token_urlsafe(12)}"
         return 201, {"Location": location}, None
@@ -394,6 +431,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="0: any free port")
     parser.add_argument(
+        "--origin",
+        help="the origin endpoints name and aud must be (a TLS front's); default this server's",
+    )
+    parser.add_argument(
         "--ignore-stdin", action="store_true", help="keep running when standard input closes"
     )
     args = parser.parse_args()
@@ -401,7 +442,8 @@ def main():
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     # Hung requests are never joined: closing must not wait for them.
     server.block_on_close = False
-    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    own = f"http://127.0.0.1:{server.server_address[1]}"
+    origin = args.origin or own
     state = State(origin)
     Handler.state = state
 
@@ -412,7 +454,7 @@ def main():
         threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
-    print(f"listening {origin}", flush=True)
+    print(f"listening {own}", flush=True)
     stop.wait()
     # No graceful drain: requests in flight are the test's, which is over. Daemon threads
     # (the server's, hung requests) end with the process.

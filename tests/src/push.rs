@@ -151,8 +151,12 @@ pub struct Messages {
 /// One accepted push, decrypted.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Message {
-    /// Wall-clock time the emulator accepted it, ms since the Unix epoch.
+    /// Wall-clock time the emulator accepted it (verified and decrypted), ms since the Unix
+    /// epoch.
     pub received_at_ms: u64,
+    /// Wall-clock time its request reached the emulator, before any checking: what the sender
+    /// alone decides.
+    pub arrived_at_ms: u64,
     /// The `TTL` header, seconds.
     pub ttl: u64,
     /// The `Urgency` header (`very-low`, `low`, `normal`, `high`), if sent.
@@ -193,6 +197,15 @@ pub struct Rejection {
     pub reason: String,
 }
 
+/// What a benchmark reads from the emulator.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct EmulatorStats {
+    /// Pushes accepted in all subscriptions.
+    pub messages: u64,
+    /// The emulator process's CPU time so far, seconds.
+    pub cpu_s: f64,
+}
+
 /// The emulator's answer to `/subscribe`, before flattening.
 #[derive(Deserialize)]
 struct SubscribeReply {
@@ -211,11 +224,20 @@ impl PushEmulator {
     /// Starts an emulator on a free port. Fails with [`NotInstalled`] (panics on CI) when its
     /// venv is missing; check [`require_push_emulator`] first to skip instead.
     pub async fn start() -> anyhow::Result<PushEmulator> {
+        Self::start_behind(None).await
+    }
+
+    /// Starts an emulator whose endpoints name `origin` (`https://127.0.0.1:PORT`, a TLS front
+    /// that forwards to it) instead of its own address.
+    pub async fn start_behind(origin: Option<&str>) -> anyhow::Result<PushEmulator> {
         installed()?;
         let script = repo_root().join("tests/push-emulator/emulator.py");
-        let mut child = Command::new(venv_python())
-            .arg(&script)
-            .args(["--port", "0"])
+        let mut command = Command::new(venv_python());
+        command.arg(&script).args(["--port", "0"]);
+        if let Some(origin) = origin {
+            command.args(["--origin", origin]);
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -283,13 +305,8 @@ impl PushEmulator {
 
     /// What subscription `id`'s endpoint has seen so far.
     pub async fn messages(&self, id: &str) -> anyhow::Result<Messages> {
-        let url = format!("{}/messages/{id}", self.base_url);
-        let response = self.http.get(&url).send().await?;
-        let status = response.status();
-        if !status.is_success() {
-            bail!("GET {url}: {status}: {}", response.text().await?);
-        }
-        Ok(response.json().await?)
+        self.get_json(&format!("{}/messages/{id}", self.base_url), DEADLINE)
+            .await
     }
 
     /// Waits until subscription `id` has accepted at least `n` pushes and returns them all;
@@ -317,6 +334,36 @@ impl PushEmulator {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// Pushes accepted so far in all, and the emulator's own CPU time.
+    pub async fn stats(&self) -> anyhow::Result<EmulatorStats> {
+        self.get_json(&format!("{}/stats", self.base_url), DEADLINE)
+            .await
+    }
+
+    /// Waits (in the emulator, no polling) until `n` pushes in all were accepted; then or at
+    /// the timeout, the stats.
+    pub async fn wait_total(&self, n: u64, timeout: Duration) -> anyhow::Result<EmulatorStats> {
+        let url = format!(
+            "{}/wait?messages={n}&timeout_ms={}",
+            self.base_url,
+            timeout.as_millis()
+        );
+        self.get_json(&url, timeout + DEADLINE).await
+    }
+
+    async fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<T> {
+        let response = self.http.get(url).timeout(timeout).send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("GET {url}: {status}: {}", response.text().await?);
+        }
+        Ok(response.json().await?)
     }
 
     async fn control<T: for<'de> Deserialize<'de>>(
