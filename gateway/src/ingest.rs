@@ -501,7 +501,8 @@ impl Ingest {
     }
 
     /// Pushes `reason` to every volunteer the alert reached who may still be on their way or
-    /// deciding: all but those who declined, and for "enough help" all but those coming.
+    /// deciding: all but those who declined, and for "enough help" all but those coming. Their
+    /// first push need not have settled: one still in flight is followed by this one.
     fn push_to_waiting(&self, alert: &AlertSummary, reason: PushReason) {
         let (store, pusher, alert) = (self.store.clone(), self.pusher.clone(), alert.clone());
         tokio::spawn(async move {
@@ -521,7 +522,7 @@ impl Ingest {
                     ),
                     _ => r.state != RecipientState::Declined,
                 };
-                if r.kind == RecipientKind::Volunteer && r.push.is_some() && told {
+                if r.kind == RecipientKind::Volunteer && told {
                     pusher.notify(&alert, &r.who, None, reason);
                 }
             }
