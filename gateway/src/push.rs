@@ -23,7 +23,7 @@ use serde::Serialize;
 use tenwatch_broker::edge::{RateLimit, TokenBucket};
 use tokio::sync::{mpsc, Semaphore};
 use web_push::{
-    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency,
+    ContentEncoding, PartialVapidSignatureBuilder, SubscriptionInfo, Urgency, VapidSignature,
     VapidSignatureBuilder, WebPushMessageBuilder,
 };
 
@@ -192,6 +192,7 @@ impl Pusher {
             clock,
             feed,
             origins: Mutex::default(),
+            signatures: Mutex::default(),
         });
         Ok((pusher, PushWorker { jobs: rx, sender }))
     }
@@ -274,7 +275,16 @@ struct Sender {
     feed: Feed,
     /// One semaphore per push-service origin (`scheme://host:port`).
     origins: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The VAPID signature last made for each push-service origin, and when: one ES256
+    /// signature serves every push to that service for [`VAPID_REUSE`].
+    signatures: Mutex<HashMap<String, (tokio::time::Instant, VapidSignature)>>,
 }
+
+/// How long one VAPID signature is sent before a new one is made. Its JWT expires 12 hours
+/// after it was made (web-push's default; RFC 8292 allows up to 24): reused for at most one
+/// hour, a signature always has 11 hours left. Signing is most of a push's CPU otherwise
+/// (an ES256 signature for every volunteer of every alert).
+const VAPID_REUSE: Duration = Duration::from_secs(3600);
 
 /// How one try ended.
 #[derive(Debug)]
@@ -445,6 +455,26 @@ impl Sender {
         }
     }
 
+    /// The VAPID signature for the subscription's push service: the one made for its origin
+    /// within [`VAPID_REUSE`], else a new one (kept for the next pushes).
+    fn vapid_signature(&self, info: &SubscriptionInfo) -> Result<VapidSignature, String> {
+        let origin = origin_of(&info.endpoint);
+        let now = tokio::time::Instant::now();
+        let mut signatures = self.signatures.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((made, signature)) = signatures.get(&origin) {
+            if now.duration_since(*made) < VAPID_REUSE {
+                return Ok(signature.clone());
+            }
+        }
+        let mut builder = self.signer.clone().add_sub_info(info);
+        builder.add_claim("sub", self.config.subject.as_str());
+        let signature = builder
+            .build()
+            .map_err(|e| format!("VAPID signature: {e}"))?;
+        signatures.insert(origin, (now, signature.clone()));
+        Ok(signature)
+    }
+
     /// The encrypted, signed request for one subscription.
     fn build(
         &self,
@@ -461,11 +491,7 @@ impl Sender {
             sub.p256dh.as_str(),
             sub.auth.as_str(),
         );
-        let mut signature = self.signer.clone().add_sub_info(&info);
-        signature.add_claim("sub", self.config.subject.as_str());
-        let signature = signature
-            .build()
-            .map_err(|e| format!("VAPID signature: {e}"))?;
+        let signature = self.vapid_signature(&info)?;
         let mut message = WebPushMessageBuilder::new(&info);
         message.set_payload(ContentEncoding::Aes128Gcm, payload);
         message.set_ttl(self.config.ttl.as_secs().min(u64::from(u32::MAX)) as u32);
