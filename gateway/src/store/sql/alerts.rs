@@ -78,6 +78,45 @@ async fn insert_recipient(tx: &mut Conn, alert: i64, r: &Recipient) -> StoreResu
     Ok(done.rows_affected() == 1)
 }
 
+/// Rows of one [`insert_recipients`] statement: nine binds each, well inside both backends'
+/// limits (SQLite 32,766 binds, PostgreSQL 65,535).
+const RECIPIENT_ROWS: usize = 500;
+
+/// Adds the recipients that are not ones already, a statement for up to [`RECIPIENT_ROWS`] of
+/// them (a ring reaches a hundred volunteers and more: one statement each was most of the
+/// ring's time); returns those added, in the order given.
+async fn insert_recipients(
+    tx: &mut Conn,
+    alert: i64,
+    recipients: Vec<Recipient>,
+) -> StoreResult<Vec<Recipient>> {
+    let mut added = std::collections::HashSet::new();
+    for chunk in recipients.chunks(RECIPIENT_ROWS) {
+        let mut insert = sqlx::QueryBuilder::<Db>::new(
+            "INSERT INTO recipients \
+             (alert, kind, who, label, ring, state, distance_m, notified_at_ms, updated_at_ms) ",
+        );
+        insert.push_values(chunk, |mut row, r| {
+            row.push_bind(alert)
+                .push_bind(r.kind.as_str())
+                .push_bind(r.who.as_str())
+                .push_bind(r.label.as_str())
+                .push_bind(i64::from(r.ring))
+                .push_bind(r.state.as_str())
+                .push_bind(r.distance_m)
+                .push_bind(r.notified_at_ms)
+                .push_bind(r.updated_at_ms);
+        });
+        insert.push(" ON CONFLICT DO NOTHING RETURNING kind, who");
+        let rows: Vec<(String, String)> = insert.build_query_as().fetch_all(&mut *tx).await?;
+        added.extend(rows);
+    }
+    Ok(recipients
+        .into_iter()
+        .filter(|r| added.contains(&(r.kind.as_str().to_owned(), r.who.clone())))
+        .collect())
+}
+
 pub(crate) async fn insert_event(
     tx: &mut Conn,
     alert: i64,
@@ -417,24 +456,26 @@ async fn fire_ring_in(
     if !won {
         return Ok(None);
     }
-    let mut added = Vec::new();
-    let mut clusters = Vec::new();
+    let mut reached = Vec::new();
+    let mut cluster_of = std::collections::HashMap::new();
     if ring == 1 {
         for (recipient, cluster) in nearby_units(tx, &current, plan.radius_m, now_ms).await? {
-            if insert_recipient(tx, alert.0, &recipient).await? {
-                if !clusters.contains(&cluster) {
-                    clusters.push(cluster);
-                }
-                added.push(recipient);
-            }
+            cluster_of.insert(recipient.who.clone(), cluster);
+            reached.push(recipient);
         }
     }
     // Ring 1: on-duty volunteers known to be within the radius; ring 2: all on duty in the
     // zone. Nearest first; someone already notified is not notified again.
     let within = (ring == 1).then_some(plan.radius_m);
-    for recipient in on_duty_volunteers(tx, &current, within, ring, now_ms).await? {
-        if insert_recipient(tx, alert.0, &recipient).await? {
-            added.push(recipient);
+    reached.extend(on_duty_volunteers(tx, &current, within, ring, now_ms).await?);
+    let added = insert_recipients(tx, alert.0, reached).await?;
+    // The clusters whose units were added, in the order of their first unit.
+    let mut clusters = Vec::new();
+    for r in added.iter().filter(|r| r.kind == RecipientKind::Unit) {
+        if let Some(cluster) = cluster_of.remove(&r.who) {
+            if !clusters.contains(&cluster) {
+                clusters.push(cluster);
+            }
         }
     }
     let (action, detail) = rings::ring_event(ring, plan, &added, clusters.len());
