@@ -370,6 +370,8 @@ fn new_writer() -> std::io::Result<W> {
     Ok(w)
 }
 
+/// The writer's `io::Result`s come from its `Write` target; a `Vec` never fails, so the
+/// callers' fallback to an empty document is never taken.
 fn finish(w: W) -> String {
     // The writer was given only `&str`s: its bytes are UTF-8.
     String::from_utf8_lossy(&w.into_inner()).into_owned()
@@ -477,8 +479,9 @@ fn atom_time(ms: i64, tz: Tz) -> String {
     cap_time(ms, tz)
 }
 
-/// The Atom feed of the public alerts' latest messages, the most recent first. `base` is
-/// the path the documents are under (`/cap/alerts`); links are relative to the feed.
+/// The Atom feed of the public alerts' latest messages, the most recent first; each entry
+/// links its document under `/cap/alerts/`, relative to the feed's own address. `now_ms` is
+/// the feed's `updated` when no alert is public.
 pub fn atom_feed(alerts: &[AlertSummary], sender: &CapSender, tz: Tz, now_ms: i64) -> String {
     write_atom(alerts, sender, tz, now_ms).map_or_else(|_| String::new(), finish)
 }

@@ -38,13 +38,14 @@ fn tz(s: &AppState) -> chrono_tz::Tz {
         .unwrap_or(chrono_tz::Asia::Shanghai)
 }
 
-/// XML for anyone: readable from any page (CORS), and not to be kept long by caches.
+/// XML for anyone: readable from any page (CORS); asked for again each time (an alert's latest
+/// message changes within minutes, and a stale `Alert` after its `Cancel` would mislead).
 fn xml(content_type: &'static str, body: String) -> Response {
     (
         [
             (header::CONTENT_TYPE, content_type),
             (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
-            (header::CACHE_CONTROL, "public, max-age=30"),
+            (header::CACHE_CONTROL, "no-cache"),
         ],
         body,
     )
