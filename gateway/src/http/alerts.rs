@@ -302,18 +302,12 @@ async fn add_note(
 
 /// The station makes an open alert public: from now on its CAP messages are in the public
 /// feed, an `Alert` first, then an `Update` or `Cancel` as its life goes on. Once only: a
-/// second time is a 409, as is a closed alert (nothing left to warn of).
+/// second time is a 409 (the store refuses it under the alert's lock), as is a closed alert
+/// (nothing left to warn of).
 async fn publish(
     State(s): State<AppState>,
     Operator(who): Operator,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let alert = visible_alert(&s, &who, &id).await?;
-    if alert.public_at_ms.is_some() {
-        return Err(ApiError::Conflict(format!(
-            "alert {} is already public / 此警情已公开",
-            alert.id
-        )));
-    }
     act(&s, &who, &id, Action::Publish, None, "").await
 }

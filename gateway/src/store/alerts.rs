@@ -179,6 +179,20 @@ impl<'a> AlertChange<'a> {
     }
 }
 
+/// An alert is made public once: its first CAP message's `sent` never moves.
+pub(crate) fn publish_once(
+    alert: crate::domain::AlertId,
+    action: Action,
+    public_at_ms: Option<i64>,
+) -> StoreResult<()> {
+    match (action, public_at_ms) {
+        (Action::Publish, Some(_)) => Err(StoreError::Refused(format!(
+            "alert {alert} is already public / 此警情已公开"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// A cancel pressed at `now_ms` for an alert raised at `raised_at_ms`: `None` inside the
 /// window, else the timeline's note of why the alert stays open.
 pub(crate) fn cancel_too_late(raised_at_ms: i64, now_ms: i64, window_ms: i64) -> Option<String> {

@@ -280,18 +280,19 @@ async fn apply_in(
     detail: &str,
     now_ms: i64,
 ) -> StoreResult<Applied> {
-    let row: Option<(String, i64)> = sqlx::query_as(concat!(
-        "SELECT state, ring FROM alerts WHERE id = $1",
+    let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(concat!(
+        "SELECT state, ring, public_at_ms FROM alerts WHERE id = $1",
         lock!()
     ))
     .bind(alert.0)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((state, ring)) = row else {
+    let Some((state, ring, public_at_ms)) = row else {
         return Err(StoreError::NotFound(format!("alert {alert}")));
     };
     let current = AlertState::parse(&state).map_err(|e| corrupt("state", e))?;
     let next = alert_next(current, action)?;
+    alerts::publish_once(alert, action, public_at_ms)?;
     let recipient_changed = match (target, alerts::wanted_of(action)) {
         (Some((kind, who)), Some(wanted)) => {
             move_recipient(tx, alert.0, kind, who, wanted, ring, now_ms).await?
