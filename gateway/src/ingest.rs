@@ -426,7 +426,7 @@ impl Ingest {
         }
         let news = applied.state_changed
             || applied.recipient_changed
-            || matches!(action, Action::Note | Action::Resolve(_));
+            || matches!(action, Action::Note | Action::Resolve(_) | Action::Publish);
         if !news {
             return Ok(applied);
         }
@@ -437,6 +437,7 @@ impl Ingest {
             Action::Dispatch => "dispatched",
             Action::Resolve(_) => "resolved",
             Action::Note => "note",
+            Action::Publish => "published",
         };
         self.feed.publish(&FeedEvent::Alert {
             event,

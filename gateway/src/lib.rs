@@ -19,6 +19,7 @@
 //! - [`push`]: Web Push to volunteers' phones (VAPID, retries, per-origin limits), off the
 //!   press path.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
+//! - [`cap`]: CAP 1.2 messages and their Atom feed for the alerts a station made public.
 //! - [`accounts`]: operators and volunteers, argon2 passwords, sessions, the login limiter.
 //! - [`http`]: every HTTP route, its state and its one error type, sign-in and the session
 //!   extractors, the station feed WebSocket, the console's and the volunteer app's APIs and
@@ -31,6 +32,7 @@
 pub mod accounts;
 pub mod app;
 pub mod broker_link;
+pub mod cap;
 pub mod cli;
 pub mod clock;
 pub mod devices;

@@ -166,6 +166,8 @@ pub enum Action {
     Dispatch,
     Resolve(Category),
     Note,
+    /// The station makes the alert public: its CAP messages go into the public feed.
+    Publish,
 }
 
 /// The alert's next state after `action`, or why it is not allowed.
@@ -184,7 +186,7 @@ pub fn alert_next(current: AlertState, action: Action) -> Result<AlertState, Ref
             other => other,
         }),
         Action::Recipient(RecipientState::OnScene) => Ok(OnScene),
-        Action::Recipient(_) | Action::Dispatch => Ok(current),
+        Action::Recipient(_) | Action::Dispatch | Action::Publish => Ok(current),
         Action::Acknowledge => match current {
             Raised | Notified => Ok(Acknowledged),
             _ => Err(refuse("the alert is already acknowledged")),

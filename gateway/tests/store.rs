@@ -1,7 +1,7 @@
 //! The store's story, told the same way to each backend (SQLite, and PostgreSQL when a server
 //! is given): the registry and what it refuses, a press stored once however often it is
 //! repeated, cancels inside the window only, receipts, an alert's life from "coming" to
-//! resolved, accounts and sessions, Web Push subscriptions and check-ins, presence; and, with
+//! resolved, an alert made public once (the CAP feed), accounts and sessions, Web Push subscriptions and check-ins, presence; and, with
 //! two stores on one database as two gateways would have, a ring fired once and a repeated
 //! press raised once even when both try at the same moment.
 
@@ -39,6 +39,7 @@ store_tests!(
     cancel_inside_the_window_only,
     receipts_move_units_and_the_first_is_told,
     an_alert_from_coming_to_resolved,
+    a_published_alert_is_public_once_and_listed_for_the_cap_feed,
     only_a_responder_marks_an_alert_on_scene,
     a_unit_back_online_catches_up_on_its_recent_alerts_and_rings_only,
     accounts_sessions_and_duty,
@@ -741,6 +742,84 @@ async fn an_alert_from_coming_to_resolved(db: TestDb) {
         "resolved is not open"
     );
     assert_eq!(store.next_ring_deadline().await.unwrap(), None);
+}
+
+async fn a_published_alert_is_public_once_and_listed_for_the_cap_feed(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 1).await.unwrap();
+    let public = raise(store.as_ref(), &device(&creds, 0), 1, T0).await;
+    let private = raise(store.as_ref(), &device(&creds, 1), 1, T0 + 1_000).await;
+    assert!(store.public_alerts(100).await.unwrap().is_empty());
+
+    let published = by_station(
+        store.as_ref(),
+        public,
+        Action::Publish,
+        None,
+        "",
+        T0 + 5_000,
+    )
+    .await
+    .unwrap();
+    assert_eq!(published.alert.public_at_ms, Some(T0 + 5_000));
+    assert_eq!(
+        published.alert.state,
+        AlertState::Raised,
+        "publishing moves nothing else"
+    );
+    assert!(!published.state_changed);
+    // Once: the first message's `sent` never moves.
+    let again = by_station(
+        store.as_ref(),
+        public,
+        Action::Publish,
+        None,
+        "",
+        T0 + 9_000,
+    )
+    .await;
+    assert!(matches!(again, Err(StoreError::Refused(m)) if m.contains("already public")));
+    assert_eq!(
+        store.alert(public).await.unwrap().unwrap().public_at_ms,
+        Some(T0 + 5_000)
+    );
+    let listed: Vec<AlertId> = store
+        .public_alerts(100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.id)
+        .collect();
+    assert_eq!(listed, [public], "only what was published");
+    assert_eq!(
+        store.alert(private).await.unwrap().unwrap().public_at_ms,
+        None
+    );
+
+    // Closed, it stays public (its Cancel or all-clear goes out) but is not published anew.
+    let resolve = Action::Resolve(Category::FalseAlarm);
+    by_station(store.as_ref(), private, resolve, None, "", T0 + 10_000)
+        .await
+        .unwrap();
+    let late = by_station(
+        store.as_ref(),
+        private,
+        Action::Publish,
+        None,
+        "",
+        T0 + 11_000,
+    )
+    .await;
+    assert!(matches!(late, Err(StoreError::Refused(m)) if m.contains("already resolved")));
+    by_station(store.as_ref(), public, resolve, None, "", T0 + 12_000)
+        .await
+        .unwrap();
+    let listed = store.public_alerts(100).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].closed_at_ms, Some(T0 + 12_000));
+    let detail = store.alert_detail(public).await.unwrap().unwrap();
+    let actions: Vec<_> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(actions, ["raised", "published", "resolved"]);
 }
 
 async fn only_a_responder_marks_an_alert_on_scene(db: TestDb) {

@@ -4,6 +4,7 @@
 //!
 //! Waiting is done on events (a message, a connection state) with a deadline, never by sleeping.
 
+pub mod cap;
 pub mod mosquitto;
 pub mod push;
 

@@ -36,6 +36,8 @@ export interface AlertSummary {
   first_coming_at_ms: number | null;
   first_on_scene_at_ms: number | null;
   closed_at_ms: number | null;
+  /** When the station made it public (its CAP 1.2 messages in /cap/feed.atom); null: not public. */
+  public_at_ms: number | null;
   /** In the list only: open longer than the gateway's --stale-after. */
   stale?: boolean;
 }
@@ -364,7 +366,15 @@ export const api = {
     request<AlertSummary>("POST", `/api/alerts/${id}/respond`, { answer }),
   resolve: (id: number, category: Category, note: string) =>
     request<AlertSummary>("POST", `/api/alerts/${id}/resolve`, { category, note }),
+  /** Makes the alert public: its CAP messages go into the public feed (no household named). */
+  publish: (id: number) => request<AlertSummary>("POST", `/api/alerts/${id}/publish`),
 };
+
+/** The public CAP 1.2 document of an alert the station published (readable without a session). */
+export function capUrl(id: number | string): string {
+  // The gateway writes an alert's id as "A42"; the route takes that form.
+  return `/cap/alerts/A${String(id).replace(/^A/, "")}.xml`;
+}
 
 export function isOpen(state: AlertState): boolean {
   return state !== "resolved" && state !== "cancelled";

@@ -180,6 +180,7 @@ export class ConsolePage {
       close: () => this.select(null),
       acknowledge: async (id) => this.applied(await api.acknowledge(id)),
       onScene: async (id) => this.applied(await api.respond(id, "on_scene")),
+      publish: async (id) => this.applied(await api.publish(id)),
       dispatch: async (id, v, note) => this.applied(await api.dispatch(id, v, note)),
       note: async (id, text) => this.applied(await api.note(id, text)),
       resolve: async (id, c, note) => this.applied(await api.resolve(id, c, note)),

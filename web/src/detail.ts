@@ -6,7 +6,7 @@
 // that what is being typed survives live updates.
 
 import type { Account, AlertDetail, AlertSummary, Category, Recipient, TimelineEvent, Volunteer } from "./api";
-import { ApiError, CATEGORIES, isOpen, needsAcknowledgement } from "./api";
+import { ApiError, CATEGORIES, capUrl, isOpen, needsAcknowledgement } from "./api";
 import { h } from "./dom";
 import { dateTime, elapsed } from "./format";
 import { label, t } from "./i18n";
@@ -20,6 +20,8 @@ export interface DetailActions {
   dispatch(id: number, volunteer: string, note: string): Promise<void>;
   note(id: number, text: string): Promise<void>;
   resolve(id: number, category: Category, note: string): Promise<void>;
+  /** Makes the alert public (the CAP feed). */
+  publish(id: number): Promise<void>;
   /** Opens the record of the presser's unit. */
   device(id: string): void;
 }
@@ -210,6 +212,9 @@ function status(d: AlertSummary): HTMLElement {
       ? h("span", { class: "resolved-as" }, t.closedAs(label(t.categories, d.category)))
       : null,
     d.state === "cancelled" ? h("span", { class: "resolved-as" }, t.cancelledByPresser) : null,
+    d.public_at_ms !== null && d.public_at_ms !== undefined
+      ? h("a", { class: "badge public-badge", href: capUrl(d.id), target: "_blank", rel: "noopener" }, t.publicBadge)
+      : null,
   );
 }
 
@@ -273,6 +278,9 @@ function actionForms(
   const onScene = h("button", { type: "button", class: "on-scene-button" }, t.stationOnScene);
   onScene.addEventListener("click", () => void run(onScene, out, () => actions.onScene(id)));
 
+  const publish = h("button", { type: "button", class: "publish-button", title: t.publishHint }, t.publish);
+  publish.addEventListener("click", () => void run(publish, out, () => actions.publish(id)));
+
   const volunteerSelect = h("select", { "aria-label": t.chooseVolunteer, class: "volunteer-select" });
   const dispatchBtn = h("button", { type: "button", class: "dispatch-button" }, t.dispatch);
   dispatchBtn.addEventListener("click", () => {
@@ -313,7 +321,7 @@ function actionForms(
   const top = h(
     "section",
     { class: "actions", "aria-label": t.actions },
-    h("div", { class: "action-row first" }, ack, onScene),
+    h("div", { class: "action-row first" }, ack, onScene, publish),
     h("div", { class: "action-row" }, volunteerSelect, dispatchBtn),
     h("div", { class: "action-row" }, categorySelect, resolveNote, resolveBtn),
     out,
@@ -333,6 +341,8 @@ function actionForms(
       top.hidden = !isOpen(a.state);
       ack.disabled = !needsAcknowledgement(a);
       onScene.disabled = d?.recipients.find((r) => isOwn(r, me))?.state === "on_scene";
+      // Published once; the badge in the state line links to its CAP document.
+      publish.disabled = a.public_at_ms !== null && a.public_at_ms !== undefined;
       const key = volunteers.map((v) => v.volunteer.name).join(",");
       if (key !== volunteerKey) {
         volunteerKey = key;

@@ -319,6 +319,45 @@ describe("station console", { timeout: 180_000 }, () => {
     await panel.waitFor({ state: "hidden" });
   });
 
+  test("the station publishes an alert: a badge links to its public CAP 1.2 document, which names no household", async () => {
+    const presser = device(1, 9);
+    const panel = page.locator("section.detail");
+    await page.locator(".alert-list.open .alert-item").filter({ hasText: presser.label }).locator("button").click();
+    await panel.locator(".address").filter({ hasText: presser.label }).waitFor();
+    const publish = panel.locator("button.publish-button");
+    assert.equal(await publish.innerText(), "公开发布（CAP）");
+    assert.ok(await inView(publish), "with the other actions, in view on opening");
+    assert.equal(await panel.locator(".public-badge").count(), 0, "not public yet");
+    const id = await panel.getAttribute("data-alert-id");
+    const capPath = `/cap/alerts/A${String(id).replace(/^A/, "")}.xml`;
+    assert.equal((await fetch(gw.base + capPath)).status, 404, "nothing public before");
+
+    await publish.click();
+    const badge = panel.locator("a.public-badge");
+    await badge.waitFor();
+    assert.equal(await badge.innerText(), "已公开 · CAP");
+    assert.equal(await badge.getAttribute("href"), capPath);
+    await until("the button done", () => publish.isDisabled());
+    await panel.locator(".timeline li").filter({ hasText: "站务 和平里派出所 值班台 公开发布" }).waitFor();
+    assertNoCodes(await panel.innerText(), "the published alert's panel");
+
+    // What the badge links to, read as anyone would, without the station's session.
+    const res = await fetch(gw.base + capPath);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get("content-type") ?? "", /^application\/cap\+xml/);
+    const xml = await res.text();
+    assert.match(xml, /<msgType>Alert<\/msgType>/);
+    assert.match(xml, /<event>火警<\/event>/);
+    assert.match(xml, /<language>en-US<\/language>/);
+    for (const secret of [presser.label, presser.household, presser.device]) {
+      assert.ok(!xml.includes(secret), `${secret} in the public document`);
+    }
+    const feed = await (await fetch(`${gw.base}/cap/feed.atom`)).text();
+    assert.ok(feed.includes(`href="${capPath}"`), feed);
+    await panel.locator("button.close").click();
+    await panel.waitFor({ state: "hidden" });
+  });
+
   test("the history finds the resolved alert by its filters and opens it; its unit's record shows its presence", async () => {
     const presser = device(1, 3);
     await page.locator("header.top button.history-button").click();

@@ -133,6 +133,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         press_burst: 5,
         press_refill: 2.0,
         console: args.console.clone(),
+        cap_sender: crate::cap::CapSender::default().to_string(),
         service: args.service.clone(),
     };
     let app = build_app(&serve).await?;

@@ -98,6 +98,14 @@ pub struct ServeArgs {
     pub press_refill: f64,
     #[command(flatten)]
     pub console: crate::http::ConsoleArgs,
+    /// The `sender` of the station's public CAP 1.2 messages (/cap/feed.atom): globally
+    /// unique, such as tenwatch@station.example.org (no spaces, commas, < or &).
+    #[arg(
+        long,
+        env = "TENWATCH_CAP_SENDER",
+        default_value = "tenwatch@localhost"
+    )]
+    pub cap_sender: String,
     #[command(flatten)]
     pub service: ServiceArgs,
 }
@@ -417,6 +425,8 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.accounts.secure_cookie = args.secure_cookie;
     config.http = args.http.config()?;
     config.console = args.console.clone().into_config()?;
+    config.console.cap_sender =
+        crate::cap::CapSender::parse(args.cap_sender.trim()).map_err(anyhow::Error::msg)?;
     if let Some(secret) = &args.broker_auth_secret {
         anyhow::ensure!(
             secret.len() >= 16,

@@ -1,5 +1,5 @@
 //! The alerts of the account's zones and the actions on them: list, detail, acknowledge,
-//! respond, dispatch, resolve and notes. An alert of a zone the account may not see is
+//! respond, dispatch, resolve, notes, and publish (the CAP feed, [`super::cap`]). An alert of a zone the account may not see is
 //! answered 404, exactly like one that does not exist.
 
 use axum::extract::{Path, State};
@@ -26,6 +26,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/alerts/{id}/dispatch", post(dispatch))
         .route("/api/alerts/{id}/resolve", post(resolve))
         .route("/api/alerts/{id}/notes", post(add_note))
+        .route("/api/alerts/{id}/publish", post(publish))
 }
 
 #[derive(Debug, Deserialize)]
@@ -297,4 +298,16 @@ async fn add_note(
 ) -> Result<Response, ApiError> {
     let note = body.checked()?;
     act(&s, &who, &id, Action::Note, None, &note).await
+}
+
+/// The station makes an open alert public: from now on its CAP messages are in the public
+/// feed, an `Alert` first, then an `Update` or `Cancel` as its life goes on. Once only: a
+/// second time is a 409 (the store refuses it under the alert's lock), as is a closed alert
+/// (nothing left to warn of).
+async fn publish(
+    State(s): State<AppState>,
+    Operator(who): Operator,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    act(&s, &who, &id, Action::Publish, None, "").await
 }

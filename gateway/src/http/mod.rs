@@ -15,6 +15,8 @@
 //! - [`console`], [`supervision`]: the station console's map, settings and device health.
 //! - [`volunteer`]: the volunteer app's own routes.
 //! - [`broker_auth`]: logins and the ACL for an external broker.
+//! - [`cap`]: the public CAP 1.2 feed and documents of the alerts a station published
+//!   (`/cap/…`, no session: public by design).
 //! - [`health`]: `/healthz` (its counters behind the metrics token) and `/metrics`.
 //! - [`web`]: the built pages of the console and the app, and their settings.
 //! - [`guard`]: the client's address (trusted proxies) and the same-origin checks on writes.
@@ -31,6 +33,7 @@ use tokio::net::TcpListener;
 pub mod alerts;
 pub mod auth;
 pub mod broker_auth;
+pub mod cap;
 pub mod console;
 pub mod error;
 pub mod feed;
@@ -91,6 +94,7 @@ pub fn router(state: AppState) -> Router {
         .merge(supervision::routes())
         .merge(volunteer::routes())
         .merge(broker_auth::routes())
+        .merge(cap::routes())
         // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
         .fallback(web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -43,6 +43,8 @@ pub struct ConsoleConfig {
     pub tile_attribution: String,
     /// The station's IANA time zone; every time on the console is shown in it.
     pub time_zone: String,
+    /// Who the station's public CAP messages say they are from (`serve --cap-sender`).
+    pub cap_sender: crate::cap::CapSender,
 }
 
 impl Default for ConsoleConfig {
@@ -52,6 +54,7 @@ impl Default for ConsoleConfig {
             tile_url: String::new(),
             tile_attribution: String::new(),
             time_zone: "Asia/Shanghai".to_owned(),
+            cap_sender: crate::cap::CapSender::default(),
         }
     }
 }
@@ -104,6 +107,7 @@ impl ConsoleArgs {
             tile_url,
             tile_attribution: self.tile_attribution.trim().to_owned(),
             time_zone,
+            cap_sender: crate::cap::CapSender::default(),
         })
     }
 }

@@ -119,6 +119,8 @@ pub(crate) struct AlertChange<'a> {
     pub(crate) resolution_note: Option<&'a str>,
     /// Sets `closed_at_ms`.
     pub(crate) closed: bool,
+    /// Sets `public_at_ms` unless set: the station made the alert public.
+    pub(crate) published: bool,
     /// The timeline event (action, detail); `None` when a recipient's report changed
     /// nothing (a late or repeated one).
     pub(crate) event: Option<(&'static str, String)>,
@@ -154,6 +156,7 @@ impl<'a> AlertChange<'a> {
                 ("resolved", note)
             }
             (Action::Note, _) => ("note", detail.to_owned()),
+            (Action::Publish, _) => ("published", detail.to_owned()),
         };
         let quiet = matches!(action, Action::Recipient(_)) && !recipient_changed && !state_changed;
         AlertChange {
@@ -170,8 +173,23 @@ impl<'a> AlertChange<'a> {
             },
             resolution_note: matches!(action, Action::Resolve(_)).then_some(detail),
             closed: !next.is_open() && state_changed,
+            published: action == Action::Publish,
             event: (!quiet).then_some(event),
         }
+    }
+}
+
+/// An alert is made public once: its first CAP message's `sent` never moves.
+pub(crate) fn publish_once(
+    alert: crate::domain::AlertId,
+    action: Action,
+    public_at_ms: Option<i64>,
+) -> StoreResult<()> {
+    match (action, public_at_ms) {
+        (Action::Publish, Some(_)) => Err(StoreError::Refused(format!(
+            "alert {alert} is already public / 此警情已公开"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -174,6 +174,9 @@ pub struct AlertSummary {
     /// it), and when the latest was stored.
     pub presses: u32,
     pub last_press_at_ms: i64,
+    /// When the station made it public (its CAP messages in the public feed); `None`: not
+    /// public.
+    pub public_at_ms: Option<i64>,
 }
 
 impl AlertSummary {
@@ -528,6 +531,9 @@ pub trait Store:
         limit: u32,
     ) -> StoreResult<Vec<AlertSummary>>;
     async fn alert(&self, id: AlertId) -> StoreResult<Option<AlertSummary>>;
+    /// The alerts a station made public (the CAP feed), of every zone, the most recently
+    /// changed first, at most `limit`.
+    async fn public_alerts(&self, limit: u32) -> StoreResult<Vec<AlertSummary>>;
     async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>>;
 
     // --- devices ---

@@ -73,6 +73,7 @@ pub(crate) fn alert(row: &impl Columns) -> StoreResult<AlertSummary> {
         boot: row.parsed("boot", "boot id", BootId::from_stored)?,
         presses: row.int("presses")? as u32,
         last_press_at_ms: row.int("last_press_at_ms")?,
+        public_at_ms: row.opt_int("public_at_ms")?,
     })
 }
 

@@ -319,18 +319,19 @@ async fn apply_in(
     detail: &str,
     now_ms: i64,
 ) -> StoreResult<Applied> {
-    let row: Option<(String, i64)> = sqlx::query_as(concat!(
-        "SELECT state, ring FROM alerts WHERE id = $1",
+    let row: Option<(String, i64, Option<i64>)> = sqlx::query_as(concat!(
+        "SELECT state, ring, public_at_ms FROM alerts WHERE id = $1",
         lock!()
     ))
     .bind(alert.0)
     .fetch_optional(&mut *tx)
     .await?;
-    let Some((state, ring)) = row else {
+    let Some((state, ring, public_at_ms)) = row else {
         return Err(StoreError::NotFound(format!("alert {alert}")));
     };
     let current = AlertState::parse(&state).map_err(|e| corrupt("state", e))?;
     let next = alert_next(current, action)?;
+    alerts::publish_once(alert, action, public_at_ms)?;
     let recipient_changed = match (target, alerts::wanted_of(action)) {
         (Some((kind, who)), Some(wanted)) => {
             move_recipient(tx, alert.0, kind, who, wanted, ring, now_ms).await?
@@ -351,7 +352,8 @@ async fn apply_in(
            ELSE first_on_scene_at_ms END, \
          next_ring_at_ms = CASE WHEN $7 THEN NULL ELSE next_ring_at_ms END, \
          category = COALESCE($8, category), resolution_note = COALESCE($9, resolution_note), \
-         closed_at_ms = CASE WHEN $10 THEN $2 ELSE closed_at_ms END \
+         closed_at_ms = CASE WHEN $10 THEN $2 ELSE closed_at_ms END, \
+         public_at_ms = CASE WHEN $12 AND public_at_ms IS NULL THEN $2 ELSE public_at_ms END \
          WHERE id = $11",
     )
     .bind(change.next.as_str())
@@ -365,6 +367,7 @@ async fn apply_in(
     .bind(change.resolution_note)
     .bind(change.closed)
     .bind(alert.0)
+    .bind(change.published)
     .execute(&mut *tx)
     .await?;
     if let Some((event, event_detail)) = &change.event {
@@ -931,6 +934,15 @@ impl Store for Backend {
             .fetch_optional(self.reads())
             .await?;
         row.as_ref().map(rows::alert).transpose()
+    }
+
+    async fn public_alerts(&self, limit: u32) -> StoreResult<Vec<AlertSummary>> {
+        // Through the partial index `alerts_public`: only the public few are read.
+        let sql = concat!(
+            alert_select!(),
+            "WHERE a.public_at_ms IS NOT NULL ORDER BY a.updated_at_ms DESC, a.id DESC LIMIT $1"
+        );
+        self.alerts(sqlx::query(sql).bind(i64::from(limit))).await
     }
 
     async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>> {

@@ -43,6 +43,7 @@ macro_rules! alert_columns {
          a.ring, a.critical, a.next_ring_at_ms, a.category, a.resolution_note, \
          a.acknowledged_at_ms, a.first_delivered_at_ms, a.first_coming_at_ms, \
          a.first_on_scene_at_ms, a.closed_at_ms, a.boot, a.presses, a.last_press_at_ms, \
+         a.public_at_ms, \
          (SELECT COUNT(*) FROM recipients r WHERE r.alert = a.id \
           AND r.state IN ('coming', 'on_scene')) AS responders"
     };

@@ -169,6 +169,8 @@ async fn a_database_of_old_presses_migrates_keeping_every_row_and_index() {
             "alerts_device_raised",
             "alerts_household_pressed",
             "alerts_next_ring",
+            // 0010's, for the public CAP feed.
+            "alerts_public",
             "alerts_zone_raised",
             "sqlite_autoindex_presses_1"
         ],

@@ -1,0 +1,113 @@
+//! The public CAP 1.2 routes ([`crate::cap`]): the Atom feed of the alerts stations made
+//! public and each one's CAP documents. Open to anyone without a session, on purpose: a
+//! public warning is for every reader (sirens, apps, aggregators), and what is in it was
+//! chosen to name no household. Only alerts an operator published are answered; any other
+//! id is a 404 exactly like one that does not exist.
+//!
+//! - `GET /cap/feed.atom`: the latest message of each public alert, most recent first.
+//! - `GET /cap/alerts/{id}.xml`: the alert's latest message (`A42.xml`).
+//! - `GET /cap/alerts/{id}/{n}.xml`: its `n`-th message (`A42/1.xml`), which a later one names
+//!   in `references` as `tenwatch-A42-1`.
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::{ApiError, AppState};
+use crate::cap;
+use crate::domain::AlertId;
+use crate::store::AlertSummary;
+
+/// How many public alerts the feed lists.
+const FEED_LIMIT: u32 = 100;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/cap/feed.atom", get(feed))
+        .route("/cap/alerts/{file}", get(latest))
+        .route("/cap/alerts/{id}/{file}", get(nth))
+}
+
+fn tz(s: &AppState) -> chrono_tz::Tz {
+    // The console checked the name's shape at start; an unknown zone counts in Beijing time.
+    s.console
+        .time_zone
+        .parse()
+        .unwrap_or(chrono_tz::Asia::Shanghai)
+}
+
+/// XML for anyone: readable from any page (CORS); asked for again each time (an alert's latest
+/// message changes within minutes, and a stale `Alert` after its `Cancel` would mislead).
+fn xml(content_type: &'static str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn feed(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let alerts = s.store.public_alerts(FEED_LIMIT).await?;
+    let body = cap::atom_feed(&alerts, &s.console.cap_sender, tz(&s), s.ingest.now());
+    Ok(xml("application/atom+xml; charset=utf-8", body))
+}
+
+/// `A42.xml` (or `42.xml`) → the alert id; anything else is a 400 that says the form.
+fn id_of(file: &str) -> Result<AlertId, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "expected an alert id and .xml, such as A42.xml; got {:?}",
+            file.chars().take(40).collect::<String>()
+        ))
+    };
+    let id = file.strip_suffix(".xml").ok_or_else(bad)?;
+    AlertId::parse(id).map_err(|_| bad())
+}
+
+async fn public_alert(s: &AppState, id: AlertId) -> Result<AlertSummary, ApiError> {
+    match s.store.alert(id).await? {
+        Some(a) if a.public_at_ms.is_some() => Ok(a),
+        _ => Err(ApiError::NotFound(format!("no public alert {id}"))),
+    }
+}
+
+async fn latest(State(s): State<AppState>, Path(file): Path<String>) -> Result<Response, ApiError> {
+    let alert = public_alert(&s, id_of(&file)?).await?;
+    let all = cap::messages(&alert);
+    let last = all
+        .last()
+        .ok_or_else(|| ApiError::NotFound(format!("no public alert {}", alert.id)))?;
+    let body = cap::cap_document(&alert, last, &all, &s.console.cap_sender, tz(&s));
+    Ok(xml("application/cap+xml; charset=utf-8", body))
+}
+
+async fn nth(
+    State(s): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let id = AlertId::parse(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let n: u32 = file
+        .strip_suffix(".xml")
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "expected a message number and .xml, such as 1.xml; got {:?}",
+                file.chars().take(40).collect::<String>()
+            ))
+        })?;
+    let alert = public_alert(&s, id).await?;
+    let all = cap::messages(&alert);
+    let m = all
+        .iter()
+        .find(|m| m.n == n)
+        .ok_or_else(|| ApiError::NotFound(format!("alert {id} has no message {n} (yet)")))?;
+    let body = cap::cap_document(&alert, m, &all, &s.console.cap_sender, tz(&s));
+    Ok(xml("application/cap+xml; charset=utf-8", body))
+}
