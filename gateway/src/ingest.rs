@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{haversine_m, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
+use crate::domain::{
+    haversine_m, AlertId, AlertState, Answer, DeviceId, Heartbeat, Press, PressKind, Uplink,
+};
 use crate::downlink::Downlink;
 use crate::escalation::RingWake;
 use crate::feed::{Feed, FeedEvent};
@@ -123,6 +125,17 @@ impl AlertAgeArgs {
     }
 }
 
+/// What became of a press or cancel handed to the press path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Stored (or found stored already, a repeat) and answered: the sender may stop repeating.
+    Stored,
+    /// No such device in the registry.
+    UnknownDevice,
+    /// The store failed: nothing was told, the sender must repeat.
+    NotStored,
+}
+
 /// Handles parsed uplinks and the actions of volunteers and the station. Cheap to clone:
 /// every field is shared.
 #[derive(Clone)]
@@ -204,9 +217,11 @@ impl Ingest {
         };
         match uplink {
             Uplink::Press(press) if press.kind == PressKind::Cancel => {
-                self.cancel(&device, &press).await
+                self.cancel(&device, &press).await;
             }
-            Uplink::Press(press) => self.press(&device, &press).await,
+            Uplink::Press(press) => {
+                self.press(&device, &press).await;
+            }
             Uplink::Delivered { alert } => {
                 inc(&self.metrics.deliveries);
                 // Nine receipts per press: queue the write in order and let another task wait
@@ -247,31 +262,55 @@ impl Ingest {
             Uplink::Subscribed => {
                 tracing::debug!(%device, "up/subscribed ignored: the edge reports subscriptions");
             }
-            Uplink::Heartbeat(hb) => {
-                inc(&self.metrics.heartbeats);
-                if let Some(ledger) = &self.heartbeats {
-                    // Kept in memory, or applied on a task of its own: not awaited here.
-                    let _ = ledger.beat(device, hb);
-                    return;
-                }
-                // Evidence of life and the device's health, reported once per change.
-                let supervised = crate::heartbeats::apply_heartbeat(
-                    self.store.as_ref(),
-                    &self.feed,
-                    &self.settings.supervision,
-                    &device,
-                    &hb,
-                    self.now(),
-                );
-                if let Err(e) = supervised.await {
-                    inc(&self.metrics.store_errors);
-                    tracing::error!(%device, error = %e, "heartbeat not stored");
-                }
-            }
+            Uplink::Heartbeat(hb) => self.handle_heartbeat(device, hb).await,
         }
     }
 
-    async fn press(&self, device: &DeviceId, press: &Press) {
+    /// A press or cancel from an alarm panel ([`crate::sia`]): the same path as a unit's, so
+    /// it is stored before anything is told, deduplicated on (device, boot, seq), fanned out
+    /// and pushed alike. The panel is answered only once this says [`Taken::Stored`].
+    pub async fn panel_press(&self, device: &DeviceId, press: &Press) -> Taken {
+        inc(&self.metrics.uplink_received);
+        match press.kind {
+            PressKind::Cancel => self.cancel(device, press).await,
+            _ => self.press(device, press).await,
+        }
+    }
+
+    /// A panel's link test or supervision report, as a unit's heartbeat: evidence of life,
+    /// with the readings it carries.
+    pub async fn panel_heartbeat(&self, device: DeviceId, hb: Heartbeat) {
+        self.handle_heartbeat(device, hb).await
+    }
+
+    async fn handle_heartbeat(&self, device: DeviceId, hb: Heartbeat) {
+        inc(&self.metrics.heartbeats);
+        if let Some(ledger) = &self.heartbeats {
+            // Kept in memory, or applied on a task of its own: not awaited here.
+            let _ = ledger.beat(device, hb);
+            return;
+        }
+        // Evidence of life and the device's health, reported once per change.
+        let supervised = crate::heartbeats::apply_heartbeat(
+            self.store.as_ref(),
+            &self.feed,
+            &self.settings.supervision,
+            &device,
+            &hb,
+            self.now(),
+        );
+        if let Err(e) = supervised.await {
+            inc(&self.metrics.store_errors);
+            tracing::error!(%device, error = %e, "heartbeat not stored");
+        }
+    }
+
+    /// The heartbeat and supervision settings every beat is judged by.
+    pub fn supervision_policy(&self) -> SupervisionPolicy {
+        self.settings.supervision
+    }
+
+    async fn press(&self, device: &DeviceId, press: &Press) -> Taken {
         let outcome = match self
             .store
             .record_press(
@@ -288,7 +327,7 @@ impl Ingest {
                 // No ack: the device repeats the press and we try again then.
                 inc(&self.metrics.store_errors);
                 tracing::error!(%device, seq = press.seq, error = %e, "press not stored");
-                return;
+                return Taken::NotStored;
             }
         };
         match outcome {
@@ -331,11 +370,13 @@ impl Ingest {
             PressOutcome::UnknownDevice => {
                 inc(&self.metrics.presses_unknown_device);
                 tracing::warn!(%device, "press from a device not in the registry");
+                return Taken::UnknownDevice;
             }
         }
+        Taken::Stored
     }
 
-    async fn cancel(&self, device: &DeviceId, press: &Press) {
+    async fn cancel(&self, device: &DeviceId, press: &Press) -> Taken {
         let window_ms = self.settings.cancel_window.as_millis() as i64;
         let outcome = match self
             .store
@@ -346,7 +387,7 @@ impl Ingest {
             Err(e) => {
                 inc(&self.metrics.store_errors);
                 tracing::error!(%device, error = %e, "cancel not stored");
-                return;
+                return Taken::NotStored;
             }
         };
         match outcome {
@@ -382,8 +423,10 @@ impl Ingest {
             CancelOutcome::UnknownDevice => {
                 inc(&self.metrics.cancels_refused);
                 tracing::info!(%device, "cancel from a device not in the registry");
+                return Taken::UnknownDevice;
             }
         }
+        Taken::Stored
     }
 
     /// A unit reports it sounded, or its resident answers.

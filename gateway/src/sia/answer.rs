@@ -1,0 +1,279 @@
+//! One DC-09 message in, one answer out. The checks run in this order, each refusal logged
+//! with its reason:
+//!
+//! 1. the frame: length, CRC, header (damaged or garbage: NAK);
+//! 2. the account: registered (unknown: NAK);
+//! 3. the message type: `ADM-CID` or `NULL` (any other, `SIA-DCS` say: DUH);
+//! 4. encryption as the account requires, and the data decrypting with its key (NAK);
+//! 5. the timestamp, required when encrypted, within the window (NAK with the receiver's time);
+//! 6. the data: Contact ID this receiver reads (otherwise DUH);
+//! 7. the event, acted on: a press or cancel is answered ACK only once stored (a store that
+//!    fails gets no answer, so the panel repeats); a repeat of a stored one is ACKed again
+//!    and not counted twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+
+use super::cid::{self, Cid, PanelEvent};
+use super::frame::{self, DataError};
+use super::SiaSettings;
+use crate::clock::Clock;
+use crate::domain::{DeviceId, Heartbeat, Press, PressKind};
+use crate::ingest::{Ingest, Taken};
+use crate::store::sia::{SiaAccount, SiaAccountId};
+use crate::store::Store;
+
+/// What a message got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ack,
+    Nak,
+    Duh,
+    /// No answer: the store failed, the panel repeats.
+    Silent,
+}
+
+/// The answer to send and what it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub verdict: Verdict,
+    pub bytes: Option<Vec<u8>>,
+}
+
+impl Reply {
+    fn nak(now: DateTime<Utc>) -> Self {
+        Self {
+            verdict: Verdict::Nak,
+            bytes: Some(frame::nak(now)),
+        }
+    }
+    fn silent() -> Self {
+        Self {
+            verdict: Verdict::Silent,
+            bytes: None,
+        }
+    }
+}
+
+/// The receiver's logic, shared by its TCP and UDP sockets.
+pub struct Receiver {
+    store: Arc<dyn Store>,
+    ingest: Ingest,
+    settings: SiaSettings,
+    clock: Clock,
+    /// Each panel's tamper switch as last reported: a link test carries none, and must not
+    /// close what a tamper report opened. Read from the store the first time a panel is seen.
+    tamper: Mutex<HashMap<DeviceId, bool>>,
+}
+
+impl Receiver {
+    pub fn new(store: Arc<dyn Store>, ingest: Ingest, settings: SiaSettings, clock: Clock) -> Self {
+        Self {
+            store,
+            ingest,
+            settings,
+            clock,
+            tamper: Mutex::default(),
+        }
+    }
+
+    pub fn settings(&self) -> &SiaSettings {
+        &self.settings
+    }
+
+    /// Answers one message (`raw`: the bytes between `<LF>` and `<CR>`); `peer` is for the log.
+    pub async fn answer(&self, raw: &[u8], peer: &str) -> Reply {
+        let now_ms = self.clock.now_ms();
+        let now = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+        let frame = match frame::parse(raw) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "SIA message refused (NAK)");
+                return Reply::nak(now);
+            }
+        };
+        let refuse = |why: &dyn std::fmt::Display| {
+            tracing::warn!(%peer, account = frame.account, seq = frame.seq, reason = %why,
+                "SIA message refused (NAK)");
+            Reply::nak(now)
+        };
+        let Ok(id) = SiaAccountId::parse(frame.account) else {
+            return refuse(&"account is not 3 to 16 hex digits");
+        };
+        let account = match self.store.sia_account(&id).await {
+            Ok(Some(a)) => a,
+            Ok(None) => return refuse(&"unknown account: register it with tenwatch admin add-sia-account"),
+            Err(e) => {
+                tracing::error!(%peer, account = %id, error = %e, "SIA account not read: no answer, the panel repeats");
+                return Reply::silent();
+            }
+        };
+        let duh = |why: &dyn std::fmt::Display| {
+            tracing::warn!(%peer, account = frame.account, seq = frame.seq, reason = %why,
+                "SIA message not processed (DUH)");
+            Reply {
+                verdict: Verdict::Duh,
+                bytes: Some(frame::duh(&frame)),
+            }
+        };
+        if !matches!(frame.token, "ADM-CID" | "NULL") {
+            return duh(&format_args!(
+                "message type {} is not handled (only ADM-CID and NULL)",
+                frame.token
+            ));
+        }
+        match (frame.encrypted, &account.key) {
+            (false, Some(_)) => {
+                return refuse(&"the account has a key: its messages must be encrypted")
+            }
+            (true, None) => return refuse(&"encrypted, but the account has no key"),
+            _ => {}
+        }
+        let data = match frame::data(&frame, account.key.as_ref()) {
+            Ok(d) => d,
+            Err(e @ (DataError::Decrypt(_) | DataError::Account { .. })) => return refuse(&e),
+            Err(e @ DataError::Syntax(_)) => return duh(&e),
+        };
+        match data.timestamp.as_deref() {
+            None if frame.encrypted => return refuse(&"an encrypted message without a timestamp"),
+            None => {}
+            Some(t) => {
+                let Some(at) = frame::parse_timestamp(t) else {
+                    return refuse(&format_args!("timestamp {t:?} is not HH:MM:SS,MM-DD-YYYY"));
+                };
+                if let Some(why) = self.outside_window(at, now) {
+                    return refuse(&why);
+                }
+            }
+        }
+        let seq: u64 = frame.seq.parse().unwrap_or(0);
+        let event = if frame.token == "NULL" {
+            PanelEvent::Test
+        } else {
+            match Cid::parse(&data.event) {
+                Ok(c) => {
+                    tracing::info!(%peer, account = %id, seq, qualifier = c.qualifier,
+                        event = c.event, partition = c.partition, zone = c.zone, "SIA Contact ID event");
+                    cid::map(&c)
+                }
+                Err(why) => return duh(&why),
+            }
+        };
+        let ts_ms = data
+            .timestamp
+            .as_deref()
+            .and_then(frame::parse_timestamp)
+            .map(|t| t.timestamp_millis());
+        let acted = self.act(&account, event, seq, ts_ms).await;
+        match acted {
+            Taken::Stored => Reply {
+                verdict: Verdict::Ack,
+                bytes: Some(frame::ack(
+                    &frame,
+                    account.key.as_ref(),
+                    now,
+                    super::crypt::pad_char,
+                )),
+            },
+            Taken::UnknownDevice => refuse(&"the account's device is gone from the registry"),
+            Taken::NotStored => Reply::silent(),
+        }
+    }
+
+    /// Why `at` is outside the window around `now`, if it is.
+    fn outside_window(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
+        let behind = (now - at).to_std().unwrap_or_default();
+        let ahead = (at - now).to_std().unwrap_or_default();
+        if behind > self.settings.max_behind {
+            Some(format!(
+                "timestamp {}s behind the receiver's clock (at most {}s): stale or replayed",
+                behind.as_secs(),
+                self.settings.max_behind.as_secs()
+            ))
+        } else if ahead > self.settings.max_ahead {
+            Some(format!(
+                "timestamp {}s ahead of the receiver's clock (at most {}s): set the panel's clock",
+                ahead.as_secs(),
+                self.settings.max_ahead.as_secs()
+            ))
+        } else {
+            None
+        }
+    }
+
+    /// The event, done: a press or cancel on the press path, anything else supervision.
+    async fn act(&self, account: &SiaAccount, event: PanelEvent, seq: u64, ts_ms: Option<i64>) -> Taken {
+        let device = &account.device;
+        let press = |kind| Press {
+            seq,
+            // No boot id: a panel's sequence number repeats an earlier one only within the
+            // press repeat window, as an older unit's does (its numbers wrap at 9999).
+            boot: None,
+            kind,
+            device_ts_ms: ts_ms,
+        };
+        let policy = self.ingest.supervision_policy();
+        let mut battery = None;
+        let tamper = match event {
+            PanelEvent::Press(kind) => return self.ingest.panel_press(device, &press(kind)).await,
+            PanelEvent::Cancel => {
+                return self
+                    .ingest
+                    .panel_press(device, &press(PressKind::Cancel))
+                    .await
+            }
+            PanelEvent::NotMapped => return Taken::Stored,
+            PanelEvent::Tamper(open) => {
+                self.set_tamper(device, open);
+                open
+            }
+            PanelEvent::BatteryLow(low) => {
+                // A panel says only "low" or "restored": recorded as just under the low
+                // threshold, or full.
+                battery = Some(if low {
+                    policy.battery_low.saturating_sub(1)
+                } else {
+                    100
+                });
+                self.tamper_of(device).await
+            }
+            PanelEvent::Test => self.tamper_of(device).await,
+        };
+        let hb = Heartbeat {
+            seq,
+            battery,
+            tamper,
+            rssi: None,
+            firmware: None,
+        };
+        self.ingest.panel_heartbeat(device.clone(), hb).await;
+        Taken::Stored
+    }
+
+    fn tamper_map(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, bool>> {
+        self.tamper.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_tamper(&self, device: &DeviceId, open: bool) {
+        self.tamper_map().insert(device.clone(), open);
+    }
+
+    /// The panel's tamper switch as last reported (from the store, the first time).
+    async fn tamper_of(&self, device: &DeviceId) -> bool {
+        if let Some(t) = self.tamper_map().get(device) {
+            return *t;
+        }
+        let policy = self.ingest.supervision_policy();
+        let stored = match self
+            .store
+            .device_health(device, &policy, self.clock.now_ms())
+            .await
+        {
+            Ok(Some(d)) => d.health.tamper,
+            _ => false,
+        };
+        *self.tamper_map().entry(device.clone()).or_insert(stored)
+    }
+}
