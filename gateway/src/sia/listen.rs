@@ -94,6 +94,7 @@ async fn connection(receiver: &Receiver, mut stream: TcpStream, peer: SocketAddr
             if refused_in_a_row >= settings.max_refused_in_a_row {
                 tracing::warn!(peer = %peer_text, refused_in_a_row,
                     "SIA: closing a connection that sends only what is refused");
+                close(stream).await;
                 return;
             }
         }
@@ -102,6 +103,7 @@ async fn connection(receiver: &Receiver, mut stream: TcpStream, peer: SocketAddr
                 "SIA: a message longer than {MAX_FRAME} bytes: NAK, connection closed");
             let now = chrono::Utc::now();
             let _ = write(&mut stream, &frame::nak(now), &settings).await;
+            close(stream).await;
             return;
         }
         let read = tokio::time::timeout(settings.idle_timeout, stream.read(&mut chunk)).await;
@@ -114,6 +116,24 @@ async fn connection(receiver: &Receiver, mut stream: TcpStream, peer: SocketAddr
             }
         }
     }
+}
+
+/// Closes a connection the sender is still writing to so that the last answer reaches it:
+/// FIN first, then what it still sends is read and dropped, briefly and boundedly (closing
+/// with unread bytes would reset the connection, and the answer could be lost with it).
+async fn close(mut stream: TcpStream) {
+    let _ = stream.shutdown().await;
+    let mut chunk = [0u8; 4096];
+    let drain = async {
+        let mut dropped = 0usize;
+        while dropped < 256 * 1024 {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => dropped += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
 }
 
 async fn write(
