@@ -47,6 +47,22 @@ if ! cmp -s "$push_req" "$push_venv/installed-requirements.txt"; then
   fi
 fi
 
+# The SIA DC-09 peer the alarm-panel tests send from (pysiaalarm: a DC-09 library we did not
+# write), the same way: pinned packages in a venv under target/, the copy of the requirements
+# marking a finished install; tests/src/sia_peer.rs looks for it.
+sia_venv=target/sia-peer-venv
+sia_req=tests/sia-peer/requirements.txt
+if ! cmp -s "$sia_req" "$sia_venv/installed-requirements.txt"; then
+  echo "== installing the SIA peer's Python packages"
+  if python3 -m venv --clear "$sia_venv" &&
+    "$sia_venv/bin/pip" install -q --disable-pip-version-check -r "$sia_req"; then
+    cp "$sia_req" "$sia_venv/installed-requirements.txt"
+  else
+    echo "== could not install the SIA peer into $sia_venv" >&2
+    [ "${CI:-}" = true ] && exit 1
+  fi
+fi
+
 # The gateway carries the web pages built before it (gateway/build.rs, http/web.rs): build
 # them first, so that the binary the tests run serves the console.
 if command -v npm >/dev/null 2>&1; then
