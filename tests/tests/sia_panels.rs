@@ -51,6 +51,8 @@ async fn a_panels_panic_sounds_the_neighbours_once_and_its_cancel_withdraws_it(
     let panel = PeerAccount::clear("1234");
     let household = app.cluster(0)[0].household.clone();
     register(&app, &panel, &household).await?;
+    // A neighbour has a panel too: it is no unit to sound the alert.
+    register(&app, &PeerAccount::clear("5678"), &app.cluster(0)[1].household).await?;
     let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
     let mut feed = open_feed(&app).await?;
     let mut peer = SiaPeer::start(app.sia.expect("receiver"), &[panel.clone()]).await?;
@@ -75,6 +77,18 @@ async fn a_panels_panic_sounds_the_neighbours_once_and_its_cancel_withdraws_it(
         assert_eq!(body["state"], "raised");
         assert_eq!(body["from_label"], app.cluster(0)[0].label.as_str());
     }
+
+    let (_, detail) = app
+        .get_json(&format!("/api/alerts/{}", alert.as_str().unwrap_or("")))
+        .await?;
+    let told: Vec<&str> = detail["recipients"]
+        .as_array()
+        .expect("recipients")
+        .iter()
+        .filter(|r| r["kind"] == "unit")
+        .filter_map(|r| r["who"].as_str())
+        .collect();
+    assert_eq!(told.len(), 9, "the nine neighbours' units, no panel: {told:?}");
 
     // The panel missed the ACK and repeats the message (same sequence number), over UDP this
     // time: acknowledged again, stored once.
