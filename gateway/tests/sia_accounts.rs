@@ -44,7 +44,10 @@ async fn a_panel_account_is_a_household_device_whose_presses_take_the_press_path
     };
     store.add_sia_account(&account, "hash", T0).await.unwrap();
     assert_eq!(store.sia_account(&id).await.unwrap(), Some(account.clone()));
-    assert_eq!(store.list_sia_accounts().await.unwrap(), vec![account.clone()]);
+    assert_eq!(
+        store.list_sia_accounts().await.unwrap(),
+        vec![account.clone()]
+    );
     let unknown = SiaAccountId::parse("123").unwrap();
     assert_eq!(store.sia_account(&unknown).await.unwrap(), None);
 
@@ -62,7 +65,11 @@ async fn a_panel_account_is_a_household_device_whose_presses_take_the_press_path
         store.add_sia_account(&nowhere, "hash", T0).await,
         Err(StoreError::NotFound(m)) if m.contains("nobody")
     ));
-    assert_eq!(store.sia_account(&unknown).await.unwrap(), None, "nothing half-made");
+    assert_eq!(
+        store.sia_account(&unknown).await.unwrap(),
+        None,
+        "nothing half-made"
+    );
 
     // The panel's device raises its household's alert, once however often repeated.
     let (plan, rules) = (RingPlan::default(), PressRules::default());
@@ -76,12 +83,27 @@ async fn a_panel_account_is_a_household_device_whose_presses_take_the_press_path
     };
     assert_eq!(alert.household, household);
     let again = store
-        .record_press(device, &press(1, PressKind::Help), &plan, &rules, T0 + 5_000)
+        .record_press(
+            device,
+            &press(1, PressKind::Help),
+            &plan,
+            &rules,
+            T0 + 5_000,
+        )
         .await
         .unwrap();
-    assert!(matches!(again, PressOutcome::Duplicate(ref a) if a.id == alert.id), "{again:?}");
+    assert!(
+        matches!(again, PressOutcome::Duplicate(ref a) if a.id == alert.id),
+        "{again:?}"
+    );
     let cancelled = store
-        .cancel_press(device, &press(2, PressKind::Cancel), 30_000, &rules, T0 + 10_000)
+        .cancel_press(
+            device,
+            &press(2, PressKind::Cancel),
+            30_000,
+            &rules,
+            T0 + 10_000,
+        )
         .await
         .unwrap();
     assert!(matches!(cancelled, CancelOutcome::Cancelled(ref a) if a.id == alert.id));

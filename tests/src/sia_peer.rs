@@ -116,7 +116,10 @@ impl SiaPeer {
             .spawn()
             .with_context(|| format!("starting {}", script.display()))?;
         let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin pipe"))?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout pipe"))?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout pipe"))?;
         Ok(SiaPeer {
             stdin,
             lines: BufReader::new(stdout).lines(),

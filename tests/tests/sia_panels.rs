@@ -25,7 +25,11 @@ async fn register(app: &TestApp, account: &PeerAccount, household: &str) -> anyh
         account: id,
     };
     store
-        .add_sia_account(&registered, "not-a-login", tenwatch_gateway::domain::now_ms())
+        .add_sia_account(
+            &registered,
+            "not-a-login",
+            tenwatch_gateway::domain::now_ms(),
+        )
         .await?;
     Ok(())
 }
@@ -52,10 +56,15 @@ async fn a_panels_panic_sounds_the_neighbours_once_and_its_cancel_withdraws_it(
     let household = app.cluster(0)[0].household.clone();
     register(&app, &panel, &household).await?;
     // A neighbour has a panel too: it is no unit to sound the alert.
-    register(&app, &PeerAccount::clear("5678"), &app.cluster(0)[1].household).await?;
+    register(
+        &app,
+        &PeerAccount::clear("5678"),
+        &app.cluster(0)[1].household,
+    )
+    .await?;
     let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
     let mut feed = open_feed(&app).await?;
-    let mut peer = SiaPeer::start(app.sia.expect("receiver"), &[panel.clone()]).await?;
+    let mut peer = SiaPeer::start(app.sia.expect("receiver"), std::slice::from_ref(&panel)).await?;
 
     // 120 panic, over TCP: acknowledged once stored.
     let answer = peer.send(false, cid(&panel, 1, "1120 01 015")).await?;
@@ -88,7 +97,11 @@ async fn a_panels_panic_sounds_the_neighbours_once_and_its_cancel_withdraws_it(
         .filter(|r| r["kind"] == "unit")
         .filter_map(|r| r["who"].as_str())
         .collect();
-    assert_eq!(told.len(), 9, "the nine neighbours' units, no panel: {told:?}");
+    assert_eq!(
+        told.len(),
+        9,
+        "the nine neighbours' units, no panel: {told:?}"
+    );
 
     // The panel missed the ACK and repeats the message (same sequence number), over UDP this
     // time: acknowledged again, stored once.
@@ -126,11 +139,8 @@ async fn every_message_gets_the_answer_dc09_gives() -> anyhow::Result<()> {
     register(&app, &clear, &app.cluster(0)[1].household).await?;
     register(&app, &sealed, &app.cluster(0)[2].household).await?;
     let mut feed = open_feed(&app).await?;
-    let mut peer = SiaPeer::start(
-        app.sia.expect("receiver"),
-        &[clear.clone(), sealed.clone()],
-    )
-    .await?;
+    let mut peer =
+        SiaPeer::start(app.sia.expect("receiver"), &[clear.clone(), sealed.clone()]).await?;
 
     // Where DC-09 and pysiaalarm's receiver agree: (what is sent, over UDP?, the answer).
     let stamped = |offset: i64| {
@@ -140,28 +150,76 @@ async fn every_message_gets_the_answer_dc09_gives() -> anyhow::Result<()> {
     };
     let wrong_key = PeerAccount::encrypted("ABCD", "BBBBBBBBBBBBBBBB");
     let agreed: Vec<(&str, Value, bool, &str)> = vec![
-        ("a link test in the clear, no timestamp", {
-            let mut m = null(&clear, 3);
-            m["ts_offset"] = Value::Null;
-            m
-        }, false, "ACK"),
+        (
+            "a link test in the clear, no timestamp",
+            {
+                let mut m = null(&clear, 3);
+                m["ts_offset"] = Value::Null;
+                m
+            },
+            false,
+            "ACK",
+        ),
         ("a link test over UDP", null(&clear, 4), true, "ACK"),
-        ("a periodic test", cid(&clear, 5, "1602 00 000"), false, "ACK"),
-        ("an event tenwatch does not map (arming)", cid(&clear, 6, "3401 01 003"), false, "ACK"),
-        ("a stale timestamp (an hour old: a replay)", stamped(-3600), false, "NAK"),
+        (
+            "a periodic test",
+            cid(&clear, 5, "1602 00 000"),
+            false,
+            "ACK",
+        ),
+        (
+            "an event tenwatch does not map (arming)",
+            cid(&clear, 6, "3401 01 003"),
+            false,
+            "ACK",
+        ),
+        (
+            "a stale timestamp (an hour old: a replay)",
+            stamped(-3600),
+            false,
+            "NAK",
+        ),
         ("a timestamp an hour ahead", stamped(3600), true, "NAK"),
-        ("an unknown account", cid(&PeerAccount::clear("9999"), 1, "1120 01 001"), false, "NAK"),
-        ("garbage", json!({"raw": "hello, is this the police?"}), false, "NAK"),
-        ("garbage over UDP", json!({"raw": "\u{1}\u{2}ZZZZ"}), true, "NAK"),
-        ("an encrypted link test with the right key", null(&sealed, 7), false, "*ACK"),
-        ("encrypted with the wrong key", cid(&wrong_key, 8, "1120 01 001"), false, "NAK"),
+        (
+            "an unknown account",
+            cid(&PeerAccount::clear("9999"), 1, "1120 01 001"),
+            false,
+            "NAK",
+        ),
+        (
+            "garbage",
+            json!({"raw": "hello, is this the police?"}),
+            false,
+            "NAK",
+        ),
+        (
+            "garbage over UDP",
+            json!({"raw": "\u{1}\u{2}ZZZZ"}),
+            true,
+            "NAK",
+        ),
+        (
+            "an encrypted link test with the right key",
+            null(&sealed, 7),
+            false,
+            "*ACK",
+        ),
+        (
+            "encrypted with the wrong key",
+            cid(&wrong_key, 8, "1120 01 001"),
+            false,
+            "NAK",
+        ),
     ];
     for (what, message, udp, expected) in agreed {
         let answer = peer.send(udp, message).await?;
         assert_framed(&answer);
         assert_eq!(token(&answer), expected, "{what}: {answer}");
         let pysia = expected.trim_start_matches('*');
-        assert_eq!(answer["pysiaalarm"], pysia, "{what}: pysiaalarm's receiver agrees");
+        assert_eq!(
+            answer["pysiaalarm"], pysia,
+            "{what}: pysiaalarm's receiver agrees"
+        );
         match expected {
             // A NAK repeats nothing of the message and carries the receiver's time.
             "NAK" => {
@@ -174,7 +232,9 @@ async fn every_message_gets_the_answer_dc09_gives() -> anyhow::Result<()> {
                 let inner = answer["decrypted"].as_str().unwrap_or("");
                 assert!(inner.contains("|]_"), "{what}: {inner:?}");
             }
-            _ => assert!(answer["route"].as_str().is_some_and(|r| r.ends_with("#1234"))),
+            _ => assert!(answer["route"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("#1234"))),
         }
     }
 
@@ -190,8 +250,16 @@ async fn every_message_gets_the_answer_dc09_gives() -> anyhow::Result<()> {
     let ours: Vec<(&str, Value, &str)> = vec![
         ("a damaged message (wrong CRC)", bad_crc, "NAK"),
         ("a message type not handled (SIA-DCS)", sia_dcs, "DUH"),
-        ("Contact ID that does not parse", cid(&clear, 13, "1120-01-001"), "DUH"),
-        ("a message in the clear from an account with a key", in_the_clear, "NAK"),
+        (
+            "Contact ID that does not parse",
+            cid(&clear, 13, "1120-01-001"),
+            "DUH",
+        ),
+        (
+            "a message in the clear from an account with a key",
+            in_the_clear,
+            "NAK",
+        ),
     ];
     for (what, message, expected) in ours {
         let answer = peer.send(false, message).await?;
@@ -232,21 +300,25 @@ async fn a_flood_is_cut_off_and_the_receiver_keeps_answering() -> anyhow::Result
     let app = spawn_app_with_sia(1, |_| {}).await?;
     let panel = PeerAccount::clear("0C0FFEE");
     register(&app, &panel, &app.cluster(0)[0].household).await?;
-    let mut peer = SiaPeer::start(app.sia.expect("receiver"), &[panel.clone()]).await?;
+    let mut peer = SiaPeer::start(app.sia.expect("receiver"), std::slice::from_ref(&panel)).await?;
 
     let flood = peer.flood(200, "garbage").await?;
     let cut = app.config.sia.max_refused_in_a_row;
     assert_eq!(flood["closed"], true, "{flood}");
     // NAKed until cut off (answers still in flight when the connection is reset may be lost).
     assert!(
-        flood["answers"].as_u64().is_some_and(|n| n <= u64::from(cut)),
+        flood["answers"]
+            .as_u64()
+            .is_some_and(|n| n <= u64::from(cut)),
         "{flood}"
     );
 
     let oversize = peer.oversize(64 * 1024).await?;
     assert_eq!(oversize["closed"], true, "{oversize}");
     assert!(
-        oversize["answer"].as_str().is_some_and(|a| a.contains("\"NAK\"")),
+        oversize["answer"]
+            .as_str()
+            .is_some_and(|a| a.contains("\"NAK\"")),
         "{oversize}"
     );
 

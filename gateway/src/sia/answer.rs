@@ -104,7 +104,9 @@ impl Receiver {
         };
         let account = match self.store.sia_account(&id).await {
             Ok(Some(a)) => a,
-            Ok(None) => return refuse(&"unknown account: register it with tenwatch admin add-sia-account"),
+            Ok(None) => {
+                return refuse(&"unknown account: register it with tenwatch admin add-sia-account")
+            }
             Err(e) => {
                 tracing::error!(%peer, account = %id, error = %e, "SIA account not read: no answer, the panel repeats");
                 return Reply::silent();
@@ -204,7 +206,13 @@ impl Receiver {
     }
 
     /// The event, done: a press or cancel on the press path, anything else supervision.
-    async fn act(&self, account: &SiaAccount, event: PanelEvent, seq: u64, ts_ms: Option<i64>) -> Taken {
+    async fn act(
+        &self,
+        account: &SiaAccount,
+        event: PanelEvent,
+        seq: u64,
+        ts_ms: Option<i64>,
+    ) -> Taken {
         let device = &account.device;
         let press = |kind| Press {
             seq,

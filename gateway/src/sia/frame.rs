@@ -113,8 +113,14 @@ fn header(body: &str) -> Result<Frame<'_>, FrameError> {
         Some(t) => (true, t),
         None => (false, id),
     };
-    if token.is_empty() || !token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-        return Err(FrameError::Syntax("the ID token is not letters, digits and '-'"));
+    if token.is_empty()
+        || !token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    {
+        return Err(FrameError::Syntax(
+            "the ID token is not letters, digits and '-'",
+        ));
     }
     if rest.len() < 4 || !rest.as_bytes()[..4].iter().all(u8::is_ascii_digit) {
         return Err(FrameError::Syntax("no 4-digit sequence number"));
@@ -134,7 +140,8 @@ fn header(body: &str) -> Result<Frame<'_>, FrameError> {
     let a = rest
         .strip_prefix('#')
         .ok_or(FrameError::Syntax("no account (#acct) in the header"))?;
-    let n = hex_digits(a, 3, 16).ok_or(FrameError::Syntax("the account is not 3 to 16 hex digits"))?;
+    let n =
+        hex_digits(a, 3, 16).ok_or(FrameError::Syntax("the account is not 3 to 16 hex digits"))?;
     let (account, rest) = a.split_at(n);
     let data = rest
         .strip_prefix('[')
@@ -186,9 +193,9 @@ pub fn data(frame: &Frame<'_>, key: Option<&SiaKey>) -> Result<Data, DataError> 
     }
     let mut event = text;
     if let Some(a) = text.strip_prefix('#') {
-        let bar = a
-            .find('|')
-            .ok_or(DataError::Syntax("an account in the data without '|' after it"))?;
+        let bar = a.find('|').ok_or(DataError::Syntax(
+            "an account in the data without '|' after it",
+        ))?;
         if !a[..bar].eq_ignore_ascii_case(frame.account) {
             return Err(DataError::Account {
                 inner: a[..bar].chars().take(16).collect(),
@@ -212,7 +219,9 @@ pub fn data(frame: &Frame<'_>, key: Option<&SiaKey>) -> Result<Data, DataError> 
         "" => None,
         t => Some(
             t.strip_prefix('_')
-                .ok_or(DataError::Syntax("text after the data that is not _timestamp"))?
+                .ok_or(DataError::Syntax(
+                    "text after the data that is not _timestamp",
+                ))?
                 .to_owned(),
         ),
     };
@@ -243,10 +252,7 @@ pub fn wrap(body: &str) -> Vec<u8> {
 /// the panel matches it to the message it sent.
 fn route(frame: &Frame<'_>) -> String {
     let receiver = frame.receiver.map(|r| format!("R{r}")).unwrap_or_default();
-    format!(
-        "{}{receiver}L{}#{}",
-        frame.seq, frame.prefix, frame.account
-    )
+    format!("{}{receiver}L{}#{}", frame.seq, frame.prefix, frame.account)
 }
 
 /// ACK: the message was received and acted on. To an encrypted message the ACK is encrypted
@@ -304,7 +310,13 @@ mod tests {
         let line = framed("\"ADM-CID\"0007R1L0#1234[#1234|1120 01 015]_12:00:01,06-15-2025");
         let frame = parse(line.as_bytes()).unwrap();
         assert_eq!(
-            (frame.encrypted, frame.token, frame.seq, frame.receiver, frame.prefix),
+            (
+                frame.encrypted,
+                frame.token,
+                frame.seq,
+                frame.receiver,
+                frame.prefix
+            ),
             (false, "ADM-CID", "0007", Some("1"), "0")
         );
         assert_eq!(frame.account, "1234");
@@ -361,19 +373,13 @@ mod tests {
         let frame = parse(line.as_bytes()).unwrap();
         let now = DateTime::from_timestamp(1_749_988_801, 0).unwrap();
         let ack = String::from_utf8(ack(&frame, None, now, || 'x')).unwrap();
-        assert_eq!(
-            ack,
-            format!("\n{}\r", framed("\"ACK\"0042R12L3#1234[]"))
-        );
+        assert_eq!(ack, format!("\n{}\r", framed("\"ACK\"0042R12L3#1234[]")));
         let duh = String::from_utf8(duh(&frame)).unwrap();
         assert!(duh.contains("\"DUH\"0042R12L3#1234[]"), "{duh}");
         let nak = String::from_utf8(nak(now)).unwrap();
         assert_eq!(
             nak,
-            format!(
-                "\n{}\r",
-                framed("\"NAK\"0000R0L0A0[]_12:00:01,06-15-2025")
-            )
+            format!("\n{}\r", framed("\"NAK\"0000R0L0A0[]_12:00:01,06-15-2025"))
         );
         // ACK and DUH read back as frames of their own (a NAK names no account).
         for answer in [ack, duh] {

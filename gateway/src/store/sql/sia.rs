@@ -78,7 +78,8 @@ impl SiaStore for Backend {
 
     async fn list_sia_accounts(&self) -> StoreResult<Vec<SiaAccount>> {
         let rows = sqlx::query(sia_select!("ORDER BY account"))
-            .fetch_all(self.reads()).await?;
+            .fetch_all(self.reads())
+            .await?;
         rows.iter().map(account_row).collect()
     }
 }
