@@ -21,6 +21,9 @@ pub mod crypt;
 pub mod frame;
 pub mod listen;
 
+#[cfg(test)]
+mod fuzz;
+
 use std::time::Duration;
 
 pub use answer::Receiver;
