@@ -34,6 +34,22 @@ async fn register(app: &TestApp, account: &PeerAccount, household: &str) -> anyh
     Ok(())
 }
 
+/// Runs `tenwatch admin ARGS` on the app's database; its standard output, or an error with
+/// its standard error.
+fn admin(app: &TestApp, args: &[&str]) -> anyhow::Result<String> {
+    let out = std::process::Command::new(tenwatch_bin()?)
+        .arg("admin")
+        .args(args)
+        .args(["--database-url", &app.config.database_url])
+        .output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    anyhow::ensure!(out.status.success(), "tenwatch admin {args:?}: {stderr}");
+    Ok(stdout)
+}
+
 fn token(answer: &Value) -> &str {
     answer["token"].as_str().unwrap_or("<none>")
 }
@@ -54,7 +70,37 @@ async fn a_panels_panic_sounds_the_neighbours_once_and_its_cancel_withdraws_it(
     let app = spawn_app_with_sia(1, |_| {}).await?;
     let panel = PeerAccount::clear("1234");
     let household = app.cluster(0)[0].household.clone();
-    register(&app, &panel, &household).await?;
+    // Registered as an administrator does, with the admin command.
+    let added = admin(
+        &app,
+        &[
+            "add-sia-account",
+            "--account",
+            "1234",
+            "--household",
+            &household,
+        ],
+    )?;
+    assert!(added.contains("added SIA account 1234"), "{added}");
+    let twice = admin(
+        &app,
+        &[
+            "add-sia-account",
+            "--account",
+            "1234",
+            "--household",
+            &household,
+        ],
+    );
+    let refused = twice
+        .expect_err("a second registration is refused")
+        .to_string();
+    assert!(refused.contains("already exists"), "{refused}");
+    let listed = admin(&app, &["list-sia-accounts"])?;
+    assert!(
+        listed.contains(&format!("1234\t{household}\tsia-1234\tfalse")),
+        "{listed}"
+    );
     // A neighbour has a panel too: it is no unit to sound the alert.
     register(
         &app,
