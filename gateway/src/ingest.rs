@@ -278,9 +278,21 @@ impl Ingest {
     }
 
     /// A panel's link test or supervision report, as a unit's heartbeat: evidence of life,
-    /// with the readings it carries.
-    pub async fn panel_heartbeat(&self, device: DeviceId, hb: Heartbeat) {
-        self.handle_heartbeat(device, hb).await
+    /// with the readings it carries. Applied to the store and awaited, not kept in the
+    /// ledger: a panel may report a tamper and its restore a moment apart, and they must land
+    /// in that order (the ledger applies a changed beat on a task of its own); and the panel
+    /// is acknowledged once its report is stored. Panels are few; units are the many.
+    pub async fn panel_heartbeat(&self, device: DeviceId, hb: Heartbeat) -> StoreResult<()> {
+        inc(&self.metrics.heartbeats);
+        crate::heartbeats::apply_heartbeat(
+            self.store.as_ref(),
+            &self.feed,
+            &self.settings.supervision,
+            &device,
+            &hb,
+            self.now(),
+        )
+        .await
     }
 
     async fn handle_heartbeat(&self, device: DeviceId, hb: Heartbeat) {

@@ -325,16 +325,30 @@ async fn every_message_gets_the_answer_dc09_gives() -> anyhow::Result<()> {
     assert_eq!(list["alerts"].as_array().map(Vec::len), Some(1), "{list}");
 
     // The link tests made the clear panel's device online; a tamper report (sent twice: a
-    // replayed sequence is acknowledged again) shows on its record.
+    // replayed sequence is acknowledged again) and a low battery show on its record, and a
+    // link test after them keeps the tamper switch open.
     for _ in 0..2 {
         let answer = peer.send(false, cid(&clear, 15, "1137 01 000")).await?;
         assert_eq!(token(&answer), "ACK", "{answer}");
     }
+    let answer = peer.send(true, cid(&clear, 16, "1302 00 000")).await?;
+    assert_eq!(token(&answer), "ACK", "{answer}");
+    let answer = peer.send(false, null(&clear, 17)).await?;
+    assert_eq!(token(&answer), "ACK", "{answer}");
     let health = wait_health(&app, "sia-1234", |h| {
-        h["state"] == "online" && h["tamper"] == true
+        h["state"] == "online" && h["tamper"] == true && h["battery_low"] == true
     })
     .await?;
     assert_eq!(health["household"], app.cluster(0)[1].household.as_str());
+    // Restored: the problems close.
+    for (seq, event) in [(18, "3137 01 000"), (19, "3302 00 000")] {
+        let answer = peer.send(false, cid(&clear, seq, event)).await?;
+        assert_eq!(token(&answer), "ACK", "{answer}");
+    }
+    wait_health(&app, "sia-1234", |h| {
+        h["tamper"] == false && h["battery_low"] == false
+    })
+    .await?;
     Ok(())
 }
 

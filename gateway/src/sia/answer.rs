@@ -256,8 +256,13 @@ impl Receiver {
             rssi: None,
             firmware: None,
         };
-        self.ingest.panel_heartbeat(device.clone(), hb).await;
-        Taken::Stored
+        match self.ingest.panel_heartbeat(device.clone(), hb).await {
+            Ok(()) => Taken::Stored,
+            Err(e) => {
+                tracing::error!(%device, error = %e, "panel report not stored: no answer, the panel repeats");
+                Taken::NotStored
+            }
+        }
     }
 
     fn tamper_map(&self) -> std::sync::MutexGuard<'_, HashMap<DeviceId, bool>> {
