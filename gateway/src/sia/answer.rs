@@ -145,7 +145,7 @@ impl Receiver {
                 let Some(at) = frame::parse_timestamp(t) else {
                     return refuse(&format_args!("timestamp {t:?} is not HH:MM:SS,MM-DD-YYYY"));
                 };
-                if let Some(why) = self.outside_window(at, now) {
+                if let Some(why) = outside_window(&self.settings, at, now) {
                     return refuse(&why);
                 }
             }
@@ -181,27 +181,6 @@ impl Receiver {
             },
             Taken::UnknownDevice => refuse(&"the account's device is gone from the registry"),
             Taken::NotStored => Reply::silent(),
-        }
-    }
-
-    /// Why `at` is outside the window around `now`, if it is.
-    fn outside_window(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
-        let behind = (now - at).to_std().unwrap_or_default();
-        let ahead = (at - now).to_std().unwrap_or_default();
-        if behind > self.settings.max_behind {
-            Some(format!(
-                "timestamp {}s behind the receiver's clock (at most {}s): stale or replayed",
-                behind.as_secs(),
-                self.settings.max_behind.as_secs()
-            ))
-        } else if ahead > self.settings.max_ahead {
-            Some(format!(
-                "timestamp {}s ahead of the receiver's clock (at most {}s): set the panel's clock",
-                ahead.as_secs(),
-                self.settings.max_ahead.as_secs()
-            ))
-        } else {
-            None
         }
     }
 
@@ -288,5 +267,51 @@ impl Receiver {
             _ => false,
         };
         *self.tamper_map().entry(device.clone()).or_insert(stored)
+    }
+}
+
+/// Why `at` is outside the window around `now` the settings allow, if it is.
+fn outside_window(settings: &SiaSettings, at: DateTime<Utc>, now: DateTime<Utc>) -> Option<String> {
+    let behind = (now - at).to_std().unwrap_or_default();
+    let ahead = (at - now).to_std().unwrap_or_default();
+    if behind > settings.max_behind {
+        Some(format!(
+            "timestamp {}s behind the receiver's clock (at most {}s): stale or replayed",
+            behind.as_secs(),
+            settings.max_behind.as_secs()
+        ))
+    } else if ahead > settings.max_ahead {
+        Some(format!(
+            "timestamp {}s ahead of the receiver's clock (at most {}s): set the panel's clock",
+            ahead.as_secs(),
+            settings.max_ahead.as_secs()
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_timestamp_window_is_40_s_behind_and_20_s_ahead() {
+        let settings = SiaSettings::default();
+        let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default();
+        let at = |s: i64| now + chrono::Duration::seconds(s);
+        for ok in [-40, -39, 0, 19, 20] {
+            assert_eq!(outside_window(&settings, at(ok), now), None, "{ok} s");
+        }
+        let behind = outside_window(&settings, at(-41), now).unwrap_or_default();
+        assert!(
+            behind.contains("41s behind") && behind.contains("replayed"),
+            "{behind}"
+        );
+        let ahead = outside_window(&settings, at(21), now).unwrap_or_default();
+        assert!(
+            ahead.contains("21s ahead") && ahead.contains("clock"),
+            "{ahead}"
+        );
     }
 }
