@@ -14,6 +14,9 @@ The peer exits when stdin closes. Commands:
       M: {"account": A, "key": K|null, "seq": N, "token": "ADM-CID"|"NULL"|…,
           "event": "1120 01 015", "encrypt": bool, "ts_offset": seconds|null,
           "corrupt_crc": bool} or {"raw": "text sent as is"}
+  {"op": "session", "host": H, "port": P, "messages": [M, …]}
+      the messages one after another on one TCP connection, each answer read before the
+      next is sent, as a panel that keeps its connection does: the answers, read as for send.
   {"op": "flood", "host": H, "port": P, "lines": N, "line": "text"}
       N lines on one TCP connection; counts the answers and whether the receiver closed it.
   {"op": "oversize", "host": H, "port": P, "bytes": N}
@@ -173,6 +176,19 @@ def send(cmd):
     return out
 
 
+def session(cmd):
+    results = []
+    with socket.create_connection((cmd["host"], cmd["port"]), timeout=TIMEOUT) as s:
+        for m in cmd["messages"]:
+            s.sendall(("\n" + build(m) + "\r").encode("ascii"))
+            try:
+                raw = recv_until_cr(s)
+            except socket.timeout:
+                raw = None
+            results.append(read_answer(m, raw))
+    return {"answers": results}
+
+
 def flood(cmd):
     answers, closed = 0, False
     with socket.create_connection((cmd["host"], cmd["port"]), timeout=TIMEOUT) as s:
@@ -213,7 +229,7 @@ def oversize(cmd):
 
 
 def main():
-    ops = {"send": send, "flood": flood, "oversize": oversize}
+    ops = {"send": send, "session": session, "flood": flood, "oversize": oversize}
     for line in sys.stdin:
         if not line.strip():
             continue

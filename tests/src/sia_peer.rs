@@ -161,6 +161,18 @@ impl SiaPeer {
         .await
     }
 
+    /// `messages` one after another on one TCP connection, each answer read before the next is
+    /// sent: the answers.
+    pub async fn session(&mut self, messages: Vec<Value>) -> anyhow::Result<Vec<Value>> {
+        let answers = self
+            .call(json!({
+                "op": "session", "host": self.tcp.ip().to_string(), "port": self.tcp.port(),
+                "messages": messages,
+            }))
+            .await?;
+        Ok(answers["answers"].as_array().cloned().unwrap_or_default())
+    }
+
     /// `lines` copies of `line` on one TCP connection: how many were answered, and whether the
     /// receiver closed the connection.
     pub async fn flood(&mut self, lines: usize, line: &str) -> anyhow::Result<Value> {

@@ -353,7 +353,8 @@ async fn every_message_gets_the_answer_dc09_gives() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_is_cut_off_and_the_receiver_keeps_answering() -> anyhow::Result<()> {
+async fn a_flood_is_cut_off_and_the_receiver_keeps_answering_a_panel_that_keeps_its_connection(
+) -> anyhow::Result<()> {
     if !require_sia_peer() {
         return Ok(());
     }
@@ -384,6 +385,21 @@ async fn a_flood_is_cut_off_and_the_receiver_keeps_answering() -> anyhow::Result
 
     let answer = peer.send(false, null(&panel, 1)).await?;
     assert_eq!(token(&answer), "ACK", "{answer}");
+
+    // A panel that keeps its connection: one message after another, each answered, a refused
+    // one among them not ending it.
+    let answers = peer
+        .session(vec![
+            null(&panel, 2),
+            json!({"raw": "noise"}),
+            cid(&panel, 3, "1602 00 000"),
+            null(&panel, 4),
+        ])
+        .await?;
+    let tokens: Vec<&str> = answers.iter().map(token).collect();
+    assert_eq!(tokens, ["ACK", "NAK", "ACK", "ACK"], "{answers:?}");
+    let seqs: Vec<&str> = answers.iter().filter_map(|a| a["seq"].as_str()).collect();
+    assert_eq!(seqs, ["0002", "0000", "0003", "0004"]);
     Ok(())
 }
 
