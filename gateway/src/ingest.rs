@@ -262,7 +262,27 @@ impl Ingest {
             Uplink::Subscribed => {
                 tracing::debug!(%device, "up/subscribed ignored: the edge reports subscriptions");
             }
-            Uplink::Heartbeat(hb) => self.handle_heartbeat(device, hb).await,
+            Uplink::Heartbeat(hb) => {
+                inc(&self.metrics.heartbeats);
+                if let Some(ledger) = &self.heartbeats {
+                    // Kept in memory, or applied on a task of its own: not awaited here.
+                    let _ = ledger.beat(device, hb);
+                    return;
+                }
+                // Evidence of life and the device's health, reported once per change.
+                let supervised = crate::heartbeats::apply_heartbeat(
+                    self.store.as_ref(),
+                    &self.feed,
+                    &self.settings.supervision,
+                    &device,
+                    &hb,
+                    self.now(),
+                );
+                if let Err(e) = supervised.await {
+                    inc(&self.metrics.store_errors);
+                    tracing::error!(%device, error = %e, "heartbeat not stored");
+                }
+            }
         }
     }
 
@@ -270,7 +290,6 @@ impl Ingest {
     /// it is stored before anything is told, deduplicated on (device, boot, seq), fanned out
     /// and pushed alike. The panel is answered only once this says [`Taken::Stored`].
     pub async fn panel_press(&self, device: &DeviceId, press: &Press) -> Taken {
-        inc(&self.metrics.uplink_received);
         match press.kind {
             PressKind::Cancel => self.cancel(device, press).await,
             _ => self.press(device, press).await,
@@ -282,39 +301,19 @@ impl Ingest {
     /// ledger: a panel may report a tamper and its restore a moment apart, and they must land
     /// in that order (the ledger applies a changed beat on a task of its own); and the panel
     /// is acknowledged once its report is stored. Panels are few; units are the many.
-    pub async fn panel_heartbeat(&self, device: DeviceId, hb: Heartbeat) -> StoreResult<()> {
+    pub async fn panel_heartbeat(&self, device: &DeviceId, hb: &Heartbeat) -> StoreResult<()> {
         inc(&self.metrics.heartbeats);
-        crate::heartbeats::apply_heartbeat(
-            self.store.as_ref(),
-            &self.feed,
-            &self.settings.supervision,
-            &device,
-            &hb,
-            self.now(),
-        )
-        .await
-    }
-
-    async fn handle_heartbeat(&self, device: DeviceId, hb: Heartbeat) {
-        inc(&self.metrics.heartbeats);
-        if let Some(ledger) = &self.heartbeats {
-            // Kept in memory, or applied on a task of its own: not awaited here.
-            let _ = ledger.beat(device, hb);
-            return;
-        }
-        // Evidence of life and the device's health, reported once per change.
         let supervised = crate::heartbeats::apply_heartbeat(
             self.store.as_ref(),
             &self.feed,
             &self.settings.supervision,
-            &device,
-            &hb,
+            device,
+            hb,
             self.now(),
         );
-        if let Err(e) = supervised.await {
-            inc(&self.metrics.store_errors);
-            tracing::error!(%device, error = %e, "heartbeat not stored");
-        }
+        supervised
+            .await
+            .inspect_err(|_| inc(&self.metrics.store_errors))
     }
 
     /// The heartbeat and supervision settings every beat is judged by.

@@ -235,7 +235,7 @@ impl Receiver {
             rssi: None,
             firmware: None,
         };
-        match self.ingest.panel_heartbeat(device.clone(), hb).await {
+        match self.ingest.panel_heartbeat(device, &hb).await {
             Ok(()) => Taken::Stored,
             Err(e) => {
                 tracing::error!(%device, error = %e, "panel report not stored: no answer, the panel repeats");

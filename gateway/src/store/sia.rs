@@ -44,7 +44,7 @@ impl SiaKey {
         let bytes = hex::decode(s.trim()).map_err(|_| bad("must be hex digits"))?;
         let key: [u8; 16] = bytes
             .try_into()
-            .map_err(|_| bad("must be 32 hex digits (AES-128)"))?;
+            .map_err(|_| bad("must be 32 hex digits: an AES-128 key"))?;
         Ok(Self(key))
     }
 
