@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 
 use super::cid::{self, Cid, PanelEvent};
-use super::frame::{self, DataError};
+use super::frame::{self, DataError, Frame};
 use super::SiaSettings;
 use crate::clock::Clock;
 use crate::domain::{DeviceId, Heartbeat, Press, PressKind};
@@ -57,6 +57,25 @@ impl Reply {
     }
 }
 
+/// Why a message is not acted on.
+enum Refusal {
+    /// NAK, with the reason for the log.
+    Nak(String),
+    /// DUH, with the reason for the log.
+    Duh(String),
+    /// The store failed: no answer.
+    Store(crate::store::StoreError),
+}
+
+/// A message that passed every check.
+struct Checked {
+    account: SiaAccount,
+    /// The Contact ID event; `None` for a NULL (link test).
+    cid: Option<Cid>,
+    /// The message's timestamp, if it has one (unix ms).
+    at_ms: Option<i64>,
+}
+
 /// The receiver's logic, shared by its TCP and UDP sockets.
 pub struct Receiver {
     store: Arc<dyn Store>,
@@ -85,8 +104,7 @@ impl Receiver {
 
     /// Answers one message (`raw`: the bytes between `<LF>` and `<CR>`); `peer` is for the log.
     pub async fn answer(&self, raw: &[u8], peer: &str) -> Reply {
-        let now_ms = self.clock.now_ms();
-        let now = DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+        let now = DateTime::from_timestamp_millis(self.clock.now_ms()).unwrap_or_default();
         let frame = match frame::parse(raw) {
             Ok(f) => f,
             Err(e) => {
@@ -94,94 +112,104 @@ impl Receiver {
                 return Reply::nak(now);
             }
         };
-        let refuse = |why: &dyn std::fmt::Display| {
+        let refused = |verdict: Verdict, why: &dyn std::fmt::Display| {
             tracing::warn!(%peer, account = frame.account, seq = frame.seq, reason = %why,
-                "SIA message refused (NAK)");
-            Reply::nak(now)
-        };
-        let Ok(id) = SiaAccountId::parse(frame.account) else {
-            return refuse(&"account is not 3 to 16 hex digits");
-        };
-        let account = match self.store.sia_account(&id).await {
-            Ok(Some(a)) => a,
-            Ok(None) => {
-                return refuse(&"unknown account: register it with tenwatch admin add-sia-account")
+                "SIA message refused ({verdict:?})");
+            let bytes = match verdict {
+                Verdict::Duh => frame::duh(&frame),
+                _ => frame::nak(now),
+            };
+            Reply {
+                verdict,
+                bytes: Some(bytes),
             }
-            Err(e) => {
-                tracing::error!(%peer, account = %id, error = %e, "SIA account not read: no answer, the panel repeats");
+        };
+        let checked = match self.check(&frame, now).await {
+            Ok(c) => c,
+            Err(Refusal::Nak(why)) => return refused(Verdict::Nak, &why),
+            Err(Refusal::Duh(why)) => return refused(Verdict::Duh, &why),
+            Err(Refusal::Store(e)) => {
+                tracing::error!(%peer, account = frame.account, error = %e,
+                    "SIA account not read: no answer, the panel repeats");
                 return Reply::silent();
             }
         };
-        let duh = |why: &dyn std::fmt::Display| {
-            tracing::warn!(%peer, account = frame.account, seq = frame.seq, reason = %why,
-                "SIA message not processed (DUH)");
-            Reply {
-                verdict: Verdict::Duh,
-                bytes: Some(frame::duh(&frame)),
-            }
-        };
-        if !matches!(frame.token, "ADM-CID" | "NULL") {
-            return duh(&format_args!(
-                "message type {} is not handled (only ADM-CID and NULL)",
-                frame.token
-            ));
-        }
-        match (frame.encrypted, &account.key) {
-            (false, Some(_)) => {
-                return refuse(&"the account has a key: its messages must be encrypted")
-            }
-            (true, None) => return refuse(&"encrypted, but the account has no key"),
-            _ => {}
-        }
-        let data = match frame::data(&frame, account.key.as_ref()) {
-            Ok(d) => d,
-            Err(e @ (DataError::Decrypt(_) | DataError::Account { .. })) => return refuse(&e),
-            Err(e @ DataError::Syntax(_)) => return duh(&e),
-        };
-        match data.timestamp.as_deref() {
-            None if frame.encrypted => return refuse(&"an encrypted message without a timestamp"),
-            None => {}
-            Some(t) => {
-                let Some(at) = frame::parse_timestamp(t) else {
-                    return refuse(&format_args!("timestamp {t:?} is not HH:MM:SS,MM-DD-YYYY"));
-                };
-                if let Some(why) = outside_window(&self.settings, at, now) {
-                    return refuse(&why);
-                }
-            }
-        }
         let seq: u64 = frame.seq.parse().unwrap_or(0);
-        let event = if frame.token == "NULL" {
-            PanelEvent::Test
-        } else {
-            match Cid::parse(&data.event) {
-                Ok(c) => {
-                    tracing::info!(%peer, account = %id, seq, qualifier = c.qualifier,
-                        event = c.event, partition = c.partition, zone = c.zone, "SIA Contact ID event");
-                    cid::map(&c)
-                }
-                Err(why) => return duh(&why),
-            }
-        };
-        let ts_ms = data
-            .timestamp
-            .as_deref()
-            .and_then(frame::parse_timestamp)
-            .map(|t| t.timestamp_millis());
-        let acted = self.act(&account, event, seq, ts_ms).await;
-        match acted {
+        if let Some(c) = &checked.cid {
+            tracing::info!(%peer, account = %checked.account.account, seq, qualifier = c.qualifier,
+                event = c.event, partition = c.partition, zone = c.zone, "SIA Contact ID event");
+        }
+        let event = checked.cid.as_ref().map_or(PanelEvent::Test, cid::map);
+        match self.act(&checked.account, event, seq, checked.at_ms).await {
             Taken::Stored => Reply {
                 verdict: Verdict::Ack,
                 bytes: Some(frame::ack(
                     &frame,
-                    account.key.as_ref(),
+                    checked.account.key.as_ref(),
                     now,
                     super::crypt::pad_char,
                 )),
             },
-            Taken::UnknownDevice => refuse(&"the account's device is gone from the registry"),
+            Taken::UnknownDevice => refused(
+                Verdict::Nak,
+                &"the account's device is gone from the registry",
+            ),
             Taken::NotStored => Reply::silent(),
         }
+    }
+
+    /// Steps 2 to 6: the account, the message type, encryption, the timestamp, the data.
+    async fn check(&self, frame: &Frame<'_>, now: DateTime<Utc>) -> Result<Checked, Refusal> {
+        let nak = |why: &str| Refusal::Nak(why.to_owned());
+        let id = SiaAccountId::parse(frame.account)
+            .map_err(|_| nak("account is not 3 to 16 hex digits"))?;
+        let account = self
+            .store
+            .sia_account(&id)
+            .await
+            .map_err(Refusal::Store)?
+            .ok_or_else(|| {
+                nak("unknown account: register it with tenwatch admin add-sia-account")
+            })?;
+        if !matches!(frame.token, "ADM-CID" | "NULL") {
+            return Err(Refusal::Duh(format!(
+                "message type {} is not handled (only ADM-CID and NULL)",
+                frame.token
+            )));
+        }
+        match (frame.encrypted, &account.key) {
+            (false, Some(_)) => {
+                return Err(nak("the account has a key: its messages must be encrypted"))
+            }
+            (true, None) => return Err(nak("encrypted, but the account has no key")),
+            _ => {}
+        }
+        let data = frame::data(frame, account.key.as_ref()).map_err(|e| match e {
+            DataError::Syntax(_) => Refusal::Duh(e.to_string()),
+            DataError::Decrypt(_) | DataError::Account { .. } => Refusal::Nak(e.to_string()),
+        })?;
+        let at_ms = match data.timestamp.as_deref() {
+            None if frame.encrypted => return Err(nak("an encrypted message without a timestamp")),
+            None => None,
+            Some(t) => {
+                let at = frame::parse_timestamp(t).ok_or_else(|| {
+                    Refusal::Nak(format!("timestamp {t:?} is not HH:MM:SS,MM-DD-YYYY"))
+                })?;
+                if let Some(why) = outside_window(&self.settings, at, now) {
+                    return Err(Refusal::Nak(why));
+                }
+                Some(at.timestamp_millis())
+            }
+        };
+        let cid = match frame.token {
+            "NULL" => None,
+            _ => Some(Cid::parse(&data.event).map_err(|why| Refusal::Duh(why.to_owned()))?),
+        };
+        Ok(Checked {
+            account,
+            cid,
+            at_ms,
+        })
     }
 
     /// The event, done: a press or cancel on the press path, anything else supervision.
