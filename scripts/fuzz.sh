@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS each (default 60) and prints what each found: the MQTT
 # codec the edge speaks (broker/tests/fuzz_codec.rs), the uplink parser
-# (gateway/src/domain/fuzz.rs) and the HTTP API's JSON bodies (gateway/src/http/fuzz.rs).
+# (gateway/src/domain/fuzz.rs), the HTTP API's JSON bodies (gateway/src/http/fuzz.rs) and the
+# SIA DC-09 reader of alarm panels (gateway/src/sia/fuzz.rs).
 #
 #   scripts/fuzz.sh [SECONDS [TARGET...]]    (TARGET: a name below, e.g. connect_bytes)
 #
@@ -42,6 +43,8 @@ targets=(
   "tenwatch-gateway lib domain::fuzz::uplink_bytes"
   "tenwatch-gateway lib domain::fuzz::uplink_payload_bytes"
   "tenwatch-gateway lib domain::fuzz::uplink_documents"
+  "tenwatch-gateway lib sia::fuzz::sia_bytes"
+  "tenwatch-gateway lib sia::fuzz::sia_framed_text"
   "tenwatch-gateway lib http::fuzz::request_body_bytes"
   "tenwatch-gateway lib http::fuzz::request_body_documents"
 )

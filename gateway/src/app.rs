@@ -60,6 +60,9 @@ pub struct Config {
     pub broker_auth_secret: Option<Secret>,
     /// HTTP connection limits, trusted proxies, the public origin, the metrics token.
     pub http: crate::http::HttpConfig,
+    /// The SIA DC-09 receiver's timestamp window and limits (it runs when
+    /// [`Listeners::sia`] is given).
+    pub sia: crate::sia::SiaSettings,
 }
 
 /// Written out by hand so that a database password never shows in a log line.
@@ -80,6 +83,7 @@ impl std::fmt::Debug for Config {
             .field("external_mqtt", &self.external_mqtt)
             .field("broker_auth_secret", &self.broker_auth_secret)
             .field("http", &self.http)
+            .field("sia", &self.sia)
             .finish()
     }
 }
@@ -189,6 +193,7 @@ impl Config {
             external_mqtt: None,
             broker_auth_secret: None,
             http: crate::http::HttpConfig::default(),
+            sia: crate::sia::SiaSettings::default(),
         }
     }
 }
@@ -201,6 +206,8 @@ pub struct Listeners {
     pub http: TcpListener,
     /// `/metrics` alone (`--metrics-listen`); `None`: `/metrics` is on `http`, behind its token.
     pub metrics: Option<TcpListener>,
+    /// Alarm panels' SIA DC-09 receiver (`--sia-listen`); `None`: off.
+    pub sia: Option<crate::sia::SiaListeners>,
 }
 
 /// The gateway's link to the broker, before [`Application::run`] starts reading it.
@@ -274,6 +281,8 @@ pub struct Application {
     http_addr: SocketAddr,
     /// `/metrics` alone, with `--metrics-listen`.
     metrics_addr: Option<SocketAddr>,
+    /// The SIA receiver's TCP and UDP addresses, when it runs.
+    sia_addrs: Option<(SocketAddr, SocketAddr)>,
     /// The alert service, built here so callers (the demo, tests) can act through it.
     ingest: Ingest,
     /// What devices are told, shared by the press path and the rings.
@@ -409,6 +418,10 @@ impl Application {
             .as_ref()
             .map(|l| l.local_addr())
             .transpose()?;
+        let sia_addrs = match &listeners.sia {
+            Some(l) => Some((l.tcp.local_addr()?, l.udp.local_addr()?)),
+            None => None,
+        };
         Ok(Self {
             store,
             router,
@@ -421,6 +434,7 @@ impl Application {
             mqtt_tls_addr,
             http_addr,
             metrics_addr,
+            sia_addrs,
             ingest,
             downlink,
             pusher,
@@ -446,6 +460,10 @@ impl Application {
     /// Where `/metrics` is served alone (`--metrics-listen`), if anywhere.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+    /// The SIA DC-09 receiver's TCP and UDP addresses, when it runs.
+    pub fn sia_addrs(&self) -> Option<(SocketAddr, SocketAddr)> {
+        self.sia_addrs
     }
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()
@@ -613,6 +631,28 @@ impl Application {
                     ("mqtt-edge-tls", result.map_err(anyhow::Error::from))
                 });
             }
+        }
+
+        // Alarm panels: after the fan-out owed is paid, like the devices.
+        if let Some(sia) = listeners.sia {
+            let receiver = Arc::new(crate::sia::Receiver::new(
+                store.clone(),
+                ingest.clone(),
+                config.sia,
+                config.clock.clone(),
+            ));
+            {
+                let (receiver, stop) = (receiver.clone(), stopped());
+                serving.spawn(async move {
+                    let result = crate::sia::listen::serve_tcp(receiver, sia.tcp, stop).await;
+                    ("sia-tcp", result.map_err(anyhow::Error::from))
+                });
+            }
+            let stop = stopped();
+            serving.spawn(async move {
+                let result = crate::sia::listen::serve_udp(receiver, sia.udp, stop).await;
+                ("sia-udp", result.map_err(anyhow::Error::from))
+            });
         }
 
         let accounts = Accounts::new(

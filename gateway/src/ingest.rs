@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::domain::{haversine_m, AlertId, AlertState, Answer, DeviceId, Press, PressKind, Uplink};
+use crate::domain::{
+    haversine_m, AlertId, AlertState, Answer, DeviceId, Heartbeat, Press, PressKind, Uplink,
+};
 use crate::downlink::Downlink;
 use crate::escalation::RingWake;
 use crate::feed::{Feed, FeedEvent};
@@ -123,6 +125,17 @@ impl AlertAgeArgs {
     }
 }
 
+/// What became of a press or cancel handed to the press path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    /// Stored (or found stored already, a repeat) and answered: the sender may stop repeating.
+    Stored,
+    /// No such device in the registry.
+    UnknownDevice,
+    /// The store failed: nothing was told, the sender must repeat.
+    NotStored,
+}
+
 /// Handles parsed uplinks and the actions of volunteers and the station. Cheap to clone:
 /// every field is shared.
 #[derive(Clone)]
@@ -204,9 +217,11 @@ impl Ingest {
         };
         match uplink {
             Uplink::Press(press) if press.kind == PressKind::Cancel => {
-                self.cancel(&device, &press).await
+                self.cancel(&device, &press).await;
             }
-            Uplink::Press(press) => self.press(&device, &press).await,
+            Uplink::Press(press) => {
+                self.press(&device, &press).await;
+            }
             Uplink::Delivered { alert } => {
                 inc(&self.metrics.deliveries);
                 // Nine receipts per press: queue the write in order and let another task wait
@@ -271,7 +286,42 @@ impl Ingest {
         }
     }
 
-    async fn press(&self, device: &DeviceId, press: &Press) {
+    /// A press or cancel from an alarm panel ([`crate::sia`]): the same path as a unit's, so
+    /// it is stored before anything is told, deduplicated on (device, boot, seq), fanned out
+    /// and pushed alike. The panel is answered only once this says [`Taken::Stored`].
+    pub async fn panel_press(&self, device: &DeviceId, press: &Press) -> Taken {
+        match press.kind {
+            PressKind::Cancel => self.cancel(device, press).await,
+            _ => self.press(device, press).await,
+        }
+    }
+
+    /// A panel's link test or supervision report, as a unit's heartbeat: evidence of life,
+    /// with the readings it carries. Applied to the store and awaited, not kept in the
+    /// ledger: a panel may report a tamper and its restore a moment apart, and they must land
+    /// in that order (the ledger applies a changed beat on a task of its own); and the panel
+    /// is acknowledged once its report is stored. Panels are few; units are the many.
+    pub async fn panel_heartbeat(&self, device: &DeviceId, hb: &Heartbeat) -> StoreResult<()> {
+        inc(&self.metrics.heartbeats);
+        let supervised = crate::heartbeats::apply_heartbeat(
+            self.store.as_ref(),
+            &self.feed,
+            &self.settings.supervision,
+            device,
+            hb,
+            self.now(),
+        );
+        supervised
+            .await
+            .inspect_err(|_| inc(&self.metrics.store_errors))
+    }
+
+    /// The heartbeat and supervision settings every beat is judged by.
+    pub fn supervision_policy(&self) -> SupervisionPolicy {
+        self.settings.supervision
+    }
+
+    async fn press(&self, device: &DeviceId, press: &Press) -> Taken {
         let outcome = match self
             .store
             .record_press(
@@ -288,7 +338,7 @@ impl Ingest {
                 // No ack: the device repeats the press and we try again then.
                 inc(&self.metrics.store_errors);
                 tracing::error!(%device, seq = press.seq, error = %e, "press not stored");
-                return;
+                return Taken::NotStored;
             }
         };
         match outcome {
@@ -331,11 +381,13 @@ impl Ingest {
             PressOutcome::UnknownDevice => {
                 inc(&self.metrics.presses_unknown_device);
                 tracing::warn!(%device, "press from a device not in the registry");
+                return Taken::UnknownDevice;
             }
         }
+        Taken::Stored
     }
 
-    async fn cancel(&self, device: &DeviceId, press: &Press) {
+    async fn cancel(&self, device: &DeviceId, press: &Press) -> Taken {
         let window_ms = self.settings.cancel_window.as_millis() as i64;
         let outcome = match self
             .store
@@ -346,7 +398,7 @@ impl Ingest {
             Err(e) => {
                 inc(&self.metrics.store_errors);
                 tracing::error!(%device, error = %e, "cancel not stored");
-                return;
+                return Taken::NotStored;
             }
         };
         match outcome {
@@ -382,8 +434,10 @@ impl Ingest {
             CancelOutcome::UnknownDevice => {
                 inc(&self.metrics.cancels_refused);
                 tracing::info!(%device, "cancel from a device not in the registry");
+                return Taken::UnknownDevice;
             }
         }
+        Taken::Stored
     }
 
     /// A unit reports it sounded, or its resident answers.

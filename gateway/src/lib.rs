@@ -24,6 +24,8 @@
 //! - [`http`]: every HTTP route, its state and its one error type, sign-in and the session
 //!   extractors, the station feed WebSocket, the console's and the volunteer app's APIs and
 //!   built pages; the only module that knows axum.
+//! - [`sia`]: alarm panels in: a SIA DC-09 receiver whose Contact ID alarms take the press
+//!   path and whose link tests and troubles are supervision.
 //! - [`seed`]: the demo neighbourhood and the CSV import of households.
 //! - [`app`]: [`app::Application`] wires the parts into tasks with one shutdown signal.
 //!
@@ -50,6 +52,7 @@ pub mod metrics;
 pub mod push;
 pub mod push_address;
 pub mod seed;
+pub mod sia;
 pub mod stats;
 pub mod store;
 pub mod supervision;

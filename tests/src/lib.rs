@@ -7,6 +7,7 @@
 pub mod cap;
 pub mod mosquitto;
 pub mod push;
+pub mod sia_peer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,8 @@ pub struct TestApp {
     pub login_refusals: Arc<tenwatch_gateway::supervision::LoginRefusals>,
     /// The external broker the devices use, when the gateway runs without its own.
     pub broker: Option<Arc<mosquitto::Mosquitto>>,
+    /// The SIA DC-09 receiver's TCP and UDP addresses, when it runs ([`spawn_app_with_sia`]).
+    pub sia: Option<(SocketAddr, SocketAddr)>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -110,6 +113,23 @@ async fn spawn_embedded(
     };
     let mqtt = Some("127.0.0.1:0".parse()?);
     start_on(dir, credentials, config, mqtt, metrics).await
+}
+
+/// As [`spawn_app_with`], with the SIA DC-09 receiver for alarm panels on loopback (TCP and
+/// UDP, ports picked by the OS): `app.sia`.
+pub async fn spawn_app_with_sia(
+    clusters: usize,
+    tune: impl FnOnce(&mut Config),
+) -> anyhow::Result<TestApp> {
+    let (dir, credentials, url) = seeded(clusters).await?;
+    let mut config = Config::new(url);
+    tune(&mut config);
+    let sia = tenwatch_gateway::sia::SiaListeners {
+        tcp: TcpListener::bind("127.0.0.1:0").await?,
+        udp: tokio::net::UdpSocket::bind("127.0.0.1:0").await?,
+    };
+    let mqtt = Some("127.0.0.1:0".parse()?);
+    start_with(dir, credentials, config, mqtt, None, Some(sia)).await
 }
 
 /// A gateway on a real Mosquitto broker (`--mqtt-url`), the broker's password and ACL files
@@ -199,6 +219,17 @@ async fn start_on(
     mqtt: Option<SocketAddr>,
     metrics: Option<TcpListener>,
 ) -> anyhow::Result<TestApp> {
+    start_with(dir, credentials, config, mqtt, metrics, None).await
+}
+
+async fn start_with(
+    dir: Arc<tempfile::TempDir>,
+    credentials: Vec<Credential>,
+    config: Config,
+    mqtt: Option<SocketAddr>,
+    metrics: Option<TcpListener>,
+    sia: Option<tenwatch_gateway::sia::SiaListeners>,
+) -> anyhow::Result<TestApp> {
     let listeners = Listeners {
         mqtt: match mqtt {
             Some(addr) => Some(TcpListener::bind(addr).await?),
@@ -207,6 +238,7 @@ async fn start_on(
         mqtt_tls: None,
         http: TcpListener::bind("127.0.0.1:0").await?,
         metrics,
+        sia,
     };
     let app = Application::build(config.clone(), listeners).await?;
     // With an external broker the caller sets `mqtt` to the broker's address.
@@ -215,6 +247,7 @@ async fn start_on(
             .unwrap_or_else(|| ([127, 0, 0, 1], 0).into()),
         app.http_addr(),
     );
+    let sia = app.sia_addrs();
     let (metrics, edge_stats, metrics_http, login_refusals) = (
         app.metrics(),
         app.edge_stats(),
@@ -238,6 +271,7 @@ async fn start_on(
         edge_stats,
         login_refusals,
         broker: None,
+        sia,
         stop: Some(stop),
         task: Some(task),
     })

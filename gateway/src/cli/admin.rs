@@ -211,6 +211,29 @@ pub enum AdminCommand {
         #[arg(long)]
         name: String,
     },
+    /// Register an alarm panel's SIA DC-09 account for a household: its alarms become the
+    /// household's presses, its link tests the heartbeats of its own device `sia-{ACCOUNT}`.
+    AddSiaAccount {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// The panel's account number (3 to 16 hex digits).
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        household: String,
+        /// The panel's AES-128 key, 32 hex digits: its messages must then be encrypted.
+        /// Prefer --key-env so it stays out of the shell history.
+        #[arg(long, conflicts_with = "key_env")]
+        key: Option<String>,
+        /// Read the key from this environment variable.
+        #[arg(long)]
+        key_env: Option<String>,
+    },
+    /// List the alarm panels' SIA accounts (account, household, device, encrypted or not).
+    ListSiaAccounts {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
 }
 
 /// What an admin command that changes one row says: "`what` `done`", or "no such `what`".
@@ -422,6 +445,63 @@ pub async fn admin(cmd: AdminCommand) -> anyhow::Result<()> {
                 credentials.len(),
                 credentials_out.display()
             );
+        }
+        AdminCommand::AddSiaAccount {
+            store,
+            account,
+            household,
+            key,
+            key_env,
+        } => {
+            use crate::store::sia::{SiaAccount, SiaAccountId, SiaKey};
+            let account = SiaAccountId::parse(&account)?;
+            let key = match (key, key_env) {
+                (Some(k), _) => Some(k),
+                (None, Some(var)) => Some(
+                    std::env::var(&var)
+                        .with_context(|| format!("the environment variable {var} holds no key"))?,
+                ),
+                (None, None) => None,
+            };
+            let key = key.as_deref().map(SiaKey::parse_hex).transpose()?;
+            let registered = SiaAccount {
+                device: account.device()?,
+                household: HouseholdId::parse(&household)?,
+                key,
+                account,
+            };
+            // The panel's device never logs in over MQTT: a secret nobody is shown.
+            let hash = crate::devices::hash_secret(crate::devices::new_secret().as_bytes());
+            store
+                .open()
+                .await?
+                .add_sia_account(&registered, &hash, crate::domain::now_ms())
+                .await?;
+            println!(
+                "added SIA account {} for household {} (device {}, {})",
+                registered.account,
+                registered.household,
+                registered.device,
+                if registered.key.is_some() {
+                    "encrypted: AES-128"
+                } else {
+                    "in the clear"
+                }
+            );
+        }
+        AdminCommand::ListSiaAccounts { store } => {
+            let accounts = store.open().await?.list_sia_accounts().await?;
+            println!("account\thousehold\tdevice\tencrypted");
+            for a in &accounts {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    a.account,
+                    a.household,
+                    a.device,
+                    a.key.is_some()
+                );
+            }
+            eprintln!("{} SIA account(s)", accounts.len());
         }
         AdminCommand::ListDevices { store, zone } => {
             let zone = zone.as_deref().map(ZoneCode::parse).transpose()?;

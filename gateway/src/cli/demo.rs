@@ -113,6 +113,7 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         store: args.store.clone(),
         mqtt_listen: args.mqtt_listen,
         mqtt_tls_listen: None,
+        sia_listen: None,
         tls_cert: None,
         tls_key: None,
         http_listen: args.http_listen,

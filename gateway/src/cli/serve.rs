@@ -59,6 +59,11 @@ pub struct ServeArgs {
     /// The HTTP API, station feed, station console and volunteer app.
     #[arg(long, env = "TENWATCH_HTTP_LISTEN", default_value = "127.0.0.1:8080")]
     pub http_listen: SocketAddr,
+    /// Receive alarm panels' SIA DC-09 messages (Contact ID) on this address, TCP and UDP
+    /// both (e.g. 0.0.0.0:12128); off when not given. Panels are registered with `tenwatch
+    /// admin add-sia-account`.
+    #[arg(long, env = "TENWATCH_SIA_LISTEN")]
+    pub sia_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub http: HttpArgs,
     /// Mark the session cookie `Secure`: set it when browsers reach the gateway over HTTPS
@@ -462,6 +467,15 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
             Some(addr) => Some(bind(addr, "/metrics").await?),
             None => None,
         },
+        sia: match args.sia_listen {
+            Some(addr) => Some(crate::sia::SiaListeners {
+                tcp: bind(addr, "SIA DC-09 alarm panels (TCP)").await?,
+                udp: tokio::net::UdpSocket::bind(addr).await.with_context(|| {
+                    format!("cannot listen for SIA DC-09 alarm panels (UDP) on {addr}: choose another --sia-listen")
+                })?,
+            }),
+            None => None,
+        },
     };
     Application::build(config, listeners).await
 }
@@ -492,6 +506,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     );
     if let Some(addr) = app.metrics_addr() {
         println!("metrics http://{addr}/metrics");
+    }
+    if let Some((tcp, udp)) = app.sia_addrs() {
+        println!("alarm panels (SIA DC-09): tcp {tcp}, udp {udp}");
     }
     app.run(stop_signal()).await
 }

@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //! - this file: the [`Store`] trait (registry, press path, alerts, presence) and its types;
-//! - [`accounts`], [`history`], [`map`], [`push`], [`supervision`]: the other store traits,
+//! - [`accounts`], [`history`], [`map`], [`push`], [`sia`], [`supervision`]: the other store traits,
 //!   each with its types and the rules both backends apply, free of sqlx;
 //! - `alerts`, [`rings`], `rows`: the decisions of the alert path, of escalation rings, and
 //!   of what a stored row means, as plain functions both backends call;
@@ -26,6 +26,7 @@ pub mod push;
 mod queue;
 pub mod rings;
 mod rows;
+pub mod sia;
 pub mod sqlite;
 mod sqlx_error;
 pub mod supervision;
@@ -34,6 +35,7 @@ pub use accounts::AccountStore;
 pub use history::HistoryStore;
 pub use map::MapStore;
 pub use push::PushStore;
+pub use sia::SiaStore;
 pub use supervision::SupervisionStore;
 
 use std::sync::Arc;
@@ -417,7 +419,15 @@ pub type Ordered<T> = futures::future::BoxFuture<'static, StoreResult<T>>;
 
 #[async_trait]
 pub trait Store:
-    AccountStore + HistoryStore + MapStore + PushStore + SupervisionStore + Send + Sync + 'static
+    AccountStore
+    + HistoryStore
+    + MapStore
+    + PushStore
+    + SiaStore
+    + SupervisionStore
+    + Send
+    + Sync
+    + 'static
 {
     // --- registry ---
     async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()>;

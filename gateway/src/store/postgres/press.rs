@@ -69,13 +69,15 @@ pub(super) async fn record_press_in(
     .fetch_one(&mut *tx)
     .await?;
     insert_press(tx, device, press, id, now_ms).await?;
-    // Ring 0: every unit of the cluster's other households, and the zone's station.
+    // Ring 0: every unit of the cluster's other households (not their alarm panels, which
+    // cannot sound an alert), and the zone's station.
     sqlx::query(
         "INSERT INTO recipients \
          (alert, kind, who, label, ring, state, notified_at_ms, updated_at_ms) \
          SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
          FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
          JOIN devices d ON d.household = h.id WHERE a.id = $1 \
+         AND NOT EXISTS (SELECT 1 FROM sia_accounts s WHERE s.device = d.id) \
          UNION ALL \
          SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
          FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = $1",

@@ -492,7 +492,7 @@ async fn fire_ring_in(
 }
 
 /// Units of other clusters' households within `radius_m` of the alert's household, nearest
-/// first, with their cluster.
+/// first, with their cluster (not alarm panels: a panel cannot sound a neighbour's alert).
 async fn nearby_units(
     tx: &mut Conn,
     alert: &AlertSummary,
@@ -505,7 +505,8 @@ async fn nearby_units(
     let rows: Vec<rings::UnitRow> = sqlx::query_as(
         "SELECT d.id, h.cluster, h.label, h.lat, h.lon FROM households h \
          JOIN devices d ON d.household = h.id \
-         WHERE h.lat BETWEEN $1 AND $2 AND h.lon BETWEEN $3 AND $4 AND h.cluster <> $5",
+         WHERE h.lat BETWEEN $1 AND $2 AND h.lon BETWEEN $3 AND $4 AND h.cluster <> $5 \
+         AND NOT EXISTS (SELECT 1 FROM sia_accounts s WHERE s.device = d.id)",
     )
     .bind(alert.lat - dlat)
     .bind(alert.lat + dlat)

@@ -65,6 +65,7 @@ pub(crate) mod alerts;
 mod history;
 mod map;
 mod push;
+mod sia;
 mod supervision;
 
 use sqlx::Row as _;

@@ -47,7 +47,8 @@ macro_rules! a_repeat {
 /// holds the household's open alert of this kind pressed within the merge window, if there
 /// is one; that alert counts one press more. Else the alert is inserted, `temp.raised` then
 /// holds its id (`changes()` is the count of the statement just before), and ring 0 (every
-/// unit of the cluster's other households, and the zone's station) follows from it. The
+/// unit of the cluster's other households but their alarm panels, and the zone's station)
+/// follows from it. The
 /// press (which overwrites the row of a seq whose repeat window is over) and the timeline's
 /// event follow from either. The one row returned is the new alert (`raised_now`), the alert
 /// joined (`merged_now`), the earlier press's alert (a repeat), or none (an unknown device).
@@ -82,6 +83,7 @@ macro_rules! press_sql {
                  SELECT a.id, 'unit', d.id, h.label, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
                  FROM alerts a JOIN households h ON h.cluster = a.cluster AND h.id <> a.household \
                  JOIN devices d ON d.household = h.id WHERE a.id = (SELECT id FROM temp.raised) \
+                 AND NOT EXISTS (SELECT 1 FROM sia_accounts s WHERE s.device = d.id) \
                  UNION ALL \
                  SELECT a.id, 'station', a.zone, z.name, 0, 'notified', a.raised_at_ms, a.raised_at_ms \
                  FROM alerts a JOIN zones z ON z.code = a.zone WHERE a.id = (SELECT id FROM temp.raised); ",
