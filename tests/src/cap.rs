@@ -6,7 +6,6 @@
 //! It runs from a venv that `scripts/test.sh` installs; without it a test skips
 //! (`require_cap_validator`), except on CI where it fails.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::{bail, Context};
@@ -14,46 +13,25 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::venv::{repo_root, Venv};
 use crate::DEADLINE;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
+/// The validator's venv.
+const VENV: Venv = Venv {
+    dir: "cap-validator-venv",
+    what: "the CAP validator",
+};
 
-fn venv_python() -> PathBuf {
-    repo_root().join("target/cap-validator-venv/bin/python")
-}
-
-/// Written by `scripts/test.sh` once every package installed: a half-made venv does not count.
-fn venv_stamp() -> PathBuf {
-    repo_root().join("target/cap-validator-venv/installed-requirements.txt")
-}
-
-/// Whether a test that needs the validator may go on: `false` (after a SKIPPED line) when its
-/// venv is missing; on CI a missing venv panics instead.
+/// Whether a test that needs the validator may go on ([`Venv::require`]).
 pub fn require_cap_validator() -> bool {
-    if venv_python().exists() && venv_stamp().exists() {
-        return true;
-    }
-    let why = format!(
-        "the CAP validator's venv is not installed (no {}); scripts/test.sh installs it",
-        venv_stamp().display()
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}: it is required on CI");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
+    VENV.require()
 }
 
 /// What the validator says of one document: `kind` (`cap`, `atom`, `not well-formed`),
 /// `valid`, `errors`, every text and attribute value as `text`, and for CAP the `fields`
 /// (`identifier`, `msgType`, `references`, `info`: […]), for Atom the `entries`.
 pub async fn validate(xml: &str) -> anyhow::Result<Value> {
-    let mut child = Command::new(venv_python())
+    let mut child = Command::new(VENV.python())
         .arg(repo_root().join("tests/cap-validator/validate.py"))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

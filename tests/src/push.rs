@@ -6,7 +6,6 @@
 //! The emulator runs from a venv that `scripts/test.sh` installs; without it a test skips
 //! (`require_push_emulator`), except on CI where it fails.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,63 +14,18 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::venv::{repo_root, Venv};
 use crate::DEADLINE;
 
-/// The repository's root: the emulator and its venv live at fixed places under it.
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
+/// The emulator's venv.
+const VENV: Venv = Venv {
+    dir: "push-emulator-venv",
+    what: "the push emulator",
+};
 
-/// The venv's Python, with the emulator's packages.
-fn venv_python() -> PathBuf {
-    repo_root().join("target/push-emulator-venv/bin/python")
-}
-
-/// Written by `scripts/test.sh` once every package installed: a half-made venv does not count.
-fn venv_stamp() -> PathBuf {
-    repo_root().join("target/push-emulator-venv/installed-requirements.txt")
-}
-
-/// The emulator's venv is not installed (run `scripts/test.sh`); a test may skip on it.
-#[derive(Debug)]
-pub struct NotInstalled(PathBuf);
-
-impl std::fmt::Display for NotInstalled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the push emulator's venv is not installed (no {}); scripts/test.sh installs it",
-            self.0.display()
-        )
-    }
-}
-
-impl std::error::Error for NotInstalled {}
-
-fn installed() -> Result<(), NotInstalled> {
-    if venv_python().exists() && venv_stamp().exists() {
-        return Ok(());
-    }
-    let err = NotInstalled(venv_stamp());
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{err}: it is required on CI");
-    }
-    Err(err)
-}
-
-/// Whether a test that needs the push emulator may go on: `false` (after a SKIPPED line)
-/// when its venv is missing, so the test returns early; on CI a missing venv panics instead.
+/// Whether a test that needs the push emulator may go on ([`Venv::require`]).
 pub fn require_push_emulator() -> bool {
-    match installed() {
-        Ok(()) => true,
-        Err(err) => {
-            eprintln!("SKIPPED: {err}");
-            false
-        }
-    }
+    VENV.require()
 }
 
 /// A running emulator, killed when dropped (and, should the test process die first, it
@@ -221,7 +175,7 @@ struct Keys {
 }
 
 impl PushEmulator {
-    /// Starts an emulator on a free port. Fails with [`NotInstalled`] (panics on CI) when its
+    /// Starts an emulator on a free port. Fails with [`crate::venv::NotInstalled`] (panics on CI) when its
     /// venv is missing; check [`require_push_emulator`] first to skip instead.
     pub async fn start() -> anyhow::Result<PushEmulator> {
         Self::start_behind(None).await
@@ -230,9 +184,9 @@ impl PushEmulator {
     /// Starts an emulator whose endpoints name `origin` (`https://127.0.0.1:PORT`, a TLS front
     /// that forwards to it) instead of its own address.
     pub async fn start_behind(origin: Option<&str>) -> anyhow::Result<PushEmulator> {
-        installed()?;
+        VENV.installed()?;
         let script = repo_root().join("tests/push-emulator/emulator.py");
-        let mut command = Command::new(venv_python());
+        let mut command = Command::new(VENV.python());
         command.arg(&script).args(["--port", "0"]);
         if let Some(origin) = origin {
             command.args(["--origin", origin]);

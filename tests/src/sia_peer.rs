@@ -7,7 +7,6 @@
 //! (`require_sia_peer`), except on CI where it fails.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Stdio;
 
 use anyhow::{anyhow, Context};
@@ -15,39 +14,18 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use crate::venv::{repo_root, Venv};
 use crate::DEADLINE;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_default()
-}
+/// The peer's venv.
+const VENV: Venv = Venv {
+    dir: "sia-peer-venv",
+    what: "the SIA peer",
+};
 
-fn venv_python() -> PathBuf {
-    repo_root().join("target/sia-peer-venv/bin/python")
-}
-
-/// Written by `scripts/test.sh` once every package installed: a half-made venv does not count.
-fn venv_stamp() -> PathBuf {
-    repo_root().join("target/sia-peer-venv/installed-requirements.txt")
-}
-
-/// Whether a test that needs the peer may go on: `false` (after a SKIPPED line) when its venv
-/// is missing; on CI a missing venv panics instead.
+/// Whether a test that needs the peer may go on ([`Venv::require`]).
 pub fn require_sia_peer() -> bool {
-    if venv_python().exists() && venv_stamp().exists() {
-        return true;
-    }
-    let why = format!(
-        "the SIA peer's venv is not installed (no {}); scripts/test.sh installs it",
-        venv_stamp().display()
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{why}: it is required on CI");
-    }
-    eprintln!("SKIPPED: {why}");
-    false
+    VENV.require()
 }
 
 /// A pysiaalarm account: the key is pysiaalarm's, 16 characters whose bytes are the AES key.
@@ -107,7 +85,7 @@ impl SiaPeer {
             "the SIA peer sends to loopback only"
         );
         let script = repo_root().join("tests/sia-peer/peer.py");
-        let mut child = Command::new(venv_python())
+        let mut child = Command::new(VENV.python())
             .arg(&script)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
