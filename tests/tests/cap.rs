@@ -6,26 +6,12 @@
 //! a 404 and not in the feed; no household's label, address, id, device or contacts appear
 //! in anything public; bad ids are answered with what is wrong.
 
-// The gateway store tests' helper for a fresh PostgreSQL database (its macro is not used here).
-#[allow(unused_macros)]
-#[path = "../../gateway/tests/common/mod.rs"]
-mod common;
+mod backends;
 
+use backends::app_on;
 use serde_json::{json, Value};
 use tenwatch_tests::cap::{require_cap_validator, validate};
 use tenwatch_tests::*;
-
-async fn app_on(backend: &str, test: &str) -> anyhow::Result<Option<(common::TestDb, TestApp)>> {
-    let db = match backend {
-        "sqlite" => common::TestDb::sqlite().await,
-        _ => match common::TestDb::postgres(test).await {
-            Some(db) => db,
-            None => return Ok(None),
-        },
-    };
-    let app = spawn_app_on_database(&db.url, 2, |_| {}).await?;
-    Ok(Some((db, app)))
-}
 
 /// GET without a session, as a feed reader would: status, content type and body.
 async fn public_get(app: &TestApp, path: &str) -> anyhow::Result<(u16, String, String)> {
@@ -138,7 +124,7 @@ async fn a_published_alert_goes_out_as_cap_through_its_life(backend: &str) -> an
     if !require_cap_validator() {
         return Ok(());
     }
-    let Some((_db, app)) = app_on(backend, "cap_life").await? else {
+    let Some((_db, app)) = app_on(backend, "cap_life", 2).await? else {
         return Ok(());
     };
     let mut home = connect_all(app.mqtt, &app.cluster(0)[..2]).await?;

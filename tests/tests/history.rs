@@ -4,30 +4,14 @@
 //! operator of another zone sees none of it; every bad parameter is a 400 that says what is
 //! wrong. And a device's page: its presence changes with their reasons and its battery levels.
 
-// The gateway store tests' helper for a fresh PostgreSQL database (its macro is not used here).
-#[allow(unused_macros)]
-#[path = "../../gateway/tests/common/mod.rs"]
-mod common;
+mod backends;
 
 use std::time::Duration;
 
 use anyhow::bail;
+use backends::app_on;
 use serde_json::{json, Value};
 use tenwatch_tests::*;
-
-/// A gateway with two clusters on a fresh SQLite file, or on a fresh PostgreSQL database
-/// (none: skipped outside CI, as the store tests are). The database is dropped last.
-async fn app_on(backend: &str, test: &str) -> anyhow::Result<Option<(common::TestDb, TestApp)>> {
-    let db = match backend {
-        "sqlite" => common::TestDb::sqlite().await,
-        _ => match common::TestDb::postgres(test).await {
-            Some(db) => db,
-            None => return Ok(None),
-        },
-    };
-    let app = spawn_app_on_database(&db.url, 2, |_| {}).await?;
-    Ok(Some((db, app)))
-}
 
 /// GETs `path` as `token` until `check` holds on a 200 answer (what the gateway applies off
 /// the uplink worker, such as a heartbeat's battery, shows a moment later).
@@ -80,7 +64,7 @@ async fn history(app: &TestApp, query: &str) -> anyhow::Result<Value> {
 }
 
 async fn closed_alerts_are_found_paged_and_kept_to_their_zone(backend: &str) -> anyhow::Result<()> {
-    let Some((_db, app)) = app_on(backend, "history_alerts").await? else {
+    let Some((_db, app)) = app_on(backend, "history_alerts", 2).await? else {
         return Ok(());
     };
     let mut home = connect_all(app.mqtt, &app.cluster(0)[..3]).await?;
@@ -270,7 +254,7 @@ async fn closed_alerts_are_found_paged_and_kept_to_their_zone(backend: &str) -> 
 }
 
 async fn a_device_page_shows_its_presence_and_battery(backend: &str) -> anyhow::Result<()> {
-    let Some((_db, app)) = app_on(backend, "history_device").await? else {
+    let Some((_db, app)) = app_on(backend, "history_device", 2).await? else {
         return Ok(());
     };
     let cred = &app.cluster(0)[4];
@@ -403,7 +387,7 @@ async fn on_postgresql_a_device_page_shows_its_presence_and_battery() -> anyhow:
 /// delivery and the first "I'm coming" took; a cluster or a period narrows it; another zone's
 /// operator gets nothing; a bad parameter is a 400 that says what is wrong.
 async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow::Result<()> {
-    let Some((_db, app)) = app_on(backend, "history_stats").await? else {
+    let Some((_db, app)) = app_on(backend, "history_stats", 2).await? else {
         return Ok(());
     };
     let started = std::time::SystemTime::now()

@@ -4,33 +4,16 @@
 //! same alert; a household that presses again while its alert is open adds to that alert, and
 //! its neighbours hear it again.
 
-// The gateway store tests' helper for a fresh PostgreSQL database (its macro is not used here).
-#[allow(unused_macros)]
-#[path = "../../gateway/tests/common/mod.rs"]
-mod common;
+mod backends;
 
+use backends::app_on;
 use serde_json::Value;
 use tenwatch_tests::*;
-
-/// A gateway on a fresh SQLite file, or on a fresh PostgreSQL database (none: skipped, as the
-/// store tests are, outside CI).
-/// The database comes first, so that it is dropped after the gateway on it.
-async fn app_on(backend: &str, test: &str) -> anyhow::Result<Option<(common::TestDb, TestApp)>> {
-    let db = match backend {
-        "sqlite" => common::TestDb::sqlite().await,
-        _ => match common::TestDb::postgres(test).await {
-            Some(db) => db,
-            None => return Ok(None),
-        },
-    };
-    let app = spawn_app_on_database(&db.url, 1, |_| {}).await?;
-    Ok(Some((db, app)))
-}
 
 async fn a_rebooted_unit_counting_from_one_again_raises_a_new_alert(
     backend: &str,
 ) -> anyhow::Result<()> {
-    let Some((_db, app)) = app_on(backend, "press_identity_reboot").await? else {
+    let Some((_db, app)) = app_on(backend, "press_identity_reboot", 1).await? else {
         return Ok(());
     };
     let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
@@ -60,7 +43,7 @@ async fn a_rebooted_unit_counting_from_one_again_raises_a_new_alert(
 }
 
 async fn a_household_pressing_again_adds_to_its_open_alert(backend: &str) -> anyhow::Result<()> {
-    let Some((_db, app)) = app_on(backend, "press_identity_merge").await? else {
+    let Some((_db, app)) = app_on(backend, "press_identity_merge", 1).await? else {
         return Ok(());
     };
     let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
