@@ -38,7 +38,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(*args).await,
-        Command::Demo(args) => demo::demo(args).await,
-        Command::Admin(cmd) => admin::admin(cmd).await,
+        Command::Demo(args) => demo::demo(*args).await,
+        Command::Admin(cmd) => admin::admin(*cmd).await,
     }
 }

@@ -55,6 +55,8 @@ pub struct PushConfig {
     /// push-service emulator in tests, never in production (the gateway would POST to any
     /// local service a volunteer names).
     pub allow_loopback: bool,
+    /// PEM certificates trusted for push services besides the public roots (`--push-ca-file`).
+    pub extra_roots: Vec<u8>,
 }
 
 impl Default for PushConfig {
@@ -68,6 +70,7 @@ impl Default for PushConfig {
             backoff: Duration::from_secs(1),
             max_wait: Duration::from_secs(120),
             allow_loopback: false,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -164,7 +167,13 @@ impl Pusher {
         // Loaded once; a key that does not load would fail every push: say so at start.
         let signer = VapidSignatureBuilder::from_base64_no_sub(&key.private_key)
             .map_err(|e| anyhow::anyhow!("the stored VAPID key does not load: {e}"))?;
-        let client = reqwest::Client::builder()
+        let mut client = reqwest::Client::builder();
+        for root in reqwest::Certificate::from_pem_bundle(&config.extra_roots)
+            .map_err(|e| anyhow::anyhow!("--push-ca-file does not read as PEM certificates: {e}"))?
+        {
+            client = client.add_root_certificate(root);
+        }
+        let client = client
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
             // A push service answers; it never sends the gateway somewhere else (a redirect

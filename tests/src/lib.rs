@@ -8,6 +8,7 @@ pub mod cap;
 pub mod mosquitto;
 pub mod push;
 pub mod sia_peer;
+pub mod tls;
 pub mod venv;
 
 use std::net::SocketAddr;

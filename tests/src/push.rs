@@ -6,6 +6,7 @@
 //! The emulator runs from a venv that `scripts/test.sh` installs; without it a test skips
 //! (`require_push_emulator`), except on CI where it fails.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::tls::{certificate, free_port, Nginx};
 use crate::venv::{repo_root, Venv};
 use crate::DEADLINE;
 
@@ -332,5 +334,109 @@ impl PushEmulator {
             bail!("POST {url}: {status}: {}", response.text().await?);
         }
         Ok(response.json().await?)
+    }
+}
+
+/// The emulator behind a TLS front that speaks HTTP/2, as the browsers' push services do:
+/// nginx on its own port, forwarding to the emulator, whose endpoints name the front. nginx
+/// logs the connection and protocol of every request, so a test can see how a sender used it.
+pub struct PushFront {
+    /// The emulator behind the front; its subscriptions' endpoints are on [`PushFront::origin`].
+    pub emulator: PushEmulator,
+    origin: String,
+    cert: PathBuf,
+    log: PathBuf,
+    _nginx: Nginx,
+    _dir: tempfile::TempDir,
+}
+
+/// One request through the front, as nginx logged it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontRequest {
+    /// nginx's serial number of the client connection that carried it.
+    pub connection: u64,
+    /// `HTTP/2.0`, `HTTP/1.1`, ...
+    pub protocol: String,
+    pub status: u16,
+    pub path: String,
+}
+
+impl PushFront {
+    pub async fn start() -> anyhow::Result<PushFront> {
+        let dir = tempfile::tempdir()?;
+        let d = dir.path();
+        let port = free_port()?;
+        let origin = format!("https://127.0.0.1:{port}");
+        let emulator = PushEmulator::start_behind(Some(&origin)).await?;
+        let (cert, key) = certificate(d).await?;
+        let log = d.join("push-access.log");
+        let upstream = emulator.base_url().trim_start_matches("http://");
+        let site = format!(
+            "log_format push '$connection $server_protocol $status $request_uri';\n\
+             upstream emulator {{ server {upstream}; keepalive 32; }}\n\
+             server {{\n  listen 127.0.0.1:{port} ssl http2;\n\
+               ssl_certificate {cert};\n  ssl_certificate_key {key};\n\
+               access_log {log} push;\n\
+               location / {{\n    proxy_pass http://emulator;\n    proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\";\n  }}\n}}\n",
+            cert = cert.display(),
+            key = key.display(),
+            log = log.display(),
+        );
+        let nginx = Nginx::start(d, &site)?;
+        // Up when the emulator answers through the front (nginx starts in its own time).
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&cert)?)?)
+            .timeout(DEADLINE)
+            .build()?;
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            match client.get(format!("{origin}/healthz")).send().await {
+                Ok(r) if r.status().is_success() => break,
+                other => {
+                    anyhow::ensure!(
+                        tokio::time::Instant::now() < deadline,
+                        "the push front does not answer: {other:?}; nginx: {}",
+                        nginx.errors()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+        Ok(PushFront {
+            emulator,
+            origin,
+            cert,
+            log,
+            _nginx: nginx,
+            _dir: dir,
+        })
+    }
+
+    /// `https://127.0.0.1:PORT`.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The front's certificate (PEM), for the gateway to trust (`--push-ca-file`).
+    pub fn certificate_pem(&self) -> anyhow::Result<Vec<u8>> {
+        Ok(std::fs::read(&self.cert)?)
+    }
+
+    /// Every request nginx has logged, in order.
+    pub fn requests(&self) -> anyhow::Result<Vec<FrontRequest>> {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split(' ').collect();
+                anyhow::ensure!(f.len() == 4, "unexpected access log line {line:?}");
+                Ok(FrontRequest {
+                    connection: f[0].parse()?,
+                    protocol: f[1].to_owned(),
+                    status: f[2].parse()?,
+                    path: f[3].to_owned(),
+                })
+            })
+            .collect()
     }
 }

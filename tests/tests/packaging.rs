@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use tenwatch_tests::tls::{certificate, free_port, Nginx};
 use tenwatch_tests::*;
 use tokio::process::Command;
 use tokio_tungstenite::tungstenite::Message;
@@ -18,12 +19,6 @@ fn packaging(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../packaging")
         .join(file)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 #[tokio::test]
@@ -82,28 +77,7 @@ async fn the_tls_proxy_example_carries_the_console_a_secure_sign_in_and_the_feed
     let origin = format!("https://127.0.0.1:{https}");
 
     // A certificate for 127.0.0.1, as a station would get one for its name.
-    let (cert, key) = (d.join("cert.pem"), d.join("key.pem"));
-    let made = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
-        // A server's certificate, not a CA's (what `req -x509` makes by default).
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stderr(Stdio::null())
-        .status()
-        .await?;
-    assert!(made.success(), "openssl could not make a certificate");
+    let (cert, key) = certificate(d).await?;
 
     // The gateway, told what the example environment file says, on this test's ports.
     let data = d.join("data");
@@ -160,29 +134,7 @@ async fn the_tls_proxy_example_carries_the_console_a_secure_sign_in_and_the_feed
             &cert.display().to_string(),
         )
         .replace("/etc/ssl/tenwatch/privkey.pem", &key.display().to_string());
-    std::fs::write(d.join("site.conf"), site)?;
-    let temp = d.join("nginx-temp");
-    std::fs::create_dir_all(&temp)?;
-    let main = format!(
-        "daemon off;\nmaster_process off;\npid {dir}/nginx.pid;\nerror_log {dir}/nginx-error.log;\n\
-         events {{ worker_connections 64; }}\n\
-         http {{\n  access_log off;\n  client_body_temp_path {t}/body;\n  proxy_temp_path {t}/proxy;\n\
-           fastcgi_temp_path {t}/fastcgi;\n  uwsgi_temp_path {t}/uwsgi;\n  scgi_temp_path {t}/scgi;\n\
-           include {dir}/site.conf;\n}}\n",
-        dir = d.display(),
-        t = temp.display()
-    );
-    std::fs::write(d.join("nginx.conf"), main)?;
-    let nginx = Command::new("nginx")
-        .arg("-p")
-        .arg(d)
-        .arg("-c")
-        .arg(d.join("nginx.conf"))
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(d.join("nginx.log"))?)
-        .kill_on_drop(true)
-        .spawn()?;
-    let _nginx = nginx;
+    let nginx = Nginx::start(d, &site)?;
 
     let roots = reqwest::Certificate::from_pem(&std::fs::read(&cert)?)?;
     let client = reqwest::Client::builder()
@@ -200,7 +152,7 @@ async fn the_tls_proxy_example_carries_the_console_a_secure_sign_in_and_the_feed
                     tokio::time::Instant::now() < deadline,
                     "no answer through the proxy: {other:?}; gateway log: {}; nginx log: {}",
                     std::fs::read_to_string(d.join("serve.log")).unwrap_or_default(),
-                    std::fs::read_to_string(d.join("nginx-error.log")).unwrap_or_default()
+                    nginx.errors()
                 );
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

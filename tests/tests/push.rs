@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tenwatch_tests::push::{require_push_emulator, Behaviour, PushEmulator, Subscription};
+use tenwatch_tests::push::{
+    require_push_emulator, Behaviour, PushEmulator, PushFront, Subscription,
+};
 use tenwatch_tests::*;
 
 const ZONE: &str = "11010501";
@@ -581,5 +583,65 @@ async fn a_volunteer_cannot_pile_up_push_subscriptions() -> anyhow::Result<()> {
     assert_eq!(response.headers()["retry-after"], "180");
     let error = response.json::<Value>().await?["error"].to_string();
     assert!(error.contains("too many new push subscriptions"), "{error}");
+    Ok(())
+}
+
+/// A push service that speaks HTTP/2 behind TLS, as the browsers' services do, gets an alert's
+/// pushes to a dozen volunteers as streams of one connection, not a connection each; each push
+/// is still verified and decrypted behind the front. The gateway trusts the front's own
+/// certificate through `--push-ca-file`'s setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_push_service_gets_an_alerts_pushes_over_one_connection() -> anyhow::Result<()> {
+    if !require_push_emulator() || !require_tool("nginx") || !require_tool("openssl") {
+        return Ok(());
+    }
+    const VOLUNTEERS: usize = 12;
+    let front = PushFront::start().await?;
+    let roots = front.certificate_pem()?;
+    let app = spawn_app_with(1, move |c| {
+        c.plan.ring1_after_ms = 1;
+        c.push.allow_loopback = true;
+        c.push.extra_roots = roots;
+        // A dozen volunteers sign in from one address here: not a password spray.
+        c.accounts.limits.peer_burst = 100;
+    })
+    .await?;
+    let presser = app.cluster(0)[0].clone();
+    let mut subs = Vec::new();
+    for i in 0..VOLUNTEERS {
+        let sub = front.emulator.subscribe().await?;
+        assert!(sub.endpoint.starts_with(front.origin()), "{}", sub.endpoint);
+        let lat = presser.lat + 0.0002 * (i as f64 + 1.0);
+        volunteer_at(&app, &format!("vol-h2-{i:02}"), lat, presser.lon, &sub).await?;
+        subs.push(sub);
+    }
+
+    let mut unit = TestDevice::connect(app.mqtt, &presser).await?;
+    unit.press_and_wait_ack(1, "help").await?;
+    let seen = front
+        .emulator
+        .wait_total(VOLUNTEERS as u64, DEADLINE)
+        .await?;
+    assert_eq!(seen.messages, VOLUNTEERS as u64, "every volunteer pushed");
+    for sub in &subs {
+        let got = front.emulator.messages(&sub.id).await?;
+        assert!(got.rejections.is_empty(), "{:?}", got.rejections);
+        assert_eq!(got.messages.len(), 1);
+        assert_eq!(payload(&got.messages[0])["kind"], "help");
+    }
+    let pushes: Vec<_> = front
+        .requests()?
+        .into_iter()
+        .filter(|r| r.path.starts_with("/push/"))
+        .collect();
+    assert_eq!(pushes.len(), VOLUNTEERS, "{pushes:?}");
+    assert!(
+        pushes
+            .iter()
+            .all(|r| r.protocol == "HTTP/2.0" && r.status == 201),
+        "HTTP/2 and accepted: {pushes:?}"
+    );
+    let connections: std::collections::HashSet<u64> = pushes.iter().map(|r| r.connection).collect();
+    assert_eq!(connections.len(), 1, "one connection: {pushes:?}");
     Ok(())
 }

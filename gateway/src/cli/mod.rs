@@ -39,13 +39,13 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run the broker and the gateway. (Boxed: its flags make it far the largest.)
+    /// Run the broker and the gateway. (Each command boxed: their flags differ much in size.)
     Serve(Box<ServeArgs>),
     /// Seed a demo neighbourhood if empty, serve it, and simulate residents pressing.
-    Demo(DemoArgs),
+    Demo(Box<DemoArgs>),
     /// Manage the registry.
     #[command(subcommand)]
-    Admin(AdminCommand),
+    Admin(Box<AdminCommand>),
 }
 
 #[derive(Args, Clone)]

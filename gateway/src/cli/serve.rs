@@ -252,6 +252,10 @@ pub struct PushArgs {
     /// Accept push endpoints on this machine (a local push-service emulator). Testing only.
     #[arg(long, env = "TENWATCH_PUSH_ALLOW_LOOPBACK")]
     pub push_allow_loopback: bool,
+    /// A PEM file of certificates to trust for push services besides the public roots (a push
+    /// relay inside the station's network with a certificate of its own).
+    #[arg(long, env = "TENWATCH_PUSH_CA_FILE")]
+    pub push_ca_file: Option<std::path::PathBuf>,
 }
 
 impl PushArgs {
@@ -266,6 +270,11 @@ impl PushArgs {
             timeout: Duration::from_secs_f64(self.push_timeout),
             per_origin: self.push_concurrency,
             allow_loopback: self.push_allow_loopback,
+            extra_roots: match &self.push_ca_file {
+                Some(path) => std::fs::read(path)
+                    .with_context(|| format!("--push-ca-file {}", path.display()))?,
+                None => Vec::new(),
+            },
             ..Default::default()
         })
     }
