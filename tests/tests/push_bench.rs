@@ -3,13 +3,15 @@
 //! `cargo test --release -p tenwatch-tests --test push_bench -- --ignored --nocapture`
 //! (`scripts/bench-push.sh`). Ring 1 is set to fire 1 ms after the press so that every alert
 //! goes to all 100 on-duty volunteers at once; each push is verified and decrypted by the
-//! push-service emulator, whose acceptance time is the end of the measurement. Writes
+//! push-service emulator, whose acceptance time is the end of the measurement. Twice: to the
+//! emulator in plain HTTP/1.1, and to it behind nginx speaking TLS and HTTP/2 (as the browsers'
+//! push services do). The gateway's CPU per push is stated beside the emulator's. Writes
 //! docs/bench/push-100.json.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
-use tenwatch_tests::push::{require_push_emulator, PushEmulator};
+use tenwatch_tests::push::{require_push_emulator, PushEmulator, PushFront};
 use tenwatch_tests::*;
 
 const VOLUNTEERS: usize = 100;
@@ -67,11 +69,43 @@ fn now_ms() -> u64 {
 #[ignore = "a measurement: run on purpose, in release"]
 async fn press_to_push_accepted_with_100_volunteers() -> anyhow::Result<()> {
     assert!(require_push_emulator(), "the push emulator is needed");
-    let emulator = PushEmulator::start().await?;
-    let app = spawn_app_with(1, |c| {
+    assert!(
+        require_tool("nginx") && require_tool("openssl"),
+        "nginx and openssl are needed for the HTTP/2 front"
+    );
+    let plain = {
+        let emulator = PushEmulator::start().await?;
+        measure(&emulator, Vec::new()).await?
+    };
+    let http2 = {
+        let front = PushFront::start().await?;
+        measure(&front.emulator, front.certificate_pem()?).await?
+    };
+    let report = json!({
+        "what": "press sent by a unit -> push request at the push-service emulator (arrived) and accepted (201, after the emulator verified VAPID and decrypted it), per volunteer; ring 1 set to 1 ms so that each alert goes to every volunteer at once",
+        "volunteers": VOLUNTEERS,
+        "alerts": ALERTS,
+        "http1_plain": plain,
+        "http2_tls": http2,
+        "emulator": "tests/push-emulator/emulator.py (Python, verifies VAPID, decrypts aes128gcm), same machine; http2_tls: behind nginx (TLS, HTTP/2) as tests/src/push.rs PushFront sets it up",
+        "machine": "2 cores, 24 GiB; gateway, units, nginx and emulator on the same cores",
+        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+        "measured_at_unix_ms": now_ms(),
+    });
+    println!("{report:#}");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/bench/push-100.json");
+    std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
+    Ok(())
+}
+
+/// One run of [`ALERTS`] alerts to [`VOLUNTEERS`] volunteers subscribed at `emulator`, the
+/// gateway trusting `roots` besides the public ones; its figures.
+async fn measure(emulator: &PushEmulator, roots: Vec<u8>) -> anyhow::Result<serde_json::Value> {
+    let app = spawn_app_with(1, move |c| {
         c.plan.ring1_after_ms = 1;
         c.plan.ring2_after_ms = 3_600_000;
         c.push.allow_loopback = true;
+        c.push.extra_roots = roots;
         // A hundred volunteers sign in from one address here: not a password spray.
         c.accounts.limits.peer_burst = 1_000;
     })
@@ -112,13 +146,13 @@ async fn press_to_push_accepted_with_100_volunteers() -> anyhow::Result<()> {
         // Every volunteer's push about this alert, then (resolved by the station, so that the
         // household's next press is a new alert) every volunteer's "over" push.
         let before = ((n - 1) * 2 * VOLUNTEERS) as u64;
-        wait_pushes(&emulator, before + VOLUNTEERS as u64).await?;
+        wait_pushes(emulator, before + VOLUNTEERS as u64).await?;
         let id = ack["alert"].as_str().unwrap_or_default();
         let resolve = json!({ "category": "help", "note": "" });
         let path = format!("/api/alerts/{id}/resolve");
         let (status, body) = app.post_as(&station, &path, resolve).await?;
         anyhow::ensure!(status == 200, "resolve: {body}");
-        wait_pushes(&emulator, before + 2 * VOLUNTEERS as u64).await?;
+        wait_pushes(emulator, before + 2 * VOLUNTEERS as u64).await?;
         // Each alert starts from a quiet gateway and emulator.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -153,10 +187,7 @@ async fn press_to_push_accepted_with_100_volunteers() -> anyhow::Result<()> {
         }
     }
     let metrics = app.metrics.snapshot();
-    let report = json!({
-        "what": "press sent by a unit -> push request at the push-service emulator (arrived) and accepted (201, after the emulator verified VAPID and decrypted it), per volunteer; ring 1 set to 1 ms so that each alert goes to every volunteer at once",
-        "volunteers": VOLUNTEERS,
-        "alerts": ALERTS,
+    Ok(json!({
         "pushes": accepted.len(),
         "pushes_in_all": pushes,
         "press_to_ack_ms_p50": percentile(&mut acked_ms, 0.5),
@@ -176,13 +207,5 @@ async fn press_to_push_accepted_with_100_volunteers() -> anyhow::Result<()> {
             "push_retries": metrics.push_retries,
             "pushes_failed": metrics.pushes_failed,
         },
-        "emulator": "tests/push-emulator/emulator.py (Python, verifies VAPID, decrypts aes128gcm), same machine",
-        "machine": "2 cores, 24 GiB; gateway, units and emulator on the same cores",
-        "build": if cfg!(debug_assertions) { "debug" } else { "release" },
-        "measured_at_unix_ms": now_ms(),
-    });
-    println!("{report:#}");
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/bench/push-100.json");
-    std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")?;
-    Ok(())
+    }))
 }
