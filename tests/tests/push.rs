@@ -586,6 +586,78 @@ async fn a_volunteer_cannot_pile_up_push_subscriptions() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until subscription `id`'s endpoint has seen `n` requests, answered or not.
+async fn wait_for_attempts(emulator: &PushEmulator, id: &str, n: usize) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = emulator.messages(id).await?;
+        if seen.attempts.len() >= n {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {n} pushes tried: {:?}",
+            seen.attempts.len(),
+            seen.attempts
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A volunteer whose alert push the push service still holds when the station resolves is
+/// told it is over all the same: the phone does not go on showing a closed alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volunteer_whose_push_is_still_in_flight_is_told_the_alert_is_over() -> anyhow::Result<()>
+{
+    if !require_push_emulator() {
+        return Ok(());
+    }
+    let emulator = PushEmulator::start().await?;
+    let app = spawn_app_with(1, |c| {
+        c.push.allow_loopback = true;
+        // Held pushes wait for the test, not for a timeout; let go, they are tried again soon.
+        c.push.timeout = Duration::from_secs(30);
+        c.push.backoff = Duration::from_millis(50);
+    })
+    .await?;
+    let sub = emulator.subscribe().await?;
+    let p = app.cluster(0)[0].clone();
+    volunteer_at(&app, "vol-held", p.lat, p.lon, &sub).await?;
+    emulator.behave(&sub.id, Behaviour::Hang).await?;
+    let id = dispatch_fresh_alert(&app, "vol-held", 1).await?;
+    // The alert's push is on the wire and held: what became of it is not known yet.
+    wait_for_attempts(&emulator, &sub.id, 1).await?;
+    assert!(
+        recipient(&app, &id, "vol-held").await?["push"].is_null(),
+        "the held push has no outcome yet"
+    );
+
+    let (status, body) = app
+        .post_json(
+            &format!("/api/alerts/{id}/resolve"),
+            json!({ "category": "help", "note": "" }),
+        )
+        .await?;
+    assert_eq!(status, 200, "{body}");
+    // The "over" push is sent too, though the first has not settled (it is held as well).
+    wait_for_attempts(&emulator, &sub.id, 2).await?;
+    // The service answers again: both are tried anew and accepted, and the phone shows that
+    // the alert is over.
+    emulator.behave(&sub.id, Behaviour::Ok).await?;
+    let got = emulator
+        .wait_for_messages(&sub.id, 2, Duration::from_secs(15))
+        .await?;
+    let titles: Vec<String> = got
+        .iter()
+        .map(|m| payload(m)["title"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        titles.iter().any(|t| t.starts_with("已解除")),
+        "an 'over' push among {titles:?}"
+    );
+    Ok(())
+}
+
 /// A push service that speaks HTTP/2 behind TLS, as the browsers' services do, gets an alert's
 /// pushes to a dozen volunteers as streams of one connection, not a connection each; each push
 /// is still verified and decrypted behind the front. The gateway trusts the front's own
