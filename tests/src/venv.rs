@@ -4,6 +4,14 @@
 //! half-made venv does not count). Without its venv a test skips, except on CI where it fails.
 
 use std::path::PathBuf;
+use std::process::Stdio;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::DEADLINE;
 
 /// The repository's root: the programs and their venvs live at fixed places under it.
 pub fn repo_root() -> PathBuf {
@@ -73,5 +81,32 @@ impl Venv {
                 false
             }
         }
+    }
+
+    /// Runs `script` (a path under the repository) with the venv's Python, `input` on its
+    /// stdin, and reads the one JSON document it prints.
+    pub async fn pipe_json(&self, script: &str, input: &[u8]) -> anyhow::Result<Value> {
+        let mut child = Command::new(self.python())
+            .arg(repo_root().join(script))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting {}", self.what))?;
+        let mut stdin = child.stdin.take().context("the program's stdin")?;
+        stdin.write_all(input).await?;
+        drop(stdin);
+        let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+            .await
+            .with_context(|| format!("{} did not answer in time", self.what))??;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                self.what,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(serde_json::from_slice(&out.stdout)?)
     }
 }

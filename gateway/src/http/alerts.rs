@@ -4,39 +4,49 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{zones_for, Authenticated, Operator};
 use super::error::{Body, Params};
+use super::openapi::{AlertPath, Conflict, Refusals};
 use super::{ApiError, AppState};
 use crate::accounts::{AccountKind, AccountName, Principal};
 use crate::domain::AlertId;
 use crate::lifecycle::{Action, Category, RecipientState};
 use crate::store::{AlertFilter, AlertSummary, RecipientKind, StoreError};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/alerts", get(list_alerts))
-        .route("/api/alerts/{id}", get(alert_detail))
-        .route("/api/alerts/{id}/acknowledge", post(acknowledge))
-        .route("/api/alerts/{id}/respond", post(respond))
-        .route("/api/alerts/{id}/dispatch", post(dispatch))
-        .route("/api/alerts/{id}/resolve", post(resolve))
-        .route("/api/alerts/{id}/notes", post(add_note))
-        .route("/api/alerts/{id}/publish", post(publish))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_alerts))
+        .routes(routes!(alert_detail))
+        .routes(routes!(acknowledge))
+        .routes(routes!(respond))
+        .routes(routes!(dispatch))
+        .routes(routes!(resolve))
+        .routes(routes!(add_note))
+        .routes(routes!(publish))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// `open` (default) or `all`.
     state: Option<String>,
+    /// One of the account's zones (default: all of them).
     zone: Option<String>,
+    /// At most this many, newest first: 1 to 1,000 (default 100).
     limit: Option<u32>,
 }
 
+/// The alerts of the account's zones, newest first: the open ones, or all. An alert open past
+/// `--stale-after` is marked `stale`.
+#[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(ListQuery),
+    responses((status = 200, description = "{alerts: [...], stale_after_ms}"), Refusals))]
 async fn list_alerts(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
@@ -77,6 +87,10 @@ struct Listed {
     stale: bool,
 }
 
+/// One alert with its recipients (units, the station, volunteers, each with its state) and its
+/// timeline.
+#[utoipa::path(get, path = "/api/alerts/{id}", tag = "alerts", params(AlertPath),
+    responses((status = 200, description = "{alert, recipients, events}"), Refusals))]
 async fn alert_detail(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
@@ -142,6 +156,8 @@ fn text(field: &str, value: &str, required: bool) -> Result<String, ApiError> {
 }
 
 /// The station takes the alert.
+#[utoipa::path(post, path = "/api/alerts/{id}/acknowledge", tag = "alerts", params(AlertPath),
+    responses((status = 200, description = "the alert after the action"), Refusals, Conflict))]
 async fn acknowledge(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -150,7 +166,7 @@ async fn acknowledge(
     act(&s, &who, &id, Action::Acknowledge, None, "").await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct RespondBody {
@@ -178,6 +194,9 @@ impl RespondBody {
 }
 
 /// A volunteer (or the station itself) answers: seen, coming, can't go, on scene.
+#[utoipa::path(post, path = "/api/alerts/{id}/respond", tag = "alerts", params(AlertPath),
+    request_body = RespondBody,
+    responses((status = 200, description = "the alert after the answer"), Refusals, Conflict))]
 async fn respond(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
@@ -201,11 +220,13 @@ async fn respond(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct DispatchBody {
+    /// The volunteer's account name (of the alert's zone).
     volunteer: String,
+    /// For the volunteer and the timeline (optional).
     #[serde(default)]
     note: String,
 }
@@ -220,6 +241,9 @@ impl DispatchBody {
 }
 
 /// The station sends a volunteer of the alert's zone.
+#[utoipa::path(post, path = "/api/alerts/{id}/dispatch", tag = "alerts", params(AlertPath),
+    request_body = DispatchBody,
+    responses((status = 200, description = "the alert after the dispatch"), Refusals, Conflict))]
 async fn dispatch(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -248,11 +272,14 @@ async fn dispatch(
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct ResolveBody {
+    /// `consult`, `help`, `dispute`, `crime`, `complaint` or `false_alarm` (or its Chinese name,
+    /// e.g. 求助).
     category: String,
+    /// For the timeline (optional).
     #[serde(default)]
     note: String,
 }
@@ -266,6 +293,11 @@ impl ResolveBody {
     }
 }
 
+/// The station closes the alert with its category (`consult`, `help`, `dispute`, `crime`,
+/// `complaint`, `false_alarm`).
+#[utoipa::path(post, path = "/api/alerts/{id}/resolve", tag = "alerts", params(AlertPath),
+    request_body = ResolveBody,
+    responses((status = 200, description = "the alert, resolved"), Refusals, Conflict))]
 async fn resolve(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -276,10 +308,11 @@ async fn resolve(
     act(&s, &who, &id, Action::Resolve(category), None, &note).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct NoteBody {
+    /// The note: not empty.
     text: String,
 }
 
@@ -290,6 +323,10 @@ impl NoteBody {
     }
 }
 
+/// A note on the alert's timeline.
+#[utoipa::path(post, path = "/api/alerts/{id}/notes", tag = "alerts", params(AlertPath),
+    request_body = NoteBody,
+    responses((status = 200, description = "the alert with the note"), Refusals, Conflict))]
 async fn add_note(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
@@ -304,6 +341,8 @@ async fn add_note(
 /// feed, an `Alert` first, then an `Update` or `Cancel` as its life goes on. Once only: a
 /// second time is a 409 (the store refuses it under the alert's lock), as is a closed alert
 /// (nothing left to warn of).
+#[utoipa::path(post, path = "/api/alerts/{id}/publish", tag = "alerts", params(AlertPath),
+    responses((status = 200, description = "the alert, public"), Refusals, Conflict))]
 async fn publish(
     State(s): State<AppState>,
     Operator(who): Operator,

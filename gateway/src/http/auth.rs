@@ -13,11 +13,13 @@ use axum::extract::{ConnectInfo, FromRef, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ApiError;
 use crate::accounts::{AccountKind, Accounts, LoginError, Principal};
@@ -137,16 +139,23 @@ where
     Accounts: FromRef<S>,
     S: Clone + Send + Sync + 'static,
 {
-    Router::new().route(
-        "/api/session",
-        post(login::<S>).get(whoami).delete(logout::<S>),
-    )
+    session_api().into()
 }
 
-#[derive(Deserialize)]
+/// [`session_routes`] with their description.
+pub fn session_api<S>() -> OpenApiRouter<S>
+where
+    Accounts: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    OpenApiRouter::new().routes(routes!(login, whoami, logout))
+}
+
+#[derive(Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct LoginBody {
+    /// The account's name.
     name: String,
     password: String,
 }
@@ -193,12 +202,22 @@ fn cookie(value: &str, max_age_zero: bool, secure: bool) -> HeaderValue {
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-async fn login<S>(State(state): State<S>, req: axum::extract::Request) -> Result<Response, ApiError>
-where
-    Accounts: FromRef<S>,
-    S: Send + Sync,
-{
-    let accounts = Accounts::from_ref(&state);
+/// Signs in: the answer sets the session cookie (`HttpOnly`, `SameSite=Strict`) and gives the
+/// same token for an `Authorization: Bearer` header. A wrong name and a wrong password get the
+/// same 401; too many tries from one address or for one name a 429 with `Retry-After`.
+#[utoipa::path(post, path = "/api/session", tag = "session", security(()),
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "{token, account, expires_at_ms}"),
+        (status = 400, description = "a body that is not the JSON object asked for", body = super::openapi::ErrorBody),
+        (status = 401, description = "wrong name or password", body = super::openapi::ErrorBody),
+        (status = 415, description = "not application/json", body = super::openapi::ErrorBody),
+        (status = 429, description = "too many attempts: Retry-After", body = super::openapi::ErrorBody),
+    ))]
+async fn login(
+    State(accounts): State<Accounts>,
+    req: axum::extract::Request,
+) -> Result<Response, ApiError> {
     let peer = peer_ip(req.extensions());
     require_json(req.headers())?;
     // Read as bytes and parse here: broken JSON is one clear 400 that shows the shape.
@@ -244,16 +263,23 @@ pub(super) fn parse_login(body: &Bytes) -> Result<LoginBody, ApiError> {
     })
 }
 
+/// The signed-in account: its name, kind and zones.
+#[utoipa::path(get, path = "/api/session", tag = "session",
+    responses(
+        (status = 200, description = "{account}"),
+        (status = 401, description = "no session", body = super::openapi::ErrorBody),
+    ))]
 async fn whoami(Authenticated(principal): Authenticated) -> Response {
     Json(json!({ "account": principal })).into_response()
 }
 
-async fn logout<S>(State(state): State<S>, headers: HeaderMap) -> Result<Response, ApiError>
-where
-    Accounts: FromRef<S>,
-    S: Send + Sync,
-{
-    let accounts = Accounts::from_ref(&state);
+/// Signs out: the session ends and its cookie is cleared (also without a session).
+#[utoipa::path(delete, path = "/api/session", tag = "session", security(()),
+    responses((status = 204, description = "signed out")))]
+async fn logout(
+    State(accounts): State<Accounts>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(token) = session_token(&headers) {
         accounts.logout(token).await?;
     }

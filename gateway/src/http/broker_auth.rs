@@ -13,22 +13,42 @@
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use tenwatch_broker::acl;
+use utoipa::{IntoResponses, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::Body;
 use super::{ApiError, AppState};
 use crate::devices::check_login;
 use crate::domain::DeviceId;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/broker/authenticate", post(authenticate))
-        .route("/api/broker/authorize", post(authorize))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(authenticate))
+        .routes(routes!(authorize))
+}
+
+/// What the broker is answered.
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Described, never built: `verdict` and the refusals build these answers.
+enum BrokerAnswers {
+    /// `{"result": "allow" | "deny", "is_superuser": false}`.
+    #[response(status = 200)]
+    Verdict,
+    /// The broker's bearer secret is missing or wrong.
+    #[response(status = 401)]
+    NotTheBroker(super::openapi::ErrorBody),
+    /// No `--broker-auth-secret` configured: the route is off.
+    #[response(status = 404)]
+    Off(super::openapi::ErrorBody),
+    /// The registry does not answer: the broker should refuse for now.
+    #[response(status = 503)]
+    Unavailable(super::openapi::ErrorBody),
 }
 
 /// The broker's own proof: the configured secret as a bearer token. `Some` is the refusal.
@@ -108,14 +128,19 @@ where
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct AuthnBody {
+    /// The MQTT client id: the device's id, as `username` is.
     clientid: String,
     username: String,
+    /// The device's secret.
     password: String,
 }
 
+/// May this device connect? Its id and secret against the registry.
+#[utoipa::path(post, path = "/api/broker/authenticate", tag = "broker", security(("bearer" = [])),
+    request_body = AuthnBody, responses(BrokerAnswers))]
 async fn authenticate(State(s): State<AppState>, BrokerAsks(b): BrokerAsks<AuthnBody>) -> Response {
     match check_login(s.store.as_ref(), &b.username, b.password.as_bytes()).await {
         Ok(_) => verdict(true),
@@ -132,9 +157,10 @@ async fn authenticate(State(s): State<AppState>, BrokerAsks(b): BrokerAsks<Authn
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct AuthzBody {
+    /// The MQTT client id: the device's id, as `username` is.
     clientid: String,
     username: String,
     topic: String,
@@ -153,6 +179,10 @@ impl AuthzBody {
     }
 }
 
+/// May this device publish to, or subscribe to, this topic? The edge's own ACL
+/// (docs/protocol.md).
+#[utoipa::path(post, path = "/api/broker/authorize", tag = "broker", security(("bearer" = [])),
+    request_body = AuthzBody, responses(BrokerAnswers))]
 async fn authorize(State(s): State<AppState>, BrokerAsks(b): BrokerAsks<AuthzBody>) -> Response {
     if let Some(allow) = b.publish_allowed() {
         return verdict(allow);

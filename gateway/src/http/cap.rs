@@ -12,8 +12,8 @@
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{ApiError, AppState};
 use crate::cap;
@@ -23,12 +23,15 @@ use crate::store::AlertSummary;
 /// How many public alerts the feed lists.
 const FEED_LIMIT: u32 = 100;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/cap/feed.atom", get(feed))
-        .route("/cap/alerts/{file}", get(latest))
-        .route("/cap/alerts/{id}/{file}", get(nth))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(feed))
+        .routes(routes!(latest))
+        .routes(routes!(nth))
 }
+
+/// Not found, or not public (answered alike).
+const NOT_PUBLIC: &str = "no such public alert, or no such message yet";
 
 fn tz(s: &AppState) -> chrono_tz::Tz {
     // The console checked the name's shape at start; an unknown zone counts in Beijing time.
@@ -52,6 +55,10 @@ fn xml(content_type: &'static str, body: String) -> Response {
         .into_response()
 }
 
+/// The Atom feed of the alerts stations made public: the latest CAP message of each, most
+/// recent first.
+#[utoipa::path(get, path = "/cap/feed.atom", tag = "public", security(()), operation_id = "cap_feed",
+    responses((status = 200, description = "the feed", content_type = "application/atom+xml")))]
 async fn feed(State(s): State<AppState>) -> Result<Response, ApiError> {
     let alerts = s.store.public_alerts(FEED_LIMIT).await?;
     let body = cap::atom_feed(&alerts, &s.console.cap_sender, tz(&s), s.ingest.now());
@@ -77,6 +84,14 @@ async fn public_alert(s: &AppState, id: AlertId) -> Result<AlertSummary, ApiErro
     }
 }
 
+/// A public alert's latest CAP 1.2 message.
+#[utoipa::path(get, path = "/cap/alerts/{file}", tag = "public", security(()),
+    params(("file" = String, Path, description = "the alert's id and .xml, e.g. A42.xml")),
+    responses(
+        (status = 200, description = "the CAP document", content_type = "application/cap+xml"),
+        (status = 400, description = "not an id and .xml", body = super::openapi::ErrorBody),
+        (status = 404, description = NOT_PUBLIC, body = super::openapi::ErrorBody),
+    ))]
 async fn latest(State(s): State<AppState>, Path(file): Path<String>) -> Result<Response, ApiError> {
     let alert = public_alert(&s, id_of(&file)?).await?;
     let all = cap::messages(&alert);
@@ -87,6 +102,18 @@ async fn latest(State(s): State<AppState>, Path(file): Path<String>) -> Result<R
     Ok(xml("application/cap+xml; charset=utf-8", body))
 }
 
+/// A public alert's `n`-th CAP 1.2 message (Alert, then Update or Cancel), which a later one
+/// names in `references`.
+#[utoipa::path(get, path = "/cap/alerts/{id}/{file}", tag = "public", security(()),
+    params(
+        ("id" = String, Path, description = "the alert's id, e.g. A42"),
+        ("file" = String, Path, description = "the message's number and .xml, e.g. 1.xml"),
+    ),
+    responses(
+        (status = 200, description = "the CAP document", content_type = "application/cap+xml"),
+        (status = 400, description = "not a number and .xml", body = super::openapi::ErrorBody),
+        (status = 404, description = NOT_PUBLIC, body = super::openapi::ErrorBody),
+    ))]
 async fn nth(
     State(s): State<AppState>,
     Path((id, file)): Path<(String, String)>,

@@ -28,6 +28,14 @@ const FEED_PING: Duration = Duration::from_secs(20);
 /// The close code of a feed whose session ended (application codes are 4000–4999).
 const SESSION_ENDED: u16 = 4001;
 
+/// The station feed: a WebSocket of the alerts and device events of the account's zones as
+/// they happen (device events for operators only). Same-origin browsers only.
+#[utoipa::path(get, path = "/api/feed", tag = "console",
+    responses(
+        (status = 101, description = "the WebSocket: one JSON event a message"),
+        (status = 401, description = "no session", body = super::openapi::ErrorBody),
+        (status = 403, description = "a page of another origin", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn feed(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,

@@ -18,7 +18,13 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 
-/// `/healthz` on the main listener: the counters only with the metrics token.
+/// Whether the gateway is healthy: `ok`, or `degraded` with the reason (the store, the MQTT
+/// link). Its counters too, to the bearer of the metrics token.
+#[utoipa::path(get, path = "/healthz", tag = "health", security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "healthy: {status: ok, database, mqtt}"),
+        (status = 503, description = "degraded: {status: degraded, reason}"),
+    ))]
 pub(super) async fn healthz(State(s): State<AppState>, headers: HeaderMap) -> Response {
     let counters = s
         .metrics_access
@@ -70,7 +76,15 @@ async fn health(s: &AppState, counters: bool) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `/metrics` on the main listener.
+/// The gateway's metrics in the Prometheus / OpenMetrics text format, for a scraper with the
+/// metrics token (`--metrics-token`). Off unless configured; with `--metrics-listen` it is
+/// served on that address instead.
+#[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "the metrics", content_type = "application/openmetrics-text"),
+        (status = 401, description = "without the metrics token", body = super::openapi::ErrorBody),
+        (status = 404, description = "off, or served on its own address", body = super::openapi::ErrorBody),
+    ))]
 pub(super) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if s.metrics_access.elsewhere {
         return ApiError::NotFound(

@@ -14,15 +14,18 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{zones_for, Operator};
 use super::error::Params;
+use super::openapi::{DevicePath, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::{AlertId, ClusterId, DeviceId, HouseholdId, PressKind};
 use crate::lifecycle::Category;
@@ -41,20 +44,24 @@ const DEFAULT_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Each of a device's series holds at most this many changes (the newest of the window).
 const DEVICE_CHANGES: u32 = 500;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/alerts/history", get(alert_history))
-        .route("/api/devices/{id}/history", get(device_history))
-        .route("/api/stats", get(stats))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(alert_history))
+        .routes(routes!(device_history))
+        .routes(routes!(stats))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
-    /// Raised at or after, and before (unix ms or ISO 8601).
+    /// Raised at or after (unix ms or ISO 8601).
     from: Option<String>,
+    /// Raised before (unix ms or ISO 8601).
     to: Option<String>,
+    /// `help`, `medical`, `fire`, `intrusion` …
     kind: Option<String>,
+    /// The category it was resolved with (`help`, `false_alarm` …).
     category: Option<String>,
     /// `resolved` or `cancelled`.
     state: Option<String>,
@@ -62,7 +69,9 @@ struct HistoryQuery {
     household: Option<String>,
     /// Words of the household's label or address.
     q: Option<String>,
+    /// One of the account's zones (default: all of them).
     zone: Option<String>,
+    /// Alerts a page: 1 to 200 (default 50).
     limit: Option<u32>,
     /// The `next` of the page before.
     cursor: Option<String>,
@@ -80,6 +89,10 @@ struct HistoryItem {
     duration_ms: Option<i64>,
 }
 
+/// Closed alerts of the operator's zones, newest first, a page at a time: `next` is the cursor
+/// of the page after (absent on the last). Every `…_ms` time has an ISO 8601 twin.
+#[utoipa::path(get, path = "/api/alerts/history", tag = "history", params(HistoryQuery),
+    responses((status = 200, description = "{alerts: [...], next}"), Refusals))]
 async fn alert_history(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -157,11 +170,13 @@ async fn alert_history(
     Ok(Json(serde_json::json!({ "alerts": alerts, "next": next })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct WindowQuery {
-    /// The window (unix ms or ISO 8601): the last week before now unless given.
+    /// The window's start (unix ms or ISO 8601): a week before `to` unless given.
     from: Option<String>,
+    /// The window's end: now unless given.
     to: Option<String>,
 }
 
@@ -187,6 +202,11 @@ fn battery(b: BatteryReading) -> Stamped<BatteryReading> {
     }
 }
 
+/// One device's presence changes and battery levels in a time window, with what was true just
+/// before it.
+#[utoipa::path(get, path = "/api/devices/{id}/history", tag = "history",
+    params(DevicePath, WindowQuery),
+    responses((status = 200, description = "{device, presence: [...], battery: [...], before}"), Refusals))]
 async fn device_history(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -307,14 +327,18 @@ fn kind(value: &str) -> Result<PressKind, ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatsQuery {
-    /// The period (unix ms or ISO 8601): the alerts raised in `[from, to)`; by default the
-    /// last half-month (the 警情公示 bulletin's period).
+    /// The period's start (unix ms or ISO 8601): the alerts raised in `[from, to)`; by default
+    /// the half-month before `to` (the 警情公示 bulletin's period). At most a year.
     from: Option<String>,
+    /// The period's end: now unless given.
     to: Option<String>,
+    /// One of the account's zones (default: all of them).
     zone: Option<String>,
+    /// One cluster of them.
     cluster: Option<String>,
 }
 
@@ -323,6 +347,11 @@ const HALF_MONTH_MS: i64 = 15 * 24 * 3600 * 1000;
 /// The longest period asked at once: a year.
 const MAX_PERIOD_MS: i64 = 366 * 24 * 3600 * 1000;
 
+/// The figures of a period: counts by kind and category, cancels, false alarms, escalations,
+/// how long the first delivery, "coming" and on scene took (p50, p90, max), the volunteers who
+/// came, by hour and weekday in the station's time zone, by cluster.
+#[utoipa::path(get, path = "/api/stats", tag = "history", params(StatsQuery),
+    responses((status = 200, description = "the statistics of the period"), Refusals))]
 async fn stats(
     State(s): State<AppState>,
     Operator(who): Operator,

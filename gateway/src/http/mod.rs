@@ -18,6 +18,8 @@
 //! - [`cap`]: the public CAP 1.2 feed and documents of the alerts a station published
 //!   (`/cap/…`, no session: public by design).
 //! - [`health`]: `/healthz` (its counters behind the metrics token) and `/metrics`.
+//! - [`openapi`]: the API described for machines, `/api/openapi.json`, from the handlers'
+//!   annotations.
 //! - [`web`]: the built pages of the console and the app, and their settings.
 //! - [`guard`]: the client's address (trusted proxies) and the same-origin checks on writes.
 //! - [`server`]: the accept loop: header and idle timeouts, the connection cap.
@@ -27,8 +29,11 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use tokio::net::TcpListener;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub mod alerts;
 pub mod auth;
@@ -42,6 +47,7 @@ mod fuzz;
 pub mod guard;
 pub mod health;
 pub mod history;
+pub mod openapi;
 pub mod server;
 pub mod state;
 pub mod supervision;
@@ -83,18 +89,22 @@ impl std::fmt::Debug for HttpConfig {
 
 pub fn router(state: AppState) -> Router {
     let trust = state.trust.clone();
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/metrics", get(health::metrics))
-        .route("/api/feed", get(feed::feed))
+    let (api, described) = OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(feed::feed))
+        .routes(routes!(openapi::document))
         .merge(alerts::routes())
         .merge(history::routes())
-        .merge(auth::session_routes())
+        .merge(auth::session_api())
         .merge(console::routes())
         .merge(supervision::routes())
         .merge(volunteer::routes())
         .merge(broker_auth::routes())
         .merge(cap::routes())
+        .split_for_parts();
+    let document = openapi::Document::new(&openapi::describe(described));
+    api.layer(Extension(document))
         // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
         .fallback(web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))

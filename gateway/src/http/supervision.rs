@@ -9,36 +9,46 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{zones_for, Operator};
 use super::error::Params;
+use super::openapi::{DevicePath, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::{ClusterId, DeviceId};
 use crate::store::supervision::{DeviceFilter, DeviceState, ProblemFilter};
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/devices", get(list_devices))
-        .route("/api/refused-logins", get(refused_logins))
-        .route("/api/devices/{id}", get(device_detail))
-        .route("/api/clusters/health", get(cluster_health))
-        .route("/api/problems", get(problems))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_devices))
+        .routes(routes!(refused_logins))
+        .routes(routes!(device_detail))
+        .routes(routes!(cluster_health))
+        .routes(routes!(problems))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct DevicesQuery {
     /// `online`, `late`, `offline` or `never_seen`.
     state: Option<String>,
     cluster: Option<String>,
+    /// One of the account's zones (default: all of them).
     zone: Option<String>,
+    /// At most this many: 1 to 10,000 (default 1,000).
     limit: Option<u32>,
 }
 
+/// The devices of the operator's zones with their health (presence, battery, signal, last
+/// heartbeat), and the supervision's interval and grace.
+#[utoipa::path(get, path = "/api/devices", tag = "devices", params(DevicesQuery),
+    responses((status = 200, description = "{devices: [...], heartbeat_interval_ms, grace_ms}"), Refusals))]
 async fn list_devices(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -80,6 +90,9 @@ async fn list_devices(
     .into_response())
 }
 
+/// One device with its health, its recent history and its problems.
+#[utoipa::path(get, path = "/api/devices/{id}", tag = "devices", params(DevicePath),
+    responses((status = 200, description = "{health, history, problems}"), Refusals))]
 async fn device_detail(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -94,12 +107,17 @@ async fn device_detail(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ZoneQuery {
+    /// One of the account's zones (default: all of them).
     zone: Option<String>,
 }
 
+/// Coverage per cluster: how many of its households a unit can reach now.
+#[utoipa::path(get, path = "/api/clusters/health", tag = "devices", params(ZoneQuery),
+    responses((status = 200, description = "{clusters: [...], coverage_min_percent}"), Refusals))]
 async fn cluster_health(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -117,15 +135,22 @@ async fn cluster_health(
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ProblemsQuery {
     /// Closed problems too.
     all: Option<bool>,
+    /// One of the account's zones (default: all of them).
     zone: Option<String>,
+    /// At most this many: 1 to 1,000 (default 200).
     limit: Option<u32>,
 }
 
+/// The "needs attention" list: devices offline, late, low on battery or tampered with, with
+/// their history and whom to tell.
+#[utoipa::path(get, path = "/api/problems", tag = "devices", params(ProblemsQuery),
+    responses((status = 200, description = "{problems: [...]}"), Refusals))]
 async fn problems(
     State(s): State<AppState>,
     Operator(who): Operator,
@@ -142,6 +167,8 @@ async fn problems(
 
 /// Refused logins since the gateway started: the total (every id tried, registered or not)
 /// and, one by one, those naming a device of the operator's zones, most refused first.
+#[utoipa::path(get, path = "/api/refused-logins", tag = "devices",
+    responses((status = 200, description = "{total, devices: [{device, refused, last_at_ms}]}"), Refusals))]
 async fn refused_logins(
     State(s): State<AppState>,
     Operator(who): Operator,

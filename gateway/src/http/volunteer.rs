@@ -5,50 +5,58 @@
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{Authenticated, Volunteer};
 use super::error::{Body, Params};
+use super::openapi::{Conflict, Refusals};
 use super::{ApiError, AppState};
 use crate::store::push::NewPushSubscription;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/volunteer/duty", post(set_duty))
-        .route("/api/volunteer/position", post(set_position))
-        .route("/api/push/key", get(push_key))
-        .route(
-            "/api/push/subscriptions",
-            post(subscribe).delete(unsubscribe),
-        )
-        .route("/api/volunteer/me", get(me))
-        .route("/api/volunteer/checkin", post(checkin))
-        .route("/api/volunteer/checkins", get(checkins))
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(set_duty))
+        .routes(routes!(set_position))
+        .routes(routes!(push_key))
+        .routes(routes!(subscribe, unsubscribe))
+        .routes(routes!(me))
+        .routes(routes!(checkin))
+        .routes(routes!(checkins))
 }
 
+/// The gateway's VAPID public key, for `PushManager.subscribe({applicationServerKey})`.
+#[utoipa::path(get, path = "/api/push/key", tag = "volunteer",
+    responses((status = 200, description = "{public_key} (base64url)"), Refusals))]
 async fn push_key(State(s): State<AppState>, Authenticated(_): Authenticated) -> Response {
     Json(json!({ "public_key": s.pusher.public_key() })).into_response()
 }
 
 /// `PushSubscription.toJSON()`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 pub(super) struct SubscriptionBody {
+    /// The push service's URL for this browser (https; at most 2,048 characters).
     endpoint: String,
+    /// Ignored.
     #[serde(default, rename = "expirationTime")]
+    #[schema(value_type = Option<i64>)]
     _expiration_time: Option<serde_json::Value>,
     keys: SubscriptionKeys,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 struct SubscriptionKeys {
+    /// The browser's P-256 public key, uncompressed, base64url.
     p256dh: String,
+    /// The 16-byte authentication secret, base64url.
     auth: String,
 }
 
@@ -82,6 +90,14 @@ pub(super) fn check_subscription(
     Ok(())
 }
 
+/// Registers this phone for Web Push (volunteers only): alerts nearby reach it while on duty.
+#[utoipa::path(post, path = "/api/push/subscriptions", tag = "volunteer",
+    request_body = SubscriptionBody,
+    responses(
+        (status = 201, description = "{id}"),
+        Refusals,
+        (status = 429, description = "too many new subscriptions: Retry-After", body = super::openapi::ErrorBody),
+    ))]
 async fn subscribe(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
@@ -116,13 +132,18 @@ async fn subscribe(
     Ok((StatusCode::CREATED, Json(json!({ "id": id }))).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct UnsubscribeBody {
+    /// The subscription's endpoint, as registered.
     endpoint: String,
 }
 
+/// Forgets one of the volunteer's push subscriptions.
+#[utoipa::path(delete, path = "/api/push/subscriptions", tag = "volunteer",
+    request_body = UnsubscribeBody,
+    responses((status = 200, description = "{removed}: whether there was one"), Refusals))]
 async fn unsubscribe(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
@@ -135,6 +156,9 @@ async fn unsubscribe(
     Ok(Json(json!({ "removed": removed })).into_response())
 }
 
+/// The volunteer's own profile: zone, duty, last position, push subscriptions.
+#[utoipa::path(get, path = "/api/volunteer/me", tag = "volunteer",
+    responses((status = 200, description = "{name, display_name, zone, on_duty, position, subscriptions}"), Refusals))]
 async fn me(State(s): State<AppState>, Volunteer(who): Volunteer) -> Result<Response, ApiError> {
     let p = s.store.volunteer_profile(who.account_id).await?;
     let position = match (p.lat, p.lon) {
@@ -152,12 +176,14 @@ async fn me(State(s): State<AppState>, Volunteer(who): Volunteer) -> Result<Resp
     .into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct CheckinBody {
+    /// Where the volunteer is (WGS 84).
     lat: f64,
     lon: f64,
+    /// At most 500 characters (optional).
     #[serde(default)]
     note: String,
 }
@@ -179,6 +205,10 @@ impl CheckinBody {
 /// Longest check-in note, in characters.
 const MAX_NOTE: usize = 500;
 
+/// A patrol check-in (巡逻签到) where the volunteer is.
+#[utoipa::path(post, path = "/api/volunteer/checkin", tag = "volunteer",
+    request_body = CheckinBody,
+    responses((status = 201, description = "the check-in as stored"), Refusals))]
 async fn checkin(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
@@ -192,11 +222,16 @@ async fn checkin(
     Ok((StatusCode::CREATED, Json(c)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CheckinsQuery {
+    /// At most this many, newest first: 1 to 200 (default 20).
     limit: Option<u32>,
 }
 
+/// The volunteer's own check-ins, newest first.
+#[utoipa::path(get, path = "/api/volunteer/checkins", tag = "volunteer", params(CheckinsQuery),
+    responses((status = 200, description = "{checkins: [...]}"), Refusals))]
 async fn checkins(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
@@ -220,13 +255,16 @@ pub(super) fn check_position(lat: f64, lon: f64) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct DutyBody {
     on_duty: bool,
 }
 
+/// On or off duty: only volunteers on duty are sent alerts.
+#[utoipa::path(post, path = "/api/volunteer/duty", tag = "volunteer", request_body = DutyBody,
+    responses((status = 200, description = "{on_duty}"), Refusals))]
 async fn set_duty(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
@@ -238,10 +276,11 @@ async fn set_duty(
     Ok(Json(json!({ "on_duty": body.on_duty })).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields)]
 pub(super) struct PositionBody {
+    /// Where the volunteer is (WGS 84).
     lat: f64,
     lon: f64,
 }
@@ -253,6 +292,10 @@ impl PositionBody {
     }
 }
 
+/// Where the on-duty volunteer is now: the rings send alerts to the nearest.
+#[utoipa::path(post, path = "/api/volunteer/position", tag = "volunteer",
+    request_body = PositionBody,
+    responses((status = 200, description = "{ok: true}"), Refusals, Conflict))]
 async fn set_position(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
