@@ -319,6 +319,8 @@ export interface Stats {
   by_hour: number[];
   by_weekday: number[];
   by_cluster: { cluster: string; alerts: number }[];
+  /** Where: ~100 m grid cells by their centre (never a household), most first. */
+  places: { lat: number; lon: number; alerts: number }[];
   volunteers: {
     volunteer: string;
     display_name: string;
