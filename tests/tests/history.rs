@@ -497,6 +497,7 @@ async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow:
         &app.cluster(1)[0],
     ];
     let places = all["places"].as_array().cloned().unwrap_or_default();
+    assert_eq!(all["place_cell_deg"], 0.001, "{all}");
     let counted: u64 = places.iter().filter_map(|p| p["alerts"].as_u64()).sum();
     assert_eq!(counted, 4, "{all}");
     let near = |p: &Value, c: &tenwatch_gateway::seed::Credential| {

@@ -321,6 +321,8 @@ export interface Stats {
   by_cluster: { cluster: string; alerts: number }[];
   /** Where: ~100 m grid cells by their centre (never a household), most first. */
   places: { lat: number; lon: number; alerts: number }[];
+  /** The side of those cells, in degrees of latitude and of longitude. */
+  place_cell_deg: number;
   volunteers: {
     volunteer: string;
     display_name: string;

@@ -1,8 +1,8 @@
 // The map's hot-spot layer (热点): where the operator's zones had alerts in the last 7, 30 or
 // 90 days, so a station can put patrols on the streets where incidents cluster. The places
 // come from `GET /api/stats` (`places`: ~100 m grid cells by their centre, never a household);
-// each is a ring sized by its count with the count inside, and one legend line under the
-// switch says the period and the total.
+// each cell is drawn as the square it is, shaded deeper the more alerts it had, its count at
+// its corner; one legend line under the switch says the period and the total.
 
 import L from "leaflet";
 
@@ -102,10 +102,30 @@ export class HotspotLayer {
     this.layer.clearLayers();
     const total = stats.places.reduce((n, p) => n + p.alerts, 0);
     const most = Math.max(1, ...stats.places.map((p) => p.alerts));
-    // Fewest first, so the hottest ring is on top where rings touch.
-    for (const p of [...stats.places].reverse()) {
-      // Area grows with the count: a place with four times the alerts has twice the width.
-      const size = Math.round(24 + 36 * Math.sqrt(p.alerts / most));
+    const half = stats.place_cell_deg / 2;
+    for (const p of stats.places) {
+      const tip = t.hotspotsPlace(p.alerts);
+      // The cell itself, the area the count stands for (a point would sit between houses):
+      // the more alerts, the deeper its shade.
+      const cell = L.rectangle(
+        [
+          [p.lat - half, p.lon - half],
+          [p.lat + half, p.lon + half],
+        ],
+        {
+          className: "hotspot-cell",
+          color: "#c2410c",
+          weight: 1,
+          fillColor: "#e8590c",
+          fillOpacity: 0.12 + 0.43 * (p.alerts / most),
+          interactive: false,
+        },
+      ).addTo(this.layer);
+      const el = cell.getElement();
+      el?.setAttribute("data-lat", String(p.lat));
+      el?.setAttribute("data-lon", String(p.lon));
+      el?.setAttribute("data-alerts", String(p.alerts));
+      // Its count, at a corner so that it covers no household or street of the cell.
       const mark = h(
         "div",
         {
@@ -113,17 +133,16 @@ export class HotspotLayer {
           "data-alerts": String(p.alerts),
           "data-lat": String(p.lat),
           "data-lon": String(p.lon),
-          title: t.hotspotsPlace(p.alerts),
-          style: `width:${size}px;height:${size}px`,
+          title: tip,
         },
         h("span", {}, String(p.alerts)),
       );
-      L.marker([p.lat, p.lon], {
+      L.marker([p.lat + half, p.lon - half], {
         interactive: false,
         keyboard: false,
         // Under the open alerts' pins (zIndexOffset 1000), over households and streets.
         zIndexOffset: 500,
-        icon: L.divIcon({ className: "hotspot-icon", html: mark, iconSize: [size, size] }),
+        icon: L.divIcon({ className: "hotspot-icon", html: mark, iconSize: [26, 26] }),
       }).addTo(this.layer);
     }
     this.legend.replaceChildren(

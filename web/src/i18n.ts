@@ -75,7 +75,7 @@ const zh = {
   hotspotsTitle: "显示近期警情多发的地点（按街道约百米一格）",
   hotspotsPeriod: "热点时段",
   hotspotsPeriods: { 7: "近 7 天", 30: "近 30 天", 90: "近 90 天" } as Record<number, string>,
-  hotspotsLegend: (days: number, n: number) => `热点：近 ${days} 天共 ${n} 起警情，圈越大越多`,
+  hotspotsLegend: (days: number, n: number) => `热点：近 ${days} 天共 ${n} 起警情，色越深越多（约百米一格）`,
   hotspotsPlace: (n: number) => `此处近期 ${n} 起警情`,
   hotspotsLoading: "热点加载中…",
   hotspotsFailed: "热点加载失败：",
@@ -341,7 +341,7 @@ const en: Strings = {
   hotspotsPeriod: "Hot-spot period",
   hotspotsPeriods: { 7: "Last 7 days", 30: "Last 30 days", 90: "Last 90 days" },
   hotspotsLegend: (days: number, n: number) =>
-    `Hot spots: ${n} alert${n === 1 ? "" : "s"} in the last ${days} days; the bigger the ring, the more`,
+    `Hot spots: ${n} alert${n === 1 ? "" : "s"} in the last ${days} days; the darker the square (about 100 m), the more`,
   hotspotsPlace: (n: number) => `${n} alert${n === 1 ? "" : "s"} here lately`,
   hotspotsLoading: "Loading hot spots…",
   hotspotsFailed: "Hot spots failed: ",
