@@ -2,6 +2,10 @@
 //! and category, how many were cancelled, false alarms or escalated, and how long the first
 //! delivery, the first "I'm coming" and the first on scene took (p50, p90, max). Pure
 //! functions over what the store reads ([`AlertFigures`]): the same figures on both backends.
+//!
+//! Where alerts happened ([`places`]) is said by street, never by household: each alert
+//! counts in the ~100 m grid cell its household falls in, and the cell's centre is what the
+//! console's hot-spot layer draws.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -103,7 +107,7 @@ fn volunteers(rows: &[VolunteerFigure]) -> Vec<VolunteerStats> {
 }
 
 /// The figures of a period.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Statistics {
     /// Alerts raised in the period.
     pub alerts: usize,
@@ -133,6 +137,46 @@ pub struct Statistics {
     pub by_hour: Vec<usize>,
     pub by_weekday: Vec<usize>,
     pub by_cluster: Vec<ClusterCount>,
+    /// By place: the grid cells alerts happened in, most first ([`places`]).
+    pub places: Vec<PlaceCount>,
+}
+
+/// A street-level place's alerts in the period: the centre of a [`CELL_DEG`] grid cell
+/// (about 110 m north–south, 90 m east–west in Beijing), not any household's position.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PlaceCount {
+    pub lat: f64,
+    pub lon: f64,
+    pub alerts: usize,
+}
+
+/// The hot spots' grid: a thousandth of a degree, a street's length of houses.
+pub const CELL_DEG: f64 = 0.001;
+
+/// The alerts counted per grid cell, most first (then south to north, west to east, so the
+/// order is the same on every call). A position that is not a number counts nowhere.
+pub fn places(alerts: &[AlertFigures]) -> Vec<PlaceCount> {
+    let cell = |deg: f64| (deg / CELL_DEG).floor() as i64;
+    let mut by: BTreeMap<(i64, i64), usize> = BTreeMap::new();
+    for a in alerts
+        .iter()
+        .filter(|a| a.lat.is_finite() && a.lon.is_finite())
+    {
+        *by.entry((cell(a.lat), cell(a.lon))).or_default() += 1;
+    }
+    // The cell's centre, rounded to what the grid can say (no false precision).
+    let centre = |i: i64| ((i as f64 + 0.5) * CELL_DEG * 10_000.0).round() / 10_000.0;
+    let mut out: Vec<PlaceCount> = by
+        .into_iter()
+        .map(|((lat, lon), alerts)| PlaceCount {
+            lat: centre(lat),
+            lon: centre(lon),
+            alerts,
+        })
+        .collect();
+    // Stable: equal counts keep the cells' south-to-north order.
+    out.sort_by(|a, b| b.alerts.cmp(&a.alerts));
+    out
 }
 
 /// A cluster's alerts in the period.
@@ -198,6 +242,7 @@ impl Statistics {
                 .cmp(&a.alerts)
                 .then_with(|| a.cluster.cmp(&b.cluster))
         });
+        out.places = places(alerts);
         out
     }
 }
@@ -209,6 +254,8 @@ mod tests {
     fn alert(kind: &str, state: &str, category: Option<&str>, ring: u32) -> AlertFigures {
         AlertFigures {
             cluster: format!("c-{ring}"),
+            lat: 39.9561,
+            lon: 116.4102,
             kind: kind.into(),
             state: state.into(),
             category: category.map(Into::into),
@@ -330,5 +377,52 @@ mod tests {
         );
         let none = Statistics::of(&[], &[], chrono_tz::UTC);
         assert_eq!((none.alerts, none.by_hour.iter().sum::<usize>()), (0, 0));
+        assert!(none.places.is_empty());
+        assert_eq!(
+            s.places,
+            vec![PlaceCount {
+                lat: 39.9565,
+                lon: 116.4105,
+                alerts: 4
+            }],
+            "four alerts of one street"
+        );
+    }
+
+    #[test]
+    fn places_are_grid_cells_said_by_their_centre_most_first() {
+        let at = |lat: f64, lon: f64| AlertFigures {
+            lat,
+            lon,
+            ..alert("help", "resolved", None, 0)
+        };
+        let all = [
+            // Two houses 40 m apart on one street: one cell.
+            at(39.95612, 116.41021),
+            at(39.95648, 116.41033),
+            // The next street north, and a house across the road to the west.
+            at(39.95712, 116.41021),
+            at(39.95612, 116.40987),
+            at(39.95648, 116.41033),
+            // South of the equator and west of Greenwich the cells floor the same way.
+            at(-33.86881, -70.64951),
+            at(f64::NAN, 116.4),
+        ];
+        let got = places(&all);
+        let place = |lat: f64, lon: f64, alerts: usize| PlaceCount { lat, lon, alerts };
+        assert_eq!(
+            got,
+            vec![
+                place(39.9565, 116.4105, 3),
+                place(-33.8685, -70.6495, 1),
+                place(39.9565, 116.4095, 1),
+                place(39.9575, 116.4105, 1),
+            ]
+        );
+        assert_eq!(
+            got.iter().map(|p| p.alerts).sum::<usize>(),
+            6,
+            "a position that is no number counts nowhere"
+        );
     }
 }

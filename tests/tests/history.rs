@@ -385,7 +385,8 @@ async fn on_postgresql_a_device_page_shows_its_presence_and_battery() -> anyhow:
 /// The figures of a period (`/api/stats`): each alert of the operator's zones counted once, by
 /// kind and category, with cancels, false alarms and what is still open, and how long the first
 /// delivery and the first "I'm coming" took; a cluster or a period narrows it; another zone's
-/// operator gets nothing; a bad parameter is a 400 that says what is wrong.
+/// operator gets nothing; a bad parameter is a 400 that says what is wrong. Where: the
+/// pressers' streets as grid cells with their counts, naming no household.
 async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow::Result<()> {
     let Some((_db, app)) = app_on(backend, "history_stats", 2).await? else {
         return Ok(());
@@ -487,6 +488,45 @@ async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow:
             { "cluster": app.cluster(1)[0].cluster, "alerts": 1 }
         ])
     );
+    // By place: the pressers' streets as ~100 m grid cells, each said by its centre (within
+    // half a cell of a presser), the counts adding up, and nothing that names a household.
+    let pressers = [
+        &app.cluster(0)[0],
+        &app.cluster(0)[1],
+        &app.cluster(0)[3],
+        &app.cluster(1)[0],
+    ];
+    let places = all["places"].as_array().cloned().unwrap_or_default();
+    assert_eq!(all["place_cell_deg"], 0.001, "{all}");
+    let counted: u64 = places.iter().filter_map(|p| p["alerts"].as_u64()).sum();
+    assert_eq!(counted, 4, "{all}");
+    let near = |p: &Value, c: &tenwatch_gateway::seed::Credential| {
+        let (lat, lon) = (
+            p["lat"].as_f64().unwrap_or(0.0),
+            p["lon"].as_f64().unwrap_or(0.0),
+        );
+        (lat - c.lat).abs() <= 0.000_51 && (lon - c.lon).abs() <= 0.000_51
+    };
+    for place in &places {
+        assert!(
+            pressers.iter().any(|c| near(place, c)),
+            "{place} is no presser's street"
+        );
+        let mut keys: Vec<&String> = place
+            .as_object()
+            .map(|o| o.keys().collect())
+            .unwrap_or_default();
+        keys.sort();
+        assert_eq!(keys, ["alerts", "lat", "lon"], "{place}");
+    }
+    for c in pressers {
+        assert!(
+            places.iter().any(|p| near(p, c)),
+            "{} is on no place",
+            c.label
+        );
+        assert!(!all["places"].to_string().contains(&c.household), "{all}");
+    }
     // Which volunteers came, and their check-ins.
     let volunteers = all["volunteers"].as_array().cloned().unwrap_or_default();
     assert_eq!(volunteers.len(), 1, "{all}");
@@ -517,6 +557,11 @@ async fn the_figures_of_a_period_count_each_alert_once(backend: &str) -> anyhow:
     assert_eq!(
         (&one["alerts"], &one["by_kind"]),
         (&json!(1), &json!({ "medical": 1 }))
+    );
+    assert_eq!(
+        one["places"].as_array().map(|p| p.len()),
+        Some(1),
+        "the one cluster's one place: {one}"
     );
     let (_, before) = app
         .get_json(&format!(

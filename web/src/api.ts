@@ -319,6 +319,10 @@ export interface Stats {
   by_hour: number[];
   by_weekday: number[];
   by_cluster: { cluster: string; alerts: number }[];
+  /** Where: ~100 m grid cells by their centre (never a household), most first. */
+  places: { lat: number; lon: number; alerts: number }[];
+  /** The side of those cells, in degrees of latitude and of longitude. */
+  place_cell_deg: number;
   volunteers: {
     volunteer: string;
     display_name: string;

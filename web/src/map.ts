@@ -1,13 +1,15 @@
 // The live map (Leaflet): the neighbourhood's own layer — streets derived from household
 // addresses, cluster outlines, households coloured by cluster and styled by device health —
-// over optional tiles, plus on-duty volunteers and the open alerts, which flash.
+// over optional tiles, plus on-duty volunteers and the open alerts, which flash; and, when
+// switched on, the hot spots of the last days (./hotspots.ts).
 
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
 
 import type { AlertSummary, MapDevice, MapHousehold, Volunteer, ZoneMap } from "./api";
-import { needsAcknowledgement } from "./api";
+import { api, needsAcknowledgement } from "./api";
 import { h } from "./dom";
+import { HotspotLayer } from "./hotspots";
 import { t, label } from "./i18n";
 
 /** Below this battery percentage a device is shown as needing a battery. */
@@ -138,6 +140,8 @@ export class ConsoleMap {
   private declutterQueued = false;
   /** The volunteers last drawn. */
   private volunteersKey = "";
+  /** Where the alerts of the last days were: the 热点 switch under 全区. */
+  private hotspots: HotspotLayer;
 
   constructor(
     el: HTMLElement,
@@ -165,6 +169,7 @@ export class ConsoleMap {
     L.DomEvent.disableClickPropagation(bar);
     const FitControl = L.Control.extend({ onAdd: () => bar });
     new FitControl({ position: "topleft" }).addTo(this.map);
+    this.hotspots = new HotspotLayer(this.map, (from) => api.stats({ from }));
     this.map.on("zoomend moveend resize", () => this.queueDeclutter());
     // The zoom level, for whoever looks at the page from outside (the browser tests).
     this.map.on("zoomend", () => (el.dataset.zoom = String(this.map.getZoom())));
@@ -478,6 +483,7 @@ export class ConsoleMap {
   /** After the language changes: tooltips are built from the current strings. */
   relabel(data: ZoneMap | null, alerts: AlertSummary[], selected: number | null): void {
     this.labelFitButton();
+    this.hotspots.relabel();
     this.volunteersKey = "";
     if (data) this.setData(data);
     for (const m of this.alertMarkers.values()) m.remove();

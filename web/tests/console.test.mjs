@@ -495,6 +495,63 @@ describe("station console", { timeout: 180_000 }, () => {
     await view.waitFor({ state: "hidden" });
   });
 
+  test("the hot spots: shaded squares where the last 30 days' alerts were, over the alerted household, counted as the API counts", async () => {
+    const station = await gw.signIn("station");
+    // A press in cluster 1 from a household that has not pressed yet.
+    const presser = device(1, 7);
+    await press(gw, presser, ++seq, "help");
+    await page.locator(`.alert-pin[data-household="${presser.household}"]`).waitFor();
+    await page.locator("button.fit-zone").click();
+    const toggle = page.getByRole("button", { name: "热点" });
+    assert.equal(await toggle.getAttribute("aria-pressed"), "false");
+    assert.equal(await page.locator(".hotspot").count(), 0, "off at first");
+    await toggle.click();
+    const legend = page.locator(".hotspot-legend .hotspot-count");
+    await until("the hot spots' legend", async () => /近 30 天/.test(await legend.innerText()));
+    const api = await gw.api(station, "GET", `/api/stats?from=${Date.now() - 30 * 86_400_000}`);
+    assert.ok(api.alerts >= 4 && api.places.length >= 2, JSON.stringify(api.places));
+    assert.equal(api.places.reduce((n, p) => n + p.alerts, 0), api.alerts);
+    // The legend says the API's count, in words; one square per place, each with its count.
+    assert.equal(await legend.innerText(), `热点：近 30 天共 ${api.alerts} 起警情，色越深越多（约百米一格）`);
+    assert.equal(await page.locator("path.hotspot-cell").count(), api.places.length);
+    assert.equal(await page.locator(".hotspot").count(), api.places.length);
+    const shown = await page.locator(".hotspot").evaluateAll((els) =>
+      els.map((el) => ({ n: Number(el.textContent), lat: Number(el.dataset.lat), lon: Number(el.dataset.lon) })),
+    );
+    assert.deepEqual(
+      shown.map((m) => m.n).sort((a, b) => a - b),
+      api.places.map((p) => p.alerts).sort((a, b) => a - b),
+    );
+    // The presser's street has a square: its cell (by the API, within half a cell of the
+    // household), drawn over the household's marker on screen. More alerts, a deeper shade.
+    const near = api.places.find((p) => Math.abs(p.lat - presser.lat) <= 0.00051 && Math.abs(p.lon - presser.lon) <= 0.00051);
+    assert.ok(near, `no place at ${presser.label}: ${JSON.stringify(api.places)}`);
+    const where = `[data-lat="${near.lat}"][data-lon="${near.lon}"]`;
+    assert.equal(await page.locator(`.hotspot${where}`).innerText(), String(near.alerts));
+    const cell = await page.locator(`path.hotspot-cell${where}`).boundingBox();
+    const home = await page.locator(`path.hh[data-household="${presser.household}"]`).boundingBox();
+    assert.ok(cell && home, "both drawn");
+    const [x, y] = [home.x + home.width / 2, home.y + home.height / 2];
+    assert.ok(x > cell.x && x < cell.x + cell.width && y > cell.y && y < cell.y + cell.height,
+      `${presser.label} at ${x},${y} is outside its square ${JSON.stringify(cell)}`);
+    const shades = await page.locator("path.hotspot-cell").evaluateAll((els) =>
+      els.map((el) => [Number(el.dataset.alerts), Number(el.getAttribute("fill-opacity"))]).sort((a, b) => a[0] - b[0] || a[1] - b[1]),
+    );
+    for (let i = 1; i < shades.length; i++) assert.ok(shades[i][1] >= shades[i - 1][1], JSON.stringify(shades));
+    assert.ok(await inView(page.getByRole("button", { name: "热点" })));
+    assertNoCodes(await page.locator(".hotspot-bar").innerText(), "the hot spots");
+    await page.screenshot({ path: path.join(SHOTS, "console-hotspots.png") });
+    // Another period: the legend says it; the same alerts (all of this run are recent).
+    await page.locator("select.hotspot-period").selectOption("7");
+    await until("the week's legend", async () => /近 7 天共/.test(await legend.innerText()));
+    assert.match(await legend.innerText(), new RegExp(`共 ${api.alerts} 起`));
+    // Off: the squares go, the map is as it was.
+    await toggle.click();
+    assert.equal(await toggle.getAttribute("aria-pressed"), "false");
+    assert.equal(await page.locator(".hotspot, path.hotspot-cell").count(), 0);
+    assert.ok(await page.locator(".hotspot-legend").isHidden());
+  });
+
   test("a page of another site on this host can neither act nor listen with the station's cookie", async () => {
     // Another port of the same host is the same site: SameSite=Strict still sends the cookie,
     // so only the gateway's Origin check stands between such a page and the station.

@@ -29,7 +29,7 @@ use super::openapi::{DevicePath, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::{AlertId, ClusterId, DeviceId, HouseholdId, PressKind};
 use crate::lifecycle::Category;
-use crate::stats::Statistics;
+use crate::stats::{Statistics, CELL_DEG};
 use crate::store::history::{
     AlertHistoryFilter, BatteryReading, ClosedAlert, DeviceTimeline, FiguresFilter, PresenceChange,
 };
@@ -393,6 +393,8 @@ async fn stats(
     answer["from"] = iso(from_ms).into();
     answer["to_ms"] = to_ms.into();
     answer["to"] = iso(to_ms).into();
+    // The side of the places' grid cells, so the console draws each as the area it stands for.
+    answer["place_cell_deg"] = CELL_DEG.into();
     answer["zones"] =
         serde_json::to_value(&filter.zones).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(answer).into_response())

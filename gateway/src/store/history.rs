@@ -81,6 +81,10 @@ pub struct DeviceTimeline {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlertFigures {
     pub cluster: String,
+    /// Where its household is (WGS-84): the hot spots count it in that street's grid cell,
+    /// never by the household itself.
+    pub lat: f64,
+    pub lon: f64,
     pub kind: String,
     pub state: String,
     /// The category it was resolved with.

@@ -303,6 +303,8 @@ pub(crate) fn battery_reading(row: &impl Columns) -> StoreResult<BatteryReading>
 pub(crate) fn alert_figures(row: &impl Columns) -> StoreResult<AlertFigures> {
     Ok(AlertFigures {
         cluster: row.text("cluster")?,
+        lat: row.real("lat")?,
+        lon: row.real("lon")?,
         kind: row.text("kind")?,
         state: row.text("state")?,
         category: row.opt_text("category")?,

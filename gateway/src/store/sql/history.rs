@@ -69,10 +69,12 @@ const BATTERY: &str = "SELECT at_ms, kind, value, detail FROM device_events \
      ORDER BY at_ms DESC, id DESC LIMIT $4";
 
 /// What the statistics count of each alert raised in a window (`$2`, `$3`) of the zones
-/// (`$1`), of one cluster (`$4`) if given: a range of `alerts_zone_raised`.
+/// (`$1`), of one cluster (`$4`) if given: a range of `alerts_zone_raised`, and where its
+/// household is (by primary key) for the hot spots.
 const FIGURES: &str = concat!(
-    "SELECT a.cluster, a.kind, a.state, a.category, a.ring, a.raised_at_ms, a.first_delivered_at_ms, \
-     a.first_coming_at_ms, a.first_on_scene_at_ms FROM alerts a WHERE a.zone ",
+    "SELECT a.cluster, h.lat, h.lon, a.kind, a.state, a.category, a.ring, a.raised_at_ms, \
+     a.first_delivered_at_ms, a.first_coming_at_ms, a.first_on_scene_at_ms \
+     FROM alerts a JOIN households h ON h.id = a.household WHERE a.zone ",
     in_list!("$1"),
     " AND a.raised_at_ms >= $2 AND a.raised_at_ms < $3 \
      AND (CAST($4 AS TEXT) IS NULL OR a.cluster = $4)"
