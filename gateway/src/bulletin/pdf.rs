@@ -106,12 +106,24 @@ impl Layout {
     /// A table of equal columns: a header row and value rows.
     fn table(&mut self, rows: &[Vec<String>]) {
         let cols = rows.first().map_or(1, Vec::len).max(1);
-        let w = (WIDTH - 2.0 * MARGIN) / cols as f32;
+        self.table_with(rows, &vec![1.0; cols]);
+    }
+
+    /// A table whose columns share the text width by `weights`.
+    fn table_with(&mut self, rows: &[Vec<String>], weights: &[f32]) {
+        let total: f32 = weights.iter().sum::<f32>().max(1.0);
+        let unit = (WIDTH - 2.0 * MARGIN) / total;
+        let mut starts = Vec::with_capacity(weights.len());
+        let mut x = 0.0;
+        for w in weights {
+            starts.push((x, w * unit));
+            x += w * unit;
+        }
         for (i, r) in rows.iter().enumerate() {
             let cells: Vec<(f32, String)> = r
                 .iter()
-                .enumerate()
-                .map(|(c, t)| (c as f32 * w, fit(t, w / BODY - 0.5)))
+                .zip(&starts)
+                .map(|(t, &(x, w))| (x, fit(t, w / BODY - 0.5)))
                 .collect();
             self.row(&cells, BODY);
             if i == 0 {
@@ -233,7 +245,7 @@ pub fn render(b: &Bulletin, font: Vec<u8>) -> Result<Vec<u8>, PdfError> {
             .into_iter()
             .map(|r| vec![r.step.to_owned(), r.n.to_string(), r.p50, r.p90]),
     );
-    l.table(&rows);
+    l.table_with(&rows, &[1.6, 0.6, 1.0, 1.0]);
 
     l.heading("四、报警器在线情况");
     let (units, outage, percent) = b.total_coverage();
@@ -260,7 +272,7 @@ pub fn render(b: &Bulletin, font: Vec<u8>) -> Result<Vec<u8>, PdfError> {
                 percent_text(c.coverage_percent),
             ]
         }));
-        l.table(&rows);
+        l.table_with(&rows, &[2.4, 1.0, 1.0, 0.8]);
     }
 
     l.heading("五、提醒居民注意");
