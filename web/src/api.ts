@@ -319,6 +319,15 @@ export interface Stats {
   by_hour: number[];
   by_weekday: number[];
   by_cluster: { cluster: string; alerts: number }[];
+  /** Per cluster, least covered first: units, unit-minutes, minutes a unit was offline. */
+  coverage: {
+    cluster: string;
+    cluster_name: string;
+    units: number;
+    unit_minutes: number;
+    outage_minutes: number;
+    coverage_percent: number | null;
+  }[];
   volunteers: {
     volunteer: string;
     display_name: string;
@@ -329,7 +338,7 @@ export interface Stats {
   }[];
 }
 
-function query(q: object): string {
+export function query(q: object): string {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(q)) {
     if (v !== undefined && v !== null && v !== "") params.set(k, String(v));
