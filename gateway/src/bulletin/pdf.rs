@@ -86,7 +86,8 @@ impl Layout {
 
     /// Text wrapped to the text width, indented by `indent`.
     fn paragraph(&mut self, text: &str, size: f32, indent: f32) {
-        for line in wrap(text, (WIDTH - 2.0 * MARGIN - indent) / size) {
+        // An em to spare: the widths are estimates, and CJK punctuation is full-width.
+        for line in wrap(text, (WIDTH - 2.0 * MARGIN - indent) / size - 1.0) {
             self.row(&[(indent, line)], size);
         }
     }
@@ -188,15 +189,13 @@ pub fn render(b: &Bulletin, font: Vec<u8>) -> Result<Vec<u8>, PdfError> {
     let title = b.title();
     l.row(&[(0.0, title.clone())], 20.0);
     l.y += 4.0;
-    l.row(
-        &[(
-            0.0,
-            format!(
-                "公示期间：{}    责任区：{}    发布日期：{}",
-                b.period.label, b.zone, b.issued
-            ),
-        )],
+    l.paragraph(
+        &format!(
+            "公示期间：{}    责任区：{}    发布日期：{}",
+            b.period.label, b.zone, b.issued
+        ),
         BODY,
+        0.0,
     );
 
     l.heading("一、警情概况");
