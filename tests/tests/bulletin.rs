@@ -14,9 +14,7 @@ use anyhow::Context;
 use backends::app_on;
 use serde_json::json;
 use tenwatch_gateway::domain::DeviceId;
-use tenwatch_gateway::store::supervision::{
-    PresenceEvidence, SupervisionPolicy, SupervisionStore as _,
-};
+use tenwatch_gateway::store::supervision::{PresenceEvidence, SupervisionPolicy};
 use tenwatch_gateway::store::Store;
 use tenwatch_tests::*;
 
