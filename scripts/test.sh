@@ -13,7 +13,11 @@ command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 # The station console's browser tests: Debian's Chromium, and a CJK font for its pages.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
-fc-list :lang=zh 2>/dev/null | grep -q . || need_apt+=(fonts-wqy-microhei)
+# The same font sets the 警情公示 bulletin's PDF (--bulletin-font's default path), and
+# poppler's pdftotext reads the PDF back in tests/tests/bulletin.rs.
+{ fc-list :lang=zh 2>/dev/null | grep -q . && [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ]; } \
+  || need_apt+=(fonts-wqy-microhei)
+command -v pdftotext >/dev/null 2>&1 || need_apt+=(poppler-utils)
 # The store tests run on PostgreSQL too: the server's binaries (the tests start their own).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 # packaging/ tried as shipped: the systemd unit (systemd-analyze verify) and the TLS proxy

@@ -20,6 +20,8 @@
 //!   press path.
 //! - [`feed`]: the station feed broadcast behind the `/api/feed` WebSocket.
 //! - [`cap`]: CAP 1.2 messages and their Atom feed for the alerts a station made public.
+//! - [`stats`]: the figures of a period and device coverage per cluster; [`bulletin`]: the
+//!   half-monthly 警情公示 of a zone from them, as a printable page and a PDF.
 //! - [`accounts`]: operators and volunteers, argon2 passwords, sessions, the login limiter.
 //! - [`http`]: every HTTP route, its state and its one error type, sign-in and the session
 //!   extractors, the station feed WebSocket, the console's and the volunteer app's APIs and
@@ -34,6 +36,7 @@
 pub mod accounts;
 pub mod app;
 pub mod broker_link;
+pub mod bulletin;
 pub mod cap;
 pub mod cli;
 pub mod clock;

@@ -13,7 +13,7 @@ use chrono::{Datelike, TimeZone, Timelike};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::store::history::{AlertFigures, VolunteerFigure};
+use crate::store::history::{AlertFigures, PresenceFigures, VolunteerFigure};
 
 /// How long one step took across the period's alerts that reached it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -175,7 +175,7 @@ pub fn places(alerts: &[AlertFigures]) -> Vec<PlaceCount> {
         })
         .collect();
     // Stable: equal counts keep the cells' south-to-north order.
-    out.sort_by(|a, b| b.alerts.cmp(&a.alerts));
+    out.sort_by_key(|p| std::cmp::Reverse(p.alerts));
     out
 }
 
@@ -247,9 +247,146 @@ impl Statistics {
     }
 }
 
+/// A cluster's device coverage over a period: how many units it has, how many unit-minutes
+/// the period held for them, how many of those a unit was offline (outage minutes), and the
+/// share online (percent, one decimal).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClusterCoverage {
+    pub cluster: String,
+    pub cluster_name: String,
+    pub units: usize,
+    pub unit_minutes: i64,
+    pub outage_minutes: i64,
+    /// `None` for a period of no length (it has not begun yet).
+    pub coverage_percent: Option<f64>,
+}
+
+/// Coverage and outage minutes per cluster over `[from_ms, until_ms)` (`until_ms`: the
+/// period's end, or now if that is earlier: the future is not counted), least covered first.
+/// A unit is offline from each `offline` change to the next `online`, and from the period's
+/// start if it was offline or never seen before it; `late` (a heartbeat overdue, not yet
+/// missed) still counts as online, as it is never stored.
+pub fn coverage(p: &PresenceFigures, from_ms: i64, until_ms: i64) -> Vec<ClusterCoverage> {
+    let span = (until_ms - from_ms).max(0);
+    let mut steps: BTreeMap<&str, Vec<(i64, bool)>> = BTreeMap::new();
+    for s in &p.steps {
+        steps
+            .entry(&s.device)
+            .or_default()
+            .push((s.at_ms.clamp(from_ms, from_ms + span), s.online));
+    }
+    // Per cluster: (name, units, offline ms).
+    let mut by: BTreeMap<&str, (&str, usize, i64)> = BTreeMap::new();
+    for u in &p.units {
+        let (mut online, mut since, mut offline) = (u.online_before, from_ms, 0i64);
+        for &(at, now_online) in steps.get(u.device.as_str()).into_iter().flatten() {
+            if !online {
+                offline += at - since;
+            }
+            (online, since) = (now_online, at);
+        }
+        if !online {
+            offline += from_ms + span - since;
+        }
+        let c = by.entry(&u.cluster).or_insert((&u.cluster_name, 0, 0));
+        c.1 += 1;
+        c.2 += offline;
+    }
+    const MINUTE: i64 = 60_000;
+    let mut out: Vec<ClusterCoverage> = by
+        .into_iter()
+        .map(|(cluster, (name, units, offline))| {
+            let total = span * units as i64;
+            ClusterCoverage {
+                cluster: cluster.to_owned(),
+                cluster_name: name.to_owned(),
+                units,
+                unit_minutes: total / MINUTE,
+                outage_minutes: (offline + MINUTE / 2) / MINUTE,
+                coverage_percent: (total > 0)
+                    .then(|| ((total - offline) as f64 * 1000.0 / total as f64).round() / 10.0),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        a.coverage_percent
+            .unwrap_or(100.0)
+            .total_cmp(&b.coverage_percent.unwrap_or(100.0))
+            .then_with(|| a.cluster.cmp(&b.cluster))
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::history::{PresenceStep, UnitPresence};
+
+    #[test]
+    fn outage_minutes_run_from_offline_to_online_and_never_into_the_future() {
+        let unit = |device: &str, cluster: &str, online_before: bool| UnitPresence {
+            device: device.into(),
+            cluster: cluster.into(),
+            cluster_name: format!("{cluster} 组"),
+            online_before,
+        };
+        let step = |device: &str, minute: i64, online: bool| PresenceStep {
+            device: device.into(),
+            at_ms: minute * 60_000,
+            online,
+        };
+        let p = PresenceFigures {
+            units: vec![
+                // Online throughout.
+                unit("a1", "a", true),
+                // Offline from minute 10 to 40.
+                unit("a2", "a", true),
+                // Never seen: offline the whole period.
+                unit("b1", "b", false),
+                // Offline before, back at minute 30, gone again at 90 (until the end, 100).
+                unit("c1", "c", false),
+            ],
+            steps: vec![
+                step("a2", 10, false),
+                step("a2", 40, true),
+                step("c1", 30, true),
+                step("c1", 90, false),
+            ],
+        };
+        let got = coverage(&p, 0, 100 * 60_000);
+        let row = |c: &str| got.iter().find(|r| r.cluster == c).cloned().unwrap();
+        assert_eq!(
+            (
+                row("a").units,
+                row("a").unit_minutes,
+                row("a").outage_minutes
+            ),
+            (2, 200, 30)
+        );
+        assert_eq!(row("a").coverage_percent, Some(85.0));
+        assert_eq!(row("a").cluster_name, "a 组");
+        assert_eq!(
+            (row("b").outage_minutes, row("b").coverage_percent),
+            (100, Some(0.0))
+        );
+        assert_eq!(
+            (row("c").outage_minutes, row("c").coverage_percent),
+            (40, Some(60.0))
+        );
+        assert_eq!(
+            got.iter().map(|r| r.cluster.as_str()).collect::<Vec<_>>(),
+            ["b", "c", "a"],
+            "least covered first"
+        );
+        // Cut at minute 50 (now, before the period ends): c1's second outage is not counted.
+        let early = coverage(&p, 0, 50 * 60_000);
+        let c = early.iter().find(|r| r.cluster == "c").unwrap();
+        assert_eq!((c.unit_minutes, c.outage_minutes), (50, 30));
+        // A period that has not begun counts nothing.
+        assert!(coverage(&p, 0, -5)
+            .iter()
+            .all(|r| r.unit_minutes == 0 && r.coverage_percent.is_none()));
+    }
 
     fn alert(kind: &str, state: &str, category: Option<&str>, ring: u32) -> AlertFigures {
         AlertFigures {

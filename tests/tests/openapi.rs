@@ -100,8 +100,14 @@ async fn the_api_description_is_valid_and_every_route_in_it_is_answered() -> any
     assert!(operations.len() >= 30, "{} paths", operations.len());
 
     // Every operation described is one the gateway answers: never the "no such route" of an
-    // unknown /api path, never 405 (the path is known but not the method), never the
-    // console's pages that other unknown paths fall back to.
+    // unknown /api path, never 405 (the path is known but not the method), never what other
+    // unknown paths fall back to (the console's pages).
+    let fallback = http
+        .get(app.url("/no-such-page/at-all"))
+        .send()
+        .await?
+        .text()
+        .await?;
     for (path, methods) in &operations {
         for method in methods {
             let url = app.url(&filled(path));
@@ -113,15 +119,11 @@ async fn the_api_description_is_valid_and_every_route_in_it_is_answered() -> any
             };
             let response = request.bearer_auth(&app.token).send().await?;
             let status = response.status().as_u16();
-            let html = response
-                .headers()
-                .get("content-type")
-                .is_some_and(|t| t.to_str().unwrap_or("").starts_with("text/html"));
             let body = response.text().await?;
             let what = format!("{} {path}: {status} {body:.200}", method.to_uppercase());
             assert_ne!(status, 405, "{what}");
             assert!(!body.contains("no such route"), "{what}");
-            assert!(!html, "{what}: the console's page, not a route");
+            assert_ne!(body, fallback, "{what}: the fallback's answer, not a route");
         }
     }
     // The session may have been signed out above (DELETE /api/session): nothing below needs it.

@@ -323,6 +323,15 @@ export interface Stats {
   places: { lat: number; lon: number; alerts: number }[];
   /** The side of those cells, in degrees of latitude and of longitude. */
   place_cell_deg: number;
+  /** Per cluster, least covered first: units, unit-minutes, minutes a unit was offline. */
+  coverage: {
+    cluster: string;
+    cluster_name: string;
+    units: number;
+    unit_minutes: number;
+    outage_minutes: number;
+    coverage_percent: number | null;
+  }[];
   volunteers: {
     volunteer: string;
     display_name: string;
@@ -333,7 +342,7 @@ export interface Stats {
   }[];
 }
 
-function query(q: object): string {
+export function query(q: object): string {
   const params = new URLSearchParams();
   for (const [k, v] of Object.entries(q)) {
     if (v !== undefined && v !== null && v !== "") params.set(k, String(v));

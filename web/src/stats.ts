@@ -2,13 +2,15 @@
 // category they were resolved with (bar charts by Chart.js), cancels, false alarms, escalations,
 // and how long the first unit, the first "I'm coming" and the first on scene took. Every table
 // downloads as CSV. Periods end now: the last half-month (the 警情公示 bulletin's), week or month.
+// Device coverage per cluster (outage minutes, share of unit-minutes online). The 公示 button
+// opens the zone's half-monthly bulletin: the gateway's printable page and its PDF.
 
 import { BarController, BarElement, CategoryScale, Chart, LinearScale, Tooltip } from "chart.js";
 
 import type { Stats, StepTimes, ZoneMap } from "./api";
-import { ApiError, api, CATEGORIES } from "./api";
+import { ApiError, api, CATEGORIES, query } from "./api";
 import { h } from "./dom";
-import { dateMinute, duration } from "./format";
+import { dateMinute, duration, stationToday } from "./format";
 import { label, t } from "./i18n";
 
 Chart.register(BarController, BarElement, CategoryScale, LinearScale, Tooltip);
@@ -38,6 +40,68 @@ function tableOf(table: Table, cls: string): HTMLElement {
     { class: `stats-table ${cls}` },
     h("thead", {}, h("tr", {}, head.map((c) => h("th", {}, String(c))))),
     h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c) => h("td", {}, String(c)))))),
+  );
+}
+
+/** A half-month as the bulletin names it: `2026-12-H1` (1st–15th) or `2026-12-H2`. */
+interface Half {
+  year: number;
+  month: number;
+  half: 1 | 2;
+}
+
+const code = (x: Half) => `${x.year}-${String(x.month).padStart(2, "0")}-H${x.half}`;
+
+function before(x: Half): Half {
+  if (x.half === 2) return { ...x, half: 1 };
+  return x.month === 1 ? { year: x.year - 1, month: 12, half: 2 } : { year: x.year, month: x.month - 1, half: 2 };
+}
+
+/** This half-month (in the station's time zone) and the five before it, newest first. */
+function recentHalves(): Half[] {
+  const [y, m, d] = stationToday().split("-").map(Number);
+  let x: Half = { year: y ?? 2026, month: m ?? 1, half: (d ?? 1) >= 16 ? 2 : 1 };
+  const out: Half[] = [];
+  for (let i = 0; i < 6; i++) {
+    out.push(x);
+    x = before(x);
+  }
+  return out;
+}
+
+/**
+ * The bulletin's choices: which half-month (the last ended one first chosen), which zone (for
+ * an operator of several), a note to residents; links to the printable page and the PDF.
+ */
+function bulletinPanel(zones: { code: string; name: string }[]): HTMLElement {
+  const halves = recentHalves();
+  const half = h(
+    "select",
+    { name: "half", class: "bulletin-half" },
+    halves.map((x, i) =>
+      h("option", { value: code(x) }, `${x.year}-${String(x.month).padStart(2, "0")} ${t.bulletinHalves[x.half - 1] ?? ""}${i === 0 ? t.bulletinCurrent : ""}`),
+    ),
+  ) as HTMLSelectElement;
+  half.selectedIndex = 1;
+  const zone = h("select", { name: "zone", class: "bulletin-zone" }, zones.map((z) => h("option", { value: z.code }, z.name || z.code))) as HTMLSelectElement;
+  const note = h("input", { name: "note", class: "bulletin-note", maxlength: "300", type: "text" }) as HTMLInputElement;
+  const open = h("a", { class: "primary bulletin-open", target: "_blank", rel: "noopener" }, t.bulletinOpen) as HTMLAnchorElement;
+  const pdf = h("a", { class: "bulletin-pdf", download: "" }, t.bulletinPdf) as HTMLAnchorElement;
+  const update = () => {
+    const q = query({ zone: zone.value, period: half.value, note: note.value.trim() });
+    open.href = `/api/bulletin${q}`;
+    pdf.href = `/api/bulletin.pdf${q}`;
+  };
+  for (const el of [half, zone, note]) el.addEventListener("input", update);
+  update();
+  return h(
+    "section",
+    { class: "bulletin-panel", hidden: true },
+    h("h3", {}, t.bulletinTitle),
+    h("label", {}, h("span", {}, t.bulletinHalf), half),
+    h("label", { hidden: zones.length < 2 }, h("span", {}, t.bulletinZone), zone),
+    h("label", { class: "bulletin-note-label" }, h("span", {}, t.bulletinNote), note),
+    h("div", { class: "bulletin-links" }, open, pdf),
   );
 }
 
@@ -97,7 +161,13 @@ export class StatsView {
       e.preventDefault();
       void this.load();
     });
-    this.el.replaceChildren(h("header", { class: "history-head" }, h("h2", {}, t.statsTitle)), this.form, this.body);
+    const panel = bulletinPanel(this.zoneMap()?.zones ?? []);
+    const toggle = h("button", { type: "button", class: "bulletin-button", "aria-expanded": "false" }, t.bulletin);
+    toggle.addEventListener("click", () => {
+      panel.hidden = !panel.hidden;
+      toggle.setAttribute("aria-expanded", String(!panel.hidden));
+    });
+    this.el.replaceChildren(h("header", { class: "history-head" }, h("h2", {}, t.statsTitle), toggle), panel, this.form, this.body);
   }
 
   private async load(): Promise<void> {
@@ -123,8 +193,25 @@ export class StatsView {
     for (const c of this.charts) c.destroy();
     this.charts = [];
     const period = `${dateMinute(s.from_ms)} – ${dateMinute(s.to_ms)}`;
+    const day = new Date(s.to_ms).toISOString().slice(0, 10);
+    const pct = (p: number | null) => (p === null ? "—" : `${p.toFixed(1)}%`);
+    const coverage: Table = [
+      [t.historyCluster, t.statsUnits, t.statsOutage, t.statsCoveragePct],
+      ...(s.coverage ?? []).map((c) => [c.cluster_name || c.cluster, c.units, c.outage_minutes, pct(c.coverage_percent)]),
+    ];
+    const coverageBlock = h(
+      "section",
+      { class: "stats-block coverage" },
+      h("h3", {}, t.statsCoverage),
+      tableOf(coverage, "coverage"),
+      csvLink(`tenwatch-coverage-${day}.csv`, coverage),
+    );
     if (s.alerts === 0) {
-      this.body.replaceChildren(h("p", { class: "stats-period-line" }, period), h("p", { class: "history-empty" }, t.statsNone));
+      this.body.replaceChildren(
+        h("p", { class: "stats-period-line" }, period),
+        h("p", { class: "history-empty" }, t.statsNone),
+        h("div", { class: "stats-blocks" }, coverageBlock),
+      );
       return;
     }
     const tile = (name: string, value: number, cls: string) =>
@@ -150,7 +237,6 @@ export class StatsView {
     const byWeekday: Table = [[t.statsWeekday, t.statsCount], ...s.by_weekday.map((n, d) => [t.statsWeekdays[d] ?? String(d), n])];
     const names = new Map((this.zoneMap()?.clusters ?? []).map((c) => [c.id, c.name || c.id]));
     const byCluster: Table = [[t.historyCluster, t.statsCount], ...s.by_cluster.map((c) => [names.get(c.cluster) ?? c.cluster, c.alerts])];
-    const day = new Date(s.to_ms).toISOString().slice(0, 10);
     const chart = (table: Table, cls: string) => {
       const canvas = h("canvas", { class: `stats-chart ${cls}`, role: "img", "aria-label": String(table[0]?.[0] ?? "") }) as HTMLCanvasElement;
       const rows = table.slice(1);
@@ -203,6 +289,7 @@ export class StatsView {
         block(t.statsByHour, byHour, "by-hour", true, true),
         block(t.statsByWeekday, byWeekday, "by-weekday", true),
         block(t.statsByCluster, byCluster, "by-cluster", false),
+        coverageBlock,
         s.volunteers.length > 0
           ? block(t.statsVolunteers, volunteers, "volunteers", false)
           : h("section", { class: "stats-block volunteers" }, h("h3", {}, t.statsVolunteers), h("p", { class: "history-empty" }, t.statsNoVolunteers)),

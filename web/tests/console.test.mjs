@@ -550,6 +550,75 @@ describe("station console", { timeout: 180_000 }, () => {
     assert.equal(await toggle.getAttribute("aria-pressed"), "false");
     assert.equal(await page.locator(".hotspot, path.hotspot-cell").count(), 0);
     assert.ok(await page.locator(".hotspot-legend").isHidden());
+
+  test("the 公示 bulletin: the half-month's figures on a printable A4 page, its PDF, and coverage per cluster", async () => {
+    const station = await gw.signIn("station");
+    // This half-month in the station's time (Asia/Shanghai: +08:00 all year).
+    const EIGHT = 8 * 3600_000;
+    const local = new Date(Date.now() + EIGHT);
+    const [y, m, d] = [local.getUTCFullYear(), local.getUTCMonth(), local.getUTCDate()];
+    const from = Date.UTC(y, m, d >= 16 ? 16 : 1) - EIGHT;
+    const to = (d >= 16 ? Date.UTC(y, m + 1, 1) : Date.UTC(y, m, 16)) - EIGHT;
+    const half = `${y}-${String(m + 1).padStart(2, "0")}-H${d >= 16 ? 2 : 1}`;
+    const api = await gw.api(station, "GET", `/api/stats?from=${from}&to=${to}`);
+    assert.ok(api.alerts >= 3 && api.false_alarms >= 1, `the run so far has alerts: ${JSON.stringify(api)}`);
+
+    await page.locator("header.top button.history-button").click();
+    const view = page.locator("section.history");
+    await view.getByRole("tab", { name: "统计" }).click();
+    // Coverage per cluster on the statistics page: a row per cluster, as the API counts units.
+    const recent = await gw.api(station, "GET", "/api/stats");
+    const rows = view.locator(".stats-block.coverage tbody tr");
+    await rows.first().waitFor();
+    assert.equal(await rows.count(), recent.coverage.length);
+    const first = recent.coverage[0];
+    assert.match(await rows.first().innerText(), new RegExp(`^${first.cluster_name}\\s+${first.units}\\s`));
+    const [download] = await Promise.all([
+      page.waitForEvent("download"),
+      view.locator(".stats-block.coverage a.stats-csv").click(),
+    ]);
+    const csv = (await readFile(await download.path(), "utf8")).replace(/^\uFEFF/, "").trim().split(/\r\n/);
+    assert.equal(csv[0], "十户联防组,报警器（台）,离线（分钟）,在线率");
+    assert.equal(csv.length, recent.coverage.length + 1);
+
+    // 公示: this half-month, a note to residents, the printable page in a new tab.
+    await view.locator("button.bulletin-button").click();
+    const panel = view.locator(".bulletin-panel");
+    await panel.locator("select.bulletin-half").selectOption(half);
+    const note = "近期有冒充燃气公司人员上门推销，请勿开门";
+    await panel.locator("input.bulletin-note").fill(note);
+    const [sheet] = await Promise.all([page.waitForEvent("popup"), panel.locator("a.bulletin-open").click()]);
+    await sheet.waitForLoadState();
+    const figure = (f) => sheet.locator(`[data-figure="${f}"]`).first().innerText();
+    assert.match(await sheet.locator("h1").innerText(), /警情公示$/);
+    assert.equal(await figure("接报警情"), `${api.alerts}起`);
+    assert.equal(await figure("误报"), `${api.false_alarms}起`);
+    assert.equal(await figure("居民撤销"), `${api.cancelled}起`);
+    assert.equal(await figure("category-误报"), String(api.by_category.false_alarm ?? 0));
+    assert.equal(await figure("kind-医疗求助"), String(api.by_kind.medical ?? 0));
+    const units = api.coverage.reduce((n, c) => n + c.units, 0);
+    assert.equal(await figure("units"), String(units));
+    assert.equal((await sheet.locator('[data-figure="watch-for"] li').first().innerText()).trim(), note);
+    const text = await sheet.locator("body").innerText();
+    for (const c of world.credentials) {
+      assert.ok(!text.includes(c.label) && !text.includes(c.household), `the bulletin names ${c.label}`);
+    }
+    await sheet.setViewportSize({ width: 900, height: 1270 });
+    await sheet.screenshot({ path: path.join(SHOTS, "console-bulletin.png") });
+    // Chromium prints it on A4 paper, the toolbar left off: a page or two.
+    const printed = (await sheet.pdf({ format: "A4" })).toString("latin1");
+    const pages = printed.match(/\/Type\s*\/Page\b/g)?.length ?? 0;
+    assert.ok(pages >= 1 && pages <= 2, `${pages} A4 pages`);
+    await sheet.close();
+    // The PDF the panel offers, with the page's session.
+    const href = await panel.locator("a.bulletin-pdf").getAttribute("href");
+    assert.ok(href?.startsWith("/api/bulletin.pdf?"), String(href));
+    const pdf = await page.request.get(gw.base + href);
+    assert.equal(pdf.status(), 200, await pdf.text());
+    assert.equal(pdf.headers()["content-type"], "application/pdf");
+    assert.equal((await pdf.body()).subarray(0, 5).toString(), "%PDF-");
+    await page.locator("header.top button.history-button").click();
+    await view.waitFor({ state: "hidden" });
   });
 
   test("a page of another site on this host can neither act nor listen with the station's cookie", async () => {

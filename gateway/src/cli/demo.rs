@@ -135,6 +135,8 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         press_refill: 2.0,
         console: args.console.clone(),
         cap_sender: crate::cap::CapSender::default().to_string(),
+        station_contact: String::new(),
+        bulletin_font: crate::bulletin::DEFAULT_FONT.into(),
         service: args.service.clone(),
     };
     let app = build_app(&serve).await?;

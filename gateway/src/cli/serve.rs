@@ -111,6 +111,18 @@ pub struct ServeArgs {
         default_value = "tenwatch@localhost"
     )]
     pub cap_sender: String,
+    /// The station's contact printed on the 警情公示 bulletin, e.g. "和平里派出所 值班电话
+    /// 010-64210000" (at most 200 characters; empty: the bulletin gives only 110).
+    #[arg(long, env = "TENWATCH_STATION_CONTACT", default_value = "")]
+    pub station_contact: String,
+    /// The CJK font the bulletin's PDF is set in: a TrueType font or collection (its first
+    /// face). Without it the PDF is answered 503 saying so; the printable page still works.
+    #[arg(
+        long,
+        env = "TENWATCH_BULLETIN_FONT",
+        default_value = crate::bulletin::DEFAULT_FONT
+    )]
+    pub bulletin_font: std::path::PathBuf,
     #[command(flatten)]
     pub service: ServiceArgs,
 }
@@ -441,6 +453,13 @@ pub(super) async fn build_app(args: &ServeArgs) -> anyhow::Result<Application> {
     config.console = args.console.clone().into_config()?;
     config.console.cap_sender =
         crate::cap::CapSender::parse(args.cap_sender.trim()).map_err(anyhow::Error::msg)?;
+    let contact = args.station_contact.trim();
+    anyhow::ensure!(
+        contact.chars().count() <= 200 && !contact.chars().any(char::is_control),
+        "--station-contact must be at most 200 characters on one line"
+    );
+    config.console.station_contact = contact.to_owned();
+    config.console.bulletin_font = args.bulletin_font.clone();
     if let Some(secret) = &args.broker_auth_secret {
         anyhow::ensure!(
             secret.len() >= 16,

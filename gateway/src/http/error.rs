@@ -47,6 +47,10 @@ pub enum ApiError {
     /// A body the JSON extractor refused: its own status (400, 413, 415, 422) and text.
     #[error("{1}")]
     Body(StatusCode, String),
+    /// Something this route needs is missing on the server (503); the text says what and how
+    /// to put it right (the bulletin's CJK font, say).
+    #[error("{0}")]
+    Unavailable(String),
     #[error(transparent)]
     Store(StoreError),
     /// Anything else that went wrong inside; logged, shown as "internal error".
@@ -100,6 +104,7 @@ impl IntoResponse for ApiError {
             ApiError::Conflict(_) | ApiError::Refused(_) => StatusCode::CONFLICT,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Body(status, _) => *status,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &self {

@@ -29,7 +29,7 @@ use super::openapi::{DevicePath, Refusals};
 use super::{ApiError, AppState};
 use crate::domain::{AlertId, ClusterId, DeviceId, HouseholdId, PressKind};
 use crate::lifecycle::Category;
-use crate::stats::{Statistics, CELL_DEG};
+use crate::stats::{coverage, ClusterCoverage, Statistics, CELL_DEG};
 use crate::store::history::{
     AlertHistoryFilter, BatteryReading, ClosedAlert, DeviceTimeline, FiguresFilter, PresenceChange,
 };
@@ -294,13 +294,13 @@ impl Cursor {
     }
 }
 
-fn bad(why: String) -> ApiError {
+pub(super) fn bad(why: String) -> ApiError {
     ApiError::BadRequest(why)
 }
 
 /// A time parameter: unix milliseconds, or ISO 8601 with its offset
 /// (`2026-12-05T08:00:00+08:00`, `2026-12-05T00:00:00Z`).
-fn time(field: &str, value: &str) -> Result<i64, ApiError> {
+pub(super) fn time(field: &str, value: &str) -> Result<i64, ApiError> {
     let value = value.trim();
     if let Ok(ms) = value.parse::<i64>() {
         return Ok(ms);
@@ -345,7 +345,7 @@ struct StatsQuery {
 /// The half-month the bulletin covers, the statistics' default period.
 const HALF_MONTH_MS: i64 = 15 * 24 * 3600 * 1000;
 /// The longest period asked at once: a year.
-const MAX_PERIOD_MS: i64 = 366 * 24 * 3600 * 1000;
+pub(super) const MAX_PERIOD_MS: i64 = 366 * 24 * 3600 * 1000;
 
 /// The figures of a period: counts by kind and category, cancels, false alarms, escalations,
 /// how long the first delivery, "coming" and on scene took (p50, p90, max), the volunteers who
@@ -379,16 +379,10 @@ async fn stats(
             .map(|c| ClusterId::parse(c).map_err(|e| bad(e.to_string())))
             .transpose()?,
     };
-    let figures = s.store.alert_figures(&filter).await?;
-    let volunteers = s.store.volunteer_figures(&filter).await?;
-    // The console checked the name at start; an unknown one counts in Beijing time.
-    let tz: chrono_tz::Tz = s
-        .console
-        .time_zone
-        .parse()
-        .unwrap_or(chrono_tz::Asia::Shanghai);
-    let mut answer = serde_json::to_value(Statistics::of(&figures, &volunteers, tz))
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (stats, coverage) = period_figures(&s, &filter).await?;
+    let mut answer = serde_json::to_value(stats).map_err(|e| ApiError::Internal(e.to_string()))?;
+    answer["coverage"] =
+        serde_json::to_value(coverage).map_err(|e| ApiError::Internal(e.to_string()))?;
     answer["from_ms"] = from_ms.into();
     answer["from"] = iso(from_ms).into();
     answer["to_ms"] = to_ms.into();
@@ -398,6 +392,31 @@ async fn stats(
     answer["zones"] =
         serde_json::to_value(&filter.zones).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(answer).into_response())
+}
+
+/// The station's time zone for hours, weekdays and half-months (the console checked the name
+/// at start; an unknown one counts in Beijing time).
+pub(super) fn station_tz(s: &AppState) -> chrono_tz::Tz {
+    s.console
+        .time_zone
+        .parse()
+        .unwrap_or(chrono_tz::Asia::Shanghai)
+}
+
+/// The figures of `filter`'s period and its device coverage per cluster (counted up to now
+/// when the period has not ended yet): what `/api/stats` and the bulletin both print.
+pub(super) async fn period_figures(
+    s: &AppState,
+    filter: &FiguresFilter,
+) -> Result<(Statistics, Vec<ClusterCoverage>), ApiError> {
+    let figures = s.store.alert_figures(filter).await?;
+    let volunteers = s.store.volunteer_figures(filter).await?;
+    let presence = s.store.presence_figures(filter).await?;
+    let until = filter.to_ms.min(s.ingest.now());
+    Ok((
+        Statistics::of(&figures, &volunteers, station_tz(s)),
+        coverage(&presence, filter.from_ms, until),
+    ))
 }
 
 /// `resolved` or `cancelled`: whether only cancelled alerts are wanted.

@@ -11,7 +11,8 @@
 //! - [`auth`]: sign-in (`/api/session`) and the [`auth::Authenticated`], [`auth::Operator`]
 //!   and [`auth::Volunteer`] extractors.
 //! - [`alerts`], [`feed`]: the alert API and the station feed.
-//! - [`history`]: closed alerts searched and paged, a device's presence and battery history.
+//! - [`history`]: closed alerts searched and paged, a device's presence and battery history,
+//!   the statistics of a period; [`bulletin`]: a zone's 警情公示 from them, page and PDF.
 //! - [`console`], [`supervision`]: the station console's map, settings and device health.
 //! - [`volunteer`]: the volunteer app's own routes.
 //! - [`broker_auth`]: logins and the ACL for an external broker.
@@ -38,6 +39,7 @@ use utoipa_axum::routes;
 pub mod alerts;
 pub mod auth;
 pub mod broker_auth;
+pub mod bulletin;
 pub mod cap;
 pub mod console;
 pub mod error;
@@ -96,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(openapi::document))
         .merge(alerts::routes())
         .merge(history::routes())
+        .merge(bulletin::routes())
         .merge(auth::session_api())
         .merge(console::routes())
         .merge(supervision::routes())

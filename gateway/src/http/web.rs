@@ -45,6 +45,11 @@ pub struct ConsoleConfig {
     pub time_zone: String,
     /// Who the station's public CAP messages say they are from (`serve --cap-sender`).
     pub cap_sender: crate::cap::CapSender,
+    /// The station's contact printed on the 警情公示 bulletin (`serve --station-contact`).
+    pub station_contact: String,
+    /// The CJK font (TrueType or a collection's first face) the bulletin's PDF is set in
+    /// (`serve --bulletin-font`); read when a PDF is asked for.
+    pub bulletin_font: PathBuf,
 }
 
 impl Default for ConsoleConfig {
@@ -55,6 +60,8 @@ impl Default for ConsoleConfig {
             tile_attribution: String::new(),
             time_zone: "Asia/Shanghai".to_owned(),
             cap_sender: crate::cap::CapSender::default(),
+            station_contact: String::new(),
+            bulletin_font: PathBuf::from(crate::bulletin::DEFAULT_FONT),
         }
     }
 }
@@ -108,6 +115,8 @@ impl ConsoleArgs {
             tile_attribution: self.tile_attribution.trim().to_owned(),
             time_zone,
             cap_sender: crate::cap::CapSender::default(),
+            station_contact: String::new(),
+            bulletin_font: PathBuf::from(crate::bulletin::DEFAULT_FONT),
         })
     }
 }

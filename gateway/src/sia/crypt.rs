@@ -86,7 +86,10 @@ mod tests {
         let text = "|]_12:00:01,06-15-2025";
         let sealed = encrypt(&key, text, pad_char);
         let plain = decrypt(&key, &sealed).unwrap();
-        assert!(plain.ends_with(text) && plain.len() % 16 == 0, "{plain}");
+        assert!(
+            plain.ends_with(text) && plain.len().is_multiple_of(16),
+            "{plain}"
+        );
         assert!(!plain[..plain.len() - text.len()].contains(['|', '[', ']']));
     }
 }

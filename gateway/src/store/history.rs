@@ -122,8 +122,39 @@ pub struct FiguresFilter {
     pub cluster: Option<ClusterId>,
 }
 
+/// A unit (device) of the clusters the statistics cover, and what its presence was as the
+/// period opened: `online` if its last presence change before the period was `online`;
+/// `false` also for a unit never heard from (it protects nobody).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnitPresence {
+    pub device: String,
+    pub cluster: String,
+    pub cluster_name: String,
+    pub online_before: bool,
+}
+
+/// A unit's presence change inside the period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenceStep {
+    pub device: String,
+    pub at_ms: i64,
+    pub online: bool,
+}
+
+/// What device coverage and outage minutes are computed from ([`crate::stats::coverage`]):
+/// every unit of the filter's clusters, and their presence changes in the period, each unit's
+/// in time order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PresenceFigures {
+    pub units: Vec<UnitPresence>,
+    pub steps: Vec<PresenceStep>,
+}
+
 #[async_trait]
 pub trait HistoryStore: Send + Sync + 'static {
+    /// Every unit of the filter's zones (and cluster) with its presence as the period opened,
+    /// and the presence changes in `[from_ms, to_ms)`, read in one snapshot.
+    async fn presence_figures(&self, filter: &FiguresFilter) -> StoreResult<PresenceFigures>;
     /// Every alert raised in the filter's window and zones, as the statistics count them.
     async fn alert_figures(&self, filter: &FiguresFilter) -> StoreResult<Vec<AlertFigures>>;
     /// Volunteers' answers (`coming`, `on_scene`) to those alerts, and the patrol check-ins

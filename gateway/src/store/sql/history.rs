@@ -15,7 +15,7 @@ use super::super::{Backend, Conn, Row};
 use crate::domain::DeviceId;
 use crate::store::history::{
     contains_pattern, raised_range, AlertFigures, AlertHistoryFilter, ClosedAlert, DeviceTimeline,
-    FiguresFilter, HistoryStore, VolunteerFigure,
+    FiguresFilter, HistoryStore, PresenceFigures, PresenceStep, UnitPresence, VolunteerFigure,
 };
 use crate::store::rows::{self, Columns};
 use crate::store::StoreResult;
@@ -100,6 +100,33 @@ const VOLUNTEER_FIGURES: &str = concat!(
     in_list!("$1"),
 );
 
+/// The units of the zones' clusters (`$1`; one cluster `$3` if given) and the presence each
+/// had before the period opened (`$2`): its last `online` or `offline` through
+/// `device_events_kind`, one index probe per unit.
+const UNITS: &str = concat!(
+    "SELECT d.id AS device, c.id AS cluster, c.name AS cluster_name, \
+     coalesce((SELECT e.kind FROM device_events e WHERE e.device = d.id \
+       AND e.kind IN ('online', 'offline') AND e.at_ms < $2 \
+       ORDER BY e.at_ms DESC, e.id DESC LIMIT 1), '') AS before \
+     FROM clusters c JOIN households h ON h.cluster = c.id JOIN devices d ON d.household = h.id \
+     WHERE c.zone ",
+    in_list!("$1"),
+    " AND (CAST($3 AS TEXT) IS NULL OR c.id = $3) ORDER BY d.id"
+);
+
+/// Those units' presence changes in the window (`$2`, `$3`), each unit's in order: a range of
+/// `device_events_kind` per unit and kind.
+const PRESENCE_STEPS: &str = concat!(
+    "SELECT e.device, e.at_ms, e.kind FROM clusters c \
+     JOIN households h ON h.cluster = c.id JOIN devices d ON d.household = h.id \
+     JOIN device_events e ON e.device = d.id \
+     WHERE c.zone ",
+    in_list!("$1"),
+    " AND (CAST($4 AS TEXT) IS NULL OR c.id = $4) \
+     AND e.kind IN ('online', 'offline') AND e.at_ms >= $2 AND e.at_ms < $3 \
+     ORDER BY e.device, e.at_ms, e.id"
+);
+
 /// The rows of one of the statistics' queries, each bound alike: zones ($1), the window ($2,
 /// $3) and a cluster ($4); none for no zones.
 async fn figure_rows(
@@ -121,6 +148,53 @@ async fn figure_rows(
 
 #[async_trait]
 impl HistoryStore for Backend {
+    async fn presence_figures(&self, f: &FiguresFilter) -> StoreResult<PresenceFigures> {
+        if f.zones.is_empty() {
+            return Ok(PresenceFigures::default());
+        }
+        let zones = Backend::zone_list(&f.zones)?;
+        let cluster = f.cluster.as_ref().map(|c| c.as_str());
+        // One snapshot: each unit's state before the period and its changes in it agree.
+        let mut tx = self.snapshot().await?;
+        let units = sqlx::query(UNITS)
+            .bind(zones.clone())
+            .bind(f.from_ms)
+            .bind(cluster)
+            .fetch_all(&mut *tx)
+            .await?;
+        let steps = sqlx::query(PRESENCE_STEPS)
+            .bind(zones)
+            .bind(f.from_ms)
+            .bind(f.to_ms)
+            .bind(cluster)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(PresenceFigures {
+            units: units
+                .iter()
+                .map(|r| {
+                    Ok(UnitPresence {
+                        device: r.text("device")?,
+                        cluster: r.text("cluster")?,
+                        cluster_name: r.text("cluster_name")?,
+                        online_before: r.text("before")? == "online",
+                    })
+                })
+                .collect::<StoreResult<_>>()?,
+            steps: steps
+                .iter()
+                .map(|r| {
+                    Ok(PresenceStep {
+                        device: r.text("device")?,
+                        at_ms: r.int("at_ms")?,
+                        online: r.text("kind")? == "online",
+                    })
+                })
+                .collect::<StoreResult<_>>()?,
+        })
+    }
+
     async fn volunteer_figures(&self, f: &FiguresFilter) -> StoreResult<Vec<VolunteerFigure>> {
         let found = figure_rows(self, VOLUNTEER_FIGURES, f).await?;
         found.iter().map(rows::volunteer_figure).collect()
