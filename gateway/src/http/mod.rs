@@ -12,6 +12,7 @@
 //!   and [`auth::Volunteer`] extractors.
 //! - [`alerts`], [`feed`]: the alert API and the station feed.
 //! - [`history`]: closed alerts searched and paged, a device's presence and battery history.
+//! - [`notices`]: notices to residents, written and listed with who got them.
 //! - [`console`], [`supervision`]: the station console's map, settings and device health.
 //! - [`volunteer`]: the volunteer app's own routes.
 //! - [`broker_auth`]: logins and the ACL for an external broker.
@@ -42,6 +43,7 @@ mod fuzz;
 pub mod guard;
 pub mod health;
 pub mod history;
+pub mod notices;
 pub mod server;
 pub mod state;
 pub mod supervision;
@@ -89,6 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/feed", get(feed::feed))
         .merge(alerts::routes())
         .merge(history::routes())
+        .merge(notices::routes())
         .merge(auth::session_routes())
         .merge(console::routes())
         .merge(supervision::routes())

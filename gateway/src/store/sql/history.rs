@@ -72,7 +72,9 @@ const BATTERY: &str = "SELECT at_ms, kind, value, detail FROM device_events \
 /// (`$1`), of one cluster (`$4`) if given: a range of `alerts_zone_raised`.
 const FIGURES: &str = concat!(
     "SELECT a.cluster, a.kind, a.state, a.category, a.ring, a.raised_at_ms, a.first_delivered_at_ms, \
-     a.first_coming_at_ms, a.first_on_scene_at_ms FROM alerts a WHERE a.zone ",
+     a.first_coming_at_ms, a.first_on_scene_at_ms, \
+     (SELECT s.satisfied FROM alert_satisfaction s WHERE s.alert = a.id) AS satisfied \
+     FROM alerts a WHERE a.zone ",
     in_list!("$1"),
     " AND a.raised_at_ms >= $2 AND a.raised_at_ms < $3 \
      AND (CAST($4 AS TEXT) IS NULL OR a.cluster = $4)"
