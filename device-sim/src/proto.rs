@@ -545,6 +545,7 @@ mod tests {
                 state: AlertState::OnScene,
                 responders: 2,
                 presses: 1,
+                survey: false,
             })
         );
         let got = t

@@ -112,7 +112,8 @@ pub enum PushReason {
 /// A push to send: about an alert, or a notice to residents.
 enum Job {
     Alert {
-        alert: AlertSummary,
+        /// Boxed: an alert's summary is several times a notice job's size.
+        alert: Box<AlertSummary>,
         volunteer: String,
         distance_m: Option<f64>,
         reason: PushReason,
@@ -284,7 +285,7 @@ impl Pusher {
         reason: PushReason,
     ) {
         let job = Job::Alert {
-            alert: alert.clone(),
+            alert: Box::new(alert.clone()),
             volunteer: volunteer.to_owned(),
             distance_m,
             reason,
