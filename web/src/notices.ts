@@ -23,6 +23,8 @@ export class NoticesView {
   private notices: Notice[] = [];
   private timer: number | null = null;
   private form!: HTMLFormElement;
+  /** How many clusters the form offered when built: the map may come after it. */
+  private clustersOffered = 0;
 
   constructor(
     private readonly el: HTMLElement,
@@ -34,6 +36,9 @@ export class NoticesView {
 
   show(): void {
     this.el.hidden = false;
+    // Built before the map had loaded: offer its clusters now (nothing typed is lost: the
+    // form is new until shown).
+    if (this.clustersOffered === 0 && (this.zoneMap()?.clusters.length ?? 0) > 0) this.build();
     void this.load();
     if (this.timer === null) {
       this.timer = window.setInterval(() => {
@@ -57,6 +62,7 @@ export class NoticesView {
   private build(): void {
     const zones = this.zones();
     const clusters = this.zoneMap()?.clusters ?? [];
+    this.clustersOffered = clusters.length;
     this.form = h(
       "form",
       { class: "notice-form" },
