@@ -532,3 +532,55 @@ async fn the_simulated_unit_reports_notices_and_answers_on_its_resolved_alert() 
     tracker.wait().await;
     Ok(())
 }
+
+/// Behind an external broker (Mosquitto, the ACL its exporter writes): the gateway reads the
+/// new uplinks through its own subscriptions, and a unit back online asks for what it missed
+/// with `up/subscribed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_mosquitto_notices_and_answers_arrive_and_a_returning_unit_catches_up(
+) -> anyhow::Result<()> {
+    if !tenwatch_tests::mosquitto::require_mosquitto() {
+        return Ok(());
+    }
+    let app = spawn_app_on_mosquitto(1, |_| {}).await?;
+    let creds = app.cluster(0).to_vec();
+    let mut online = TestDevice::connect(app.mqtt, &creds[0]).await?;
+    let (id, _) = send(
+        &app,
+        json!({ "kind": "weather", "title": "大风预警", "body": "今夜大风,请收好阳台杂物。" }),
+    )
+    .await?;
+    let heard = online.expect_message("/notice").await?;
+    assert_eq!(heard["notice"], id.as_str());
+    online.publish("notice", json!({ "notice": id })).await?;
+    once(&app, "/api/notices", |l| {
+        listed(l, &id)["units_delivered"] == 1
+    })
+    .await?;
+
+    let mut back = TestDevice::connect(app.mqtt, &creds[1]).await?;
+    back.publish("subscribed", json!({})).await?;
+    let heard = back.expect_message("/down/notice").await?;
+    assert_eq!(heard["notice"], id.as_str());
+    back.publish("notice", json!({ "notice": id })).await?;
+    once(&app, "/api/notices", |l| {
+        listed(l, &id)["households_delivered"] == 2
+    })
+    .await?;
+
+    let ack = online.press_and_wait_ack(1, "help").await?;
+    let alert = ack["alert"].as_str().expect("alert id").to_owned();
+    resolve(&app, &alert).await?;
+    online
+        .publish(
+            "satisfaction",
+            json!({ "alert": alert, "answer": "unsatisfied" }),
+        )
+        .await?;
+    let detail = once(&app, &format!("/api/alerts/{alert}"), |d| {
+        !d["satisfaction"].is_null()
+    })
+    .await?;
+    assert_eq!(detail["satisfaction"]["satisfied"], false, "{detail}");
+    Ok(())
+}
