@@ -135,13 +135,30 @@ async fn notices_reach_units_and_count_who_got_them(backend: &str) -> anyhow::Re
     let (_, list) = app.get_json("/api/notices").await?;
     assert_eq!(listed(&list, &id)["households_delivered"], 3, "{list}");
 
-    // The other cluster's unit was not sent the first notice: the first it hears is its own.
+    // A unit posing as the station on its cluster's notice topic is a forged topic: closed
+    // by the edge, and its neighbour hears nothing of it.
+    let mut neighbour = TestDevice::connect(app.mqtt, &c1[1]).await?;
+    let mut forger = TestDevice::connect(app.mqtt, &c1[2]).await?;
+    forger
+        .publish_raw(
+            &format!("tw/c/{}/notice", c1[0].cluster),
+            json!({ "notice": "N999", "kind": "wanted", "title": "假通知", "body": "x" })
+                .to_string()
+                .into_bytes(),
+        )
+        .await?;
+    forger.expect_disconnected().await?;
+
+    // The other cluster's units were not sent the first notice (nor the forged one): the
+    // first they hear is their own.
     let (second, _) = send(
         &app,
         json!({ "clusters": [c1[0].cluster], "kind": "weather", "title": "暴雨预警", "body": "今晚有暴雨,请关好门窗。" }),
     )
     .await?;
     let heard = other_cluster.expect_message("/notice").await?;
+    assert_eq!(heard["notice"], second.as_str(), "{heard}");
+    let heard = neighbour.expect_message("/notice").await?;
     assert_eq!(heard["notice"], second.as_str(), "{heard}");
 
     // A unit that was away gets it on its own down/notice when it is back, and reports it.
