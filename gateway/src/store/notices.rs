@@ -75,9 +75,14 @@ pub const MAX_BODY_CHARS: usize = 400;
 /// Most clusters one notice may name (a zone has a few hundred at most).
 pub const MAX_CLUSTERS: usize = 500;
 
-/// A notice's title or body: trimmed, not empty, at most `max` characters, no control
-/// characters but line breaks in a body.
-fn notice_text(what: &'static str, s: &str, max: usize, lines: bool) -> Result<String, ParseError> {
+/// A notice's title or body: trimmed, not empty, at most `max` characters (`too_long` says
+/// so), no control characters but line breaks in a body.
+fn notice_text(
+    what: &'static str,
+    s: &str,
+    (max, too_long): (usize, &'static str),
+    lines: bool,
+) -> Result<String, ParseError> {
     let t = s.trim();
     let bad = |why| ParseError::Invalid {
         what,
@@ -88,11 +93,7 @@ fn notice_text(what: &'static str, s: &str, max: usize, lines: bool) -> Result<S
         return Err(bad("must not be empty"));
     }
     if t.chars().count() > max {
-        return Err(if lines {
-            bad("is too long: at most 400 characters")
-        } else {
-            bad("is too long: at most 60 characters")
-        });
+        return Err(bad(too_long));
     }
     if t.chars().any(|c| c.is_control() && !(lines && c == '\n')) {
         return Err(bad("must not hold control characters"));
@@ -136,8 +137,18 @@ impl NewNotice {
             zone,
             clusters,
             kind: NoticeKind::parse(kind)?,
-            title: notice_text("title", title, MAX_TITLE_CHARS, false)?,
-            body: notice_text("body", body, MAX_BODY_CHARS, true)?,
+            title: notice_text(
+                "title",
+                title,
+                (MAX_TITLE_CHARS, "is too long: at most 60 characters"),
+                false,
+            )?,
+            body: notice_text(
+                "body",
+                body,
+                (MAX_BODY_CHARS, "is too long: at most 400 characters"),
+                true,
+            )?,
             author: author.to_owned(),
         })
     }

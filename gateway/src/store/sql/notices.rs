@@ -124,6 +124,7 @@ impl NoticeStore for Backend {
                  SELECT $1, d.id, d.household FROM devices d \
                  JOIN households h ON h.id = d.household \
                  WHERE h.cluster = $2 AND d.enabled = TRUE AND d.id NOT LIKE 'sia-%'",
+                // (An alarm panel's device, `sia-…`, has no screen and never reports.)
             )
             .bind(id)
             .bind(c.as_str())
