@@ -24,8 +24,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::creds::Credential;
 use crate::proto::{
-    unix_ms, Ack, AlertId, Answer, ClusterAlert, Delivered, Heartbeat, Inbound, Press, PressKind,
-    Respond, Topics,
+    unix_ms, Ack, AlertId, AlertState, Answer, ClusterAlert, Delivered, Heartbeat, Inbound, Notice,
+    NoticeDelivered, NoticeId, Press, PressKind, Respond, SatisfactionAnswer, Topics,
 };
 
 /// How often an unacknowledged press is repeated: `initial`, `initial`, then doubling up to `max`.
@@ -77,6 +77,10 @@ pub struct DeviceConfig {
     /// Send a boot id (random at each power-up) with every press, as current units do;
     /// false: as units of an older firmware, the seq alone.
     pub boot_ids: bool,
+    /// What the household answers when the gateway asks about its resolved alert
+    /// (`down/ack` with `survey`): `Some(true)` satisfied (满意), `Some(false)` not
+    /// (不满意), `None` it does not answer.
+    pub satisfaction: Option<bool>,
 }
 
 impl DeviceConfig {
@@ -94,6 +98,7 @@ impl DeviceConfig {
             connect_timeout_s: 10,
             floor: false,
             boot_ids: true,
+            satisfaction: Some(true),
         }
     }
 }
@@ -140,6 +145,11 @@ pub enum DeviceEvent {
     Delivered { alert: AlertId },
     /// This unit answered a neighbour's alert.
     Responded { alert: AlertId, answer: Answer },
+    /// A notice from the station arrived. `first` = first time this unit saw it: it was
+    /// shown and `delivered` reported (later copies are a catch-up it already had).
+    Notice { notice: Notice, first: bool },
+    /// The household answered the gateway's question on its resolved alert.
+    Surveyed { alert: AlertId, satisfied: bool },
     /// A payload that did not parse; refused.
     Malformed { error: String },
 }
@@ -246,6 +256,31 @@ struct State {
     /// Alert ids this unit already sounded for (bounded), so it sounds and answers once.
     seen: HashSet<AlertId>,
     seen_order: VecDeque<AlertId>,
+    /// Notices shown (bounded), so each is shown and reported once.
+    notices: HashSet<NoticeId>,
+    notices_order: VecDeque<NoticeId>,
+    /// Alerts of this household already answered (满意 / 不满意), so it answers once.
+    surveyed: HashSet<AlertId>,
+    surveyed_order: VecDeque<AlertId>,
+}
+
+/// Remembers `item` in a bounded set; true if it was not there.
+fn remember<T: Clone + Eq + std::hash::Hash>(
+    set: &mut HashSet<T>,
+    order: &mut VecDeque<T>,
+    item: &T,
+) -> bool {
+    if set.contains(item) {
+        return false;
+    }
+    if order.len() == SEEN_ALERTS_KEPT {
+        if let Some(old) = order.pop_front() {
+            set.remove(&old);
+        }
+    }
+    set.insert(item.clone());
+    order.push_back(item.clone());
+    true
 }
 
 const OWN_ALERTS_KEPT: usize = 32;
@@ -488,7 +523,50 @@ fn on_publish(
         Ok(Inbound::Other(topic)) => {
             tracing::debug!(device = %ctx.cred.device, %topic, "ignoring message on unknown topic");
         }
+        Ok(Inbound::Notice(notice)) => {
+            let first = {
+                let mut st = shared.lock();
+                let st = &mut *st;
+                remember(&mut st.notices, &mut st.notices_order, &notice.notice)
+            };
+            if first && !cfg.floor {
+                let receipt = NoticeDelivered {
+                    notice: notice.notice.clone(),
+                };
+                publish_json(ctx, client, &ctx.topics.notice_delivered, &receipt);
+            }
+            sink.event(ctx, at, DeviceEvent::Notice { notice, first });
+        }
         Ok(Inbound::Ack(ack)) => {
+            if ack.survey && ack.state == AlertState::Resolved {
+                if let Some(satisfied) = cfg.satisfaction {
+                    let first = {
+                        let mut st = shared.lock();
+                        let st = &mut *st;
+                        remember(&mut st.surveyed, &mut st.surveyed_order, &ack.alert)
+                    };
+                    if first {
+                        let answer = SatisfactionAnswer {
+                            alert: ack.alert.clone(),
+                            answer: if satisfied {
+                                "satisfied"
+                            } else {
+                                "unsatisfied"
+                            },
+                        };
+                        if publish_json(ctx, client, &ctx.topics.satisfaction, &answer) {
+                            sink.event(
+                                ctx,
+                                at,
+                                DeviceEvent::Surveyed {
+                                    alert: ack.alert.clone(),
+                                    satisfied,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
             let (first, pressed_at) = {
                 let mut st = shared.lock();
                 st.remember_own(&ack.alert);
@@ -568,6 +646,29 @@ fn on_publish(
     }
 }
 
+/// Queues a JSON uplink at QoS 1 without waiting; false (and a log line) if it could not be.
+fn publish_json(
+    ctx: &DeviceCtx,
+    client: &AsyncClient,
+    topic: &str,
+    body: &impl serde::Serialize,
+) -> bool {
+    let body = match serde_json::to_vec(body) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("cannot serialise an uplink: {e}");
+            return false;
+        }
+    };
+    match client.try_publish(topic.to_owned(), QoS::AtLeastOnce, false, body) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(device = %ctx.cred.device, topic, "cannot queue an uplink: {e}");
+            false
+        }
+    }
+}
+
 /// The floor's alert id for one press: unique per (device, seq), so the presser recognises its
 /// own copy and neighbours link their receipts to the press exactly as with a gateway's id.
 pub fn floor_alert_id(ctx: &DeviceCtx, seq: u64) -> AlertId {
@@ -610,6 +711,7 @@ fn floor_own_copy(
         state: crate::proto::AlertState::Raised,
         responders: 0,
         presses: 1,
+        survey: false,
     };
     sink.event(
         ctx,

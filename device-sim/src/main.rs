@@ -44,6 +44,11 @@ struct Common {
     /// at each start of this program, as after a power cycle).
     #[arg(long, env = "TENWATCH_SIM_NO_BOOT_ID")]
     no_boot_id: bool,
+    /// What a household answers when the gateway asks about its resolved alert:
+    /// `satisfied` (满意), `unsatisfied` (不满意) or `none` (it does not answer).
+    #[arg(long, env = "TENWATCH_SIM_SATISFACTION", default_value = "satisfied",
+        value_parser = ["satisfied", "unsatisfied", "none"])]
+    satisfaction: String,
 }
 
 #[derive(Args, Debug)]
@@ -195,6 +200,11 @@ fn device_config(common: &Common, heartbeat: u64) -> anyhow::Result<DeviceConfig
     let (host, port) = tenwatch_sim::parse_broker(&common.broker).map_err(anyhow::Error::msg)?;
     let mut cfg = DeviceConfig::new(host, port);
     cfg.boot_ids = !common.no_boot_id;
+    cfg.satisfaction = match common.satisfaction.as_str() {
+        "satisfied" => Some(true),
+        "unsatisfied" => Some(false),
+        _ => None,
+    };
     if common.keep_alive < 5 {
         bail!("--keep-alive must be at least 5 seconds");
     }

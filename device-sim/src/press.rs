@@ -169,6 +169,8 @@ pub async fn press_once(
             }
             DeviceEvent::Malformed { error } => println!("{device_id}: refused a message: {error}"),
             DeviceEvent::Alert { .. }
+            | DeviceEvent::Notice { .. }
+            | DeviceEvent::Surveyed { .. }
             | DeviceEvent::Delivered { .. }
             | DeviceEvent::Responded { .. } => {}
         }

@@ -267,6 +267,57 @@ pub struct Ack {
     /// Presses the household made on the alert (a press joining an open alert makes it 2, 3…).
     #[serde(default = "one")]
     pub presses: u32,
+    /// On the ack of a resolved alert: the gateway asks the household whether it is
+    /// satisfied; the unit answers once on `up/satisfaction`.
+    #[serde(default)]
+    pub survey: bool,
+}
+
+/// `tw/d/{device}/up/satisfaction`: the household's answer on its resolved alert.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SatisfactionAnswer {
+    pub alert: AlertId,
+    /// `satisfied` (满意) or `unsatisfied` (不满意).
+    pub answer: &'static str,
+}
+
+/// A notice's id as the gateway writes it (`"N7"`; a number is read the same).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct NoticeId(pub String);
+
+impl<'de> Deserialize<'de> for NoticeId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = StringOrNumber::deserialize(d)?.0;
+        if raw.is_empty() {
+            return Err(serde::de::Error::custom("empty notice id"));
+        }
+        Ok(NoticeId(raw))
+    }
+}
+
+impl fmt::Display for NoticeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `tw/c/{cluster}/notice` and `tw/d/{device}/down/notice`: a notice from the station for the
+/// residents (a prevention tip, a wanted warning, a weather or fire warning).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct Notice {
+    pub notice: NoticeId,
+    #[serde(default)]
+    pub kind: String,
+    pub title: String,
+    #[serde(default)]
+    pub body: String,
+}
+
+/// `tw/d/{device}/up/notice`: the unit showed the notice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct NoticeDelivered {
+    pub notice: NoticeId,
 }
 
 fn one() -> u32 {
@@ -305,6 +356,14 @@ pub struct Topics {
     pub heartbeat: String,
     pub delivered: String,
     pub respond: String,
+    /// `tw/d/{device}/up/notice`: receipt of a notice.
+    pub notice_delivered: String,
+    /// `tw/d/{device}/up/satisfaction`: the answer on a resolved alert of the household.
+    pub satisfaction: String,
+    /// `tw/c/{cluster}/notice` and `tw/d/{device}/down/notice` (the second for a unit that
+    /// was away when it went out).
+    pub cluster_notice: String,
+    pub down_notice: String,
     /// `tw/d/{device}/up/subscribed`: sent once both subscriptions are granted; behind an
     /// external broker the gateway answers with what the unit missed (on `down/alert`).
     pub subscribed: String,
@@ -327,6 +386,10 @@ impl Topics {
             heartbeat: format!("{d}/up/heartbeat"),
             delivered: format!("{d}/up/delivered"),
             respond: format!("{d}/up/respond"),
+            notice_delivered: format!("{d}/up/notice"),
+            satisfaction: format!("{d}/up/satisfaction"),
+            cluster_notice: format!("{c}/notice"),
+            down_notice: format!("{d}/down/notice"),
             subscribed: format!("{d}/up/subscribed"),
             down_filter: format!("{d}/down/#"),
             down_ack: format!("{d}/down/ack"),
@@ -343,6 +406,7 @@ impl Topics {
 pub enum Inbound {
     Ack(Ack),
     ClusterAlert(ClusterAlert),
+    Notice(Notice),
     /// A topic under our subscriptions that the contract does not define yet: ignored.
     Other(String),
 }
@@ -361,6 +425,10 @@ impl Topics {
         } else if topic == self.cluster_alert || topic == self.down_alert {
             serde_json::from_slice(payload)
                 .map(Inbound::ClusterAlert)
+                .map_err(json)
+        } else if topic == self.cluster_notice || topic == self.down_notice {
+            serde_json::from_slice(payload)
+                .map(Inbound::Notice)
                 .map_err(json)
         } else {
             Ok(Inbound::Other(topic.to_owned()))
@@ -477,6 +545,7 @@ mod tests {
                 state: AlertState::OnScene,
                 responders: 2,
                 presses: 1,
+                survey: false,
             })
         );
         let got = t
@@ -510,6 +579,33 @@ mod tests {
                 br#"{"alert":"A1","kind":"party","state":"raised"}"#
             )
             .is_err());
+    }
+
+    #[test]
+    fn notices_parse_on_both_topics_and_receipts_serialise() {
+        let t = topics();
+        let body = r#"{"notice":"N7","kind":"fire","title":"防火","body":"注意用电","ts":1}"#;
+        for topic in [&t.cluster_notice, &t.down_notice] {
+            let Inbound::Notice(n) = t.parse_inbound(topic, body.as_bytes()).unwrap() else {
+                panic!("a notice on {topic}");
+            };
+            assert_eq!((n.notice.0.as_str(), n.title.as_str()), ("N7", "防火"));
+        }
+        assert!(t.parse_inbound(&t.cluster_notice, b"{}").is_err());
+        let receipt = serde_json::to_value(NoticeDelivered {
+            notice: NoticeId("N7".into()),
+        })
+        .unwrap();
+        assert_eq!(receipt, serde_json::json!({"notice": "N7"}));
+        let answer = serde_json::to_value(SatisfactionAnswer {
+            alert: AlertId("A3".into()),
+            answer: "satisfied",
+        })
+        .unwrap();
+        assert_eq!(
+            answer,
+            serde_json::json!({"alert": "A3", "answer": "satisfied"})
+        );
     }
 
     #[test]

@@ -427,6 +427,7 @@ mod tests {
                 state,
                 responders: 0,
                 presses: 1,
+                survey: false,
             },
             first: state == AlertState::Raised,
             pressed_at: None,

@@ -130,6 +130,22 @@ impl EventSink for PrintSink {
                 };
                 println!("[{cluster}] 🏃 unit {unit} answers \"{answer}\" to alert {alert}");
             }
+            DeviceEvent::Notice { notice, first } => {
+                if first {
+                    println!(
+                        "[{cluster}] 📣 unit {unit} shows notice {} [{}] {}: {}",
+                        notice.notice, notice.kind, notice.title, notice.body
+                    );
+                }
+            }
+            DeviceEvent::Surveyed { alert, satisfied } => {
+                let answer = if satisfied {
+                    "满意 satisfied"
+                } else {
+                    "不满意 not satisfied"
+                };
+                println!("[{cluster}] 📝 unit {unit} answers \"{answer}\" on its alert {alert}");
+            }
             DeviceEvent::Malformed { error } => {
                 println!("[{cluster}] ❓ unit {unit} refused a message: {error}");
             }
@@ -244,6 +260,7 @@ mod tests {
             state: AlertState::Raised,
             responders: 0,
             presses: 1,
+            survey: false,
         };
         assert_eq!(describe_ack(&a), "received (alert A12, seq 9)");
         a.state = AlertState::Acknowledged;

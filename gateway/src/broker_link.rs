@@ -40,9 +40,11 @@ const SHARD_QUEUE: usize = 4096;
 /// messages per client, which would cap the uplink.
 /// A unit's `up/subscribed` (one per connection: it asks for its catch-up behind an external
 /// broker) comes at QoS 0 too.
-pub const UPLINK_FILTERS: [(&str, QoS); 5] = [
+pub const UPLINK_FILTERS: [(&str, QoS); 7] = [
     ("tw/d/+/up/press", QoS::AtLeastOnce),
     ("tw/d/+/up/respond", QoS::AtLeastOnce),
+    ("tw/d/+/up/satisfaction", QoS::AtLeastOnce),
+    ("tw/d/+/up/notice", QoS::AtMostOnce),
     ("tw/d/+/up/delivered", QoS::AtMostOnce),
     ("tw/d/+/up/heartbeat", QoS::AtMostOnce),
     ("tw/d/+/up/subscribed", QoS::AtMostOnce),

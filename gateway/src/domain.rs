@@ -346,6 +346,53 @@ pub enum Uplink {
     /// `tw/d/{device}/up/subscribed`: the unit's subscriptions are in place after a
     /// (re)connection; behind an external broker, it asks for what it missed.
     Subscribed,
+    /// `tw/d/{device}/up/notice`: the unit showed a notice to its residents.
+    NoticeDelivered {
+        notice: NoticeId,
+    },
+    /// `tw/d/{device}/up/satisfaction`: the presser's household on its resolved alert.
+    Satisfaction {
+        alert: AlertId,
+        satisfied: bool,
+    },
+}
+
+/// A notice's id: `"N"` followed by a positive number (`"N7"`); `"7"` is accepted too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoticeId(pub i64);
+
+impl NoticeId {
+    pub fn parse(s: &str) -> Result<Self, ParseError> {
+        let digits = s.strip_prefix('N').unwrap_or(s);
+        match digits.parse::<i64>() {
+            Ok(n) if n > 0 && digits.bytes().all(|b| b.is_ascii_digit()) => Ok(Self(n)),
+            _ => Err(invalid(
+                "notice id",
+                s,
+                "must be N followed by a positive number",
+            )),
+        }
+    }
+}
+
+impl fmt::Display for NoticeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "N{}", self.0)
+    }
+}
+
+impl Serialize for NoticeId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A household's answer on its resolved alert: 满意 / 不满意.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SatisfactionAnswer {
+    Satisfied,
+    Unsatisfied,
 }
 
 /// Largest uplink payload the gateway reads; the edge refuses larger ones before they get here.
@@ -423,6 +470,19 @@ impl Uplink {
                 let _: wire::Subscribed = wire::read(payload).map_err(bad)?;
                 Uplink::Subscribed
             }
+            "notice" => {
+                let n: wire::NoticeDelivered = wire::read(payload).map_err(bad)?;
+                Uplink::NoticeDelivered {
+                    notice: NoticeId::parse(&n.notice).map_err(|e| bad(e.to_string()))?,
+                }
+            }
+            "satisfaction" => {
+                let s: wire::Satisfaction = wire::read(payload).map_err(bad)?;
+                Uplink::Satisfaction {
+                    alert: alert(&s.alert)?,
+                    satisfied: s.answer == SatisfactionAnswer::Satisfied,
+                }
+            }
             _ => return Err(ParseError::Topic(topic.chars().take(120).collect())),
         };
         Ok((device, uplink))
@@ -435,7 +495,7 @@ mod wire {
     use serde::de::DeserializeOwned;
     use serde::{Deserialize, Deserializer};
 
-    use super::Answer;
+    use super::{Answer, SatisfactionAnswer};
 
     #[derive(Deserialize)]
     pub(super) struct Press {
@@ -458,6 +518,17 @@ mod wire {
     #[derive(Deserialize)]
     pub(super) struct Delivered {
         pub alert: String,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct NoticeDelivered {
+        pub notice: String,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Satisfaction {
+        pub alert: String,
+        pub answer: SatisfactionAnswer,
     }
 
     /// `up/subscribed`: a JSON object; nothing in it is read yet.
@@ -550,6 +621,47 @@ mod tests {
         assert!(ZoneCode::parse("11010501").is_ok());
         assert!(ZoneCode::parse("1101050").is_err());
         assert!(ZoneCode::parse("1101050a").is_err());
+    }
+
+    #[test]
+    fn notice_receipts_and_satisfaction_answers_parse_or_say_why_not() {
+        let (device, up) = Uplink::parse("tw/d/dev1/up/notice", br#"{"notice":"N7"}"#).unwrap();
+        assert_eq!(device.as_str(), "dev1");
+        assert_eq!(
+            up,
+            Uplink::NoticeDelivered {
+                notice: NoticeId(7)
+            }
+        );
+        let up = Uplink::parse(
+            "tw/d/dev1/up/satisfaction",
+            br#"{"alert":"A3","answer":"unsatisfied"}"#,
+        )
+        .unwrap()
+        .1;
+        assert_eq!(
+            up,
+            Uplink::Satisfaction {
+                alert: AlertId(3),
+                satisfied: false
+            }
+        );
+        for (topic, payload, why) in [
+            (
+                "tw/d/dev1/up/notice",
+                &br#"{"notice":"X7"}"#[..],
+                "notice id",
+            ),
+            ("tw/d/dev1/up/notice", b"{}", "missing field `notice`"),
+            (
+                "tw/d/dev1/up/satisfaction",
+                br#"{"alert":"A3","answer":"meh"}"#,
+                "answer: unknown variant",
+            ),
+        ] {
+            let err = Uplink::parse(topic, payload).unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

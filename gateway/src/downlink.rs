@@ -1,6 +1,8 @@
 //! What the gateway tells devices: the cluster alert the neighbours' units sound
 //! (`tw/c/{cluster}/alert`), the presser's feedback (`tw/d/{device}/down/ack`) and the alerts a
-//! unit back online missed (`tw/d/{device}/down/alert`). One narrow handle, shared by the press
+//! unit back online missed (`tw/d/{device}/down/alert`); notices to residents
+//! (`tw/c/{cluster}/notice`, and `tw/d/{device}/down/notice` for a unit that was away). One
+//! narrow handle, shared by the press
 //! path ([`crate::ingest`]) and the rings ([`crate::escalation`]); the payloads carry no
 //! personal data.
 
@@ -11,10 +13,23 @@ use serde::Serialize;
 use tenwatch_broker::inproc::Publisher;
 
 use crate::clock::Clock;
-use crate::domain::{AlertId, AlertState, BootId, DeviceId};
+use crate::domain::{AlertId, AlertState, BootId, DeviceId, NoticeId};
 use crate::lifecycle::EnoughHelp;
 use crate::metrics::{inc, Metrics};
+use crate::store::notices::{Notice, NoticeKind};
 use crate::store::AlertSummary;
+
+/// `tw/c/{cluster}/notice` and `tw/d/{device}/down/notice`: a notice the unit shows its
+/// residents and reports `delivered` on `up/notice`.
+#[derive(Debug, Serialize)]
+struct NoticeBody<'a> {
+    notice: NoticeId,
+    kind: NoticeKind,
+    title: &'a str,
+    body: &'a str,
+    /// When the station sent it.
+    ts: i64,
+}
 
 /// `tw/c/{cluster}/alert`: what the neighbours' units show. No personal data.
 #[derive(Debug, Serialize)]
@@ -47,6 +62,10 @@ struct Ack<'a> {
     presses: u32,
     /// Enough people are coming ([`EnoughHelp`]).
     enough: bool,
+    /// Set on the ack of a resolved alert: the household may say on `up/satisfaction`
+    /// whether it is satisfied with how it was handled.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    survey: bool,
 }
 
 /// How the gateway reaches the broker.
@@ -112,8 +131,22 @@ impl Downlink {
             responders: alert.responders,
             presses: alert.presses,
             enough: self.enough.is_enough(&alert.kind, alert.responders),
+            survey: alert.state == AlertState::Resolved,
         };
         self.publish(format!("tw/d/{device}/down/ack"), &body).await;
+    }
+
+    /// `tw/c/{cluster}/notice`: a notice for every unit of the cluster.
+    pub async fn cluster_notice(&self, cluster: &str, notice: &Notice) {
+        self.publish(format!("tw/c/{cluster}/notice"), &notice_body(notice))
+            .await;
+    }
+
+    /// A notice on one unit's own `down/notice` (a unit back online that still owes its
+    /// receipt).
+    pub async fn device_notice(&self, device: &DeviceId, notice: &Notice) {
+        self.publish(format!("tw/d/{device}/down/notice"), &notice_body(notice))
+            .await;
     }
 
     fn cluster_body<'a>(&self, alert: &'a AlertSummary) -> ClusterAlert<'a> {
@@ -150,5 +183,15 @@ impl Downlink {
             inc(&self.metrics.publish_errors);
             tracing::error!(error = %e, "publish not queued");
         }
+    }
+}
+
+fn notice_body(n: &Notice) -> NoticeBody<'_> {
+    NoticeBody {
+        notice: NoticeId(n.id),
+        kind: n.kind,
+        title: &n.title,
+        body: &n.body,
+        ts: n.created_at_ms,
     }
 }

@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use crate::clock::Clock;
 use crate::domain::{
-    haversine_m, AlertId, AlertState, Answer, DeviceId, Heartbeat, Press, PressKind, Uplink,
+    haversine_m, AlertId, AlertState, Answer, DeviceId, Heartbeat, NoticeId, Press, PressKind,
+    Uplink,
 };
 use crate::downlink::Downlink;
 use crate::escalation::RingWake;
@@ -23,9 +24,10 @@ use crate::heartbeats::HeartbeatLedger;
 use crate::lifecycle::{Action, EnoughHelp, RecipientState};
 use crate::metrics::{inc, Metrics};
 use crate::push::{PushReason, Pusher};
+use crate::store::notices::{NewNotice, NoticeReceipt, NoticeView, SatisfactionOutcome};
 use crate::store::{
     AlertSummary, Applied, CancelOutcome, PressOutcome, PressRules, RecipientKind, RingPlan, Store,
-    StoreResult,
+    StoreError, StoreResult,
 };
 use crate::supervision::SupervisionPolicy;
 
@@ -124,6 +126,10 @@ impl AlertAgeArgs {
         Ok(ages)
     }
 }
+
+/// Notices a unit back online gets at most, and how old they may be: a week.
+const NOTICE_CATCH_UP_MAX: u32 = 5;
+const NOTICE_CATCH_UP_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// What became of a press or cancel handed to the press path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +267,15 @@ impl Ingest {
             }
             Uplink::Subscribed => {
                 tracing::debug!(%device, "up/subscribed ignored: the edge reports subscriptions");
+            }
+            Uplink::NoticeDelivered { notice } => {
+                inc(&self.metrics.notice_receipts);
+                let ingest = self.clone();
+                tokio::spawn(async move { ingest.notice_delivered(&device, notice).await });
+            }
+            Uplink::Satisfaction { alert, satisfied } => {
+                let ingest = self.clone();
+                tokio::spawn(async move { ingest.satisfaction(&device, alert, satisfied).await });
             }
             Uplink::Heartbeat(hb) => {
                 inc(&self.metrics.heartbeats);
@@ -603,6 +618,7 @@ impl Ingest {
     /// `since_ms`: when its subscriptions were in place; an alert that reached it later came on
     /// the cluster topic and is not sent again.
     pub async fn catch_up(&self, device: &DeviceId, since_ms: i64) {
+        self.catch_up_notices(device, since_ms).await;
         let ages = self.settings.ages;
         if ages.catch_up_max == 0 {
             return;
@@ -622,6 +638,99 @@ impl Ingest {
         for alert in &missed {
             self.downlink.device_alert(device, alert).await;
         }
+    }
+
+    /// The notices a unit back online has not reported delivered, on its own `down/notice`:
+    /// at most [`NOTICE_CATCH_UP_MAX`], sent within [`NOTICE_CATCH_UP_WINDOW_MS`], newest
+    /// first. Unlike an alert, a notice is still worth showing hours later.
+    async fn catch_up_notices(&self, device: &DeviceId, since_ms: i64) {
+        let from_ms = since_ms - NOTICE_CATCH_UP_WINDOW_MS;
+        match self
+            .store
+            .owed_notices(device, from_ms, NOTICE_CATCH_UP_MAX)
+            .await
+        {
+            Ok(owed) => {
+                for notice in &owed {
+                    self.downlink.device_notice(device, notice).await;
+                }
+            }
+            Err(e) => {
+                tracing::error!(%device, error = %e, "notices not sent to a unit back online")
+            }
+        }
+    }
+
+    /// Stores an operator's notice and sends it: to every cluster it is for (each unit hears
+    /// it on `tw/c/{cluster}/notice`) and to the zone's on-duty volunteers as a Web Push of
+    /// lower urgency than an alert's. Units away get it when they are back
+    /// ([`Ingest::catch_up`]).
+    pub async fn send_notice(&self, new: &NewNotice) -> StoreResult<NoticeView> {
+        let sent = self.store.create_notice(new, self.now()).await?;
+        let notice = Arc::new(sent.notice);
+        for cluster in &sent.clusters {
+            self.downlink
+                .cluster_notice(cluster.as_str(), &notice)
+                .await;
+        }
+        for volunteer in &sent.volunteers {
+            self.pusher.notify_notice(&notice, volunteer);
+        }
+        tracing::info!(notice = notice.id, zone = %notice.zone, clusters = sent.clusters.len(),
+            volunteers = sent.volunteers.len(), author = %notice.author, "notice sent");
+        self.store
+            .notice(notice.id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("notice {}", notice.id)))
+    }
+
+    /// A unit's receipt of a notice: recorded once; one for a notice not sent to that unit is
+    /// refused with a log line and changes nothing.
+    async fn notice_delivered(&self, device: &DeviceId, notice: NoticeId) {
+        match self
+            .store
+            .notice_delivered(notice.0, device, self.now())
+            .await
+        {
+            Ok(NoticeReceipt::First) => tracing::debug!(%device, %notice, "notice delivered"),
+            Ok(NoticeReceipt::Again) => {
+                tracing::debug!(%device, %notice, "notice receipt again: nothing changes")
+            }
+            Ok(NoticeReceipt::NotForIt) => {
+                inc(&self.metrics.uplink_refused);
+                tracing::warn!(%device, %notice, "notice receipt refused: no such notice was sent to this unit")
+            }
+            Err(e) => {
+                inc(&self.metrics.store_errors);
+                tracing::error!(%device, %notice, error = %e, "notice receipt not recorded")
+            }
+        }
+    }
+
+    /// The presser's household says whether it is satisfied with how its resolved alert was
+    /// handled. Kept once per alert; anything else is refused with a log line.
+    async fn satisfaction(&self, device: &DeviceId, alert: AlertId, satisfied: bool) {
+        let outcome = self
+            .store
+            .record_satisfaction(alert, device, satisfied, self.now())
+            .await;
+        let why = match outcome {
+            Ok(SatisfactionOutcome::Stored) => {
+                tracing::info!(%device, %alert, satisfied, "satisfaction recorded");
+                return;
+            }
+            Ok(SatisfactionOutcome::AlreadyAnswered) => "the alert was answered already",
+            Ok(SatisfactionOutcome::NotTheirs) => "the unit is not of the household that pressed",
+            Ok(SatisfactionOutcome::NotResolved) => "the alert is not resolved",
+            Ok(SatisfactionOutcome::UnknownAlert) => "no such alert",
+            Err(e) => {
+                inc(&self.metrics.store_errors);
+                tracing::error!(%device, %alert, error = %e, "satisfaction not recorded");
+                return;
+            }
+        };
+        inc(&self.metrics.uplink_refused);
+        tracing::warn!(%device, %alert, why, "satisfaction answer refused");
     }
 
     /// How long an alert may stay open before the station is shown it as stale, in ms.

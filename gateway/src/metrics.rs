@@ -44,6 +44,11 @@ counters! {
     uplink_received,
     /// Uplinks refused: bad topic or malformed payload.
     uplink_malformed,
+    /// Uplinks that parsed but were refused: a receipt for a notice not sent to the unit, a
+    /// satisfaction answer for another household's alert, a second one, or an open alert's.
+    uplink_refused,
+    /// Units' receipts of notices to residents.
+    notice_receipts,
     /// Presses that raised a new alert.
     alerts_raised,
     /// Presses repeated with a seq already stored (answered with the same alert).

@@ -28,9 +28,10 @@ use web_push::{
 };
 
 use crate::clock::Clock;
-use crate::domain::{AlertId, AlertState};
+use crate::domain::{AlertId, AlertState, NoticeId};
 use crate::feed::{Feed, FeedEvent};
 use crate::metrics::{inc, Metrics};
+use crate::store::notices::{Notice, NoticeKind};
 use crate::store::push::{PushSubscriptionRecord, VapidKeyPair};
 use crate::store::{AlertSummary, Store, StoreResult};
 
@@ -108,11 +109,46 @@ pub enum PushReason {
     Enough,
 }
 
-struct Job {
-    alert: AlertSummary,
-    volunteer: String,
-    distance_m: Option<f64>,
-    reason: PushReason,
+/// A push to send: about an alert, or a notice to residents.
+enum Job {
+    Alert {
+        /// Boxed: an alert's summary is several times a notice job's size.
+        alert: Box<AlertSummary>,
+        volunteer: String,
+        distance_m: Option<f64>,
+        reason: PushReason,
+    },
+    Notice {
+        notice: Arc<Notice>,
+        volunteer: String,
+    },
+}
+
+impl Job {
+    fn volunteer(&self) -> &str {
+        match self {
+            Job::Alert { volunteer, .. } | Job::Notice { volunteer, .. } => volunteer,
+        }
+    }
+
+    /// What the logs name the push by (`A12`, `N3`).
+    fn subject(&self) -> String {
+        match self {
+            Job::Alert { alert, .. } => alert.id.to_string(),
+            Job::Notice { notice, .. } => NoticeId(notice.id).to_string(),
+        }
+    }
+}
+
+/// How one push travels, whatever it is about.
+struct Envelope {
+    payload: Vec<u8>,
+    /// The `Topic` header: a push service holding an older push with the same topic for a
+    /// phone that is off replaces it with this one.
+    topic: String,
+    /// An alert is `high` (the phone wakes at once); a notice `normal`, or `low` for a
+    /// prevention tip: it may wait for the phone's next wake-up.
+    urgency: Urgency,
 }
 
 /// Queues pushes; cheap to clone.
@@ -248,8 +284,8 @@ impl Pusher {
         distance_m: Option<f64>,
         reason: PushReason,
     ) {
-        let job = Job {
-            alert: alert.clone(),
+        let job = Job::Alert {
+            alert: Box::new(alert.clone()),
             volunteer: volunteer.to_owned(),
             distance_m,
             reason,
@@ -257,6 +293,19 @@ impl Pusher {
         if let Err(e) = self.jobs.try_send(job) {
             inc(&self.metrics.pushes_dropped);
             tracing::error!(alert = %alert.id, volunteer, error = %e, "push queue full or closed: push dropped");
+        }
+    }
+
+    /// Queues a push of `notice` to `volunteer`, with a lower urgency than an alert's;
+    /// never waits.
+    pub fn notify_notice(&self, notice: &Arc<Notice>, volunteer: &str) {
+        let job = Job::Notice {
+            notice: notice.clone(),
+            volunteer: volunteer.to_owned(),
+        };
+        if let Err(e) = self.jobs.try_send(job) {
+            inc(&self.metrics.pushes_dropped);
+            tracing::error!(notice = notice.id, volunteer, error = %e, "push queue full or closed: push dropped");
         }
     }
 }
@@ -312,42 +361,61 @@ impl Sender {
         let outcome = match self.deliver_all(&job).await {
             Ok(outcome) => outcome,
             Err(e) => {
-                tracing::error!(alert = %job.alert.id, volunteer = %job.volunteer, error = %e, "push not sent");
+                tracing::error!(subject = %job.subject(), volunteer = %job.volunteer(), error = %e, "push not sent");
                 format!("failed: {e}")
             }
         };
+        let now = self.clock.now_ms();
+        let (alert, volunteer, reason) = match &job {
+            Job::Alert {
+                alert,
+                volunteer,
+                reason,
+                ..
+            } => (alert, volunteer, *reason),
+            Job::Notice { notice, volunteer } => {
+                // What the console counts of a notice: the volunteers whose push was accepted.
+                if let Err(e) = self
+                    .store
+                    .notice_push_outcome(notice.id, volunteer, &outcome, now)
+                    .await
+                {
+                    tracing::error!(notice = notice.id, error = %e, "notice push outcome not stored");
+                }
+                return;
+            }
+        };
         // What the station sees of a volunteer's push is the alert's own.
-        if job.reason != PushReason::Alert {
+        if reason != PushReason::Alert {
             return;
         }
-        let now = self.clock.now_ms();
         match self
             .store
-            .record_push_outcome(job.alert.id, &job.volunteer, &outcome, now)
+            .record_push_outcome(alert.id, volunteer, &outcome, now)
             .await
         {
             Ok(()) => self.feed.publish(&FeedEvent::Push {
-                alert: job.alert.id,
-                zone: job.alert.zone.as_str(),
-                volunteer: &job.volunteer,
+                alert: alert.id,
+                zone: alert.zone.as_str(),
+                volunteer,
                 outcome: &outcome,
                 at_ms: now,
             }),
-            Err(e) => tracing::error!(alert = %job.alert.id, error = %e, "push outcome not stored"),
+            Err(e) => tracing::error!(alert = %alert.id, error = %e, "push outcome not stored"),
         }
     }
 
     /// Sends to every subscription of the volunteer at once; the outcome for the recipient.
     async fn deliver_all(&self, job: &Job) -> StoreResult<String> {
-        let subscriptions = self.store.push_subscriptions_of(&job.volunteer).await?;
+        let subscriptions = self.store.push_subscriptions_of(job.volunteer()).await?;
         if subscriptions.is_empty() {
             inc(&self.metrics.pushes_no_subscription);
             return Ok("no_subscription".into());
         }
-        let payload = payload(job);
+        let envelope = envelope(job);
         let sends = subscriptions
             .iter()
-            .map(|sub| self.send_with_retries(sub, &job.alert.id, &payload));
+            .map(|sub| self.send_with_retries(sub, &envelope));
         let results = futures::future::join_all(sends).await;
         let outcome = if results.iter().any(|r| matches!(r, Try::Accepted)) {
             "accepted".to_owned()
@@ -363,16 +431,11 @@ impl Sender {
         Ok(outcome)
     }
 
-    async fn send_with_retries(
-        &self,
-        sub: &PushSubscriptionRecord,
-        alert: &AlertId,
-        payload: &[u8],
-    ) -> Try {
+    async fn send_with_retries(&self, sub: &PushSubscriptionRecord, envelope: &Envelope) -> Try {
         let mut wait = self.config.backoff;
         let mut attempt = 1;
         loop {
-            let result = self.send_once(sub, alert, payload).await;
+            let result = self.send_once(sub, envelope).await;
             let now = self.clock.now_ms();
             match &result {
                 Try::Accepted => {
@@ -421,13 +484,8 @@ impl Sender {
             .clone()
     }
 
-    async fn send_once(
-        &self,
-        sub: &PushSubscriptionRecord,
-        alert: &AlertId,
-        payload: &[u8],
-    ) -> Try {
-        let request = match self.build(sub, alert, payload) {
+    async fn send_once(&self, sub: &PushSubscriptionRecord, envelope: &Envelope) -> Try {
+        let request = match self.build(sub, envelope) {
             Ok(r) => r,
             Err(why) => return Try::Refused(why),
         };
@@ -488,8 +546,7 @@ impl Sender {
     fn build(
         &self,
         sub: &PushSubscriptionRecord,
-        alert: &AlertId,
-        payload: &[u8],
+        envelope: &Envelope,
     ) -> Result<reqwest::Request, String> {
         // An address, which no resolver sees, is checked here, before anything is built.
         let endpoint = reqwest::Url::parse(&sub.endpoint).map_err(|e| format!("endpoint: {e}"))?;
@@ -502,12 +559,10 @@ impl Sender {
         );
         let signature = self.vapid_signature(&info)?;
         let mut message = WebPushMessageBuilder::new(&info);
-        message.set_payload(ContentEncoding::Aes128Gcm, payload);
+        message.set_payload(ContentEncoding::Aes128Gcm, &envelope.payload);
         message.set_ttl(self.config.ttl.as_secs().min(u64::from(u32::MAX)) as u32);
-        message.set_urgency(Urgency::High);
-        // One topic per alert: a push service holding an older push for the same alert for
-        // a phone that is off replaces it with this one.
-        message.set_topic(format!("tw-alert-{}", alert.0));
+        message.set_urgency(envelope.urgency);
+        message.set_topic(envelope.topic.clone());
         message.set_vapid_signature(signature);
         let message = message
             .build()
@@ -582,10 +637,66 @@ fn kind_names(kind: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn payload(job: &Job) -> Vec<u8> {
-    let a = &job.alert;
+/// What a push to a volunteer carries and how it travels.
+fn envelope(job: &Job) -> Envelope {
+    match job {
+        Job::Alert {
+            alert,
+            distance_m,
+            reason,
+            ..
+        } => Envelope {
+            payload: payload(alert, *distance_m, *reason),
+            // One topic per alert: a later push about it replaces an older one still held.
+            topic: format!("tw-alert-{}", alert.id.0),
+            urgency: Urgency::High,
+        },
+        Job::Notice { notice, .. } => Envelope {
+            payload: notice_payload(notice),
+            topic: format!("tw-notice-{}", notice.id),
+            urgency: match notice.kind {
+                NoticeKind::Prevention => Urgency::Low,
+                _ => Urgency::Normal,
+            },
+        },
+    }
+}
+
+/// A notice as the phone's service worker shows it (JSON, encrypted).
+#[derive(Debug, Serialize, PartialEq)]
+pub struct NoticePushPayload<'a> {
+    pub notice: NoticeId,
+    /// The notification's tag: one per notice.
+    pub tag: String,
+    pub url: &'static str,
+    pub kind: NoticeKind,
+    pub title: String,
+    pub body: &'a str,
+    pub title_en: String,
+    pub body_en: &'a str,
+    pub at_ms: i64,
+}
+
+fn notice_payload(n: &Notice) -> Vec<u8> {
+    let (zh, en) = n.kind.names();
+    let p = NoticePushPayload {
+        notice: NoticeId(n.id),
+        tag: format!("tw-notice-{}", n.id),
+        url: "/app/",
+        kind: n.kind,
+        title: format!("{zh} · {}", n.title),
+        body: &n.body,
+        // The station writes in Chinese only: the English title names the kind.
+        title_en: format!("{en} · {}", n.title),
+        body_en: &n.body,
+        at_ms: n.created_at_ms,
+    };
+    serde_json::to_vec(&p).unwrap_or_default()
+}
+
+fn payload(a: &AlertSummary, distance_m: Option<f64>, reason: PushReason) -> Vec<u8> {
     let (zh, en) = kind_names(&a.kind);
-    let (title, title_en) = match job.reason {
+    let (title, title_en) = match reason {
         PushReason::Closed => (
             format!("已解除 · {}", a.label),
             format!("Over · {}", a.label),
@@ -596,12 +707,12 @@ fn payload(job: &Job) -> Vec<u8> {
         ),
         PushReason::Alert => (format!("{zh} · {}", a.label), format!("{en} · {}", a.label)),
     };
-    let (body, body_en) = if job.reason == PushReason::Closed {
+    let (body, body_en) = if reason == PushReason::Closed {
         (
             "警情已处理,无需前往。".to_owned(),
             "This alert is closed: no need to come.".to_owned(),
         )
-    } else if job.reason == PushReason::Enough {
+    } else if reason == PushReason::Enough {
         (
             format!("已有 {} 人赶去,您可不必前往。", a.responders),
             format!("{} coming, enough help: you need not come.", a.responders),
@@ -609,7 +720,7 @@ fn payload(job: &Job) -> Vec<u8> {
     } else {
         let mut zh_parts = vec![a.address.clone()];
         let mut en_parts = vec![a.address.clone()];
-        if let Some(d) = job.distance_m {
+        if let Some(d) = distance_m {
             zh_parts.push(format!("距您 {} 米", d.round()));
             en_parts.push(format!("{} m from you", d.round()));
         }
@@ -636,7 +747,7 @@ fn payload(job: &Job) -> Vec<u8> {
         address: &a.address,
         lat: a.lat,
         lon: a.lon,
-        distance_m: job.distance_m.map(f64::round),
+        distance_m: distance_m.map(f64::round),
         responders: a.responders,
         title,
         body,

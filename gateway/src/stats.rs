@@ -106,6 +106,18 @@ fn volunteers(rows: &[VolunteerFigure]) -> Vec<VolunteerStats> {
     out
 }
 
+/// What residents think: of the period's resolved alerts, how many households answered
+/// "satisfied / not satisfied" (满意 / 不满意) on their unit, and how many were satisfied.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SatisfactionStats {
+    /// Resolved alerts of the period, answered or not.
+    pub resolved: usize,
+    pub answered: usize,
+    pub satisfied: usize,
+    /// `satisfied / answered`, 0 to 1; `None` when nobody answered.
+    pub rate: Option<f64>,
+}
+
 /// The figures of a period.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Statistics {
@@ -139,6 +151,8 @@ pub struct Statistics {
     pub by_cluster: Vec<ClusterCount>,
     /// By place: the grid cells alerts happened in, most first ([`places`]).
     pub places: Vec<PlaceCount>,
+    /// What the pressers' households answered once their alert was resolved.
+    pub satisfaction: SatisfactionStats,
 }
 
 /// A street-level place's alerts in the period: the centre of a [`CELL_DEG`] grid cell
@@ -206,8 +220,12 @@ impl Statistics {
             }
             match a.state.as_str() {
                 "cancelled" => out.cancelled += 1,
-                "resolved" => {}
+                "resolved" => out.satisfaction.resolved += 1,
                 _ => out.open += 1,
+            }
+            if let Some(satisfied) = a.satisfied {
+                out.satisfaction.answered += 1;
+                out.satisfaction.satisfied += usize::from(satisfied);
             }
             if let Some(category) = &a.category {
                 *out.by_category.entry(category.clone()).or_default() += 1;
@@ -226,6 +244,8 @@ impl Statistics {
             coming.extend(after(a.first_coming_at_ms));
             on_scene.extend(after(a.first_on_scene_at_ms));
         }
+        let s = &mut out.satisfaction;
+        s.rate = (s.answered > 0).then(|| s.satisfied as f64 / s.answered as f64);
         out.first_delivery = Durations::of(delivery);
         out.first_coming = Durations::of(coming);
         out.first_on_scene = Durations::of(on_scene);
@@ -401,6 +421,7 @@ mod tests {
             first_delivered_at_ms: None,
             first_coming_at_ms: None,
             first_on_scene_at_ms: None,
+            satisfied: None,
         }
     }
 
@@ -442,6 +463,8 @@ mod tests {
             a.first_delivered_at_ms = Some(a.raised_at_ms + took);
         }
         all[0].first_coming_at_ms = Some(all[0].raised_at_ms + 60_000);
+        all[0].satisfied = Some(true);
+        all[1].satisfied = Some(false);
         let s = Statistics::of(&all, &answers, chrono_tz::Asia::Shanghai);
         let mut hours = vec![0; 24];
         (hours[19], hours[7]) = (3, 1);
@@ -491,6 +514,15 @@ mod tests {
             "wang neither came nor checked in"
         );
         assert_eq!(s.alerts, 4);
+        assert_eq!(
+            s.satisfaction,
+            SatisfactionStats {
+                resolved: 2,
+                answered: 2,
+                satisfied: 1,
+                rate: Some(0.5)
+            }
+        );
         assert_eq!(s.by_kind["help"], 2);
         assert_eq!((s.by_kind["fire"], s.by_kind["medical"]), (1, 1));
         assert_eq!(s.by_category.get("help"), Some(&1));

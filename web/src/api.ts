@@ -78,6 +78,8 @@ export interface AlertDetail extends AlertSummary {
   leader: string | null;
   recipients: Recipient[];
   timeline: TimelineEvent[];
+  /** The household's answer once the alert was resolved (满意 / 不满意); null: none yet. */
+  satisfaction: { satisfied: boolean; answered_at_ms: number } | null;
 }
 
 export interface Account {
@@ -340,6 +342,38 @@ export interface Stats {
     coming_p50_ms: number | null;
     checkins: number;
   }[];
+  /** What the pressers' households answered on their resolved alerts; rate 0–1, null: none. */
+  satisfaction: { resolved: number; answered: number; satisfied: number; rate: number | null };
+}
+
+/** The kinds of notice an operator writes, in the order the form offers them. */
+export const NOTICE_KINDS = ["prevention", "wanted", "weather", "fire", "other"] as const;
+
+/** A notice to residents as `GET /api/notices` lists it, with who got it. */
+export interface Notice {
+  id: number;
+  zone: string;
+  /** Empty: the whole zone. */
+  clusters: string[];
+  kind: string;
+  title: string;
+  body: string;
+  author: string;
+  created_at_ms: number;
+  households: number;
+  households_delivered: number;
+  units: number;
+  units_delivered: number;
+  volunteers: number;
+  volunteers_reached: number;
+}
+
+export interface NewNotice {
+  zone?: string;
+  clusters: string[];
+  kind: string;
+  title: string;
+  body: string;
 }
 
 export function query(q: object): string {
@@ -352,6 +386,8 @@ export function query(q: object): string {
 }
 
 export const api = {
+  notices: () => request<{ notices: Notice[] }>("GET", "/api/notices"),
+  sendNotice: (n: NewNotice) => request<Notice>("POST", "/api/notices", n),
   stats: (q: { from?: number; to?: number; cluster?: string }) => request<Stats>("GET", `/api/stats${query(q)}`),
   history: (q: HistoryQuery) =>
     request<{ alerts: HistoryAlert[]; next: string | null }>("GET", `/api/alerts/history${query(q)}`),

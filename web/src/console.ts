@@ -175,6 +175,7 @@ export class ConsolePage {
       this.els.history,
       { open: (id) => this.select(id), device: (id) => this.devicePage.open(id) },
       () => this.mapData,
+      () => this.account.zones,
     );
     this.detail = new DetailPanel(this.els.detail, {
       close: () => this.select(null),

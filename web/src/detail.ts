@@ -77,6 +77,8 @@ export function eventDetail(e: TimelineEvent, d: AlertDetail): string {
   const text = e.detail;
   let m: RegExpExecArray | null;
   switch (e.action) {
+    case "satisfaction":
+      return text === "satisfied" ? t.satisfied : text === "unsatisfied" ? t.unsatisfied : text;
     case "raised":
       // The press's kind.
       return Object.hasOwn(t.kinds, text) ? label(t.kinds, text) : text;
@@ -252,6 +254,22 @@ function info(d: AlertDetail, me: Account, fold: Fold, openDevice: (id: string) 
       ),
     ),
     h("section", {}, h("h3", {}, t.firstResponse), responseTimes(d, "response-times")),
+    d.state === "resolved"
+      ? h(
+          "section",
+          { class: "satisfaction" },
+          h("h3", {}, t.satisfactionTitle),
+          d.satisfaction
+            ? h(
+                "p",
+                { class: `satisfaction-answer ${d.satisfaction.satisfied ? "satisfied" : "unsatisfied"}` },
+                d.satisfaction.satisfied ? t.satisfied : t.unsatisfied,
+                " · ",
+                h("time", {}, dateTime(d.satisfaction.answered_at_ms)),
+              )
+            : h("p", { class: "satisfaction-answer none" }, t.satisfactionNone),
+        )
+      : null,
     h(
       "section",
       { class: "recipients" },

@@ -8,7 +8,10 @@ import { ApiError, api, CATEGORIES } from "./api";
 import { fill, h } from "./dom";
 import { dateMinute, duration, stationDayStart } from "./format";
 import { label, t } from "./i18n";
+import { NoticesView } from "./notices";
 import type { StatsView } from "./stats";
+
+type Tab = "search" | "stats" | "notices";
 
 /** Alerts fetched per page. */
 const PAGE = 50;
@@ -32,31 +35,40 @@ export class HistoryView {
   private footer = h("div", { class: "history-footer" });
   /** The household the list is narrowed to (from a device record), with a way out. */
   private chip = h("p", { class: "history-chip", hidden: true });
-  /** The search, or the figures of a period ([`StatsView`]): one tab each. */
+  /** The search, the figures of a period ([`StatsView`]) or the notices to residents
+   * ([`NoticesView`]): one tab each. */
   private search_ = h("div", { class: "history-search-tab" });
   private statsEl = h("div", { class: "stats", hidden: true });
+  private noticesEl = h("div", { class: "notices-tab", hidden: true });
   /** Loaded on the first visit to its tab (it brings the chart library). */
   private stats: Promise<StatsView> | null = null;
+  private notices: NoticesView;
+  private current: Tab = "search";
 
   constructor(
     private readonly el: HTMLElement,
     private readonly actions: HistoryActions,
     private readonly zoneMap: () => ZoneMap | null,
+    zones: () => string[] = () => [],
   ) {
+    this.notices = new NoticesView(this.noticesEl, zones, zoneMap);
     this.build();
   }
 
-  /** The search tab, or the statistics tab. */
-  private tab(stats: boolean): void {
-    this.statsEl.hidden = !stats;
-    this.search_.hidden = stats;
+  /** Shows one tab. */
+  private tab(name: Tab): void {
+    this.current = name;
+    this.statsEl.hidden = name !== "stats";
+    this.search_.hidden = name !== "search";
     for (const b of this.el.querySelectorAll<HTMLElement>(".history-tab")) {
-      b.setAttribute("aria-selected", String((b.dataset.tab === "stats") === stats));
+      b.setAttribute("aria-selected", String(b.dataset.tab === name));
     }
-    if (stats) {
+    if (name === "stats") {
       this.stats ??= import("./stats").then((m) => new m.StatsView(this.statsEl, this.zoneMap));
       void this.stats.then((v) => v.show());
     }
+    if (name === "notices") this.notices.show();
+    else this.notices.hide();
   }
 
   /** Shows the view; the first time, with the latest closed alerts. */
@@ -67,6 +79,7 @@ export class HistoryView {
 
   hide(): void {
     this.el.hidden = true;
+    this.notices.hide();
   }
 
   get shown(): boolean {
@@ -76,7 +89,7 @@ export class HistoryView {
   /** A household's alerts (from its device record). */
   showHousehold(household: string, name: string): void {
     this.build();
-    this.tab(false);
+    this.tab("search");
     this.el.hidden = false;
     this.chip.hidden = false;
     this.chip.replaceChildren(
@@ -96,6 +109,7 @@ export class HistoryView {
     }
     this.draw();
     void this.stats?.then((v) => v.relabel());
+    this.notices.relabel();
   }
 
   private build(): void {
@@ -146,10 +160,10 @@ export class HistoryView {
         void this.search();
       }, 0);
     });
-    const tabButton = (name: string, text: string, selected: boolean) =>
+    const tabButton = (name: Tab, text: string) =>
       h(
         "button",
-        { type: "button", role: "tab", class: "history-tab", "data-tab": name, "aria-selected": String(selected), onclick: () => this.tab(name === "stats") },
+        { type: "button", role: "tab", class: "history-tab", "data-tab": name, "aria-selected": String(this.current === name), onclick: () => this.tab(name) },
         text,
       );
     this.search_.replaceChildren(
@@ -160,9 +174,16 @@ export class HistoryView {
       this.footer,
     );
     this.el.replaceChildren(
-      h("div", { class: "history-tabs", role: "tablist" }, tabButton("search", t.searchTab, !this.search_.hidden), tabButton("stats", t.statsTab, this.search_.hidden)),
+      h(
+        "div",
+        { class: "history-tabs", role: "tablist" },
+        tabButton("search", t.searchTab),
+        tabButton("stats", t.statsTab),
+        tabButton("notices", t.noticesTab),
+      ),
       this.search_,
       this.statsEl,
+      this.noticesEl,
     );
   }
 

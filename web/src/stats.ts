@@ -281,6 +281,13 @@ export class StatsView {
         tile(t.statsRing2, s.escalated_ring2, "ring2"),
       ),
       h(
+        "p",
+        { class: "stats-satisfaction" },
+        s.satisfaction && s.satisfaction.rate !== null
+          ? t.statsSatisfaction(s.satisfaction.answered, `${Math.round(s.satisfaction.rate * 100)}%`)
+          : t.statsSatisfactionNone,
+      ),
+      h(
         "div",
         { class: "stats-blocks" },
         block(t.statsByKind, byKind, "by-kind", true),

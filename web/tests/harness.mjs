@@ -172,8 +172,13 @@ export async function uplink(gw, cred, topic, body) {
 
 /** The presser's unit, listening to its own `down/ack` (with -d, so we see the SUBACK). */
 export async function listenForAcks(gw, cred) {
+  return listenFor(gw, cred, `tw/d/${cred.device}/down/ack`);
+}
+
+/** A unit listening on `topic` (its own downlink or its cluster's), each JSON message kept. */
+export async function listenFor(gw, cred, topic) {
   const proc = track(
-    spawn("stdbuf", ["-oL", "mosquitto_sub", ...mosquittoArgs(gw, cred), "-t", `tw/d/${cred.device}/down/ack`, "-d"], {
+    spawn("stdbuf", ["-oL", "mosquitto_sub", ...mosquittoArgs(gw, cred), "-t", topic, "-d"], {
       stdio: ["ignore", "pipe", "pipe"],
     }),
   );

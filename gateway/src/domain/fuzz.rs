@@ -29,6 +29,11 @@ fn written(uplink: &Uplink) -> serde_json::Value {
             "seq": h.seq, "battery": h.battery, "tamper": h.tamper, "rssi": h.rssi, "fw": h.firmware,
         }),
         Uplink::Subscribed => json!({}),
+        Uplink::NoticeDelivered { notice } => json!({ "notice": notice.to_string() }),
+        Uplink::Satisfaction { alert, satisfied } => json!({
+            "alert": alert.to_string(),
+            "answer": if *satisfied { "satisfied" } else { "unsatisfied" },
+        }),
     }
 }
 
@@ -39,6 +44,8 @@ fn what(uplink: &Uplink) -> &'static str {
         Uplink::Delivered { .. } => "delivered",
         Uplink::Heartbeat(_) => "heartbeat",
         Uplink::Subscribed => "subscribed",
+        Uplink::NoticeDelivered { .. } => "notice",
+        Uplink::Satisfaction { .. } => "satisfaction",
     }
 }
 
@@ -96,7 +103,7 @@ fn uplink_documents() {
         });
 }
 
-/// The four uplinks and one that no one reads.
+/// The uplinks and one that no one reads.
 #[derive(Debug, TypeGenerator)]
 enum What {
     Press,
@@ -104,6 +111,8 @@ enum What {
     Delivered,
     Heartbeat,
     Subscribed,
+    Notice,
+    Satisfaction,
     Other,
 }
 
@@ -115,6 +124,8 @@ impl What {
             What::Delivered => "delivered",
             What::Heartbeat => "heartbeat",
             What::Subscribed => "subscribed",
+            What::Notice => "notice",
+            What::Satisfaction => "satisfaction",
             What::Other => "ack",
         }
     }
@@ -152,7 +163,7 @@ impl Document {
 /// The protocol's field names, the strings the parser gives a meaning to, and near misses.
 const VOCABULARY: Vocabulary = Vocabulary {
     keys: &[
-        "seq", "kind", "ts", "alert", "answer", "battery", "tamper", "rssi", "fw",
+        "seq", "kind", "ts", "alert", "answer", "battery", "tamper", "rssi", "fw", "notice",
     ],
     words: &[
         "help",
@@ -162,6 +173,10 @@ const VOCABULARY: Vocabulary = Vocabulary {
         "cancel",
         "coming",
         "declined",
+        "satisfied",
+        "unsatisfied",
+        "N1",
+        "N0",
         "A1",
         "12",
         "A0",

@@ -13,6 +13,7 @@
 //! - [`alerts`], [`feed`]: the alert API and the station feed.
 //! - [`history`]: closed alerts searched and paged, a device's presence and battery history,
 //!   the statistics of a period; [`bulletin`]: a zone's 警情公示 from them, page and PDF.
+//! - [`notices`]: notices to residents, written and listed with who got them.
 //! - [`console`], [`supervision`]: the station console's map, settings and device health.
 //! - [`volunteer`]: the volunteer app's own routes.
 //! - [`broker_auth`]: logins and the ACL for an external broker.
@@ -49,6 +50,7 @@ mod fuzz;
 pub mod guard;
 pub mod health;
 pub mod history;
+pub mod notices;
 pub mod openapi;
 pub mod server;
 pub mod state;
@@ -99,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(history::routes())
         .merge(bulletin::routes())
+        .merge(notices::routes())
         .merge(auth::session_api())
         .merge(console::routes())
         .merge(supervision::routes())

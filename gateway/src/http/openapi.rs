@@ -84,7 +84,11 @@ const TAGS: &[(&str, &str)] = &[
     ),
     (
         "history",
-        "Closed alerts, a device's record and the statistics of a period.",
+        "Closed alerts, a device's record, the statistics of a period and its bulletin (警情公示).",
+    ),
+    (
+        "notices",
+        "Notices to residents (crime prevention, wanted, weather, fire) and who got them.",
     ),
     (
         "console",

@@ -95,6 +95,8 @@ pub struct AlertFigures {
     pub first_delivered_at_ms: Option<i64>,
     pub first_coming_at_ms: Option<i64>,
     pub first_on_scene_at_ms: Option<i64>,
+    /// The household's answer once it was resolved: satisfied or not; `None` unanswered.
+    pub satisfied: Option<bool>,
 }
 
 /// A volunteer's answer to an alert of the period (`coming` or `on_scene`), or a volunteer of

@@ -8,7 +8,7 @@
 //!
 //! # Layout
 //! - this file: the [`Store`] trait (registry, press path, alerts, presence) and its types;
-//! - [`accounts`], [`history`], [`map`], [`push`], [`sia`], [`supervision`]: the other store traits,
+//! - [`accounts`], [`history`], [`map`], [`notices`], [`push`], [`sia`], [`supervision`]: the other store traits,
 //!   each with its types and the rules both backends apply, free of sqlx;
 //! - `alerts`, [`rings`], `rows`: the decisions of the alert path, of escalation rings, and
 //!   of what a stored row means, as plain functions both backends call;
@@ -21,6 +21,7 @@ pub mod accounts;
 mod alerts;
 pub mod history;
 pub mod map;
+pub mod notices;
 pub mod postgres;
 pub mod push;
 mod queue;
@@ -34,6 +35,7 @@ pub mod supervision;
 pub use accounts::AccountStore;
 pub use history::HistoryStore;
 pub use map::MapStore;
+pub use notices::NoticeStore;
 pub use push::PushStore;
 pub use sia::SiaStore;
 pub use supervision::SupervisionStore;
@@ -312,6 +314,8 @@ pub struct AlertDetail {
     /// Everyone told, by ring and distance; and everything that happened, oldest first.
     pub recipients: Vec<Recipient>,
     pub timeline: Vec<TimelineEvent>,
+    /// The household's answer once the alert was resolved (满意 / 不满意), if it gave one.
+    pub satisfaction: Option<notices::Satisfaction>,
 }
 
 /// How presses are told apart and grouped (`--press-repeat-window`, `--press-merge-window`).
@@ -422,6 +426,7 @@ pub trait Store:
     AccountStore
     + HistoryStore
     + MapStore
+    + NoticeStore
     + PushStore
     + SiaStore
     + SupervisionStore

@@ -313,6 +313,7 @@ pub(crate) fn alert_figures(row: &impl Columns) -> StoreResult<AlertFigures> {
         first_delivered_at_ms: row.opt_int("first_delivered_at_ms")?,
         first_coming_at_ms: row.opt_int("first_coming_at_ms")?,
         first_on_scene_at_ms: row.opt_int("first_on_scene_at_ms")?,
+        satisfied: row.opt_flag("satisfied")?,
     })
 }
 

@@ -73,8 +73,8 @@ async function twNotification(data) {
     tag: (data && data.tag) || (id !== null ? `tw-alert-${id.slice(1)}` : "tw-alert"),
     // A new state of the same alert replaces the notification and rings again.
     renotify: true,
-    // An alert stays until answered; "no need to come" may go by itself.
-    requireInteraction: !closed,
+    // An alert stays until answered; "no need to come" and a notice may go by themselves.
+    requireInteraction: !closed && id !== null,
     icon: "/app/icons/icon-192.png",
     badge: "/app/icons/maskable-192.png",
     lang: lang === "en" ? "en" : "zh-CN",

@@ -977,6 +977,7 @@ impl Store for Backend {
             detail,
         })
         .collect();
+        let satisfaction = crate::store::NoticeStore::satisfaction(self, id).await?;
         Ok(Some(AlertDetail {
             alert,
             notes,
@@ -985,6 +986,7 @@ impl Store for Backend {
             leader,
             recipients,
             timeline,
+            satisfaction,
         }))
     }
 

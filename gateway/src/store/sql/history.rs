@@ -73,7 +73,8 @@ const BATTERY: &str = "SELECT at_ms, kind, value, detail FROM device_events \
 /// household is (by primary key) for the hot spots.
 const FIGURES: &str = concat!(
     "SELECT a.cluster, h.lat, h.lon, a.kind, a.state, a.category, a.ring, a.raised_at_ms, \
-     a.first_delivered_at_ms, a.first_coming_at_ms, a.first_on_scene_at_ms \
+     a.first_delivered_at_ms, a.first_coming_at_ms, a.first_on_scene_at_ms, \
+     (SELECT s.satisfied FROM alert_satisfaction s WHERE s.alert = a.id) AS satisfied \
      FROM alerts a JOIN households h ON h.id = a.household WHERE a.zone ",
     in_list!("$1"),
     " AND a.raised_at_ms >= $2 AND a.raised_at_ms < $3 \

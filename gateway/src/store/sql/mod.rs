@@ -64,6 +64,7 @@ mod accounts;
 pub(crate) mod alerts;
 mod history;
 mod map;
+mod notices;
 mod push;
 mod sia;
 mod supervision;
