@@ -83,8 +83,11 @@ fn assert_no_household(app: &TestApp, text: &str, what: &str) {
             assert!(!text.contains(&private), "{what} names {private}");
         }
     }
-    // The seed's contacts ("王先生/女士 138…") and notes for responders.
+    // The seed's contacts ("王先生/女士 138…") and notes for responders; the clusters'
+    // house numbers (their names say "1-10号"): the street and the cluster's number at most.
     for private in [
+        "1-10号",
+        "11-20号",
         "先生/女士",
         "13800",
         "独居老人，行动不便",
@@ -280,7 +283,7 @@ async fn the_bulletin_shows_the_zone_s_figures_and_no_household(
                 "警情公示",
                 "报警器在线情况",
                 "全责任区报警器20台，离线累计130分钟，在线率93.5%",
-                "和平里东街 11-20号 十户联防组",
+                "和平里东街 第002组",
                 "87.0%",
             ],
         ),

@@ -106,7 +106,7 @@ pub fn render(b: &Bulletin, pdf_href: &str) -> String {
                             tr { th { "联防组" } th { "报警器（台）" } th { "离线（分钟）" } th { "在线率" } }
                             @for c in &b.coverage {
                                 tr data-figure=(format!("cluster-{}", c.cluster)) {
-                                    td class="name" { (c.cluster_name) }
+                                    td class="name" { (Bulletin::cluster_label(c)) }
                                     td { (c.units) }
                                     td { (c.outage_minutes) }
                                     td { (percent_text(c.coverage_percent)) }

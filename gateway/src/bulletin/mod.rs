@@ -265,6 +265,25 @@ impl Bulletin {
         ]
     }
 
+    /// A cluster as the bulletin names it: its street and its number, never finer. A cluster's
+    /// registered name may say which houses it is (`和平里东街 11-20号 十户联防组`), and a
+    /// public bulletin goes no closer than the street: the name up to its first digit, then
+    /// the cluster's own number (`和平里东街 第002组`).
+    pub fn cluster_label(c: &ClusterCoverage) -> String {
+        let street = c
+            .cluster_name
+            .split(|ch: char| ch.is_ascii_digit() || ('０'..='９').contains(&ch))
+            .next()
+            .unwrap_or("")
+            .trim();
+        let number = c.cluster.rsplit('-').next().unwrap_or(&c.cluster);
+        if street.is_empty() {
+            format!("第{number}组")
+        } else {
+            format!("{street} 第{number}组")
+        }
+    }
+
     /// The zone's coverage over every unit: (units, outage minutes, percent online).
     pub fn total_coverage(&self) -> (usize, i64, Option<f64>) {
         let units = self.coverage.iter().map(|c| c.units).sum();
@@ -409,6 +428,29 @@ mod tests {
         // 2027-01-03: the second half of December 2026.
         let p = Period::last_half_month(1_798_934_400_000, SHANGHAI);
         assert_eq!(p.slug, "2026-12-H2");
+    }
+
+    #[test]
+    fn a_cluster_is_named_by_its_street_and_number_only() {
+        let c = |cluster: &str, name: &str| ClusterCoverage {
+            cluster: cluster.into(),
+            cluster_name: name.into(),
+            units: 10,
+            unit_minutes: 0,
+            outage_minutes: 0,
+            coverage_percent: None,
+        };
+        let label = |cluster, name| Bulletin::cluster_label(&c(cluster, name));
+        assert_eq!(
+            label("11010501-002", "和平里东街 11-20号 十户联防组"),
+            "和平里东街 第002组"
+        );
+        assert_eq!(
+            label("11010501-003", "和平里东街１１号院"),
+            "和平里东街 第003组"
+        );
+        assert_eq!(label("11010501-004", "12号楼 十户联防组"), "第004组");
+        assert_eq!(label("c7", ""), "第c7组");
     }
 
     #[test]

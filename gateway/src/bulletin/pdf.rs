@@ -265,7 +265,7 @@ pub fn render(b: &Bulletin, font: Vec<u8>) -> Result<Vec<u8>, PdfError> {
         ]];
         rows.extend(b.coverage.iter().map(|c| {
             vec![
-                c.cluster_name.clone(),
+                Bulletin::cluster_label(c),
                 c.units.to_string(),
                 c.outage_minutes.to_string(),
                 percent_text(c.coverage_percent),
