@@ -229,8 +229,34 @@ async fn the_bulletin_shows_the_zone_s_figures_and_no_household(
         .unwrap_or_default()
         .to_owned();
     resolve(&app, &medical, "help").await?;
+    // What the two households whose alerts were resolved think: one satisfied, one not.
+    home[0]
+        .publish(
+            "satisfaction",
+            json!({ "alert": help, "answer": "satisfied" }),
+        )
+        .await?;
+    away[0]
+        .publish(
+            "satisfaction",
+            json!({ "alert": medical, "answer": "unsatisfied" }),
+        )
+        .await?;
 
     let period = format!("from={}&to={}", now - MINUTE, now + 60 * MINUTE);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, s) = app.get_json(&format!("/api/stats?{period}")).await?;
+        if s["satisfaction"]["answered"] == 2 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the answers never counted: {}",
+            s["satisfaction"]
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let note = "近期有冒充燃气公司上门推销，请勿开门";
     let query = format!("?{period}&note={}", urlencode(note));
     let (status, kind, body) = get_raw(&app, &app.token, &format!("/api/bulletin{query}")).await?;
@@ -246,6 +272,7 @@ async fn the_bulletin_shows_the_zone_s_figures_and_no_household(
     };
     assert!(page.contains("第一责任区 警情公示"), "{page}");
     assert_eq!(cell("接报警情"), "4起");
+    assert_eq!(cell("群众满意率"), "50%（2户评价，1户满意）");
     assert_eq!(cell("已处置"), "3起");
     assert_eq!(
         (cell("居民撤销"), cell("误报")),
@@ -295,6 +322,7 @@ async fn the_bulletin_shows_the_zone_s_figures_and_no_household(
                 "居民撤销：1起",
                 "涉案",
                 "本期火警1起",
+                "群众满意率：50%（2户评价，1户满意）",
             ],
         ),
     ] {

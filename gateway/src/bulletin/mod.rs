@@ -18,7 +18,7 @@ use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike};
 use chrono_tz::Tz;
 
 use crate::lifecycle::Category;
-use crate::stats::{ClusterCoverage, Durations, Statistics};
+use crate::stats::{ClusterCoverage, Durations, SatisfactionStats, Statistics};
 
 /// Where Debian's `fonts-wqy-microhei` puts its font: the default of `--bulletin-font`.
 pub const DEFAULT_FONT: &str = "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc";
@@ -191,6 +191,20 @@ pub struct ResponseRow {
     pub p90: String,
 }
 
+/// What the households answered after their alert was resolved: `满意率 75%（4户评价，3户满意）`,
+/// or that nobody answered.
+pub fn satisfaction_text(s: &SatisfactionStats) -> String {
+    match s.rate {
+        Some(rate) => format!(
+            "{}%（{}户评价，{}户满意）",
+            (rate * 100.0).round(),
+            s.answered,
+            s.satisfied
+        ),
+        None => "暂无评价".to_owned(),
+    }
+}
+
 /// A zone's bulletin for a period: everything the page and the PDF print.
 pub struct Bulletin {
     pub zone: String,
@@ -247,6 +261,7 @@ impl Bulletin {
             ),
             ("全辖区呼叫", format!("{}起", s.escalated_ring2)),
             ("尚在处置", format!("{}起", s.open)),
+            ("群众满意率", satisfaction_text(&s.satisfaction)),
         ]
     }
 
@@ -451,6 +466,19 @@ mod tests {
         );
         assert_eq!(label("11010501-004", "12号楼 十户联防组"), "第004组");
         assert_eq!(label("c7", ""), "第c7组");
+    }
+
+    #[test]
+    fn satisfaction_reads_as_a_rate_with_its_answers() {
+        let s = |answered, satisfied| SatisfactionStats {
+            resolved: 5,
+            answered,
+            satisfied,
+            rate: (answered > 0).then(|| satisfied as f64 / answered as f64),
+        };
+        assert_eq!(satisfaction_text(&s(4, 3)), "75%（4户评价，3户满意）");
+        assert_eq!(satisfaction_text(&s(3, 2)), "67%（3户评价，2户满意）");
+        assert_eq!(satisfaction_text(&s(0, 0)), "暂无评价");
     }
 
     #[test]
