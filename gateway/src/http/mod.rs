@@ -20,6 +20,7 @@
 //! - [`cap`]: the public CAP 1.2 feed and documents of the alerts a station published
 //!   (`/cap/…`, no session: public by design).
 //! - [`health`]: `/healthz` (its counters behind the metrics token) and `/metrics`.
+//! - [`times`]: every `…at_ms` of a JSON answer with its ISO 8601 twin.
 //! - [`openapi`]: the API described for machines, `/api/openapi.json`, from the handlers'
 //!   annotations.
 //! - [`web`]: the built pages of the console and the app, and their settings.
@@ -55,6 +56,7 @@ pub mod openapi;
 pub mod server;
 pub mod state;
 pub mod supervision;
+pub mod times;
 pub mod volunteer;
 pub mod web;
 
@@ -111,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let document = openapi::Document::new(&openapi::describe(described));
     api.layer(Extension(document))
+        .layer(axum::middleware::from_fn(times::iso_times))
         // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
         .fallback(web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
