@@ -25,8 +25,8 @@ use tenwatch_gateway::store::supervision::{
     DeviceReportKind, PresenceEvidence, Report, SupervisionPolicy,
 };
 use tenwatch_gateway::store::{
-    AlertFilter, AlertSummary, Applied, CancelOutcome, NewCluster, NewHousehold, Ordered,
-    PressOutcome, PressRules, RecipientKind, RingPlan, Store, StoreError,
+    AlertFilter, AlertSummary, Applied, CancelOutcome, ListWindow, NewCluster, NewHousehold,
+    Ordered, PressOutcome, PressRules, RecipientKind, RingPlan, Store, StoreError,
 };
 
 use common::TestDb;
@@ -1161,11 +1161,39 @@ async fn push_subscriptions_outcomes_and_checkins(db: TestDb) {
         s.add_checkin(li, 95.0, 116.4, "", 200).await,
         Err(StoreError::Invalid(_))
     ));
-    let latest = s.checkins(li, 2).await.unwrap();
+    let window = |from_ms, to_ms, after, limit| ListWindow {
+        from_ms,
+        to_ms,
+        after,
+        limit,
+    };
+    let latest = s.checkins(li, &window(None, None, None, 2)).await.unwrap();
     let notes: Vec<&str> = latest.iter().map(|c| c.note.as_str()).collect();
     assert_eq!(notes, ["北门", "西门"]);
     assert_eq!(latest[0].at_ms, 102);
-    assert!(s.checkins(zhou, 10).await.unwrap().is_empty());
+    // After the second: the first; in [101, 102): the second only.
+    let after = Some((latest[1].at_ms, latest[1].id));
+    let older = s
+        .checkins(li, &window(None, None, after, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        older.iter().map(|c| c.note.as_str()).collect::<Vec<_>>(),
+        ["东门"]
+    );
+    let range = s
+        .checkins(li, &window(Some(101), Some(102), None, 10))
+        .await
+        .unwrap();
+    assert_eq!(
+        range.iter().map(|c| c.note.as_str()).collect::<Vec<_>>(),
+        ["西门"]
+    );
+    assert!(s
+        .checkins(zhou, &window(None, None, None, 10))
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn a_stale_disconnect_does_not_hide_a_reconnect(db: TestDb) {

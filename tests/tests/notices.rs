@@ -601,3 +601,114 @@ async fn behind_mosquitto_notices_and_answers_arrive_and_a_returning_unit_catche
     assert_eq!(detail["satisfaction"]["satisfied"], false, "{detail}");
     Ok(())
 }
+
+/// The lists page as every list does: newest first, `limit` a page, `next` the cursor of the
+/// page after (null on the last), `from`/`to` a time range in either form; a cursor the
+/// server did not give and a limit out of range are refused in words. Notices and a
+/// volunteer's patrol check-ins.
+async fn lists_page_by_cursor_and_time(backend: &str) -> anyhow::Result<()> {
+    let Some((_db, app)) = app_on(backend, "paging", 1).await? else {
+        return Ok(());
+    };
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let (_, n) = send(
+            &app,
+            json!({ "kind": "prevention", "title": format!("提示 {i}"), "body": "关好门窗。" }),
+        )
+        .await?;
+        sent.push(n);
+    }
+    // Page by page, two at a time: every notice once, newest first.
+    let mut seen = Vec::new();
+    let mut path = "/api/notices?limit=2".to_owned();
+    loop {
+        let (status, page) = app.get_json(&path).await?;
+        assert_eq!(status, 200, "{page}");
+        let items = page["notices"].as_array().cloned().unwrap_or_default();
+        assert!(items.len() <= 2, "{page}");
+        seen.extend(items.iter().filter_map(|n| n["id"].as_i64()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/api/notices?limit=2&cursor={next}"),
+            None => break,
+        }
+    }
+    let mut want: Vec<i64> = sent.iter().filter_map(|n| n["id"].as_i64()).collect();
+    want.reverse();
+    assert_eq!(seen, want, "every notice once, newest first");
+    // A range: from the third notice's moment (ISO 8601, as the answer says it) on.
+    let third = sent[2]["created_at"]
+        .as_str()
+        .expect("created_at")
+        .to_owned();
+    let (_, page) = app
+        .get_json(&format!("/api/notices?from={}", third.replace('+', "%2B")))
+        .await?;
+    let ids: Vec<i64> = page["notices"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|n| n["id"].as_i64()).collect())
+        .unwrap_or_default();
+    assert!(
+        ids.len() >= 3 && ids.iter().all(|id| *id >= want[2]),
+        "{ids:?} from {third}"
+    );
+    for (query, words) in [
+        (
+            "cursor=bm90IGEgY3Vyc29y",
+            "cursor is not one this server gave",
+        ),
+        ("limit=0", "limit must be from 1 to 200"),
+        ("from=yesterday", "from must be a time"),
+    ] {
+        let (status, body) = app.get_json(&format!("/api/notices?{query}")).await?;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(
+            body["error"].as_str().is_some_and(|e| e.contains(words)),
+            "{query}: {body}"
+        );
+    }
+
+    // A volunteer's check-ins page the same way.
+    let volunteer = app.volunteer("vol-paging", "11010501").await?;
+    let p = &app.cluster(0)[0];
+    for i in 0..3 {
+        let (status, body) = app
+            .post_as(
+                &volunteer,
+                "/api/volunteer/checkin",
+                json!({ "lat": p.lat, "lon": p.lon, "note": format!("第 {i} 圈") }),
+            )
+            .await?;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (_, first) = app
+        .get_as(&volunteer, "/api/volunteer/checkins?limit=2")
+        .await?;
+    let next = first["next"].as_str().expect("a second page").to_owned();
+    let (_, second) = app
+        .get_as(
+            &volunteer,
+            &format!("/api/volunteer/checkins?limit=2&cursor={next}"),
+        )
+        .await?;
+    let notes: Vec<&str> = first["checkins"]
+        .as_array()
+        .into_iter()
+        .chain(second["checkins"].as_array())
+        .flatten()
+        .filter_map(|c| c["note"].as_str())
+        .collect();
+    assert_eq!(notes, ["第 2 圈", "第 1 圈", "第 0 圈"], "{first} {second}");
+    assert!(second["next"].is_null(), "{second}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_lists_page_by_cursor_and_time() -> anyhow::Result<()> {
+    lists_page_by_cursor_and_time("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_lists_page_by_cursor_and_time() -> anyhow::Result<()> {
+    lists_page_by_cursor_and_time("postgres").await
+}

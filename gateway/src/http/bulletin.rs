@@ -19,8 +19,9 @@ use utoipa_axum::routes;
 
 use super::auth::Operator;
 use super::error::Params;
-use super::history::{bad, period_figures, station_tz, time, MAX_PERIOD_MS};
+use super::history::{period_figures, station_tz, MAX_PERIOD_MS};
 use super::openapi::{ErrorBody, Refusals};
+use super::paging::{bad, time};
 use super::{ApiError, AppState};
 use crate::bulletin::{day_chinese, html, pdf, Bulletin, Period, MAX_NOTE};
 use crate::domain::ZoneCode;

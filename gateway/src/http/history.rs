@@ -15,8 +15,6 @@
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -25,13 +23,13 @@ use utoipa_axum::routes;
 use super::auth::{zones_for, Operator};
 use super::error::Params;
 use super::openapi::{DevicePath, Refusals};
+use super::paging::{bad, next_page, time, window, Asked};
 use super::times::iso;
 use super::{ApiError, AppState};
 use crate::domain::{AlertId, ClusterId, DeviceId, HouseholdId, PressKind};
 use crate::lifecycle::Category;
 use crate::stats::{coverage, ClusterCoverage, Statistics, CELL_DEG};
 use crate::store::history::{AlertHistoryFilter, ClosedAlert, DeviceTimeline, FiguresFilter};
-use chrono::DateTime;
 
 /// A page of history holds this many alerts unless asked otherwise, and at most [`MAX_PAGE`].
 const DEFAULT_PAGE: u32 = 50;
@@ -95,23 +93,20 @@ async fn alert_history(
     Operator(who): Operator,
     Params(q): Params<HistoryQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(bad(format!(
-            "limit must be from 1 to {MAX_PAGE}, not {limit}"
-        )));
-    }
-    let from_ms = q.from.as_deref().map(|v| time("from", v)).transpose()?;
-    let to_ms = q.to.as_deref().map(|v| time("to", v)).transpose()?;
-    if let (Some(from), Some(to)) = (from_ms, to_ms) {
-        if from >= to {
-            return Err(bad("from must be earlier than to".to_owned()));
-        }
-    }
+    let w = window(
+        Asked {
+            from: q.from.as_deref(),
+            to: q.to.as_deref(),
+            cursor: q.cursor.as_deref(),
+            limit: q.limit,
+        },
+        DEFAULT_PAGE,
+        MAX_PAGE,
+    )?;
     let filter = AlertHistoryFilter {
         zones: zones_for(&who, q.zone.as_deref())?,
-        from_ms,
-        to_ms,
+        from_ms: w.from_ms,
+        to_ms: w.to_ms,
         kind: q.kind.as_deref().map(kind).transpose()?,
         category: q
             .category
@@ -130,28 +125,11 @@ async fn alert_history(
             .map(|h| HouseholdId::parse(h).map_err(|e| bad(e.to_string())))
             .transpose()?,
         text: q.q.as_deref().map(words).transpose()?.flatten(),
-        after: q
-            .cursor
-            .as_deref()
-            .map(Cursor::parse)
-            .transpose()?
-            .map(|c| (c.raised_at_ms, c.id)),
-        // One more than asked: whether there is a next page.
-        limit: limit + 1,
+        after: w.after.map(|(at, id)| (at, AlertId(id))),
+        limit: w.limit,
     };
     let mut found = s.store.alert_history(&filter).await?;
-    let next = if found.len() > limit as usize {
-        found.truncate(limit as usize);
-        found.last().map(|a| {
-            Cursor {
-                raised_at_ms: a.alert.raised_at_ms,
-                id: a.alert.id,
-            }
-            .encode()
-        })
-    } else {
-        None
-    };
+    let next = next_page(&mut found, &w, |a| (a.alert.raised_at_ms, a.alert.id.0));
     let alerts: Vec<HistoryItem> = found
         .into_iter()
         .map(|alert| HistoryItem {
@@ -231,62 +209,6 @@ async fn device_history(
         "battery_low": policy.battery_low,
     }))
     .into_response())
-}
-
-/// Where the next page starts: after the last alert of this one, in the list's order. Opaque
-/// to clients (base64 of `raised_at_ms.id`), so its form can change.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Cursor {
-    raised_at_ms: i64,
-    id: AlertId,
-}
-
-impl Cursor {
-    fn encode(self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}.{}", self.raised_at_ms, self.id.0))
-    }
-
-    fn parse(s: &str) -> Result<Self, ApiError> {
-        let refused = || {
-            bad(
-                "cursor is not one this server gave: use the `next` of the page before, or \
-                 leave it out to start from the newest"
-                    .to_owned(),
-            )
-        };
-        let text = URL_SAFE_NO_PAD.decode(s).map_err(|_| refused())?;
-        let text = String::from_utf8(text).map_err(|_| refused())?;
-        let (at, id) = text.split_once('.').ok_or_else(refused)?;
-        match (at.parse::<i64>(), id.parse::<i64>()) {
-            (Ok(raised_at_ms), Ok(id)) if id > 0 => Ok(Cursor {
-                raised_at_ms,
-                id: AlertId(id),
-            }),
-            _ => Err(refused()),
-        }
-    }
-}
-
-pub(super) fn bad(why: String) -> ApiError {
-    ApiError::BadRequest(why)
-}
-
-/// A time parameter: unix milliseconds, or ISO 8601 with its offset
-/// (`2026-12-05T08:00:00+08:00`, `2026-12-05T00:00:00Z`).
-pub(super) fn time(field: &str, value: &str) -> Result<i64, ApiError> {
-    let value = value.trim();
-    if let Ok(ms) = value.parse::<i64>() {
-        return Ok(ms);
-    }
-    DateTime::parse_from_rfc3339(value)
-        .map(|t| t.timestamp_millis())
-        .map_err(|_| {
-            bad(format!(
-                "{field} must be a time: milliseconds since 1970-01-01 UTC, or ISO 8601 with \
-                 its offset such as 2026-12-05T08:00:00+08:00; not {:?}",
-                value.chars().take(40).collect::<String>()
-            ))
-        })
 }
 
 /// An alert's kind as the history filters it (a cancel press raises no alert).
@@ -416,27 +338,6 @@ fn words(value: &str) -> Result<Option<String>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_cursor_reads_back_and_a_forged_one_is_refused_in_words() {
-        let c = Cursor {
-            raised_at_ms: 1_764_900_000_123,
-            id: AlertId(42),
-        };
-        assert_eq!(Cursor::parse(&c.encode()).unwrap(), c);
-        for forged in [
-            "",
-            "%%%",
-            "bm90IGEgY3Vyc29y",
-            &URL_SAFE_NO_PAD.encode("5.0"),
-        ] {
-            let e = Cursor::parse(forged).unwrap_err().to_string();
-            assert!(
-                e.contains("cursor is not one this server gave"),
-                "{forged}: {e}"
-            );
-        }
-    }
 
     #[test]
     fn times_are_milliseconds_or_iso_8601() {

@@ -53,6 +53,7 @@ pub mod health;
 pub mod history;
 pub mod notices;
 pub mod openapi;
+pub mod paging;
 pub mod server;
 pub mod state;
 pub mod supervision;

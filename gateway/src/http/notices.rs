@@ -19,6 +19,7 @@ use utoipa_axum::routes;
 use super::auth::{zones_for, Operator};
 use super::error::{Body, Params};
 use super::openapi::Refusals;
+use super::paging::{next_page, window, Asked};
 use super::{ApiError, AppState};
 use crate::domain::{ClusterId, ZoneCode};
 use crate::store::notices::NewNotice;
@@ -89,21 +90,39 @@ async fn send(
 struct ListQuery {
     /// One of the account's zones (default: all of them).
     zone: Option<String>,
-    /// At most this many, newest first: 1 to 200 (default 50).
+    /// Sent at or after (unix ms or ISO 8601).
+    from: Option<String>,
+    /// Sent before.
+    to: Option<String>,
+    /// At most this many a page, newest first: 1 to 200 (default 50).
     limit: Option<u32>,
+    /// The `next` of the page before.
+    cursor: Option<String>,
 }
 
 /// The notices of the operator's zones, newest first, each with how many households' units
 /// and volunteers got it.
 #[utoipa::path(get, path = "/api/notices", tag = "notices", params(ListQuery),
-    responses((status = 200, description = "{notices: [...]}"), Refusals))]
+    responses((status = 200, description = "{notices: [...], next}"), Refusals))]
 async fn list(
     State(s): State<AppState>,
     Operator(who): Operator,
     Params(q): Params<ListQuery>,
 ) -> Result<Response, ApiError> {
     let zones = zones_for(&who, q.zone.as_deref())?;
-    let limit = q.limit.unwrap_or(DEFAULT_LIST).clamp(1, MAX_LIST);
-    let notices = s.store.notices(&zones, limit).await?;
-    Ok(Json(json!({ "notices": notices })).into_response())
+    let window = window(
+        Asked {
+            from: q.from.as_deref(),
+            to: q.to.as_deref(),
+            cursor: q.cursor.as_deref(),
+            limit: q.limit,
+        },
+        DEFAULT_LIST,
+        MAX_LIST,
+    )?;
+    let mut notices = s.store.notices(&zones, &window).await?;
+    let next = next_page(&mut notices, &window, |n| {
+        (n.notice.created_at_ms, n.notice.id)
+    });
+    Ok(Json(json!({ "notices": notices, "next": next })).into_response())
 }

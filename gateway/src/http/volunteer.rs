@@ -17,6 +17,7 @@ use utoipa_axum::routes;
 use super::auth::{Authenticated, Volunteer};
 use super::error::{Body, Params};
 use super::openapi::{Conflict, Refusals};
+use super::paging::{next_page, window, Asked};
 use super::{ApiError, AppState};
 use crate::store::push::NewPushSubscription;
 
@@ -225,23 +226,37 @@ async fn checkin(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct CheckinsQuery {
-    /// At most this many, newest first: 1 to 200 (default 20).
+    /// Checked in at or after (unix ms or ISO 8601).
+    from: Option<String>,
+    /// Checked in before.
+    to: Option<String>,
+    /// At most this many a page, newest first: 1 to 200 (default 20).
     limit: Option<u32>,
+    /// The `next` of the page before.
+    cursor: Option<String>,
 }
 
 /// The volunteer's own check-ins, newest first.
 #[utoipa::path(get, path = "/api/volunteer/checkins", tag = "volunteer", params(CheckinsQuery),
-    responses((status = 200, description = "{checkins: [...]}"), Refusals))]
+    responses((status = 200, description = "{checkins: [...], next}"), Refusals))]
 async fn checkins(
     State(s): State<AppState>,
     Volunteer(who): Volunteer,
     Params(q): Params<CheckinsQuery>,
 ) -> Result<Response, ApiError> {
-    let list = s
-        .store
-        .checkins(who.account_id, q.limit.unwrap_or(20).clamp(1, 200))
-        .await?;
-    Ok(Json(json!({ "checkins": list })).into_response())
+    let window = window(
+        Asked {
+            from: q.from.as_deref(),
+            to: q.to.as_deref(),
+            cursor: q.cursor.as_deref(),
+            limit: q.limit,
+        },
+        20,
+        200,
+    )?;
+    let mut list = s.store.checkins(who.account_id, &window).await?;
+    let next = next_page(&mut list, &window, |c| (c.at_ms, c.id));
+    Ok(Json(json!({ "checkins": list, "next": next })).into_response())
 }
 
 /// A position a phone sent: a finite latitude and longitude on the globe.

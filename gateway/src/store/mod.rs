@@ -375,6 +375,16 @@ pub enum CancelOutcome {
     UnknownDevice,
 }
 
+/// A page of a list, newest first: what happened in `[from_ms, to_ms)`, older than `after`
+/// (the time and id of the last item of the page before), at most `limit`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ListWindow {
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub after: Option<(i64, i64)>,
+    pub limit: u32,
+}
+
 /// Which alerts to list.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter {

@@ -232,8 +232,12 @@ pub trait NoticeStore: Send + Sync + 'static {
     /// the zone when none are named) and one for every on-duty volunteer of the zone, in one
     /// transaction. A named cluster outside the zone is refused ([`super::StoreError::Invalid`]).
     async fn create_notice(&self, notice: &NewNotice, now_ms: i64) -> StoreResult<SentNotice>;
-    /// The notices of these zones, newest first, with their counts.
-    async fn notices(&self, zones: &[ZoneCode], limit: u32) -> StoreResult<Vec<NoticeView>>;
+    /// The notices of these zones in the window, newest first, with their counts.
+    async fn notices(
+        &self,
+        zones: &[ZoneCode],
+        window: &super::ListWindow,
+    ) -> StoreResult<Vec<NoticeView>>;
     /// One notice with its counts.
     async fn notice(&self, id: i64) -> StoreResult<Option<NoticeView>>;
     /// The newest notices of every zone, newest first, at most `limit`: the public feed's.

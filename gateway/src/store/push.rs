@@ -125,5 +125,6 @@ pub trait PushStore: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<Checkin>;
     /// The account's latest check-ins, newest first.
-    async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>>;
+    async fn checkins(&self, account: i64, window: &super::ListWindow)
+        -> StoreResult<Vec<Checkin>>;
 }

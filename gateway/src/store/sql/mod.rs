@@ -53,6 +53,41 @@ macro_rules! alert_from {
         " FROM alerts a JOIN households h ON h.id = a.household "
     };
 }
+/// A list's window ([`crate::store::ListWindow`]) on a row's time and id columns: at or after
+/// `$from`, before `$to`, and older than the cursor's (`$at`, `$id`), each unless null.
+macro_rules! in_window {
+    ($time:literal, $id:literal, $from:literal, $to:literal, $at:literal, $after:literal) => {
+        concat!(
+            "(CAST(",
+            $from,
+            " AS BIGINT) IS NULL OR ",
+            $time,
+            " >= ",
+            $from,
+            ") AND (CAST(",
+            $to,
+            " AS BIGINT) IS NULL OR ",
+            $time,
+            " < ",
+            $to,
+            ") AND (CAST(",
+            $at,
+            " AS BIGINT) IS NULL OR ",
+            $time,
+            " < ",
+            $at,
+            " OR (",
+            $time,
+            " = ",
+            $at,
+            " AND ",
+            $id,
+            " < ",
+            $after,
+            "))"
+        )
+    };
+}
 /// An alert's row, to be followed by its `WHERE`.
 macro_rules! alert_select {
     () => {

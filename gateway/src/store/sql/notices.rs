@@ -163,17 +163,27 @@ impl NoticeStore for Backend {
         })
     }
 
-    async fn notices(&self, zones: &[ZoneCode], limit: u32) -> StoreResult<Vec<NoticeView>> {
+    async fn notices(
+        &self,
+        zones: &[ZoneCode],
+        window: &crate::store::ListWindow,
+    ) -> StoreResult<Vec<NoticeView>> {
         if zones.is_empty() {
             return Ok(Vec::new());
         }
         let rows = sqlx::query(concat!(
             notice_select!("WHERE n.zone "),
             in_list!("$1"),
-            " ORDER BY n.id DESC LIMIT $2"
+            " AND ",
+            in_window!("n.created_at_ms", "n.id", "$2", "$3", "$4", "$5"),
+            " ORDER BY n.created_at_ms DESC, n.id DESC LIMIT $6"
         ))
         .bind(Backend::zone_list(zones)?)
-        .bind(i64::from(limit))
+        .bind(window.from_ms)
+        .bind(window.to_ms)
+        .bind(window.after.map(|a| a.0))
+        .bind(window.after.map(|a| a.1))
+        .bind(i64::from(window.limit))
         .fetch_all(self.reads())
         .await?;
         rows.iter().map(view_row).collect()

@@ -201,13 +201,22 @@ impl PushStore for Backend {
         })
     }
 
-    async fn checkins(&self, account: i64, limit: u32) -> StoreResult<Vec<Checkin>> {
-        let rows = sqlx::query(
-            "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 \
-             ORDER BY at_ms DESC, id DESC LIMIT $2",
-        )
+    async fn checkins(
+        &self,
+        account: i64,
+        window: &crate::store::ListWindow,
+    ) -> StoreResult<Vec<Checkin>> {
+        let rows = sqlx::query(concat!(
+            "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 AND ",
+            in_window!("at_ms", "id", "$2", "$3", "$4", "$5"),
+            " ORDER BY at_ms DESC, id DESC LIMIT $6"
+        ))
         .bind(account)
-        .bind(i64::from(limit))
+        .bind(window.from_ms)
+        .bind(window.to_ms)
+        .bind(window.after.map(|a| a.0))
+        .bind(window.after.map(|a| a.1))
+        .bind(i64::from(window.limit))
         .fetch_all(self.reads())
         .await?;
         rows.iter().map(rows::checkin).collect()
