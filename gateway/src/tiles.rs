@@ -35,28 +35,29 @@ pub enum TileAddressError {
     #[error("the tile's {0} must be a whole number (digits only), not {1:?}")]
     NotANumber(&'static str, String),
     #[error("zoom {0} is too deep: at most {MAX_ZOOM}")]
-    ZoomTooDeep(u64),
+    ZoomTooDeep(String),
     #[error("{0} {1} is off the map: at zoom {2} it runs from 0 to {3}")]
-    OffTheMap(&'static str, u64, u8, u64),
+    OffTheMap(&'static str, String, u8, u64),
 }
 
 impl TileAddress {
     /// Parses the three path segments of `/tiles/{z}/{x}/{y}`.
     pub fn parse(z: &str, x: &str, y: &str) -> Result<Self, TileAddressError> {
-        let z = number("zoom", z)?;
-        if z > u64::from(MAX_ZOOM) {
-            return Err(TileAddressError::ZoomTooDeep(z));
+        let zoom = number("zoom", z)?;
+        if zoom > u64::from(MAX_ZOOM) {
+            return Err(TileAddressError::ZoomTooDeep(shown(z)));
         }
-        let z = z as u8; // at most MAX_ZOOM
-        let last = (1u64 << z) - 1;
-        let x = number("column", x)?;
-        if x > last {
-            return Err(TileAddressError::OffTheMap("column", x, z, last));
+        let zoom = zoom as u8; // at most MAX_ZOOM
+        let last = (1u64 << zoom) - 1;
+        let column = number("column", x)?;
+        if column > last {
+            return Err(TileAddressError::OffTheMap("column", shown(x), zoom, last));
         }
-        let y = number("row", y)?;
-        if y > last {
-            return Err(TileAddressError::OffTheMap("row", y, z, last));
+        let row = number("row", y)?;
+        if row > last {
+            return Err(TileAddressError::OffTheMap("row", shown(y), zoom, last));
         }
+        let (z, x, y) = (zoom, column, row);
         // Both at most 2^30 - 1.
         Ok(Self {
             z,
@@ -71,13 +72,19 @@ impl TileAddress {
     }
 }
 
-/// Digits only (no sign, no spaces, no dots), and short enough not to overflow: a longer one
-/// is off the map whatever it says.
+/// What the client sent, cut short: an error repeats it, never a page of it.
+fn shown(s: &str) -> String {
+    let mut cut: String = s.chars().take(24).collect();
+    if cut.len() < s.len() {
+        cut.push('…');
+    }
+    cut
+}
+
+/// Digits only (no sign, no spaces, no dots); one too long for a `u64` is off the map
+/// whatever it says, and is read as `u64::MAX`.
 fn number(what: &'static str, s: &str) -> Result<u64, TileAddressError> {
-    let refuse = || {
-        let shown: String = s.chars().take(40).collect();
-        TileAddressError::NotANumber(what, shown)
-    };
+    let refuse = || TileAddressError::NotANumber(what, shown(s));
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(refuse());
     }
@@ -205,7 +212,7 @@ impl TileSet {
         )
         .fetch_all(&pool)
         .await
-        .map_err(|e| not_mbtiles(e.to_string()))?;
+        .map_err(|e| not_mbtiles(reason(&e)))?;
         if !tables.iter().any(|t| t == "tiles") {
             return Err(not_mbtiles("it has no `tiles` table".into()));
         }
@@ -214,7 +221,7 @@ impl TileSet {
             let rows = sqlx::query("SELECT name, value FROM metadata")
                 .fetch_all(&pool)
                 .await
-                .map_err(|e| not_mbtiles(format!("its `metadata` table: {e}")))?;
+                .map_err(|e| not_mbtiles(format!("its `metadata` table: {}", reason(&e))))?;
             for row in rows {
                 let name: Option<String> = row.try_get(0).ok();
                 let value: Option<String> = row.try_get(1).ok();
@@ -228,7 +235,7 @@ impl TileSet {
         let first: Option<Vec<u8>> = sqlx::query_scalar("SELECT tile_data FROM tiles LIMIT 1")
             .fetch_optional(&pool)
             .await
-            .map_err(|e| not_mbtiles(format!("its `tiles` table: {e}")))?;
+            .map_err(|e| not_mbtiles(format!("its `tiles` table: {}", reason(&e))))?;
         let Some(first) = first else {
             return Err(TilesError::Empty(path.to_owned()));
         };
@@ -250,7 +257,7 @@ impl TileSet {
             sqlx::query_as("SELECT MIN(zoom_level), MAX(zoom_level) FROM tiles")
                 .fetch_one(&pool)
                 .await
-                .map_err(|e| not_mbtiles(format!("its `tiles` table: {e}")))?;
+                .map_err(|e| not_mbtiles(format!("its `tiles` table: {}", reason(&e))))?;
         let zoom = |key: &str, found: Option<i64>| {
             get(key)
                 .trim()
@@ -290,6 +297,14 @@ impl TileSet {
     }
 }
 
+/// SQLite's own words ("file is not a database"), without sqlx's wrapping.
+fn reason(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        other => other.to_string(),
+    }
+}
+
 /// `"west,south,east,north"` in degrees, each on the globe, west before east and south
 /// before north; anything else is treated as no bounds.
 fn parse_bounds(s: &str) -> Option<[f64; 4]> {
@@ -323,18 +338,24 @@ mod tests {
     #[test]
     fn addresses_off_the_map_or_not_numbers_are_refused() {
         use TileAddressError::*;
-        assert!(matches!(
+        assert_eq!(
             TileAddress::parse("3", "8", "0"),
-            Err(OffTheMap("column", 8, 3, 7))
-        ));
-        assert!(matches!(
+            Err(OffTheMap("column", "8".into(), 3, 7))
+        );
+        assert_eq!(
             TileAddress::parse("3", "0", "8"),
-            Err(OffTheMap("row", 8, 3, 7))
-        ));
-        assert!(matches!(
+            Err(OffTheMap("row", "8".into(), 3, 7))
+        );
+        assert_eq!(
             TileAddress::parse("31", "0", "0"),
-            Err(ZoomTooDeep(31))
-        ));
+            Err(ZoomTooDeep("31".into()))
+        );
+        assert_eq!(
+            TileAddress::parse("9".repeat(30).as_str(), "0", "0")
+                .unwrap_err()
+                .to_string(),
+            "zoom 999999999999999999999999… is too deep: at most 30"
+        );
         assert!(matches!(
             TileAddress::parse("99999999999999999999999999", "0", "0"),
             Err(ZoomTooDeep(_))

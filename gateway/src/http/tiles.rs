@@ -29,7 +29,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     ),
     responses(
         (status = 200, description = "the tile's image, its type as the file's format says",
-            content((Vec<u8> = "image/png"), (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/webp"))),
+            content(("image/png"), ("image/jpeg"), ("image/webp"))),
         (status = 400, description = "not a tile's address: a coordinate that is not a whole number, or off the map", body = ErrorBody),
         (status = 404, description = "no tile there, or this gateway serves no base map", body = ErrorBody),
     ))]
