@@ -148,8 +148,8 @@ pub struct TileMeta {
     /// The metadata's `name`, for the logs.
     pub name: String,
     pub format: TileFormat,
-    /// The credit the map's makers ask for (MBTiles allows HTML in it; the console shows it
-    /// as text).
+    /// The credit the map's makers ask for, as text: MBTiles allows HTML in it (usually a
+    /// link), which [`attribution_text`] reduces to its words; the console shows text only.
     pub attribution: String,
     /// `[west, south, east, north]` in degrees, when the file says.
     pub bounds: Option<[f64; 4]>,
@@ -271,7 +271,7 @@ impl TileSet {
         let meta = TileMeta {
             name: get("name").trim().to_owned(),
             format,
-            attribution: get("attribution").trim().to_owned(),
+            attribution: attribution_text(get("attribution")),
             bounds: parse_bounds(get("bounds")),
             min_zoom,
             max_zoom,
@@ -295,6 +295,34 @@ impl TileSet {
         .await
         .map_err(|e| TilesError::Read(e.to_string()))
     }
+}
+
+/// An attribution's words: HTML tags dropped (`<a href="…">© 测绘院</a>` → `© 测绘院`), the
+/// common entities read, spaces collapsed, at most 300 characters.
+fn attribution_text(html: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match (c, in_tag) {
+            ('<', _) => in_tag = true,
+            ('>', true) => in_tag = false,
+            (c, false) => text.push(c),
+            _ => {}
+        }
+    }
+    let text = [
+        ("&copy;", "©"),
+        ("&nbsp;", " "),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&quot;", "\""),
+        ("&#39;", "'"),
+        ("&amp;", "&"),
+    ]
+    .iter()
+    .fold(text, |t, (entity, c)| t.replace(entity, c));
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words.join(" ").chars().take(300).collect()
 }
 
 /// SQLite's own words ("file is not a database"), without sqlx's wrapping.
@@ -386,6 +414,18 @@ mod tests {
             Some(TileFormat::Webp)
         );
         assert_eq!(TileFormat::sniff(&[0x1f, 0x8b, 8]), None);
+    }
+
+    #[test]
+    fn attribution_is_text() {
+        assert_eq!(
+            attribution_text(
+                r#"<a href="https://example.org/copyright" target="_blank">&copy; 和平里测绘</a> &amp; contributors"#
+            ),
+            "© 和平里测绘 & contributors"
+        );
+        assert_eq!(attribution_text("  © 测绘院\n 2026 "), "© 测绘院 2026");
+        assert_eq!(attribution_text(""), "");
     }
 
     #[test]

@@ -25,7 +25,11 @@ async fn two_tile_map(path: &Path) -> anyhow::Result<(Vec<u8>, Vec<u8>)> {
         &[
             ("name", "和平里 offline"),
             ("format", "png"),
-            ("attribution", "© 和平里测绘"),
+            // MBTiles allows HTML here; the console is given the words.
+            (
+                "attribution",
+                "<a href=\"https://map.example.org/\">&copy; 和平里测绘</a>",
+            ),
             ("bounds", "116.40,39.95,116.42,39.96"),
             ("minzoom", "2"),
             ("maxzoom", "2"),
