@@ -129,7 +129,7 @@ impl AlertAgeArgs {
 
 /// Notices a unit back online gets at most, and how old they may be: a week.
 const NOTICE_CATCH_UP_MAX: u32 = 5;
-const NOTICE_CATCH_UP_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+pub(crate) const NOTICE_CATCH_UP_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 
 /// What became of a press or cancel handed to the press path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

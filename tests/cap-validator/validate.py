@@ -46,7 +46,8 @@ def cap_fields(root):
         item = {
             name: text(info, "c:" + name, ns)
             for name in ["language", "category", "event", "responseType", "urgency",
-                         "severity", "certainty", "headline", "description", "instruction"]
+                         "severity", "certainty", "expires", "headline", "description",
+                         "instruction"]
         }
         item["areaDesc"] = text(info, "c:area/c:areaDesc", ns)
         item["circle"] = text(info, "c:area/c:circle", ns)

@@ -372,3 +372,94 @@ async fn on_sqlite_a_published_alert_goes_out_as_cap_through_its_life() -> anyho
 async fn on_postgresql_a_published_alert_goes_out_as_cap_through_its_life() -> anyhow::Result<()> {
     a_published_alert_goes_out_as_cap_through_its_life("postgres").await
 }
+
+/// A notice to residents is public by nature (every unit of its clusters shows it): it is in
+/// the feed beside the public alerts and a CAP `Alert` of its own in the operator's words,
+/// valid by the schema, whose area is a circle that holds all its households and names none.
+async fn a_notice_goes_out_as_cap(backend: &str) -> anyhow::Result<()> {
+    if !require_cap_validator() {
+        return Ok(());
+    }
+    let Some((_db, app)) = app_on(backend, "cap-notice", 2).await? else {
+        return Ok(());
+    };
+    let c1 = app.cluster(1).to_vec();
+    let (status, sent) = app
+        .post_json(
+            "/api/notices",
+            json!({
+                "clusters": [c1[0].cluster],
+                "kind": "weather",
+                "title": "今晚有大风",
+                "body": "今晚 8 级大风，请收好阳台花盆，关好门窗。",
+            }),
+        )
+        .await?;
+    assert_eq!(status, 201, "{sent}");
+    let id = sent["id"].as_i64().expect("the notice's id");
+    // Nothing of any household of the zone may go out.
+    let mut secrets = Vec::new();
+    for c in &app.credentials {
+        secrets.extend([c.label.clone(), c.household.clone(), c.device.clone()]);
+        secrets.push(format!("{:.5}", c.lat));
+    }
+
+    let entries = feed(&app, &secrets).await?;
+    let href = format!("/cap/notices/N{id}.xml");
+    let entry = entries
+        .iter()
+        .find(|e| e["href"] == href.as_str())
+        .unwrap_or_else(|| panic!("no {href} in {entries:?}"));
+    assert_eq!(entry["msgType"], "Alert");
+    assert!(
+        entry["title"]
+            .as_str()
+            .is_some_and(|t| t.contains("天气预警") && t.contains("今晚有大风")),
+        "{entry}"
+    );
+
+    let fields = cap_document(&app, &href, &secrets).await?;
+    assert_eq!(fields["identifier"], format!("tenwatch-N{id}"), "{fields}");
+    assert_eq!(
+        (&fields["msgType"], &fields["status"], &fields["scope"]),
+        (&json!("Alert"), &json!("Actual"), &json!("Public")),
+        "{fields}"
+    );
+    let info = &fields["info"][0];
+    assert_eq!(info["language"], "zh-CN", "{fields}");
+    assert_eq!(
+        (&info["category"], &info["event"], &info["urgency"]),
+        (&json!("Met"), &json!("天气预警"), &json!("Expected")),
+        "{info}"
+    );
+    assert_eq!(info["headline"], "天气预警：今晚有大风", "{info}");
+    assert_eq!(info["description"], sent["body"], "{info}");
+    assert!(info["expires"].is_string(), "{info}");
+    // The circle holds every household of the cluster the notice was for.
+    let circle = info["circle"].as_str().expect("a circle");
+    let (centre, radius) = circle.split_once(' ').expect("centre and radius");
+    let (lat, lon) = centre.split_once(',').expect("lat,lon");
+    let (lat, lon, radius): (f64, f64, f64) = (lat.parse()?, lon.parse()?, radius.parse()?);
+    for c in &c1 {
+        let km = tenwatch_gateway::domain::haversine_m(lat, lon, c.lat, c.lon) / 1000.0;
+        assert!(km <= radius, "{} is {km:.3} km from {circle}", c.label);
+    }
+
+    // A name that is not a notice's, and one that does not exist.
+    let (status, _, body) = public_get(&app, "/cap/notices/seven.xml").await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("N7.xml"), "{body}");
+    let (status, _, body) = public_get(&app, &format!("/cap/notices/N{}.xml", id + 1000)).await?;
+    assert_eq!(status, 404, "{body}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_sqlite_a_notice_goes_out_as_cap() -> anyhow::Result<()> {
+    a_notice_goes_out_as_cap("sqlite").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgresql_a_notice_goes_out_as_cap() -> anyhow::Result<()> {
+    a_notice_goes_out_as_cap("postgres").await
+}

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use tenwatch_tests::openapi::{require_openapi_validator, validate};
-use tenwatch_tests::spawn_app;
+use tenwatch_tests::{spawn_app, TestDevice};
 
 /// Whether `concrete` (a path of the README, its `{…}` filled) is an instance of `template`
 /// (a path of the document, whose `{…}` stand for one segment each).
@@ -205,4 +205,68 @@ fn readme_paths_match_the_documents_templates() {
     ));
     assert!(!instance_of("/api/alerts/1/resolve", "/api/alerts/{id}"));
     assert!(!instance_of("/api/alert", "/api/alerts"));
+}
+
+/// Every moment the JSON API answers is there twice, as a program and as a person reads it:
+/// `raised_at_ms` and `raised_at` (ISO 8601, UTC) name the same instant, in a list, in a
+/// detail's timeline, in the session; a duration has no such twin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_moment_is_answered_in_milliseconds_and_in_iso_8601() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let mut unit = TestDevice::connect(app.mqtt, &app.cluster(0)[0]).await?;
+    let id = unit.press_and_wait_ack(1, "help").await?["alert"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+
+    // The same instant: the ISO form read back by chrono, not by the gateway.
+    let same = |v: &Value, field: &str| {
+        let ms = v[format!("{field}_ms")].as_i64();
+        let iso = v[field].as_str();
+        let (Some(ms), Some(iso)) = (ms, iso) else {
+            panic!("{field}: {v}");
+        };
+        let read = chrono::DateTime::parse_from_rfc3339(iso)
+            .unwrap_or_else(|e| panic!("{field} {iso:?}: {e}"));
+        assert_eq!(read.timestamp_millis(), ms, "{field}");
+        assert!(iso.ends_with('Z'), "{field} in UTC: {iso}");
+    };
+    let (status, list) = app.get_json("/api/alerts").await?;
+    assert_eq!(status, 200, "{list}");
+    let listed = &list["alerts"][0];
+    same(listed, "raised_at");
+    same(listed, "updated_at");
+    assert!(listed.get("stale_after").is_none() && list.get("stale_after").is_none());
+
+    let (_, detail) = app.get_json(&format!("/api/alerts/{id}")).await?;
+    same(&detail, "raised_at");
+    let timeline = detail["timeline"].as_array().cloned().unwrap_or_default();
+    let recipients = detail["recipients"].as_array().cloned().unwrap_or_default();
+    assert!(!timeline.is_empty() && recipients.len() == 10, "{detail}");
+    for e in &timeline {
+        same(e, "at");
+    }
+    for r in &recipients {
+        same(r, "notified_at");
+    }
+    // Not there yet: null both ways.
+    assert!(detail["closed_at_ms"].is_null(), "{detail}");
+    assert!(
+        detail.get("closed_at").is_some_and(Value::is_null),
+        "{detail}"
+    );
+
+    // Signing in says until when, both ways.
+    let signed: Value = reqwest::Client::new()
+        .post(app.url("/api/session"))
+        .json(&serde_json::json!({
+            "name": tenwatch_tests::OPERATOR,
+            "password": tenwatch_tests::PASSWORD,
+        }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    same(&signed, "expires_at");
+    Ok(())
 }

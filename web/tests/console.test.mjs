@@ -550,6 +550,7 @@ describe("station console", { timeout: 180_000 }, () => {
     assert.equal(await toggle.getAttribute("aria-pressed"), "false");
     assert.equal(await page.locator(".hotspot, path.hotspot-cell").count(), 0);
     assert.ok(await page.locator(".hotspot-legend").isHidden());
+  });
 
   test("the 公示 bulletin: the half-month's figures on a printable A4 page, its PDF, and coverage per cluster", async () => {
     const station = await gw.signIn("station");

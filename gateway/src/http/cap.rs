@@ -28,6 +28,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(feed))
         .routes(routes!(latest))
         .routes(routes!(nth))
+        .routes(routes!(notice))
 }
 
 /// Not found, or not public (answered alike).
@@ -55,13 +56,20 @@ fn xml(content_type: &'static str, body: String) -> Response {
         .into_response()
 }
 
-/// The Atom feed of the alerts stations made public: the latest CAP message of each, most
-/// recent first.
+/// The Atom feed of the alerts stations made public (the latest CAP message of each) and of
+/// the notices to residents, most recent first.
 #[utoipa::path(get, path = "/cap/feed.atom", tag = "public", security(()), operation_id = "cap_feed",
     responses((status = 200, description = "the feed", content_type = "application/atom+xml")))]
 async fn feed(State(s): State<AppState>) -> Result<Response, ApiError> {
     let alerts = s.store.public_alerts(FEED_LIMIT).await?;
-    let body = cap::atom_feed(&alerts, &s.console.cap_sender, tz(&s), s.ingest.now());
+    let notices = s.store.recent_notices(FEED_LIMIT).await?;
+    let body = cap::atom_feed(
+        &alerts,
+        &notices,
+        &s.console.cap_sender,
+        tz(&s),
+        s.ingest.now(),
+    );
     Ok(xml("application/atom+xml; charset=utf-8", body))
 }
 
@@ -136,5 +144,45 @@ async fn nth(
         .find(|m| m.n == n)
         .ok_or_else(|| ApiError::NotFound(format!("alert {id} has no message {n} (yet)")))?;
     let body = cap::cap_document(&alert, m, &all, &s.console.cap_sender, tz(&s));
+    Ok(xml("application/cap+xml; charset=utf-8", body))
+}
+
+/// A notice to residents as CAP 1.2 (every notice is public: each unit of its clusters shows
+/// it). Its area is a circle that holds every household it was for, never one house.
+#[utoipa::path(get, path = "/cap/notices/{file}", tag = "public", security(()),
+    params(("file" = String, Path, description = "the notice's id and .xml, e.g. N7.xml")),
+    responses(
+        (status = 200, description = "the CAP document", content_type = "application/cap+xml"),
+        (status = 400, description = "not an id and .xml", body = super::openapi::ErrorBody),
+        (status = 404, description = "no such notice", body = super::openapi::ErrorBody),
+    ))]
+async fn notice(State(s): State<AppState>, Path(file): Path<String>) -> Result<Response, ApiError> {
+    let bad = || {
+        ApiError::BadRequest(format!(
+            "expected a notice id and .xml, such as N7.xml; got {:?}",
+            file.chars().take(40).collect::<String>()
+        ))
+    };
+    let id: i64 = file
+        .strip_suffix(".xml")
+        .map(|f| f.strip_prefix('N').unwrap_or(f))
+        .and_then(|n| n.parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)?;
+    let view = s
+        .store
+        .notice(id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no notice N{id}")))?;
+    let n = view.notice;
+    let map = s.store.zone_map(std::slice::from_ref(&n.zone)).await?;
+    let houses: Vec<(f64, f64)> = map
+        .households
+        .iter()
+        .filter(|h| n.clusters.is_empty() || n.clusters.iter().any(|c| c.as_str() == h.cluster))
+        .map(|h| (h.lat, h.lon))
+        .collect();
+    let circle = cap::notice::covering_circle(&houses);
+    let body = cap::notice::notice_document(&n, circle.as_deref(), &s.console.cap_sender, tz(&s));
     Ok(xml("application/cap+xml; charset=utf-8", body))
 }

@@ -17,7 +17,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chrono::{DateTime, SecondsFormat};
 use serde::{Deserialize, Serialize};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,13 +25,13 @@ use utoipa_axum::routes;
 use super::auth::{zones_for, Operator};
 use super::error::Params;
 use super::openapi::{DevicePath, Refusals};
+use super::times::iso;
 use super::{ApiError, AppState};
 use crate::domain::{AlertId, ClusterId, DeviceId, HouseholdId, PressKind};
 use crate::lifecycle::Category;
 use crate::stats::{coverage, ClusterCoverage, Statistics, CELL_DEG};
-use crate::store::history::{
-    AlertHistoryFilter, BatteryReading, ClosedAlert, DeviceTimeline, FiguresFilter, PresenceChange,
-};
+use crate::store::history::{AlertHistoryFilter, ClosedAlert, DeviceTimeline, FiguresFilter};
+use chrono::DateTime;
 
 /// A page of history holds this many alerts unless asked otherwise, and at most [`MAX_PAGE`].
 const DEFAULT_PAGE: u32 = 50;
@@ -77,14 +76,12 @@ struct HistoryQuery {
     cursor: Option<String>,
 }
 
-/// A closed alert as the history answers it: its times also in ISO 8601, and how long it
-/// was open.
+/// A closed alert as the history answers it, with how long it was open (its times also in
+/// ISO 8601: [`super::times`]).
 #[derive(Serialize)]
 struct HistoryItem {
     #[serde(flatten)]
     alert: ClosedAlert,
-    raised_at: String,
-    closed_at: Option<String>,
     /// From the press to resolved or cancelled.
     duration_ms: Option<i64>,
 }
@@ -158,8 +155,6 @@ async fn alert_history(
     let alerts: Vec<HistoryItem> = found
         .into_iter()
         .map(|alert| HistoryItem {
-            raised_at: iso(alert.alert.raised_at_ms),
-            closed_at: alert.alert.closed_at_ms.map(iso),
             duration_ms: alert
                 .alert
                 .closed_at_ms
@@ -178,28 +173,6 @@ struct WindowQuery {
     from: Option<String>,
     /// The window's end: now unless given.
     to: Option<String>,
-}
-
-/// A moment of a device's history, with its time in ISO 8601 too.
-#[derive(Serialize)]
-struct Stamped<T> {
-    #[serde(flatten)]
-    item: T,
-    at: String,
-}
-
-fn presence(p: PresenceChange) -> Stamped<PresenceChange> {
-    Stamped {
-        at: iso(p.at_ms),
-        item: p,
-    }
-}
-
-fn battery(b: BatteryReading) -> Stamped<BatteryReading> {
-    Stamped {
-        at: iso(b.at_ms),
-        item: b,
-    }
 }
 
 /// One device's presence changes and battery levels in a time window, with what was true just
@@ -249,10 +222,10 @@ async fn device_history(
         "from": iso(from_ms),
         "to_ms": to_ms,
         "to": iso(to_ms),
-        "presence_before": presence_before.map(presence),
-        "presence": changes.into_iter().map(presence).collect::<Vec<_>>(),
-        "battery_before": battery_before.map(battery),
-        "battery": levels.into_iter().map(battery).collect::<Vec<_>>(),
+        "presence_before": presence_before,
+        "presence": changes,
+        "battery_before": battery_before,
+        "battery": levels,
         "truncated": truncated,
         "heartbeat_interval_ms": policy.heartbeat_interval_ms,
         "battery_low": policy.battery_low,
@@ -438,13 +411,6 @@ fn words(value: &str) -> Result<Option<String>, ApiError> {
         return Err(bad(format!("q is longer than {MAX_TEXT} characters")));
     }
     Ok((!value.is_empty()).then(|| value.to_owned()))
-}
-
-/// `2026-12-05T08:00:00.000Z`.
-fn iso(ms: i64) -> String {
-    DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //! - [`tiles`]: the offline base map's tiles (`/tiles/{z}/{x}/{y}`, no session: public map
 //!   data) from the station's MBTiles file.
 //! - [`health`]: `/healthz` (its counters behind the metrics token) and `/metrics`.
+//! - [`times`]: every `…at_ms` of a JSON answer with its ISO 8601 twin.
 //! - [`openapi`]: the API described for machines, `/api/openapi.json`, from the handlers'
 //!   annotations.
 //! - [`web`]: the built pages of the console and the app, and their settings.
@@ -58,6 +59,7 @@ pub mod server;
 pub mod state;
 pub mod supervision;
 pub mod tiles;
+pub mod times;
 pub mod volunteer;
 pub mod web;
 
@@ -115,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .split_for_parts();
     let document = openapi::Document::new(&openapi::describe(described));
     api.layer(Extension(document))
+        .layer(axum::middleware::from_fn(times::iso_times))
         // Unknown `/api/…` routes stay JSON 404s; other paths are the console's files.
         .fallback(web::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))

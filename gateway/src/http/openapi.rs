@@ -129,7 +129,8 @@ pub(super) fn describe(mut api: OpenApi) -> OpenApi {
         .description(Some(
             "The gateway's HTTP API (十户联防). Sign in with POST /api/session; the answer sets \
              the session cookie and gives the same token for an Authorization: Bearer header. \
-             Times are unix milliseconds (`…_ms`); the history also answers them in ISO 8601.",
+             Every moment is answered twice: unix milliseconds (`raised_at_ms`) and ISO 8601 \
+             in UTC (`raised_at`); `from` and `to` take either.",
         ))
         .build();
     let components = api.components.get_or_insert_with(Default::default);

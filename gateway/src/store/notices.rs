@@ -236,6 +236,8 @@ pub trait NoticeStore: Send + Sync + 'static {
     async fn notices(&self, zones: &[ZoneCode], limit: u32) -> StoreResult<Vec<NoticeView>>;
     /// One notice with its counts.
     async fn notice(&self, id: i64) -> StoreResult<Option<NoticeView>>;
+    /// The newest notices of every zone, newest first, at most `limit`: the public feed's.
+    async fn recent_notices(&self, limit: u32) -> StoreResult<Vec<Notice>>;
     /// A unit's `delivered` receipt.
     async fn notice_delivered(
         &self,

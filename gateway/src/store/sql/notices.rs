@@ -187,6 +187,17 @@ impl NoticeStore for Backend {
         row.as_ref().map(view_row).transpose()
     }
 
+    async fn recent_notices(&self, limit: u32) -> StoreResult<Vec<Notice>> {
+        let rows = sqlx::query(
+            "SELECT n.id, n.zone, n.clusters, n.kind, n.title, n.body, n.author, n.created_at_ms \
+             FROM notices n ORDER BY n.id DESC LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(self.reads())
+        .await?;
+        rows.iter().map(notice_row).collect()
+    }
+
     async fn notice_delivered(
         &self,
         id: i64,

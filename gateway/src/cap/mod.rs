@@ -28,7 +28,10 @@ use quick_xml::events::{BytesDecl, BytesText, Event};
 use quick_xml::Writer;
 
 use crate::domain::{AlertId, AlertState};
+use crate::store::notices::Notice;
 use crate::store::AlertSummary;
+
+pub mod notice;
 
 /// CAP 1.2's XML namespace.
 pub const CAP_NS: &str = "urn:oasis:names:tc:emergency:cap:1.2";
@@ -479,29 +482,74 @@ fn atom_time(ms: i64, tz: Tz) -> String {
     cap_time(ms, tz)
 }
 
-/// The Atom feed of the public alerts' latest messages, the most recent first; each entry
-/// links its document under `/cap/alerts/`, relative to the feed's own address. `now_ms` is
-/// the feed's `updated` when no alert is public.
-pub fn atom_feed(alerts: &[AlertSummary], sender: &CapSender, tz: Tz, now_ms: i64) -> String {
-    write_atom(alerts, sender, tz, now_ms).map_or_else(|_| String::new(), finish)
+/// The Atom feed of the public alerts' latest messages and of the notices, the most recent
+/// first; each entry links its document under `/cap/alerts/` or `/cap/notices/`, relative to
+/// the feed's own address. `now_ms` is the feed's `updated` when it has no entry.
+pub fn atom_feed(
+    alerts: &[AlertSummary],
+    notices: &[Notice],
+    sender: &CapSender,
+    tz: Tz,
+    now_ms: i64,
+) -> String {
+    write_atom(alerts, notices, sender, tz, now_ms).map_or_else(|_| String::new(), finish)
+}
+
+/// One entry of the feed.
+struct Entry {
+    /// `A42`, `N7`.
+    id: String,
+    title: String,
+    published_ms: i64,
+    updated_ms: i64,
+    msg_type: MsgType,
+    summary: String,
+    href: String,
+}
+
+fn alert_entry(a: &AlertSummary) -> Option<Entry> {
+    let all = messages(a);
+    let first = all.first()?.sent_ms;
+    let m = all.last()?;
+    let [zh, en] = infos(a, m);
+    Some(Entry {
+        id: a.id.to_string(),
+        title: format!("{} / {}", zh.headline, en.headline),
+        published_ms: first,
+        updated_ms: m.sent_ms,
+        msg_type: m.msg_type,
+        summary: format!("{} {}", zh.description, en.description),
+        href: format!("/cap/alerts/{}.xml", a.id),
+    })
+}
+
+fn notice_entry(n: &Notice) -> Entry {
+    let (zh, en) = n.kind.names();
+    Entry {
+        id: format!("N{}", n.id),
+        title: format!("{zh}：{} / {en}", n.title),
+        published_ms: n.created_at_ms,
+        updated_ms: n.created_at_ms,
+        msg_type: MsgType::Alert,
+        summary: n.body.clone(),
+        href: format!("/cap/notices/N{}.xml", n.id),
+    }
 }
 
 fn write_atom(
     alerts: &[AlertSummary],
+    notices: &[Notice],
     sender: &CapSender,
     tz: Tz,
     now_ms: i64,
 ) -> std::io::Result<W> {
-    let mut latest: Vec<(&AlertSummary, Message, i64)> = alerts
+    let mut latest: Vec<Entry> = alerts
         .iter()
-        .filter_map(|a| {
-            let all = messages(a);
-            let first = all.first()?.sent_ms;
-            all.last().cloned().map(|m| (a, m, first))
-        })
+        .filter_map(alert_entry)
+        .chain(notices.iter().map(notice_entry))
         .collect();
-    latest.sort_by(|x, y| y.1.sent_ms.cmp(&x.1.sent_ms).then(y.0.id.0.cmp(&x.0.id.0)));
-    let updated = latest.first().map_or(now_ms, |(_, m, _)| m.sent_ms);
+    latest.sort_by(|x, y| y.updated_ms.cmp(&x.updated_ms).then(y.id.cmp(&x.id)));
+    let updated = latest.first().map_or(now_ms, |e| e.updated_ms);
     let mut w = new_writer()?;
     w.create_element("feed")
         .with_attribute(("xmlns", ATOM_NS))
@@ -520,25 +568,20 @@ fn write_atom(
                 .with_attribute(("rel", "self"))
                 .with_attribute(("href", "/cap/feed.atom"))
                 .write_empty()?;
-            for (a, m, first) in &latest {
-                let [zh, en] = infos(a, m);
+            for e in &latest {
                 w.create_element("entry").write_inner_content(|w| {
-                    text(w, "id", &format!("urn:tenwatch:{sender}:{}", a.id))?;
-                    text(w, "title", &format!("{} / {}", zh.headline, en.headline))?;
-                    text(w, "published", &atom_time(*first, tz))?;
-                    text(w, "updated", &atom_time(m.sent_ms, tz))?;
+                    text(w, "id", &format!("urn:tenwatch:{sender}:{}", e.id))?;
+                    text(w, "title", &e.title)?;
+                    text(w, "published", &atom_time(e.published_ms, tz))?;
+                    text(w, "updated", &atom_time(e.updated_ms, tz))?;
                     w.create_element("category")
-                        .with_attribute(("term", m.msg_type.as_str()))
+                        .with_attribute(("term", e.msg_type.as_str()))
                         .write_empty()?;
-                    text(
-                        w,
-                        "summary",
-                        &format!("{} {}", zh.description, en.description),
-                    )?;
+                    text(w, "summary", &e.summary)?;
                     w.create_element("link")
                         .with_attribute(("rel", "alternate"))
                         .with_attribute(("type", "application/cap+xml"))
-                        .with_attribute(("href", format!("/cap/alerts/{}.xml", a.id).as_str()))
+                        .with_attribute(("href", e.href.as_str()))
                         .write_empty()?;
                     Ok(())
                 })?;
@@ -722,6 +765,7 @@ mod tests {
         hidden.public_at_ms = None;
         let feed = atom_feed(
             &[first, second, hidden],
+            &[],
             &CapSender::default(),
             chrono_tz::UTC,
             0,
