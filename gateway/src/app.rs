@@ -301,6 +301,8 @@ pub struct Application {
     login_refusals: Arc<crate::supervision::LoginRefusals>,
     /// Heartbeats that report nothing new, kept in memory and flushed in batches.
     heartbeats: Arc<crate::heartbeats::HeartbeatLedger>,
+    /// The offline base map (`--tiles`), opened and checked before anything else starts.
+    tiles: Option<Arc<crate::tiles::TileSet>>,
 }
 
 impl Application {
@@ -315,6 +317,22 @@ impl Application {
             .context("HTTP settings")?;
         crate::push::validate(&config.push).context("Web Push settings")?;
         crate::ingest::validate_ages(&config.ages).context("catch-up and stale alert settings")?;
+        // Before the store: a wrong file is told at once, with nothing to undo.
+        let tiles = match &config.console.tiles {
+            Some(path) => {
+                let tiles = crate::tiles::TileSet::open(path).await?;
+                let meta = tiles.meta();
+                tracing::info!(
+                    file = %path.display(),
+                    name = %meta.name,
+                    format = meta.format.content_type(),
+                    zoom = format!("{}..={}", meta.min_zoom, meta.max_zoom),
+                    "serving the offline base map"
+                );
+                Some(Arc::new(tiles))
+            }
+            None => None,
+        };
         let store = store::open(&config.database_url).await.with_context(|| {
             format!(
                 "opening the store at {}",
@@ -444,6 +462,7 @@ impl Application {
             relay_queue,
             login_refusals: Arc::default(),
             heartbeats,
+            tiles,
         })
     }
 
@@ -509,6 +528,7 @@ impl Application {
             relay_queue,
             login_refusals,
             heartbeats,
+            tiles,
             ..
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -675,6 +695,7 @@ impl Application {
             mqtt_ready: ready_rx,
             started: Instant::now(),
             console: Arc::new(config.console.clone()),
+            tiles,
             broker_auth_secret: config
                 .broker_auth_secret
                 .as_ref()

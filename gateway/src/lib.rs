@@ -28,6 +28,7 @@
 //!   built pages; the only module that knows axum.
 //! - [`sia`]: alarm panels in: a SIA DC-09 receiver whose Contact ID alarms take the press
 //!   path and whose link tests and troubles are supervision.
+//! - [`tiles`]: the offline base map: raster tiles from a local MBTiles file, read-only.
 //! - [`seed`]: the demo neighbourhood and the CSV import of households.
 //! - [`app`]: [`app::Application`] wires the parts into tasks with one shutdown signal.
 //!
@@ -59,6 +60,7 @@ pub mod sia;
 pub mod stats;
 pub mod store;
 pub mod supervision;
+pub mod tiles;
 
 #[cfg(test)]
 mod fuzz_json;

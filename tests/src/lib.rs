@@ -5,6 +5,7 @@
 //! Waiting is done on events (a message, a connection state) with a deadline, never by sleeping.
 
 pub mod cap;
+pub mod mbtiles;
 pub mod mosquitto;
 pub mod openapi;
 pub mod push;

@@ -91,8 +91,15 @@ export interface Account {
 }
 
 export interface ConsoleConfig {
+  /** Leaflet's tile URL template: the gateway's own `/tiles/{z}/{x}/{y}`, a tile server's, or "". */
   tile_url: string;
   tile_attribution: string;
+  /** Where the base map comes from: the gateway's MBTiles file, a tile server, none. */
+  tile_source?: "local" | "remote" | "none";
+  /** The local file's zoom levels and [[south, west], [north, east]] (null for a tile server). */
+  tile_min_zoom?: number | null;
+  tile_max_zoom?: number | null;
+  tile_bounds?: [[number, number], [number, number]] | null;
   time_zone: string;
   version: string;
   /** How many coming are enough, per kind (absent from an older gateway). */

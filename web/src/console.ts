@@ -161,7 +161,16 @@ export class ConsolePage {
         ),
       ),
     );
-    this.map = new ConsoleMap(mapEl, this.config.tile_url, this.config.tile_attribution, {
+    const c = this.config;
+    const base = {
+      url: c.tile_url,
+      attribution: c.tile_attribution,
+      local: c.tile_source === "local",
+      minZoom: c.tile_min_zoom ?? null,
+      maxZoom: c.tile_max_zoom ?? null,
+      bounds: c.tile_bounds ?? null,
+    };
+    this.map = new ConsoleMap(mapEl, base, {
       select: (id) => this.select(id),
       device: (id) => this.devicePage.open(id),
     });

@@ -250,6 +250,7 @@ const zh = {
   mapDeviceHint: "点击查看设备记录",
   tzWarn: (tz: string) => `服务器设置的时区 ${tz} 无效，已改用 Asia/Shanghai。`,
   mapNoTiles: "离线地图（未配置底图）",
+  mapLocalTiles: "本站离线底图",
   you: "本站",
   distance: (m: number) => `${Math.round(m)} 米`,
   states: {
@@ -554,6 +555,7 @@ const en: Strings = {
   mapDeviceHint: "click for the device record",
   tzWarn: (tz) => `The server's time zone ${tz} is unknown; showing Asia/Shanghai.`,
   mapNoTiles: "Offline map (no tiles configured)",
+  mapLocalTiles: "Station's offline base map",
   you: "station",
   distance: (m) => `${Math.round(m)} m`,
   states: {

@@ -115,6 +115,20 @@ function streetLine(households: MapHousehold[]): [number, number][] {
   return line;
 }
 
+/** The base map under the neighbourhood's layer, as the console's settings describe it. */
+export interface BaseMap {
+  /** Leaflet's tile URL template; "" for none. */
+  url: string;
+  attribution: string;
+  /** The gateway's own tiles (its MBTiles file): credited as the station's if the file is not. */
+  local: boolean;
+  /** The zoom levels the tiles exist at; deeper, the deepest are shown enlarged. */
+  minZoom: number | null;
+  maxZoom: number | null;
+  /** [[south, west], [north, east]]: where the tiles are, and what to show before any zone is. */
+  bounds: [[number, number], [number, number]] | null;
+}
+
 export interface MapCallbacks {
   select(alertId: number): void;
   /** A household's marker was clicked: its unit's record. */
@@ -136,6 +150,8 @@ export class ConsoleMap {
   private fitted = false;
   /** Every household of the operator's zones: what "fit to zone" shows. */
   private zoneBounds: L.LatLngBounds | null = null;
+  /** Where the base map's tiles are: shown while no zone is known. */
+  private tileBounds: L.LatLngBounds | null = null;
   private fitButton: HTMLButtonElement;
   private declutterQueued = false;
   /** The volunteers last drawn. */
@@ -145,14 +161,23 @@ export class ConsoleMap {
 
   constructor(
     el: HTMLElement,
-    tileUrl: string,
-    attribution: string,
+    base: BaseMap,
     private readonly callbacks: MapCallbacks,
   ) {
     this.map = L.map(el, { zoomControl: true, attributionControl: true, zoomSnap: 0.25 });
     this.map.attributionControl.setPrefix(false);
-    if (tileUrl) {
-      L.tileLayer(tileUrl, { maxZoom: 19, attribution: escapeHtml(attribution) }).addTo(this.map);
+    if (base.url) {
+      const attribution = base.attribution || (base.local ? t.mapLocalTiles : "");
+      const options: L.TileLayerOptions = { maxZoom: 19, attribution: escapeHtml(attribution) };
+      // Past the file's deepest level Leaflet enlarges its deepest tiles instead of asking for
+      // ones that are not there; outside its bounds it asks for none.
+      if (base.maxZoom !== null) options.maxNativeZoom = base.maxZoom;
+      if (base.minZoom !== null) options.minZoom = base.minZoom;
+      if (base.bounds) {
+        this.tileBounds = L.latLngBounds(base.bounds);
+        options.bounds = this.tileBounds;
+      }
+      L.tileLayer(base.url, options).addTo(this.map);
     } else {
       el.classList.add("no-tiles");
       this.map.attributionControl.addAttribution(escapeHtml(t.mapNoTiles));
@@ -162,6 +187,8 @@ export class ConsoleMap {
     this.volunteerLayer.addTo(this.map);
     this.alertLayer.addTo(this.map);
     this.map.setView([39.956, 116.41], 16);
+    // No zone yet: the base map's own area, until the households come.
+    this.fitZone();
     this.fitButton = h("button", { type: "button", class: "fit-zone" });
     this.fitButton.addEventListener("click", () => this.fitZone());
     this.labelFitButton();
@@ -183,8 +210,9 @@ export class ConsoleMap {
 
   /** Shows every household of the zones (the button, and after the panel closes). */
   fitZone(): void {
-    if (!this.zoneBounds) return;
-    this.map.fitBounds(this.zoneBounds, { padding: [40, 40], maxZoom: 18, animate: false });
+    const bounds = this.zoneBounds ?? this.tileBounds;
+    if (!bounds) return;
+    this.map.fitBounds(bounds, { padding: [40, 40], maxZoom: 18, animate: false });
   }
 
   /**

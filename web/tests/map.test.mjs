@@ -3,14 +3,18 @@
 // clusters on two streets, so that all the clusters' colours are drawn and labels crowd.
 // Framing the zone, re-framing when the alert panel opens and closes, the alerts' colour,
 // labels that do not cover each other, volunteers named on the map. The tests run in order
-// and share one gateway and one page.
+// and share one gateway and one page. Last, a station without internet: its gateway serves the
+// base map from a local MBTiles file (`--tiles`), and the map draws it.
 
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import path from "node:path";
 import { after, before, describe, test } from "node:test";
+import { promisify } from "node:util";
 
 import { chromium } from "playwright-core";
 
-import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, killAll, press, seed, until } from "./harness.mjs";
+import { CHROMIUM, CHROMIUM_ARGS, Gateway, PASSWORD, ROOT, killAll, press, seed, until } from "./harness.mjs";
 
 const CLUSTERS = 12;
 const HOUSEHOLDS = CLUSTERS * 10;
@@ -192,5 +196,139 @@ describe("station console map", { timeout: 180_000 }, () => {
     });
     assert.ok(await name.isVisible(), "the volunteer's name outranks a street's");
     assert.equal(await page.locator(".street-label").count(), 2);
+  });
+});
+
+/**
+ * Writes an MBTiles file of PNG tiles covering `bbox` ([west, south, east, north]) at zooms
+ * 14 to 16, with Python's own sqlite3 and zlib (tools we did not write): each tile a pale
+ * colour with a grid line, so that a screenshot shows them.
+ */
+async function writeMbtiles(file, bbox) {
+  const script = `
+import json, math, sqlite3, struct, sys, zlib
+path, (w, s, e, n) = sys.argv[1], json.loads(sys.argv[2])
+def png(rgb):
+    row = b"\\0" + bytes((90, 90, 90)) + bytes(rgb) * 254 + bytes((90, 90, 90))
+    raw = b"\\0" + bytes((90, 90, 90)) * 256 + row * 254 + b"\\0" + bytes((90, 90, 90)) * 256
+    def chunk(kind, body):
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    return (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 256, 256, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+def tile(lon, lat, z):
+    k = 2 ** z
+    x = int((lon + 180) / 360 * k)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * k)
+    return x, y
+db = sqlite3.connect(path)
+db.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
+db.execute("CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB)")
+db.execute("CREATE UNIQUE INDEX tile_index ON tiles (zoom_level, tile_column, tile_row)")
+meta = {"name": "和平里", "format": "png", "attribution": "© 和平里测绘 (test)",
+        "bounds": f"{w},{s},{e},{n}", "minzoom": "14", "maxzoom": "16"}
+db.executemany("INSERT INTO metadata VALUES (?, ?)", meta.items())
+count = 0
+for z in range(14, 17):
+    (x0, y0), (x1, y1) = tile(w, n, z), tile(e, s, z)
+    for x in range(x0, x1 + 1):
+        for y in range(y0, y1 + 1):
+            colour = (230 - 20 * (x % 2), 235 - 20 * (y % 2), 215 + 10 * (z % 2))
+            db.execute("INSERT INTO tiles VALUES (?, ?, ?, ?)", (z, x, 2 ** z - 1 - y, png(colour)))
+            count += 1
+db.commit()
+print(count)
+`;
+  const { stdout } = await promisify(execFile)("python3", ["-c", script, file, JSON.stringify(bbox)]);
+  return Number(stdout.trim());
+}
+
+describe("a station without internet: the base map from its own MBTiles file", { timeout: 120_000 }, () => {
+  /** @type {Awaited<ReturnType<typeof seed>>} */
+  let here;
+  /** @type {Gateway} */
+  let station;
+  /** @type {import("playwright-core").Browser} */
+  let chrome;
+  /** @type {import("playwright-core").Page} */
+  let tab;
+  /** Paths of the tiles the page asked for. */
+  const asked = [];
+
+  before(async () => {
+    here = await seed({ clusters: 2 });
+    const lats = here.credentials.map((c) => c.lat);
+    const lons = here.credentials.map((c) => c.lon);
+    const margin = 0.004;
+    const bbox = [Math.min(...lons) - margin, Math.min(...lats) - margin, Math.max(...lons) + margin, Math.max(...lats) + margin];
+    const file = path.join(here.dir, "station-map.mbtiles");
+    assert.ok((await writeMbtiles(file, bbox)) > 0, "tiles written");
+    station = new Gateway(here.dir, ["--tiles", file]);
+    await station.ports();
+    await station.start();
+    chrome = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+    const context = await chrome.newContext({ viewport: { width: 1280, height: 800 }, locale: "zh-CN" });
+    tab = await context.newPage();
+    tab.on("pageerror", (e) => console.error("page error:", e));
+    tab.on("request", (r) => {
+      const p = new URL(r.url()).pathname;
+      if (p.startsWith("/tiles/")) asked.push(p);
+    });
+    await tab.goto(station.base + "/");
+    await tab.locator("#name").fill("station");
+    await tab.locator("#password").fill(PASSWORD);
+    await tab.getByRole("button", { name: /登录|Sign in/ }).click();
+    await until("the households on the map", async () => (await tab.locator("path.hh").count()) === 20);
+  });
+
+  after(async () => {
+    await chrome?.close();
+    await station?.stop();
+    killAll();
+    if (process.env.KEEP_DATA) console.log("data kept in", here?.dir);
+    else await here?.cleanup();
+  });
+
+  test("the map draws the gateway's own tiles, credited as the file says", async () => {
+    const loaded = () =>
+      tab.evaluate(() =>
+        [...document.querySelectorAll("#map img.leaflet-tile")].filter(
+          (img) => new URL(img.src).pathname.startsWith("/tiles/") && img.complete && img.naturalWidth > 0,
+        ).length,
+      );
+    await until("tiles loaded from the gateway", async () => (await loaded()) >= 2);
+    const sizes = await tab.evaluate(() =>
+      [...document.querySelectorAll("#map img.leaflet-tile-loaded")].map((img) => [img.naturalWidth, img.naturalHeight]),
+    );
+    assert.ok(sizes.length > 0 && sizes.every(([w, h]) => w === 256 && h === 256), JSON.stringify(sizes));
+    const credit = await tab.locator(".leaflet-control-attribution").innerText();
+    assert.match(credit, /© 和平里测绘 \(test\)/);
+    assert.ok(!credit.includes("未配置底图"), credit);
+    assert.ok(!(await tab.locator("#map").getAttribute("class")).includes("no-tiles"));
+    // The households are drawn over the tiles.
+    assert.equal(await tab.locator("path.hh").count(), 20);
+    await tab.mouse.move(600, 780);
+    await tab.screenshot({ path: path.join(ROOT, "docs/screenshots/console-offline-map.png") });
+  });
+
+  test("zoomed past the file's deepest level, its deepest tiles are enlarged, never asked deeper", async () => {
+    const zoom = async () => tab.evaluate(() => Number(document.querySelector("#map").dataset.zoom));
+    // To the map's deepest (19), a step at a time.
+    const button = tab.locator(".leaflet-control-zoom-in");
+    while (!(await button.getAttribute("class")).includes("leaflet-disabled")) {
+      const before = await zoom();
+      await button.click();
+      await until("the zoom step", async () => (await zoom()) > before);
+    }
+    assert.equal(await zoom(), 19);
+    await until("tiles shown at the new zoom", async () =>
+      tab.evaluate(() => document.querySelectorAll("#map img.leaflet-tile-loaded").length > 0),
+    );
+    const zooms = asked.map((p) => Number(p.split("/")[2]));
+    assert.ok(zooms.length > 0 && zooms.every((z) => z >= 14 && z <= 16), JSON.stringify(asked));
+    // Every tile asked for was one the file has: none answered 404.
+    const missing = await tab.evaluate(() =>
+      [...document.querySelectorAll("#map img.leaflet-tile")].filter((img) => img.complete && img.naturalWidth === 0).length,
+    );
+    assert.equal(missing, 0);
   });
 });

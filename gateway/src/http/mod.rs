@@ -19,6 +19,8 @@
 //! - [`broker_auth`]: logins and the ACL for an external broker.
 //! - [`cap`]: the public CAP 1.2 feed and documents of the alerts a station published
 //!   (`/cap/…`, no session: public by design).
+//! - [`tiles`]: the offline base map's tiles (`/tiles/{z}/{x}/{y}`, no session: public map
+//!   data) from the station's MBTiles file.
 //! - [`health`]: `/healthz` (its counters behind the metrics token) and `/metrics`.
 //! - [`times`]: every `…at_ms` of a JSON answer with its ISO 8601 twin.
 //! - [`openapi`]: the API described for machines, `/api/openapi.json`, from the handlers'
@@ -57,6 +59,7 @@ pub mod paging;
 pub mod server;
 pub mod state;
 pub mod supervision;
+pub mod tiles;
 pub mod times;
 pub mod volunteer;
 pub mod web;
@@ -111,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(volunteer::routes())
         .merge(broker_auth::routes())
         .merge(cap::routes())
+        .merge(tiles::routes())
         .split_for_parts();
     let document = openapi::Document::new(&openapi::describe(described));
     api.layer(Extension(document))

@@ -111,6 +111,10 @@ const TAGS: &[(&str, &str)] = &[
         "CAP 1.2 documents of the alerts a station made public, and their Atom feed.",
     ),
     (
+        "map",
+        "The station's offline base map: tiles of its own MBTiles file (--tiles), no session.",
+    ),
+    (
         "health",
         "Liveness, the Prometheus metrics, and this description.",
     ),

@@ -36,6 +36,8 @@ pub struct AppState {
     pub accounts: Accounts,
     /// The station console's settings and built pages.
     pub console: Arc<super::web::ConsoleConfig>,
+    /// The offline base map served at `/tiles/…` (`--tiles`), open and checked at start.
+    pub tiles: Option<Arc<crate::tiles::TileSet>>,
     /// The bearer secret an external broker presents to `/api/broker/*`.
     pub broker_auth_secret: Option<Arc<str>>,
     /// Trusted proxies and the public origin: where a client is, which pages are ours.

@@ -41,6 +41,10 @@ pub struct ConsoleConfig {
     pub tile_url: String,
     /// Attribution the tile provider requires, shown on the map.
     pub tile_attribution: String,
+    /// A local MBTiles file of raster tiles the gateway serves itself at `/tiles/{z}/{x}/{y}`
+    /// (stations without internet); never together with `tile_url`. Opened and checked when
+    /// the application is built ([`crate::tiles::TileSet::open`]).
+    pub tiles: Option<PathBuf>,
     /// The station's IANA time zone; every time on the console is shown in it.
     pub time_zone: String,
     /// Who the station's public CAP messages say they are from (`serve --cap-sender`).
@@ -58,6 +62,7 @@ impl Default for ConsoleConfig {
             web_dir: None,
             tile_url: String::new(),
             tile_attribution: String::new(),
+            tiles: None,
             time_zone: "Asia/Shanghai".to_owned(),
             cap_sender: crate::cap::CapSender::default(),
             station_contact: String::new(),
@@ -73,6 +78,11 @@ pub enum ConsoleConfigError {
          (e.g. https://tile.example.org/{{z}}/{{x}}/{{y}}.png), or empty for no tiles; got {0:?}"
     )]
     TileUrl(String),
+    #[error(
+        "--tiles and --tile-url name two base maps: give one (--tiles FILE for a local MBTiles \
+         file served by the gateway, --tile-url for a tile server)"
+    )]
+    TilesAndTileUrl,
     #[error("--time-zone must be an IANA time zone name such as Asia/Shanghai or UTC; got {0:?}")]
     TimeZone(String),
 }
@@ -91,6 +101,11 @@ pub struct ConsoleArgs {
     /// Attribution text the tile provider requires.
     #[arg(long, env = "TENWATCH_TILE_ATTRIBUTION", default_value = "")]
     pub tile_attribution: String,
+    /// A local MBTiles file of raster tiles (png, jpg, webp) that the gateway serves itself
+    /// at /tiles/{z}/{x}/{y} as the console's base map, for stations without internet; not
+    /// with --tile-url. The file's own attribution is shown unless --tile-attribution is given.
+    #[arg(long, env = "TENWATCH_TILES", value_name = "FILE")]
+    pub tiles: Option<PathBuf>,
     /// The station's time zone (IANA name); the console shows every time in it.
     #[arg(long, env = "TENWATCH_TIME_ZONE", default_value = "Asia/Shanghai")]
     pub time_zone: String,
@@ -105,6 +120,11 @@ impl ConsoleArgs {
         {
             return Err(ConsoleConfigError::TileUrl(tile_url));
         }
+        // An empty TENWATCH_TILES= in an environment file means no file, as for the URL.
+        let tiles = self.tiles.filter(|p| !p.as_os_str().is_empty());
+        if tiles.is_some() && !tile_url.is_empty() {
+            return Err(ConsoleConfigError::TilesAndTileUrl);
+        }
         let time_zone = self.time_zone.trim().to_owned();
         if !valid_time_zone_name(&time_zone) {
             return Err(ConsoleConfigError::TimeZone(time_zone));
@@ -113,6 +133,7 @@ impl ConsoleArgs {
             web_dir: self.web_dir,
             tile_url,
             tile_attribution: self.tile_attribution.trim().to_owned(),
+            tiles,
             time_zone,
             cap_sender: crate::cap::CapSender::default(),
             station_contact: String::new(),
@@ -146,6 +167,9 @@ pub async fn fallback(State(s): State<AppState>, req: Request) -> Response {
     let path = req.uri().path().to_owned();
     if path == "/api" || path.starts_with("/api/") {
         return ApiError::NotFound("no such route".into()).into_response();
+    }
+    if path == "/tiles" || path.starts_with("/tiles/") {
+        return ApiError::NotFound("a tile's address is /tiles/{z}/{x}/{y}".into()).into_response();
     }
     let mut response = match &s.console.web_dir {
         Some(dir) if !is_built(dir) => return not_built(Some(dir)),
@@ -292,8 +316,31 @@ mod tests {
             web_dir: None,
             tile_url: tile_url.into(),
             tile_attribution: String::new(),
+            tiles: None,
             time_zone: time_zone.into(),
         }
+    }
+
+    #[test]
+    fn a_local_tile_file_or_a_tile_server_not_both() {
+        let local = ConsoleArgs {
+            tiles: Some("/srv/map.mbtiles".into()),
+            ..args("", "UTC")
+        };
+        assert_eq!(
+            local.clone().into_config().map(|c| c.tiles),
+            Ok(Some(PathBuf::from("/srv/map.mbtiles")))
+        );
+        let both = ConsoleArgs {
+            tile_url: "https://t.example/{z}/{x}/{y}.png".into(),
+            ..local
+        };
+        assert_eq!(both.into_config(), Err(ConsoleConfigError::TilesAndTileUrl));
+        let empty = ConsoleArgs {
+            tiles: Some(PathBuf::new()),
+            ..args("", "UTC")
+        };
+        assert_eq!(empty.into_config().map(|c| c.tiles), Ok(None));
     }
 
     #[test]
