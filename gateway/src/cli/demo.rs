@@ -167,12 +167,13 @@ pub async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     let shutdown = {
         let stop = stop.clone();
         let duration = args.duration.map(Duration::from_secs);
+        let asked = stop_signal();
         async move {
             match duration {
                 Some(d) => {
-                    tokio::select! { _ = tokio::time::sleep(d) => {}, _ = stop_signal() => {} }
+                    tokio::select! { _ = tokio::time::sleep(d) => {}, _ = asked => {} }
                 }
-                None => stop_signal().await,
+                None => asked.await,
             }
             stop.cancel();
         }

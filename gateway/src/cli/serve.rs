@@ -385,36 +385,51 @@ pub(super) async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpList
 
 /// Ends when the process is asked to stop: Ctrl-C (SIGINT) in a terminal, or SIGTERM from a
 /// service manager (`systemctl stop`, `docker stop`). Either way the gateway shuts down in
-/// order: devices are told, the store is left consistent.
-pub(super) async fn stop_signal() {
-    let interrupt = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-        "Ctrl-C"
-    };
+/// order: devices are told, the store is left consistent. The handlers are in place when this
+/// returns, before anything listens: a SIGTERM that comes as soon as the gateway answers is a
+/// stop in order, not the default death by signal.
+pub(super) fn stop_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
+    let (interrupt, terminate) = {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                term.recv().await;
+        let listen = |kind: SignalKind, name: &'static str| {
+            let handler = signal(kind);
+            async move {
+                match handler {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot listen for {name}");
+                        std::future::pending::<()>().await;
+                    }
+                }
+                name
             }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-        "SIGTERM"
+        };
+        (
+            listen(SignalKind::interrupt(), "Ctrl-C"),
+            listen(SignalKind::terminate(), "SIGTERM"),
+        )
     };
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<&str>();
-    let why = tokio::select! {
-        why = interrupt => why,
-        why = terminate => why,
-    };
-    tracing::info!("{why}: shutting down");
+    let (interrupt, terminate) = (
+        async {
+            if let Err(e) = tokio::signal::ctrl_c().await {
+                tracing::error!(error = %e, "cannot listen for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+            "Ctrl-C"
+        },
+        std::future::pending::<&str>(),
+    );
+    async move {
+        let why = tokio::select! {
+            why = interrupt => why,
+            why = terminate => why,
+        };
+        tracing::info!("{why}: shutting down");
+    }
 }
 
 fn parse_enough(list: &str) -> Result<crate::lifecycle::EnoughHelp, String> {
@@ -517,6 +532,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
              of your station"
         );
     }
+    // Before anything listens: a stop asked for from now on is a stop in order.
+    let stop = stop_signal();
     let app = build_app(&args).await?;
     let devices = match (app.mqtt_addr(), &args.mqtt_url) {
         (Some(addr), _) => format!("mqtt://{addr}"),
@@ -538,5 +555,5 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some((tcp, udp)) = app.sia_addrs() {
         println!("alarm panels (SIA DC-09): tcp {tcp}, udp {udp}");
     }
-    app.run(stop_signal()).await
+    app.run(stop).await
 }
