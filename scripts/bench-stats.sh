@@ -2,7 +2,8 @@
 # How fast the station's statistics answer (issue 15): a zone of 5,000 households (500 clusters)
 # gets about 10,000 alerts through the real press path (tenwatch-sim at 400 presses/s for 25 s,
 # a tenth of the neighbours answering "coming"), then GET /api/stats for the last half-month is
-# timed 20 times. Prints the median and the slowest, and the alert count the answer gave.
+# timed 20 times, then the bulletin of the same half-month (its page and its PDF) 10 times
+# each. Prints the medians and the extremes, and the counts the answer gave.
 #   bash scripts/bench-stats.sh                      (SQLite in a temporary folder)
 #   DATABASE_URL=postgres://… bash scripts/bench-stats.sh   (an empty PostgreSQL database)
 # Loopback only; stops by itself (about a minute). Builds the release binaries first.
@@ -38,11 +39,27 @@ for _ in $(seq 20); do
   times+=("$(curl -fs -o "$work/stats.json" -w '%{time_total}' -H "authorization: Bearer $token" \
     "http://127.0.0.1:$ht/api/stats")")
 done
-python3 - "$work/stats.json" "${times[@]}" <<'PY'
-import json, statistics, sys
+# The same half-month as the 警情公示 bulletin: its page, and its PDF (with the CJK font).
+now=$(python3 -c 'import time; print(int(time.time() * 1000))')
+period="from=$((now - 15 * 86400000))&to=$((now + 60000))"
+page=(); pdf=()
+for _ in $(seq 10); do
+  page+=("$(curl -fs -o "$work/b.html" -w '%{time_total}' -H "authorization: Bearer $token" \
+    "http://127.0.0.1:$ht/api/bulletin?$period")")
+  pdf+=("$(curl -s -o "$work/b.pdf" -w '%{time_total}' -H "authorization: Bearer $token" \
+    "http://127.0.0.1:$ht/api/bulletin.pdf?$period")")
+done
+python3 - "$work/stats.json" "${times[*]}" "${page[*]}" "${pdf[*]}" "$work/b.pdf" <<'PY'
+import json, os, statistics, sys
 answer = json.load(open(sys.argv[1]))
-t = sorted(float(x) * 1000 for x in sys.argv[2:])
+def line(name, raw):
+    t = sorted(float(x) * 1000 for x in raw.split())
+    print(f"{name}: median {statistics.median(t):.1f} ms, min {t[0]:.1f} ms, max {t[-1]:.1f} ms (n={len(t)})")
 print(f"alerts counted: {answer['alerts']}, first delivery n={answer['first_delivery']['n']}, "
-      f"first coming n={answer['first_coming']['n']}")
-print(f"GET /api/stats: median {statistics.median(t):.1f} ms, min {t[0]:.1f} ms, max {t[-1]:.1f} ms (n={len(t)})")
+      f"first coming n={answer['first_coming']['n']}, clusters with coverage: "
+      f"{len(answer.get('coverage', []))}, hot-spot places: {len(answer.get('places', []))}")
+line("GET /api/stats", sys.argv[2])
+line("GET /api/bulletin (the page)", sys.argv[3])
+size = os.path.getsize(sys.argv[5]) if os.path.exists(sys.argv[5]) else 0
+line(f"GET /api/bulletin.pdf ({size // 1024} KiB)", sys.argv[4])
 PY

@@ -242,7 +242,7 @@ pub fn start_router(settings: RouterSettings) -> Result<RouterHandle, BrokerErro
             .map_err(BrokerError::RouterThread)?;
     }
 
-    wait_until_listening(addr, settings.start_timeout, &failed_rx)?;
+    wait_until_listening(addr, &password, settings.start_timeout, &failed_rx)?;
     tracing::info!(%addr, "router listening (loopback, internal credential only)");
     let links: Arc<LinkFactory> = Arc::new(move |client_id: &str, clean_session: bool| {
         LinkBuilder::new(client_id, router_tx.clone())
@@ -300,10 +300,13 @@ fn build_config(
     (router, server)
 }
 
-/// Polls the listener with plain TCP connects until one succeeds, the router thread reports a
-/// failure, or the deadline passes.
+/// Polls the listener until it accepts a connection, the router thread reports a failure, or
+/// the deadline passes. The connection that gets through says a proper MQTT hello before it
+/// closes ([`hello_and_goodbye`]): a bare TCP probe closed at once made rumqttd log an error
+/// at every start.
 fn wait_until_listening(
     addr: SocketAddr,
+    password: &str,
     timeout: Duration,
     failed: &std::sync::mpsc::Receiver<String>,
 ) -> Result<(), BrokerError> {
@@ -317,7 +320,13 @@ fn wait_until_listening(
             });
         }
         let error = match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(_probe) => return Ok(()),
+            Ok(probe) => {
+                // Listening is what was asked; a hello that goes wrong only says so.
+                if let Err(e) = hello_and_goodbye(probe, password) {
+                    tracing::debug!(error = %e, "the router's readiness probe did not say goodbye");
+                }
+                return Ok(());
+            }
             Err(e) => e,
         };
         if started.elapsed() >= timeout {
@@ -328,6 +337,47 @@ fn wait_until_listening(
             });
         }
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// MQTT 3.1.1 on a fresh connection to the router: CONNECT with the internal credential (clean
+/// session), wait for the CONNACK, close.
+fn hello_and_goodbye(mut probe: TcpStream, password: &str) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let field = |out: &mut Vec<u8>, s: &[u8]| {
+        out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+        out.extend_from_slice(s);
+    };
+    let mut body = Vec::new();
+    field(&mut body, b"MQTT");
+    // Level 4; user name, password and a clean session; keep-alive 10 s.
+    body.extend_from_slice(&[4, 0b1100_0010, 0, 10]);
+    field(&mut body, b"tenwatch-router-probe");
+    field(&mut body, INTERNAL_USERNAME.as_bytes());
+    field(&mut body, password.as_bytes());
+    let mut packet = vec![0x10];
+    let mut left = body.len();
+    loop {
+        let mut byte = (left % 128) as u8;
+        left /= 128;
+        if left > 0 {
+            byte |= 0x80;
+        }
+        packet.push(byte);
+        if left == 0 {
+            break;
+        }
+    }
+    packet.extend_from_slice(&body);
+    probe.set_read_timeout(Some(Duration::from_secs(1)))?;
+    probe.write_all(&packet)?;
+    let mut connack = [0u8; 4];
+    probe.read_exact(&mut connack)?;
+    // Closed without a DISCONNECT: rumqttd takes that as a peer gone (an info line); a
+    // DISCONNECT packet then the close reach its router twice, and it logs an error.
+    match connack {
+        [0x20, 0x02, _, 0] => Ok(()),
+        other => Err(std::io::Error::other(format!("CONNACK {other:?}"))),
     }
 }
 
