@@ -131,6 +131,7 @@ async fn listed(store: &dyn Store, open_only: bool, zones: Vec<ZoneCode>) -> Vec
         open_only,
         zones,
         limit: 100,
+        ..AlertFilter::default()
     };
     store.list_alerts(&filter).await.unwrap()
 }

@@ -700,6 +700,31 @@ async fn lists_page_by_cursor_and_time(backend: &str) -> anyhow::Result<()> {
         .collect();
     assert_eq!(notes, ["第 2 圈", "第 1 圈", "第 0 圈"], "{first} {second}");
     assert!(second["next"].is_null(), "{second}");
+
+    // And the alerts: three households press; two pages of two, newest first.
+    let mut units = connect_all(app.mqtt, &app.cluster(0)[..3]).await?;
+    let mut raised = Vec::new();
+    for unit in units.iter_mut() {
+        let ack = unit.press_and_wait_ack(1, "help").await?;
+        raised.push(ack["alert"].as_str().unwrap_or_default().to_owned());
+    }
+    raised.reverse();
+    let (_, first) = app.get_json("/api/alerts?state=all&limit=2").await?;
+    let next = first["next"].as_str().expect("a second page").to_owned();
+    let (_, second) = app
+        .get_json(&format!("/api/alerts?state=all&limit=2&cursor={next}"))
+        .await?;
+    let ids: Vec<&str> = first["alerts"]
+        .as_array()
+        .into_iter()
+        .chain(second["alerts"].as_array())
+        .flatten()
+        .filter_map(|a| a["id"].as_str())
+        .collect();
+    assert_eq!(ids, raised, "{first} {second}");
+    assert!(second["next"].is_null(), "{second}");
+    let (status, body) = app.get_json("/api/alerts?limit=1001").await?;
+    assert_eq!(status, 400, "{body}");
     Ok(())
 }
 

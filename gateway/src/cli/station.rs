@@ -102,6 +102,7 @@ impl Monitor {
             open_only: true,
             zones: vec![zone],
             limit: LEFT_OPEN_READ,
+            ..AlertFilter::default()
         };
         let left = match store.list_alerts(&filter).await {
             Ok(left) => left,

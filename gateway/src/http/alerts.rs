@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use super::auth::{zones_for, Authenticated, Operator};
 use super::error::{Body, Params};
 use super::openapi::{AlertPath, Conflict, Refusals};
+use super::paging::{next_page, window, Asked};
 use super::{ApiError, AppState};
 use crate::accounts::{AccountKind, AccountName, Principal};
 use crate::domain::AlertId;
@@ -39,14 +40,20 @@ struct ListQuery {
     state: Option<String>,
     /// One of the account's zones (default: all of them).
     zone: Option<String>,
-    /// At most this many, newest first: 1 to 1,000 (default 100).
+    /// Raised at or after (unix ms or ISO 8601).
+    from: Option<String>,
+    /// Raised before.
+    to: Option<String>,
+    /// At most this many a page, newest first: 1 to 1,000 (default 100).
     limit: Option<u32>,
+    /// The `next` of the page before.
+    cursor: Option<String>,
 }
 
 /// The alerts of the account's zones, newest first: the open ones, or all. An alert open past
 /// `--stale-after` is marked `stale`.
 #[utoipa::path(get, path = "/api/alerts", tag = "alerts", params(ListQuery),
-    responses((status = 200, description = "{alerts: [...], stale_after_ms}"), Refusals))]
+    responses((status = 200, description = "{alerts: [...], stale_after_ms, next}"), Refusals))]
 async fn list_alerts(
     State(s): State<AppState>,
     Authenticated(who): Authenticated,
@@ -61,12 +68,26 @@ async fn list_alerts(
             )))
         }
     };
+    let window = window(
+        Asked {
+            from: q.from.as_deref(),
+            to: q.to.as_deref(),
+            cursor: q.cursor.as_deref(),
+            limit: q.limit,
+        },
+        100,
+        1000,
+    )?;
     let filter = AlertFilter {
         open_only,
         zones: zones_for(&who, q.zone.as_deref())?,
-        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+        limit: window.limit,
+        from_ms: window.from_ms,
+        to_ms: window.to_ms,
+        after: window.after,
     };
-    let alerts = s.store.list_alerts(&filter).await?;
+    let mut alerts = s.store.list_alerts(&filter).await?;
+    let next = next_page(&mut alerts, &window, |a| (a.raised_at_ms, a.id.0));
     let (now, stale_after_ms) = (s.ingest.now(), s.ingest.stale_after_ms());
     let alerts: Vec<Listed> = alerts
         .into_iter()
@@ -75,7 +96,10 @@ async fn list_alerts(
             alert,
         })
         .collect();
-    Ok(Json(json!({ "alerts": alerts, "stale_after_ms": stale_after_ms })).into_response())
+    Ok(
+        Json(json!({ "alerts": alerts, "stale_after_ms": stale_after_ms, "next": next }))
+            .into_response(),
+    )
 }
 
 /// An alert as listed for the station: open past `--stale-after` is `stale` (no unit will

@@ -82,6 +82,7 @@ async fn stream_feed(mut socket: WebSocket, s: AppState, who: Principal, token: 
             open_only: true,
             zones: who.zones.clone(),
             limit: 1000,
+            ..AlertFilter::default()
         })
         .await;
     let hello = match snapshot {

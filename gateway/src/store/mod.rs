@@ -394,6 +394,11 @@ pub struct AlertFilter {
     pub zones: Vec<ZoneCode>,
     /// At most this many, newest first.
     pub limit: u32,
+    /// Raised in `[from_ms, to_ms)`, older than `after` (raised at, id): a page of
+    /// [`ListWindow`]; none: the newest.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub after: Option<(i64, i64)>,
 }
 
 /// Registry sizes, for `/healthz` and the demo's start-up line.

@@ -892,12 +892,18 @@ impl Store for Backend {
             alert_select!(),
             "WHERE (NOT $1 OR a.state NOT IN ('resolved', 'cancelled')) AND a.zone ",
             in_list!("$2"),
+            " AND ",
+            in_window!("a.raised_at_ms", "a.id", "$4", "$5", "$6", "$7"),
             " ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT $3"
         );
         let query = sqlx::query(sql)
             .bind(f.open_only)
             .bind(Backend::zone_list(&f.zones)?)
-            .bind(i64::from(f.limit));
+            .bind(i64::from(f.limit))
+            .bind(f.from_ms)
+            .bind(f.to_ms)
+            .bind(f.after.map(|a| a.0))
+            .bind(f.after.map(|a| a.1));
         self.alerts(query).await
     }
 
