@@ -820,3 +820,15 @@ pub async fn next_feed(ws: &mut Feed) -> anyhow::Result<Value> {
         }
     }
 }
+
+/// Percent-encodes a query value (labels are Chinese, ISO times carry `+` and `:`).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

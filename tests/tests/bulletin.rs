@@ -438,18 +438,6 @@ async fn without_its_font_the_pdf_says_what_to_install(backend: &str) -> anyhow:
     Ok(())
 }
 
-/// Percent-encodes a query value.
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_the_bulletin_shows_the_zone_s_figures_and_no_household() -> anyhow::Result<()> {
     the_bulletin_shows_the_zone_s_figures_and_no_household("sqlite").await

@@ -349,18 +349,6 @@ async fn a_device_page_shows_its_presence_and_battery(backend: &str) -> anyhow::
     Ok(())
 }
 
-/// Percent-encodes a query value (labels are Chinese, ISO times carry `+` and `:`).
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_sqlite_closed_alerts_are_found_paged_and_kept_to_their_zone() -> anyhow::Result<()> {
     closed_alerts_are_found_paged_and_kept_to_their_zone("sqlite").await

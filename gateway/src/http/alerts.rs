@@ -68,16 +68,7 @@ async fn list_alerts(
             )))
         }
     };
-    let window = window(
-        Asked {
-            from: q.from.as_deref(),
-            to: q.to.as_deref(),
-            cursor: q.cursor.as_deref(),
-            limit: q.limit,
-        },
-        100,
-        1000,
-    )?;
+    let window = window(Asked::new(&q.from, &q.to, &q.cursor, q.limit), 100, 1000)?;
     let filter = AlertFilter {
         open_only,
         zones: zones_for(&who, q.zone.as_deref())?,

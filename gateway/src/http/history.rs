@@ -94,12 +94,7 @@ async fn alert_history(
     Params(q): Params<HistoryQuery>,
 ) -> Result<Response, ApiError> {
     let w = window(
-        Asked {
-            from: q.from.as_deref(),
-            to: q.to.as_deref(),
-            cursor: q.cursor.as_deref(),
-            limit: q.limit,
-        },
+        Asked::new(&q.from, &q.to, &q.cursor, q.limit),
         DEFAULT_PAGE,
         MAX_PAGE,
     )?;

@@ -111,12 +111,7 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let zones = zones_for(&who, q.zone.as_deref())?;
     let window = window(
-        Asked {
-            from: q.from.as_deref(),
-            to: q.to.as_deref(),
-            cursor: q.cursor.as_deref(),
-            limit: q.limit,
-        },
+        Asked::new(&q.from, &q.to, &q.cursor, q.limit),
         DEFAULT_LIST,
         MAX_LIST,
     )?;

@@ -70,6 +70,23 @@ pub(super) struct Asked<'a> {
     pub limit: Option<u32>,
 }
 
+impl<'a> Asked<'a> {
+    /// From a query's own fields.
+    pub(super) fn new(
+        from: &'a Option<String>,
+        to: &'a Option<String>,
+        cursor: &'a Option<String>,
+        limit: Option<u32>,
+    ) -> Self {
+        Asked {
+            from: from.as_deref(),
+            to: to.as_deref(),
+            cursor: cursor.as_deref(),
+            limit,
+        }
+    }
+}
+
 /// The window of a list: `limit` 1 to `max` (`default` if not given), `from` before `to`,
 /// the cursor one this server gave. The store is asked for one more than the page holds, to
 /// know whether there is a next page ([`next_page`]).

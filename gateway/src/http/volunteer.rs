@@ -244,16 +244,7 @@ async fn checkins(
     Volunteer(who): Volunteer,
     Params(q): Params<CheckinsQuery>,
 ) -> Result<Response, ApiError> {
-    let window = window(
-        Asked {
-            from: q.from.as_deref(),
-            to: q.to.as_deref(),
-            cursor: q.cursor.as_deref(),
-            limit: q.limit,
-        },
-        20,
-        200,
-    )?;
+    let window = window(Asked::new(&q.from, &q.to, &q.cursor, q.limit), 20, 200)?;
     let mut list = s.store.checkins(who.account_id, &window).await?;
     let next = next_page(&mut list, &window, |c| (c.at_ms, c.id));
     Ok(Json(json!({ "checkins": list, "next": next })).into_response())
