@@ -209,10 +209,10 @@ fn cookie(value: &str, max_age_zero: bool, secure: bool) -> HeaderValue {
     request_body = LoginBody,
     responses(
         (status = 200, description = "{token, account, expires_at_ms}"),
-        (status = 400, description = "a body that is not the JSON object asked for", body = super::openapi::ErrorBody),
-        (status = 401, description = "wrong name or password", body = super::openapi::ErrorBody),
-        (status = 415, description = "not application/json", body = super::openapi::ErrorBody),
-        (status = 429, description = "too many attempts: Retry-After", body = super::openapi::ErrorBody),
+        (status = 400, description = "a body that is not the JSON object asked for", body = super::error::ErrorBody),
+        (status = 401, description = "wrong name or password", body = super::error::ErrorBody),
+        (status = 415, description = "not application/json", body = super::error::ErrorBody),
+        (status = 429, description = "too many attempts: Retry-After", body = super::error::ErrorBody),
     ))]
 async fn login(
     State(accounts): State<Accounts>,
@@ -267,7 +267,7 @@ pub(super) fn parse_login(body: &Bytes) -> Result<LoginBody, ApiError> {
 #[utoipa::path(get, path = "/api/session", tag = "session",
     responses(
         (status = 200, description = "{account}"),
-        (status = 401, description = "no session", body = super::openapi::ErrorBody),
+        (status = 401, description = "no session", body = super::error::ErrorBody),
     ))]
 async fn whoami(Authenticated(principal): Authenticated) -> Response {
     Json(json!({ "account": principal })).into_response()

@@ -42,13 +42,13 @@ enum BrokerAnswers {
     Verdict,
     /// The broker's bearer secret is missing or wrong.
     #[response(status = 401)]
-    NotTheBroker(super::openapi::ErrorBody),
+    NotTheBroker(super::error::ErrorBody),
     /// No `--broker-auth-secret` configured: the route is off.
     #[response(status = 404)]
-    Off(super::openapi::ErrorBody),
+    Off(super::error::ErrorBody),
     /// The registry does not answer: the broker should refuse for now.
     #[response(status = 503)]
-    Unavailable(super::openapi::ErrorBody),
+    Unavailable(super::error::ErrorBody),
 }
 
 /// The broker's own proof: the configured secret as a bearer token. `Some` is the refusal.

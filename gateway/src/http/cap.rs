@@ -97,8 +97,8 @@ async fn public_alert(s: &AppState, id: AlertId) -> Result<AlertSummary, ApiErro
     params(("file" = String, Path, description = "the alert's id and .xml, e.g. A42.xml")),
     responses(
         (status = 200, description = "the CAP document", content_type = "application/cap+xml"),
-        (status = 400, description = "not an id and .xml", body = super::openapi::ErrorBody),
-        (status = 404, description = NOT_PUBLIC, body = super::openapi::ErrorBody),
+        (status = 400, description = "not an id and .xml", body = super::error::ErrorBody),
+        (status = 404, description = NOT_PUBLIC, body = super::error::ErrorBody),
     ))]
 async fn latest(State(s): State<AppState>, Path(file): Path<String>) -> Result<Response, ApiError> {
     let alert = public_alert(&s, id_of(&file)?).await?;
@@ -119,8 +119,8 @@ async fn latest(State(s): State<AppState>, Path(file): Path<String>) -> Result<R
     ),
     responses(
         (status = 200, description = "the CAP document", content_type = "application/cap+xml"),
-        (status = 400, description = "not a number and .xml", body = super::openapi::ErrorBody),
-        (status = 404, description = NOT_PUBLIC, body = super::openapi::ErrorBody),
+        (status = 400, description = "not a number and .xml", body = super::error::ErrorBody),
+        (status = 404, description = NOT_PUBLIC, body = super::error::ErrorBody),
     ))]
 async fn nth(
     State(s): State<AppState>,
@@ -153,8 +153,8 @@ async fn nth(
     params(("file" = String, Path, description = "the notice's id and .xml, e.g. N7.xml")),
     responses(
         (status = 200, description = "the CAP document", content_type = "application/cap+xml"),
-        (status = 400, description = "not an id and .xml", body = super::openapi::ErrorBody),
-        (status = 404, description = "no such notice", body = super::openapi::ErrorBody),
+        (status = 400, description = "not an id and .xml", body = super::error::ErrorBody),
+        (status = 404, description = "no such notice", body = super::error::ErrorBody),
     ))]
 async fn notice(State(s): State<AppState>, Path(file): Path<String>) -> Result<Response, ApiError> {
     let bad = || {

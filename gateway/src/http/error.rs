@@ -13,6 +13,15 @@ use serde_json::json;
 
 use crate::store::StoreError;
 
+/// Every failure's body, as the API description says it: what the caller may know of what
+/// went wrong.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody {
+    /// In words, e.g. `limit must be from 1 to 200, not 0`; `internal error` when the fault is
+    /// the server's (it is logged there).
+    pub error: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// No session, or an expired or unknown one (401 with `WWW-Authenticate: Bearer`).

@@ -33,8 +33,8 @@ const SESSION_ENDED: u16 = 4001;
 #[utoipa::path(get, path = "/api/feed", tag = "console",
     responses(
         (status = 101, description = "the WebSocket: one JSON event a message"),
-        (status = 401, description = "no session", body = super::openapi::ErrorBody),
-        (status = 403, description = "a page of another origin", body = super::openapi::ErrorBody),
+        (status = 401, description = "no session", body = super::error::ErrorBody),
+        (status = 403, description = "a page of another origin", body = super::error::ErrorBody),
     ))]
 pub(super) async fn feed(
     State(s): State<AppState>,

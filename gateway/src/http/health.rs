@@ -82,8 +82,8 @@ async fn health(s: &AppState, counters: bool) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
     responses(
         (status = 200, description = "the metrics", content_type = "application/openmetrics-text"),
-        (status = 401, description = "without the metrics token", body = super::openapi::ErrorBody),
-        (status = 404, description = "off, or served on its own address", body = super::openapi::ErrorBody),
+        (status = 401, description = "without the metrics token", body = super::error::ErrorBody),
+        (status = 404, description = "off, or served on its own address", body = super::error::ErrorBody),
     ))]
 pub(super) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if s.metrics_access.elsewhere {

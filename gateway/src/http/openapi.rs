@@ -10,25 +10,17 @@
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{InfoBuilder, OpenApi, SecurityRequirement};
-use utoipa::{IntoParams, IntoResponses, ToSchema};
+use utoipa::{IntoParams, IntoResponses};
 
 use super::auth::SESSION_COOKIE;
+pub(super) use super::error::ErrorBody;
 
 /// The security schemes' names, as the operations' `security` lists name them.
 pub(super) const SESSION: &str = "session";
 pub(super) const BEARER: &str = "bearer";
-
-/// Every failure's body: what the caller may know of what went wrong.
-#[derive(Serialize, ToSchema)]
-pub(super) struct ErrorBody {
-    /// In words, e.g. `limit must be from 1 to 200, not 0`; `internal error` when the fault is
-    /// the server's (it is logged there).
-    pub error: String,
-}
 
 /// What a route for signed-in accounts may answer besides its own results.
 #[derive(IntoResponses)]

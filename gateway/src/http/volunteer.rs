@@ -97,7 +97,7 @@ pub(super) fn check_subscription(
     responses(
         (status = 201, description = "{id}"),
         Refusals,
-        (status = 429, description = "too many new subscriptions: Retry-After", body = super::openapi::ErrorBody),
+        (status = 429, description = "too many new subscriptions: Retry-After", body = super::error::ErrorBody),
     ))]
 async fn subscribe(
     State(s): State<AppState>,
