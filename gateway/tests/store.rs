@@ -130,8 +130,10 @@ async fn listed(store: &dyn Store, open_only: bool, zones: Vec<ZoneCode>) -> Vec
     let filter = AlertFilter {
         open_only,
         zones,
-        limit: 100,
-        ..AlertFilter::default()
+        window: ListWindow {
+            limit: 100,
+            ..ListWindow::default()
+        },
     };
     store.list_alerts(&filter).await.unwrap()
 }

@@ -11,7 +11,7 @@ use crate::domain::{AlertId, AlertState, ZoneCode};
 use crate::feed::FeedItem;
 use crate::ingest::Ingest;
 use crate::lifecycle::{Action, Category, RecipientState};
-use crate::store::{AlertFilter, AlertSummary, RecipientKind, Store};
+use crate::store::{AlertFilter, AlertSummary, ListWindow, RecipientKind, Store};
 use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -101,8 +101,10 @@ impl Monitor {
         let filter = AlertFilter {
             open_only: true,
             zones: vec![zone],
-            limit: LEFT_OPEN_READ,
-            ..AlertFilter::default()
+            window: ListWindow {
+                limit: LEFT_OPEN_READ,
+                ..ListWindow::default()
+            },
         };
         let left = match store.list_alerts(&filter).await {
             Ok(left) => left,

@@ -72,10 +72,7 @@ async fn list_alerts(
     let filter = AlertFilter {
         open_only,
         zones: zones_for(&who, q.zone.as_deref())?,
-        limit: window.limit,
-        from_ms: window.from_ms,
-        to_ms: window.to_ms,
-        after: window.after,
+        window,
     };
     let mut alerts = s.store.list_alerts(&filter).await?;
     let next = next_page(&mut alerts, &window, |a| (a.raised_at_ms, a.id.0));

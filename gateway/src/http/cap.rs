@@ -175,14 +175,7 @@ async fn notice(State(s): State<AppState>, Path(file): Path<String>) -> Result<R
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("no notice N{id}")))?;
     let n = view.notice;
-    let map = s.store.zone_map(std::slice::from_ref(&n.zone)).await?;
-    let houses: Vec<(f64, f64)> = map
-        .households
-        .iter()
-        .filter(|h| n.clusters.is_empty() || n.clusters.iter().any(|c| c.as_str() == h.cluster))
-        .map(|h| (h.lat, h.lon))
-        .collect();
-    let circle = cap::notice::covering_circle(&houses);
+    let circle = cap::notice::covering_circle(&s.store.notice_places(id).await?);
     let body = cap::notice::notice_document(&n, circle.as_deref(), &s.console.cap_sender, tz(&s));
     Ok(xml("application/cap+xml; charset=utf-8", body))
 }

@@ -20,7 +20,7 @@ use super::auth::{session_token, Authenticated};
 use super::{ApiError, AppState};
 use crate::accounts::{Principal, SessionToken};
 use crate::feed::FeedItem;
-use crate::store::AlertFilter;
+use crate::store::{AlertFilter, ListWindow};
 
 /// How often the feed pings an idle station so that dead connections are noticed.
 const FEED_PING: Duration = Duration::from_secs(20);
@@ -81,8 +81,10 @@ async fn stream_feed(mut socket: WebSocket, s: AppState, who: Principal, token: 
         .list_alerts(&AlertFilter {
             open_only: true,
             zones: who.zones.clone(),
-            limit: 1000,
-            ..AlertFilter::default()
+            window: ListWindow {
+                limit: 1000,
+                ..ListWindow::default()
+            },
         })
         .await;
     let hello = match snapshot {

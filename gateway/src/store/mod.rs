@@ -392,13 +392,9 @@ pub struct AlertFilter {
     pub open_only: bool,
     /// Only alerts of these zones (an account sees its own zones only).
     pub zones: Vec<ZoneCode>,
-    /// At most this many, newest first.
-    pub limit: u32,
-    /// Raised in `[from_ms, to_ms)`, older than `after` (raised at, id): a page of
-    /// [`ListWindow`]; none: the newest.
-    pub from_ms: Option<i64>,
-    pub to_ms: Option<i64>,
-    pub after: Option<(i64, i64)>,
+    /// Which page: raised in a time range, older than a cursor (raised at, id), at most so
+    /// many, newest first.
+    pub window: ListWindow,
 }
 
 /// Registry sizes, for `/healthz` and the demo's start-up line.

@@ -242,6 +242,8 @@ pub trait NoticeStore: Send + Sync + 'static {
     async fn notice(&self, id: i64) -> StoreResult<Option<NoticeView>>;
     /// The newest notices of every zone, newest first, at most `limit`: the public feed's.
     async fn recent_notices(&self, limit: u32) -> StoreResult<Vec<Notice>>;
+    /// Where the households a notice was sent to are (degrees): its CAP area holds them all.
+    async fn notice_places(&self, id: i64) -> StoreResult<Vec<(f64, f64)>>;
     /// A unit's `delivered` receipt.
     async fn notice_delivered(
         &self,

@@ -899,11 +899,8 @@ impl Store for Backend {
         let query = sqlx::query(sql)
             .bind(f.open_only)
             .bind(Backend::zone_list(&f.zones)?)
-            .bind(i64::from(f.limit))
-            .bind(f.from_ms)
-            .bind(f.to_ms)
-            .bind(f.after.map(|a| a.0))
-            .bind(f.after.map(|a| a.1));
+            .bind(i64::from(f.window.limit));
+        let query = super::bind_window(query, &f.window);
         self.alerts(query).await
     }
 

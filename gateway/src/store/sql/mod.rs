@@ -136,6 +136,19 @@ pub(crate) enum Commit {
     Statement,
 }
 
+/// Binds a list's window ([`crate::store::ListWindow`]) after a statement's other parameters,
+/// in the order [`in_window!`] numbers them: from, to, and the cursor's time and id.
+fn bind_window<'q>(
+    query: sqlx::query::Query<'q, super::Db, super::Args>,
+    window: &crate::store::ListWindow,
+) -> sqlx::query::Query<'q, super::Db, super::Args> {
+    query
+        .bind(window.from_ms)
+        .bind(window.to_ms)
+        .bind(window.after.map(|a| a.0))
+        .bind(window.after.map(|a| a.1))
+}
+
 /// The shared row parsers ([`crate::store::rows`]) read this backend's rows through this:
 /// each column type is what the backend's driver decodes for it.
 impl Columns for Row {

@@ -171,21 +171,18 @@ impl NoticeStore for Backend {
         if zones.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             notice_select!("WHERE n.zone "),
             in_list!("$1"),
             " AND ",
             in_window!("n.created_at_ms", "n.id", "$2", "$3", "$4", "$5"),
             " ORDER BY n.created_at_ms DESC, n.id DESC LIMIT $6"
         ))
-        .bind(Backend::zone_list(zones)?)
-        .bind(window.from_ms)
-        .bind(window.to_ms)
-        .bind(window.after.map(|a| a.0))
-        .bind(window.after.map(|a| a.1))
-        .bind(i64::from(window.limit))
-        .fetch_all(self.reads())
-        .await?;
+        .bind(Backend::zone_list(zones)?);
+        let rows = super::bind_window(query, window)
+            .bind(i64::from(window.limit))
+            .fetch_all(self.reads())
+            .await?;
         rows.iter().map(view_row).collect()
     }
 
@@ -206,6 +203,17 @@ impl NoticeStore for Backend {
         .fetch_all(self.reads())
         .await?;
         rows.iter().map(notice_row).collect()
+    }
+
+    async fn notice_places(&self, id: i64) -> StoreResult<Vec<(f64, f64)>> {
+        // The households of its unit rows (written with the notice), each once.
+        Ok(sqlx::query_as(
+            "SELECT h.lat, h.lon FROM households h WHERE h.id IN \
+             (SELECT u.household FROM notice_units u WHERE u.notice = $1)",
+        )
+        .bind(id)
+        .fetch_all(self.reads())
+        .await?)
     }
 
     async fn notice_delivered(

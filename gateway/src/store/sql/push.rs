@@ -206,19 +206,16 @@ impl PushStore for Backend {
         account: i64,
         window: &crate::store::ListWindow,
     ) -> StoreResult<Vec<Checkin>> {
-        let rows = sqlx::query(concat!(
+        let query = sqlx::query(concat!(
             "SELECT id, lat, lon, note, at_ms FROM checkins WHERE account = $1 AND ",
             in_window!("at_ms", "id", "$2", "$3", "$4", "$5"),
             " ORDER BY at_ms DESC, id DESC LIMIT $6"
         ))
-        .bind(account)
-        .bind(window.from_ms)
-        .bind(window.to_ms)
-        .bind(window.after.map(|a| a.0))
-        .bind(window.after.map(|a| a.1))
-        .bind(i64::from(window.limit))
-        .fetch_all(self.reads())
-        .await?;
+        .bind(account);
+        let rows = super::bind_window(query, window)
+            .bind(i64::from(window.limit))
+            .fetch_all(self.reads())
+            .await?;
         rows.iter().map(rows::checkin).collect()
     }
 }
