@@ -146,6 +146,7 @@ impl Subscriber {
 mod tests {
     use super::*;
     use crate::{start_router, RouterSettings};
+    use std::time::Duration;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn what_one_client_publishes_the_other_receives_in_order() {
@@ -175,5 +176,83 @@ mod tests {
             .expect("published");
         let m = unit_sub.next().await.expect("alert");
         assert_eq!(&m.topic[..], b"tw/c/cl1/alert");
+    }
+
+    /// Which subscriber gets a topic's publishes is the MQTT rule for every filter shape,
+    /// also for a topic published for the first time after the filters are in place, and
+    /// also once the router has remembered the topic's filters (the second round). The
+    /// vendored router looks filters up by name instead of trying each one
+    /// (vendor/rumqttd/TENWATCH.md); this is what that must not change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_filter_shape_gets_what_mqtt_says_once() {
+        let router = start_router(RouterSettings::default()).expect("router starts");
+        let (publisher, _) = connect(&router, "publisher").await.expect("publisher");
+        let filters = [
+            "#",
+            "tw/#",
+            "tw/c/c1/alert",
+            "tw/c/c1/#",
+            "tw/c/c1/alert/#",
+            "tw/c/+/alert",
+            "tw/+/+/alert",
+            "+/c/c1/+",
+            "tw/d/+/down/#",
+            "tw/c/c2/#",
+            "other/x",
+        ];
+        let topics = [
+            "tw/c/c1/alert",
+            "tw/d/d1/down/ack",
+            "tw/c/c1",
+            "other/x",
+            "tw",
+        ];
+        let mut subscribers = Vec::new();
+        for (i, filter) in filters.iter().enumerate() {
+            let (p, mut s) = connect(&router, &format!("s{i}"))
+                .await
+                .expect("subscriber");
+            // Each also hears the last word of a round ("#" hears it anyway).
+            let with_end: &[&str] = if *filter == "#" {
+                &["#"]
+            } else {
+                &[filter, "zz/end"]
+            };
+            s.subscribe(&p, with_end).await.expect("subscribed");
+            subscribers.push(s);
+        }
+        for round in 0..2 {
+            for topic in topics {
+                publisher
+                    .publish(topic.into(), format!("{round}").into_bytes())
+                    .expect("published");
+            }
+            // A last word to everyone, so each subscriber's list is complete when it arrives.
+            publisher
+                .publish("zz/end".into(), Vec::new())
+                .expect("published");
+            for (filter, subscriber) in filters.iter().zip(subscribers.iter_mut()) {
+                let mut got = Vec::new();
+                loop {
+                    let m = tokio::time::timeout(Duration::from_secs(10), subscriber.next())
+                        .await
+                        .expect("the router forwards")
+                        .expect("message");
+                    let topic = String::from_utf8(m.topic.to_vec()).expect("utf-8");
+                    if topic == "zz/end" {
+                        break;
+                    }
+                    got.push(topic);
+                }
+                let mut want: Vec<String> = topics
+                    .iter()
+                    .filter(|t| rumqttd::protocol::matches(t, filter))
+                    .map(|t| (*t).to_owned())
+                    .collect();
+                want.sort();
+                got.sort();
+                assert_eq!(got, want, "round {round}, filter {filter}");
+            }
+        }
     }
 }

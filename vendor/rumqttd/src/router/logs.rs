@@ -58,6 +58,9 @@ pub struct DataLog {
     pub native: Slab<Data<PublishData>>,
     /// Map of subscription filter name to filter index
     filter_indexes: HashMap<Filter, FilterIdx>,
+    /// tenwatch: the filters holding a `+` level, the only ones a topic's first publish must
+    /// try one by one (see `matches`).
+    plus_filters: Vec<(Filter, FilterIdx)>,
     retained_publishes: HashMap<Topic, PublishData>,
     /// List of filters associated with a topic
     publish_filters: HashMap<Topic, Vec<FilterIdx>>,
@@ -69,6 +72,7 @@ impl DataLog {
         let mut filter_indexes = HashMap::new();
         let retained_publishes = HashMap::new();
         let publish_filters = HashMap::new();
+        let mut plus_filters = Vec::new();
 
         if let Some(warmup_filters) = config.initialized_filters.clone() {
             for filter in warmup_filters {
@@ -77,6 +81,9 @@ impl DataLog {
                 // Add commitlog to datalog and add datalog index to filter to
                 // datalog index map
                 let idx = native.insert(data);
+                if has_plus_level(&filter) {
+                    plus_filters.push((filter.clone(), idx));
+                }
                 filter_indexes.insert(filter, idx);
             }
         }
@@ -86,6 +93,7 @@ impl DataLog {
             native,
             publish_filters,
             filter_indexes,
+            plus_filters,
             retained_publishes,
         })
     }
@@ -128,12 +136,26 @@ impl DataLog {
         match &self.publish_filters.get(topic) {
             Some(v) => Some(v.to_vec()),
             None => {
-                let v: Vec<usize> = self
-                    .filter_indexes
-                    .iter()
-                    .filter(|(filter, _)| matches(topic, filter))
-                    .map(|(_, filter_idx)| *filter_idx)
+                // tenwatch: a filter without `+` can only match a topic as the topic itself,
+                // `#`, or one of the topic's leading levels followed by `/#`; those are looked
+                // up by name, and only the `+` filters are tried one by one. Upstream tries
+                // every filter, which for a topic's first publish cost the router thread one
+                // string match per subscribed unit (see TENWATCH.md).
+                let mut v: Vec<usize> = candidate_filters(topic)
+                    .filter_map(|candidate| {
+                        let (filter, idx) = self.filter_indexes.get_key_value(candidate.as_str())?;
+                        matches(topic, filter).then_some(*idx)
+                    })
                     .collect();
+                v.extend(
+                    self.plus_filters
+                        .iter()
+                        .filter(|(filter, _)| matches(topic, filter))
+                        .map(|(_, filter_idx)| *filter_idx),
+                );
+                // A topic of `#` alone is its own `#` candidate twice.
+                v.sort_unstable();
+                v.dedup();
 
                 if !v.is_empty() {
                     self.publish_filters.insert(topic.to_owned(), v.clone());
@@ -157,6 +179,9 @@ impl DataLog {
                 // datalog index map
                 let idx = self.native.insert(data);
                 self.filter_indexes.insert(filter.to_owned(), idx);
+                if has_plus_level(filter) {
+                    self.plus_filters.push((filter.to_owned(), idx));
+                }
 
                 // Match new filter to existing topics and add to publish_filters if it matches
                 for (topic, filters) in publish_filters.iter_mut() {
@@ -430,6 +455,24 @@ impl AckLog {
     pub fn readv(&mut self) -> &mut VecDeque<Ack> {
         &mut self.committed
     }
+}
+
+/// tenwatch: the filter holds a `+` level (a single-level wildcard).
+fn has_plus_level(filter: &str) -> bool {
+    filter.split('/').any(|level| level == "+")
+}
+
+/// tenwatch: every filter without a `+` level that could match `topic`: the topic itself, `#`,
+/// and each of its leading levels followed by `/#` (the last one being the whole topic's, as
+/// `a/b/#` matches `a/b`). Each is checked with [`matches`] all the same.
+fn candidate_filters(topic: &str) -> impl Iterator<Item = String> + '_ {
+    let prefixes = topic
+        .match_indices('/')
+        .map(|(at, _)| &topic[..at])
+        .chain(std::iter::once(topic));
+    std::iter::once(topic.to_owned())
+        .chain(std::iter::once("#".to_owned()))
+        .chain(prefixes.map(|prefix| format!("{prefix}/#")))
 }
 
 #[cfg(test)]
