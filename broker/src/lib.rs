@@ -7,7 +7,8 @@
 //!   deadlines, authenticates each device through [`DeviceAuthority`], answers refusals with a
 //!   proper CONNACK, links each device to the router in-process, enforces the per-device topic
 //!   ACL on every PUBLISH and SUBSCRIBE, caps payload size and press rate, delivers at the
-//!   device's QoS, and reports presence through [`DeviceAuthority::presence`].
+//!   device's QoS, and reports presence through [`DeviceAuthority::presence`]. The gateway in
+//!   the same process hands its downlink straight to the sessions ([`EdgeDownlink`]).
 //! - [`inproc`]: the gateway's in-process client of the router (publish and subscribe with no
 //!   socket).
 //! - [`acl`]: the topic rules of `docs/protocol.md` as pure functions.
@@ -26,7 +27,7 @@ pub mod router;
 
 pub use edge::{
     load_tls_acceptor, max_devices_for_fd_limit, open_file_limit, run_edge, Edge, EdgeConfig,
-    EdgeStats, EdgeStatsSnapshot, RateLimit, TlsFiles,
+    EdgeDownlink, EdgeStats, EdgeStatsSnapshot, RateLimit, TlsFiles,
 };
 pub use error::BrokerError;
 pub use router::{start_router, RouterHandle, RouterSettings};

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
     SubscribeFilter, SubscribeReasonCode,
@@ -1208,4 +1208,74 @@ async fn a_kept_session_is_reported_in_the_connack() {
     let (_dev, connack) = RawDevice::connect(h.addr, &connect).await;
     assert_eq!(connack, (true, connack::ACCEPTED));
     h.connected("dev1").await;
+}
+
+/// The gateway's downlink past the router (`EdgeDownlink`): a device's topic reaches its own
+/// session, a cluster's topic the sessions of that cluster's devices, each only when its device
+/// holds a filter the topic matches, at that filter's QoS; another cluster hears nothing, an
+/// offline device is nobody, and a topic that is neither a device's nor a cluster's is left to
+/// the router.
+#[tokio::test]
+async fn the_gateway_downlink_reaches_only_the_subscribed_sessions_it_is_for() {
+    let mut h = spawn_edge(quick_config()).await;
+    let downlink = h.edge.downlink();
+    let mut dev1 = h.device("dev1").await;
+    // dev2 is in cl1 too, but holds only its own downlink.
+    let mut dev2 = h.device("dev2").await;
+    let mut dev4 = h.device("dev4").await;
+    dev1.subscribe(&DEVICE_FILTERS).await;
+    dev2.subscribe(&[("tw/d/dev2/down/#", QoS::AtMostOnce)])
+        .await;
+    dev4.subscribe(&[
+        ("tw/d/dev4/down/#", QoS::AtLeastOnce),
+        ("tw/c/cl2/#", QoS::AtLeastOnce),
+    ])
+    .await;
+
+    assert!(downlink.deliver("tw/c/cl1/alert", Bytes::from_static(b"cluster 1")));
+    assert!(downlink.deliver("tw/d/dev2/down/ack", Bytes::from_static(b"ack 2")));
+    assert!(downlink.deliver("tw/d/dev3/down/ack", Bytes::from_static(b"offline")));
+    assert!(!downlink.deliver("tw/z/cl1/alert", Bytes::from_static(b"not ours")));
+    // A last word to each, so that what came before it is all that came.
+    for device in ["dev1", "dev2", "dev4"] {
+        assert!(downlink.deliver(&format!("tw/d/{device}/down/end"), Bytes::new()));
+    }
+
+    let got = dev1.next_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..], got.qos),
+        ("tw/c/cl1/alert", &b"cluster 1"[..], QoS::AtLeastOnce)
+    );
+    assert_eq!(dev1.next_publish().await.topic, "tw/d/dev1/down/end");
+
+    let got = dev2.next_publish().await;
+    assert_eq!(
+        (got.topic.as_str(), &got.payload[..], got.qos),
+        ("tw/d/dev2/down/ack", &b"ack 2"[..], QoS::AtMostOnce)
+    );
+    assert_eq!(dev2.next_publish().await.topic, "tw/d/dev2/down/end");
+
+    assert_eq!(dev4.next_publish().await.topic, "tw/d/dev4/down/end");
+    assert_eq!(h.stats.snapshot().downlink_dropped, 0);
+}
+
+/// A flood of the gateway's messages for one unit: the session's queue keeps the first 256 in
+/// order, the rest are dropped and counted, and the unit stays connected and gets those 256.
+#[tokio::test]
+async fn a_downlink_flood_keeps_the_first_messages_and_counts_the_rest() {
+    let mut h = spawn_edge(quick_config()).await;
+    let downlink = h.edge.downlink();
+    let mut dev1 = h.device("dev1").await;
+    dev1.subscribe(&DEVICE_FILTERS).await;
+    // One thread for the test: no session runs while this loop queues.
+    for n in 0..2_000 {
+        downlink.deliver("tw/d/dev1/down/ack", Bytes::from(format!("{n}")));
+    }
+    assert_eq!(h.stats.snapshot().downlink_dropped, 2_000 - 256);
+    for n in 0..256 {
+        let got = dev1.next_publish().await;
+        assert_eq!(got.payload, format!("{n}").into_bytes());
+    }
+    downlink.deliver("tw/d/dev1/down/end", Bytes::new());
+    assert_eq!(dev1.next_publish().await.topic, "tw/d/dev1/down/end");
 }

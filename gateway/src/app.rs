@@ -585,6 +585,7 @@ impl Application {
             .context("the gateway could not subscribe to the MQTT broker's uplink within 10 s")??;
 
         background.spawn(async move { ("push", push_worker.run().await) });
+        let edge_slot = downlink.edge_slot();
         let owed = ingest.recover().await?;
         {
             let escalation = escalation::Escalation {
@@ -636,6 +637,7 @@ impl Application {
             if let Some(sink) = edge_uplink {
                 edge = edge.with_uplink(sink);
             }
+            let _ = edge_slot.set(edge.downlink());
             let tls = edge_tls(&config)?;
             {
                 let (edge, stop) = (edge.clone(), stopped());

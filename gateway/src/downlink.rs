@@ -6,11 +6,13 @@
 //! path ([`crate::ingest`]) and the rings ([`crate::escalation`]); the payloads carry no
 //! personal data.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use tenwatch_broker::inproc::Publisher;
+use tenwatch_broker::EdgeDownlink;
 
 use crate::clock::Clock;
 use crate::domain::{AlertId, AlertState, BootId, DeviceId, NoticeId};
@@ -71,8 +73,9 @@ struct Ack<'a> {
 /// How the gateway reaches the broker.
 #[derive(Clone)]
 pub enum Link {
-    /// The embedded router, in-process (QoS 0 on that hop; the edge delivers to each unit at
-    /// the QoS it subscribed with).
+    /// The embedded broker, in-process: the units' edge sessions directly once the edge is
+    /// built ([`Downlink::edge_slot`]), the router before and for any other topic (QoS 0 on
+    /// that hop; the edge delivers to each unit at the QoS it subscribed with).
     InProcess(Publisher),
     /// An external broker through rumqttc, QoS 1.
     Mqtt(AsyncClient),
@@ -88,6 +91,9 @@ pub struct Downlink {
     clock: Clock,
     /// How many coming are enough, per kind.
     enough: EnoughHelp,
+    /// The embedded broker's edge, once it is built: devices' and clusters' topics go to the
+    /// units' sessions directly, past the router ([`EdgeDownlink`]). Shared by the clones.
+    edge: Arc<OnceLock<EdgeDownlink>>,
 }
 
 impl Downlink {
@@ -97,7 +103,14 @@ impl Downlink {
             metrics,
             clock,
             enough,
+            edge: Arc::default(),
         }
+    }
+
+    /// Where to hand the edge once it is built (every clone of this downlink then delivers
+    /// through it); until then, and for any other topic, the router.
+    pub fn edge_slot(&self) -> Arc<OnceLock<EdgeDownlink>> {
+        self.edge.clone()
     }
 
     /// `tw/c/{cluster}/alert` with the alert's current state.
@@ -171,9 +184,17 @@ impl Downlink {
             }
         };
         let queued = match &self.link {
-            Link::InProcess(publisher) => {
-                publisher.publish(topic, payload).map_err(|e| e.to_string())
+            Link::InProcess(publisher) => match self.edge.get() {
+                Some(edge) => {
+                    let payload = Bytes::from(payload);
+                    if edge.deliver(&topic, payload.clone()) {
+                        return;
+                    }
+                    publisher.publish(topic, payload.to_vec())
+                }
+                None => publisher.publish(topic, payload),
             }
+            .map_err(|e| e.to_string()),
             Link::Mqtt(client) => client
                 .publish(topic, QoS::AtLeastOnce, false, payload)
                 .await

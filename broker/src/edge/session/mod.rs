@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -46,10 +46,29 @@ const HANDOVER_GRACE: Duration = Duration::from_secs(2);
 /// The longest topic quoted in a log line or violation reason.
 const MAX_QUOTED_TOPIC: usize = 128;
 
+/// Messages from the gateway waiting for a session ([`crate::edge::EdgeDownlink`]): a
+/// press's fan-out is one; past this the device has stopped reading.
+const DIRECT_QUEUE: usize = 256;
+
 /// What the device map holds for a live session.
 pub(super) struct SessionHandle {
     id: u64,
     control: mpsc::Sender<Control>,
+    /// The gateway's messages for the device, past the router.
+    direct: mpsc::Sender<Direct>,
+}
+
+impl SessionHandle {
+    pub(super) fn direct(&self) -> mpsc::Sender<Direct> {
+        self.direct.clone()
+    }
+}
+
+/// A message from the gateway for the device of a session, if it subscribed to its topic.
+pub(crate) struct Direct {
+    /// Shared by every session of a cluster the message goes to.
+    pub(crate) topic: Arc<str>,
+    pub(crate) payload: Bytes,
 }
 
 /// Orders a live session can receive.
@@ -70,6 +89,7 @@ enum End {
 struct Registration {
     shared: Arc<Shared>,
     device: String,
+    cluster: String,
     id: u64,
 }
 
@@ -78,6 +98,15 @@ impl Drop for Registration {
         let mut sessions = self.shared.sessions();
         if sessions.get(&self.device).is_some_and(|h| h.id == self.id) {
             sessions.remove(&self.device);
+            // Under the sessions' lock, so that a new session of the device cannot register
+            // in between and lose its membership here.
+            let mut members = self.shared.members();
+            if let Some(devices) = members.get_mut(&self.cluster) {
+                devices.remove(&self.device);
+                if devices.is_empty() {
+                    members.remove(&self.cluster);
+                }
+            }
         }
     }
 }
@@ -138,7 +167,8 @@ pub(super) async fn run<S>(
     }
 
     // `registration` gives the map entry back when `run` returns, whichever way it returns.
-    let (registration, mut control, previous) = register(&shared, &device);
+    let (registration, mut control, mut direct, previous) =
+        register(&shared, &device, &grant.cluster);
     let session = registration.id;
     let replaced = hand_over(&shared, previous).await;
 
@@ -164,7 +194,7 @@ pub(super) async fn run<S>(
         &connack,
     );
     let end = relay
-        .run(&mut dev, &mut link, &mut control, &mut stop)
+        .run(&mut dev, &mut link, (&mut control, &mut direct), &mut stop)
         .await;
     teardown(&shared, &device, session, end, control, dev, link).await;
 }
@@ -175,22 +205,40 @@ pub(super) async fn run<S>(
 fn register(
     shared: &Arc<Shared>,
     device: &str,
-) -> (Registration, mpsc::Receiver<Control>, Option<SessionHandle>) {
+    cluster: &str,
+) -> (
+    Registration,
+    mpsc::Receiver<Control>,
+    mpsc::Receiver<Direct>,
+    Option<SessionHandle>,
+) {
     let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let (control_tx, control_rx) = mpsc::channel(1);
-    let previous = shared.sessions().insert(
-        device.to_owned(),
-        SessionHandle {
-            id: session,
-            control: control_tx,
-        },
-    );
+    let (direct_tx, direct_rx) = mpsc::channel(DIRECT_QUEUE);
+    let previous = {
+        let mut sessions = shared.sessions();
+        let previous = sessions.insert(
+            device.to_owned(),
+            SessionHandle {
+                id: session,
+                control: control_tx,
+                direct: direct_tx,
+            },
+        );
+        shared
+            .members()
+            .entry(cluster.to_owned())
+            .or_default()
+            .insert(device.to_owned());
+        previous
+    };
     let registration = Registration {
         shared: shared.clone(),
         device: device.to_owned(),
+        cluster: cluster.to_owned(),
         id: session,
     };
-    (registration, control_rx, previous)
+    (registration, control_rx, direct_rx, previous)
 }
 
 /// Tells the device's older session, if any, to close, and waits (bounded) for it to confirm.

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::link::{RouterGone, RouterLink};
 use super::outbox::{Message, Outbox};
 use super::subscriptions::{Plan, Subscriptions};
-use super::{device_frame_cap, quote, Control, DeviceIo, End, READ_CHUNK};
+use super::{device_frame_cap, quote, Control, DeviceIo, Direct, End, READ_CHUNK};
 use crate::codec::{self, packet, CodecError, Frame, SubscribeReasonCode};
 use crate::edge::limit::DeviceBuckets;
 use crate::edge::stats::bump;
@@ -96,7 +96,7 @@ impl<'a> Relay<'a> {
         &mut self,
         device: &mut DeviceIo<S>,
         link: &mut RouterLink,
-        control: &mut mpsc::Receiver<Control>,
+        (control, direct): (&mut mpsc::Receiver<Control>, &mut mpsc::Receiver<Direct>),
         stop: &mut watch::Receiver<bool>,
     ) -> End {
         let frame_cap = device_frame_cap(&self.shared.config);
@@ -140,6 +140,7 @@ impl<'a> Relay<'a> {
                     }
                     _ => return End::Reason(DisconnectReason::ConnectionLost),
                 },
+                Some(message) = direct.recv(), if room => self.deliver_direct(message),
                 n = link.next(), if room => match n {
                     Ok(Some(notification)) => {
                         if let Err(end) = self.on_notification(notification, link).await {
@@ -411,10 +412,23 @@ impl<'a> Relay<'a> {
             return;
         };
         let qos = self.subscriptions.qos_for(&topic);
+        self.deliver_at(qos, topic, publish.payload, publish.retain);
+    }
+
+    /// A message from the gateway past the router: delivered as the router would, only when
+    /// the device holds a filter it matches (the router checked that by routing).
+    fn deliver_direct(&mut self, direct: Direct) {
+        if let Some(qos) = self.subscriptions.held_qos(&direct.topic) {
+            self.deliver_at(qos, direct.topic.to_string(), direct.payload, false);
+        }
+    }
+
+    /// Writes the message now at QoS 0, or queues it in the device's QoS 1 window.
+    fn deliver_at(&mut self, qos: u8, topic: String, payload: Bytes, retain: bool) {
         let message = Message {
             topic,
-            payload: publish.payload,
-            retain: publish.retain,
+            payload,
+            retain,
         };
         if qos == 0 {
             self.write_publish(&message, None);

@@ -160,12 +160,16 @@ impl Subscriptions {
     /// The QoS to deliver a message on `topic` at: the highest of the device's filters that
     /// match it, 0 if none does (a message the router had already sent before an UNSUBSCRIBE).
     pub(super) fn qos_for(&self, topic: &str) -> u8 {
+        self.held_qos(topic).unwrap_or(0)
+    }
+
+    /// The QoS the device gets `topic` at, or `None` when it holds no filter `topic` matches.
+    pub(super) fn held_qos(&self, topic: &str) -> Option<u8> {
         self.held
             .iter()
             .filter(|(filter, _)| mqttbytes::matches(topic, filter))
             .map(|(_, qos)| *qos)
             .max()
-            .unwrap_or(0)
     }
 }
 
