@@ -231,41 +231,37 @@ impl EdgeDownlink {
     /// is full.
     pub fn deliver(&self, topic: &str, payload: Bytes) -> bool {
         let mut levels = topic.split('/');
-        let targets: Vec<mpsc::Sender<session::Direct>> =
-            match (levels.next(), levels.next(), levels.next()) {
-                (Some("tw"), Some("d"), Some(device)) => {
-                    let sessions = self.shared.sessions();
-                    sessions
-                        .get(device)
-                        .map(|h| h.direct())
-                        .into_iter()
-                        .collect()
-                }
-                (Some("tw"), Some("c"), Some(cluster)) => {
-                    let devices: Vec<String> = self
-                        .shared
-                        .members()
-                        .get(cluster)
-                        .map(|devices| devices.iter().cloned().collect())
-                        .unwrap_or_default();
-                    let sessions = self.shared.sessions();
-                    devices
-                        .iter()
-                        .filter_map(|device| sessions.get(device).map(|h| h.direct()))
-                        .collect()
-                }
-                _ => return false,
-            };
+        let (Some("tw"), Some(kind @ ("d" | "c")), Some(id)) =
+            (levels.next(), levels.next(), levels.next())
+        else {
+            return false;
+        };
         let topic: Arc<str> = Arc::from(topic);
-        for target in targets {
-            let direct = session::Direct {
+        let queue = |handle: &session::SessionHandle| {
+            handle.queue(session::Direct {
                 topic: topic.clone(),
                 payload: payload.clone(),
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = target.try_send(direct) {
-                bump(&self.shared.stats.downlink_dropped);
-            }
-        }
+            })
+        };
+        // Queued under the locks (a queue never waits), in the order register and the
+        // registration's drop take them: sessions, then members.
+        let sessions = self.shared.sessions();
+        let full = if kind == "d" {
+            sessions.get(id).map_or(0, |h| usize::from(!queue(h)))
+        } else {
+            let members = self.shared.members();
+            members
+                .get(id)
+                .into_iter()
+                .flatten()
+                .filter_map(|device| sessions.get(device))
+                .filter(|h| !queue(h))
+                .count()
+        };
+        self.shared
+            .stats
+            .downlink_dropped
+            .fetch_add(full as u64, std::sync::atomic::Ordering::Relaxed);
         true
     }
 }

@@ -59,8 +59,13 @@ pub(super) struct SessionHandle {
 }
 
 impl SessionHandle {
-    pub(super) fn direct(&self) -> mpsc::Sender<Direct> {
-        self.direct.clone()
+    /// Queues a message for the session without waiting; `false` when its queue is full (a
+    /// session that has ended drops what it is sent, as its device is gone).
+    pub(super) fn queue(&self, message: Direct) -> bool {
+        !matches!(
+            self.direct.try_send(message),
+            Err(mpsc::error::TrySendError::Full(_))
+        )
     }
 }
 
