@@ -16,16 +16,19 @@
 //! by device, which keeps each device's messages in order (a press, then its cancel) while
 //! different devices proceed side by side.
 
+use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt as _};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, Publish, QoS};
 use tenwatch_broker::inproc::{Publisher, Subscriber};
 use tenwatch_broker::{BoxFuture, UplinkClosed, UplinkSink};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
+use crate::domain::{DeviceId, PressKind, Uplink};
 use crate::feed::Feed;
 use crate::ingest::Ingest;
 
@@ -93,21 +96,109 @@ pub fn spawn_workers(
     }
     let workers = (0..SHARDS)
         .map(|_| {
-            let (tx, mut rx) = mpsc::channel::<Uplinked>(SHARD_QUEUE);
+            let (tx, rx) = mpsc::channel::<Uplinked>(SHARD_QUEUE);
             let (ingest, acks) = (ingest.clone(), acks_tx.clone());
             tasks.spawn(async move {
-                while let Some(Uplinked { publish, order }) = rx.recv().await {
-                    ingest.handle(&publish.topic, &publish.payload).await;
-                    if let Some((connection, n)) = order {
-                        let _ = acks.send(AckEvent::Handled(connection, n, publish));
-                    }
-                }
+                work(ingest, rx, acks).await;
                 ("uplink-worker", Ok(()))
             });
             tx
         })
         .collect();
     (workers, AckQueue(acks_tx))
+}
+
+/// Presses a worker keeps in flight at once, each of a different device.
+const PRESSES_IN_FLIGHT: usize = 64;
+
+/// One worker: handles its devices' uplinks in each device's order until the queue closes.
+///
+/// A press is stored before anything is told, and its commit is the longest wait on the path
+/// (an fsync). So a press (not a cancel) is started and left in flight while the worker goes
+/// on: the presses of many devices wait for the same commit (the store queues each in the
+/// order of the calls), instead of one commit per press and worker. Anything else from a
+/// device with a press in flight waits until that press is through (its cancel must find it
+/// stored); the rest is handled at once, as before.
+async fn work(
+    ingest: Ingest,
+    mut queue: mpsc::Receiver<Uplinked>,
+    acks: mpsc::UnboundedSender<AckEvent>,
+) {
+    let mut flying = FuturesUnordered::new();
+    let mut pressing: HashSet<DeviceId> = HashSet::new();
+    let handled = |done: Handled, pressing: &mut HashSet<DeviceId>| {
+        if let Some(device) = &done.device {
+            pressing.remove(device);
+        }
+        if let Some((connection, n)) = done.order {
+            let _ = acks.send(AckEvent::Handled(connection, n, done.publish));
+        }
+    };
+    loop {
+        let Uplinked { publish, order } = tokio::select! {
+            biased;
+            Some(done) = flying.next() => {
+                handled(done, &mut pressing);
+                continue;
+            }
+            next = queue.recv(), if flying.len() < PRESSES_IN_FLIGHT => match next {
+                Some(next) => next,
+                None => break,
+            },
+        };
+        let Some((device, uplink)) = ingest.parse(&publish.topic, &publish.payload) else {
+            handled(
+                Handled {
+                    device: None,
+                    order,
+                    publish,
+                },
+                &mut pressing,
+            );
+            continue;
+        };
+        while pressing.contains(&device) {
+            if let Some(done) = flying.next().await {
+                handled(done, &mut pressing);
+            }
+        }
+        match uplink {
+            Uplink::Press(press) if press.kind != PressKind::Cancel => {
+                pressing.insert(device.clone());
+                let ingest = ingest.clone();
+                flying.push(async move {
+                    ingest.press(&device, &press).await;
+                    Handled {
+                        device: Some(device),
+                        order,
+                        publish,
+                    }
+                });
+            }
+            uplink => {
+                ingest.handle_parsed(device.clone(), uplink).await;
+                handled(
+                    Handled {
+                        device: Some(device),
+                        order,
+                        publish,
+                    },
+                    &mut pressing,
+                );
+            }
+        }
+    }
+    while let Some(done) = flying.next().await {
+        handled(done, &mut pressing);
+    }
+}
+
+/// An uplink handled: whose it was (`None`: it did not parse), and what its acknowledgement
+/// needs.
+struct Handled {
+    device: Option<DeviceId>,
+    order: Option<(u64, u64)>,
+    publish: Publish,
 }
 
 /// The edge's uplink in the embedded broker: each device's publish straight into its worker's

@@ -212,15 +212,25 @@ impl Ingest {
     }
 
     pub async fn handle(&self, topic: &str, payload: &[u8]) {
+        if let Some((device, uplink)) = self.parse(topic, payload) {
+            self.handle_parsed(device, uplink).await;
+        }
+    }
+
+    /// The uplink's device and what it says, counted; `None` (logged and counted) for an
+    /// uplink that does not parse.
+    pub fn parse(&self, topic: &str, payload: &[u8]) -> Option<(DeviceId, Uplink)> {
         inc(&self.metrics.uplink_received);
-        let (device, uplink) = match Uplink::parse(topic, payload) {
-            Ok(parsed) => parsed,
-            Err(e) => {
+        Uplink::parse(topic, payload)
+            .inspect_err(|e| {
                 inc(&self.metrics.uplink_malformed);
                 tracing::warn!(topic = %topic, error = %e, "uplink refused");
-                return;
-            }
-        };
+            })
+            .ok()
+    }
+
+    /// Handles an uplink [`Ingest::parse`] gave.
+    pub async fn handle_parsed(&self, device: DeviceId, uplink: Uplink) {
         match uplink {
             Uplink::Press(press) if press.kind == PressKind::Cancel => {
                 self.cancel(&device, &press).await;
@@ -336,7 +346,8 @@ impl Ingest {
         self.settings.supervision
     }
 
-    async fn press(&self, device: &DeviceId, press: &Press) -> Taken {
+    /// A press (not a cancel): stored, fanned out, acknowledged, its fan-out recorded.
+    pub async fn press(&self, device: &DeviceId, press: &Press) -> Taken {
         let outcome = match self
             .store
             .record_press(

@@ -209,6 +209,10 @@ async fn run_writer(
                 single.run(&mut conn).await;
                 continue;
             }
+            if let Some(many) = Many::take(&mut queued.path) {
+                many.run(&mut conn).await;
+                continue;
+            }
         }
         let mut finishes = Vec::with_capacity(queued.len());
         let outcome = run_batch(&mut conn, &mut queued, &mut presses, &mut finishes).await;
@@ -456,6 +460,77 @@ impl Single {
                     let _ = job.reply.send(Ok(outcome));
                 }
                 run.answer(Ok(written.receipts));
+            }
+        }
+    }
+}
+
+/// A batch of presses (more than one, or one amid receipts) and receipts and fan-out
+/// records: under load, when presses queue while a commit is under way. Written in one
+/// transaction of a few calls ([`press::many`]) rather than a savepoint and two round trips
+/// to sqlx's thread for each job.
+struct Many {
+    presses: Vec<PressJob>,
+    run: Receipts,
+}
+
+impl Many {
+    /// Takes the batch out of `path` if it holds nothing but presses (one at least) and
+    /// receipts and records.
+    fn take(path: &mut VecDeque<Work>) -> Option<Self> {
+        let fits = path
+            .iter()
+            .all(|w| matches!(w, Work::Press(_)) || w.is_receipt())
+            && path.iter().any(|w| matches!(w, Work::Press(_)));
+        if !fits {
+            return None;
+        }
+        let (mut presses, mut run) = (Vec::new(), Vec::new());
+        for work in path.drain(..) {
+            match work {
+                Work::Press(job) => presses.push(job),
+                other => run.push(other),
+            }
+        }
+        Some(Self {
+            presses,
+            run: Receipts::from(run),
+        })
+    }
+
+    async fn run(self, conn: &mut SqliteConnection) {
+        let Self { presses, run } = self;
+        let receipts = (!run.is_empty()).then(|| run.as_run());
+        let result = press::many(conn, &presses, receipts).await;
+        match result {
+            Ok((outcomes, receipted)) => {
+                for (job, outcome) in presses.into_iter().zip(outcomes) {
+                    let _ = job.reply.send(Ok(outcome));
+                }
+                run.answer(Ok(receipted));
+            }
+            Err(e) => {
+                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+                // Each on its own, in the same order, so that one's failure is not the
+                // others'.
+                tracing::warn!(error = %e, presses = presses.len(), "a batch of presses failed: writing each alone");
+                let alone = |press| Single {
+                    press,
+                    run: Receipts::default(),
+                    press_first: true,
+                };
+                if !run.is_empty() {
+                    Single {
+                        press: None,
+                        run,
+                        press_first: false,
+                    }
+                    .run(conn)
+                    .await;
+                }
+                for job in presses {
+                    alone(Some(job)).run(conn).await;
+                }
             }
         }
     }

@@ -14,6 +14,7 @@
 //! PostgreSQL writes the same things a statement at a time (`postgres/press.rs`).
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use super::{Conn, PressJob};
 use crate::domain::{BootId, DeviceId};
@@ -199,6 +200,51 @@ const PRESS_THEN_RECEIPTS: &str = concat!(
     "; COMMIT"
 );
 
+/// A run of receipts and records that opens the transaction of a batch of many presses.
+const BEGIN_RECEIPTS: &str = concat!("BEGIN IMMEDIATE; ", receipts_sql!("$1", "$2", "$3"));
+
+/// How many presses one call of a batch holds, largest first: a batch of 13 is three calls
+/// (8, 4 and 1), with six query strings in all for sqlx's statement cache.
+const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
+
+/// [`PRESS`] `k` times in one query for each `k` of [`CHUNKS`]: the `i`-th press reads
+/// `$(10i + 1)` to `$(10i + 10)`, and its row says `job` = `i`.
+static PRESSES: LazyLock<Vec<String>> = LazyLock::new(|| {
+    CHUNKS
+        .iter()
+        .map(|&k| {
+            (0..k)
+                .map(|i| {
+                    renumbered(PRESS, 10 * i).replacen(
+                        "SELECT 'press' AS part, ",
+                        &format!("SELECT 'press' AS part, {i} AS job, "),
+                        1,
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .collect()
+});
+
+/// `sql` with every numbered parameter `$n` made `$(n + by)`.
+fn renumbered(sql: &str, by: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + sql.len() / 8);
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..=at]);
+        rest = &rest[at + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        match rest[..digits].parse::<usize>() {
+            Ok(n) => out.push_str(&(n + by).to_string()),
+            Err(_) => out.push_str(&rest[..digits]),
+        }
+        rest = &rest[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A run of receipts (`(alert, device)` in queue order, at `now_ms`) and fan-out records
 /// (`(alert, now)` in queue order), as [`RECEIPTS`] writes them.
 pub(super) struct ReceiptRun<'a> {
@@ -263,25 +309,10 @@ pub(super) async fn one_call(conn: &mut Conn, call: OneCall<'_>) -> StoreResult<
     };
     let mut query = sqlx::query(sql);
     if let Some(job) = job {
-        let (device, press, now_ms) = (&job.device, &job.press, job.now_ms);
-        query = query
-            .bind(device.as_str())
-            .bind(press.seq as i64)
-            .bind(press.kind.as_str())
-            .bind(now_ms)
-            .bind(press.device_ts_ms)
-            .bind(now_ms + job.plan.ring1_after_ms)
-            .bind(alerts::device_actor(device))
-            .bind(BootId::stored(press.boot.as_ref()))
-            .bind(job.rules.repeat_window_ms)
-            .bind(job.rules.merge_window_ms);
+        query = bind_press(query, job);
     }
     if let Some(run) = &run {
-        let receipts =
-            serde_json::to_string(run.receipts).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let noted =
-            serde_json::to_string(run.noted).map_err(|e| StoreError::Backend(Box::new(e)))?;
-        query = query.bind(run.now_ms).bind(receipts).bind(noted);
+        query = bind_run(query, run)?;
     }
     // All rows, so that every statement (the COMMIT too) has run before the answer.
     let rows = query.fetch_all(&mut *conn).await?;
@@ -290,26 +321,131 @@ pub(super) async fn one_call(conn: &mut Conn, call: OneCall<'_>) -> StoreResult<
         receipts: Receipted::default(),
     };
     for row in &rows {
-        let alert = rows::alert(row)?;
-        match row.text("part")?.as_str() {
-            "press" => {
-                written.press = Some(if row.flag("raised_now")? {
-                    PressOutcome::Raised(alert)
-                } else if row.flag("merged_now")? {
-                    PressOutcome::Merged(alert)
-                } else {
-                    PressOutcome::Duplicate(alert)
-                })
-            }
-            "notified" => {
-                written.receipts.noted.insert(alert.id.0, alert);
-            }
-            _ => {
-                let who = row.text("first_unit")?;
-                let device = DeviceId::parse(&who).map_err(|e| corrupt("device", e))?;
-                written.receipts.firsts.insert(alert.id.0, (device, alert));
-            }
+        if let Some(outcome) = read_row(row, &mut written.receipts)? {
+            written.press = Some(outcome);
         }
     }
     Ok(written)
+}
+
+/// Many presses and a run of receipts and records in one transaction, in a few calls: the
+/// run first (every receipt and record is about an alert committed before: they are sent
+/// once its press is), then the presses in queue order, [`CHUNKS`] of them a call, then the
+/// commit. Returns each press's outcome in order, and what the run wrote. On an error the
+/// caller rolls back.
+pub(super) async fn many(
+    conn: &mut Conn,
+    jobs: &[PressJob],
+    run: Option<ReceiptRun<'_>>,
+) -> StoreResult<(Vec<PressOutcome>, Receipted)> {
+    let mut receipted = Receipted::default();
+    match run {
+        Some(run) => {
+            let rows = bind_run(sqlx::query(BEGIN_RECEIPTS), &run)?
+                .fetch_all(&mut *conn)
+                .await?;
+            for row in &rows {
+                read_row(row, &mut receipted)?;
+            }
+        }
+        None => {
+            sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        }
+    }
+    let mut outcomes = Vec::with_capacity(jobs.len());
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let (size, k) = CHUNKS
+            .iter()
+            .enumerate()
+            .find(|(_, k)| **k <= rest.len())
+            .map(|(size, k)| (size, *k))
+            .unwrap_or((CHUNKS.len() - 1, 1));
+        let (chunk, after) = rest.split_at(k.min(rest.len()));
+        let sql: &'static str = PRESSES[size].as_str();
+        let mut query = sqlx::query(sql);
+        for job in chunk {
+            query = bind_press(query, job);
+        }
+        let rows = query.fetch_all(&mut *conn).await?;
+        let mut got = vec![PressOutcome::UnknownDevice; chunk.len()];
+        for row in &rows {
+            let job = usize::try_from(row.int("job")?).map_err(|e| corrupt("job", e))?;
+            match (got.get_mut(job), read_row(row, &mut receipted)?) {
+                (Some(slot), Some(outcome)) => *slot = outcome,
+                _ => return Err(corrupt("job", format!("no press {job} in this call"))),
+            }
+        }
+        outcomes.extend(got);
+        rest = after;
+    }
+    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+    Ok((outcomes, receipted))
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds a press's ten parameters ([`PRESS`]).
+fn bind_press<'q>(query: Query<'q>, job: &'q PressJob) -> Query<'q> {
+    let (device, press, now_ms) = (&job.device, &job.press, job.now_ms);
+    query
+        .bind(device.as_str())
+        .bind(press.seq as i64)
+        .bind(press.kind.as_str())
+        .bind(now_ms)
+        .bind(press.device_ts_ms)
+        .bind(now_ms + job.plan.ring1_after_ms)
+        .bind(alerts::device_actor(device))
+        .bind(BootId::stored(press.boot.as_ref()))
+        .bind(job.rules.repeat_window_ms)
+        .bind(job.rules.merge_window_ms)
+}
+
+/// Binds a run's three parameters ([`RECEIPTS`]).
+fn bind_run<'q>(query: Query<'q>, run: &ReceiptRun<'_>) -> StoreResult<Query<'q>> {
+    let receipts =
+        serde_json::to_string(run.receipts).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    let noted = serde_json::to_string(run.noted).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    Ok(query.bind(run.now_ms).bind(receipts).bind(noted))
+}
+
+/// Reads a row of [`PRESS`] (the press's outcome, returned) or of [`RECEIPTS`] (into `into`).
+fn read_row(row: &super::Row, into: &mut Receipted) -> StoreResult<Option<PressOutcome>> {
+    let alert = rows::alert(row)?;
+    match row.text("part")?.as_str() {
+        "press" => {
+            return Ok(Some(if row.flag("raised_now")? {
+                PressOutcome::Raised(alert)
+            } else if row.flag("merged_now")? {
+                PressOutcome::Merged(alert)
+            } else {
+                PressOutcome::Duplicate(alert)
+            }))
+        }
+        "notified" => {
+            into.noted.insert(alert.id.0, alert);
+        }
+        _ => {
+            let who = row.text("first_unit")?;
+            let device = DeviceId::parse(&who).map_err(|e| corrupt("device", e))?;
+            into.firsts.insert(alert.id.0, (device, alert));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::renumbered;
+
+    #[test]
+    fn parameters_move_on_and_json_paths_stay() {
+        assert_eq!(
+            renumbered(
+                "WHERE a = $1 AND b = $10 AND json_extract(v, '$[0]') = $2$",
+                10
+            ),
+            "WHERE a = $11 AND b = $20 AND json_extract(v, '$[0]') = $12$"
+        );
+    }
 }

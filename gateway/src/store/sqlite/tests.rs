@@ -322,3 +322,136 @@ async fn a_press_written_with_the_receipts_before_it_answers_each_caller() -> an
     );
     Ok(())
 }
+
+/// Under load presses queue while a commit is under way, and the writer sends them as one
+/// transaction of a few calls, several presses a call. Each caller still gets what its own
+/// press did, in queue order: a repeat in the same batch finds the press before it, an unknown
+/// device is refused, a receipt queued among them is written, and the ids follow the queue.
+#[tokio::test]
+async fn presses_queued_together_each_get_their_own_answer() -> anyhow::Result<()> {
+    use crate::domain::{DeviceId, Press, PressKind};
+    use crate::store::{PressOutcome, PressRules, RingPlan};
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
+    let creds = crate::seed::seed_demo(&store, 2).await?;
+    let devices: Vec<DeviceId> = creds
+        .iter()
+        .map(|c| DeviceId::parse(&c.device))
+        .collect::<Result<_, _>>()?;
+    let press = |seq| Press {
+        seq,
+        boot: None,
+        kind: PressKind::Help,
+        device_ts_ms: None,
+    };
+    let (plan, rules) = (RingPlan::default(), PressRules::default());
+    let PressOutcome::Raised(first) = store
+        .record_press(&devices[0], &press(1), &plan, &rules, 1_000)
+        .await?
+    else {
+        panic!("a new alert");
+    };
+    store.mark_notified(first.id, 1_010).await?;
+
+    // Queued before the writer looks: thirteen households' presses (more than one call's
+    // worth), a receipt of the first alert among them, a device nobody registered, and a
+    // repeat of the third press.
+    let stranger = DeviceId::parse("d-nobody-01")?;
+    let mut queued = Vec::new();
+    for (i, device) in devices[1..14].iter().enumerate() {
+        queued.push(store.press(device, &press(1), &plan, &rules, 2_000 + i as i64));
+        if i == 4 {
+            queued.push(store.press(&stranger, &press(1), &plan, &rules, 2_100));
+        }
+    }
+    let receipt = store.record_delivery(first.id, &devices[9], 2_200);
+    let repeat = store.press(&devices[3], &press(1), &plan, &rules, 2_300);
+
+    let mut outcomes = Vec::new();
+    for outcome in queued {
+        outcomes.push(outcome.await?);
+    }
+    assert_eq!(outcomes.len(), 14);
+    assert_eq!(
+        outcomes[5],
+        PressOutcome::UnknownDevice,
+        "{:?}",
+        outcomes[5]
+    );
+    let raised: Vec<_> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 5)
+        .map(|(_, o)| match o {
+            PressOutcome::Raised(alert) => alert.clone(),
+            other => panic!("expected a new alert, got {other:?}"),
+        })
+        .collect();
+    let expected: Vec<&DeviceId> = devices[1..14].iter().collect();
+    let got: Vec<&DeviceId> = raised.iter().map(|a| &a.device).collect();
+    assert_eq!(got, expected, "each press answered with its own alert");
+    assert!(
+        raised.windows(2).all(|w| w[0].id.0 < w[1].id.0),
+        "ids follow the queue"
+    );
+    match repeat.await? {
+        PressOutcome::Duplicate(again) => assert_eq!(again.id, raised[2].id),
+        other => panic!("expected the repeat of the third press, got {other:?}"),
+    }
+    let delivered = receipt.await?.expect("the first alert's first delivery");
+    assert_eq!(delivered.first_delivered_at_ms, Some(2_200));
+    Ok(())
+}
+
+/// A press in a batch that the database refuses fails alone: the others of its batch are
+/// written and answered, and nothing of the refused one is left behind.
+#[tokio::test]
+async fn a_refused_press_in_a_batch_fails_alone() -> anyhow::Result<()> {
+    use crate::domain::{DeviceId, Press, PressKind};
+    use crate::store::{PressOutcome, PressRules, RingPlan};
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
+    let creds = crate::seed::seed_demo(&store, 1).await?;
+    let devices: Vec<DeviceId> = creds
+        .iter()
+        .map(|c| DeviceId::parse(&c.device))
+        .collect::<Result<_, _>>()?;
+    // What a full disk or a broken row would do to one press: the database refuses it.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.device = '{}' \
+         BEGIN SELECT RAISE(ABORT, 'refused for the test'); END",
+        devices[2]
+    )))
+    .execute(&store.writer)
+    .await?;
+    let press = Press {
+        seq: 1,
+        boot: None,
+        kind: PressKind::Help,
+        device_ts_ms: None,
+    };
+    let (plan, rules) = (RingPlan::default(), PressRules::default());
+    let queued: Vec<_> = devices[..5]
+        .iter()
+        .enumerate()
+        .map(|(i, d)| store.press(d, &press, &plan, &rules, 1_000 + i as i64))
+        .collect();
+    let mut outcomes = Vec::new();
+    for outcome in queued {
+        outcomes.push(outcome.await);
+    }
+    for (i, outcome) in outcomes.iter().enumerate() {
+        match (i, outcome) {
+            (2, Err(e)) => assert!(e.to_string().contains("refused"), "{e}"),
+            (2, other) => panic!("the refused press: {other:?}"),
+            (_, Ok(PressOutcome::Raised(alert))) => assert_eq!(alert.device, devices[i]),
+            (_, other) => panic!("press {i}: {other:?}"),
+        }
+    }
+    let (alerts, presses): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT count(*) FROM alerts), (SELECT count(*) FROM presses)")
+            .fetch_one(&store.reader)
+            .await?;
+    assert_eq!((alerts, presses), (4, 4));
+    Ok(())
+}
