@@ -8,7 +8,10 @@
 //! is therefore still durable before it is fanned out, but a thousand presses and their
 //! delivery receipts share a handful of fsyncs instead of needing one each. A job that fails
 //! rolls back its savepoint alone. Jobs run in queue order, so one device's messages keep
-//! their order. The writer task owns its connection. Rare writes (the registry, accounts,
+//! their order. The writer task owns its connection, and a second one for the usual batch of
+//! presses, receipts and heartbeats (`press_db.rs`: rusqlite on a thread of its own, the whole
+//! batch one hand-over); it runs one batch at a time on one or the other, so they never
+//! contend. Rare writes (the registry, accounts,
 //! supervision's passes) use a single-connection pool of their own, and SQLite's write lock
 //! (waited for up to the busy timeout) keeps them apart from the writer's batches; reads use
 //! their own pool and never wait on writes.
@@ -16,7 +19,7 @@
 //! Everything else, the SQL itself, is shared with PostgreSQL in `store/sql/`, built here
 //! with SQLite's types and phrases (see the macros below).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -76,6 +79,7 @@ macro_rules! name_is {
 #[path = "../sql/mod.rs"]
 mod sql;
 mod press;
+mod press_db;
 #[cfg(test)]
 mod tests;
 
@@ -149,6 +153,8 @@ struct Noted {
     reply: oneshot::Sender<StoreResult<AlertSummary>>,
 }
 
+/// How long a connection waits for SQLite's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Jobs queued before callers wait to enqueue.
 const WRITE_QUEUE: usize = 65_536;
 /// Jobs committed together at most.
@@ -182,6 +188,7 @@ fn writer_gone() -> StoreError {
 /// behind them (a press at such a moment waited 30 s before this).
 async fn run_writer(
     mut conn: SqliteConnection,
+    press_db: press_db::PressDb,
     mut presses: mpsc::Receiver<Work>,
     mut queue: mpsc::Receiver<Work>,
 ) {
@@ -202,20 +209,23 @@ async fn run_writer(
             if queued.is_empty() {
                 continue;
             }
+        } else {
+            // Work of the other queue is left from the batch before: what came on the press
+            // path since goes first, all of it at once, so that receipts that came one by one
+            // are written as one run (taken one at a time, at 500 presses a second they were
+            // a call each, and the queue grew without end).
+            while queued.path.len() < MAX_BATCH {
+                let Ok(work) = presses.try_recv() else { break };
+                queued.path.push_back(work);
+            }
         }
-        // The usual batches go to the database in one call, transaction included.
-        if queued.rest.is_empty() {
-            if let Some(single) = Single::take(&mut queued.path) {
-                single.run(&mut conn).await;
-                continue;
-            }
-            if let Some(many) = Many::take(&mut queued.path) {
-                many.run(&mut conn).await;
-                continue;
-            }
+        // The usual batches go to the press path's own connection, in one transaction.
+        if let Some(direct) = Direct::take(&mut queued) {
+            direct.run(&press_db).await;
+            continue;
         }
         let mut finishes = Vec::with_capacity(queued.len());
-        let outcome = run_batch(&mut conn, &mut queued, &mut presses, &mut finishes).await;
+        let outcome = run_batch(&mut conn, &mut queued, &presses, &mut finishes).await;
         if let Err(e) = &outcome {
             tracing::error!(error = %e, jobs = finishes.len(), "write batch failed");
         }
@@ -277,14 +287,14 @@ async fn linger_for_receipts(
     }
 }
 
-/// Runs queued jobs in one transaction, each in its own savepoint: the press path's first (those
-/// taken already, then any that came since), then the others; until nothing is left, or a press
-/// has run and the press path's jobs taken with it have too: the batch commits then, and the
-/// others wait for the next one.
+/// Runs queued jobs in one transaction on sqlx's writer connection, each in its own savepoint:
+/// the press path's first, then the others; until nothing is left, or a press has run and the
+/// press path's jobs taken with it have too, or more came on the press path: the batch commits
+/// then, and the others wait for the next one.
 async fn run_batch(
     conn: &mut SqliteConnection,
     queued: &mut Queued,
-    presses: &mut mpsc::Receiver<Work>,
+    presses: &mpsc::Receiver<Work>,
     finishes: &mut Vec<Finish>,
 ) -> StoreResult<()> {
     let run = async {
@@ -293,20 +303,8 @@ async fn run_batch(
         sqlx::raw_sql("BEGIN IMMEDIATE; SAVEPOINT job")
             .execute(&mut *conn)
             .await?;
-        let (mut pressed_here, mut taken) = (false, 0);
+        let mut pressed_here = false;
         loop {
-            // What came on the press path since goes next, up to a batch's worth, until a
-            // press has run: then the batch commits once what it holds of the press path has
-            // run (presses queued together still share one commit). All of it at once, so that
-            // receipts that came one by one are written as one run (taken one at a time, at
-            // 500 presses a second they were a call each, and the queue grew without end).
-            if queued.path.is_empty() && !pressed_here {
-                while taken + queued.path.len() < MAX_BATCH {
-                    let Ok(work) = presses.try_recv() else { break };
-                    queued.path.push_back(work);
-                }
-            }
-            taken += 1;
             let (work, from) = match queued.path.pop_front() {
                 Some(work) => (work, &mut queued.path),
                 None => match queued.rest.pop_front() {
@@ -339,7 +337,10 @@ async fn run_batch(
                 }
             };
             finishes.push(finish);
-            let more = !queued.path.is_empty() || (!pressed_here && !queued.rest.is_empty());
+            // The other queue's work goes on until a press has run, or the press path has
+            // more: then the batch commits, and the press path goes next.
+            let more = !queued.path.is_empty()
+                || (!pressed_here && presses.is_empty() && !queued.rest.is_empty());
             let between = match (ok, more) {
                 (true, true) => "RELEASE job; SAVEPOINT job",
                 (false, true) => "ROLLBACK TO job; RELEASE job; SAVEPOINT job",
@@ -360,178 +361,127 @@ async fn run_batch(
     result
 }
 
-/// A batch that is one call to the database, `BEGIN` to `COMMIT`: a press alone, a run of
-/// receipts and fan-out records alone, or the two in queue order (at a steady rate, each
-/// press meets the receipts of the one before it).
-struct Single {
-    press: Option<PressJob>,
-    run: Receipts,
-    press_first: bool,
+/// A batch of nothing but presses, receipts and records of fan-outs, and heartbeats: the
+/// usual batch, one press (and the receipts of the one before) at a steady rate, many under
+/// load. Written by the press path's own connection ([`press_db`]) in one transaction, the
+/// press path's work first, in queue order, consecutive receipts and records as one run, then
+/// the heartbeats as one group.
+struct Direct {
+    parts: Vec<DirectPart>,
 }
 
-impl Single {
-    /// Takes the batch out of `path` if it has one of those shapes.
-    fn take(path: &mut VecDeque<Work>) -> Option<Self> {
-        let presses = path.iter().filter(|w| matches!(w, Work::Press(_))).count();
-        let receipts = path.iter().filter(|w| w.is_receipt()).count();
-        let press_at = path.iter().position(|w| matches!(w, Work::Press(_)));
-        let fits = presses + receipts == path.len()
-            && match press_at {
-                None => receipts > 0,
-                Some(at) => presses == 1 && (at == 0 || at == path.len() - 1),
-            };
-        if !fits {
-            return None;
-        }
-        let press_first = press_at == Some(0);
-        let mut press = None;
-        let mut run = Vec::with_capacity(receipts);
-        for work in path.drain(..) {
-            match work {
-                Work::Press(job) => press = Some(job),
-                other => run.push(other),
-            }
-        }
-        Some(Self {
-            press,
-            run: Receipts::from(run),
-            press_first,
-        })
-    }
-
-    async fn run(self, conn: &mut SqliteConnection) {
-        let Self {
-            press,
-            run,
-            press_first,
-        } = self;
-        let call = match (&press, run.is_empty()) {
-            (Some(job), true) => press::OneCall::Press { job, alone: true },
-            (None, _) => press::OneCall::Receipts {
-                run: run.as_run(),
-                alone: true,
-            },
-            (Some(job), false) => press::OneCall::Both {
-                job,
-                run: run.as_run(),
-                press_first,
-            },
-        };
-        let both = matches!(call, press::OneCall::Both { .. });
-        let result = press::one_call(conn, call).await;
-        if result.is_err() {
-            // Whatever part ran is undone; the transaction may already be closed.
-            let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        }
-        match (result, press) {
-            (Err(e), Some(job)) if both => {
-                // Each on its own, so that one's failure is not the other's.
-                tracing::warn!(error = %e, "a press and receipts written together failed: writing each alone");
-                let (first, second) = (
-                    Self {
-                        press: Some(job),
-                        run: Receipts::default(),
-                        press_first: true,
-                    },
-                    Self {
-                        press: None,
-                        run,
-                        press_first: false,
-                    },
-                );
-                if press_first {
-                    Box::pin(first.run(conn)).await;
-                    Box::pin(second.run(conn)).await;
-                } else {
-                    Box::pin(second.run(conn)).await;
-                    Box::pin(first.run(conn)).await;
-                }
-            }
-            (Err(e), press) => {
-                tracing::error!(error = %e, "write batch failed");
-                let failed = e.to_string();
-                if let Some(job) = press {
-                    let _ = job.reply.send(Err(e));
-                }
-                run.answer(Err(failed));
-            }
-            (Ok(written), press) => {
-                if let (Some(job), Some(outcome)) = (press, written.press) {
-                    let _ = job.reply.send(Ok(outcome));
-                }
-                run.answer(Ok(written.receipts));
-            }
-        }
-    }
+enum DirectPart {
+    Press(PressJob),
+    Run(Receipts),
+    Beats(Vec<Beat>),
 }
 
-/// A batch of presses (more than one, or one amid receipts) and receipts and fan-out
-/// records: under load, when presses queue while a commit is under way. Written in one
-/// transaction of a few calls ([`press::many`]) rather than a savepoint and two round trips
-/// to sqlx's thread for each job.
-struct Many {
-    presses: Vec<PressJob>,
-    run: Receipts,
-}
-
-impl Many {
-    /// Takes the batch out of `path` if it holds nothing but presses (one at least) and
-    /// receipts and records.
-    fn take(path: &mut VecDeque<Work>) -> Option<Self> {
-        let fits = path
+impl Direct {
+    /// Takes the press path's work out of `queued` if it has that shape, with the other
+    /// queue's if that is heartbeats alone. Other work of the other queue (a supervision pass,
+    /// presence) is left for a batch of its own, next.
+    fn take(queued: &mut Queued) -> Option<Self> {
+        let path_fits = queued
+            .path
             .iter()
-            .all(|w| matches!(w, Work::Press(_)) || w.is_receipt())
-            && path.iter().any(|w| matches!(w, Work::Press(_)));
-        if !fits {
+            .all(|w| matches!(w, Work::Press(_)) || w.is_receipt());
+        let rest_fits = queued.rest.iter().all(|w| matches!(w, Work::Heartbeat(_)));
+        if !path_fits || (queued.path.is_empty() && !rest_fits) {
             return None;
         }
-        let (mut presses, mut run) = (Vec::new(), Vec::new());
-        for work in path.drain(..) {
+        let mut parts = Vec::new();
+        let mut run = Vec::new();
+        for work in queued.path.drain(..) {
             match work {
-                Work::Press(job) => presses.push(job),
+                Work::Press(job) => {
+                    if !run.is_empty() {
+                        parts.push(DirectPart::Run(Receipts::from(std::mem::take(&mut run))));
+                    }
+                    parts.push(DirectPart::Press(job));
+                }
                 other => run.push(other),
             }
         }
-        Some(Self {
-            presses,
-            run: Receipts::from(run),
-        })
+        if !run.is_empty() {
+            parts.push(DirectPart::Run(Receipts::from(run)));
+        }
+        if rest_fits && !queued.rest.is_empty() {
+            let beats = queued
+                .rest
+                .drain(..)
+                .filter_map(|w| match w {
+                    Work::Heartbeat(beat) => Some(beat),
+                    _ => None,
+                })
+                .collect();
+            parts.push(DirectPart::Beats(beats));
+        }
+        Some(Self { parts })
     }
 
-    async fn run(self, conn: &mut SqliteConnection) {
-        let Self { presses, run } = self;
-        let receipts = (!run.is_empty()).then(|| run.as_run());
-        let result = press::many(conn, &presses, receipts).await;
+    async fn run(self, db: &press_db::PressDb) {
+        let params: StoreResult<Vec<press_db::Part>> = self
+            .parts
+            .iter()
+            .map(|part| {
+                Ok(match part {
+                    DirectPart::Press(job) => press_db::Part::Press(press::press_params(job)),
+                    DirectPart::Run(run) => press_db::Part::Run(run.as_run().params()?),
+                    DirectPart::Beats(group) => {
+                        press_db::Part::Beats(FAST_HEARTBEATS, heartbeat_params(group)?)
+                    }
+                })
+            })
+            .collect();
+        let result = match params {
+            Ok(params) => db.write(params).await,
+            Err(e) => Err(e),
+        };
         match result {
-            Ok((outcomes, receipted)) => {
-                for (job, outcome) in presses.into_iter().zip(outcomes) {
-                    let _ = job.reply.send(Ok(outcome));
+            Ok(wrote) => {
+                for (part, wrote) in self.parts.into_iter().zip(wrote) {
+                    match (part, wrote) {
+                        (DirectPart::Press(job), press_db::Wrote::Press(outcome)) => {
+                            let _ = job.reply.send(Ok(*outcome));
+                        }
+                        (DirectPart::Run(run), press_db::Wrote::Run(receipted)) => {
+                            run.answer(Ok(receipted));
+                        }
+                        (DirectPart::Beats(group), press_db::Wrote::Beats(applied)) => {
+                            answer_beats(group, None, applied);
+                        }
+                        (part, _) => part.fail("the batch's answers are out of order"),
+                    }
                 }
-                run.answer(Ok(receipted));
+            }
+            Err(e) if self.parts.len() > 1 => {
+                // Each part on its own, in the same order, so that one's failure is not the
+                // others'.
+                tracing::warn!(error = %e, parts = self.parts.len(), "a batch of presses failed: writing each part alone");
+                for part in self.parts {
+                    Box::pin(Self { parts: vec![part] }.run(db)).await;
+                }
             }
             Err(e) => {
-                let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-                // Each on its own, in the same order, so that one's failure is not the
-                // others'.
-                tracing::warn!(error = %e, presses = presses.len(), "a batch of presses failed: writing each alone");
-                let alone = |press| Single {
-                    press,
-                    run: Receipts::default(),
-                    press_first: true,
-                };
-                if !run.is_empty() {
-                    Single {
-                        press: None,
-                        run,
-                        press_first: false,
-                    }
-                    .run(conn)
-                    .await;
-                }
-                for job in presses {
-                    alone(Some(job)).run(conn).await;
+                tracing::error!(error = %e, "write batch failed");
+                for part in self.parts {
+                    part.fail(&e.to_string());
                 }
             }
+        }
+    }
+}
+
+impl DirectPart {
+    fn fail(self, why: &str) {
+        match self {
+            DirectPart::Press(job) => {
+                let _ = job
+                    .reply
+                    .send(Err(StoreError::Backend(why.to_owned().into())));
+            }
+            DirectPart::Run(run) => run.answer(Err(why.to_owned())),
+            DirectPart::Beats(group) => answer_beats(group, Some(why.to_owned()), HashSet::new()),
         }
     }
 }
@@ -567,11 +517,7 @@ impl From<Vec<Work>> for Receipts {
 }
 
 impl Receipts {
-    fn is_empty(&self) -> bool {
-        self.delivered.is_empty() && self.noted.is_empty()
-    }
-
-    /// What [`press::one_call`] writes: one time for the receipts, the earliest's (they are
+    /// What a run writes: one time for the receipts, the earliest's (they are
     /// at most one batch apart).
     fn as_run(&self) -> press::ReceiptRun<'_> {
         press::ReceiptRun {
@@ -620,15 +566,9 @@ impl Receipts {
 
 /// A press in a batch with other work: its statements in the batch's transaction.
 async fn pressed(conn: &mut SqliteConnection, job: PressJob) -> (bool, Finish) {
-    let result = press::one_call(
-        conn,
-        press::OneCall::Press {
-            job: &job,
-            alone: false,
-        },
-    )
-    .await
-    .map(|w| w.press.unwrap_or(PressOutcome::UnknownDevice));
+    let result = press::in_batch(conn, press::InBatch::Press(&job))
+        .await
+        .map(|w| w.press.unwrap_or(PressOutcome::UnknownDevice));
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
         let _ = job.reply.send(match commit_error {
@@ -643,15 +583,9 @@ async fn pressed(conn: &mut SqliteConnection, job: PressJob) -> (bool, Finish) {
 /// batch's transaction.
 async fn receipts(conn: &mut SqliteConnection, run: Vec<Work>) -> (bool, Finish) {
     let run = Receipts::from(run);
-    let result = press::one_call(
-        conn,
-        press::OneCall::Receipts {
-            run: run.as_run(),
-            alone: false,
-        },
-    )
-    .await
-    .map(|w| w.receipts);
+    let result = press::in_batch(conn, press::InBatch::Receipts(run.as_run()))
+        .await
+        .map(|w| w.receipts);
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
         let error = group_error(commit_error, &result);
@@ -679,26 +613,48 @@ async fn heartbeats(conn: &mut SqliteConnection, group: Vec<Beat>) -> (bool, Fin
     let ok = result.is_ok();
     let finish: Finish = Box::new(move |commit_error| {
         let error = group_error(commit_error, &result);
-        let applied = result.unwrap_or_default();
-        for beat in group {
-            let answer = match &error {
-                Some(e) => Err(StoreError::Backend(
-                    format!("heartbeat not stored: {e}").into(),
-                )),
-                None => Ok(applied.contains(beat.heartbeat.device.as_str())),
-            };
-            let _ = beat.reply.send(answer);
-        }
+        answer_beats(group, error, result.unwrap_or_default());
     });
     (ok, finish)
 }
 
-/// The devices whose heartbeat applied. A device that beat twice in the group is written once,
-/// with its latest beat.
-async fn fast_heartbeats_in(
-    conn: &mut SqliteConnection,
-    group: &[Beat],
-) -> StoreResult<std::collections::HashSet<String>> {
+/// Answers each beat of a group whether it applied, or why nothing of the group was stored.
+fn answer_beats(
+    group: Vec<Beat>,
+    error: Option<String>,
+    applied: std::collections::HashSet<String>,
+) {
+    for beat in group {
+        let answer = match &error {
+            Some(e) => Err(StoreError::Backend(
+                format!("heartbeat not stored: {e}").into(),
+            )),
+            None => Ok(applied.contains(beat.heartbeat.device.as_str())),
+        };
+        let _ = beat.reply.send(answer);
+    }
+}
+
+/// The statement of sql::supervision::fast_heartbeat_in, for every row of a JSON list (`$1`,
+/// [`heartbeat_params`]); `$2` is [`RSSI_STEP`]. Returns the devices whose beat applied.
+const FAST_HEARTBEATS: &str =
+    "UPDATE devices SET last_heartbeat_ms = j.now, last_seen_ms = j.now, \
+     evidence_ms = j.now, rssi = j.rssi \
+     FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS now, \
+           json_extract(value, '$[2]') AS rssi, json_extract(value, '$[3]') AS battery, \
+           json_extract(value, '$[4]') AS tamper, json_extract(value, '$[5]') AS fw \
+           FROM json_each($1)) AS j \
+     WHERE devices.id = j.id AND devices.sup_state = 'online' \
+     AND (j.battery IS NULL OR devices.battery IS j.battery) \
+     AND devices.tamper IS j.tamper \
+     AND (j.fw IS NULL OR devices.firmware IS j.fw) \
+     AND (j.rssi IS NULL OR abs(j.rssi - devices.rssi_recorded) < $2) \
+     RETURNING devices.id";
+
+/// [`FAST_HEARTBEATS`]'s parameters for a group: a device that beat twice in the group is
+/// written once, with its latest beat.
+fn heartbeat_params(group: &[Beat]) -> StoreResult<Vec<rusqlite::types::Value>> {
+    use rusqlite::types::Value;
     let mut latest: std::collections::HashMap<&str, &FastHeartbeat> = Default::default();
     for beat in group {
         let hb = &beat.heartbeat;
@@ -721,26 +677,22 @@ async fn fast_heartbeats_in(
         })
         .collect();
     let json = serde_json::to_string(&rows).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    // The statement of sql::supervision::fast_heartbeat_in, for every row of the JSON list.
-    let applied: Vec<String> = sqlx::query_scalar(
-        "UPDATE devices SET last_heartbeat_ms = j.now, last_seen_ms = j.now, \
-         evidence_ms = j.now, rssi = j.rssi \
-         FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS now, \
-               json_extract(value, '$[2]') AS rssi, json_extract(value, '$[3]') AS battery, \
-               json_extract(value, '$[4]') AS tamper, json_extract(value, '$[5]') AS fw \
-               FROM json_each(?1)) AS j \
-         WHERE devices.id = j.id AND devices.sup_state = 'online' \
-         AND (j.battery IS NULL OR devices.battery IS j.battery) \
-         AND devices.tamper IS j.tamper \
-         AND (j.fw IS NULL OR devices.firmware IS j.fw) \
-         AND (j.rssi IS NULL OR abs(j.rssi - devices.rssi_recorded) < ?2) \
-         RETURNING devices.id",
-    )
-    .bind(&json)
-    .bind(i64::from(RSSI_STEP))
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(applied.into_iter().collect())
+    Ok(vec![
+        Value::Text(json),
+        Value::Integer(i64::from(RSSI_STEP)),
+    ])
+}
+
+/// The devices whose heartbeat applied ([`FAST_HEARTBEATS`]).
+async fn fast_heartbeats_in(
+    conn: &mut SqliteConnection,
+    group: &[Beat],
+) -> StoreResult<std::collections::HashSet<String>> {
+    let query = press::bind_values(sqlx::query(FAST_HEARTBEATS), heartbeat_params(group)?);
+    let rows = query.fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| sqlx::Row::try_get::<String, _>(row, 0).map_err(StoreError::from))
+        .collect()
 }
 
 impl SqliteStore {
@@ -751,7 +703,7 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         // sqlx's pool sends a ping to the connection's thread at every acquire (unless told
         // not to) and at every release: two round trips between threads around each use. The
         // busy path's writer therefore owns a connection of its own for its whole life; the
@@ -773,6 +725,7 @@ impl SqliteStore {
         sqlx::raw_sql(press::TEMP_TABLES)
             .execute(&mut busy_writer)
             .await?;
+        let press_db = press_db::PressDb::open(options.get_filename(), BUSY_TIMEOUT)?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
@@ -780,7 +733,7 @@ impl SqliteStore {
             .await?;
         let (jobs, queue) = mpsc::channel(WRITE_QUEUE);
         let (presses, press_queue) = mpsc::channel(WRITE_QUEUE);
-        tokio::spawn(run_writer(busy_writer, press_queue, queue));
+        tokio::spawn(run_writer(busy_writer, press_db, press_queue, queue));
         Ok(Self {
             presses,
             jobs,

@@ -1,20 +1,23 @@
-//! The press path's writes on SQLite, each **one call** to the database: a press (a new alert,
-//! or one more press on its household's open alert), the record of its fan-out, and a group of
-//! delivery receipts.
+//! The press path's writes on SQLite: a press (a new alert, or one more press on its
+//! household's open alert), and a run of delivery receipts and records of fan-outs. Each is a
+//! handful of plain SQL statements that all read the same numbered `$n` parameters; what a
+//! later statement needs from an earlier one (the new alert's id, the receipts that moved)
+//! goes through small temporary tables of the writing connection ([`TEMP_TABLES`]), so that
+//! no Rust runs between them. The single writer runs one job at a time, so the tables are
+//! never shared.
 //!
-//! sqlx runs SQLite on a worker thread of its own, and every call to it is a round trip
-//! between threads: a press written a statement at a time took a dozen of them, and they were
-//! most of what a press cost the server. Here each write is one query string of several
-//! statements that sqlx runs in one go, every statement reading the same numbered `$n`
-//! arguments. What a later statement needs from an earlier one (the new alert's id, the
-//! receipts that moved) goes through small temporary tables of the writer's connection
-//! ([`TEMP_TABLES`]), so that the statements stay plain SQL with no branching in Rust between
-//! them. The single writer runs one job at a time, so the tables are never shared.
+//! The same statements run two ways:
+//! - on the press path's own connection ([`super::press_db`]), one statement at a time, for a
+//!   batch of nothing but presses, receipts and records: the usual case;
+//! - as one multi-statement query on sqlx's writer connection ([`in_batch`]), inside the
+//!   transaction of a batch that also holds other work (an action, heartbeats).
 //!
 //! PostgreSQL writes the same things a statement at a time (`postgres/press.rs`).
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+
+use rusqlite::types::Value;
 
 use super::{Conn, PressJob};
 use crate::domain::{BootId, DeviceId};
@@ -103,9 +106,6 @@ macro_rules! press_sql {
 }
 const PRESS: &str = press_sql!();
 
-/// [`PRESS`] in a transaction of its own: `BEGIN` to `COMMIT` in the same call.
-const LONE_PRESS: &str = concat!("BEGIN IMMEDIATE; ", press_sql!(), "; COMMIT");
-
 /// The records of fan-outs and the units' receipts, in one call: `$now` (the receipts'),
 /// `$receipts` a JSON list of receipts `[alert, device]` in queue order, `$noted` a JSON list
 /// of fan-out records `[alert, now]` in queue order (parameters numbered `$1`–`$3` alone,
@@ -175,74 +175,23 @@ macro_rules! receipts_sql {
 }
 const RECEIPTS: &str = receipts_sql!("$1", "$2", "$3");
 
-/// [`RECEIPTS`] in a transaction of its own: `BEGIN` to `COMMIT` in the same call.
-const LONE_RECEIPTS: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    receipts_sql!("$1", "$2", "$3"),
-    "; COMMIT"
-);
-
-/// A run of receipts and records, then a press, committed together in one call.
-const RECEIPTS_THEN_PRESS: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    receipts_sql!("$11", "$12", "$13"),
-    "; ",
-    press_sql!(),
-    "; COMMIT"
-);
-
-/// A press, then a run of receipts and records, committed together in one call.
-const PRESS_THEN_RECEIPTS: &str = concat!(
-    "BEGIN IMMEDIATE; ",
-    press_sql!(),
-    "; ",
-    receipts_sql!("$11", "$12", "$13"),
-    "; COMMIT"
-);
-
-/// A run of receipts and records that opens the transaction of a batch of many presses.
-const BEGIN_RECEIPTS: &str = concat!("BEGIN IMMEDIATE; ", receipts_sql!("$1", "$2", "$3"));
-
-/// How many presses one call of a batch holds, largest first: a batch of 13 is three calls
-/// (8, 4 and 1), with six query strings in all for sqlx's statement cache.
-const CHUNKS: [usize; 6] = [32, 16, 8, 4, 2, 1];
-
-/// [`PRESS`] `k` times in one query for each `k` of [`CHUNKS`]: the `i`-th press reads
-/// `$(10i + 1)` to `$(10i + 10)`, and its row says `job` = `i`.
-static PRESSES: LazyLock<Vec<String>> = LazyLock::new(|| {
-    CHUNKS
-        .iter()
-        .map(|&k| {
-            (0..k)
-                .map(|i| {
-                    renumbered(PRESS, 10 * i).replacen(
-                        "SELECT 'press' AS part, ",
-                        &format!("SELECT 'press' AS part, {i} AS job, "),
-                        1,
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-        .collect()
-});
-
-/// `sql` with every numbered parameter `$n` made `$(n + by)`.
-fn renumbered(sql: &str, by: usize) -> String {
-    let mut out = String::with_capacity(sql.len() + sql.len() / 8);
-    let mut rest = sql;
-    while let Some(at) = rest.find('$') {
-        out.push_str(&rest[..=at]);
-        rest = &rest[at + 1..];
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        match rest[..digits].parse::<usize>() {
-            Ok(n) => out.push_str(&(n + by).to_string()),
-            Err(_) => out.push_str(&rest[..digits]),
-        }
-        rest = &rest[digits..];
-    }
-    out.push_str(rest);
-    out
+/// A press's ten parameters, `$1` to `$10` of [`PRESS`]: `$1` device, `$2` seq, `$3` kind,
+/// `$4` now, `$5` the device's time, `$6` when ring 1 is due, `$7` the timeline's actor, `$8`
+/// the boot id ('' none), `$9` the repeat window and `$10` the merge window.
+pub(super) fn press_params(job: &PressJob) -> Vec<Value> {
+    let (device, press, now_ms) = (&job.device, &job.press, job.now_ms);
+    vec![
+        Value::Text(device.as_str().to_owned()),
+        Value::Integer(press.seq as i64),
+        Value::Text(press.kind.as_str().to_owned()),
+        Value::Integer(now_ms),
+        press.device_ts_ms.map_or(Value::Null, Value::Integer),
+        Value::Integer(now_ms + job.plan.ring1_after_ms),
+        Value::Text(alerts::device_actor(device)),
+        Value::Text(BootId::stored(press.boot.as_ref()).to_owned()),
+        Value::Integer(job.rules.repeat_window_ms),
+        Value::Integer(job.rules.merge_window_ms),
+    ]
 }
 
 /// A run of receipts (`(alert, device)` in queue order, at `now_ms`) and fan-out records
@@ -253,19 +202,17 @@ pub(super) struct ReceiptRun<'a> {
     pub now_ms: i64,
 }
 
-/// What the writer sends to the database in one call.
-pub(super) enum OneCall<'a> {
-    /// A press, in the batch's transaction or `alone` with its own `BEGIN` and `COMMIT`.
-    Press { job: &'a PressJob, alone: bool },
-    /// A run of receipts and records, likewise.
-    Receipts { run: ReceiptRun<'a>, alone: bool },
-    /// A press and a run in queue order (`press_first`), with their `BEGIN` and `COMMIT`:
-    /// the batch at a steady rate (a press, and the receipts of the one before).
-    Both {
-        job: &'a PressJob,
-        run: ReceiptRun<'a>,
-        press_first: bool,
-    },
+impl ReceiptRun<'_> {
+    /// Its three parameters, `$1` to `$3` of [`RECEIPTS`]: the receipts' time, and the two
+    /// lists as JSON.
+    pub(super) fn params(&self) -> StoreResult<Vec<Value>> {
+        let json = |e| StoreError::Backend(Box::new(e));
+        Ok(vec![
+            Value::Integer(self.now_ms),
+            Value::Text(serde_json::to_string(self.receipts).map_err(json)?),
+            Value::Text(serde_json::to_string(self.noted).map_err(json)?),
+        ])
+    }
 }
 
 /// What a run of receipts and records wrote: per alert id, the alert as its record left it
@@ -276,48 +223,30 @@ pub(super) struct Receipted {
     pub firsts: HashMap<i64, (DeviceId, AlertSummary)>,
 }
 
-/// What one call wrote: the press's outcome if it held a press, and what its run wrote.
+/// What the writer runs inside a batch's transaction on sqlx's connection.
+pub(super) enum InBatch<'a> {
+    Press(&'a PressJob),
+    Receipts(ReceiptRun<'a>),
+}
+
+/// What one such call wrote: the press's outcome if it was a press, else what its run wrote.
 pub(super) struct Written {
     pub press: Option<PressOutcome>,
     pub receipts: Receipted,
 }
 
-/// Sends `call` to the database as one query of many statements ([`PRESS`], [`RECEIPTS`] and
-/// their transactions). On an error the caller rolls back whatever part of the transaction is
-/// still open.
-pub(super) async fn one_call(conn: &mut Conn, call: OneCall<'_>) -> StoreResult<Written> {
-    let (job, run, sql) = match call {
-        OneCall::Press { job, alone } => (Some(job), None, if alone { LONE_PRESS } else { PRESS }),
-        OneCall::Receipts { run, alone } => (
-            None,
-            Some(run),
-            if alone { LONE_RECEIPTS } else { RECEIPTS },
-        ),
-        OneCall::Both {
-            job,
-            run,
-            press_first,
-        } => (
-            Some(job),
-            Some(run),
-            if press_first {
-                PRESS_THEN_RECEIPTS
-            } else {
-                RECEIPTS_THEN_PRESS
-            },
-        ),
+/// Runs a press or a run of receipts as one query of many statements on sqlx's writer
+/// connection, in the transaction the caller opened.
+pub(super) async fn in_batch(conn: &mut Conn, call: InBatch<'_>) -> StoreResult<Written> {
+    let (sql, params, press) = match call {
+        InBatch::Press(job) => (PRESS, press_params(job), true),
+        InBatch::Receipts(run) => (RECEIPTS, run.params()?, false),
     };
-    let mut query = sqlx::query(sql);
-    if let Some(job) = job {
-        query = bind_press(query, job);
-    }
-    if let Some(run) = &run {
-        query = bind_run(query, run)?;
-    }
-    // All rows, so that every statement (the COMMIT too) has run before the answer.
-    let rows = query.fetch_all(&mut *conn).await?;
+    let rows = bind_values(sqlx::query(sql), params)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut written = Written {
-        press: job.map(|_| PressOutcome::UnknownDevice),
+        press: press.then_some(PressOutcome::UnknownDevice),
         receipts: Receipted::default(),
     };
     for row in &rows {
@@ -328,89 +257,27 @@ pub(super) async fn one_call(conn: &mut Conn, call: OneCall<'_>) -> StoreResult<
     Ok(written)
 }
 
-/// Many presses and a run of receipts and records in one transaction, in a few calls: the
-/// run first (every receipt and record is about an alert committed before: they are sent
-/// once its press is), then the presses in queue order, [`CHUNKS`] of them a call, then the
-/// commit. Returns each press's outcome in order, and what the run wrote. On an error the
-/// caller rolls back.
-pub(super) async fn many(
-    conn: &mut Conn,
-    jobs: &[PressJob],
-    run: Option<ReceiptRun<'_>>,
-) -> StoreResult<(Vec<PressOutcome>, Receipted)> {
-    let mut receipted = Receipted::default();
-    match run {
-        Some(run) => {
-            let rows = bind_run(sqlx::query(BEGIN_RECEIPTS), &run)?
-                .fetch_all(&mut *conn)
-                .await?;
-            for row in &rows {
-                read_row(row, &mut receipted)?;
-            }
-        }
-        None => {
-            sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        }
-    }
-    let mut outcomes = Vec::with_capacity(jobs.len());
-    let mut rest = jobs;
-    while !rest.is_empty() {
-        let (size, k) = CHUNKS
-            .iter()
-            .enumerate()
-            .find(|(_, k)| **k <= rest.len())
-            .map(|(size, k)| (size, *k))
-            .unwrap_or((CHUNKS.len() - 1, 1));
-        let (chunk, after) = rest.split_at(k.min(rest.len()));
-        let sql: &'static str = PRESSES[size].as_str();
-        let mut query = sqlx::query(sql);
-        for job in chunk {
-            query = bind_press(query, job);
-        }
-        let rows = query.fetch_all(&mut *conn).await?;
-        let mut got = vec![PressOutcome::UnknownDevice; chunk.len()];
-        for row in &rows {
-            let job = usize::try_from(row.int("job")?).map_err(|e| corrupt("job", e))?;
-            match (got.get_mut(job), read_row(row, &mut receipted)?) {
-                (Some(slot), Some(outcome)) => *slot = outcome,
-                _ => return Err(corrupt("job", format!("no press {job} in this call"))),
-            }
-        }
-        outcomes.extend(got);
-        rest = after;
-    }
-    sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-    Ok((outcomes, receipted))
-}
-
 type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
 
-/// Binds a press's ten parameters ([`PRESS`]).
-fn bind_press<'q>(query: Query<'q>, job: &'q PressJob) -> Query<'q> {
-    let (device, press, now_ms) = (&job.device, &job.press, job.now_ms);
+/// Binds `params` in order, as sqlx's `$1`, `$2`, ….
+pub(super) fn bind_values(mut query: Query<'_>, params: Vec<Value>) -> Query<'_> {
+    for value in params {
+        query = match value {
+            Value::Integer(i) => query.bind(i),
+            Value::Text(s) => query.bind(s),
+            Value::Real(f) => query.bind(f),
+            Value::Null => query.bind(None::<i64>),
+            Value::Blob(b) => query.bind(b),
+        };
+    }
     query
-        .bind(device.as_str())
-        .bind(press.seq as i64)
-        .bind(press.kind.as_str())
-        .bind(now_ms)
-        .bind(press.device_ts_ms)
-        .bind(now_ms + job.plan.ring1_after_ms)
-        .bind(alerts::device_actor(device))
-        .bind(BootId::stored(press.boot.as_ref()))
-        .bind(job.rules.repeat_window_ms)
-        .bind(job.rules.merge_window_ms)
-}
-
-/// Binds a run's three parameters ([`RECEIPTS`]).
-fn bind_run<'q>(query: Query<'q>, run: &ReceiptRun<'_>) -> StoreResult<Query<'q>> {
-    let receipts =
-        serde_json::to_string(run.receipts).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    let noted = serde_json::to_string(run.noted).map_err(|e| StoreError::Backend(Box::new(e)))?;
-    Ok(query.bind(run.now_ms).bind(receipts).bind(noted))
 }
 
 /// Reads a row of [`PRESS`] (the press's outcome, returned) or of [`RECEIPTS`] (into `into`).
-fn read_row(row: &super::Row, into: &mut Receipted) -> StoreResult<Option<PressOutcome>> {
+pub(super) fn read_row(
+    row: &impl Columns,
+    into: &mut Receipted,
+) -> StoreResult<Option<PressOutcome>> {
     let alert = rows::alert(row)?;
     match row.text("part")?.as_str() {
         "press" => {
@@ -434,18 +301,49 @@ fn read_row(row: &super::Row, into: &mut Receipted) -> StoreResult<Option<PressO
     Ok(None)
 }
 
+/// [`PRESS`] and [`RECEIPTS`], a statement each.
+pub(super) fn press_statements() -> &'static [&'static str] {
+    static SPLIT: LazyLock<Vec<&'static str>> = LazyLock::new(|| statements(PRESS));
+    &SPLIT
+}
+
+pub(super) fn receipt_statements() -> &'static [&'static str] {
+    static SPLIT: LazyLock<Vec<&'static str>> = LazyLock::new(|| statements(RECEIPTS));
+    &SPLIT
+}
+
+/// The statements of `sql`, split at each `;` outside a quoted string.
+fn statements(sql: &'static str) -> Vec<&'static str> {
+    let (mut out, mut start, mut quoted) = (Vec::new(), 0, false);
+    for (at, c) in sql.char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(sql[start..at].trim());
+                start = at + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(sql[start..].trim());
+    out.retain(|s| !s.is_empty());
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::renumbered;
+    use super::{press_statements, receipt_statements, statements};
 
     #[test]
-    fn parameters_move_on_and_json_paths_stay() {
+    fn statements_split_at_semicolons_outside_quotes() {
         assert_eq!(
-            renumbered(
-                "WHERE a = $1 AND b = $10 AND json_extract(v, '$[0]') = $2$",
-                10
-            ),
-            "WHERE a = $11 AND b = $20 AND json_extract(v, '$[0]') = $12$"
+            statements("DELETE FROM t; INSERT INTO t VALUES ('a;b'); SELECT 1 "),
+            vec!["DELETE FROM t", "INSERT INTO t VALUES ('a;b')", "SELECT 1"]
         );
+        // The press: two clears, the merge, the alert, its id, the merge's count, the
+        // press, ring 0, the timeline, and the answer.
+        assert_eq!(press_statements().len(), 10);
+        assert!(press_statements()[9].starts_with("SELECT 'press'"));
+        assert!(receipt_statements().iter().all(|s| !s.contains(';')));
     }
 }

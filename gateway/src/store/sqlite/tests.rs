@@ -455,3 +455,60 @@ async fn a_refused_press_in_a_batch_fails_alone() -> anyhow::Result<()> {
     assert_eq!((alerts, presses), (4, 4));
     Ok(())
 }
+
+/// A batch that also holds other work of an alert (the station's action) is written on the
+/// writer's sqlx connection, a savepoint a job: the action, the press queued behind it and the
+/// receipt each get their own answer, in queue order.
+#[tokio::test]
+async fn a_press_queued_behind_an_action_is_written_in_the_same_order() -> anyhow::Result<()> {
+    use crate::domain::{DeviceId, Press, PressKind};
+    use crate::lifecycle::Action;
+    use crate::store::{PressOutcome, PressRules, RingPlan};
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
+    let creds = crate::seed::seed_demo(&store, 1).await?;
+    let devices: Vec<DeviceId> = creds
+        .iter()
+        .map(|c| DeviceId::parse(&c.device))
+        .collect::<Result<_, _>>()?;
+    let press = |seq| Press {
+        seq,
+        boot: None,
+        kind: PressKind::Help,
+        device_ts_ms: None,
+    };
+    let (plan, rules) = (RingPlan::default(), PressRules::default());
+    let PressOutcome::Raised(first) = store
+        .record_press(&devices[0], &press(1), &plan, &rules, 1_000)
+        .await?
+    else {
+        panic!("a new alert");
+    };
+    store.mark_notified(first.id, 1_010).await?;
+    // Queued together before the writer looks: the station takes the first alert, a unit's
+    // receipt of it, and another household's press.
+    let taken = store.apply(
+        first.id,
+        "operator:duty",
+        Action::Acknowledge,
+        None,
+        "",
+        1_100,
+    );
+    let receipt = store.record_delivery(first.id, &devices[1], 1_110);
+    let second = store.press(&devices[2], &press(1), &plan, &rules, 1_120);
+    let taken = taken.await?;
+    assert!(taken.state_changed);
+    assert_eq!(taken.alert.state.as_str(), "acknowledged");
+    let delivered = receipt.await?.expect("the first delivery");
+    assert_eq!(
+        delivered.state.as_str(),
+        "acknowledged",
+        "the action came first"
+    );
+    match second.await? {
+        PressOutcome::Raised(alert) => assert_eq!(alert.device, devices[2]),
+        other => panic!("expected a new alert, got {other:?}"),
+    }
+    Ok(())
+}
