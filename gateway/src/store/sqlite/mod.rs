@@ -219,11 +219,15 @@ async fn run_writer(
                 queued.path.push_back(work);
             }
         }
-        // The usual batches go to the press path's own connection, in one transaction.
+        // The usual batches go to the press path's own connection, in one transaction; the
+        // writer goes on at once, and the thread answers each caller after the commit.
         if let Some(direct) = Direct::take(&mut queued) {
-            direct.run(&press_db).await;
+            press_db.write(direct).await;
             continue;
         }
+        // Any other batch runs on this connection once the press path's has committed
+        // what it was given: the two take turns.
+        press_db.idle().await;
         let mut finishes = Vec::with_capacity(queued.len());
         let outcome = run_batch(&mut conn, &mut queued, &presses, &mut finishes).await;
         if let Err(e) = &outcome {
@@ -419,9 +423,9 @@ impl Direct {
         Some(Self { parts })
     }
 
-    async fn run(self, db: &press_db::PressDb) {
-        let params: StoreResult<Vec<press_db::Part>> = self
-            .parts
+    /// Each part's parameters, in order ([`press_db::Part`]).
+    fn params(&self) -> StoreResult<Vec<press_db::Part>> {
+        self.parts
             .iter()
             .map(|part| {
                 Ok(match part {
@@ -432,41 +436,30 @@ impl Direct {
                     }
                 })
             })
-            .collect();
-        let result = match params {
-            Ok(params) => db.write(params).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(wrote) => {
-                for (part, wrote) in self.parts.into_iter().zip(wrote) {
-                    match (part, wrote) {
-                        (DirectPart::Press(job), press_db::Wrote::Press(outcome)) => {
-                            let _ = job.reply.send(Ok(*outcome));
-                        }
-                        (DirectPart::Run(run), press_db::Wrote::Run(receipted)) => {
-                            run.answer(Ok(receipted));
-                        }
-                        (DirectPart::Beats(group), press_db::Wrote::Beats(applied)) => {
-                            answer_beats(group, None, applied);
-                        }
-                        (part, _) => part.fail("the batch's answers are out of order"),
-                    }
+            .collect()
+    }
+
+    /// Answers every caller that its part was not written, and why.
+    fn fail(self, why: &str) {
+        for part in self.parts {
+            part.fail(why);
+        }
+    }
+
+    /// Answers every caller with what its part wrote, once the batch is committed.
+    fn answer(self, wrote: Vec<press_db::Wrote>) {
+        for (part, wrote) in self.parts.into_iter().zip(wrote) {
+            match (part, wrote) {
+                (DirectPart::Press(job), press_db::Wrote::Press(outcome)) => {
+                    let _ = job.reply.send(Ok(*outcome));
                 }
-            }
-            Err(e) if self.parts.len() > 1 => {
-                // Each part on its own, in the same order, so that one's failure is not the
-                // others'.
-                tracing::warn!(error = %e, parts = self.parts.len(), "a batch of presses failed: writing each part alone");
-                for part in self.parts {
-                    Box::pin(Self { parts: vec![part] }.run(db)).await;
+                (DirectPart::Run(run), press_db::Wrote::Run(receipted)) => {
+                    run.answer(Ok(receipted));
                 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "write batch failed");
-                for part in self.parts {
-                    part.fail(&e.to_string());
+                (DirectPart::Beats(group), press_db::Wrote::Beats(applied)) => {
+                    answer_beats(group, None, applied);
                 }
+                (part, _) => part.fail("the batch's answers are out of order"),
             }
         }
     }

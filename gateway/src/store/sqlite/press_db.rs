@@ -3,24 +3,27 @@
 //! sqlx runs each SQLite connection on a worker thread and hands every statement's result back
 //! to the async side one at a time, through a channel: a press and the receipts around it are
 //! some twenty statements, and each hand-over may wake a thread. Here the writer task hands a
-//! whole batch (presses, runs of receipts and records, in queue order) to this thread at once;
-//! the thread runs each statement of [`super::press`] from SQLite's statement cache, commits,
-//! and answers once: one crossing each way a batch.
+//! whole batch (presses, runs of receipts and records, heartbeats, in queue order, each with
+//! who waits for it) to this thread and goes on to gather the next; the thread runs each
+//! statement of [`super::press`] from SQLite's statement cache, commits, and answers each
+//! caller itself: one crossing to the thread a batch, one wake-up per caller.
 //!
-//! Only the writer task calls it, one batch at a time, and never while a transaction of sqlx's
-//! writer connection is open: the two connections take turns, so SQLite's write lock never
-//! makes either wait for the other. Everything else of the store stays on sqlx.
+//! The thread writes batches in the order they were handed over. Before sqlx's writer
+//! connection opens a transaction of its own, the writer task waits until the thread has
+//! written everything handed to it ([`PressDb::idle`]): the two connections take turns, so
+//! SQLite's write lock never makes either wait for the other. Everything else of the store
+//! stays on sqlx.
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::press::{self, Receipted};
+use super::Direct;
 use crate::store::rows::Columns;
 use crate::store::{corrupt, PressOutcome, StoreError, StoreResult};
 
@@ -40,11 +43,17 @@ pub(super) enum Wrote {
     Beats(HashSet<String>),
 }
 
-/// A batch and who waits for it.
-struct Call {
-    parts: Vec<Part>,
-    reply: oneshot::Sender<StoreResult<Vec<Wrote>>>,
+/// What the writer hands the thread: a batch to write, or a request to say when everything
+/// handed before is written.
+enum Call {
+    Batch(Direct),
+    Idle(oneshot::Sender<()>),
 }
+
+/// Batches handed over and not yet taken by the thread: the writer waits for room beyond
+/// that, so the press path's queue, not this one, holds what the database has not caught up
+/// with.
+const HANDED: usize = 4;
 
 /// The handle of the press path's thread; the thread stops, and closes its connection, when
 /// the handle is dropped.
@@ -55,7 +64,8 @@ pub(super) struct PressDb {
 impl PressDb {
     /// Opens the database file (already migrated) as the press path's connection, with the
     /// same settings as sqlx's: WAL, `synchronous = FULL`, foreign keys, `busy` to wait for
-    /// SQLite's lock.
+    /// SQLite's lock; and a page cache of 32 MiB, so that the random leaves of the units'
+    /// and devices' indexes stay in memory under load.
     pub(super) fn open(file: &Path, busy: Duration) -> StoreResult<Self> {
         let conn = Connection::open_with_flags(
             file,
@@ -65,13 +75,13 @@ impl PressDb {
         conn.busy_timeout(busy).map_err(db)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
         )
         .map_err(db)?;
         conn.execute_batch(press::TEMP_TABLES).map_err(db)?;
         // Every statement of a press and of a run, and the transaction's.
         conn.set_prepared_statement_cache_capacity(64);
-        let (calls, queue) = mpsc::channel();
+        let (calls, queue) = mpsc::channel(HANDED);
         std::thread::Builder::new()
             .name("tenwatch-presses".into())
             .spawn(move || serve(conn, queue))
@@ -79,14 +89,24 @@ impl PressDb {
         Ok(Self { calls })
     }
 
-    /// Writes `parts` in one transaction, in order; the answer comes after the commit. On an
-    /// error nothing of the batch is left.
-    pub(super) async fn write(&self, parts: Vec<Part>) -> StoreResult<Vec<Wrote>> {
-        let (reply, answer) = oneshot::channel();
-        self.calls
-            .send(Call { parts, reply })
-            .map_err(|_| thread_gone())?;
-        answer.await.map_err(|_| thread_gone())?
+    /// Hands `batch` to the thread, which writes it in one transaction and answers each of
+    /// its callers after the commit. A batch the database refuses is written again a part at
+    /// a time, each in a transaction of its own, before the next batch: one part's failure is
+    /// not the others', and the queue's order holds.
+    pub(super) async fn write(&self, batch: Direct) {
+        if let Err(mpsc::error::SendError(Call::Batch(batch))) =
+            self.calls.send(Call::Batch(batch)).await
+        {
+            batch.fail(&thread_gone().to_string());
+        }
+    }
+
+    /// Returns once every batch handed over before is written and answered.
+    pub(super) async fn idle(&self) {
+        let (done, written) = oneshot::channel();
+        if self.calls.send(Call::Idle(done)).await.is_ok() {
+            let _ = written.await;
+        }
     }
 }
 
@@ -98,16 +118,53 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
-/// The thread: one batch at a time until the handle is dropped.
-fn serve(conn: Connection, queue: mpsc::Receiver<Call>) {
-    while let Ok(Call { parts, reply }) = queue.recv() {
-        let written = write(&conn, &parts);
+/// The thread: until the handle is dropped, writes what was handed over, every batch waiting
+/// in one transaction (group commit: while one commit's fsync runs, the next batches gather).
+fn serve(conn: Connection, mut calls: mpsc::Receiver<Call>) {
+    let mut next = None;
+    while let Some(call) = next.take().or_else(|| calls.blocking_recv()) {
+        match call {
+            Call::Idle(done) => {
+                let _ = done.send(());
+            }
+            Call::Batch(mut batch) => {
+                while let Ok(call) = calls.try_recv() {
+                    match call {
+                        Call::Batch(more) => batch.parts.extend(more.parts),
+                        idle @ Call::Idle(_) => {
+                            next = Some(idle);
+                            break;
+                        }
+                    }
+                }
+                write_batch(&conn, batch);
+            }
+        }
+    }
+}
+
+fn write_batch(conn: &Connection, batch: Direct) {
+    let written = batch.params().and_then(|parts| {
+        let written = write(conn, &parts);
         if written.is_err() && !conn.is_autocommit() {
             if let Err(e) = conn.execute_batch("ROLLBACK") {
                 tracing::error!(error = %e, "a failed batch of presses not rolled back");
             }
         }
-        let _ = reply.send(written);
+        written
+    });
+    match written {
+        Ok(wrote) => batch.answer(wrote),
+        Err(e) if batch.parts.len() > 1 => {
+            tracing::warn!(error = %e, parts = batch.parts.len(), "a batch of presses failed: writing each part alone");
+            for part in batch.parts {
+                write_batch(conn, Direct { parts: vec![part] });
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "write batch failed");
+            batch.fail(&e.to_string());
+        }
     }
 }
 
