@@ -78,6 +78,12 @@ impl PressDb {
              PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768;",
         )
         .map_err(db)?;
+        // In place of SQLite's own checkpoint inside the commit that crosses 1,000 pages
+        // (`wal_autocheckpoint`): see `serve`.
+        conn.wal_hook(Some(|_, pages| {
+            WAL_PAGES.set(pages);
+            Ok(())
+        }));
         conn.execute_batch(press::TEMP_TABLES).map_err(db)?;
         // Every statement of a press and of a run, and the transaction's.
         conn.set_prepared_statement_cache_capacity(64);
@@ -138,8 +144,33 @@ fn serve(conn: Connection, mut calls: mpsc::Receiver<Call>) {
                     }
                 }
                 write_batch(&conn, batch);
+                checkpoint_if_due(&conn);
             }
         }
+    }
+}
+
+thread_local! {
+    /// Pages in the WAL after this thread's last commit (SQLite's WAL hook tells it).
+    static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// WAL pages at which the thread copies them into the database file. SQLite's default
+/// checkpoint runs inside the commit that crosses 1,000 pages, before that batch's callers are
+/// answered; here it runs after they are, and the next batches gather meanwhile. A longer WAL
+/// also means each page rewritten many times (the tails of the tables, the indexes' hot
+/// leaves) is copied once per checkpoint rather than once per 1,000 pages.
+const CHECKPOINT_PAGES: i32 = 10_000;
+
+fn checkpoint_if_due(conn: &Connection) {
+    if WAL_PAGES.get() < CHECKPOINT_PAGES {
+        return;
+    }
+    WAL_PAGES.set(0);
+    // PASSIVE: readers are never made to wait; the WAL starts over from the beginning at the
+    // next commit once everything in it is copied.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "WAL checkpoint failed; the next one copies what this did not");
     }
 }
 
@@ -261,5 +292,44 @@ impl Columns for rusqlite::Row<'_> {
     }
     fn opt_flag(&self, col: &str) -> StoreResult<Option<bool>> {
         Ok(self.opt_int(col)?.map(|v| v != 0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The thread's own checkpoint: past the threshold, the WAL's pages are copied into the
+    /// database file (SQLite's own, inside the commit, is off on this connection).
+    #[test]
+    fn a_long_wal_is_copied_into_the_file_after_the_commit() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("t.db");
+        let conn = Connection::open(&file)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v BLOB);")?;
+        conn.wal_hook(Some(|_, pages| {
+            WAL_PAGES.set(pages);
+            Ok(())
+        }));
+        for _ in 0..20 {
+            conn.execute("INSERT INTO t VALUES (zeroblob(4000))", [])?;
+        }
+        let in_file = || std::fs::metadata(&file).map(|m| m.len());
+        let logged = WAL_PAGES.get();
+        assert!(logged >= 20, "the hook counts the WAL's pages: {logged}");
+        checkpoint_if_due(&conn);
+        assert!(
+            in_file()? < 20 * 4000,
+            "below the threshold the rows stay in the WAL"
+        );
+        WAL_PAGES.set(CHECKPOINT_PAGES);
+        checkpoint_if_due(&conn);
+        assert_eq!(WAL_PAGES.get(), 0);
+        assert!(
+            in_file()? >= 20 * 4000,
+            "the rows are in the file: {}",
+            in_file()?
+        );
+        Ok(())
     }
 }
