@@ -211,6 +211,33 @@ async fn cancel_inside_the_window_tells_the_neighbours() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A unit that sends its cancel right behind its press, without waiting for the ack. The
+/// gateway's worker leaves a press in flight while it takes other messages, but a device's
+/// next message waits for its own press: the cancel finds the press stored and withdraws its
+/// alert. Another household's press sent in the same moment raises an alert of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_sent_right_behind_its_press_withdraws_it() -> anyhow::Result<()> {
+    let app = spawn_app(1).await?;
+    let mut units = connect_all(app.mqtt, app.cluster(0)).await?;
+    units[5].press(1, "help").await?;
+    units[5].press(2, "cancel").await?;
+    units[7].press(1, "fire").await?;
+    let pressed = units[5].expect_ack(1).await?;
+    let cancelled = units[5].expect_ack(2).await?;
+    assert_eq!(cancelled["alert"], pressed["alert"]);
+    assert_eq!(cancelled["state"], "cancelled");
+    let other = units[7].expect_ack(1).await?;
+    assert_ne!(other["alert"], pressed["alert"]);
+    let (_, detail) = app
+        .get_json(&format!(
+            "/api/alerts/{}",
+            pressed["alert"].as_str().unwrap_or("")
+        ))
+        .await?;
+    assert_eq!(detail["state"], "cancelled");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_refuses_bad_requests_clearly() -> anyhow::Result<()> {
     let app = spawn_app(1).await?;
