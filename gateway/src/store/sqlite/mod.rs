@@ -612,11 +612,7 @@ async fn heartbeats(conn: &mut SqliteConnection, group: Vec<Beat>) -> (bool, Fin
 }
 
 /// Answers each beat of a group whether it applied, or why nothing of the group was stored.
-fn answer_beats(
-    group: Vec<Beat>,
-    error: Option<String>,
-    applied: std::collections::HashSet<String>,
-) {
+fn answer_beats(group: Vec<Beat>, error: Option<String>, applied: HashSet<String>) {
     for beat in group {
         let answer = match &error {
             Some(e) => Err(StoreError::Backend(
@@ -680,7 +676,7 @@ fn heartbeat_params(group: &[Beat]) -> StoreResult<Vec<rusqlite::types::Value>> 
 async fn fast_heartbeats_in(
     conn: &mut SqliteConnection,
     group: &[Beat],
-) -> StoreResult<std::collections::HashSet<String>> {
+) -> StoreResult<HashSet<String>> {
     let query = press::bind_values(sqlx::query(FAST_HEARTBEATS), heartbeat_params(group)?);
     let rows = query.fetch_all(&mut *conn).await?;
     rows.iter()
@@ -843,7 +839,7 @@ impl SqliteStore {
     fn fast_heartbeats(
         &self,
         beats: Vec<FastHeartbeat>,
-    ) -> BoxFuture<'static, StoreResult<std::collections::HashSet<String>>> {
+    ) -> BoxFuture<'static, StoreResult<HashSet<String>>> {
         let devices: Vec<String> = beats.iter().map(|b| b.device.as_str().to_owned()).collect();
         let writes: Vec<_> = beats.into_iter().map(|b| self.fast_heartbeat(b)).collect();
         Box::pin(async move {

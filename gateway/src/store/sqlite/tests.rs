@@ -8,6 +8,30 @@ use crate::store::accounts::{AccountStore, NewAccount};
 use crate::store::map::{MapStore, ZoneMap};
 use crate::store::{sqlite_url_in, Store};
 
+/// A store in a fresh directory with `clusters` demo clusters, and their devices in order.
+async fn seeded(
+    clusters: usize,
+) -> anyhow::Result<(tempfile::TempDir, SqliteStore, Vec<crate::domain::DeviceId>)> {
+    let dir = tempfile::tempdir()?;
+    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
+    let devices = crate::seed::seed_demo(&store, clusters)
+        .await?
+        .iter()
+        .map(|c| crate::domain::DeviceId::parse(&c.device))
+        .collect::<Result<_, _>>()?;
+    Ok((dir, store, devices))
+}
+
+/// A help press of `seq` from a unit that sends no boot id.
+fn press(seq: u64) -> crate::domain::Press {
+    crate::domain::Press {
+        seq,
+        boot: None,
+        kind: crate::domain::PressKind::Help,
+        device_ts_ms: None,
+    }
+}
+
 #[tokio::test]
 async fn a_login_sweeps_expired_sessions() {
     let dir = tempfile::tempdir().unwrap();
@@ -211,18 +235,10 @@ async fn a_database_of_old_presses_migrates_keeping_every_row_and_index() {
 
 #[tokio::test]
 async fn a_repeat_press_queued_behind_its_fan_out_record_finds_it_recorded() -> anyhow::Result<()> {
-    use crate::domain::{DeviceId, Press, PressKind};
     use crate::store::{PressOutcome, PressRules, RingPlan};
-    let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
-    let creds = crate::seed::seed_demo(&store, 1).await?;
-    let device = DeviceId::parse(&creds[0].device)?;
-    let press = Press {
-        seq: 7,
-        boot: None,
-        kind: PressKind::Help,
-        device_ts_ms: None,
-    };
+    let (_dir, store, devices) = seeded(1).await?;
+    let device = devices[0].clone();
+    let press = press(7);
     let (plan, rules) = (RingPlan::default(), PressRules::default());
     let PressOutcome::Raised(alert) = store
         .record_press(&device, &press, &plan, &rules, 1_000)
@@ -255,21 +271,8 @@ async fn a_repeat_press_queued_behind_its_fan_out_record_finds_it_recorded() -> 
 /// gets its own answer, and the timeline keeps its order.
 #[tokio::test]
 async fn a_press_written_with_the_receipts_before_it_answers_each_caller() -> anyhow::Result<()> {
-    use crate::domain::{DeviceId, Press, PressKind};
     use crate::store::{PressOutcome, PressRules, RingPlan};
-    let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
-    let creds = crate::seed::seed_demo(&store, 1).await?;
-    let devices: Vec<DeviceId> = creds
-        .iter()
-        .map(|c| DeviceId::parse(&c.device))
-        .collect::<Result<_, _>>()?;
-    let press = |seq| Press {
-        seq,
-        boot: None,
-        kind: PressKind::Help,
-        device_ts_ms: None,
-    };
+    let (_dir, store, devices) = seeded(1).await?;
     let (plan, rules) = (RingPlan::default(), PressRules::default());
     let PressOutcome::Raised(first) = store
         .record_press(&devices[0], &press(1), &plan, &rules, 1_000)
@@ -329,21 +332,8 @@ async fn a_press_written_with_the_receipts_before_it_answers_each_caller() -> an
 /// device is refused, a receipt queued among them is written, and the ids follow the queue.
 #[tokio::test]
 async fn presses_queued_together_each_get_their_own_answer() -> anyhow::Result<()> {
-    use crate::domain::{DeviceId, Press, PressKind};
     use crate::store::{PressOutcome, PressRules, RingPlan};
-    let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
-    let creds = crate::seed::seed_demo(&store, 2).await?;
-    let devices: Vec<DeviceId> = creds
-        .iter()
-        .map(|c| DeviceId::parse(&c.device))
-        .collect::<Result<_, _>>()?;
-    let press = |seq| Press {
-        seq,
-        boot: None,
-        kind: PressKind::Help,
-        device_ts_ms: None,
-    };
+    let (_dir, store, devices) = seeded(2).await?;
     let (plan, rules) = (RingPlan::default(), PressRules::default());
     let PressOutcome::Raised(first) = store
         .record_press(&devices[0], &press(1), &plan, &rules, 1_000)
@@ -407,15 +397,8 @@ async fn presses_queued_together_each_get_their_own_answer() -> anyhow::Result<(
 /// written and answered, and nothing of the refused one is left behind.
 #[tokio::test]
 async fn a_refused_press_in_a_batch_fails_alone() -> anyhow::Result<()> {
-    use crate::domain::{DeviceId, Press, PressKind};
     use crate::store::{PressOutcome, PressRules, RingPlan};
-    let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
-    let creds = crate::seed::seed_demo(&store, 1).await?;
-    let devices: Vec<DeviceId> = creds
-        .iter()
-        .map(|c| DeviceId::parse(&c.device))
-        .collect::<Result<_, _>>()?;
+    let (_dir, store, devices) = seeded(1).await?;
     // What a full disk or a broken row would do to one press: the database refuses it.
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.device = '{}' \
@@ -424,17 +407,11 @@ async fn a_refused_press_in_a_batch_fails_alone() -> anyhow::Result<()> {
     )))
     .execute(&store.writer)
     .await?;
-    let press = Press {
-        seq: 1,
-        boot: None,
-        kind: PressKind::Help,
-        device_ts_ms: None,
-    };
     let (plan, rules) = (RingPlan::default(), PressRules::default());
     let queued: Vec<_> = devices[..5]
         .iter()
         .enumerate()
-        .map(|(i, d)| store.press(d, &press, &plan, &rules, 1_000 + i as i64))
+        .map(|(i, d)| store.press(d, &press(1), &plan, &rules, 1_000 + i as i64))
         .collect();
     let mut outcomes = Vec::new();
     for outcome in queued {
@@ -461,22 +438,9 @@ async fn a_refused_press_in_a_batch_fails_alone() -> anyhow::Result<()> {
 /// receipt each get their own answer, in queue order.
 #[tokio::test]
 async fn a_press_queued_behind_an_action_is_written_in_the_same_order() -> anyhow::Result<()> {
-    use crate::domain::{DeviceId, Press, PressKind};
     use crate::lifecycle::Action;
     use crate::store::{PressOutcome, PressRules, RingPlan};
-    let dir = tempfile::tempdir()?;
-    let store = SqliteStore::open(&sqlite_url_in(dir.path())).await?;
-    let creds = crate::seed::seed_demo(&store, 1).await?;
-    let devices: Vec<DeviceId> = creds
-        .iter()
-        .map(|c| DeviceId::parse(&c.device))
-        .collect::<Result<_, _>>()?;
-    let press = |seq| Press {
-        seq,
-        boot: None,
-        kind: PressKind::Help,
-        device_ts_ms: None,
-    };
+    let (_dir, store, devices) = seeded(1).await?;
     let (plan, rules) = (RingPlan::default(), PressRules::default());
     let PressOutcome::Raised(first) = store
         .record_press(&devices[0], &press(1), &plan, &rules, 1_000)
