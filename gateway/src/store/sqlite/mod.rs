@@ -370,6 +370,7 @@ async fn run_batch(
 /// load. Written by the press path's own connection ([`press_db`]) in one transaction, the
 /// press path's work first, in queue order, consecutive receipts and records as one run, then
 /// the heartbeats as one group.
+#[derive(Default)]
 struct Direct {
     parts: Vec<DirectPart>,
 }
@@ -430,7 +431,10 @@ impl Direct {
             .map(|part| {
                 Ok(match part {
                     DirectPart::Press(job) => press_db::Part::Press(press::press_params(job)),
-                    DirectPart::Run(run) => press_db::Part::Run(run.as_run().params()?),
+                    DirectPart::Run(run) => {
+                        let run = run.as_run();
+                        press_db::Part::Run(run.statements(), run.params()?)
+                    }
                     DirectPart::Beats(group) => {
                         press_db::Part::Beats(FAST_HEARTBEATS, heartbeat_params(group)?)
                     }
@@ -444,6 +448,34 @@ impl Direct {
         for part in self.parts {
             part.fail(why);
         }
+    }
+
+    /// What a press may depend on (the presses, and the records of fan-outs: a repeat of a
+    /// press must find its fan-out recorded, else it sounds the neighbours again), and the
+    /// rest (the units' receipts, heartbeats), each in queue order. A receipt moves a
+    /// recipient and a heartbeat its device: nothing a press reads or answers with.
+    fn split_presses(self) -> (Self, Self) {
+        let (mut first, mut rest) = (Self::default(), Self::default());
+        for part in self.parts {
+            match part {
+                DirectPart::Press(_) => first.parts.push(part),
+                DirectPart::Run(run) => {
+                    let (records, receipts) = run.split_records();
+                    first.parts.extend(records.map(DirectPart::Run));
+                    rest.parts.extend(receipts.map(DirectPart::Run));
+                }
+                DirectPart::Beats(_) => rest.parts.push(part),
+            }
+        }
+        (first, rest)
+    }
+
+    fn has_press(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, DirectPart::Press(_)))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.parts.is_empty()
     }
 
     /// Answers every caller with what its part wrote, once the batch is committed.
@@ -490,26 +522,41 @@ struct Receipts {
 
 impl From<Vec<Work>> for Receipts {
     fn from(run: Vec<Work>) -> Self {
-        let mut out = Self::default();
+        let (mut delivered, mut noted) = (Vec::new(), Vec::new());
         for work in run {
             match work {
-                Work::Delivery(d) => out.delivered.push(d),
-                Work::Notified(n) => out.noted.push(n),
+                Work::Delivery(d) => delivered.push(d),
+                Work::Notified(n) => noted.push(n),
                 // Only receipts and records are gathered into a run.
                 Work::Press(_) | Work::Job { .. } | Work::Heartbeat(_) => {}
             }
         }
-        out.pairs = out
-            .delivered
-            .iter()
-            .map(|d| (d.alert.0, d.device.as_str().to_owned()))
-            .collect();
-        out.records = out.noted.iter().map(|n| (n.alert.0, n.now_ms)).collect();
-        out
+        Self::new(delivered, noted)
     }
 }
 
 impl Receipts {
+    fn new(delivered: Vec<Delivery>, noted: Vec<Noted>) -> Self {
+        let pairs = delivered
+            .iter()
+            .map(|d| (d.alert.0, d.device.as_str().to_owned()))
+            .collect();
+        let records = noted.iter().map(|n| (n.alert.0, n.now_ms)).collect();
+        Self {
+            delivered,
+            noted,
+            pairs,
+            records,
+        }
+    }
+
+    /// The records of fan-outs and the receipts, as two runs (none where there is nothing).
+    fn split_records(self) -> (Option<Self>, Option<Self>) {
+        let records = (!self.noted.is_empty()).then(|| Self::new(Vec::new(), self.noted));
+        let receipts = (!self.delivered.is_empty()).then(|| Self::new(self.delivered, Vec::new()));
+        (records, receipts)
+    }
+
     /// What a run writes: one time for the receipts, the earliest's (they are
     /// at most one batch apart).
     fn as_run(&self) -> press::ReceiptRun<'_> {
@@ -692,7 +739,16 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            // The press path's thread checkpoints the WAL after answering its callers
+            // ([`press_db`]); SQLite's own checkpoint, at the commit of whichever connection
+            // takes the WAL past the threshold, stays here only as a backstop. At its default
+            // (1,000 pages) every commit of sqlx's writer (a supervision pass, a presence
+            // change) checkpointed the press path's long WAL while presses waited for it.
+            .pragma(
+                "wal_autocheckpoint",
+                (2 * press_db::CHECKPOINT_PAGES).to_string(),
+            );
         // sqlx's pool sends a ping to the connection's thread at every acquire (unless told
         // not to) and at every release: two round trips between threads around each use. The
         // busy path's writer therefore owns a connection of its own for its whole life; the

@@ -203,6 +203,26 @@ pub(super) struct ReceiptRun<'a> {
 }
 
 impl ReceiptRun<'_> {
+    /// The statements of [`RECEIPTS`] this run needs, one at a time: a run of only records
+    /// of fan-outs, or of only receipts, skips the other half.
+    pub(super) fn statements(&self) -> &'static [&'static str] {
+        static SPLIT: LazyLock<(Vec<&'static str>, usize)> = LazyLock::new(|| {
+            let all = statements(RECEIPTS);
+            let receipts = all
+                .iter()
+                .position(|s| s.starts_with("DELETE FROM temp.moved"))
+                .unwrap_or(all.len());
+            (all, receipts)
+        });
+        let (all, at) = (&SPLIT.0, SPLIT.1);
+        match (self.noted.is_empty(), self.receipts.is_empty()) {
+            (false, false) => all,
+            (false, true) => &all[..at],
+            (true, false) => &all[at..],
+            (true, true) => &[],
+        }
+    }
+
     /// Its three parameters, `$1` to `$3` of [`RECEIPTS`]: the receipts' time, and the two
     /// lists as JSON.
     pub(super) fn params(&self) -> StoreResult<Vec<Value>> {
@@ -307,11 +327,6 @@ pub(super) fn press_statements() -> &'static [&'static str] {
     &SPLIT
 }
 
-pub(super) fn receipt_statements() -> &'static [&'static str] {
-    static SPLIT: LazyLock<Vec<&'static str>> = LazyLock::new(|| statements(RECEIPTS));
-    &SPLIT
-}
-
 /// The statements of `sql`, split at each `;` outside a quoted string.
 fn statements(sql: &'static str) -> Vec<&'static str> {
     let (mut out, mut start, mut quoted) = (Vec::new(), 0, false);
@@ -332,7 +347,7 @@ fn statements(sql: &'static str) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::{press_statements, receipt_statements, statements};
+    use super::{press_statements, statements, ReceiptRun};
 
     #[test]
     fn statements_split_at_semicolons_outside_quotes() {
@@ -344,6 +359,22 @@ mod tests {
         // press, ring 0, the timeline, and the answer.
         assert_eq!(press_statements().len(), 10);
         assert!(press_statements()[9].starts_with("SELECT 'press'"));
-        assert!(receipt_statements().iter().all(|s| !s.contains(';')));
+        let receipts = [(1, "d-1".to_owned())];
+        let run = |receipts, noted| ReceiptRun {
+            receipts,
+            noted,
+            now_ms: 0,
+        };
+        let both = run(&receipts, &[(1, 0)]).statements();
+        let records = run(&[], &[(1, 0)]).statements();
+        let delivered = run(&receipts, &[]).statements();
+        assert!(both.iter().all(|s| !s.contains(';')));
+        // The records: a clear, the list, the timeline, the two updates and the answer; the
+        // receipts after them, from their clears on.
+        assert_eq!(records.len(), 6);
+        assert!(records[5].starts_with("SELECT 'notified'"));
+        assert!(delivered[0].starts_with("DELETE FROM temp.moved"));
+        assert_eq!([records, delivered].concat(), both);
+        assert!(run(&[], &[]).statements().is_empty());
     }
 }

@@ -28,11 +28,11 @@ use crate::store::rows::Columns;
 use crate::store::{corrupt, PressOutcome, StoreError, StoreResult};
 
 /// A part of a batch, with its parameters: a press ([`press::press_params`]), a run of
-/// receipts and records ([`press::ReceiptRun::params`]), or a group of heartbeats (`sql`,
+/// receipts and records (the statements it needs, [`press::ReceiptRun::params`]), or a group of heartbeats (`sql`,
 /// one statement that returns the id of each device whose beat applied).
 pub(super) enum Part {
     Press(Vec<Value>),
-    Run(Vec<Value>),
+    Run(&'static [&'static str], Vec<Value>),
     Beats(&'static str, Vec<Value>),
 }
 
@@ -125,9 +125,23 @@ fn db(e: rusqlite::Error) -> StoreError {
 }
 
 /// The thread: until the handle is dropped, writes what was handed over, every batch waiting
-/// in one transaction (group commit: while one commit's fsync runs, the next batches gather).
+/// in one (group commit: while one commit's fsync runs, the next batches gather).
+///
+/// A batch's presses go first, with what they may depend on (the records of fan-outs), in a
+/// transaction of their own, and are answered at its commit; the rest of it (the units'
+/// receipts, heartbeats: nobody waits on them to see a press through) follows in a second
+/// one. When another batch is already waiting by
+/// then, the rest is held back and written in that batch's first transaction instead: under
+/// load one commit a turn, as before, and nothing is held back more than one turn. At a
+/// steady rate a press no longer carries the receipts of the one before into its commit
+/// (measured 2026-12-06 in `docs/bench/press-cost/`).
 fn serve(conn: Connection, mut calls: mpsc::Receiver<Call>) {
+    let write = |batch: Direct| {
+        write_batch(&conn, batch);
+        checkpoint_if_due(&conn);
+    };
     let mut next = None;
+    let mut held = Direct::default();
     while let Some(call) = next.take().or_else(|| calls.blocking_recv()) {
         match call {
             Call::Idle(done) => {
@@ -143,8 +157,29 @@ fn serve(conn: Connection, mut calls: mpsc::Receiver<Call>) {
                         }
                     }
                 }
-                write_batch(&conn, batch);
-                checkpoint_if_due(&conn);
+                let mut first = std::mem::take(&mut held);
+                if !batch.has_press() {
+                    first.parts.extend(batch.parts);
+                    write(first);
+                    continue;
+                }
+                let (presses, rest) = batch.split_presses();
+                first.parts.extend(presses.parts);
+                write(first);
+                if rest.is_empty() {
+                    continue;
+                }
+                match next.is_none().then(|| calls.try_recv().ok()).flatten() {
+                    Some(waiting @ Call::Batch(_)) => {
+                        held = rest;
+                        next = Some(waiting);
+                    }
+                    // Whoever waits for the thread to be idle waits for the rest too.
+                    idle => {
+                        write(rest);
+                        next = next.or(idle);
+                    }
+                }
             }
         }
     }
@@ -160,7 +195,7 @@ thread_local! {
 /// answered; here it runs after they are, and the next batches gather meanwhile. A longer WAL
 /// also means each page rewritten many times (the tails of the tables, the indexes' hot
 /// leaves) is copied once per checkpoint rather than once per 1,000 pages.
-const CHECKPOINT_PAGES: i32 = 10_000;
+pub(super) const CHECKPOINT_PAGES: i32 = 10_000;
 
 fn checkpoint_if_due(conn: &Connection) {
     if WAL_PAGES.get() < CHECKPOINT_PAGES {
@@ -217,8 +252,8 @@ fn write(conn: &Connection, parts: &[Part]) -> StoreResult<Vec<Wrote>> {
                 }
                 wrote.push(Wrote::Press(Box::new(outcome)));
             }
-            Part::Run(params) => {
-                for sql in press::receipt_statements() {
+            Part::Run(statements, params) => {
+                for sql in *statements {
                     run(conn, sql, params, |row| {
                         press::read_row(row, &mut receipted).map(drop)
                     })?;

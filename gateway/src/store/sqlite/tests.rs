@@ -326,6 +326,64 @@ async fn a_press_written_with_the_receipts_before_it_answers_each_caller() -> an
     Ok(())
 }
 
+/// The press path's thread writes a batch's presses (with the records of fan-outs) first and
+/// its units' receipts after, held back a turn when the next batch already waits. Five
+/// clusters press one household after another, each queueing its fan-out's record and nine
+/// receipts without waiting and pressing again at once: every caller gets its answer, and
+/// every alert's timeline and recipients read as if written in queue order.
+#[tokio::test]
+async fn receipts_held_back_behind_presses_are_all_written_in_order() -> anyhow::Result<()> {
+    use crate::store::{PressOutcome, PressRules, RecipientState, RingPlan};
+    let (_dir, store, devices) = seeded(5).await?;
+    let store = std::sync::Arc::new(store);
+    let (plan, rules) = (RingPlan::default(), PressRules::default());
+    let clusters = devices.chunks(10).map(<[_]>::to_vec).map(|cluster| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut alerts = Vec::new();
+            let mut queued = Vec::new();
+            for (i, presser) in cluster.iter().enumerate() {
+                let now = 1_000 + i as i64 * 10;
+                let PressOutcome::Raised(alert) = store
+                    .record_press(presser, &press(1), &plan, &rules, now)
+                    .await?
+                else {
+                    anyhow::bail!("a new alert for {presser}");
+                };
+                let recorded = store.mark_notified(alert.id, now + 1);
+                let receipts: Vec<_> = cluster
+                    .iter()
+                    .filter(|d| *d != presser)
+                    .map(|d| store.record_delivery(alert.id, d, now + 2))
+                    .collect();
+                queued.push((recorded, receipts));
+                alerts.push(alert.id);
+            }
+            for (recorded, receipts) in queued {
+                assert_eq!(recorded.await?.state.as_str(), "notified");
+                let firsts = futures::future::try_join_all(receipts).await?;
+                assert_eq!(firsts.iter().flatten().count(), 1, "one first delivery");
+            }
+            anyhow::Ok(alerts)
+        })
+    });
+    for cluster in futures::future::try_join_all(clusters).await? {
+        for id in cluster? {
+            let detail = store.alert_detail(id).await?.expect("the alert");
+            let actions: Vec<&str> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
+            assert_eq!(actions[..2], ["raised", "notified"], "alert {id}");
+            assert_eq!(actions[2..], ["delivered"; 9], "alert {id}");
+            let delivered = detail
+                .recipients
+                .iter()
+                .filter(|r| r.state == RecipientState::Delivered)
+                .count();
+            assert_eq!(delivered, 9, "alert {id}: every unit's receipt");
+        }
+    }
+    Ok(())
+}
+
 /// Under load presses queue while a commit is under way, and the writer sends them as one
 /// transaction of a few calls, several presses a call. Each caller still gets what its own
 /// press did, in queue order: a repeat in the same batch finds the press before it, an unknown
