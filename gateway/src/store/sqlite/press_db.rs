@@ -194,8 +194,12 @@ thread_local! {
 /// checkpoint runs inside the commit that crosses 1,000 pages, before that batch's callers are
 /// answered; here it runs after they are, and the next batches gather meanwhile. A longer WAL
 /// also means each page rewritten many times (the tails of the tables, the indexes' hot
-/// leaves) is copied once per checkpoint rather than once per 1,000 pages.
-pub(super) const CHECKPOINT_PAGES: i32 = 10_000;
+/// leaves) is copied once per checkpoint rather than once per 1,000 pages. Not much longer:
+/// at 10,000 pages (40 MiB) a checkpoint copied up to 14 ms of writes into the file, and while
+/// a thousand units came back at once the commits after it waited up to 47 ms for their fsync
+/// (the find-max step after the reconnect failed, p99 152 ms, once in four runs; at 2,000
+/// pages, 4.6 to 5.1 ms in four; `docs/bench/press-cost/`).
+pub(super) const CHECKPOINT_PAGES: i32 = 2_000;
 
 fn checkpoint_if_due(conn: &Connection) {
     if WAL_PAGES.get() < CHECKPOINT_PAGES {
