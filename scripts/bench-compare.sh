@@ -112,6 +112,11 @@ note "{\"devices\":$n,\"runs\":\"$runs\",\"burst_fraction\":$burst_fraction,\"bu
 
 for sys in $only; do
   echo "== $sys: $n devices"
+  # What the build (or the system before) left to write goes to the disk now: the kernel
+  # writes dirty pages back 30 s after they were written, and a tenwatch commit's fsync then
+  # waits behind them (1.5 GB written just before: the first find-max step's p99 393 ms
+  # instead of 3.5 ms, docs/bench/press-cost/). Only tenwatch fsyncs, so only it paid for it.
+  sync
   case $sys in
     tenwatch)
       mqtt=$(free_port); http=$(free_port)
