@@ -470,10 +470,6 @@ impl Direct {
         (first, rest)
     }
 
-    fn has_press(&self) -> bool {
-        self.parts.iter().any(|p| matches!(p, DirectPart::Press(_)))
-    }
-
     fn is_empty(&self) -> bool {
         self.parts.is_empty()
     }

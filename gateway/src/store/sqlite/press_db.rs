@@ -16,11 +16,12 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use flume::RecvTimeoutError;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use super::press::{self, Receipted};
 use super::Direct;
@@ -58,7 +59,7 @@ const HANDED: usize = 4;
 /// The handle of the press path's thread; the thread stops, and closes its connection, when
 /// the handle is dropped.
 pub(super) struct PressDb {
-    calls: mpsc::Sender<Call>,
+    calls: flume::Sender<Call>,
 }
 
 impl PressDb {
@@ -87,7 +88,7 @@ impl PressDb {
         conn.execute_batch(press::TEMP_TABLES).map_err(db)?;
         // Every statement of a press and of a run, and the transaction's.
         conn.set_prepared_statement_cache_capacity(64);
-        let (calls, queue) = mpsc::channel(HANDED);
+        let (calls, queue) = flume::bounded(HANDED);
         std::thread::Builder::new()
             .name("tenwatch-presses".into())
             .spawn(move || serve(conn, queue))
@@ -100,8 +101,8 @@ impl PressDb {
     /// a time, each in a transaction of its own, before the next batch: one part's failure is
     /// not the others', and the queue's order holds.
     pub(super) async fn write(&self, batch: Direct) {
-        if let Err(mpsc::error::SendError(Call::Batch(batch))) =
-            self.calls.send(Call::Batch(batch)).await
+        if let Err(flume::SendError(Call::Batch(batch))) =
+            self.calls.send_async(Call::Batch(batch)).await
         {
             batch.fail(&thread_gone().to_string());
         }
@@ -110,7 +111,7 @@ impl PressDb {
     /// Returns once every batch handed over before is written and answered.
     pub(super) async fn idle(&self) {
         let (done, written) = oneshot::channel();
-        if self.calls.send(Call::Idle(done)).await.is_ok() {
+        if self.calls.send_async(Call::Idle(done)).await.is_ok() {
             let _ = written.await;
         }
     }
@@ -124,27 +125,59 @@ fn db(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
+/// At a steady rate, how long the receipts and heartbeats left after a press's commit wait
+/// for those of the presses after it, to share one commit with them.
+const REST_HOLD: Duration = Duration::from_millis(20);
+
+/// Parts of the rest at which it is written without waiting longer.
+const REST_MAX: usize = 1024;
+
 /// The thread: until the handle is dropped, writes what was handed over, every batch waiting
 /// in one (group commit: while one commit's fsync runs, the next batches gather).
 ///
 /// A batch's presses go first, with what they may depend on (the records of fan-outs), in a
-/// transaction of their own, and are answered at its commit; the rest of it (the units'
-/// receipts, heartbeats: nobody waits on them to see a press through) follows in a second
-/// one. When another batch is already waiting by
-/// then, the rest is held back and written in that batch's first transaction instead: under
-/// load one commit a turn, as before, and nothing is held back more than one turn. At a
-/// steady rate a press no longer carries the receipts of the one before into its commit
-/// (measured 2026-12-06 in `docs/bench/press-cost/`).
-fn serve(conn: Connection, mut calls: mpsc::Receiver<Call>) {
+/// transaction of their own, and are answered at its commit. The rest (the units' receipts,
+/// heartbeats: nobody waits on them to see a press through) waits: at a steady rate for up to
+/// [`REST_HOLD`], gathering the rest of the presses after it, and is then written in a
+/// transaction of its own; under load (a batch already waiting when the thread looks) it rides
+/// in the next presses' transaction, one commit a turn. Either way a press no longer carries
+/// the receipts of the one before into its commit at a steady rate, and the receipts of
+/// several presses share one fsync (measured 2026-12-06 in `docs/bench/press-cost/`).
+fn serve(conn: Connection, calls: flume::Receiver<Call>) {
     let write = |batch: Direct| {
         write_batch(&conn, batch);
         checkpoint_if_due(&conn);
     };
     let mut next = None;
-    let mut held = Direct::default();
-    while let Some(call) = next.take().or_else(|| calls.blocking_recv()) {
+    let mut rest = Direct::default();
+    // When the oldest part of `rest` came.
+    let mut since: Option<Instant> = None;
+    loop {
+        if since.is_some_and(|t| t.elapsed() >= REST_HOLD || rest.parts.len() >= REST_MAX) {
+            write(std::mem::take(&mut rest));
+            since = None;
+        }
+        let busy = next.is_some() || !calls.is_empty();
+        let call = match next.take() {
+            Some(call) => call,
+            None => {
+                let got = match since {
+                    Some(t) => calls.recv_deadline(t + REST_HOLD),
+                    None => calls.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                };
+                match got {
+                    Ok(call) => call,
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        };
         match call {
             Call::Idle(done) => {
+                // Whoever waits for the thread to be idle waits for the rest too.
+                if since.take().is_some() {
+                    write(std::mem::take(&mut rest));
+                }
                 let _ = done.send(());
             }
             Call::Batch(mut batch) => {
@@ -157,31 +190,25 @@ fn serve(conn: Connection, mut calls: mpsc::Receiver<Call>) {
                         }
                     }
                 }
-                let mut first = std::mem::take(&mut held);
-                if !batch.has_press() {
-                    first.parts.extend(batch.parts);
-                    write(first);
+                let (presses, more) = batch.split_presses();
+                if !more.is_empty() {
+                    since.get_or_insert_with(Instant::now);
+                    rest.parts.extend(more.parts);
+                }
+                if presses.is_empty() {
                     continue;
                 }
-                let (presses, rest) = batch.split_presses();
-                first.parts.extend(presses.parts);
+                // The presses and records first: a receipt of this batch follows its record.
+                let mut first = presses;
+                if busy && since.take().is_some() {
+                    first.parts.append(&mut rest.parts);
+                }
                 write(first);
-                if rest.is_empty() {
-                    continue;
-                }
-                match next.is_none().then(|| calls.try_recv().ok()).flatten() {
-                    Some(waiting @ Call::Batch(_)) => {
-                        held = rest;
-                        next = Some(waiting);
-                    }
-                    // Whoever waits for the thread to be idle waits for the rest too.
-                    idle => {
-                        write(rest);
-                        next = next.or(idle);
-                    }
-                }
             }
         }
+    }
+    if since.is_some() {
+        write(rest);
     }
 }
 

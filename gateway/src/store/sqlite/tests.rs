@@ -327,7 +327,8 @@ async fn a_press_written_with_the_receipts_before_it_answers_each_caller() -> an
 }
 
 /// The press path's thread writes a batch's presses (with the records of fan-outs) first and
-/// its units' receipts after, held back a turn when the next batch already waits. Five
+/// its units' receipts after: held up to 20 ms for those of the next presses, or riding with
+/// the next presses when batches queue. Five
 /// clusters press one household after another, each queueing its fan-out's record and nine
 /// receipts without waiting and pressing again at once: every caller gets its answer, and
 /// every alert's timeline and recipients read as if written in queue order.
@@ -371,7 +372,11 @@ async fn receipts_held_back_behind_presses_are_all_written_in_order() -> anyhow:
         for id in cluster? {
             let detail = store.alert_detail(id).await?.expect("the alert");
             let actions: Vec<&str> = detail.timeline.iter().map(|e| e.action.as_str()).collect();
-            assert_eq!(actions[..2], ["raised", "notified"], "alert {id}");
+            assert_eq!(
+                actions[..2],
+                ["raised", "notified"],
+                "alert {id}: {actions:?}"
+            );
             assert_eq!(actions[2..], ["delivered"; 9], "alert {id}");
             let delivered = detail
                 .recipients
