@@ -346,6 +346,15 @@ impl TestApp {
         self.get_as(&self.token, path).await
     }
 
+    /// The station's view of the alert a unit's message names (its `alert` field: an ack, a
+    /// cluster alert).
+    pub async fn alert_named_in(&self, message: &Value) -> anyhow::Result<Value> {
+        let id = message["alert"].as_str().unwrap_or("");
+        let (status, detail) = self.get_json(&format!("/api/alerts/{id}")).await?;
+        anyhow::ensure!(status == 200, "alert {id:?}: {status} {detail}");
+        Ok(detail)
+    }
+
     pub async fn get_as(&self, token: &str, path: &str) -> anyhow::Result<(u16, Value)> {
         let response = reqwest::Client::new()
             .get(self.url(path))

@@ -174,12 +174,7 @@ async fn cancel_inside_the_window_tells_the_neighbours() -> anyhow::Result<()> {
     let cancelled = units[6].expect_message("/alert").await?;
     assert_eq!(cancelled["alert"], ack["alert"]);
     assert_eq!(cancelled["state"], "cancelled");
-    let (_, detail) = app
-        .get_json(&format!(
-            "/api/alerts/{}",
-            ack["alert"].as_str().unwrap_or("")
-        ))
-        .await?;
+    let detail = app.alert_named_in(&ack).await?;
     assert_eq!(detail["state"], "cancelled");
     // A second cancel, nothing open any more: the unit hears its alert is closed already
     // (and so stops repeating the cancel).
@@ -228,12 +223,7 @@ async fn a_cancel_sent_right_behind_its_press_withdraws_it() -> anyhow::Result<(
     assert_eq!(cancelled["state"], "cancelled");
     let other = units[7].expect_ack(1).await?;
     assert_ne!(other["alert"], pressed["alert"]);
-    let (_, detail) = app
-        .get_json(&format!(
-            "/api/alerts/{}",
-            pressed["alert"].as_str().unwrap_or("")
-        ))
-        .await?;
+    let detail = app.alert_named_in(&pressed).await?;
     assert_eq!(detail["state"], "cancelled");
     Ok(())
 }

@@ -367,9 +367,9 @@ async fn run_batch(
 
 /// A batch of nothing but presses, receipts and records of fan-outs, and heartbeats: the
 /// usual batch, one press (and the receipts of the one before) at a steady rate, many under
-/// load. Written by the press path's own connection ([`press_db`]) in one transaction, the
-/// press path's work first, in queue order, consecutive receipts and records as one run, then
-/// the heartbeats as one group.
+/// load. Written by the press path's own connection ([`press_db`]): the press path's work in
+/// queue order, consecutive receipts and records as one run, then the heartbeats as one group;
+/// the presses and records in a transaction answered first ([`Direct::split_presses`]).
 #[derive(Default)]
 struct Direct {
     parts: Vec<DirectPart>,

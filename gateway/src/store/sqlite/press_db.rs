@@ -8,7 +8,8 @@
 //! statement of [`super::press`] from SQLite's statement cache, commits, and answers each
 //! caller itself: one crossing to the thread a batch, one wake-up per caller.
 //!
-//! The thread writes batches in the order they were handed over. Before sqlx's writer
+//! The thread writes the presses in the order they were handed over, and the receipts and
+//! heartbeats in theirs, after the presses they came with (see [`serve`]). Before sqlx's writer
 //! connection opens a transaction of its own, the writer task waits until the thread has
 //! written everything handed to it ([`PressDb::idle`]): the two connections take turns, so
 //! SQLite's write lock never makes either wait for the other. Everything else of the store
@@ -29,8 +30,9 @@ use crate::store::rows::Columns;
 use crate::store::{corrupt, PressOutcome, StoreError, StoreResult};
 
 /// A part of a batch, with its parameters: a press ([`press::press_params`]), a run of
-/// receipts and records (the statements it needs, [`press::ReceiptRun::params`]), or a group of heartbeats (`sql`,
-/// one statement that returns the id of each device whose beat applied).
+/// receipts and records (the statements it needs, [`press::ReceiptRun::params`]), or a group
+/// of heartbeats (`sql`, one statement that returns the id of each device whose beat
+/// applied).
 pub(super) enum Part {
     Press(Vec<Value>),
     Run(&'static [&'static str], Vec<Value>),
@@ -96,10 +98,10 @@ impl PressDb {
         Ok(Self { calls })
     }
 
-    /// Hands `batch` to the thread, which writes it in one transaction and answers each of
-    /// its callers after the commit. A batch the database refuses is written again a part at
-    /// a time, each in a transaction of its own, before the next batch: one part's failure is
-    /// not the others', and the queue's order holds.
+    /// Hands `batch` to the thread, which writes it ([`serve`]) and answers each of its callers
+    /// after the commit that holds its part. A transaction the database refuses is written
+    /// again a part at a time, each in a transaction of its own, before anything else: one
+    /// part's failure is not the others', and the queue's order holds.
     pub(super) async fn write(&self, batch: Direct) {
         if let Err(flume::SendError(Call::Batch(batch))) =
             self.calls.send_async(Call::Batch(batch)).await
