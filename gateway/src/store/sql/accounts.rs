@@ -296,7 +296,8 @@ impl AccountStore for Backend {
         let mut tx = self.begin_write().await?;
         let found: Option<(i64, String, i64, i64)> = sqlx::query_as(concat!(
             "SELECT a.id, a.name, \
-             (SELECT COUNT(*) FROM recipients r WHERE r.kind = 'volunteer' AND r.who = a.name), \
+             (SELECT COUNT(*) FROM recipients r WHERE r.kind = 'volunteer' AND r.who = a.name \
+              AND (r.kind <> 'unit' OR r.ring > 0)), \
              (SELECT COUNT(*) FROM checkins c WHERE c.account = a.id) \
              FROM accounts a WHERE ",
             name_is!("a.name", "$1")
