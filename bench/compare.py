@@ -19,10 +19,13 @@ SYSTEMS = [
     ("floor", "floor", "plain rumqttd, no auth, no gateway: the presser publishes the cluster alert"),
     ("peer", "peer", "Mosquitto + Node-RED 4 flow: press in, cluster alert + ack out, nothing stored; TCP_NODELAY"),
     ("peer-shipped", "peer as shipped", "the same peer with Node-RED's MQTT socket as mqtt.js leaves it (Nagle on)"),
+    ("peer-durable", "peer, durable", "the peer with each press appended to a file and fdatasync'd before it goes out"),
 ]
-COLOURS = {"tenwatch": "#1f6feb", "floor": "#8b949e", "peer": "#d9822b", "peer-shipped": "#f2c28b"}
+COLOURS = {"tenwatch": "#1f6feb", "floor": "#8b949e", "peer": "#d9822b", "peer-shipped": "#f2c28b",
+           "peer-durable": "#8a4b0f"}
 LEGEND = {"tenwatch": "tenwatch (durable, dedup, ACL)", "floor": "floor (bare rumqttd publish)",
-          "peer": "peer (Mosquitto + Node-RED)", "peer-shipped": "peer as shipped (Nagle on)"}
+          "peer": "peer (Mosquitto + Node-RED)", "peer-shipped": "peer as shipped (Nagle on)",
+          "peer-durable": "peer, each press fdatasync'd first"}
 
 
 def load(path):
@@ -172,7 +175,7 @@ def markdown(summary):
         t = S["tenwatch"]
         lines.append("| ratio | p50 | p99 | highest passing step |")
         lines.append("|---|---:|---:|---:|")
-        for key in ("peer", "peer-shipped", "floor"):
+        for key in ("peer", "peer-shipped", "peer-durable", "floor"):
             if key not in S:
                 continue
             o = S[key]
@@ -201,7 +204,10 @@ def markdown(summary):
                  "until the device repeats it, and then it becomes a second alert), no dedup (every repeat is a "
                  "new alert id), no per-device authentication or ACL (`allow_anonymous true`: any client may "
                  "publish any cluster's alert or read every device's acks), no receipts, no station feed, no "
-                 "escalation. The **floor** is one QoS 1 publish to nine subscribers through the same rumqttd "
+                 "escalation. The **peer, durable** is the same flow with each press appended to a file and "
+                 "`fdatasync`'d, synchronously, before its cluster alert and ack go out (on the same disk as "
+                 "tenwatch's database): what a Node-RED user adds so that a press survives a crash, and nothing "
+                 "more. The **floor** is one QoS 1 publish to nine subscribers through the same rumqttd "
                  "tenwatch embeds, with no auth: no system that routes through a broker can beat it on this "
                  "machine.")
     return "\n".join(lines) + "\n"

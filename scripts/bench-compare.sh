@@ -12,6 +12,8 @@
 #   peer      Mosquitto (Debian) + Node-RED 4 running bench/peer/flows.json: press in, cluster
 #             alert + ack out; no store, no dedup, no ACL, no auth; TCP_NODELAY on every socket
 #   peer-shipped  the same with Node-RED's MQTT socket as mqtt.js ships it (Nagle on)
+#   peer-durable  the peer with each press appended to a file and fdatasync'd before its cluster
+#             alert and ack go out (bench/peer/settings.js, PEER_STORE_FILE): durable, nothing else
 # All three are driven by the same `tenwatch-sim bench` with the same devices and rates:
 # steady load, then find-max steps (and, with RUNS, the burst and the storm). Writes
 # docs/bench/compare-SYSTEM-RUN.json, compare.md and compare.svg (steady and max), and
@@ -20,7 +22,7 @@
 #   bash scripts/bench-compare.sh [DEVICES]            (default 1000)
 #   bash scripts/bench-scenarios.sh [DEVICES]          (the same with RUNS="burst storm")
 # Environment: RATE (200), DURATION (20), WARMUP (5), STEPS (250,500,1000,2000,4000),
-# STEP_DURATION (6), P99_LIMIT_MS (50), ONLY ("tenwatch floor peer peer-shipped"), OUT (docs/bench),
+# STEP_DURATION (6), P99_LIMIT_MS (50), ONLY ("tenwatch floor peer peer-shipped peer-durable"), OUT (docs/bench),
 # RUNS ("steady max"; also "burst", "storm"), BURST_FRACTION (0.3), BURST_WINDOW (60),
 # STORM_PRESS_FRACTION (0.01), STORM_TIMEOUT (120).
 set -euo pipefail
@@ -28,7 +30,7 @@ cd "$(dirname "$0")/.."
 n=${1:-1000}
 rate=${RATE:-200}; duration=${DURATION:-20}; warmup=${WARMUP:-5}
 steps=${STEPS:-250,500,1000,2000,4000}; step_duration=${STEP_DURATION:-6}; p99_limit=${P99_LIMIT_MS:-50}
-only=${ONLY:-tenwatch floor peer peer-shipped}
+only=${ONLY:-tenwatch floor peer peer-shipped peer-durable}
 runs=${RUNS:-steady max}
 burst_fraction=${BURST_FRACTION:-0.3}; burst_window=${BURST_WINDOW:-60}
 storm_press_fraction=${STORM_PRESS_FRACTION:-0.01}; storm_timeout=${STORM_TIMEOUT:-120}
@@ -115,7 +117,8 @@ for sys in $only; do
   # What the build (or the system before) left to write goes to the disk now: the kernel
   # writes dirty pages back 30 s after they were written, and a tenwatch commit's fsync then
   # waits behind them (1.5 GB written just before: the first find-max step's p99 393 ms
-  # instead of 3.5 ms, docs/bench/press-cost/). Only tenwatch fsyncs, so only it paid for it.
+  # instead of 3.5 ms, docs/bench/press-cost/). Only tenwatch and peer-durable sync, so only
+  # they paid for it.
   sync
   case $sys in
     tenwatch)
@@ -135,8 +138,10 @@ for sys in $only; do
       run_bench floor "$server" "" --broker "127.0.0.1:$mqtt" --floor
       kill "$server"; wait "$server" 2>/dev/null || true
       ;;
-    peer|peer-shipped)
+    peer|peer-shipped|peer-durable)
       nodelay=1; [ "$sys" = peer-shipped ] && nodelay=0
+      # On the same disk as tenwatch's database (both under $work).
+      store=; [ "$sys" = peer-durable ] && store="$work/peer-presses.jsonl"
       mqtt=$(free_port); http=$(free_port)
       cat >"$work/mosquitto.conf" <<EOF
 listener $mqtt 127.0.0.1
@@ -153,7 +158,7 @@ EOF
       mosq=$!; pids+=("$mosq")
       wait_tcp "$mqtt"
       mkdir -p "$work/node-red"; cp bench/peer/flows.json "$work/node-red/"
-      PEER_USER_DIR="$work/node-red" PEER_CREDENTIALS="$creds" PEER_MQTT_PORT=$mqtt PEER_HTTP_PORT=$http PEER_TCP_NODELAY=$nodelay \
+      PEER_USER_DIR="$work/node-red" PEER_CREDENTIALS="$creds" PEER_MQTT_PORT=$mqtt PEER_HTTP_PORT=$http PEER_TCP_NODELAY=$nodelay PEER_STORE_FILE=$store \
         node bench/peer/node_modules/node-red/red.js --settings bench/peer/settings.js >"$work/node-red.log" 2>&1 &
       nr=$!; pids+=("$nr")
       # Ready once Node-RED holds its MQTT connection (it subscribes right after connecting).

@@ -6,6 +6,9 @@
 //                      device → cluster and label mapping is used: the peer checks no password
 //   PEER_MQTT_PORT     Mosquitto's port on 127.0.0.1 (read by flows.json as ${PEER_MQTT_PORT})
 //   PEER_HTTP_PORT     the (unused) HTTP listener, bound to 127.0.0.1
+//   PEER_STORE_FILE    (peer-durable) a file each press is appended to, and fdatasync'd, before
+//                      its cluster alert and ack go out: what a Node-RED user adds for presses
+//                      that survive a crash; unset, nothing is stored
 const fs = require("fs");
 const path = require("path");
 const net = require("net");
@@ -30,6 +33,17 @@ for (const d of list) {
     devices[d.device] = { cluster: d.cluster, label: d.label || d.household };
 }
 
+// One JSON line a press, synchronously on disk before the flow's function returns. The flow
+// calls it when it is there (`global.get('store')`).
+let store;
+if (process.env.PEER_STORE_FILE) {
+    const fd = fs.openSync(process.env.PEER_STORE_FILE, "a");
+    store = (press) => {
+        fs.writeSync(fd, JSON.stringify(press) + "\n");
+        fs.fdatasyncSync(fd);
+    };
+}
+
 module.exports = {
     userDir: process.env.PEER_USER_DIR,
     flowFile: path.join(process.env.PEER_USER_DIR, "flows.json"),
@@ -39,7 +53,7 @@ module.exports = {
     httpAdminRoot: false,
     httpNodeRoot: false,
     disableEditor: true,
-    functionGlobalContext: { devices },
+    functionGlobalContext: { devices, store },
     logging: { console: { level: "warn", metrics: false, audit: false } },
     telemetry: { enabled: false },
     diagnostics: { enabled: false },
