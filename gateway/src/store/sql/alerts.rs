@@ -546,6 +546,27 @@ impl Backend {
     }
 }
 
+/// The ids of the alerts unit `$1` is a recipient of: ring 0 from its cluster's alerts (index
+/// `alerts_cluster_raised`, then its recipient row by key; migration 0013 keeps them out of
+/// `recipients_who`), later rings from its own rows (`recipients_who`, whose condition is
+/// written out word for word so that the planner takes it). `$own` bounds its own rows,
+/// `$cluster` its cluster's alerts ("" for all).
+macro_rules! unit_alert_ids {
+    ($own:literal, $cluster:literal) => {
+        concat!(
+            "SELECT me.alert FROM recipients me \
+             WHERE me.kind = 'unit' AND me.who = $1 AND (me.kind <> 'unit' OR me.ring > 0) ",
+            $own,
+            " UNION ALL \
+             SELECT c.id FROM devices d JOIN households dh ON dh.id = d.household \
+             JOIN alerts c ON c.cluster = dh.cluster ",
+            $cluster,
+            " JOIN recipients me ON me.alert = c.id AND me.kind = 'unit' AND me.who = d.id \
+             AND me.ring = 0 WHERE d.id = $1"
+        )
+    };
+}
+
 #[async_trait]
 impl Store for Backend {
     async fn add_zone(&self, code: &ZoneCode, name: &str) -> StoreResult<()> {
@@ -707,17 +728,12 @@ impl Store for Backend {
         if !lock_device(&mut tx, device).await? {
             return Ok(false);
         }
-        let (alerts, receipts): (i64, i64) = sqlx::query_as(
-            // The alerts it was sent: its cluster's (ring 0, not in `recipients_who`) and
-            // later rings' (see `catch_up_alerts`).
+        let (alerts, receipts): (i64, i64) = sqlx::query_as(concat!(
             "SELECT (SELECT COUNT(*) FROM alerts WHERE device = $1), \
-             (SELECT COUNT(*) FROM recipients WHERE kind = 'unit' AND who = $1 \
-              AND (kind <> 'unit' OR ring > 0)) + \
-             (SELECT COUNT(*) FROM devices d JOIN households dh ON dh.id = d.household \
-              JOIN alerts c ON c.cluster = dh.cluster \
-              JOIN recipients r ON r.alert = c.id AND r.kind = 'unit' AND r.who = d.id \
-              AND r.ring = 0 WHERE d.id = $1)",
-        )
+             (SELECT COUNT(*) FROM (",
+            unit_alert_ids!("", ""),
+            ") sent)"
+        ))
         .bind(device.as_str())
         .fetch_one(&mut *tx)
         .await?;
@@ -918,27 +934,18 @@ impl Store for Backend {
         until_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<AlertSummary>> {
-        // Ring 0 made every unit of the cluster's other households a recipient: those are
-        // found from the unit's cluster (index `alerts_cluster_raised`, then the recipient by
-        // its key), as they are not in `recipients_who` (migration 0013); ring 1 and later the
-        // nearby units they reached, from the unit's side (`recipients_who`, whose condition is
-        // written out word for word so that the planner takes it). A recipient is never
+        // Ring 0 made every unit of the cluster's other households a recipient, ring 1 and
+        // later the nearby units they reached ([`unit_alert_ids`]). A recipient is never
         // notified before its alert was raised, so `from_ms` bounds both ranges.
         let sql = concat!(
             "SELECT ",
             alert_columns!(),
-            " FROM alerts a JOIN households h ON h.id = a.household \
-             WHERE a.id IN ( \
-               SELECT me.alert FROM recipients me \
-               WHERE me.kind = 'unit' AND me.who = $1 AND (me.kind <> 'unit' OR me.ring > 0) \
-               AND me.notified_at_ms BETWEEN $2 AND $3 \
-               UNION ALL \
-               SELECT c.id FROM devices d JOIN households dh ON dh.id = d.household \
-               JOIN alerts c ON c.cluster = dh.cluster AND c.raised_at_ms BETWEEN $2 AND $3 \
-               JOIN recipients me ON me.alert = c.id AND me.kind = 'unit' AND me.who = d.id \
-               AND me.ring = 0 \
-               WHERE d.id = $1) \
-             AND a.raised_at_ms >= $2 AND a.state NOT IN ('resolved', 'cancelled') \
+            " FROM alerts a JOIN households h ON h.id = a.household WHERE a.id IN (",
+            unit_alert_ids!(
+                "AND me.notified_at_ms BETWEEN $2 AND $3",
+                "AND c.raised_at_ms BETWEEN $2 AND $3"
+            ),
+            ") AND a.raised_at_ms >= $2 AND a.state NOT IN ('resolved', 'cancelled') \
              ORDER BY a.raised_at_ms DESC, a.id DESC LIMIT $4"
         );
         let query = sqlx::query(sql)
