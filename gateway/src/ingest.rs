@@ -27,7 +27,7 @@ use crate::push::{PushReason, Pusher};
 use crate::store::notices::{NewNotice, NoticeReceipt, NoticeView, SatisfactionOutcome};
 use crate::store::{
     AlertSummary, Applied, CancelOutcome, PressOutcome, PressRules, RecipientKind, RingPlan, Store,
-    StoreError, StoreResult,
+    StoreError, StoreResult, Then,
 };
 use crate::supervision::SupervisionPolicy;
 
@@ -240,23 +240,22 @@ impl Ingest {
             }
             Uplink::Delivered { alert } => {
                 inc(&self.metrics.deliveries);
-                // Nine receipts per press: queue the write in order and let another task wait
-                // for its group commit, so the worker takes the next message at once.
-                let queued = self.store.record_delivery(alert, &device, self.now());
-                let ingest = self.clone();
-                tokio::spawn(async move {
-                    match queued.await {
-                        Ok(Some(first)) => ingest.feed.publish(&FeedEvent::Alert {
-                            event: "delivered",
-                            at_ms: ingest.now(),
-                            alert: &first,
-                        }),
-                        Ok(None) => {}
-                        Err(e) => {
-                            tracing::warn!(%device, %alert, error = %e, "delivery receipt not recorded")
-                        }
+                // Nine receipts per press: queued in order, and the worker takes the next
+                // message at once. The station hears of an alert's first delivery from where
+                // the group commit is answered, with no task a receipt.
+                let (feed, at_ms, who) = (self.feed.clone(), self.now(), device.clone());
+                let then: Then<Option<AlertSummary>> = Box::new(move |written| match written {
+                    Ok(Some(first)) => feed.publish(&FeedEvent::Alert {
+                        event: "delivered",
+                        at_ms,
+                        alert: &first,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(device = %who, %alert, error = %e, "delivery receipt not recorded")
                     }
                 });
+                self.store.record_delivery_then(alert, &device, at_ms, then);
             }
             Uplink::Respond { alert, answer } => {
                 inc(&self.metrics.responses);
@@ -374,7 +373,7 @@ impl Ingest {
                     cluster = %alert.cluster, "alert raised");
                 self.fan_out(&alert, "raised").await;
                 self.downlink.ack(device, press.identity(), &alert).await;
-                self.mark_notified(&alert).await;
+                self.mark_notified(&alert);
                 if let Some(at) = alert.next_ring_at_ms {
                     self.ring_wake.announce(at);
                 }
@@ -392,7 +391,7 @@ impl Ingest {
                 });
                 self.downlink.ack(device, press.identity(), &alert).await;
                 if alert.notified_at_ms.is_none() {
-                    self.mark_notified(&alert).await;
+                    self.mark_notified(&alert);
                 }
             }
             PressOutcome::Duplicate(alert) => {
@@ -400,7 +399,7 @@ impl Ingest {
                 tracing::debug!(alert = %alert.id, %device, seq = press.seq, "repeated press");
                 if alert.notified_at_ms.is_none() && alert.state.is_open() {
                     self.fan_out(&alert, "raised").await;
-                    self.mark_notified(&alert).await;
+                    self.mark_notified(&alert);
                 }
                 self.downlink.ack(device, press.identity(), &alert).await;
             }
@@ -751,23 +750,22 @@ impl Ingest {
 
     /// Records the fan-out: queued now (so it precedes the receipts it caused), committed
     /// with the next batch while the worker moves on.
-    async fn mark_notified(&self, alert: &AlertSummary) {
-        let queued = self.store.mark_notified(alert.id, self.now());
-        let (ingest, before, id) = (self.clone(), alert.state, alert.id);
-        tokio::spawn(async move {
-            match queued.await {
-                Ok(updated) if updated.state != before => ingest.feed.publish(&FeedEvent::Alert {
-                    event: "notified",
-                    at_ms: ingest.now(),
-                    alert: &updated,
-                }),
-                Ok(_) => {}
-                Err(e) => {
-                    inc(&ingest.metrics.store_errors);
-                    tracing::error!(alert = %id, error = %e, "fan-out not recorded");
-                }
+    fn mark_notified(&self, alert: &AlertSummary) {
+        let (feed, metrics, at_ms) = (self.feed.clone(), self.metrics.clone(), self.now());
+        let (before, id) = (alert.state, alert.id);
+        let then: Then<AlertSummary> = Box::new(move |recorded| match recorded {
+            Ok(updated) if updated.state != before => feed.publish(&FeedEvent::Alert {
+                event: "notified",
+                at_ms,
+                alert: &updated,
+            }),
+            Ok(_) => {}
+            Err(e) => {
+                inc(&metrics.store_errors);
+                tracing::error!(alert = %id, error = %e, "fan-out not recorded");
             }
         });
+        self.store.mark_notified_then(id, at_ms, then);
     }
 }
 

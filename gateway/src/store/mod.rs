@@ -432,6 +432,18 @@ pub struct RegistryCounts {
 /// and its order may then interleave with other callers'.)
 pub type Ordered<T> = futures::future::BoxFuture<'static, StoreResult<T>>;
 
+/// What a caller that only reacts to a write's result (a feed event, a log line) does with it,
+/// run where the result is known, without a task of its own: a write of the press path, nine
+/// receipts and a fan-out's record a press, is answered by the writer's own thread. It must be
+/// short and must not block. Queued like an [`Ordered`] write, before the call returns.
+pub type Then<T> = Box<dyn FnOnce(StoreResult<T>) + Send>;
+
+/// Runs `then` on the result of `queued` in a task of its own: for a backend whose writes are
+/// answered on tokio's threads anyway.
+pub(crate) fn spawn_then<T: Send + 'static>(queued: Ordered<T>, then: Then<T>) {
+    tokio::spawn(async move { then(queued.await) });
+}
+
 #[async_trait]
 pub trait Store:
     AccountStore
@@ -495,6 +507,8 @@ pub trait Store:
     ) -> StoreResult<PressOutcome>;
     /// Records that the alert's fan-out went out (raised → notified); [`Ordered`].
     fn mark_notified(&self, alert: AlertId, now_ms: i64) -> Ordered<AlertSummary>;
+    /// [`Store::mark_notified`] for a caller that only reacts to the result ([`Then`]).
+    fn mark_notified_then(&self, alert: AlertId, now_ms: i64, then: Then<AlertSummary>);
     /// A `cancel` press: cancels the device's latest open alert if raised within the window.
     /// A repeat of a cancel (as [`PressRules`] tells) gets the same answer.
     async fn cancel_press(
@@ -528,6 +542,14 @@ pub trait Store:
         device: &DeviceId,
         now_ms: i64,
     ) -> Ordered<Option<AlertSummary>>;
+    /// [`Store::record_delivery`] for a caller that only reacts to the result ([`Then`]).
+    fn record_delivery_then(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+        then: Then<Option<AlertSummary>>,
+    );
     async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>>;
     /// The clusters whose units were alerted (home cluster first, then ring 1's).
     async fn alert_clusters(&self, alert: AlertId) -> StoreResult<Vec<ClusterId>>;

@@ -50,7 +50,8 @@ use self::sql::Commit;
 use crate::domain::{AlertId, DeviceId, Press, ZoneCode};
 use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
 use crate::store::{
-    alerts, queue, AlertSummary, PressOutcome, PressRules, RingPlan, StoreError, StoreResult,
+    alerts, queue, spawn_then, AlertSummary, PressOutcome, PressRules, RingPlan, StoreError,
+    StoreResult, Then,
 };
 
 /// The store the shared SQL implements every trait for, and the sqlx types it is built with.
@@ -234,6 +235,23 @@ impl PgStore {
         self.queued(alert, move |tx| {
             Box::pin(async move { delivery_in(tx, alert, &device, now_ms).await })
         })
+    }
+
+    /// The record of an alert's fan-out for a caller that only reacts to it: PostgreSQL's lanes
+    /// answer on tokio's threads, so a task awaits it.
+    fn notified_then(&self, alert: AlertId, now_ms: i64, then: Then<AlertSummary>) {
+        spawn_then(self.notified(alert, now_ms), then)
+    }
+
+    /// A unit's receipt for a caller that only reacts to it (see [`Self::notified_then`]).
+    fn delivery_then(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+        then: Then<Option<AlertSummary>>,
+    ) {
+        spawn_then(self.delivery(alert, device, now_ms), then)
     }
 
     /// A busy-path heartbeat: one statement, committed by itself.

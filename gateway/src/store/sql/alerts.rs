@@ -18,7 +18,7 @@ use crate::store::{
     corrupt, rings, rows, AlertDetail, AlertFilter, AlertSummary, Applied, CancelOutcome,
     DeviceCredential, DeviceListing, NewCluster, NewHousehold, Ordered, PressOutcome, PressRules,
     Recipient, RecipientKind, RegistryCounts, RingFired, RingPlan, Store, StoreError, StoreResult,
-    TimelineEvent,
+    Then, TimelineEvent,
 };
 
 /// What a registry write's foreign keys point at.
@@ -791,6 +791,10 @@ impl Store for Backend {
         self.notified(alert, now_ms)
     }
 
+    fn mark_notified_then(&self, alert: AlertId, now_ms: i64, then: Then<AlertSummary>) {
+        self.notified_then(alert, now_ms, then)
+    }
+
     async fn cancel_press(
         &self,
         device: &DeviceId,
@@ -834,6 +838,16 @@ impl Store for Backend {
         now_ms: i64,
     ) -> Ordered<Option<AlertSummary>> {
         self.delivery(alert, device, now_ms)
+    }
+
+    fn record_delivery_then(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+        then: Then<Option<AlertSummary>>,
+    ) {
+        self.delivery_then(alert, device, now_ms, then)
     }
 
     async fn recipients(&self, alert: AlertId) -> StoreResult<Vec<Recipient>> {

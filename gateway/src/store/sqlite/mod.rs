@@ -34,7 +34,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::domain::{AlertId, DeviceId, Press, ZoneCode};
 use crate::store::supervision::{FastHeartbeat, RSSI_STEP};
 use crate::store::{
-    queue, AlertSummary, PressOutcome, PressRules, RingPlan, StoreError, StoreResult,
+    queue, AlertSummary, PressOutcome, PressRules, RingPlan, StoreError, StoreResult, Then,
 };
 
 pub use crate::domain::haversine_m;
@@ -122,6 +122,16 @@ impl Work {
     fn is_receipt(&self) -> bool {
         matches!(self, Work::Delivery(_) | Work::Notified(_))
     }
+
+    /// Answers a receipt or a record that the writer will never see (it stopped); anything
+    /// else is answered by dropping it (its caller's future sees the writer gone).
+    fn gone(self) {
+        match self {
+            Work::Delivery(d) => d.reply.send(Err(writer_gone())),
+            Work::Notified(n) => n.reply.send(Err(writer_gone())),
+            _ => {}
+        }
+    }
 }
 
 struct PressJob {
@@ -143,14 +153,38 @@ struct Delivery {
     alert: AlertId,
     device: DeviceId,
     now_ms: i64,
-    reply: oneshot::Sender<StoreResult<Option<AlertSummary>>>,
+    reply: Reply<Option<AlertSummary>>,
 }
 
 /// The record of an alert's fan-out.
 struct Noted {
     alert: AlertId,
     now_ms: i64,
-    reply: oneshot::Sender<StoreResult<AlertSummary>>,
+    reply: Reply<AlertSummary>,
+}
+
+/// Who hears a receipt's or a fan-out record's result: a caller's future, or a callback
+/// ([`Then`]) run by whoever answers the run, usually the press path's thread.
+enum Reply<T> {
+    Wait(oneshot::Sender<StoreResult<T>>),
+    Then(Then<T>),
+}
+
+impl<T> Reply<T> {
+    fn send(self, result: StoreResult<T>) {
+        match self {
+            Reply::Wait(waiting) => {
+                let _ = waiting.send(result);
+            }
+            // A callback that panics must not take the writer's thread with it.
+            Reply::Then(then) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(result))).is_err()
+                {
+                    tracing::error!("a write's callback panicked");
+                }
+            }
+        }
+    }
 }
 
 /// How long a connection waits for SQLite's write lock.
@@ -583,7 +617,7 @@ impl Receipts {
                 (None, Some(alert)) => Ok(alert),
                 (None, None) => Err(StoreError::NotFound(format!("alert {}", n.alert))),
             };
-            let _ = n.reply.send(answer);
+            n.reply.send(answer);
         }
         for d in self.delivered {
             let answer = match &error {
@@ -595,7 +629,7 @@ impl Receipts {
                     _ => None,
                 }),
             };
-            let _ = d.reply.send(answer);
+            d.reply.send(answer);
         }
     }
 }
@@ -853,9 +887,52 @@ impl SqliteStore {
             alert,
             device: device.clone(),
             now_ms,
-            reply,
+            reply: Reply::Wait(reply),
         };
         queue::in_order(&self.presses, Work::Delivery(delivery), answer, writer_gone)
+    }
+
+    /// [`Self::delivery`], answered by calling `then` where the run is answered.
+    fn delivery_then(
+        &self,
+        alert: AlertId,
+        device: &DeviceId,
+        now_ms: i64,
+        then: Then<Option<AlertSummary>>,
+    ) {
+        self.queue_then(Work::Delivery(Delivery {
+            alert,
+            device: device.clone(),
+            now_ms,
+            reply: Reply::Then(then),
+        }));
+    }
+
+    /// [`Self::notified`], answered by calling `then` where the run is answered.
+    fn notified_then(&self, alert: AlertId, now_ms: i64, then: Then<AlertSummary>) {
+        self.queue_then(Work::Notified(Noted {
+            alert,
+            now_ms,
+            reply: Reply::Then(then),
+        }));
+    }
+
+    /// Queues a receipt or a record answered by a callback on the press path, now, as
+    /// [`queue::in_order`] does; a full queue is waited for by a task (the order may then
+    /// interleave), a closed one answers at once.
+    fn queue_then(&self, work: Work) {
+        match self.presses.try_send(work) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(work)) => {
+                let queue = self.presses.clone();
+                tokio::spawn(async move {
+                    if let Err(mpsc::error::SendError(work)) = queue.send(work).await {
+                        work.gone();
+                    }
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(work)) => work.gone(),
+        }
     }
 
     /// The record of an alert's fan-out: queued now, on the press path after its press, and
@@ -869,7 +946,7 @@ impl SqliteStore {
         let noted = Noted {
             alert,
             now_ms,
-            reply,
+            reply: Reply::Wait(reply),
         };
         queue::in_order(&self.presses, Work::Notified(noted), answer, writer_gone)
     }
