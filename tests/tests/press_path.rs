@@ -37,6 +37,31 @@ async fn one_press_reaches_exactly_the_nine_neighbours_the_presser_and_the_stati
         raised["alert"]["household"],
         app.cluster(0)[0].household.as_str()
     );
+    // Two neighbours report they sounded: the station sees the fan-out recorded, then the
+    // alert's first delivery (both are told from where their commit is answered).
+    for neighbour in &ours[1..3] {
+        neighbour
+            .publish("delivered", json!({ "alert": alert }))
+            .await?;
+    }
+    let mut seen = Vec::new();
+    loop {
+        let event = next_alert_event(&mut feed).await?;
+        assert_eq!(event["alert"]["id"], alert.as_str(), "{event}");
+        let delivered = event["event"] == "delivered";
+        seen.push(event);
+        if delivered {
+            break;
+        }
+    }
+    let events: Vec<&str> = seen.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(events, ["notified", "delivered"]);
+    assert_eq!(seen[0]["alert"]["state"], "notified");
+    assert!(
+        seen[1]["alert"]["first_delivered_at_ms"].is_i64(),
+        "{}",
+        seen[1]
+    );
 
     // The other cluster heard nothing: its own press is the first alert its units see.
     let ack2 = others[0].press_and_wait_ack(1, "help").await?;
