@@ -215,6 +215,7 @@ impl Pusher {
             // A push service answers; it never sends the gateway somewhere else (a redirect
             // would re-send the POST to an address no volunteer's subscription named).
             .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(POOL_IDLE)
             // Names resolve to public addresses only (see push_address).
             .dns_resolver(Arc::new(crate::push_address::PublicOnly {
                 allow_loopback: config.allow_loopback,
@@ -331,8 +332,8 @@ struct Sender {
     clock: Clock,
     /// Tells the station what became of each volunteer's push.
     feed: Feed,
-    /// One semaphore per push-service origin (`scheme://host:port`).
-    origins: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// What is kept of each push-service origin (`scheme://host:port`).
+    origins: Mutex<HashMap<String, Arc<Origin>>>,
     /// The VAPID signature last made for each push-service origin, and when: one ES256
     /// signature serves every push to that service for [`VAPID_REUSE`].
     signatures: Mutex<HashMap<String, (tokio::time::Instant, VapidSignature)>>,
@@ -343,6 +344,38 @@ struct Sender {
 /// hour, a signature always has 11 hours left. Signing is most of a push's CPU otherwise
 /// (an ES256 signature for every volunteer of every alert).
 const VAPID_REUSE: Duration = Duration::from_secs(3600);
+
+/// One push service (origin), as the sender uses it.
+struct Origin {
+    /// At most [`PushConfig::per_origin`] requests in flight.
+    permits: Semaphore,
+    /// Held by the one request sent while the origin is cold; the others wait for its end.
+    opening: tokio::sync::Mutex<()>,
+    /// When the service last answered (any status), if ever.
+    answered: Mutex<Option<tokio::time::Instant>>,
+}
+
+/// How long after its last answer a push service is taken to still hold the connection it
+/// answered on (reqwest keeps an idle connection [`POOL_IDLE`]; a service may close it sooner).
+const WARM: Duration = Duration::from_secs(30);
+
+/// The longest a push waits for the one that opens its service's connection.
+const OPENING_WAIT: Duration = Duration::from_secs(1);
+
+/// How long the client keeps an idle connection to a push service.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+impl Origin {
+    fn is_warm(&self) -> bool {
+        let answered = *self.answered.lock().unwrap_or_else(|p| p.into_inner());
+        answered.is_some_and(|at| at.elapsed() < WARM)
+    }
+
+    fn mark_answered(&self) {
+        *self.answered.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(tokio::time::Instant::now());
+    }
+}
 
 /// How one try ended.
 #[derive(Debug)]
@@ -475,12 +508,18 @@ impl Sender {
         }
     }
 
-    fn origin_permits(&self, endpoint: &str) -> Arc<Semaphore> {
+    fn origin(&self, endpoint: &str) -> Arc<Origin> {
         let origin = origin_of(endpoint);
         let mut origins = self.origins.lock().unwrap_or_else(|p| p.into_inner());
         origins
             .entry(origin)
-            .or_insert_with(|| Arc::new(Semaphore::new(self.config.per_origin)))
+            .or_insert_with(|| {
+                Arc::new(Origin {
+                    permits: Semaphore::new(self.config.per_origin),
+                    opening: tokio::sync::Mutex::new(()),
+                    answered: Mutex::new(None),
+                })
+            })
             .clone()
     }
 
@@ -489,12 +528,33 @@ impl Sender {
             Ok(r) => r,
             Err(why) => return Try::Refused(why),
         };
-        let permits = self.origin_permits(&sub.endpoint);
-        let Ok(_permit) = permits.acquire().await else {
+        let origin = self.origin(&sub.endpoint);
+        let Ok(_permit) = origin.permits.acquire().await else {
             return Try::Refused("shutting down".into());
         };
+        // A burst to a service not heard from lately (an alert's dozen volunteers) would open
+        // a connection a push: each would race its own TLS handshake, and hyper's pool keeps
+        // whichever HTTP/2 connection ends first. One push opens the connection; the others
+        // wait for its answer (or its failure), at most [`OPENING_WAIT`], and then go as
+        // streams of that connection. A service that holds the first push does not hold the
+        // others longer than that.
+        let _opening = if origin.is_warm() {
+            None
+        } else {
+            match origin.opening.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(_) => {
+                    let _ = tokio::time::timeout(OPENING_WAIT, origin.opening.lock()).await;
+                    None
+                }
+            }
+        };
         inc(&self.metrics.pushes_sent);
-        let response = match self.client.execute(request).await {
+        let response = self.client.execute(request).await;
+        if response.is_ok() {
+            origin.mark_answered();
+        }
+        let response = match response {
             Ok(r) => r,
             Err(e) if e.is_timeout() => return Try::Again("push service timed out".into(), None),
             Err(e) => return Try::Again(format!("push service unreachable: {e}"), None),
