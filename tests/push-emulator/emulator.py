@@ -439,6 +439,10 @@ def main():
     )
     args = parser.parse_args()
 
+    # socketserver listens with a backlog of 5: a hundred pushes relayed at once (nginx opens
+    # an upstream connection for each) overflowed it, and a dropped SYN is sent again after
+    # the kernel's 1-s timeout, which showed as a push "arriving" a second late.
+    ThreadingHTTPServer.request_queue_size = 1024
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     # Hung requests are never joined: closing must not wait for them.
     server.block_on_close = False
