@@ -624,9 +624,9 @@ impl Application {
             let authority = authority.with_catch_up(ingest.clone());
             let authority: Arc<dyn tenwatch_broker::DeviceAuthority> = Arc::new(authority);
             {
-                let (store, feed) = (store.clone(), feed.clone());
+                let feed = feed.clone();
                 background.spawn(async move {
-                    let presence = run_presence(presence_rx, store, feed, supervision);
+                    let presence = run_presence(presence_rx, feed, supervision);
                     ("presence", presence.await)
                 });
             }

@@ -10,14 +10,13 @@ use std::sync::Arc;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-use tenwatch_broker::{
-    AuthRefusal, BoxFuture, DeviceAuthority, DeviceGrant, DisconnectReason, PresenceEvent,
-};
+use tenwatch_broker::{AuthRefusal, BoxFuture, DeviceAuthority, DeviceGrant, PresenceEvent};
 use tokio::sync::mpsc;
 
 use crate::domain::{now_ms, ClusterId, DeviceId};
 use crate::feed::{Feed, FeedEvent};
 use crate::metrics::{inc, Metrics};
+use crate::store::supervision::PresenceReport;
 use crate::store::Store;
 
 /// Presence events queued before the edge's reports are dropped (and counted).
@@ -151,18 +150,6 @@ pub async fn check_login(
     Ok(credential.cluster)
 }
 
-pub fn reason_text(reason: &DisconnectReason) -> String {
-    match reason {
-        DisconnectReason::Clean => "clean disconnect".into(),
-        DisconnectReason::KeepAliveTimeout => "keep-alive lost".into(),
-        DisconnectReason::ConnectionLost => "connection lost".into(),
-        DisconnectReason::Replaced => "replaced by a new connection".into(),
-        DisconnectReason::Violation(why) => format!("closed by the edge: {why}"),
-        DisconnectReason::RouterClosed => "broker closed the link".into(),
-        DisconnectReason::Shutdown => "gateway shutting down".into(),
-    }
-}
-
 /// Presence reports written at once, each device's in order: a device's reports go to one of
 /// these workers, picked by its id. One worker wrote a storm of 15,000 units coming back one
 /// report after another, each waiting for its own commit; the station saw them back a minute
@@ -172,7 +159,6 @@ const PRESENCE_WORKERS: usize = 16;
 /// Writes the edge's presence reports to the store and the station feed, in order per device.
 pub async fn run_presence(
     mut rx: mpsc::Receiver<PresenceEvent>,
-    store: Arc<dyn Store>,
     feed: Feed,
     supervision: crate::supervision::Supervision,
 ) -> anyhow::Result<()> {
@@ -180,8 +166,8 @@ pub async fn run_presence(
     let mut running = tokio::task::JoinSet::new();
     for _ in 0..PRESENCE_WORKERS {
         let (tx, worker_rx) = mpsc::channel(PRESENCE_QUEUE / PRESENCE_WORKERS);
-        let (store, feed, supervision) = (store.clone(), feed.clone(), supervision.clone());
-        running.spawn(presence_worker(worker_rx, store, feed, supervision));
+        let (feed, supervision) = (feed.clone(), supervision.clone());
+        running.spawn(presence_worker(worker_rx, feed, supervision));
         workers.push(tx);
     }
     while let Some(event) = rx.recv().await {
@@ -213,53 +199,41 @@ pub async fn run_presence(
     Ok(())
 }
 
-/// One worker of [`run_presence`]: its devices' reports, one after another.
+/// Reports a worker takes from its queue at once: stored and applied in one write.
+const PRESENCE_BATCH: usize = 64;
+
+/// One worker of [`run_presence`]: its devices' reports in order, what has queued up taken
+/// together (a storm of units coming back is a few writes, and each cluster touched is
+/// recounted once a write, not once a unit).
 async fn presence_worker(
     mut rx: mpsc::Receiver<PresenceEvent>,
-    store: Arc<dyn Store>,
     feed: Feed,
     supervision: crate::supervision::Supervision,
 ) {
-    while let Some(event) = rx.recv().await {
-        let (device, session, online, reason) = match &event {
-            PresenceEvent::Connected {
-                device, session, ..
-            } => (device, *session, true, None),
-            PresenceEvent::Disconnected {
-                device,
-                session,
-                reason,
-            } => (device, *session, false, Some(reason_text(reason))),
-            PresenceEvent::Subscribed { .. } | PresenceEvent::Refused { .. } => continue,
-        };
-        let Ok(id) = DeviceId::parse(device) else {
-            continue;
-        };
+    let mut events = Vec::with_capacity(PRESENCE_BATCH);
+    while rx.recv_many(&mut events, PRESENCE_BATCH).await > 0 {
         let now = now_ms();
-        if let Err(e) = store
-            .record_presence(&id, session, online, reason.as_deref(), now)
-            .await
-        {
-            tracing::error!(%device, error = %e, "presence not stored");
+        let reports: Vec<PresenceReport> = events
+            .drain(..)
+            .filter_map(|event| crate::supervision::presence_report(&event, now))
+            .collect();
+        if reports.is_empty() {
+            continue;
         }
-        // After the session is stored: supervision checks it is the device's latest.
-        supervision.presence(&event).await;
-        // Only the operators of the device's zone hear of it.
-        let zone = match store.device_credential(&id).await {
-            Ok(Some(credential)) => credential.zone,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(%device, error = %e, "presence not shown: no zone");
-                continue;
-            }
-        };
-        feed.publish(&FeedEvent::Device {
-            device,
-            zone: zone.as_str(),
-            online,
-            reason: reason.as_deref(),
-            at_ms: now,
-        });
+        // After each session is stored, in the same write: supervision checks it is the
+        // device's latest.
+        let zones = supervision.apply_presence(&reports).await;
+        for (report, zone) in reports.iter().zip(zones) {
+            // Only the operators of the device's zone hear of it.
+            let Some(zone) = zone else { continue };
+            feed.publish(&FeedEvent::Device {
+                device: report.device.as_str(),
+                zone: zone.as_str(),
+                online: report.online,
+                reason: report.disconnect_reason.as_deref(),
+                at_ms: report.seen_ms,
+            });
+        }
     }
 }
 

@@ -24,10 +24,10 @@ use serde::Serialize;
 use tenwatch_broker::{AuthRefusal, DisconnectReason, PresenceEvent};
 
 use crate::clock::Clock;
-use crate::domain::DeviceId;
+use crate::domain::{DeviceId, ZoneCode};
 use crate::feed::Feed;
 use crate::heartbeats::HeartbeatLedger;
-use crate::store::supervision::{PresenceEvidence, Report};
+use crate::store::supervision::{PresenceReport, Report};
 use crate::store::{Store, StoreResult};
 
 pub use crate::store::supervision::SupervisionPolicy;
@@ -78,6 +78,43 @@ pub fn offline_reason(reason: &DisconnectReason) -> Option<&'static str> {
         DisconnectReason::RouterClosed => Some("broker_closed"),
         DisconnectReason::Replaced | DisconnectReason::Shutdown => None,
     }
+}
+
+/// How the station reads why a session ended.
+pub fn reason_text(reason: &DisconnectReason) -> String {
+    match reason {
+        DisconnectReason::Clean => "clean disconnect".into(),
+        DisconnectReason::KeepAliveTimeout => "keep-alive lost".into(),
+        DisconnectReason::ConnectionLost => "connection lost".into(),
+        DisconnectReason::Replaced => "replaced by a new connection".into(),
+        DisconnectReason::Violation(why) => format!("closed by the edge: {why}"),
+        DisconnectReason::RouterClosed => "broker closed the link".into(),
+        DisconnectReason::Shutdown => "gateway shutting down".into(),
+    }
+}
+
+/// What the store keeps of a session opened or ended, seen at `now_ms`; `None` for any other
+/// event, or a device id that does not parse.
+pub fn presence_report(event: &PresenceEvent, now_ms: i64) -> Option<PresenceReport> {
+    let (device, session, online, reason) = match event {
+        PresenceEvent::Connected {
+            device, session, ..
+        } => (device, *session, true, None),
+        PresenceEvent::Disconnected {
+            device,
+            session,
+            reason,
+        } => (device, *session, false, Some(reason)),
+        PresenceEvent::Subscribed { .. } | PresenceEvent::Refused { .. } => return None,
+    };
+    Some(PresenceReport {
+        device: DeviceId::parse(device).ok()?,
+        session,
+        online,
+        disconnect_reason: reason.map(reason_text),
+        seen_ms: now_ms,
+        offline: reason.and_then(offline_reason),
+    })
 }
 
 /// Applied by the heartbeat ledger's module; named here too, beside the rest of supervision.
@@ -195,27 +232,10 @@ pub struct Supervision {
 }
 
 impl Supervision {
-    /// Applies an edge presence report; call it after the store recorded the session. A
-    /// refused login is only counted.
+    /// Applies one edge presence report: a session opened or ended is stored and supervised
+    /// ([`Supervision::apply_presence`]); a refused login is only counted.
     pub async fn presence(&self, event: &PresenceEvent) {
-        let (device, evidence) = match event {
-            PresenceEvent::Connected {
-                device, session, ..
-            } => (device, PresenceEvidence::Connected { session: *session }),
-            PresenceEvent::Disconnected {
-                device,
-                session,
-                reason,
-            } => match offline_reason(reason) {
-                Some(reason) => (
-                    device,
-                    PresenceEvidence::Disconnected {
-                        session: *session,
-                        reason,
-                    },
-                ),
-                None => return,
-            },
+        match event {
             PresenceEvent::Refused {
                 device,
                 peer,
@@ -223,24 +243,63 @@ impl Supervision {
             } => {
                 let now = self.clock.now_ms();
                 self.refusals.record(device, Some(peer.ip()), *refusal, now);
-                return;
             }
-            PresenceEvent::Subscribed { .. } => return,
-        };
-        let Ok(id) = DeviceId::parse(device) else {
-            return;
-        };
+            PresenceEvent::Subscribed { .. } => {}
+            PresenceEvent::Connected { .. } | PresenceEvent::Disconnected { .. } => {
+                if let Some(report) = presence_report(event, crate::domain::now_ms()) {
+                    self.apply_presence(&[report]).await;
+                }
+            }
+        }
+    }
+
+    /// Edge reports of sessions opened and ended, in the order they came: stored and applied
+    /// in one write ([`SupervisionStore::apply_presence`]), the reports published. Gives each
+    /// report's device zone (`None`: unknown device, or not stored). Should the write fail,
+    /// each report is tried alone, so that one that cannot be stored loses no other.
+    pub async fn apply_presence(&self, reports: &[PresenceReport]) -> Vec<Option<ZoneCode>> {
         if let Some(ledger) = &self.heartbeats {
-            ledger.forget(&id);
+            for report in reports.iter().filter(|r| r.evidence().is_some()) {
+                ledger.forget(&report.device);
+            }
         }
-        match self
+        let now = self.clock.now_ms();
+        let all = self
             .store
-            .supervise_presence(&id, evidence, &self.policy, self.clock.now_ms())
-            .await
-        {
-            Ok(reports) => self.feed.reports(&reports),
-            Err(e) => tracing::error!(%device, error = %e, "presence not supervised"),
-        }
+            .apply_presence(reports.to_vec(), &self.policy, now)
+            .await;
+        let applied = match all {
+            Ok(applied) => applied,
+            Err(e) if reports.len() > 1 => {
+                tracing::warn!(reports = reports.len(), error = %e,
+                    "presence reports not stored together: trying each alone");
+                let mut zones = Vec::with_capacity(reports.len());
+                for report in reports {
+                    let one = self
+                        .store
+                        .apply_presence(vec![report.clone()], &self.policy, now)
+                        .await;
+                    match one {
+                        Ok(applied) => {
+                            self.feed.reports(&applied.reports);
+                            zones.extend(applied.zones);
+                        }
+                        Err(e) => {
+                            tracing::error!(device = %report.device, error = %e, "presence not stored");
+                            zones.push(None);
+                        }
+                    }
+                }
+                return zones;
+            }
+            Err(e) => {
+                let device = reports.first().map(|r| r.device.as_str()).unwrap_or("");
+                tracing::error!(%device, error = %e, "presence not stored");
+                return vec![None; reports.len()];
+            }
+        };
+        self.feed.reports(&applied.reports);
+        applied.zones
     }
 
     /// Applies every deadline due now; returns the reports (also published).

@@ -22,7 +22,7 @@ use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
 use tenwatch_gateway::store::accounts::NewAccount;
 use tenwatch_gateway::store::push::{NewPushSubscription, VapidKeyPair};
 use tenwatch_gateway::store::supervision::{
-    DeviceReportKind, PresenceEvidence, Report, SupervisionPolicy,
+    DeviceReportKind, DeviceState, PresenceEvidence, PresenceReport, Report, SupervisionPolicy,
 };
 use tenwatch_gateway::store::{
     AlertFilter, AlertSummary, Applied, CancelOutcome, ListWindow, NewCluster, NewHousehold,
@@ -45,6 +45,7 @@ store_tests!(
     accounts_sessions_and_duty,
     push_subscriptions_outcomes_and_checkins,
     a_stale_disconnect_does_not_hide_a_reconnect,
+    presence_reports_taken_together_apply_each_in_order,
     two_gateways_racing_fire_each_ring_once,
     two_gateways_racing_raise_a_repeated_press_once,
     two_gateways_sweeping_at_once_report_each_silent_device_once,
@@ -1227,6 +1228,140 @@ async fn a_stale_disconnect_does_not_hide_a_reconnect(db: TestDb) {
     let d0 = map.devices.iter().find(|m| m.id == d.as_str()).unwrap();
     assert_eq!(d0.disconnect_reason.as_deref(), Some("gateway restart"));
     assert_eq!(d0.last_seen_ms, Some(6));
+}
+
+fn connected(device: &DeviceId, session: u64, at_ms: i64) -> PresenceReport {
+    PresenceReport {
+        device: device.clone(),
+        session,
+        online: true,
+        disconnect_reason: None,
+        seen_ms: at_ms,
+        offline: None,
+    }
+}
+
+fn lost(device: &DeviceId, session: u64, at_ms: i64) -> PresenceReport {
+    PresenceReport {
+        device: device.clone(),
+        session,
+        online: false,
+        disconnect_reason: Some("connection lost".into()),
+        seen_ms: at_ms,
+        offline: Some("connection_lost"),
+    }
+}
+
+/// What the edge reported, taken in one write as the presence workers take what has queued up:
+/// each report applies in order, as if alone; a stale one changes nothing; an unknown device
+/// has no zone; every cluster touched is counted as the last report left it.
+async fn presence_reports_taken_together_apply_each_in_order(db: TestDb) {
+    let store = db.open().await;
+    let creds = seed_demo(store.as_ref(), 2).await.unwrap();
+    // A cluster is flagged under 9 households of 10.
+    let policy = SupervisionPolicy {
+        coverage_min_percent: 90,
+        ..SupervisionPolicy::default()
+    };
+    let unknown = DeviceId::parse("d-11010501-999-01-a").unwrap();
+    // Both clusters' twenty units come back at once, and a login for a device the registry
+    // does not have is reported too.
+    let mut reports: Vec<PresenceReport> = (0..20)
+        .map(|i| connected(&device(&creds, i), i as u64 + 1, T0))
+        .collect();
+    reports.insert(5, connected(&unknown, 100, T0));
+    let applied = store
+        .apply_presence(reports.clone(), &policy, T0)
+        .await
+        .unwrap();
+    assert_eq!(applied.zones.len(), 21);
+    assert_eq!(applied.zones[5], None, "no such device");
+    assert!(applied
+        .zones
+        .iter()
+        .enumerate()
+        .all(|(i, z)| i == 5 || z.as_ref() == Some(&zone())));
+    assert_eq!(store.counts().await.unwrap().devices_online, 20);
+    let clusters = store.cluster_health(&[zone()], &policy).await.unwrap();
+    assert_eq!(
+        clusters
+            .iter()
+            .map(|c| (c.households, c.reachable))
+            .collect::<Vec<_>>(),
+        [(10, 10), (10, 10)]
+    );
+
+    // Then, in one write: unit 0 loses its connection and comes back on a new session; unit 1
+    // loses its connection; unit 2's old session 0 ending late says nothing.
+    let (d0, d1, d2) = (device(&creds, 0), device(&creds, 1), device(&creds, 2));
+    let at = T0 + 1_000;
+    let applied = store
+        .apply_presence(
+            vec![
+                lost(&d0, 1, at),
+                connected(&d0, 30, at),
+                lost(&d1, 2, at),
+                lost(&d2, 0, at),
+            ],
+            &policy,
+            at,
+        )
+        .await
+        .unwrap();
+    let offline: Vec<&str> = applied
+        .reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Device(d) if d.event == DeviceReportKind::Offline => Some(d.device.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offline, [d0.as_str(), d1.as_str()]);
+    // The station hears once that the first cluster fell below: counted after the write's
+    // last report (8 of 10), not after each.
+    let coverage: Vec<(String, u32, bool)> = applied
+        .reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Coverage(c) => Some((c.cluster.as_str().to_owned(), c.reachable, c.below)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(coverage, [(creds[0].cluster.clone(), 8, true)]);
+    assert_eq!(store.counts().await.unwrap().devices_online, 19);
+    let map = store.zone_map(&[zone()]).await.unwrap();
+    let row = |d: &DeviceId| map.devices.iter().find(|m| m.id == d.as_str()).unwrap();
+    assert!(row(&d0).online && !row(&d1).online && row(&d2).online);
+    // Supervision saw the same: unit 0 online again (since the reconnect), 1 offline, 2
+    // online since the first write.
+    let mut states = Vec::new();
+    for d in [&d0, &d1, &d2] {
+        let health = store.device_health(d, &policy, at).await.unwrap().unwrap();
+        states.push((health.health.state, health.health.since_ms));
+    }
+    assert_eq!(
+        states,
+        [
+            (DeviceState::Online, Some(at)),
+            (DeviceState::Offline, Some(at)),
+            (DeviceState::Online, Some(T0)),
+        ]
+    );
+    assert_eq!(
+        row(&d1).disconnect_reason.as_deref(),
+        Some("connection lost")
+    );
+    assert_eq!(row(&d1).last_seen_ms, Some(at));
+    // Unit 0 is back but its offline episode has not settled: its household is not counted on
+    // yet, nor unit 1's.
+    let clusters = store.cluster_health(&[zone()], &policy).await.unwrap();
+    assert_eq!(
+        clusters
+            .iter()
+            .map(|c| (c.households, c.reachable))
+            .collect::<Vec<_>>(),
+        [(10, 8), (10, 10)]
+    );
 }
 
 /// Two stores on one database, as two gateways: both see the same overdue rings and try to

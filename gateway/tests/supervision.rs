@@ -91,32 +91,9 @@ impl Rig {
         self.creds[i].device.clone()
     }
 
-    /// What `devices::run_presence` does with an edge report: store the session, then supervise.
+    /// What `devices::run_presence` does with an edge report: the session stored and
+    /// supervised in one write.
     async fn presence(&self, event: PresenceEvent) {
-        let now = self.sup.clock.now_ms();
-        match &event {
-            PresenceEvent::Connected {
-                device, session, ..
-            } => {
-                let id = DeviceId::parse(device).expect("device id");
-                self.sup
-                    .store
-                    .record_presence(&id, *session, true, None, now)
-                    .await
-                    .expect("presence stored");
-            }
-            PresenceEvent::Disconnected {
-                device, session, ..
-            } => {
-                let id = DeviceId::parse(device).expect("device id");
-                self.sup
-                    .store
-                    .record_presence(&id, *session, false, Some("test"), now)
-                    .await
-                    .expect("presence stored");
-            }
-            PresenceEvent::Refused { .. } | PresenceEvent::Subscribed { .. } => {}
-        }
         self.sup.presence(&event).await;
     }
 

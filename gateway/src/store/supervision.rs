@@ -124,6 +124,47 @@ pub enum PresenceEvidence<'a> {
 // A refused login is no evidence at all: it is not the device's (see
 // `crate::supervision::LoginRefusals`).
 
+/// One edge presence report, for [`SupervisionStore::apply_presence`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceReport {
+    pub device: DeviceId,
+    pub session: u64,
+    /// The session is open (connected) or ended.
+    pub online: bool,
+    /// Why the session ended, as stored on the device's row; `None` while it is open.
+    pub disconnect_reason: Option<String>,
+    /// When the edge saw it (the row's `last_seen_ms`).
+    pub seen_ms: i64,
+    /// The offline reason code when an ended session is evidence; `None` for one that says
+    /// nothing about the device (replaced by a new one, the gateway shutting down).
+    pub offline: Option<&'static str>,
+}
+
+impl PresenceReport {
+    /// What the report tells supervision, if anything.
+    pub fn evidence(&self) -> Option<PresenceEvidence<'static>> {
+        match (self.online, self.offline) {
+            (true, _) => Some(PresenceEvidence::Connected {
+                session: self.session,
+            }),
+            (false, Some(reason)) => Some(PresenceEvidence::Disconnected {
+                session: self.session,
+                reason,
+            }),
+            (false, None) => None,
+        }
+    }
+}
+
+/// What [`SupervisionStore::apply_presence`] gives back.
+#[derive(Debug, Default)]
+pub struct PresenceApplied {
+    /// What the station must be told (devices offline, clusters' coverage).
+    pub reports: Vec<Report>,
+    /// For each report in turn, its device's zone; `None` when no such device is registered.
+    pub zones: Vec<Option<ZoneCode>>,
+}
+
 /// What a report is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -341,6 +382,17 @@ pub trait SupervisionStore: Send + Sync + 'static {
         policy: &SupervisionPolicy,
         now_ms: i64,
     ) -> StoreResult<Vec<Report>>;
+    /// Edge presence reports in the order they came, in one write: each session is stored on
+    /// its device's row (as [`super::Store::record_presence`]) and, when it is evidence, applied
+    /// to the device's supervision (as [`SupervisionStore::supervise_presence`]); the clusters
+    /// touched are recounted once, at the end. Gives what the station must be told and, for
+    /// each report in turn, its device's zone (`None`: no such device).
+    async fn apply_presence(
+        &self,
+        reports: Vec<PresenceReport>,
+        policy: &SupervisionPolicy,
+        now_ms: i64,
+    ) -> StoreResult<PresenceApplied>;
     /// At start-up no session survives: devices that were online get a full interval and
     /// grace from now to come back before they count as offline, so a gateway restart is not
     /// reported as thousands of dead buttons. Returns how many.

@@ -1039,26 +1039,18 @@ impl Store for Backend {
         reason: Option<&str>,
         now_ms: i64,
     ) -> StoreResult<()> {
-        let sql = if online {
-            "UPDATE devices SET online = TRUE, session = $1, disconnect_reason = $2, \
-             last_seen_ms = $3 WHERE id = $4"
-        } else {
-            // Only the device's latest session may mark it offline: an older one ending late
-            // (a reconnect replaced it) must not hide that the device is back.
-            "UPDATE devices SET online = FALSE, session = $1, disconnect_reason = $2, \
-             last_seen_ms = $3 WHERE id = $4 AND (session IS NULL OR session <= $1)"
-        };
         let (device, reason) = (device.clone(), reason.map(str::to_owned));
         self.write(Commit::Statement, move |conn| {
             Box::pin(async move {
-                sqlx::query(sql)
-                    .bind(session as i64)
-                    .bind(reason)
-                    .bind(now_ms)
-                    .bind(device.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-                Ok(())
+                super::supervision::store_session(
+                    conn,
+                    &device,
+                    session,
+                    online,
+                    reason.as_deref(),
+                    now_ms,
+                )
+                .await
             })
         })
         .await

@@ -20,9 +20,9 @@ use crate::store::rows;
 use crate::store::supervision::{
     coverage_change, coverage_problem, health_changes, next_deadline, presence_step, Changes,
     ClusterHealth, CoverageEntry, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
-    DeviceReportKind, DeviceRow, DeviceState, FastHeartbeat, HistoryEntry, Leader,
-    PresenceEvidence, PresenceStep, Problem, ProblemFilter, Report, SupervisionPolicy,
-    SupervisionStore, DUE_BATCH,
+    DeviceReportKind, DeviceRow, DeviceState, FastHeartbeat, HistoryEntry, Leader, PresenceApplied,
+    PresenceEvidence, PresenceReport, PresenceStep, Problem, ProblemFilter, Report,
+    SupervisionPolicy, SupervisionStore, DUE_BATCH,
 };
 use crate::store::{corrupt, StoreError, StoreResult};
 
@@ -139,6 +139,35 @@ async fn close_problem(tx: &mut Conn, id: i64, now_ms: i64) -> StoreResult<()> {
     .bind(id)
     .execute(&mut *tx)
     .await?;
+    Ok(())
+}
+
+/// Stores an edge session on its device's row: open (`online`) or ended, why, and when the
+/// edge saw it.
+pub(super) async fn store_session(
+    conn: &mut Conn,
+    device: &DeviceId,
+    session: u64,
+    online: bool,
+    reason: Option<&str>,
+    seen_ms: i64,
+) -> StoreResult<()> {
+    let sql = if online {
+        "UPDATE devices SET online = TRUE, session = $1, disconnect_reason = $2, \
+         last_seen_ms = $3 WHERE id = $4"
+    } else {
+        // Only the device's latest session may mark it offline: an older one ending late
+        // (a reconnect replaced it) must not hide that the device is back.
+        "UPDATE devices SET online = FALSE, session = $1, disconnect_reason = $2, \
+         last_seen_ms = $3 WHERE id = $4 AND (session IS NULL OR session <= $1)"
+    };
+    sqlx::query(sql)
+        .bind(session as i64)
+        .bind(reason)
+        .bind(seen_ms)
+        .bind(device.as_str())
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 
@@ -472,6 +501,55 @@ impl SupervisionStore for Backend {
                 }
                 refresh_coverage(conn, &policy, now_ms, &mut changes).await?;
                 Ok(changes.reports)
+            })
+        })
+        .await
+    }
+
+    async fn apply_presence(
+        &self,
+        reports: Vec<PresenceReport>,
+        policy: &SupervisionPolicy,
+        now_ms: i64,
+    ) -> StoreResult<PresenceApplied> {
+        let policy = *policy;
+        self.write(Commit::Transaction, move |conn| {
+            Box::pin(async move {
+                let mut changes = Changes::default();
+                let mut zones = Vec::with_capacity(reports.len());
+                for report in &reports {
+                    store_session(
+                        conn,
+                        &report.device,
+                        report.session,
+                        report.online,
+                        report.disconnect_reason.as_deref(),
+                        report.seen_ms,
+                    )
+                    .await?;
+                    let Some(mut row) = load_device(conn, &report.device).await? else {
+                        zones.push(None);
+                        continue;
+                    };
+                    zones.push(Some(row.zone.clone()));
+                    let Some(evidence) = report.evidence() else {
+                        continue;
+                    };
+                    match presence_step(&row, evidence) {
+                        PresenceStep::Online(why) => {
+                            go_online(conn, &mut row, why, &policy, now_ms, &mut changes).await?
+                        }
+                        PresenceStep::Offline(reason) => {
+                            go_offline(conn, &mut row, reason, now_ms, &mut changes).await?
+                        }
+                        PresenceStep::Ignore => {}
+                    }
+                }
+                refresh_coverage(conn, &policy, now_ms, &mut changes).await?;
+                Ok(PresenceApplied {
+                    reports: changes.reports,
+                    zones,
+                })
             })
         })
         .await
