@@ -22,7 +22,7 @@ use tenwatch_gateway::seed::{seed_demo, Credential, DEMO_ZONE};
 use tenwatch_gateway::store::accounts::NewAccount;
 use tenwatch_gateway::store::push::{NewPushSubscription, VapidKeyPair};
 use tenwatch_gateway::store::supervision::{
-    DeviceReportKind, DeviceState, PresenceEvidence, PresenceReport, Report, SupervisionPolicy,
+    DeviceReportKind, DeviceState, PresenceReport, Report, SupervisionPolicy,
 };
 use tenwatch_gateway::store::{
     AlertFilter, AlertSummary, Applied, CancelOutcome, ListWindow, NewCluster, NewHousehold,
@@ -1204,23 +1204,17 @@ async fn a_stale_disconnect_does_not_hide_a_reconnect(db: TestDb) {
     let store = db.open().await;
     let creds = seed_demo(store.as_ref(), 1).await.unwrap();
     let d = device(&creds, 0);
-    store.record_presence(&d, 1, true, None, 1).await.unwrap();
-    store.record_presence(&d, 2, true, None, 2).await.unwrap();
-    store
-        .record_presence(&d, 1, false, Some("replaced"), 3)
-        .await
-        .unwrap();
+    let s = store.as_ref();
+    report_each(s, &[connected(&d, 1, 1), connected(&d, 2, 2)]).await;
+    report_each(s, &[session(&d, 1, false, Some("replaced"), 3)]).await;
     assert_eq!(store.counts().await.unwrap().devices_online, 1);
-    store
-        .record_presence(&d, 2, false, Some("clean"), 4)
-        .await
-        .unwrap();
+    report_each(s, &[session(&d, 2, false, Some("clean"), 4)]).await;
     assert_eq!(store.counts().await.unwrap().devices_online, 0);
-    store.record_presence(&d, 3, true, None, 5).await.unwrap();
-    store
-        .record_presence(&device(&creds, 1), 4, true, None, 5)
-        .await
-        .unwrap();
+    report_each(
+        s,
+        &[connected(&d, 3, 5), connected(&device(&creds, 1), 4, 5)],
+    )
+    .await;
     assert_eq!(store.counts().await.unwrap().devices_online, 2);
     store.reset_presence("gateway restart", 6).await.unwrap();
     assert_eq!(store.counts().await.unwrap().devices_online, 0);
@@ -1230,26 +1224,55 @@ async fn a_stale_disconnect_does_not_hide_a_reconnect(db: TestDb) {
     assert_eq!(d0.last_seen_ms, Some(6));
 }
 
-fn connected(device: &DeviceId, session: u64, at_ms: i64) -> PresenceReport {
+/// A session opened or ended as the edge reports it; an ended one moves no supervision (as
+/// a replaced session's end).
+fn session(
+    device: &DeviceId,
+    session: u64,
+    online: bool,
+    reason: Option<&str>,
+    at_ms: i64,
+) -> PresenceReport {
     PresenceReport {
         device: device.clone(),
         session,
-        online: true,
-        disconnect_reason: None,
+        online,
+        disconnect_reason: reason.map(str::to_owned),
         seen_ms: at_ms,
         offline: None,
     }
 }
 
-fn lost(device: &DeviceId, session: u64, at_ms: i64) -> PresenceReport {
+fn connected(device: &DeviceId, session_id: u64, at_ms: i64) -> PresenceReport {
+    session(device, session_id, true, None, at_ms)
+}
+
+/// A session lost: the device offline, if it was its latest.
+fn lost(device: &DeviceId, session_id: u64, at_ms: i64) -> PresenceReport {
     PresenceReport {
-        device: device.clone(),
-        session,
-        online: false,
-        disconnect_reason: Some("connection lost".into()),
-        seen_ms: at_ms,
         offline: Some("connection_lost"),
+        ..session(device, session_id, false, Some("connection lost"), at_ms)
     }
+}
+
+/// Each session report in a write of its own, as the edge's reports come one at a time.
+async fn report_each(store: &dyn Store, reports: &[PresenceReport]) {
+    let policy = SupervisionPolicy::default();
+    for report in reports {
+        store
+            .apply_presence(vec![report.clone()], &policy, report.seen_ms)
+            .await
+            .unwrap();
+    }
+}
+
+/// Households and reachable households of each of the zone's clusters.
+async fn reachable(store: &dyn Store, policy: &SupervisionPolicy) -> Vec<(u32, u32)> {
+    let clusters = store.cluster_health(&[zone()], policy).await.unwrap();
+    clusters
+        .iter()
+        .map(|c| (c.households, c.reachable))
+        .collect()
 }
 
 /// What the edge reported, taken in one write as the presence workers take what has queued up:
@@ -1282,12 +1305,8 @@ async fn presence_reports_taken_together_apply_each_in_order(db: TestDb) {
         .enumerate()
         .all(|(i, z)| i == 5 || z.as_ref() == Some(&zone())));
     assert_eq!(store.counts().await.unwrap().devices_online, 20);
-    let clusters = store.cluster_health(&[zone()], &policy).await.unwrap();
     assert_eq!(
-        clusters
-            .iter()
-            .map(|c| (c.households, c.reachable))
-            .collect::<Vec<_>>(),
+        reachable(store.as_ref(), &policy).await,
         [(10, 10), (10, 10)]
     );
 
@@ -1354,12 +1373,8 @@ async fn presence_reports_taken_together_apply_each_in_order(db: TestDb) {
     assert_eq!(row(&d1).last_seen_ms, Some(at));
     // Unit 0 is back but its offline episode has not settled: its household is not counted on
     // yet, nor unit 1's.
-    let clusters = store.cluster_health(&[zone()], &policy).await.unwrap();
     assert_eq!(
-        clusters
-            .iter()
-            .map(|c| (c.households, c.reachable))
-            .collect::<Vec<_>>(),
+        reachable(store.as_ref(), &policy).await,
         [(10, 8), (10, 10)]
     );
 }
@@ -1444,10 +1459,7 @@ async fn two_gateways_sweeping_at_once_report_each_silent_device_once(db: TestDb
     for (i, c) in creds.iter().enumerate() {
         let d = DeviceId::parse(&c.device).unwrap();
         let session = i as u64 + 1;
-        one.record_presence(&d, session, true, None, T0)
-            .await
-            .unwrap();
-        one.supervise_presence(&d, PresenceEvidence::Connected { session }, &policy, T0)
+        one.apply_presence(vec![connected(&d, session, T0)], &policy, T0)
             .await
             .unwrap();
     }

@@ -582,16 +582,16 @@ impl Rig {
         let id = DeviceId::parse(device).unwrap();
         let now = self.sup.clock.now_ms();
         let store = &self.sup.store;
-        store
-            .record_presence(&id, session, false, Some("test"), now)
-            .await
-            .unwrap();
-        let lost = tenwatch_gateway::store::supervision::PresenceEvidence::Disconnected {
+        let lost = tenwatch_gateway::store::supervision::PresenceReport {
+            device: id,
             session,
-            reason: "connection_lost",
+            online: false,
+            disconnect_reason: Some("test".into()),
+            seen_ms: now,
+            offline: Some("connection_lost"),
         };
         store
-            .supervise_presence(&id, lost, &self.sup.policy, now)
+            .apply_presence(vec![lost], &self.sup.policy, now)
             .await
             .unwrap();
     }

@@ -14,7 +14,7 @@ use anyhow::Context;
 use backends::app_on;
 use serde_json::json;
 use tenwatch_gateway::domain::DeviceId;
-use tenwatch_gateway::store::supervision::{PresenceEvidence, SupervisionPolicy};
+use tenwatch_gateway::store::supervision::{PresenceReport, SupervisionPolicy};
 use tenwatch_gateway::store::Store;
 use tenwatch_tests::*;
 
@@ -106,21 +106,16 @@ async fn presence(
     online: bool,
     at_ms: i64,
 ) -> anyhow::Result<()> {
-    let d = DeviceId::parse(device)?;
-    let policy = SupervisionPolicy::default();
-    let reason = (!online).then_some("connection_lost");
-    store
-        .record_presence(&d, session, online, reason, at_ms)
-        .await?;
-    let evidence = match online {
-        true => PresenceEvidence::Connected { session },
-        false => PresenceEvidence::Disconnected {
-            session,
-            reason: "connection_lost",
-        },
+    let report = PresenceReport {
+        device: DeviceId::parse(device)?,
+        session,
+        online,
+        disconnect_reason: (!online).then(|| "connection_lost".to_owned()),
+        seen_ms: at_ms,
+        offline: (!online).then_some("connection_lost"),
     };
     store
-        .supervise_presence(&d, evidence, &policy, at_ms)
+        .apply_presence(vec![report], &SupervisionPolicy::default(), at_ms)
         .await?;
     Ok(())
 }

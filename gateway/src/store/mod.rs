@@ -585,14 +585,6 @@ pub trait Store:
     async fn alert_detail(&self, id: AlertId) -> StoreResult<Option<AlertDetail>>;
 
     // --- devices ---
-    async fn record_presence(
-        &self,
-        device: &DeviceId,
-        session: u64,
-        online: bool,
-        reason: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<()>;
     /// Marks every device offline (at start-up: no session survives a restart).
     async fn reset_presence(&self, reason: &str, now_ms: i64) -> StoreResult<()>;
 

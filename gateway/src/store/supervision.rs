@@ -374,18 +374,10 @@ pub trait SupervisionStore: Send + Sync + 'static {
         &self,
         beats: Vec<FastHeartbeat>,
     ) -> StoreResult<std::collections::HashSet<String>>;
-    /// An edge presence report, applied after [`super::Store::record_presence`].
-    async fn supervise_presence(
-        &self,
-        device: &DeviceId,
-        evidence: PresenceEvidence<'_>,
-        policy: &SupervisionPolicy,
-        now_ms: i64,
-    ) -> StoreResult<Vec<Report>>;
     /// Edge presence reports in the order they came, in one write: each session is stored on
-    /// its device's row (as [`super::Store::record_presence`]) and, when it is evidence, applied
-    /// to the device's supervision (as [`SupervisionStore::supervise_presence`]); the clusters
-    /// touched are recounted once, at the end. Gives what the station must be told and, for
+    /// its device's row (an ended one only if it is the device's latest) and, when it is
+    /// evidence, applied to the device's supervision; the clusters touched are recounted once,
+    /// at the end. Gives what the station must be told and, for
     /// each report in turn, its device's zone (`None`: no such device).
     async fn apply_presence(
         &self,

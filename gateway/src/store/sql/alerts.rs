@@ -1031,31 +1031,6 @@ impl Store for Backend {
         }))
     }
 
-    async fn record_presence(
-        &self,
-        device: &DeviceId,
-        session: u64,
-        online: bool,
-        reason: Option<&str>,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        let (device, reason) = (device.clone(), reason.map(str::to_owned));
-        self.write(Commit::Statement, move |conn| {
-            Box::pin(async move {
-                super::supervision::store_session(
-                    conn,
-                    &device,
-                    session,
-                    online,
-                    reason.as_deref(),
-                    now_ms,
-                )
-                .await
-            })
-        })
-        .await
-    }
-
     async fn reset_presence(&self, reason: &str, now_ms: i64) -> StoreResult<()> {
         sqlx::query(
             "UPDATE devices SET online = FALSE, session = NULL, disconnect_reason = $1, \

@@ -21,8 +21,8 @@ use crate::store::supervision::{
     coverage_change, coverage_problem, health_changes, next_deadline, presence_step, Changes,
     ClusterHealth, CoverageEntry, CoverageReport, DeviceFilter, DeviceHealth, DeviceHealthDetail,
     DeviceReportKind, DeviceRow, DeviceState, FastHeartbeat, HistoryEntry, Leader, PresenceApplied,
-    PresenceEvidence, PresenceReport, PresenceStep, Problem, ProblemFilter, Report,
-    SupervisionPolicy, SupervisionStore, DUE_BATCH,
+    PresenceReport, PresenceStep, Problem, ProblemFilter, Report, SupervisionPolicy,
+    SupervisionStore, DUE_BATCH,
 };
 use crate::store::{corrupt, StoreError, StoreResult};
 
@@ -144,7 +144,7 @@ async fn close_problem(tx: &mut Conn, id: i64, now_ms: i64) -> StoreResult<()> {
 
 /// Stores an edge session on its device's row: open (`online`) or ended, why, and when the
 /// edge saw it.
-pub(super) async fn store_session(
+async fn store_session(
     conn: &mut Conn,
     device: &DeviceId,
     session: u64,
@@ -473,45 +473,14 @@ impl SupervisionStore for Backend {
         self.fast_heartbeats(beats).await
     }
 
-    async fn supervise_presence(
-        &self,
-        device: &DeviceId,
-        evidence: PresenceEvidence<'_>,
-        policy: &SupervisionPolicy,
-        now_ms: i64,
-    ) -> StoreResult<Vec<Report>> {
-        // Through the writer, like every busy write: a storm of units coming back is committed
-        // in groups, and the presses' commits are not queued behind a transaction each.
-        let (device, policy) = (device.clone(), *policy);
-        let evidence = OwnedEvidence::from(evidence);
-        self.write(Commit::Transaction, move |conn| {
-            Box::pin(async move {
-                let Some(mut row) = load_device(conn, &device).await? else {
-                    return Ok(Vec::new());
-                };
-                let mut changes = Changes::default();
-                match presence_step(&row, evidence.borrowed()) {
-                    PresenceStep::Online(why) => {
-                        go_online(conn, &mut row, why, &policy, now_ms, &mut changes).await?
-                    }
-                    PresenceStep::Offline(reason) => {
-                        go_offline(conn, &mut row, reason, now_ms, &mut changes).await?
-                    }
-                    PresenceStep::Ignore => {}
-                }
-                refresh_coverage(conn, &policy, now_ms, &mut changes).await?;
-                Ok(changes.reports)
-            })
-        })
-        .await
-    }
-
     async fn apply_presence(
         &self,
         reports: Vec<PresenceReport>,
         policy: &SupervisionPolicy,
         now_ms: i64,
     ) -> StoreResult<PresenceApplied> {
+        // Through the writer, like every busy write: a storm of units coming back is committed
+        // in groups, and the presses' commits are not queued behind a transaction each.
         let policy = *policy;
         self.write(Commit::Transaction, move |conn| {
             Box::pin(async move {
@@ -813,36 +782,4 @@ async fn device_history(
     .fetch_all(store.reads())
     .await?;
     rows.iter().map(rows::history_entry).collect()
-}
-
-/// [`PresenceEvidence`] that a queued write can carry.
-enum OwnedEvidence {
-    Connected { session: u64 },
-    Disconnected { session: u64, reason: String },
-}
-
-impl From<PresenceEvidence<'_>> for OwnedEvidence {
-    fn from(evidence: PresenceEvidence<'_>) -> Self {
-        match evidence {
-            PresenceEvidence::Connected { session } => OwnedEvidence::Connected { session },
-            PresenceEvidence::Disconnected { session, reason } => OwnedEvidence::Disconnected {
-                session,
-                reason: reason.to_owned(),
-            },
-        }
-    }
-}
-
-impl OwnedEvidence {
-    fn borrowed(&self) -> PresenceEvidence<'_> {
-        match self {
-            OwnedEvidence::Connected { session } => {
-                PresenceEvidence::Connected { session: *session }
-            }
-            OwnedEvidence::Disconnected { session, reason } => PresenceEvidence::Disconnected {
-                session: *session,
-                reason,
-            },
-        }
-    }
 }
